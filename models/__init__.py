@@ -1,0 +1,1 @@
+"""Shipped phototox model weights (see MODEL_CARD.md and registry.json)."""

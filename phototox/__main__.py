@@ -1,0 +1,7 @@
+"""python -m phototox"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Expert annotation web app (the DeadNet survey site), its report and export."""

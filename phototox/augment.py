@@ -1,0 +1,169 @@
+"""DeadNet's data augmentations, each a pure function of (image, random generator).
+
+The paper (Richmond et al., 2017) augments phase-contrast crops with a thin-plate-spline warp
+(control points on a 128 px grid), the eight rotations/mirrors, Gaussian blur with sigma drawn
+from 1.1-1.5 px, overlapping 256x256 crops with stride 128, a time window of frames sharing one
+label, additive Gaussian noise after normalisation and a random 220x220 crop from each 256 crop.
+:class:`AugmentConfig` switches each on or off; randomness comes only from the generator passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+CROP = 256
+CROP_STRIDE = 128
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentations run during training, with their parameters."""
+
+    tps_warp: bool = True
+    tps_grid: int = 128
+    tps_displacement_std: float = 4.0
+    dihedral: bool = True
+    blur: bool = True
+    blur_sigma: tuple[float, float] = (1.1, 1.5)
+    blur_probability: float = 0.5
+    random_crop: bool = True
+    time_window: bool = True
+    noise: bool = True
+    noise_std: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        """All augmentations off (evaluation)."""
+        return cls(tps_warp=False, dihedral=False, blur=False, random_crop=False,
+                   time_window=False, noise=False)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AugmentConfig":
+        values = dict(values)
+        if "blur_sigma" in values:
+            values["blur_sigma"] = tuple(values["blur_sigma"])
+        return cls(**values)
+
+
+def tile_origins(height: int, width: int, size: int = CROP, stride: int = CROP_STRIDE) -> list[tuple[int, int]]:
+    """Top-left corners of overlapping ``size`` crops every ``stride`` px (54 for 1344x1024)."""
+    size_y, size_x = min(size, height), min(size, width)
+    ys = range(0, height - size_y + 1, stride)
+    xs = range(0, width - size_x + 1, stride)
+    return [(y, x) for y in ys for x in xs]
+
+
+def _tps_kernel(r2: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = r2 * np.log(r2)
+    return np.nan_to_num(out)
+
+
+def tps_coordinates(shape: tuple[int, int], control: np.ndarray, displaced: np.ndarray,
+                    step: int = 1) -> np.ndarray:
+    """Sampling coordinates (2, H, W) of the thin-plate spline taking ``control`` to ``displaced``.
+
+    ``control`` and ``displaced`` are (N, 2) arrays of (y, x). The spline interpolates the
+    displacements exactly at the control points and reproduces any affine map exactly. With
+    ``step > 1`` it is evaluated every ``step`` px and interpolated linearly in between (the
+    spline is smooth on the scale of its 128 px grid, so this changes it by far less than a pixel).
+    """
+    if step > 1:
+        coarse_shape = (-(-(shape[0] - 1) // step) + 1, -(-(shape[1] - 1) // step) + 1)
+        coarse = tps_coordinates(coarse_shape, control / step, displaced / step)
+        yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64) / step
+        return np.stack([ndimage.map_coordinates(c, [yy, xx], order=1, mode="nearest") * step
+                         for c in coarse])
+    n = len(control)
+    k = _tps_kernel(((control[:, None, :] - control[None, :, :]) ** 2).sum(-1))
+    p = np.hstack([np.ones((n, 1)), control])
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n], system[:n, n:], system[n:, :n] = k, p, p.T
+    rhs = np.zeros((n + 3, 2))
+    rhs[:n] = displaced
+    params = np.linalg.solve(system, rhs)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    points = np.stack([yy.ravel(), xx.ravel()], axis=1)
+    u = _tps_kernel(((points[:, None, :] - control[None, :, :]) ** 2).sum(-1))
+    mapped = u @ params[:n] + params[n] + points @ params[n + 1:]
+    return mapped.T.reshape(2, *shape)
+
+
+def tps_control_grid(shape: tuple[int, int], spacing: int) -> np.ndarray:
+    """Control points on a regular ``spacing`` px grid covering the image, corners included."""
+    ys = np.unique(np.append(np.arange(0, shape[0], spacing), shape[0] - 1))
+    xs = np.unique(np.append(np.arange(0, shape[1], spacing), shape[1] - 1))
+    return np.array([(y, x) for y in ys for x in xs], dtype=np.float64)
+
+
+def tps_warp(image: np.ndarray, rng: np.random.Generator, spacing: int = 128,
+             displacement_std: float = 4.0) -> np.ndarray:
+    """Warp smoothly: control points on a ``spacing`` grid move by N(0, std) px each."""
+    control = tps_control_grid(image.shape, spacing)
+    displaced = control + rng.normal(0.0, displacement_std, size=control.shape)
+    coords = tps_coordinates(image.shape, control, displaced, step=8)
+    return ndimage.map_coordinates(image, coords, order=1, mode="reflect").astype(image.dtype)
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """One of the eight rotations/mirrors of the square (k in 0..7)."""
+    if not 0 <= k < 8:
+        raise ValueError(f"dihedral index must be 0..7, got {k}")
+    out = np.rot90(image, k % 4)
+    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with reflecting borders."""
+    return ndimage.gaussian_filter(image, sigma, mode="reflect").astype(image.dtype)
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size`` x ``size`` crop (the whole image if it is that size)."""
+    h, w = image.shape
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return image[y:y + size, x:x + size]
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` crop."""
+    h, w = image.shape
+    y, x = (h - size) // 2, (w - size) // 2
+    return image[y:y + size, x:x + size]
+
+
+def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Additive Gaussian noise (applied after normalisation)."""
+    return (image + rng.normal(0.0, std, size=image.shape)).astype(np.float32)
+
+
+@dataclass
+class Augmenter:
+    """Applies an :class:`AugmentConfig` to one 256 crop, in the paper's order."""
+
+    config: AugmentConfig = field(default_factory=AugmentConfig)
+    window: int = 220
+
+    def __call__(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from .preprocess import normalise_crop_np
+
+        cfg = self.config
+        out = crop.astype(np.float32)
+        if cfg.tps_warp:
+            out = tps_warp(out, rng, cfg.tps_grid, cfg.tps_displacement_std)
+        if cfg.dihedral:
+            out = dihedral(out, int(rng.integers(0, 8)))
+        if cfg.blur and rng.random() < cfg.blur_probability:
+            out = gaussian_blur(out, float(rng.uniform(*cfg.blur_sigma)))
+        out = random_crop(out, self.window, rng) if cfg.random_crop else centre_crop(out, self.window)
+        out = normalise_crop_np(out)
+        if cfg.noise:
+            out = add_noise(out, cfg.noise_std, rng)
+        return out

@@ -1,0 +1,396 @@
+"""The ``phototox`` command line. Thin: every command calls the library.
+
+Errors caused by input (missing or corrupt files, bad settings) print one line naming the file
+and the problem and exit with status 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .errors import PhototoxError
+
+DEMO_DOSES = (0.0, 0.5, 1.0)
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="shipped default, a .pt weight file, a bioimage.io package (.zip or folder), "
+                        "a zoo id or a package URL (default: the shipped model)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per batch in exact mode")
+
+
+def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") -> None:
+    p.add_argument("--stride", type=int, default=stride, help=f"window step in pixels (default {stride})")
+    p.add_argument("--mode", choices=("exact", "dense"), default=mode,
+                   help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
+    p.add_argument("--normalisation", choices=("local", "global"), default="local",
+                   help="dense mode's stand-in for per-crop normalisation (default local)")
+    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
+                   help="what to do with colour images whose channels differ (default: refuse)")
+
+
+def _predictor(args):
+    from .inference import Predictor
+    from .loading import load_model
+
+    return Predictor.create(load_model(args.model), args.device, args.batch_size)
+
+
+def _check_exist(paths: list[Path]) -> None:
+    """Fail fast, before loading a model, when an input file is missing."""
+    from .errors import ImageInputError
+
+    for path in paths:
+        if not path.is_file():
+            raise ImageInputError(f"{path}: no such file")
+
+
+def _model_name(args) -> str:
+    from .loading import describe_model_spec
+
+    return describe_model_spec(args.model)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    """Synthetic fields at three light doses -> shipped model -> maps, overlays and a table."""
+    from .images import guard_outputs, write_tiff_atomic
+    from .outputs import format_rows, summary_rows, write_map_outputs, write_summary
+    from .synth import render_field
+
+    out = Path(args.out)
+    predictor = _predictor(args)
+    print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
+    print("input: synthetic phase-contrast fields (phototox.synth) at light doses "
+          f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data")
+    rows = []
+    for i, dose in enumerate(DEMO_DOSES):
+        field = render_field(args.size, int(args.size * 1.3125), dose, seed=args.seed + i)
+        stem = f"synthetic_dose{dose:g}"
+        image_path = out / "inputs" / f"{stem}.tif"
+        guard_outputs([image_path], [])
+        write_tiff_atomic(image_path, field.image)
+        results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
+        write_map_outputs(out, stem, field.image[None].astype("float32"), results)
+        rows += summary_rows(str(image_path), results, predictor.model.source)
+    write_summary(out / "summary.csv", rows)
+    print(format_rows(rows))
+    print(f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 sick-probability maps), *_overlay.png, summary.csv")
+    print("note: the shipped model was trained on real U2OS images (drug-induced death), not on these "
+          "synthetic cells; see models/MODEL_CARD.md for what its numbers mean.")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Per-image sick probability for each input (each frame of a stack)."""
+    from .images import guard_outputs, read_frames
+    from .outputs import format_rows, summary_rows, write_summary
+
+    inputs = [Path(p) for p in args.images]
+    _check_exist(inputs)
+    if args.out:
+        guard_outputs([Path(args.out)], inputs)
+    predictor = _predictor(args)
+    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
+    rows = []
+    from tqdm import tqdm
+
+    for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
+        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
+        results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
+        rows += summary_rows(str(path), results, _model_name(args))
+    if args.out:
+        write_summary(Path(args.out), rows)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_rows(rows))
+    return 0
+
+
+def cmd_map(args) -> int:
+    """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
+    from .images import guard_outputs, read_frames
+    from .outputs import format_rows, output_stems, summary_rows, write_map_outputs, write_summary
+
+    inputs = [Path(p) for p in args.images]
+    _check_exist(inputs)
+    out = Path(args.out)
+    stems = output_stems(inputs)
+    guard_outputs([out / f"{s}_map.tif" for s in stems.values()] + [out / "summary.csv"], inputs)
+    predictor = _predictor(args)
+    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
+    from tqdm import tqdm
+
+    rows = []
+    for path in inputs:
+        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
+        with tqdm(total=len(frames), desc=path.name, unit="frame", disable=args.quiet) as bar:
+            results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold,
+                                        args.normalisation, progress=bar.update)
+        write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay)
+        rows += summary_rows(str(path), results, _model_name(args))
+    write_summary(out / "summary.csv", rows)
+    print(format_rows(rows))
+    print(f"maps, overlays and summary.csv written to {out}/")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Train or fine-tune on a manifest, resumable from the output folder."""
+    from .augment import AugmentConfig
+    from .manifest import read_manifest
+    from .train import TrainConfig, train
+
+    samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
+    augment = AugmentConfig(tps_warp=not args.no_tps, dihedral=not args.no_dihedral, blur=not args.no_blur,
+                            random_crop=not args.no_random_crop, time_window=not args.no_time_window,
+                            noise=not args.no_noise)
+    config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size,
+                         base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
+                         augment=augment)
+    path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
+                 progress=not args.quiet)
+    print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
+    from .evaluate import evaluate_samples, format_metrics, write_evaluation
+    from .manifest import read_manifest
+
+    samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
+    predictor = _predictor(args)
+    indices = None
+    if args.held_out:
+        trained_on = set(predictor.model.meta.get("train_groups") or [])
+        if not trained_on:
+            raise PhototoxError(f"--held-out: model {args.model} does not record its training groups")
+        indices = [i for i, s in enumerate(samples) if s.group not in trained_on]
+        if not indices:
+            raise PhototoxError("--held-out: every image of the manifest was used to train this model")
+        print(f"held-out evaluation: {len(indices)} of {len(samples)} images (the rest trained the model)")
+    evaluation = evaluate_samples(predictor, samples, indices, args.threshold, args.seed, progress=not args.quiet)
+    print(format_metrics(evaluation.metrics))
+    if args.out:
+        written = write_evaluation(evaluation, args.out)
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
+    from .explain import gradcam_image, reference_weights
+    from .images import guard_outputs, read_frames, write_tiff_atomic
+    from .manifest import read_manifest
+    from .plots import plot_heatmap_overlay
+
+    path, out = Path(args.image), Path(args.out)
+    guard_outputs([out / f"{path.stem}_gradcam.tif"], [path])
+    predictor = _predictor(args)
+    frames = read_frames(path, colour=args.colour, min_size=predictor.window)
+    class_index = 1 if args.target == "sick" else 0
+    weights = None
+    if args.reference:
+        samples = read_manifest(args.reference)
+        weights = reference_weights(predictor, samples, class_index, max_crops=args.max_reference_crops)
+    heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
+    write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"))
+    plot_heatmap_overlay(frames[0], heat, out / f"{path.stem}_gradcam.png",
+                         f"Grad-CAM for '{args.target}' at conv4_2 ({'class-averaged' if weights is not None else 'image-averaged'} weights)")
+    print(f"wrote {out / (path.stem + '_gradcam.tif')} and .png")
+    return 0
+
+
+def cmd_class_model(args) -> int:
+    """Class-model visualisation by gradient ascent; writes PNGs."""
+    from .explain import class_model
+    from .images import read_frames
+    from .plots import plot_class_model
+
+    predictor = _predictor(args)
+    class_index = 1 if args.target == "sick" else 0
+    init = None
+    if args.init_image:
+        frame = read_frames(args.init_image, min_size=predictor.window)[0]
+        init = frame[:predictor.window, :predictor.window]
+    result = class_model(predictor, class_index, init, iterations=args.iterations, l2=args.l2,
+                         smoothness=args.smoothness, lr=args.lr, seed=args.seed, progress=not args.quiet)
+    out = Path(args.out)
+    plot_class_model(result, out / f"class_model_{args.target}.png", args.target)
+    print(f"class score {result.scores[0]:.3f} -> {result.scores[-1]:.3f}; wrote {out / f'class_model_{args.target}.png'}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
+    from .synth import write_dataset
+
+    manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed,
+                             args.dose_threshold)
+    print(f"wrote {manifest}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    """List the shipped models with their checksums."""
+    from .weights import shipped_models_dir, shipped_registry
+
+    registry = shipped_registry()
+    for name, entry in registry["models"].items():
+        mark = "*" if name == registry["default"] else " "
+        print(f"{mark} {name:32s} {entry['arch']:12s} {entry['sha256'][:16]}  {entry.get('summary', '')}")
+    print(f"(* default; files in {shipped_models_dir()})")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phototox", description=(
+        "Detect light-induced damage (phototoxicity) in label-free phase-contrast images. "
+        "Reimplements DeadNet (Richmond et al., 2017, arXiv:1701.06109)."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the shipped model on synthetic fields (no download, no data)")
+    _add_model(p)
+    p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
+    p.add_argument("--size", type=int, default=512, help="field height in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--mode", choices=("exact", "dense"), default="dense")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("predict", help="per-image sick probability")
+    p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
+    _add_model(p)
+    _add_map(p, stride=64)
+    p.add_argument("--out", help="write results to this .csv or .json file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
+    p.add_argument("images", nargs="+")
+    _add_model(p)
+    _add_map(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
+    p.add_argument("manifest")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, log, curves, config, model.pt")
+    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"))
+    p.add_argument("--init", help="start from weights: 'shipped' (fine-tuning) or a .pt file")
+    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--lr", type=float, default=3e-4, help="base learning rate (inv policy)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="1e-4 high-dose data, 1e-5 low-dose")
+    p.add_argument("--val-fraction", type=float, default=0.3, help="fraction of groups held out for validation")
+    p.add_argument("--eval-every", type=int, default=150)
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
+    p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
+        p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
+    p.add_argument("manifest")
+    _add_model(p)
+    p.add_argument("--out", help="folder for metrics.json, per_image.csv, roc.png, image_scores.png")
+    p.add_argument("--held-out", action="store_true", help="only images whose group did not train the model")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dose-threshold", type=float)
+    p.add_argument("--group-column")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("explain", help="Grad-CAM heat map at conv4_2")
+    p.add_argument("image")
+    _add_model(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--target", choices=("sick", "healthy"), default="sick")
+    p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
+                                       "their crops of the target class (the paper's fix)")
+    p.add_argument("--max-reference-crops", type=int, default=400)
+    p.add_argument("--stride", type=int, default=110)
+    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("class-model", help="class-model visualisation (gradient ascent)")
+    _add_model(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--target", choices=("sick", "healthy"), default="sick")
+    p.add_argument("--init-image", help="start from this image (e.g. one of the other class) instead of zeros")
+    p.add_argument("--iterations", type=int, default=500)
+    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--smoothness", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_class_model)
+
+    p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--doses", type=float, nargs="+", default=[0.0, 0.25, 0.75, 1.0])
+    p.add_argument("--per-dose", type=int, default=2)
+    p.add_argument("--size", type=int, default=320)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dose-threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=cmd_models)
+
+    for ep in entry_points(group="phototox.commands"):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # an optional front end whose dependencies are missing
+            q = sub.add_parser(ep.name, help=f"(unavailable: {exc})")
+            q.set_defaults(func=lambda args, exc=exc: _unavailable(exc))
+    return parser
+
+
+def _unavailable(exc: Exception) -> int:
+    raise PhototoxError(f"this command needs an optional dependency: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PhototoxError as exc:
+        print(f"phototox: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("phototox: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Writing map results: float32 map TIFF (stack for time-lapses), overlay PNG, summary tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .images import atomic_path, write_text_atomic, write_tiff_atomic
+from .inference import FrameResult
+from .plots import plot_map_overlay
+
+SUMMARY_FIELDS = ("path", "frame", "mean_sick_probability", "sick_area_fraction", "label", "confidence",
+                  "threshold", "stride", "mode", "windows", "model")
+
+
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """Unique output name stems for input files (parent folder added where stems clash)."""
+    stems = {p: p.stem for p in paths}
+    clashes = {s for s in stems.values() if list(stems.values()).count(s) > 1}
+    for p in paths:
+        if stems[p] in clashes:
+            stems[p] = f"{p.parent.name}_{p.stem}"
+    if len(set(stems.values())) != len(paths):
+        raise ValueError("two inputs would write to the same output names; rename one of them")
+    return stems
+
+
+def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: list[FrameResult],
+                      overlay: bool = True) -> list[Path]:
+    """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps = np.stack([r.sick_map for r in results]).astype(np.float32)
+    map_path = out_dir / f"{stem}_map.tif"
+    write_tiff_atomic(map_path, maps if len(maps) > 1 else maps[0],
+                      metadata={"axes": "TYX" if len(maps) > 1 else "YX"}, description=None)
+    written = [map_path]
+    if overlay:
+        index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
+        r = results[index]
+        title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f}, "
+                 f"{100 * r.sick_area_fraction:.0f}% of area >= {r.threshold:g} -> {r.label}")
+        png = out_dir / f"{stem}_overlay.png"
+        plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold)
+        written.append(png)
+    return written
+
+
+def summary_rows(path: str, results: list[FrameResult], model_name: str) -> list[dict]:
+    """One summary row per frame."""
+    rows = []
+    for i, r in enumerate(results):
+        row = {"path": path, "frame": i, **r.summary(), "model": model_name}
+        rows.append({k: row[k] for k in SUMMARY_FIELDS})
+    return rows
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    """CSV or JSON (by suffix) of summary rows, written atomically."""
+    if path.suffix.lower() == ".json":
+        write_text_atomic(path, json.dumps(rows, indent=2))
+        return
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(SUMMARY_FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A fixed-width table of summary rows for the terminal."""
+    header = f"{'image':40s} {'frame':>5s} {'P(sick)':>8s} {'area>=t':>8s} {'class':>8s} {'conf':>6s}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        name = Path(r["path"]).name
+        name = name if len(name) <= 40 else "..." + name[-37:]
+        lines.append(f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
+                     f"{r['label']:>8s} {r['confidence']:6.3f}")
+    return "\n".join(lines)
