@@ -366,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=cmd_models)
 
+    from .serve import register as register_serve
+
+    register_serve(sub)
+
     for ep in entry_points(group="phototox.commands"):
         try:
             ep.load()(sub)

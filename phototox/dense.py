@@ -32,7 +32,7 @@ def check_dense_stride(stride: int) -> None:
     if stride < 1 or (NETWORK_STRIDE % stride and stride % NETWORK_STRIDE):
         raise PhototoxError(
             f"dense mode needs a stride that divides {NETWORK_STRIDE} or is a multiple of it "
-            f"(1, 2, 4, 8, 16, 32, 48, ...), got {stride}; use --mode exact for other strides"
+            f"(1, 2, 4, 8, 16, 32, 48, ...), got {stride}; use exact mode for other strides"
         )
 
 

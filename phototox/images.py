@@ -133,6 +133,7 @@ def write_tiff_atomic(target: str | os.PathLike, array: np.ndarray, **kwargs) ->
     """Write a (multi-page) TIFF atomically."""
     import tifffile
 
+    kwargs.setdefault("photometric", "minisblack")  # never read a 3- or 4-frame stack as RGB(A)
     with atomic_path(target) as tmp:
         tifffile.imwrite(tmp, array, **kwargs)
 

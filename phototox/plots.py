@@ -46,9 +46,9 @@ def plot_training_curves(history: list[dict], path: str | Path) -> None:
 
 
 def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, title: str = "",
-                     threshold: float | None = None, label: str = "P(sick)") -> None:
+                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0) -> None:
     """The image in grey with the map over it in colour, and a colour bar."""
-    plt, fig = _figure(figsize=(8, 8 * frame.shape[0] / frame.shape[1] + 0.6))
+    plt, fig = _figure(figsize=(width, width * frame.shape[0] / frame.shape[1] + 0.6))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(to_display_uint8(frame), cmap="gray", interpolation="nearest")
     shown = ax.imshow(sick_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")

@@ -184,7 +184,7 @@ def write_dataset(out_dir: str | Path, doses: list[float], images_per_dose: int 
         for k in range(images_per_dose):
             name = f"field_d{d_index:02d}_{k:02d}.tif"
             f = render_field(size, size, dose, seed=seed * 1000 + d_index * 100 + k, bit_depth=bit_depth)
-            tifffile.imwrite(out / name, f.image)
+            tifffile.imwrite(out / name, f.image, photometric="minisblack")
             rows.append([name, "sick" if dose >= threshold else "healthy", f"pos{d_index:02d}_{k:02d}",
                          f"{dose:g}", f"synthetic{k % 2 + 1}"])
     manifest = out / "manifest.csv"

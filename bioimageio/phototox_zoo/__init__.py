@@ -1,0 +1,1 @@
+"""bioimage.io model-zoo packaging of phototox models (``python -m phototox_zoo build``)."""

@@ -1,0 +1,94 @@
+"""Analysis requests from other programs (the HTTP server, the in-process ImageJ handler).
+
+Both front ends receive raw float32 pixels plus ``key=value`` settings and hand back a result
+line (``mean_sick_probability=0.41;sick_area_fraction=0.3;label=healthy;...``) and the map.
+This module is that shared path, on top of :class:`phototox.inference.Predictor`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+
+from .errors import ImageInputError, PhototoxError
+from .images import as_grey_frames
+from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
+from .loading import describe_model_spec, load_model
+
+RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
+               "mode", "windows", "model")
+_OPTION = re.compile(r"(\w+)=\[([^\]]*)\]|(\w+)=(\S+)|(\w+)")
+
+
+def parse_imagej_options(text: str) -> dict[str, str]:
+    """Parse ImageJ-style options: ``stride=32 model=[my model.pt] stack`` (flags map to '')."""
+    out: dict[str, str] = {}
+    for match in _OPTION.finditer(text or ""):
+        if match.group(1):
+            out[match.group(1).lower()] = match.group(2)
+        elif match.group(3):
+            out[match.group(3).lower()] = match.group(4)
+        else:
+            out[match.group(5).lower()] = ""
+    return out
+
+
+class PredictorPool:
+    """Loaded predictors keyed by (model, device), shared by all requests; thread-safe."""
+
+    def __init__(self, default_model: str = "default", default_device: str = "auto") -> None:
+        self.default_model, self.default_device = default_model, default_device
+        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str | None = None, device: str | None = None) -> Predictor:
+        key = (model or self.default_model, device or self.default_device)
+        with self._lock:
+            if key not in self._predictors:
+                self._predictors[key] = Predictor.create(load_model(key[0]), key[1])
+            return self._predictors[key]
+
+
+def _number(params: dict, key: str, default, kind):
+    value = params.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise PhototoxError(f"setting {key}={value!r} is not a valid {kind.__name__}") from None
+
+
+def settings_from(params: dict) -> dict:
+    """Validated analysis settings from request parameters (strings)."""
+    return {"stride": _number(params, "stride", DEFAULT_STRIDE, int),
+            "mode": params.get("mode") or DEFAULT_MODE,
+            "threshold": _number(params, "threshold", DEFAULT_THRESHOLD, float),
+            "normalisation": params.get("normalisation") or "local"}
+
+
+def format_result(result: FrameResult, model: str) -> str:
+    """The one-line ``key=value;...`` form of a frame result."""
+    values = {**result.summary(), "model": model}
+    parts = []
+    for key in RESULT_KEYS:
+        value = values[key]
+        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
+    return ";".join(p.replace("\n", " ") for p in parts)
+
+
+def analyse_pixels(pool: PredictorPool, pixels: np.ndarray, width: int, height: int, params: dict,
+                   source: str = "image") -> tuple[str, np.ndarray]:
+    """Analyse one frame given as flat float32 pixels; return the result line and the float32 map."""
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if width < 1 or height < 1 or pixels.size != width * height:
+        raise ImageInputError(f"{source}: got {pixels.size} pixels for a {width}x{height} image")
+    settings = settings_from(params)
+    model = params.get("model") or None
+    predictor = pool.get(model, params.get("device") or None)
+    frame = as_grey_frames(pixels.reshape(height, width), source, min_size=predictor.window)[0]
+    result = predictor.analyse_frame(frame, settings["stride"], settings["mode"], settings["threshold"],
+                                     settings["normalisation"])
+    return format_result(result, describe_model_spec(model or pool.default_model)), result.sick_map.astype(np.float32)

@@ -1,0 +1,369 @@
+"""
+MeasurePhototoxicity
+====================
+
+**MeasurePhototoxicity** tells, from one label-free phase-contrast image,
+whether the cells look harmed by the light used to image them, and where.
+
+It slides the DeadNet classifier (Richmond et al., 2017) over the image,
+turns the window outputs into a sickness map at the image's size (the
+probability that the cells around each pixel are sick), and measures the
+mean sick probability, the fraction of the area above a threshold and an
+image-level class with its confidence. Optionally it also measures each
+object (for example cells from **IdentifyPrimaryObjects** or a label image
+loaded by **NamesAndTypes**): the mean sick probability of its pixels and
+a class.
+
+The computation is done by the *phototox* Python package (the same code as
+its command line, Fiji bridge and bioimage.io package), which must be
+installed in the Python environment that runs CellProfiler; see
+``example_pipelines/README.md``.
+
+|
+
+============ ============ ===============
+Supports 2D? Supports 3D? Respects masks?
+============ ============ ===============
+YES          NO           YES
+============ ============ ===============
+
+See also
+^^^^^^^^
+
+**IdentifyPrimaryObjects**, **SaveImages** (save the map as a 32-bit
+floating point TIFF), **ExportToSpreadsheet**.
+
+What do I need as input?
+^^^^^^^^^^^^^^^^^^^^^^^^
+
+A grayscale phase-contrast (or other transmitted-light) image at least
+220 x 220 pixels. Colour images whose channels differ are refused with an
+error. Brightness and bit depth do not matter: every 220 px window is
+normalised to zero mean and unit variance before it is classified.
+
+What do I get as output?
+^^^^^^^^^^^^^^^^^^^^^^^^
+
+An image (the sickness map, values 0-1, same size as the input) and the
+measurements below. If the input image has a mask, the image measurements
+use only the unmasked pixels.
+
+Measurements made by this module
+^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+
+**Image measurements** (``Phototoxicity_<Feature>_<Image>``):
+
+-  *MeanSickProbability:* mean of the sickness map.
+-  *SickAreaFraction:* fraction of pixels whose sick probability is at
+   or above the threshold.
+-  *Class:* 1 if MeanSickProbability is at or above the threshold (the
+   cells are called sick), else 0 (healthy).
+-  *Confidence:* probability of the called class (MeanSickProbability for
+   sick, 1 - MeanSickProbability for healthy).
+
+**Object measurements** (``Phototoxicity_<Feature>_<Image>``):
+
+-  *MeanSickProbability:* mean of the map over the object's pixels.
+-  *Class:* 1 if that mean is at or above the threshold, else 0.
+
+Technical notes
+^^^^^^^^^^^^^^^
+
+*Exact* mode classifies every window; *Dense* mode runs the network once
+over the whole image (its fully connected layers recast as convolutions),
+which is many times faster and agrees closely with exact mode. The model is
+loaded once per run and its GPU memory is released at the end of the run.
+
+The shipped model was trained on U2OS cells killed by a drug
+(camptothecin), not by light; see the model card (``models/MODEL_CARD.md``)
+for what its numbers mean and fine-tune on your own images where you can.
+
+References
+^^^^^^^^^^
+
+-  Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J (2017)
+   "DeadNet: Identifying phototoxicity from label-free microscopy images of
+   cells using deep ConvNets." arXiv:1701.06109.
+   (`link <https://doi.org/10.48550/arXiv.1701.06109>`__)
+-  La Greca AD, Perez N, et al. (2021) "celldeath: a tool for detection of
+   cell death in transmitted light microscopy images by deep learning-based
+   visual recognition." PLoS ONE 16(6): e0253666 (training data of the
+   shipped model). (`link <https://doi.org/10.1371/journal.pone.0253666>`__)
+"""
+
+import logging
+
+import numpy
+
+from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, COLTYPE_INTEGER
+from cellprofiler_core.image import Image
+from cellprofiler_core.module import Module
+from cellprofiler_core.setting import Binary, ValidationError
+from cellprofiler_core.setting.choice import Choice
+from cellprofiler_core.setting.subscriber import ImageSubscriber, LabelSubscriber
+from cellprofiler_core.setting.text import Float, ImageName, Integer, Text
+
+LOGGER = logging.getLogger(__name__)
+
+CATEGORY = "Phototoxicity"
+F_MEAN = "MeanSickProbability"
+F_AREA = "SickAreaFraction"
+F_CLASS = "Class"
+F_CONFIDENCE = "Confidence"
+IMAGE_FEATURES = (F_MEAN, F_AREA, F_CLASS, F_CONFIDENCE)
+OBJECT_FEATURES = (F_MEAN, F_CLASS)
+INTEGER_FEATURES = (F_CLASS,)
+
+MODEL_SHIPPED = "Shipped default model"
+MODEL_CUSTOM = "Weights file, bioimage.io package or zoo id"
+MODE_DENSE = "Dense (fast)"
+MODE_EXACT = "Exact (every window)"
+DEVICE_AUTO = "GPU if available, else CPU"
+DEVICE_CPU = "CPU"
+DEVICE_GPU = "GPU (CUDA)"
+DEVICES = {DEVICE_AUTO: "auto", DEVICE_CPU: "cpu", DEVICE_GPU: "cuda"}
+
+INSTALL_HINT = ("the phototox package is not installed in the Python environment running CellProfiler "
+                "(pip install phototox from its repository; see example_pipelines/README.md)")
+
+
+def _phototox():
+    """Import phototox (and with it torch) only when the module is used, not when plugins load."""
+    try:
+        import phototox.inference
+        import phototox.loading
+
+        return phototox
+    except ImportError as exc:
+        raise ImportError(f"{INSTALL_HINT}: {exc}") from exc
+
+
+class MeasurePhototoxicity(Module):
+    module_name = "MeasurePhototoxicity"
+    category = "Measurement"
+    variable_revision_number = 1
+    doi = {
+        "Please cite the following when using MeasurePhototoxicity:": "https://doi.org/10.48550/arXiv.1701.06109",
+        "If you use the shipped model, also cite its training data:": "https://doi.org/10.1371/journal.pone.0253666",
+    }
+
+    def create_settings(self):
+        self.image_name = ImageSubscriber(
+            "Select the phase-contrast image",
+            "None",
+            doc="Choose the grayscale phase-contrast image whose cells you want to check for light damage.",
+        )
+        self.map_name = ImageName(
+            "Name the output sickness map",
+            "SicknessMap",
+            doc="Name of the output image: per-pixel probability (0-1) that the cells there are sick.",
+        )
+        self.model_choice = Choice(
+            "Model",
+            [MODEL_SHIPPED, MODEL_CUSTOM],
+            doc=f"""\
+*{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_CUSTOM}*
+lets you give a phototox weight file (.pt), a bioimage.io model package
+(.zip or folder) or a bioimage.io zoo id / URL (downloaded once, then cached).""",
+        )
+        self.model_location = Text(
+            "Model file, package or zoo id",
+            "",
+            doc="Path of a .pt weight file or bioimage.io package, or a zoo id such as 'affable-shark'.",
+        )
+        self.stride = Integer(
+            "Window stride (pixels)",
+            32,
+            minval=1,
+            doc="""\
+Step between neighbouring 220 px windows. Smaller is finer and slower. Dense
+mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).""",
+        )
+        self.mode = Choice(
+            "Map mode",
+            [MODE_DENSE, MODE_EXACT],
+            doc="Dense runs the network once over the image; exact classifies every window separately.",
+        )
+        self.threshold = Float(
+            "Sick probability threshold",
+            0.5,
+            minval=0.01,
+            maxval=0.99,
+            doc="Pixels and objects at or above this sick probability count as sick.",
+        )
+        self.device = Choice(
+            "Compute device",
+            list(DEVICES),
+            doc="Where the network runs. Choosing GPU on a machine without a CUDA GPU gives an error.",
+        )
+        self.wants_objects = Binary(
+            "Measure objects too?",
+            False,
+            doc="Select *Yes* to measure the mean sick probability and class of each object.",
+        )
+        self.objects_name = LabelSubscriber(
+            "Select the objects to measure",
+            "None",
+            doc="Objects (for example cells) whose pixels are averaged on the sickness map.",
+        )
+        self._predictor = None
+        self._predictor_key = None
+
+    def settings(self):
+        return [self.image_name, self.map_name, self.model_choice, self.model_location, self.stride,
+                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name]
+
+    def visible_settings(self):
+        result = [self.image_name, self.map_name, self.model_choice]
+        if self.model_choice.value == MODEL_CUSTOM:
+            result.append(self.model_location)
+        result += [self.stride, self.mode, self.threshold, self.device, self.wants_objects]
+        if self.wants_objects.value:
+            result.append(self.objects_name)
+        return result
+
+    def upgrade_settings(self, setting_values, variable_revision_number, module_name):
+        if variable_revision_number > self.variable_revision_number:
+            raise ValueError(
+                f"MeasurePhototoxicity settings revision {variable_revision_number} is newer than this "
+                f"plugin ({self.variable_revision_number}); update phototox"
+            )
+        return setting_values, variable_revision_number
+
+    def volumetric(self):
+        return False
+
+    # -- model --------------------------------------------------------------------------------
+    def _model_spec(self):
+        return "default" if self.model_choice.value == MODEL_SHIPPED else self.model_location.value.strip()
+
+    def _mode(self):
+        return "dense" if self.mode.value == MODE_DENSE else "exact"
+
+    def get_predictor(self):
+        """Load the model once per run (per worker) and keep it for every image set."""
+        key = (self._model_spec(), DEVICES[self.device.value])
+        if self._predictor is None or self._predictor_key != key:
+            phototox = _phototox()
+            model = phototox.loading.load_model(key[0])
+            self._predictor = phototox.inference.Predictor.create(model, key[1])
+            self._predictor_key = key
+        return self._predictor
+
+    def validate_module(self, pipeline):
+        if self.model_choice.value == MODEL_CUSTOM and not self.model_location.value.strip():
+            raise ValidationError("Enter a model file, package or zoo id", self.model_location)
+        try:
+            phototox = _phototox()
+        except ImportError as exc:
+            raise ValidationError(str(exc), self.model_choice)
+        try:
+            phototox.devices.resolve_device(DEVICES[self.device.value])
+        except phototox.errors.PhototoxError as exc:
+            raise ValidationError(str(exc), self.device)
+        try:
+            predictor = self.get_predictor()
+            predictor.check_settings(self.stride.value, self._mode(), self.threshold.value)
+        except phototox.errors.ModelLoadError as exc:
+            raise ValidationError(f"Cannot load the model: {exc}", self.model_location
+                                  if self.model_choice.value == MODEL_CUSTOM else self.model_choice)
+        except phototox.errors.PhototoxError as exc:
+            raise ValidationError(str(exc), self.stride)
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, workspace):
+        phototox = _phototox()
+        image_name = self.image_name.value
+        image = workspace.image_set.get_image(image_name)
+        pixels = image.pixel_data
+        source = f"MeasurePhototoxicity: image '{image_name}'"
+        if image.volumetric or (pixels.ndim == 3 and pixels.shape[-1] not in (3, 4)):
+            raise ValueError(f"{source} is a 3-D volume; MeasurePhototoxicity works on 2-D images only")
+        predictor = self.get_predictor()
+        try:
+            frames = phototox.images.as_grey_frames(pixels, source, min_size=predictor.window)
+            result = predictor.analyse_frame(frames[0], self.stride.value, self._mode(), self.threshold.value)
+        except phototox.errors.PhototoxError as exc:
+            raise ValueError(str(exc)) from exc
+        sick_map = result.sick_map
+        mask = image.mask if image.has_mask else None
+        values = sick_map[mask] if mask is not None else sick_map.ravel()
+        mean = float(values.mean()) if values.size else float("nan")
+        sick = int(mean >= self.threshold.value)
+        measurements = {
+            F_MEAN: mean,
+            F_AREA: float((values >= self.threshold.value).mean()) if values.size else float("nan"),
+            F_CLASS: sick,
+            F_CONFIDENCE: mean if sick else 1.0 - mean,
+        }
+        for feature, value in measurements.items():
+            workspace.measurements.add_image_measurement(self._feature(feature), value)
+        workspace.image_set.add(self.map_name.value, Image(sick_map.astype(numpy.float32), parent_image=image,
+                                                           convert=False))
+        statistics = [[image_name, feature, f"{value:.3f}" if isinstance(value, float) else str(value)]
+                      for feature, value in measurements.items()]
+        if self.wants_objects.value:
+            objects = workspace.object_set.get_objects(self.objects_name.value)
+            labels = objects.segmented
+            if labels.shape != sick_map.shape:
+                raise ValueError(
+                    f"MeasurePhototoxicity: objects '{self.objects_name.value}' have shape {labels.shape} but "
+                    f"image '{image_name}' has shape {sick_map.shape}; they must match"
+                )
+            means, ids = phototox.inference.object_means(sick_map, labels)
+            per_object = numpy.full(objects.count, numpy.nan)
+            per_object[ids - 1] = means
+            classes = (per_object >= self.threshold.value).astype(int)
+            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_MEAN), per_object)
+            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_CLASS), classes)
+            statistics.append([self.objects_name.value, "objects called sick",
+                               f"{int(classes.sum())} of {objects.count}"])
+        if self.show_window:
+            workspace.display_data.pixels = frames[0]
+            workspace.display_data.sick_map = sick_map
+            workspace.display_data.statistics = statistics
+
+    def post_run(self, workspace):
+        """Free the model and any GPU memory it holds."""
+        if self._predictor is not None:
+            self._predictor.release()
+        self._predictor = None
+        self._predictor_key = None
+
+    def display(self, workspace, figure):
+        figure.set_subplots((3, 1))
+        figure.subplot_imshow_grayscale(0, 0, workspace.display_data.pixels, title=self.image_name.value)
+        figure.subplot_imshow(1, 0, workspace.display_data.sick_map, title=self.map_name.value,
+                              colormap="magma", vmin=0, vmax=1, sharexy=figure.subplot(0, 0))
+        figure.subplot_table(2, 0, workspace.display_data.statistics, col_labels=["Image/objects", "Feature", "Value"])
+
+    # -- measurement bookkeeping --------------------------------------------------------------
+    def _feature(self, feature):
+        return f"{CATEGORY}_{feature}_{self.image_name.value}"
+
+    def get_measurement_columns(self, pipeline):
+        columns = [("Image", self._feature(f), COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT)
+                   for f in IMAGE_FEATURES]
+        if self.wants_objects.value:
+            columns += [(self.objects_name.value, self._feature(f),
+                         COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT) for f in OBJECT_FEATURES]
+        return columns
+
+    def get_categories(self, pipeline, object_name):
+        if object_name == "Image" or (self.wants_objects.value and object_name == self.objects_name.value):
+            return [CATEGORY]
+        return []
+
+    def get_measurements(self, pipeline, object_name, category):
+        if category != CATEGORY:
+            return []
+        if object_name == "Image":
+            return list(IMAGE_FEATURES)
+        if self.wants_objects.value and object_name == self.objects_name.value:
+            return list(OBJECT_FEATURES)
+        return []
+
+    def get_measurement_images(self, pipeline, object_name, category, measurement):
+        if measurement in self.get_measurements(pipeline, object_name, category):
+            return [self.image_name.value]
+        return []
