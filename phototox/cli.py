@@ -366,9 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=cmd_models)
 
+    from .annotate.cli import register as register_annotate
     from .serve import register as register_serve
 
     register_serve(sub)
+    register_annotate(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:

@@ -1,0 +1,78 @@
+"""``phototox annotate serve|report|export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PhototoxError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("annotate", help="expert annotation web app, agreement report, training export")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    s = actions.add_parser("serve", help="serve the annotation web app")
+    s.add_argument("inputs", nargs="+", help="images, folders or a manifest CSV (group, control columns)")
+    s.add_argument("--db", required=True, help="SQLite file holding items, annotators and votes")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8780)
+    s.add_argument("--crop", type=int, default=256, help="side of the square crops shown (px)")
+    s.add_argument("--frames", type=int, default=10, help="frames per item of a time-lapse (the paper: 10)")
+    s.add_argument("--overlap-every", type=int, default=5, help="every Nth item is one scored by someone else")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_serve)
+
+    r = actions.add_parser("report", help="counts, agreement, Cohen's kappa, ambiguity, accuracy ceiling")
+    r.add_argument("--db", required=True)
+    r.add_argument("--out", default=".", help="folder for annotation_report.json and .png")
+    r.set_defaults(func=_report)
+
+    e = actions.add_parser("export", help="training manifest of concordant labels (crops written as TIFF)")
+    e.add_argument("--db", required=True)
+    e.add_argument("--out", required=True, help="folder for crops/ and manifest.csv")
+    e.add_argument("--rule", choices=("unanimous", "majority"), default="unanimous")
+    e.add_argument("--min-votes", type=int, default=1)
+    e.set_defaults(func=_export)
+
+
+def _db(path: str, must_exist: bool = True):
+    from .db import AnnotationDB
+
+    if must_exist and not Path(path).is_file():
+        raise PhototoxError(f"{path}: no such annotation database")
+    return AnnotationDB(path)
+
+
+def _serve(args) -> int:
+    from .items import make_items
+    from .server import AppConfig, make_server
+
+    db = _db(args.db, must_exist=False)
+    added = db.add_items(make_items(args.inputs, args.crop, args.frames))
+    server = make_server(db, args.host, args.port, AppConfig(args.overlap_every, args.seed))
+    print(f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
+          f"open http://{args.host}:{server.server_address[1]}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _report(args) -> int:
+    from .report import format_report, write_report
+
+    report = write_report(_db(args.db), args.out)
+    print(format_report(report))
+    print(f"wrote {Path(args.out) / 'annotation_report.json'} and .png")
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_manifest
+
+    manifest, n = export_manifest(_db(args.db), args.out, args.rule, args.min_votes)
+    print(f"wrote {manifest} with {n} item(s) ({args.rule}, at least {args.min_votes} vote(s))")
+    return 0
