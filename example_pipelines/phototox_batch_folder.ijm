@@ -12,7 +12,9 @@ if (output == "") output = getDirectory("Folder for maps and results");
 if (!endsWith(input, File.separator)) input = input + File.separator;
 if (!endsWith(output, File.separator)) output = output + File.separator;
 options = "stride=" + phototoxArg(args, "stride", "32") + " mode=" + phototoxArg(args, "mode", "dense")
-        + " threshold=" + phototoxArg(args, "threshold", "0.5") + " model=" + phototoxArg(args, "model", "default");
+        + " threshold=" + phototoxArg(args, "threshold", "0.5");
+model = phototoxArg(args, "model", "");  // default: the model phototox fiji / phototox serve was started with
+if (model != "") options = options + " model=[" + model + "]";
 server = phototoxArg(args, "server", "");
 if (server != "") options = options + " server=" + server;
 

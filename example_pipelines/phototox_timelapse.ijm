@@ -11,7 +11,9 @@ if (input == "") input = File.openDialog("Time-lapse stack (TIFF)");
 if (output == "") output = getDirectory("Folder for maps, results and plot");
 if (!endsWith(output, File.separator)) output = output + File.separator;
 options = "stack stride=" + phototoxArg(args, "stride", "32") + " mode=" + phototoxArg(args, "mode", "dense")
-        + " model=" + phototoxArg(args, "model", "default");
+       ;
+model = phototoxArg(args, "model", "");  // default: the model phototox fiji / phototox serve was started with
+if (model != "") options = options + " model=[" + model + "]";
 server = phototoxArg(args, "server", "");
 if (server != "") options = options + " server=" + server;
 

@@ -158,7 +158,7 @@ def class_model_for(module: nn.Module, window: int, class_index: int = 1, init: 
     for _ in tqdm(range(iterations + 1), disable=not progress, desc="class model", unit="it"):
         logits = module(x)
         score = logits[0, class_index]
-        scores.append(float(score))
+        scores.append(float(score.detach()))
         probs.append(float(torch.softmax(logits.detach(), 1)[0, class_index]))
         if len(scores) > iterations:
             break

@@ -46,7 +46,7 @@ def main() -> None:
     out = REPO / "example_pipelines"
 
     # 1. images -> MeasurePhototoxicity -> SaveImages (map) + ExportToSpreadsheet
-    pipeline, nat = base_pipeline('and (extension does isimage) (file does doesnotcontain "_sickmap")', False)
+    pipeline, nat = base_pipeline('and (extension does isimage) (file doesnot contain "_sickmap")', False)
     nat.assignment_method.value = "All images"
     nat.single_image_provider.value = "Phase"
     pipeline.add_module(measure(5))
@@ -98,6 +98,7 @@ def save_map(num):
     m.file_format.value = "tiff"
     m.bit_depth.value = "32-bit floating point"
     m.overwrite.value = True
+    m.tiff_compress.value = False  # CellProfiler 5 passes a compression tuple newer tifffile rejects
     m.set_module_num(num)
     return m
 
@@ -105,6 +106,7 @@ def save_map(num):
 def export(num):
     m = module("ExportToSpreadsheet")
     m.wants_everything.value = True
+    m.wants_prefix.value = False  # Image.csv, Cells.csv
     m.directory.dir_choice = "Default Output Folder"
     m.set_module_num(num)
     return m

@@ -102,7 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the browser moved on (e.g. animation frames)
+            self.close_connection = True
 
     def _html(self, status: int, title: str, body: str, headers: dict | None = None, nonce: str = "") -> None:
         self._send(status, _page(title, body).encode("utf-8"), "text/html; charset=utf-8", headers, nonce)

@@ -38,6 +38,10 @@ class ImageJSession:
         result = _java("ij.IJ").runMacro(code, arguments)
         return "" if result is None else str(result)
 
+    def failures(self) -> int:
+        """How many 'Measure Phototoxicity' runs stopped their macro with an error."""
+        return int(_java("phototox.Phototox").failures())
+
     def log(self) -> str:
         text = _java("ij.IJ").getLog()
         return "" if text is None else str(text)

@@ -50,7 +50,8 @@ def run(args) -> int:
             sys.stdout.write(log if log.endswith("\n") else log + "\n")
         if returned and returned != "[aborted]":
             print(returned)
-        _exit_now(1 if "Measure Phototoxicity error:" in log or returned == "[aborted]" else 0)
+        failed = session.failures() > 0 or returned == "[aborted]"
+        _exit_now(1 if failed else 0)
     print(f"ImageJ started ({session.kind}) with the phototox bridge; close ImageJ to quit.", flush=True)
     instance = _start_gui(session)
     while instance is not None and _visible(instance):

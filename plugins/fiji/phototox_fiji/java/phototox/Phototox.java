@@ -26,6 +26,7 @@ public final class Phototox {
     private static volatile PhototoxHandler handler;
     private static volatile String lastError = "";
     private static volatile String lastResult = "";
+    private static final java.util.concurrent.atomic.AtomicInteger FAILURES = new java.util.concurrent.atomic.AtomicInteger();
 
     private Phototox() {
     }
@@ -51,6 +52,11 @@ public final class Phototox {
 
     public static String lastResult() {
         return lastResult;
+    }
+
+    /** How many menu-command runs stopped with an error (a macro launcher's exit status). */
+    public static int failures() {
+        return FAILURES.get();
     }
 
     /** Server status line, or "error: ..." (macro: call("phototox.Phototox.status")). */
@@ -154,6 +160,7 @@ public final class Phototox {
     /** Report an error so that a macro sees it: in the log, in lastError(), and by aborting the macro. */
     static void fail(String message) {
         lastError = message;
+        FAILURES.incrementAndGet();
         IJ.log(COMMAND + " error: " + message);
         Interpreter interpreter = Interpreter.getInstance();
         if (interpreter != null) {

@@ -1,0 +1,134 @@
+"""Sickness maps: exact vs dense, geometry, tiling, the `phototox map` command."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from phototox.cli import main
+from phototox.dense import check_dense_stride
+from phototox.errors import PhototoxError
+from phototox.inference import Predictor, object_means
+from phototox.synth import render_field
+from phototox.weights import load_weights
+from phototox.windows import upsample_grid, window_origins
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_path):
+    return Predictor.create(load_weights(tiny_model_path), "cpu", batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def field():
+    return render_field(220 + 16 * 4, 220 + 16 * 6, 0.6, seed=11).image.astype(np.float32)
+
+
+def test_dense_equals_exact_on_a_single_window(predictor, field):
+    one = field[:220, :220]
+    exact = predictor.exact_grid(one, 16)
+    dense = predictor.dense_grid(one, 16)
+    assert exact.shape == dense.shape == (1, 1)
+    assert abs(float(exact[0, 0]) - float(dense[0, 0])) < 1e-4
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_dense_and_exact_agree_on_a_small_image(predictor, field, stride):
+    exact = predictor.exact_grid(field, stride)
+    dense = predictor.dense_grid(field, stride)
+    assert exact.shape == dense.shape == (len(window_origins(field.shape[0], 220, stride)),
+                                          len(window_origins(field.shape[1], 220, stride)))
+    assert np.abs(exact - dense).max() < 0.15
+    assert abs(exact.mean() - dense.mean()) < 0.05
+
+
+def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
+    fine = predictor.dense_grid(field, 8)
+    coarse = predictor.dense_grid(field, 16)
+    assert np.allclose(fine[::2, ::2], coarse, atol=1e-5)
+    assert np.allclose(predictor.dense_grid(field, 32), coarse[::2, ::2], atol=1e-6)
+
+
+def test_tiling_bounds_memory_without_changing_much(predictor, field):
+    whole = predictor.dense_grid(field, 16)
+    predictor.tile_windows = 2
+    try:
+        tiled = predictor.dense_grid(field, 16)
+    finally:
+        predictor.tile_windows = 48
+    assert tiled.shape == whole.shape
+    assert np.abs(tiled - whole).max() < 0.1
+
+
+@pytest.mark.parametrize("mode", ["exact", "dense"])
+def test_map_has_image_shape_and_lies_in_unit_interval(predictor, field, mode):
+    result = predictor.analyse_frame(field, 32, mode)
+    assert result.sick_map.shape == field.shape and result.sick_map.dtype == np.float32
+    assert 0.0 <= result.sick_map.min() and result.sick_map.max() <= 1.0
+    assert result.mean_sick_probability == pytest.approx(float(result.sick_map.mean()))
+    assert result.label in ("healthy", "sick")
+    assert 0.5 <= result.confidence <= 1.0
+
+
+def test_upsampling_is_bilinear_between_window_centres():
+    grid = np.array([[0.0, 1.0]])
+    full = upsample_grid(grid, (220, 220 + 32), 220, 32)
+    centres = np.array([109.5, 141.5])
+    row = full[100]
+    assert row[:110].max() == 0.0 and row[142:].min() == 1.0  # held beyond the outermost centres
+    assert row[125] == pytest.approx((125 - centres[0]) / 32, abs=1e-6)
+
+
+def test_invalid_settings_are_refused(predictor, field):
+    with pytest.raises(PhototoxError, match="divides 16"):
+        check_dense_stride(12)
+    with pytest.raises(PhototoxError, match="threshold"):
+        predictor.analyse_frame(field, 32, "dense", threshold=1.5)
+    with pytest.raises(PhototoxError, match="map mode"):
+        predictor.analyse_frame(field, 32, "fast")
+    assert predictor.analyse_frame(field, 12, "exact").grid.size > 0  # exact takes any stride
+
+
+def test_object_means():
+    sick_map = np.zeros((10, 10), np.float32)
+    sick_map[:, 5:] = 1.0
+    labels = np.zeros((10, 10), int)
+    labels[2:4, 0:3] = 1
+    labels[6:8, 6:9] = 3
+    means, ids = object_means(sick_map, labels)
+    assert list(ids) == [1, 3] and np.allclose(means, [0.0, 1.0])
+
+
+def test_map_command_writes_float_maps_overlays_and_summary(tmp_path, tiny_model_path, capsys):
+    stack = np.stack([render_field(256, 288, d, seed=3).image for d in (0.0, 0.5, 1.0)])
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, stack, photometric="minisblack")
+    single = tmp_path / "single.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(single, (stack[0] >> 8).astype(np.uint8))
+    before = movie.read_bytes()
+    out = tmp_path / "out"
+    assert main(["map", str(movie), str(single), "--model", str(tiny_model_path), "--out", str(out), "--stride", "16",
+                 "--device", "cpu", "--quiet"]) == 0
+    maps = tifffile.imread(out / "movie_map.tif")
+    assert maps.shape == stack.shape and maps.dtype == np.float32
+    assert tifffile.imread(out / "single_map.tif").shape == stack.shape[1:]
+    assert (out / "movie_overlay.png").stat().st_size > 1000 and (out / "single_overlay.png").is_file()
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 3 + 1 and summary[0].startswith("path,frame,mean_sick_probability")
+    assert movie.read_bytes() == before  # inputs untouched
+
+
+def test_predict_json_matches_the_python_api(tmp_path, tiny_model_path, capsys):
+    image = tmp_path / "f.tif"
+    frame = render_field(300, 300, 0.7, seed=4).image
+    tifffile.imwrite(image, frame)
+    capsys.readouterr()
+    assert main(["predict", str(image), "--model", str(tiny_model_path), "--device", "cpu", "--json",
+                 "--stride", "32", "--mode", "exact"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    api = Predictor.create(load_weights(tiny_model_path), "cpu").analyse(frame, stride=32, mode="exact")[0]
+    assert row["mean_sick_probability"] == pytest.approx(api.mean_sick_probability, abs=1e-6)
