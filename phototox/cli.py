@@ -235,6 +235,22 @@ def cmd_class_model(args) -> int:
     return 0
 
 
+def cmd_dose_response(args) -> int:
+    """Sickness against light dose; the largest safe dose with a bootstrap interval."""
+    from .doses import fit_dose_response, format_fit, score_samples, write_dose_report
+    from .manifest import read_manifest
+
+    samples = read_manifest(args.manifest, require_labels=False)
+    predictor = _predictor(args)
+    rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet)
+    fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
+                            seed=args.seed)
+    print(format_fit(fit, args.unit))
+    written = write_dose_report(rows, fit, args.out, args.unit)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
     from .synth import write_dataset
@@ -353,6 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_class_model)
+
+    p = sub.add_parser("dose-response", help="sickness against light dose: the largest safe dose")
+    p.add_argument("manifest", help="CSV with path and dose columns (dose 0 = unexposed controls)")
+    _add_model(p)
+    p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
+    p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
+    p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
+    p.add_argument("--stride", type=int, default=32)
+    p.add_argument("--mode", choices=("exact", "dense"), default="dense")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_dose_response)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
     p.add_argument("--out", required=True)

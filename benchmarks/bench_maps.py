@@ -1,0 +1,214 @@
+"""Sickness-map speed and dense-vs-exact agreement, all ratios from one run on one machine.
+
+    python benchmarks/bench_maps.py                    # CPU, synthetic 1344x1024 frame
+    python benchmarks/bench_maps.py --device cuda      # the same on a GPU
+    python benchmarks/bench_maps.py --real 6           # + agreement on real images (../shared/data)
+
+Times a 1344x1024 frame at stride 16 and 32: naive (one window at a time), batched exact and
+dense; prints windows/s, frames/s, speed ratios, achieved GFLOP/s against this machine's measured
+float32 matmul rate, and how closely dense maps follow exact ones (correlation, max difference,
+agreement of the image-level decision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from phototox.inference import Predictor
+from phototox.loading import load_model
+from phototox.model import WINDOW
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int = 1) -> float:
+    """Median wall time of ``fn`` (after one warm-up call when repeating)."""
+    if repeats > 1:
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = timed(lambda: a @ b, device, repeats=5)
+    return 2 * n**3 / seconds / 1e9
+
+
+def count_flops(module: nn.Module, x: torch.Tensor) -> float:
+    """Multiply-adds x 2 of the convolutions and linear layers run by ``module(x)``."""
+    total = 0.0
+
+    def hook(layer, inputs, output):
+        nonlocal total
+        if isinstance(layer, nn.Conv2d):
+            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            total += 2.0 * output.numel() * per_output
+        elif isinstance(layer, nn.Linear):
+            total += 2.0 * output.numel() * layer.in_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        module(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def agreement(exact: np.ndarray, dense: np.ndarray, threshold: float = 0.5) -> dict:
+    corr = float(np.corrcoef(exact.ravel(), dense.ravel())[0, 1]) if exact.size > 1 and exact.std() > 0 else float("nan")
+    return {"corr": corr, "max_abs_diff": float(np.abs(exact - dense).max()),
+            "mean_exact": float(exact.mean()), "mean_dense": float(dense.mean()),
+            "same_decision": bool((exact.mean() >= threshold) == (dense.mean() >= threshold))}
+
+
+def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), naive_windows: int = 48) -> list[dict]:
+    device = predictor.device
+    module = predictor.model.module
+    window_flops = count_flops(module, torch.zeros(1, 1, WINDOW, WINDOW, device=device))
+    trunk_frame_flops = count_flops(module.features, torch.zeros(1, 1, *frame.shape, device=device))
+    rows = []
+    for stride in strides:
+        ny, nx = (frame.shape[0] - WINDOW) // stride + 1, (frame.shape[1] - WINDOW) // stride + 1
+        windows = ny * nx
+        tensor = torch.from_numpy(frame).to(device)
+        positions = [(y * stride, x * stride) for y in range(ny) for x in range(nx)][:naive_windows]
+
+        def naive():
+            for y, x in positions:
+                predictor.classify_windows(tensor[None, y:y + WINDOW, x:x + WINDOW])
+
+        t_naive = timed(naive, device) / len(positions) * windows
+        exact_grid = {}
+        t_exact = timed(lambda: exact_grid.setdefault("g", predictor.exact_grid(frame, stride)), device)
+        dense_grid = {}
+        shifts = max(1, (16 // stride) ** 2)
+        t_dense = timed(lambda: dense_grid.__setitem__("g", predictor.dense_grid(frame, stride)), device, repeats=3)
+        agree = agreement(exact_grid["g"], dense_grid["g"])
+        for mode, seconds, flops in (("naive", t_naive, window_flops * windows),
+                                     ("exact", t_exact, window_flops * windows),
+                                     ("dense", t_dense, trunk_frame_flops * shifts)):
+            rows.append({"mode": mode, "stride": stride, "windows": windows, "seconds_per_frame": seconds,
+                         "windows_per_s": windows / seconds, "frames_per_s": 1 / seconds,
+                         "gflops": flops / seconds / 1e9, "extrapolated": mode == "naive"})
+        rows[-1].update({"vs_exact": t_exact / t_dense, **{f"agree_{k}": v for k, v in agree.items()}})
+        rows[-2].update({"vs_naive": t_naive / t_exact})
+    return rows
+
+
+def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
+    """Dense vs exact on real images of both classes (per image and pooled)."""
+    from phototox.images import read_frames
+
+    data = REPO.parent / "shared" / "data"
+    paths = []
+    manifest = data / "celldeath_u2os" / "manifest.csv"
+    if manifest.is_file():
+        import csv
+
+        rows = list(csv.DictReader(open(manifest)))
+        sick = [r for r in rows if r["label"] == "sick"]
+        healthy = [r for r in rows if r["label"] == "healthy"]
+        for r in (sick[: count // 2] + healthy[: count - count // 2]):
+            paths.append(data / "celldeath_u2os" / r["path"])
+    paths += sorted((data / "usiigaci_t98g_phase" / "frames").glob("*.tif"))[:2]
+    if not paths:
+        return {}
+    per_image, pooled_e, pooled_d = [], [], []
+    for path in paths:
+        frame = read_frames(path)[0]
+        e, d = predictor.exact_grid(frame, stride), predictor.dense_grid(frame, stride)
+        per_image.append({"image": path.name, **agreement(e, d)})
+        pooled_e.append(e.ravel())
+        pooled_d.append(d.ravel())
+    e, d = np.concatenate(pooled_e), np.concatenate(pooled_d)
+    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
+            "pooled_max_abs_diff": float(np.abs(e - d).max()),
+            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image", help="a real frame to time instead of the synthetic 1344x1024 one")
+    parser.add_argument("--real", type=int, default=0, help="also measure agreement on this many real images")
+    parser.add_argument("--real-stride", type=int, default=32)
+    parser.add_argument("--out", help="write all numbers to this JSON file")
+    args = parser.parse_args()
+
+    predictor = Predictor.create(load_model(args.model), args.device, batch_size=64)
+    device = predictor.device
+    if args.image:
+        from phototox.images import read_frames
+
+        frame = read_frames(args.image)[0]
+    else:
+        from phototox.synth import render_field
+
+        frame = render_field(1024, 1344, 0.5, seed=0).image.astype(np.float32)
+    gflops_peak = matmul_gflops(device)
+    rows = benchmark_frame(predictor, frame)
+    info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "model": predictor.model.source,
+            "arch": predictor.model.arch, "frame": list(frame.shape), "matmul_gflops": gflops_peak}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    print(f"phototox map benchmark: {info['arch']} on {info.get('gpu', info['device'])} ({info['threads']} threads), "
+          f"frame {frame.shape[1]}x{frame.shape[0]}, float32 matmul {gflops_peak:.1f} GFLOP/s")
+    header = (f"{'mode':6s} {'stride':>6s} {'windows':>8s} {'s/frame':>9s} {'windows/s':>10s} {'frames/s':>9s} "
+              f"{'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>10s}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ratio = (f"{r['vs_naive']:.1f}x naive" if "vs_naive" in r else f"{r['vs_exact']:.1f}x exact" if "vs_exact" in r else "")
+        star = "*" if r["extrapolated"] else " "
+        print(f"{r['mode']:6s} {r['stride']:6d} {r['windows']:8d} {r['seconds_per_frame']:8.2f}{star} "
+              f"{r['windows_per_s']:10.1f} {r['frames_per_s']:9.3f} {r['gflops']:8.1f} "
+              f"{100 * r['gflops'] / gflops_peak:7.1f}% {ratio:>10s}")
+    print("* naive time extrapolated from its first windows")
+    for r in rows:
+        if "agree_corr" in r:
+            print(f"dense vs exact, stride {r['stride']}: corr {r['agree_corr']:.3f}, max |diff| "
+                  f"{r['agree_max_abs_diff']:.3f}, mean {r['agree_mean_exact']:.3f} vs {r['agree_mean_dense']:.3f}, "
+                  f"same decision: {r['agree_same_decision']}")
+    result = {"info": info, "rows": rows}
+    if args.real:
+        real = real_agreement(predictor, args.real, args.real_stride)
+        result["real"] = real
+        if real:
+            print(f"real images (stride {real['stride']}): pooled corr {real['pooled_corr']:.3f}, max |diff| "
+                  f"{real['pooled_max_abs_diff']:.3f}, decisions agree {real['decisions_agree']}/{real['n_images']}")
+            for r in real["images"]:
+                print(f"  {r['image']:34s} corr {r['corr']:.3f}  max|diff| {r['max_abs_diff']:.3f}  "
+                      f"exact {r['mean_exact']:.3f}  dense {r['mean_dense']:.3f}")
+        else:
+            print("real images: ../shared/data not found, skipped")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Choosing imaging settings that do not hurt the cells: sickness against light dose.
+
+Image a dose series (e.g. the same cells under increasing exposure, or wells imaged with
+different light settings), list the images with their ``dose`` in a manifest, and phototox
+scores every image, fits a logistic dose-response curve
+
+    P(sick | dose) = bottom + (top - bottom) / (1 + exp(-slope * (dose - d50)))
+
+and reports the **largest safe dose**: the highest dose at which the fitted sickness stays within
+``margin`` of the unexposed baseline (dose 0 images where present, else the fitted bottom), with
+a bootstrap confidence interval over images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+from .errors import PhototoxError
+from .images import read_frames, write_text_atomic
+from .inference import Predictor
+from .manifest import Sample
+
+
+def logistic(dose: np.ndarray, bottom: float, top: float, slope: float, d50: float) -> np.ndarray:
+    return bottom + (top - bottom) / (1.0 + np.exp(-slope * (dose - d50)))
+
+
+@dataclass
+class DoseResponse:
+    bottom: float
+    top: float
+    slope: float
+    d50: float
+    baseline: float
+    margin: float
+    safe_dose: float | None
+    safe_dose_low: float | None = None
+    safe_dose_high: float | None = None
+
+    def curve(self, doses: np.ndarray) -> np.ndarray:
+        return logistic(doses, self.bottom, self.top, self.slope, self.d50)
+
+
+def _fit(doses: np.ndarray, scores: np.ndarray) -> tuple[float, float, float, float]:
+    span = float(doses.max() - doses.min()) or 1.0
+    guess = (float(scores.min()), float(scores.max()), 4.0 / span, float(np.median(doses)))
+    bounds = ([0.0, 0.0, 1e-6 / span, doses.min() - span], [1.0, 1.0, 1e3 / span, doses.max() + span])
+    params, _ = curve_fit(logistic, doses, scores, p0=guess, bounds=bounds, maxfev=20000)
+    return tuple(float(p) for p in params)
+
+
+def _safe_dose(params, baseline: float, margin: float, dose_max: float) -> float | None:
+    """Largest dose in [0, dose_max] where the fitted curve stays within ``margin`` of baseline."""
+    grid = np.linspace(0.0, dose_max, 2001)
+    ok = logistic(grid, *params) <= baseline + margin
+    if not ok[0]:
+        return None
+    first_bad = np.flatnonzero(~ok)
+    return float(grid[first_bad[0] - 1]) if first_bad.size else float(dose_max)
+
+
+def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1, n_boot: int = 500,
+                      seed: int = 0) -> DoseResponse:
+    """Fit the logistic curve and the largest safe dose, with a percentile bootstrap over images."""
+    doses, scores = np.asarray(doses, float), np.asarray(scores, float)
+    if len(np.unique(doses)) < 3:
+        raise PhototoxError("a dose-response fit needs images at three or more different doses")
+    params = _fit(doses, scores)
+    controls = scores[doses == 0]
+    baseline = float(controls.mean()) if controls.size else params[0]
+    safe = _safe_dose(params, baseline, margin, float(doses.max()))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(doses), len(doses))
+        if len(np.unique(doses[idx])) < 3:
+            continue
+        try:
+            p = _fit(doses[idx], scores[idx])
+        except (RuntimeError, ValueError):
+            continue
+        c = scores[idx][doses[idx] == 0]
+        value = _safe_dose(p, float(c.mean()) if c.size else p[0], margin, float(doses.max()))
+        boot.append(0.0 if value is None else value)
+    low, high = (np.percentile(boot, [2.5, 97.5]).tolist() if len(boot) >= 20 else (None, None))
+    return DoseResponse(*params, baseline, margin, safe, low, high)
+
+
+def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32, mode: str = "dense",
+                  progress: bool = False) -> list[dict]:
+    """Mean sick probability of every sample's frames (its frame window, or all frames)."""
+    from tqdm import tqdm
+
+    rows = []
+    for sample in tqdm(samples, disable=not progress, desc="scoring", unit="image"):
+        if sample.dose is None:
+            raise PhototoxError(f"{sample.path}: no dose in the manifest (add a 'dose' column)")
+        frames = read_frames(sample.path, min_size=predictor.window)
+        if sample.frames is not None:
+            frames = frames[sample.frames[0]:sample.frames[1] + 1]
+        results = [predictor.analyse_frame(f, stride, mode) for f in frames]
+        rows.append({"path": str(sample.path), "dose": sample.dose, "group": sample.group,
+                     "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results]))})
+    return rows
+
+
+def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "") -> list[Path]:
+    from .plots import plot_dose_response
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doses = np.array([r["dose"] for r in rows])
+    scores = np.array([r["mean_sick_probability"] for r in rows])
+    grid = np.linspace(0, doses.max(), 200)
+    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, out / "dose_response.png", unit)
+    write_text_atomic(out / "dose_response.json", json.dumps({"fit": asdict(fit), "unit": unit, "images": rows}, indent=2))
+    return [out / "dose_response.png", out / "dose_response.json"]
+
+
+def format_fit(fit: DoseResponse, unit: str = "") -> str:
+    unit = f" {unit}" if unit else ""
+    lines = [f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+             f"half-effect dose {fit.d50:.3g}{unit}"]
+    if fit.safe_dose is None:
+        lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
+    else:
+        ci = (f" (95% bootstrap interval {fit.safe_dose_low:.3g} to {fit.safe_dose_high:.3g}{unit})"
+              if fit.safe_dose_low is not None else "")
+        lines.append(f"largest safe dose (sickness within {fit.margin} of baseline): {fit.safe_dose:.3g}{unit}{ci}")
+    return "\n".join(lines)

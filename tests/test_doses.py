@@ -1,0 +1,45 @@
+"""Dose response: the fit recovers a known curve; the command writes its report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from phototox.cli import main
+from phototox.doses import fit_dose_response, logistic
+from phototox.errors import PhototoxError
+
+
+def test_fit_recovers_a_known_curve_and_safe_dose():
+    rng = np.random.default_rng(0)
+    doses = np.repeat([0, 1, 2, 3, 4, 5, 6, 8, 10], 6).astype(float)
+    truth = (0.05, 0.9, 1.5, 5.0)
+    scores = np.clip(logistic(doses, *truth) + rng.normal(0, 0.02, doses.size), 0, 1)
+    fit = fit_dose_response(doses, scores, margin=0.1, n_boot=200)
+    assert fit.d50 == pytest.approx(5.0, abs=0.3) and fit.top == pytest.approx(0.9, abs=0.05)
+    grid = np.linspace(0, 10, 10001)
+    expected_safe = grid[np.flatnonzero(logistic(grid, *truth) > scores[doses == 0].mean() + 0.1)[0] - 1]
+    assert fit.safe_dose == pytest.approx(expected_safe, abs=0.3)
+    assert fit.safe_dose_low <= fit.safe_dose <= fit.safe_dose_high
+
+
+def test_sharp_onset_gives_a_safe_dose_below_the_first_damaging_dose():
+    doses = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 4.0])
+    scores = np.array([0.05, 0.06, 0.04, 0.9, 0.92, 0.95, 0.94, 0.97, 0.96, 0.98])
+    fit = fit_dose_response(doses, scores, margin=0.1, n_boot=50)
+    assert fit.baseline == pytest.approx(0.05)
+    assert fit.safe_dose is not None and fit.safe_dose < 1.0
+
+
+def test_needs_three_doses():
+    with pytest.raises(PhototoxError, match="three or more"):
+        fit_dose_response(np.array([0, 0, 1, 1.0]), np.array([0.1, 0.1, 0.5, 0.6]))
+
+
+def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys):
+    assert main(["dose-response", str(synth_dataset), "--model", str(tiny_model_path), "--out", str(tmp_path / "d"),
+                 "--device", "cpu", "--quiet", "--unit", "a.u."]) == 0
+    report = json.loads((tmp_path / "d" / "dose_response.json").read_text())
+    assert len(report["images"]) == 8 and report["unit"] == "a.u."
+    assert (tmp_path / "d" / "dose_response.png").stat().st_size > 1000
+    assert "baseline P(sick)" in capsys.readouterr().out
