@@ -148,6 +148,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+def serve_until_interrupted(server) -> int:
+    """Serve until Ctrl-C, then close the socket; exit status 0."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str = "default", device: str = "auto",
                 token: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PhototoxServer, str | None]:
     """Create the server (model loaded up front so errors show at start); return it and its token."""
@@ -178,10 +189,4 @@ def _run(args) -> int:
           f"on {predictor.device}", flush=True)
     if token:
         print(f"token: {token}  (clients send 'Authorization: Bearer <token>'; Fiji: token=... option)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)

@@ -88,3 +88,22 @@ def test_class_model_raises_the_class_score(toy, init):
     assert result.image.shape == (WINDOW, WINDOW)
     assert result.scores[-1] > result.scores[0] + 1.0
     assert result.probabilities[-1] > result.probabilities[0]
+
+
+def test_explain_and_class_model_commands(tmp_path, tiny_model_path, synth_dataset):
+    import tifffile
+
+    from phototox.cli import main
+    from phototox.synth import render_field
+
+    image = tmp_path / "field.tif"
+    tifffile.imwrite(image, render_field(260, 330, 0.8, seed=2).image)
+    out = tmp_path / "why"
+    assert main(["explain", str(image), "--model", str(tiny_model_path), "--out", str(out), "--device", "cpu",
+                 "--reference", str(synth_dataset), "--max-reference-crops", "8"]) == 0
+    heat = tifffile.imread(out / "field_gradcam.tif")
+    assert heat.shape == (260, 330) and heat.dtype == np.float32 and heat.min() >= 0
+    assert (out / "field_gradcam.png").is_file()
+    assert main(["class-model", "--model", str(tiny_model_path), "--out", str(out), "--iterations", "5",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert (out / "class_model_sick.png").stat().st_size > 1000

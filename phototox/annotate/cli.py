@@ -44,6 +44,7 @@ def _db(path: str, must_exist: bool = True):
 
 
 def _serve(args) -> int:
+    from ..serve import serve_until_interrupted
     from .items import make_items
     from .server import AppConfig, make_server
 
@@ -52,13 +53,7 @@ def _serve(args) -> int:
     server = make_server(db, args.host, args.port, AppConfig(args.overlap_every, args.seed))
     print(f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
           f"open http://{args.host}:{server.server_address[1]}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 def _report(args) -> int:
