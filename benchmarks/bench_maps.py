@@ -1,8 +1,9 @@
 """Sickness-map speed and dense-vs-exact agreement, all ratios from one run on one machine.
 
-    python benchmarks/bench_maps.py                    # CPU, synthetic 1344x1024 frame
+    python benchmarks/bench_maps.py                    # CPU, synthetic 1344x1024 frame, demo model
     python benchmarks/bench_maps.py --device cuda      # the same on a GPU
-    python benchmarks/bench_maps.py --real 6           # + agreement on real images (../shared/data)
+    python benchmarks/bench_maps.py --real 6           # + agreement on real images (../shared/data),
+                                                       #   with the shipped celldeath model
 
 Times a 1344x1024 frame at stride 16 and 32: naive (one window at a time), batched exact and
 dense; prints windows/s, frames/s, speed ratios, achieved GFLOP/s against this machine's measured
@@ -117,6 +118,23 @@ def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), n
     return rows
 
 
+def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.75, 1.0)) -> dict:
+    """Dense vs exact on synthetic fields with damaged regions (maps with real spatial structure)."""
+    from phototox.synth import render_field
+
+    per_image, pooled_e, pooled_d = [], [], []
+    for i, dose in enumerate(doses):
+        frame = render_field(1024, 1344, dose, seed=500 + i).image.astype(np.float32)
+        e, d = predictor.exact_grid(frame, stride), predictor.dense_grid(frame, stride)
+        per_image.append({"image": f"synthetic dose {dose:g}", **agreement(e, d)})
+        pooled_e.append(e.ravel())
+        pooled_d.append(d.ravel())
+    e, d = np.concatenate(pooled_e), np.concatenate(pooled_d)
+    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
+            "pooled_max_abs_diff": float(np.abs(e - d).max()),
+            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+
+
 def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
     """Dense vs exact on real images of both classes (per image and pooled)."""
     from phototox.images import read_frames
@@ -150,15 +168,18 @@ def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default="shipped:deadnet-gap-synthetic-v1",
+                        help="model timed on the synthetic frame (default: the demo model, in its domain there)")
+    parser.add_argument("--real-model", default="default", help="model for the real-image agreement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--image", help="a real frame to time instead of the synthetic 1344x1024 one")
     parser.add_argument("--real", type=int, default=0, help="also measure agreement on this many real images")
     parser.add_argument("--real-stride", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, help="exact-mode batch (default: phototox's, 8 on CPU, 64 on GPU)")
     parser.add_argument("--out", help="write all numbers to this JSON file")
     args = parser.parse_args()
 
-    predictor = Predictor.create(load_model(args.model), args.device, batch_size=64)
+    predictor = Predictor.create(load_model(args.model), args.device, args.batch_size)
     device = predictor.device
     if args.image:
         from phototox.images import read_frames
@@ -167,7 +188,7 @@ def main() -> int:
     else:
         from phototox.synth import render_field
 
-        frame = render_field(1024, 1344, 0.5, seed=0).image.astype(np.float32)
+        frame = render_field(1024, 1344, 0.75, seed=0).image.astype(np.float32)
     gflops_peak = matmul_gflops(device)
     rows = benchmark_frame(predictor, frame)
     info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
@@ -194,17 +215,21 @@ def main() -> int:
                   f"{r['agree_max_abs_diff']:.3f}, mean {r['agree_mean_exact']:.3f} vs {r['agree_mean_dense']:.3f}, "
                   f"same decision: {r['agree_same_decision']}")
     result = {"info": info, "rows": rows}
+    sections = [("synthetic", lambda: synthetic_agreement(predictor, args.real_stride))]
     if args.real:
-        real = real_agreement(predictor, args.real, args.real_stride)
-        result["real"] = real
-        if real:
-            print(f"real images (stride {real['stride']}): pooled corr {real['pooled_corr']:.3f}, max |diff| "
-                  f"{real['pooled_max_abs_diff']:.3f}, decisions agree {real['decisions_agree']}/{real['n_images']}")
-            for r in real["images"]:
-                print(f"  {r['image']:34s} corr {r['corr']:.3f}  max|diff| {r['max_abs_diff']:.3f}  "
-                      f"exact {r['mean_exact']:.3f}  dense {r['mean_dense']:.3f}")
-        else:
-            print("real images: ../shared/data not found, skipped")
+        real_predictor = Predictor.create(load_model(args.real_model), args.device, args.batch_size)
+        sections.append(("real", lambda: real_agreement(real_predictor, args.real, args.real_stride)))
+    for name, compute in sections:
+        numbers = compute()
+        result[name] = numbers
+        if not numbers:
+            print(f"{name} images: ../shared/data not found, skipped")
+            continue
+        print(f"{name} images (stride {numbers['stride']}): pooled corr {numbers['pooled_corr']:.3f}, max |diff| "
+              f"{numbers['pooled_max_abs_diff']:.3f}, decisions agree {numbers['decisions_agree']}/{numbers['n_images']}")
+        for r in numbers["images"]:
+            print(f"  {r['image']:34s} corr {r['corr']:.3f}  max|diff| {r['max_abs_diff']:.3f}  "
+                  f"exact {r['mean_exact']:.3f}  dense {r['mean_dense']:.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -25,7 +25,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
                    help="shipped default, a .pt weight file, a bioimage.io package (.zip or folder), "
                         "a zoo id or a package URL (default: the shipped model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per batch in exact mode")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
 
 
 def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") -> None:
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="maps of synthetic fields at five light doses (no download, no data)")
     p.add_argument("--model", default=DEMO_MODEL, help="default: the model trained on phototox.synth fields")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100)

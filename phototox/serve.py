@@ -31,6 +31,7 @@ from .remote import PredictorPool, analyse_pixels
 LOGGER = logging.getLogger("phototox.serve")
 DEFAULT_PORT = 8765
 DEFAULT_MAX_PIXELS = 64_000_000
+DRAIN_LIMIT = 1 << 30  # bodies up to 1 GiB are read and discarded before an error answer
 
 
 def is_loopback(host: str) -> bool:
@@ -109,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain(length)
             return self._error(400, "phototox server: width and height must be whole numbers")
         if width * height > self.server.max_pixels or length > 4 * self.server.max_pixels:
-            self.close_connection = True
+            self._drain(length)  # read what was sent (up to a cap) so the client sees the answer
             return self._error(413, f"phototox server: image of {width}x{height} px is larger than the "
                                     f"server's limit of {self.server.max_pixels} pixels (--max-pixels)")
         if length != 4 * width * height:
@@ -142,9 +143,15 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _drain(self, length: int) -> None:
-        if 0 < length <= 4 * self.server.max_pixels:
-            self._read(length)
-        else:
+        """Discard a request body; bodies over DRAIN_LIMIT are not read and the connection is closed."""
+        if 0 < length <= DRAIN_LIMIT:
+            remaining = length
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        if length > DRAIN_LIMIT:
             self.close_connection = True
 
 
