@@ -168,7 +168,7 @@ def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="shipped:deadnet-gap-synthetic-v1",
+    parser.add_argument("--model", default="shipped:deadnet-gap-synthetic-v2",
                         help="model timed on the synthetic frame (default: the demo model, in its domain there)")
     parser.add_argument("--real-model", default="default", help="model for the real-image agreement")
     parser.add_argument("--device", default="cpu")

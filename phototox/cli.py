@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import PhototoxError
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
-DEMO_MODEL = "shipped:deadnet-gap-synthetic-v1"
+DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 
 # --- shared options ---------------------------------------------------------------------------

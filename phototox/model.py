@@ -8,9 +8,10 @@ Two heads are registered:
 
 * ``deadnet`` -- the paper's head: fc 512 (from 128*14*14 = 25,088 inputs), BN, ReLU, dropout 0.5,
   fc 512, BN, ReLU, dropout 0.5, fc 2. About 13.4 M parameters, 12.8 M of them in fc1.
-* ``deadnet-gap`` -- the default: global average pooling over the 14x14 conv4 map, dropout and one
-  linear layer. About 0.3 M parameters (45x fewer), which keeps the shipped weights small and makes
-  the dense (fully convolutional) sickness map a plain average pool.
+* ``deadnet-gap`` -- the default: average pooling over the central 8x8 cells of the 14x14 conv4
+  map (those the crop's zero padding cannot reach), dropout and one linear layer. About 0.3 M
+  parameters (45x fewer), which keeps the shipped weights small and makes the dense (fully
+  convolutional) sickness map a plain average pool that matches the crops' computation.
 
 ``softmax_output=True`` makes ``forward`` return class probabilities instead of logits (used by
 the bioimage.io package, whose output is described as probabilities); the weights are the same.
@@ -104,6 +105,10 @@ class DeadNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         _init(self)
 
+    def config(self) -> dict:
+        """Constructor arguments that change the computation (saved with the weights)."""
+        return {}
+
     def head(self, feat: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of 128x14x14 trunk outputs."""
         x = torch.flatten(feat, 1)
@@ -124,23 +129,41 @@ class DeadNet(nn.Module):
 
 
 class DeadNetGAP(nn.Module):
-    """Compact DeadNet: the same trunk, global-average-pooled, then one linear layer."""
+    """Compact DeadNet: the same trunk, average-pooled, then one linear layer.
+
+    The pool covers the central ``(14 - 2 * border)`` squared cells of the 14x14 conv4 map. With
+    ``border=3`` (8x8 cells) no pooled cell sees the zero padding at the crop's edge or Caffe's
+    ceil-mode pooling remainder, so the dense map (one pass over the whole frame) computes exactly
+    what the crops compute, up to normalisation.
+    """
 
     arch_name = "deadnet-gap"
 
-    def __init__(self, n_classes: int = 2, dropout: float = 0.5, softmax_output: bool = False) -> None:
+    def __init__(self, n_classes: int = 2, dropout: float = 0.5, softmax_output: bool = False,
+                 border: int = 3) -> None:
         super().__init__()
+        if not 0 <= border < TRUNK_SIDE // 2:
+            raise ValueError(f"border must be 0..{TRUNK_SIDE // 2 - 1}, got {border}")
         self.softmax_output = softmax_output
+        self.border = border
         self.features = build_trunk()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(TRUNK_CHANNELS, n_classes)
         _init(self)
 
+    def config(self) -> dict:
+        """Constructor arguments that change the computation (saved with the weights)."""
+        return {"border": self.border}
+
     def head(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(feat.mean(dim=(2, 3))))
+        b = self.border
+        inner = feat[:, :, b:feat.shape[2] - b, b:feat.shape[3] - b]
+        return self.fc(self.dropout(inner.mean(dim=(2, 3))))
 
     def dense_head(self, feat: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool2d(feat, TRUNK_SIDE, stride=1)
+        b = self.border
+        inner = feat[:, :, b:feat.shape[2] - b, b:feat.shape[3] - b]
+        pooled = F.avg_pool2d(inner, TRUNK_SIDE - 2 * b, stride=1)
         return F.conv2d(pooled, self.fc.weight[:, :, None, None], self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -268,7 +268,7 @@ class Trainer:
                 "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
                 "torch": torch.__version__}
         path = self.out_dir / "model.pt"
-        save_weights(path, self.model, self.config.arch, {}, meta)
+        save_weights(path, self.model, self.config.arch, self.model.config(), meta)
         return path
 
 

@@ -168,3 +168,36 @@ def test_offline_download_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("PHOTOTOX_ZOO_URL", f"http://127.0.0.1:{port}/" + "{id}/rdf.yaml")
     with pytest.raises(ModelLoadError, match="cannot download .* needs the network the first time"):
         load_model("affable-shark")
+
+
+def test_front_ends_take_the_package_as_their_model(built):
+    """The HTTP server / Fiji handler pool and the CellProfiler module accept the zip as a model."""
+    import importlib.util
+
+    from conftest import REPO
+    from phototox.remote import PredictorPool, analyse_pixels
+
+    x, expected = _tensors(built.package)
+    pixels = x[0, 0]
+    line, sick_map = analyse_pixels(PredictorPool(str(built.package), "cpu"), pixels.ravel(), 220, 220, {"stride": "16"})
+    values = dict(part.split("=", 1) for part in line.split(";"))
+    assert float(values["mean_sick_probability"]) == pytest.approx(expected[0, 1], abs=1e-4)
+    assert sick_map.shape == (220, 220)
+
+    pytest.importorskip("cellprofiler_core")
+    from cellprofiler_core.preferences import set_headless
+
+    set_headless()
+    spec = importlib.util.spec_from_file_location("measurephototoxicity",
+                                                  REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py")
+    plugin = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules.setdefault(spec.name, plugin)
+    spec.loader.exec_module(plugin)
+    module = plugin.MeasurePhototoxicity()
+    module.model_choice.value = plugin.MODEL_CUSTOM
+    module.model_location.value = str(built.package)
+    module.device.value = plugin.DEVICE_CPU
+    probability = module.get_predictor().classify_windows(x[:, 0])
+    assert probability[0] == pytest.approx(expected[0, 1], abs=1e-5)

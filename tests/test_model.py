@@ -76,3 +76,19 @@ def test_softmax_output_option_keeps_weights():
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("resnet")
+
+
+def test_interior_pooling_makes_dense_exact_without_normalisation_effects():
+    """With border 3 the pooled cells never see the crop's zero padding: dense == crops."""
+    torch.manual_seed(1)
+    model = build_model("deadnet-gap").eval()
+    assert model.border == 3
+    image = torch.randn(1, 1, 220 + 16 * 3, 220 + 16 * 2)
+    with torch.no_grad():
+        dense = model.dense_head(model.features(image))[0]
+        for i in range(4):
+            for j in range(3):
+                crop = image[:, :, 16 * i:16 * i + 220, 16 * j:16 * j + 220]
+                assert torch.allclose(model(crop)[0], dense[:, i, j], atol=1e-4)
+    with pytest.raises(ValueError):
+        build_model("deadnet-gap", border=7)
