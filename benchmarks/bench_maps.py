@@ -118,6 +118,14 @@ def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), n
     return rows
 
 
+def pooled_agreement(stride: int, per_image: list[dict], exact: list[np.ndarray], dense: list[np.ndarray]) -> dict:
+    """Per-image rows plus correlation and largest difference pooled over all images' windows."""
+    e, d = np.concatenate(exact), np.concatenate(dense)
+    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
+            "pooled_max_abs_diff": float(np.abs(e - d).max()),
+            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+
+
 def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.75, 1.0)) -> dict:
     """Dense vs exact on synthetic fields with damaged regions (maps with real spatial structure)."""
     from phototox.synth import render_field
@@ -129,10 +137,7 @@ def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.7
         per_image.append({"image": f"synthetic dose {dose:g}", **agreement(e, d)})
         pooled_e.append(e.ravel())
         pooled_d.append(d.ravel())
-    e, d = np.concatenate(pooled_e), np.concatenate(pooled_d)
-    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
-            "pooled_max_abs_diff": float(np.abs(e - d).max()),
-            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+    return pooled_agreement(stride, per_image, pooled_e, pooled_d)
 
 
 def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
@@ -160,10 +165,7 @@ def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
         per_image.append({"image": path.name, **agreement(e, d)})
         pooled_e.append(e.ravel())
         pooled_d.append(d.ravel())
-    e, d = np.concatenate(pooled_e), np.concatenate(pooled_d)
-    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
-            "pooled_max_abs_diff": float(np.abs(e - d).max()),
-            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+    return pooled_agreement(stride, per_image, pooled_e, pooled_d)
 
 
 def main() -> int:

@@ -174,7 +174,7 @@ def cmd_train(args) -> int:
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     augment = AugmentConfig(tps_warp=not args.no_tps, dihedral=not args.no_dihedral, blur=not args.no_blur,
                             random_crop=not args.no_random_crop, time_window=not args.no_time_window,
-                            noise=not args.no_noise)
+                            noise=not args.no_noise, norm_jitter=args.norm_jitter)
     config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size,
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
+    p.add_argument("--norm-jitter", action="store_true",
+                   help="train on smooth gain/offset ramps over normalised windows (dense maps follow exact ones more closely)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from phototox.augment import (AugmentConfig, Augmenter, add_noise, centre_crop, dihedral, gaussian_blur,
-                              random_crop, tile_origins, tps_control_grid, tps_coordinates, tps_warp)
+                              normalisation_jitter, random_crop, tile_origins, tps_control_grid, tps_coordinates,
+                              tps_warp)
 
 
 @pytest.fixture()
@@ -98,9 +99,27 @@ def test_augmenter_output_is_a_normalised_window(image):
     assert abs(out.mean()) < 1e-4 and abs(out.std() - 1) < 1e-3
 
 
+def test_normalisation_jitter_is_a_smooth_ramp_fixed_at_the_centre():
+    """The jitter is (n - offset) * exp(-gain) with gain and offset planes through zero at the centre."""
+    window = np.random.default_rng(3).normal(size=(221, 221)).astype(np.float32)
+    out = normalisation_jitter(window, np.random.default_rng(4), gain_std=0.3, offset_std=0.2)
+    assert out[110, 110] == pytest.approx(window[110, 110], abs=1e-5)
+    assert not np.allclose(out, window)
+    # on a constant window the result is exp(-gain) * (1 - offset): a smooth surface, no pixel noise
+    flat = normalisation_jitter(np.ones((221, 221), np.float32), np.random.default_rng(4), 0.3, 0.2)
+    assert np.abs(np.diff(flat, 2, axis=0)).max() < 1e-3 and np.abs(np.diff(flat, 2, axis=1)).max() < 1e-3
+    # point symmetry of planes: gain(-r) = -gain(r), offset(-r) = -offset(r)
+    gain = -np.log(normalisation_jitter(np.full((221, 221), 1e3, np.float32), np.random.default_rng(4), 0.3, 0.0) / 1e3)
+    assert np.allclose(gain, -gain[::-1, ::-1], atol=1e-5)
+    again = normalisation_jitter(window, np.random.default_rng(4), gain_std=0.3, offset_std=0.2)
+    assert np.array_equal(out, again)
+
+
 def test_augmenter_is_deterministic_and_switchable(image):
     aug = Augmenter(AugmentConfig())
     assert np.array_equal(aug(image, np.random.default_rng(9)), aug(image, np.random.default_rng(9)))
+    jittered = Augmenter(AugmentConfig(norm_jitter=True, norm_jitter_probability=1.0))
+    assert not np.array_equal(aug(image, np.random.default_rng(9)), jittered(image, np.random.default_rng(9)))
     off = Augmenter(AugmentConfig.none())
     expected = centre_crop(image, 220)
     expected = (expected - expected.mean()) / expected.std()
