@@ -153,9 +153,9 @@ def normalisation_jitter(window: np.ndarray, rng: np.random.Generator, gain_std:
     the window: ``(n - o) * exp(-g)`` with ``o`` the box mean's offset and ``g`` the log ratio
     of box standard deviations, both relative to the window's own. Over a window these vary
     smoothly (log gain s.d. 0.15-0.22 and offset s.d. 0.07-0.14 at up to 90 px from the centre on
-    real and synthetic images); training on such ramps makes the classifier insensitive to them,
-    so dense maps follow exact ones more closely. ``gain_std`` and ``offset_std`` are the ramps'
-    standard deviations at the window's half-width.
+    real and synthetic images); training on such ramps aims to make the classifier insensitive to
+    them (measured effect on dense-vs-exact agreement: ``benchmarks/README.md``). ``gain_std`` and
+    ``offset_std`` are the ramps' standard deviations at the window's half-width.
     """
     h, w = window.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
