@@ -20,10 +20,10 @@ DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 # --- shared options ---------------------------------------------------------------------------
 
-def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default",
+def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model") -> None:
+    p.add_argument("--model", default=default,
                    help="shipped default, a .pt weight file, a bioimage.io package (.zip or folder), "
-                        "a zoo id or a package URL (default: the shipped model)")
+                        f"a zoo id or a package URL (default: {default_is})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
@@ -301,9 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="maps of synthetic fields at five light doses (no download, no data)")
-    p.add_argument("--model", default=DEMO_MODEL, help="default: the model trained on phototox.synth fields")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=None)
+    _add_model(p, DEMO_MODEL, "the model trained on phototox.synth fields")
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100)
@@ -353,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
     p.add_argument("--norm-jitter", action="store_true",
-                   help="train on smooth gain/offset ramps over normalised windows (dense maps follow exact ones more closely)")
+                   help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
+                        "(measured effect: benchmarks/README.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")

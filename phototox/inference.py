@@ -127,15 +127,15 @@ class Predictor:
             raise PhototoxError(f"threshold must lie strictly between 0 and 1, got {threshold}")
 
     def analyse_frame(self, frame: np.ndarray, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
-                      threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local") -> FrameResult:
-        """Sickness map and summary numbers of one validated 2-D frame."""
+                      threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
+                      mask: np.ndarray | None = None) -> FrameResult:
+        """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given)."""
         self.check_settings(stride, mode, threshold, normalisation)
+        if mask is not None and mask.shape != frame.shape:
+            raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
         grid = self.exact_grid(frame, stride) if mode == "exact" else self.dense_grid(frame, stride, normalisation)
         sick_map = np.clip(upsample_grid(grid, frame.shape, self.window, stride), 0.0, 1.0)
-        mean = float(sick_map.mean())
-        label = CLASSES[1] if mean >= threshold else CLASSES[0]
-        return FrameResult(sick_map, grid, mean, float((sick_map >= threshold).mean()), label,
-                           mean if label == CLASSES[1] else 1.0 - mean, threshold, int(stride), mode)
+        return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
     def analyse(self, image: np.ndarray, source: str = "image", stride: int = DEFAULT_STRIDE,
                 mode: str = DEFAULT_MODE, threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
@@ -153,6 +153,21 @@ class Predictor:
     def release(self) -> None:
         """Free accelerator memory held by cached allocations."""
         release(self.device)
+
+
+def summarise_map(sick_map: np.ndarray, threshold: float,
+                  mask: np.ndarray | None = None) -> tuple[float, float, str, float]:
+    """Mean P(sick), fraction of pixels at or above ``threshold``, class and its confidence.
+
+    Over the pixels where ``mask`` is true when one is given; NaN numbers (class healthy) when it
+    selects no pixel.
+    """
+    values = sick_map[mask.astype(bool)] if mask is not None else sick_map.ravel()
+    if values.size == 0:
+        return float("nan"), float("nan"), CLASSES[0], float("nan")
+    mean = float(values.mean())
+    label = CLASSES[1] if mean >= threshold else CLASSES[0]
+    return mean, float((values >= threshold).mean()), label, mean if label == CLASSES[1] else 1.0 - mean
 
 
 def object_means(sick_map: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -98,28 +98,23 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         if not self._authorised():
-            self._drain(length)
-            return self._error(401, "phototox server: missing or wrong token")
+            return self._refuse(length, 401, "phototox server: missing or wrong token")
         if url.path != "/v1/analyse":
-            self._drain(length)
-            return self._error(404, "phototox server: unknown path (POST /v1/analyse)")
+            return self._refuse(length, 404, "phototox server: unknown path (POST /v1/analyse)")
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         try:
             width, height = int(params.get("width", "0")), int(params.get("height", "0"))
         except ValueError:
-            self._drain(length)
-            return self._error(400, "phototox server: width and height must be whole numbers")
+            return self._refuse(length, 400, "phototox server: width and height must be whole numbers")
         if width * height > self.server.max_pixels or length > 4 * self.server.max_pixels:
-            self._drain(length)  # read what was sent (up to a cap) so the client sees the answer
-            return self._error(413, f"phototox server: image of {width}x{height} px is larger than the "
-                                    f"server's limit of {self.server.max_pixels} pixels (--max-pixels)")
+            return self._refuse(length, 413, f"phototox server: image of {width}x{height} px is larger than "
+                                             f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)")
         if length != 4 * width * height:
-            self._drain(length)
-            return self._error(400, f"phototox server: body has {length} bytes, expected {4 * width * height} "
-                                    f"(float32 pixels of a {width}x{height} image)")
+            return self._refuse(length, 400, f"phototox server: body has {length} bytes, expected "
+                                             f"{4 * width * height} (float32 pixels of a {width}x{height} image)")
         if not self.server.model_allowed(params.get("model")):
-            self._drain(length)
-            return self._error(403, "phototox server: this server only serves the model it was started with")
+            return self._refuse(length, 403,
+                                "phototox server: this server only serves the model it was started with")
         pixels = np.frombuffer(self._read(length), dtype="<f4")
         try:
             with self.server.analysis_lock:
@@ -132,27 +127,30 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
         self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", {"X-Phototox-Result": line})
 
-    def _read(self, length: int) -> bytes:
-        chunks, remaining = [], length
+    def _chunks(self, length: int):
+        """The request body in chunks of at most 1 MiB, until ``length`` bytes or the stream ends."""
+        remaining = length
         while remaining > 0:
             chunk = self.rfile.read(min(remaining, 1 << 20))
             if not chunk:
-                break
-            chunks.append(chunk)
+                return
+            yield chunk
             remaining -= len(chunk)
-        return b"".join(chunks)
 
-    def _drain(self, length: int) -> None:
-        """Discard a request body; bodies over DRAIN_LIMIT are not read and the connection is closed."""
-        if 0 < length <= DRAIN_LIMIT:
-            remaining = length
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
+    def _read(self, length: int) -> bytes:
+        return b"".join(self._chunks(length))
+
+    def _refuse(self, length: int, status: int, message: str) -> None:
+        """Answer an error after discarding the body, so the client sees the answer.
+
+        Bodies over DRAIN_LIMIT are not read; the connection is closed instead.
+        """
         if length > DRAIN_LIMIT:
             self.close_connection = True
+        else:
+            for _ in self._chunks(length):
+                pass
+        self._error(status, message)
 
 
 def serve_until_interrupted(server) -> int:

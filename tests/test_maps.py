@@ -10,7 +10,7 @@ import torch
 from phototox.cli import main
 from phototox.dense import check_dense_stride
 from phototox.errors import PhototoxError
-from phototox.inference import Predictor, object_means
+from phototox.inference import Predictor, object_means, summarise_map
 from phototox.synth import render_field
 from phototox.weights import load_weights
 from phototox.windows import upsample_grid, window_origins
@@ -99,6 +99,20 @@ def test_object_means():
     labels[6:8, 6:9] = 3
     means, ids = object_means(sick_map, labels)
     assert list(ids) == [1, 3] and np.allclose(means, [0.0, 1.0])
+
+
+def test_summary_numbers_follow_the_mask():
+    sick_map = np.random.default_rng(5).random((20, 30)).astype(np.float32)
+    mask = np.zeros(sick_map.shape, bool)
+    mask[3:9, 10:25] = True
+    mean, area, label, confidence = summarise_map(sick_map, 0.4, mask)
+    inside = sick_map[mask]
+    assert mean == pytest.approx(inside.mean()) and area == pytest.approx((inside >= 0.4).mean())
+    assert label == ("sick" if inside.mean() >= 0.4 else "healthy")
+    assert confidence == pytest.approx(inside.mean() if label == "sick" else 1 - inside.mean())
+    assert summarise_map(sick_map, 0.4)[0] == pytest.approx(sick_map.mean())
+    empty = summarise_map(sick_map, 0.4, np.zeros(sick_map.shape, bool))
+    assert np.isnan(empty[0]) and np.isnan(empty[1]) and np.isnan(empty[3])
 
 
 def test_map_command_writes_float_maps_overlays_and_summary(tmp_path, tiny_model_path, capsys):

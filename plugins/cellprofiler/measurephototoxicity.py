@@ -282,19 +282,16 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         predictor = self.get_predictor()
         try:
             frames = phototox.images.as_grey_frames(pixels, source, min_size=predictor.window)
-            result = predictor.analyse_frame(frames[0], self.stride.value, self._mode(), self.threshold.value)
+            result = predictor.analyse_frame(frames[0], self.stride.value, self._mode(), self.threshold.value,
+                                             mask=image.mask if image.has_mask else None)
         except phototox.errors.PhototoxError as exc:
             raise ValueError(str(exc)) from exc
         sick_map = result.sick_map
-        mask = image.mask if image.has_mask else None
-        values = sick_map[mask] if mask is not None else sick_map.ravel()
-        mean = float(values.mean()) if values.size else float("nan")
-        sick = int(mean >= self.threshold.value)
         measurements = {
-            F_MEAN: mean,
-            F_AREA: float((values >= self.threshold.value).mean()) if values.size else float("nan"),
-            F_CLASS: sick,
-            F_CONFIDENCE: mean if sick else 1.0 - mean,
+            F_MEAN: result.mean_sick_probability,
+            F_AREA: result.sick_area_fraction,
+            F_CLASS: int(result.label == phototox.model.CLASSES[1]),
+            F_CONFIDENCE: result.confidence,
         }
         for feature, value in measurements.items():
             workspace.measurements.add_image_measurement(self._feature(feature), value)
