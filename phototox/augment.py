@@ -4,8 +4,12 @@ The paper (Richmond et al., 2017) augments phase-contrast crops with a thin-plat
 (control points on a 128 px grid), the eight rotations/mirrors, Gaussian blur with sigma drawn
 from 1.1-1.5 px, overlapping 256x256 crops with stride 128, a time window of frames sharing one
 label, additive Gaussian noise after normalisation and a random 220x220 crop from each 256 crop.
-phototox adds one of its own, off in the paper's recipe: *normalisation jitter*, smooth gain and
-offset ramps across the normalised window, as dense maps see them (see :func:`normalisation_jitter`).
+phototox adds its own, off in the paper's recipe: *normalisation jitter*, smooth gain and
+offset ramps across the normalised window, as dense maps see them (see :func:`normalisation_jitter`),
+and *acquisition augmentation* (:func:`acquisition_augment`, on by default for new training): contrast
+and gamma, blur or unsharp sharpening, smooth illumination gradients, Poisson-Gaussian noise and
+resampling jitter (scale 0.8-1.25), so that optics alone is a weaker cue than the cells.
+``AugmentConfig.paper()`` reproduces the paper's recipe.
 :class:`AugmentConfig` switches each on or off; randomness comes only from the generator passed in.
 """
 
@@ -39,21 +43,39 @@ class AugmentConfig:
     norm_jitter_gain_std: float = 0.2
     norm_jitter_offset_std: float = 0.12
     norm_jitter_probability: float = 0.5
+    acquisition: bool = True
+    acquisition_probability: float = 0.8
+    gamma_range: tuple[float, float] = (0.7, 1.4)
+    contrast_range: tuple[float, float] = (0.7, 1.4)
+    sharpen_amount: tuple[float, float] = (0.3, 1.5)
+    optics_sigma: tuple[float, float] = (0.5, 2.0)
+    illumination_strength: float = 0.3
+    photons_range: tuple[float, float] = (20.0, 1000.0)
+    read_noise: float = 0.01
+    scale_range: tuple[float, float] = (0.8, 1.25)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def none(cls) -> "AugmentConfig":
+    def none(cls) -> AugmentConfig:
         """All augmentations off (evaluation)."""
         return cls(tps_warp=False, dihedral=False, blur=False, random_crop=False,
-                   time_window=False, noise=False, norm_jitter=False)
+                   time_window=False, noise=False, norm_jitter=False, acquisition=False)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "AugmentConfig":
+    def paper(cls) -> AugmentConfig:
+        """DeadNet's recipe only (reproduces the paper: no phototox additions)."""
+        return cls(norm_jitter=False, acquisition=False)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentConfig:
+        """From a saved config; configs saved before acquisition augmentation existed had it off."""
         values = dict(values)
-        if "blur_sigma" in values:
-            values["blur_sigma"] = tuple(values["blur_sigma"])
+        values.setdefault("acquisition", False)
+        for key, default in asdict(cls()).items():
+            if isinstance(default, tuple) and key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -171,6 +193,85 @@ def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.nda
     return (image + rng.normal(0.0, std, size=image.shape)).astype(np.float32)
 
 
+# --- acquisition augmentation: what another microscope, objective or camera would change ----------
+
+def _unit_range(image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    lo, hi = float(image.min()), float(image.max())
+    return (image - lo) / max(hi - lo, 1e-12), lo, hi
+
+
+def contrast_gamma(image: np.ndarray, rng: np.random.Generator, gamma_range: tuple[float, float] = (0.7, 1.4),
+                   contrast_range: tuple[float, float] = (0.7, 1.4)) -> np.ndarray:
+    """A gamma curve on the crop's intensity range, then contrast scaled about the mean (range kept)."""
+    unit, lo, hi = _unit_range(image.astype(np.float64))
+    gamma = float(np.exp(rng.uniform(np.log(gamma_range[0]), np.log(gamma_range[1]))))
+    contrast = float(np.exp(rng.uniform(np.log(contrast_range[0]), np.log(contrast_range[1]))))
+    out = unit ** gamma
+    out = out.mean() + contrast * (out - out.mean())
+    return (lo + out * (hi - lo)).astype(image.dtype)
+
+
+def blur_or_sharpen(image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float] = (0.5, 2.0),
+                    amount_range: tuple[float, float] = (0.3, 1.5)) -> np.ndarray:
+    """Defocus (Gaussian blur) or an unsharp mask (``image + amount * (image - blurred)``), half each."""
+    sigma = float(rng.uniform(*sigma_range))
+    blurred = ndimage.gaussian_filter(image.astype(np.float64), sigma, mode="reflect")
+    if rng.random() < 0.5:
+        return blurred.astype(image.dtype)
+    amount = float(rng.uniform(*amount_range))
+    return (image + amount * (image - blurred)).astype(image.dtype)
+
+
+def illumination_gradient(image: np.ndarray, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
+    """Multiply by a smooth field: a random linear ramp plus a radial vignette, within 1 +- ``strength``."""
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy, xx = (yy - (h - 1) / 2) / (h / 2), (xx - (w - 1) / 2) / (w / 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx + np.sin(angle) * yy
+    vignette = (xx**2 + yy**2) / 2
+    field = 1 + strength * (rng.uniform(-1, 1) * ramp - rng.uniform(0, 1) * vignette)
+    return (image * np.clip(field, 0.05, None)).astype(image.dtype)
+
+
+def poisson_gaussian_noise(image: np.ndarray, rng: np.random.Generator,
+                           photons_range: tuple[float, float] = (20.0, 1000.0), read_noise: float = 0.01) -> np.ndarray:
+    """Shot noise at a random photon budget (mean photons per pixel) plus Gaussian read noise."""
+    unit, lo, hi = _unit_range(image.astype(np.float64))
+    photons = float(np.exp(rng.uniform(np.log(photons_range[0]), np.log(photons_range[1]))))
+    scale = photons / max(float(unit.mean()), 1e-6)
+    noisy = rng.poisson(unit * scale) / scale + rng.normal(0.0, read_noise, size=unit.shape)
+    return (lo + noisy * (hi - lo)).astype(image.dtype)
+
+
+def resample_jitter(image: np.ndarray, rng: np.random.Generator,
+                    scale_range: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
+    """Zoom by a random factor (log-uniform) about the centre, same shape; reflected where it zooms out."""
+    scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    coords = [(yy - (h - 1) / 2) / scale + (h - 1) / 2, (xx - (w - 1) / 2) / scale + (w - 1) / 2]
+    prefiltered = ndimage.gaussian_filter(image.astype(np.float64), 0.5 / scale) if scale < 1 else image
+    return ndimage.map_coordinates(prefiltered, coords, order=1, mode="mirror").astype(image.dtype)
+
+
+def acquisition_augment(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Each acquisition transform with probability ``cfg.acquisition_probability``, in physical order."""
+    out = image
+    p = cfg.acquisition_probability
+    if rng.random() < p:
+        out = illumination_gradient(out, rng, cfg.illumination_strength)
+    if rng.random() < p:
+        out = resample_jitter(out, rng, cfg.scale_range)
+    if rng.random() < p:
+        out = blur_or_sharpen(out, rng, cfg.optics_sigma, cfg.sharpen_amount)
+    if rng.random() < p:
+        out = contrast_gamma(out, rng, cfg.gamma_range, cfg.contrast_range)
+    if rng.random() < p:
+        out = poisson_gaussian_noise(out, rng, cfg.photons_range, cfg.read_noise)
+    return out
+
+
 @dataclass
 class Augmenter:
     """Applies an :class:`AugmentConfig` to one 256 crop, in the paper's order."""
@@ -183,6 +284,8 @@ class Augmenter:
 
         cfg = self.config
         out = crop.astype(np.float32)
+        if cfg.acquisition:
+            out = acquisition_augment(out, rng, cfg)
         if cfg.tps_warp:
             out = tps_warp(out, rng, cfg.tps_grid, cfg.tps_displacement_std)
         if cfg.dihedral:
