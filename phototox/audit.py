@@ -225,7 +225,7 @@ def format_audit(result: AuditResult) -> str:
     if b and b.get("auc"):
         lines.append(f"nuisance baseline ({len(b['features'])} acquisition statistics, logistic regression, "
                      f"{b['n_folds']}-fold grouped CV): AUC {_ci(b['auc'])}, balanced accuracy "
-                     f"{_ci(b['balanced_accuracy'])} (95% BCa over groups)")
+                     f"{_ci(b['balanced_accuracy'])} (95% bootstrap over groups)")
     elif b:
         lines.append(f"nuisance baseline: not computable ({b.get('note')})")
     lines.append(result.headline())
@@ -272,7 +272,7 @@ def audit_markdown(result: AuditResult, extra: dict | None = None) -> str:
     if b and b.get("auc"):
         lines.append(f"A logistic regression on acquisition statistics alone ({', '.join(b['features'])}), "
                      f"{b['n_folds']}-fold cross-validation with whole groups per fold: AUC {_ci(b['auc'])}, "
-                     f"balanced accuracy {_ci(b['balanced_accuracy'])} (95% BCa intervals, resampling groups). "
+                     f"balanced accuracy {_ci(b['balanced_accuracy'])} (95% percentile intervals, resampling groups within each label). "
                      "Near 0.5: these cues do not give the label away; near 1: they do, and a network's "
                      "accuracy cannot show that it learned cell morphology.")
     else:

@@ -57,9 +57,24 @@ def ece_interval(probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray | N
     return bca_interval(statistic, len(counts), n_resamples, confidence, seed)
 
 
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (used as the narrowest allowed bin interval)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def reliability_diagram(probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray | None = None,
                         n_bins: int = 10, n_resamples: int = 1000, seed: int = 0, unit: str = "crops") -> dict:
-    """Per-bin mean P(sick), observed fraction sick with a 95% cluster-bootstrap interval, and the ECE."""
+    """Per-bin mean P(sick), observed fraction sick with a 95% interval, and the ECE.
+
+    A bin's interval is the wider of the cluster-bootstrap percentile interval (whole images
+    resampled) and the Wilson interval of its count, so that a bin fed by one image still shows
+    the uncertainty of its few items.
+    """
     clusters = np.arange(len(probs)) if clusters is None else np.asarray(clusters)
     counts, psum, ysum = _per_image_bin_sums(probs, labels, clusters, n_bins)
     rng = np.random.default_rng(seed)
@@ -80,9 +95,13 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, clusters: np.ndar
             "lower_edge": b / n_bins, "upper_edge": (b + 1) / n_bins, "count": int(total_c[b]),
             "mean_probability": float(total_p[b] / total_c[b]) if has else None,
             "fraction_sick": float(total_y[b] / total_c[b]) if has else None,
-            "low": float(np.percentile(column, 2.5)) if has and len(column) else None,
-            "high": float(np.percentile(column, 97.5)) if has and len(column) else None,
+            "low": None, "high": None,
         })
+        if has:
+            w_low, w_high = wilson_interval(total_y[b], total_c[b])
+            boot_low = float(np.percentile(column, 2.5)) if len(column) else w_low
+            boot_high = float(np.percentile(column, 97.5)) if len(column) else w_high
+            bins[-1]["low"], bins[-1]["high"] = min(w_low, boot_low), max(w_high, boot_high)
     ece = ece_interval(probs, labels, clusters, n_bins, n_resamples=2 * n_resamples, seed=seed) \
         if n_clusters >= 2 else Interval(expected_calibration_error(probs, labels, n_bins), float("nan"),
                                          float("nan"), 0.95)

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .errors import PhototoxError
+from .provenance import provenance
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
@@ -85,8 +86,9 @@ def cmd_demo(args) -> int:
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, field.image)
         results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
-        write_map_outputs(out, stem, field.image[None].astype("float32"), results)
-        rows += summary_rows(str(image_path), results, predictor.model.source)
+        write_map_outputs(out, stem, field.image[None].astype("float32"), results,
+                          provenance=provenance(predictor.model))
+        rows += summary_rows(str(image_path), results, predictor.model.source, provenance(predictor.model))
         fields.append(field)
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
@@ -127,7 +129,7 @@ def cmd_predict(args) -> int:
     for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
         frames = read_frames(path, colour=args.colour, min_size=predictor.window)
         results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
-        rows += summary_rows(str(path), results, _model_name(args))
+        rows += summary_rows(str(path), results, _model_name(args), provenance(predictor.model))
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
@@ -157,8 +159,9 @@ def cmd_map(args) -> int:
         with tqdm(total=len(frames), desc=path.name, unit="frame", disable=args.quiet) as bar:
             results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold,
                                         args.normalisation, progress=bar.update)
-        write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay)
-        rows += summary_rows(str(path), results, _model_name(args))
+        write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay,
+                          provenance=provenance(predictor.model))
+        rows += summary_rows(str(path), results, _model_name(args), provenance(predictor.model))
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -174,21 +177,22 @@ def cmd_train(args) -> int:
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     augment = AugmentConfig(tps_warp=not args.no_tps, dihedral=not args.no_dihedral, blur=not args.no_blur,
                             random_crop=not args.no_random_crop, time_window=not args.no_time_window,
-                            noise=not args.no_noise, norm_jitter=args.norm_jitter)
+                            noise=not args.no_noise, norm_jitter=args.norm_jitter,
+                            acquisition=not (args.no_acquisition or args.paper_recipe))
     config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size,
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
                          augment=augment)
     path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
-                 progress=not args.quiet)
-    print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'})")
+                 progress=not args.quiet, allow_confounded=args.allow_confounded, unit_column=args.group_column)
+    print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'}, card: {path.parent / 'model_card.md'})")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
-    from .evaluate import evaluate_samples, format_metrics, write_evaluation
+    from .evaluate_report import evaluate_manifest
     from .manifest import read_manifest
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
@@ -202,11 +206,37 @@ def cmd_evaluate(args) -> int:
         if not indices:
             raise PhototoxError("--held-out: every image of the manifest was used to train this model")
         print(f"held-out evaluation: {len(indices)} of {len(samples)} images (the rest trained the model)")
-    evaluation = evaluate_samples(predictor, samples, indices, args.threshold, args.seed, progress=not args.quiet)
-    print(format_metrics(evaluation.metrics))
+    report = evaluate_manifest(predictor, samples, indices, str(args.manifest), args.threshold, args.seed,
+                               args.split_by, args.group_column, progress=not args.quiet)
+    print(report.text())
     if args.out:
-        written = write_evaluation(evaluation, args.out)
-        print("wrote " + ", ".join(str(p) for p in written))
+        print("wrote " + ", ".join(str(p) for p in report.write(args.out)))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    """Can this manifest separate biology from batch? Cross-tabulations and a nuisance baseline."""
+    from .audit import audit_manifest, format_audit
+
+    result = audit_manifest(args.manifest, args.out, args.group_column, args.dose_threshold, args.seed)
+    print(format_audit(result))
+    if args.out:
+        print(f"wrote {Path(args.out) / 'audit.md'}, audit.json, audit.png")
+    return 0
+
+
+def cmd_crossval(args) -> int:
+    """Leave-one-group-out: train without each value of a column, evaluate on it."""
+    from .crossval import crossvalidate, format_crossval
+    from .manifest import read_manifest
+    from .train import TrainConfig
+
+    samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
+    config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed,
+                         device=args.device, threads=args.threads)
+    summary = crossvalidate(samples, args.split_by, args.out, config, str(args.manifest), progress=not args.quiet)
+    print(format_crossval(summary))
+    print(f"wrote {Path(args.out) / 'crossval.json'}")
     return 0
 
 
@@ -353,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm-jitter", action="store_true",
                    help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
                         "(measured effect: benchmarks/README.md)")
+    p.add_argument("--no-acquisition", action="store_true",
+                   help="switch off acquisition augmentation (contrast/gamma, blur/sharpen, illumination, "
+                        "noise, scale jitter)")
+    p.add_argument("--paper-recipe", action="store_true", help="DeadNet's augmentations only (reproduce the paper)")
+    p.add_argument("--allow-confounded", action="store_true",
+                   help="train even if a batch column (replicate, plate, ...) fully explains the label")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
@@ -364,8 +400,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dose-threshold", type=float)
     p.add_argument("--group-column")
+    p.add_argument("--split-by", metavar="COLUMN",
+                   help="metrics per value of this column (e.g. replicate), with intervals")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("audit", help="can this manifest separate biology from batch? (crosstabs, nuisance baseline)")
+    p.add_argument("manifest")
+    p.add_argument("--out", help="folder for audit.md, audit.json and audit.png")
+    p.add_argument("--group-column", help="manifest column of the split unit (default: group/field)")
+    p.add_argument("--dose-threshold", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("crossval", help="leave-one-group-out: train without each replicate (etc.), test on it")
+    p.add_argument("manifest")
+    p.add_argument("--split-by", required=True, metavar="COLUMN", help="column to leave out value by value")
+    p.add_argument("--out", required=True, help="folder for one run per fold and crossval.json")
+    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"))
+    p.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--dose-threshold", type=float)
+    p.add_argument("--group-column")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("explain", help="Grad-CAM heat map at conv4_2")
     p.add_argument("image")

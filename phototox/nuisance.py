@@ -4,7 +4,7 @@ If brightness, contrast, focus or noise spectrum separate the classes of a train
 network can learn the microscope or the batch instead of the cells. The *nuisance baseline* is a
 ridge-regularised logistic regression on a handful of acquisition statistics (no cell morphology)
 evaluated with grouped cross-validation (no group on both sides); its AUC, with a bootstrap
-interval over groups, says how much of the label such cues alone give away. An AUC near 0.5 is
+interval over groups (stratified by label, percentile), says how much of the label such cues alone give away. An AUC near 0.5 is
 reassuring; near 1 the data cannot tell biology from acquisition by accuracy alone.
 
 Statistics (each documented in :data:`FEATURES`) are computed on the middle frame of each
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .bootstrap import Interval, bca_interval
+from .bootstrap import Interval
 from .manifest import Sample
 
 FEATURES: dict[str, str] = {
@@ -135,6 +135,26 @@ def grouped_folds(groups: np.ndarray, labels: np.ndarray, n_folds: int = 5, seed
     return [np.flatnonzero(np.isin(groups, f)) for f in folds if f]
 
 
+def stratified_cluster_interval(statistic, members: list[np.ndarray], strata: np.ndarray, n_resamples: int = 2000,
+                                confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile interval of ``statistic(rows)`` resampling whole groups within each label stratum.
+
+    Stratifying keeps both labels in every resample (AUC stays defined); resampling groups, not
+    images, respects images that share a field or a time-lapse.
+    """
+    rng = np.random.default_rng(seed)
+    by_stratum = [np.flatnonzero(strata == k) for k in np.unique(strata)]
+    everything = np.concatenate(members)
+    estimate = float(statistic(everything))
+    boot = []
+    for _ in range(n_resamples):
+        picked = np.concatenate([rng.choice(units, len(units)) for units in by_stratum])
+        boot.append(statistic(np.concatenate([members[k] for k in picked])))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(np.array(boot, dtype=float), [alpha, 1 - alpha])
+    return Interval(estimate, float(min(low, estimate)), float(max(high, estimate)), confidence)
+
+
 @dataclass
 class NuisanceBaseline:
     """Out-of-fold predictions of the acquisition-statistics classifier and their summary."""
@@ -162,7 +182,7 @@ def _balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def nuisance_baseline(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_folds: int = 5,
                       seed: int = 0, n_resamples: int = 2000) -> NuisanceBaseline:
-    """Grouped cross-validated logistic regression on acquisition statistics, BCa CIs over groups."""
+    """Grouped cross-validated logistic regression on acquisition statistics, intervals over groups."""
     from .evaluate import roc_auc
 
     labels, groups = np.asarray(labels, int), np.asarray(groups).astype(str)
@@ -181,19 +201,14 @@ def nuisance_baseline(features: np.ndarray, labels: np.ndarray, groups: np.ndarr
                                 note or "needs both labels in at least two groups")
     names, inverse = np.unique(g, return_inverse=True)
     members = [np.flatnonzero(inverse == k) for k in range(len(names))]
+    strata = np.array([int(y[m].mean() >= 0.5) for m in members])
 
-    def pick(indices: np.ndarray) -> np.ndarray:
-        return np.concatenate([members[k] for k in indices])
+    def auc_of(rows: np.ndarray) -> float:
+        return roc_auc(s[rows], y[rows])
 
-    def auc_of(indices: np.ndarray) -> float:
-        rows = pick(indices)
-        value = roc_auc(s[rows], y[rows])
-        return 0.5 if np.isnan(value) else value
-
-    def acc_of(indices: np.ndarray) -> float:
-        rows = pick(indices)
+    def acc_of(rows: np.ndarray) -> float:
         return _balanced_accuracy(s[rows], y[rows])
 
-    auc = bca_interval(auc_of, len(names), n_resamples, seed=seed)
-    acc = bca_interval(acc_of, len(names), n_resamples, seed=seed + 1)
+    auc = stratified_cluster_interval(auc_of, members, strata, n_resamples, seed=seed)
+    acc = stratified_cluster_interval(acc_of, members, strata, n_resamples, seed=seed + 1)
     return NuisanceBaseline(scores, labels, groups, auc, acc, len(folds), note)

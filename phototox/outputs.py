@@ -29,13 +29,16 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
 
 
 def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: list[FrameResult],
-                      overlay: bool = True) -> list[Path]:
-    """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``."""
+                      overlay: bool = True, provenance: dict | None = None) -> list[Path]:
+    """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``.
+
+    ``provenance`` (:func:`phototox.provenance.provenance`) goes into the TIFF's JSON description.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
     map_path = out_dir / f"{stem}_map.tif"
     write_tiff_atomic(map_path, maps if len(maps) > 1 else maps[0],
-                      metadata={"axes": "TYX" if len(maps) > 1 else "YX"}, description=None)
+                      metadata={"axes": "TYX" if len(maps) > 1 else "YX", **(provenance or {})}, description=None)
     written = [map_path]
     if overlay:
         index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
@@ -48,12 +51,13 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
     return written
 
 
-def summary_rows(path: str, results: list[FrameResult], model_name: str) -> list[dict]:
-    """One summary row per frame."""
+def summary_rows(path: str, results: list[FrameResult], model_name: str,
+                 provenance: dict | None = None) -> list[dict]:
+    """One summary row per frame; ``provenance`` adds the phototox version and the model's name and checksum."""
     rows = []
     for i, r in enumerate(results):
         row = {"path": path, "frame": i, **r.summary(), "model": model_name}
-        rows.append({k: row[k] for k in SUMMARY_FIELDS})
+        rows.append({**{k: row[k] for k in SUMMARY_FIELDS}, **(provenance or {})})
     return rows
 
 
@@ -63,7 +67,8 @@ def write_summary(path: Path, rows: list[dict]) -> None:
         write_text_atomic(path, json.dumps(rows, indent=2))
         return
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SUMMARY_FIELDS))
+        extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in SUMMARY_FIELDS]
+        writer = csv.DictWriter(handle, fieldnames=[*SUMMARY_FIELDS, *extra])
         writer.writeheader()
         writer.writerows(rows)
 

@@ -89,8 +89,8 @@ def plot_reliability(diagram: dict, path: str | Path, title: str) -> None:
     low = np.array([b["low"] for b in used])
     high = np.array([b["high"] for b in used])
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
-    ax.errorbar(x, y, yerr=[np.clip(y - low, 0, None), np.clip(high - y, 0, None)], fmt="o-", color="tab:blue",
-                capsize=3, label="observed (95% bootstrap over images)")
+    ax.errorbar(x, y, yerr=[np.clip(y - low, 0, None), np.clip(high - y, 0, None)], fmt="o", color="tab:blue",
+                capsize=3, label="observed, 95% interval (images resampled; Wilson at least)")
     for b in used:
         ax.plot([b["lower_edge"], b["upper_edge"]], [b["fraction_sick"]] * 2, color="tab:blue", alpha=0.25, lw=4)
     e = diagram["ece"]
@@ -99,7 +99,7 @@ def plot_reliability(diagram: dict, path: str | Path, title: str) -> None:
     ax.set_ylabel("observed fraction sick")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
     edges = [b["lower_edge"] for b in bins] + [bins[-1]["upper_edge"]]
     hist.bar(edges[:-1], [b["count"] for b in bins], width=np.diff(edges), align="edge", color="grey",
              edgecolor="white")

@@ -59,7 +59,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
         values["augment"] = AugmentConfig.from_dict(values.get("augment", {}))
         return cls(**values)
@@ -108,10 +108,13 @@ class Trainer:
     """One training run in ``out_dir``: resumable from ``checkpoint.pt``."""
 
     def __init__(self, samples: list[Sample], out_dir: str | Path, config: TrainConfig,
-                 manifest: str = "", progress: bool = True) -> None:
+                 manifest: str = "", progress: bool = True, allow_confounded: bool = False,
+                 unit_column: str | None = None) -> None:
         self.samples, self.config, self.progress = samples, config, progress
         self.out_dir = Path(out_dir)
         self.manifest = manifest
+        self.allow_confounded = allow_confounded
+        self.audit = check_design(samples, manifest, allow_confounded, unit_column, config.seed)
         self.device = resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -259,23 +262,66 @@ class Trainer:
 
         plot_training_curves(self.history, self.out_dir / "curves.png")
 
+    def heldout_evaluation(self) -> dict:
+        """Metrics with intervals (accuracy, AUC, ECE) on the held-out groups, for the model card."""
+        if self.val_set is None or len({self.samples[i].label for i in self.val_idx}) < 2:
+            return {}
+        from .calibration_metrics import ece_interval
+        from .evaluate import Evaluation
+
+        probs, labels = evaluate_crops(self.model, self.val_set, self.device)
+        images = np.array([r.sample for r in self.val_set.refs])
+        evaluation = Evaluation(probs, labels, images, self.samples, seed=self.config.seed)
+        m = evaluation.compute()
+        keep = ("n_crops", "n_images", "threshold", "crop_accuracy", "crop_balanced_accuracy", "crop_auc",
+                "paper_ci", "cluster_ci", "image_accuracy", "image_auc", "confusion_crops", "per_replicate")
+        out = {k: m[k] for k in keep if k in m}
+        if len(set(images.tolist())) >= 2:
+            out["ece"] = ece_interval(probs, labels, images, n_resamples=1000, seed=self.config.seed).as_dict()
+        return out
+
     def finish(self) -> Path:
-        """Write ``model.pt`` (+ checksum) with the training metadata."""
+        """Write ``model.pt`` (+ checksum) with the training metadata, and ``model_card.md`` beside it."""
+        from . import __version__
+        from .card import model_card, training_data_summary
+
         self.model.eval()
         meta = {"trained_iterations": self.iteration, "manifest": self.manifest,
                 "config": self.config.to_dict(), "last_eval": self.history[-1] if self.history else {},
                 "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
                 "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
-                "torch": torch.__version__}
+                "torch": torch.__version__, "phototox_version": __version__,
+                "data": training_data_summary(self.samples, self.train_idx, self.val_idx),
+                "heldout_evaluation": self.heldout_evaluation(),
+                "audit": self.audit.summary() if self.audit else {},
+                "allow_confounded": self.allow_confounded}
+        name = f"{self.out_dir.name}/model.pt"
+        meta["model_card"] = model_card(json.loads(json.dumps(meta)), name)
         path = self.out_dir / "model.pt"
-        save_weights(path, self.model, self.config.arch, self.model.config(), meta)
+        checksum = save_weights(path, self.model, self.config.arch, self.model.config(), meta)
+        write_text_atomic(self.out_dir / "model_card.md", model_card(json.loads(json.dumps(meta)), name, checksum))
         return path
 
 
+def check_design(samples: list[Sample], manifest: str = "", allow_confounded: bool = False,
+                 unit_column: str | None = None, seed: int = 0):
+    """Audit the training manifest; refuse (one line) a label fully explained by a batch column."""
+    from .audit import audit_samples
+
+    audit = audit_samples(samples, manifest, unit_column, seed=seed, n_resamples=500)
+    if audit.fully_confounded and not allow_confounded:
+        column = next(c for c in audit.columns if c.column == audit.confounded_columns[0])
+        raise PhototoxError(f"{manifest or 'manifest'}: {column.sentence} A model trained on it may learn the "
+                            f"{column.column}, not the cells; pass --allow-confounded to train anyway "
+                            "(`phototox audit` explains)")
+    return audit
+
+
 def train(samples: list[Sample], out_dir: str | Path, config: TrainConfig, resume: bool = True,
-          manifest: str = "", progress: bool = True) -> Path:
+          manifest: str = "", progress: bool = True, allow_confounded: bool = False,
+          unit_column: str | None = None) -> Path:
     """Train (or resume) and return the path of the written ``model.pt``."""
-    trainer = Trainer(samples, out_dir, config, manifest, progress)
+    trainer = Trainer(samples, out_dir, config, manifest, progress, allow_confounded, unit_column)
     if resume:
         trainer.resume()
     return trainer.run()
