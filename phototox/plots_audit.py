@@ -89,7 +89,7 @@ def plot_reliability(diagram: dict, path: str | Path, title: str) -> None:
     low = np.array([b["low"] for b in used])
     high = np.array([b["high"] for b in used])
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
-    ax.errorbar(x, y, yerr=[np.clip(y - low, 0, None), np.clip(high - y, 0, None)], fmt="o", color="tab:blue",
+    ax.errorbar(x, y, yerr=np.vstack([np.clip(y - low, 0, None), np.clip(high - y, 0, None)]), fmt="o", color="tab:blue",
                 capsize=3, label="observed, 95% interval (images resampled; Wilson at least)")
     for b in used:
         ax.plot([b["lower_edge"], b["upper_edge"]], [b["fraction_sick"]] * 2, color="tab:blue", alpha=0.25, lw=4)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phototox.augment import (AugmentConfig, Augmenter, blur_or_sharpen, contrast_gamma, illumination_gradient,
-                              poisson_gaussian_noise, resample_jitter)
+from phototox.augment import (
+    AugmentConfig,
+    Augmenter,
+    blur_or_sharpen,
+    contrast_gamma,
+    illumination_gradient,
+    poisson_gaussian_noise,
+    resample_jitter,
+)
 from phototox.nuisance import acquisition_statistics
 
 

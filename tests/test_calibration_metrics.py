@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from phototox.calibration_metrics import ece_interval, expected_calibration_error, reliability_diagram
+from phototox.calibration_metrics import (
+    ece_interval,
+    expected_calibration_error,
+    reliability_diagram,
+)
 
 
 def _calibrated(n: int, seed: int):

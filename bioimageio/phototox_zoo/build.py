@@ -92,11 +92,15 @@ def _cover(path: Path, loaded, seed: int, cover_image: str | None) -> None:
                                                    f"{result.mean_sick_probability:.2f}", threshold=0.5, width=5.0)
 
 
-def _documentation(path: Path, loaded, model_spec: str) -> None:
-    from phototox.weights import shipped_models_dir
+def card_text(loaded) -> str:
+    """The model card of THIS model: curated for the shipped model it describes, else generated from its meta."""
+    from phototox.card import card_for_model
 
-    model_card = shipped_models_dir() / "MODEL_CARD.md"
-    card = model_card.read_text() if model_card.is_file() else ""
+    return card_for_model(loaded)
+
+
+def _documentation(path: Path, loaded, model_spec: str) -> None:
+    card = card_text(loaded)
     usage = f"""
 ## Using this package
 
