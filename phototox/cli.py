@@ -96,7 +96,8 @@ def cmd_demo(args) -> int:
     try:
         fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=0)
         write_dose_report([{"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
-                           for r, d in zip(rows, DEMO_DOSES)], fit, out, "(synthetic dose)")
+                           for r, d in zip(rows, DEMO_DOSES)], fit, out, "(synthetic dose)",
+                          provenance(predictor.model))
         print(format_fit(fit, "(synthetic dose units)"))
     except (RuntimeError, PhototoxError) as exc:  # a flat response has no curve to fit
         print(f"no dose-response curve could be fitted: {exc}")
@@ -295,7 +296,7 @@ def cmd_dose_response(args) -> int:
     fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
                             seed=args.seed)
     print(format_fit(fit, args.unit))
-    written = write_dose_report(rows, fit, args.out, args.unit)
+    written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -109,7 +109,9 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
     return rows
 
 
-def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "") -> list[Path]:
+def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "",
+                      provenance: dict | None = None) -> list[Path]:
+    """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum)."""
     from .plots import plot_dose_response
 
     out = Path(out_dir)
@@ -118,7 +120,8 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
     scores = np.array([r["mean_sick_probability"] for r in rows])
     grid = np.linspace(0, doses.max(), 200)
     plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, out / "dose_response.png", unit)
-    write_text_atomic(out / "dose_response.json", json.dumps({"fit": asdict(fit), "unit": unit, "images": rows}, indent=2))
+    record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
+    write_text_atomic(out / "dose_response.json", json.dumps(record, indent=2))
     return [out / "dose_response.png", out / "dose_response.json"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,22 @@ def test_cli_audit_on_real_data(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "every sick image is replicate N3" in text
     assert "cannot separate biology from batch" in text
+
+
+@pytest.mark.slow
+def test_crossval_trains_one_model_per_left_out_value(synth_dataset, tmp_path, capsys):
+    from phototox.cli import main
+    from phototox.weights import load_weights
+
+    out = tmp_path / "cv"
+    assert main(["crossval", str(synth_dataset), "--split-by", "replicate", "--out", str(out), "--iterations", "2",
+                 "--batch-size", "4", "--device", "cpu", "--quiet"]) == 0
+    summary = json.loads((out / "crossval.json").read_text())
+    assert [f["held_out"] for f in summary["folds"]] == ["synthetic1", "synthetic2"]
+    samples = read_manifest(synth_dataset)
+    for fold in summary["folds"]:
+        assert fold["status"] == "evaluated"
+        trained_on = set(load_weights(fold["model"]).meta["train_groups"])
+        held_out = {s.group for s in samples if s.replicate == fold["held_out"]}
+        assert trained_on and not trained_on & held_out  # the left-out replicate never trained its model
+    assert "pooled image accuracy" in capsys.readouterr().out
