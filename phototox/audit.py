@@ -205,12 +205,28 @@ def audit_samples(samples: list[Sample], manifest: str = "", unit_column: str | 
         nb = nuisance_baseline(features, labels, np.array([s.group for s in samples]), seed=seed,
                                n_resamples=n_resamples)
         result.baseline = nb.as_dict()
+        result.baseline["single_cues"] = single_cue_aucs(features, labels)
         result.baseline["scores"] = [None if np.isnan(v) else float(v) for v in nb.scores]
         if nb.auc is not None and nb.auc.low > 0.75:
             result.warnings.append(
                 f"acquisition statistics alone (intensity, contrast, sharpness, spectrum) predict the label "
                 f"with AUC {nb.auc}: a network can score without looking at cells")
     return result
+
+
+def single_cue_aucs(features: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """Each acquisition statistic's own AUC (in-sample, direction-free), strongest first."""
+    from .evaluate import roc_auc
+    from .nuisance import FEATURES
+
+    out = []
+    for k, name in enumerate(FEATURES):
+        auc = roc_auc(features[:, k], labels)
+        if np.isnan(auc):
+            continue
+        out.append({"feature": name, "meaning": FEATURES[name], "auc": float(max(auc, 1 - auc)),
+                    "higher_in": CLASSES[1] if auc >= 0.5 else CLASSES[0]})
+    return sorted(out, key=lambda d: -d["auc"])
 
 
 def format_audit(result: AuditResult) -> str:
@@ -228,6 +244,9 @@ def format_audit(result: AuditResult) -> str:
                      f"{_ci(b['balanced_accuracy'])} (95% bootstrap over groups)")
     elif b:
         lines.append(f"nuisance baseline: not computable ({b.get('note')})")
+    if b and b.get("single_cues"):
+        lines.append("strongest single cues (in-sample AUC): " + "; ".join(
+            f"{c['meaning']} {c['auc']:.2f} (higher in {c['higher_in']})" for c in b["single_cues"][:3]))
     lines.append(result.headline())
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
@@ -277,6 +296,11 @@ def audit_markdown(result: AuditResult, extra: dict | None = None) -> str:
                      "accuracy cannot show that it learned cell morphology.")
     else:
         lines.append(f"Not computable: {(b or {}).get('note', 'no baseline run')}.")
+    if b and b.get("single_cues"):
+        lines += ["", "| statistic | AUC alone (in-sample) | higher in |", "|---|---|---|",
+                  *[f"| {c['meaning']} | {c['auc']:.2f} | {c['higher_in']} |" for c in b["single_cues"]],
+                  "", ("A cue can be biology (dying cells round up and raise contrast) or acquisition (focus, lamp, "
+                       "camera); where a batch column explains the label, the two cannot be told apart.")]
     if result.warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in result.warnings]]
     lines += ["", "![audit](audit.png)", ""]

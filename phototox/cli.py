@@ -258,7 +258,8 @@ def cmd_explain(args) -> int:
         samples = read_manifest(args.reference)
         weights = reference_weights(predictor, samples, class_index, max_crops=args.max_reference_crops)
     heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
-    write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"))
+    write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"),
+                      metadata={"axes": "YX", **provenance(predictor.model)})
     plot_heatmap_overlay(frames[0], heat, out / f"{path.stem}_gradcam.png",
                          f"Grad-CAM for '{args.target}' at conv4_2 ({'class-averaged' if weights is not None else 'image-averaged'} weights)")
     print(f"wrote {out / (path.stem + '_gradcam.tif')} and .png")

@@ -132,8 +132,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], indices: list[
     return evaluation
 
 
-def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
-    """metrics.json, per_image.csv, roc.png and image_scores.png in ``out_dir``."""
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: dict | None = None) -> list[Path]:
+    """metrics.json, per_image.csv, roc.png and image_scores.png in ``out_dir`` (``provenance`` in both tables)."""
     import json
 
     from .images import write_text_atomic
@@ -141,8 +141,9 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2))
-    rows = evaluation.per_image()
+    write_text_atomic(out / "metrics.json", json.dumps({**evaluation.metrics, **(
+        {"provenance": provenance} if provenance else {})}, indent=2))
+    rows = [{**r, **(provenance or {})} for r in evaluation.per_image()]
     with atomic_path(out / "per_image.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -49,7 +49,7 @@ class EvaluationReport:
         from .plots_audit import plot_reliability
 
         out = Path(out_dir)
-        written = write_evaluation(self.evaluation, out)
+        written = write_evaluation(self.evaluation, out, self.provenance)
         record = {**self.evaluation.metrics, "calibration": self.calibration, "provenance": self.provenance}
         if self.per_group is not None:
             record["per_" + (self.split_by or "group")] = self.per_group

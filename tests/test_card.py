@@ -84,6 +84,8 @@ def test_evaluate_writes_calibration_and_reliability(tiny_model_path, synth_data
     assert 0 <= metrics["calibration"]["ece"]["estimate"] <= 1
     assert set(metrics["per_replicate"]) == {"synthetic1", "synthetic2"}
     assert (tmp_path / "reliability.png").stat().st_size > 0
+    rows = list(csv.DictReader((tmp_path / "per_image.csv").open()))
+    assert rows and all(r["model_sha256"] == sha256_of(tiny_model_path) for r in rows)
 
 
 @pytest.mark.slow
