@@ -2,9 +2,10 @@
 
 What it guarantees, whatever the clients do:
 
-* **threads**: ``workers`` handler threads (a fixed pool) plus one thread answering overflow;
-  up to ``queue`` accepted connections wait for a worker; any connection beyond that is
-  answered ``503`` with ``Retry-After`` straight away and closed (never left to time out);
+* **threads**: ``workers`` handler threads (a fixed pool) plus one thread closing refused
+  connections; up to ``queue`` accepted connections wait for a worker; any connection beyond
+  that is answered ``503`` with ``Retry-After`` straight away and closed after at most a second
+  (never reset under the answer, never left to time out);
 * **time**: the request line and headers must arrive within ``read_timeout`` seconds of the
   request's first byte being awaited, and a declared body within ``read_timeout`` plus one
   second per MiB (:data:`BODY_SECONDS_PER_MIB`), counted across reads, so a client sending a
@@ -23,6 +24,7 @@ import errno
 import io
 import ipaddress
 import logging
+import select
 import socket
 import sys
 import threading
@@ -87,6 +89,57 @@ class _DeadlineSocketReader(io.RawIOBase):
             self.sock.settimeout(self.handler.server.limits.write_timeout)
 
 
+class _Linger:
+    """Refused connections, already answered: read and drop what the client still sends for up to
+    LINGER_SECONDS (so closing does not reset the connection under the answer), then close.
+    One thread for all of them; at most ``capacity`` at once (beyond: closed at once)."""
+
+    LINGER_SECONDS = 1.0
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self._socks, self._lock = capacity, {}, threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name="http-linger", daemon=True).start()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if len(self._socks) < self.capacity:
+                self._socks[sock] = time.monotonic() + self.LINGER_SECONDS
+                return
+        sock.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                socks = list(self._socks)
+            if not socks:
+                self._stopped.wait(0.05)
+                continue
+            try:
+                ready, _, _ = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):
+                ready = socks
+            now = time.monotonic()
+            for sock in socks:
+                done = self._socks[sock] < now
+                if sock in ready:
+                    try:
+                        done = done or not sock.recv(65536)
+                    except OSError:
+                        done = True
+                if done:
+                    with self._lock:
+                        del self._socks[sock]
+                    sock.close()
+        with self._lock:
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
+
 class BoundedHTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer with a fixed worker pool, a bounded queue and a 503 for overflow."""
 
@@ -100,19 +153,18 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         host, port = address
         if ":" in host:
             self.address_family = socket.AF_INET6
+        self.extra_hosts = {h.lower() for h in allowed_hosts}
+        self._slots = threading.BoundedSemaphore(self.limits.workers + self.limits.queue)
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
         try:
             super().__init__(address, handler)
         except OSError as exc:
             raise PhototoxError(_bind_error(host, port, exc)) from None
         except (OverflowError, socket.gaierror) as exc:
             raise PhototoxError(f"cannot listen on {host}:{port}: {exc}") from None
-        self.extra_hosts = {h.lower() for h in allowed_hosts}
-        self._slots = threading.BoundedSemaphore(self.limits.workers + self.limits.queue)
-        self._overflow_slots = threading.BoundedSemaphore(self.limits.overflow_slots)
+        self._linger = _Linger(self.limits.overflow_slots)
         self._workers = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="http-worker")
-        self._overflow = ThreadPoolExecutor(1, thread_name_prefix="http-busy")
-        self._in_flight = 0
-        self._count_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -150,32 +202,15 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self._release()
 
     def _refuse_busy(self, request) -> None:
-        if not self._overflow_slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
+        """503 at once (a small write never blocks a fresh socket), then linger: the close is clean."""
         try:
-            self._overflow.submit(self._answer_busy, request)
-        except RuntimeError:
-            self._overflow_slots.release()
-            self.shutdown_request(request)
-
-    def _answer_busy(self, request) -> None:
-        """503, then a short bounded read of what the client already sent, so the close is clean."""
-        try:
-            request.settimeout(0.5)
-            request.sendall(_busy_answer(self.busy_message))
+            request.setblocking(False)
+            request.send(_busy_answer(self.busy_message))
             request.shutdown(socket.SHUT_WR)
-            end, drained = time.monotonic() + 0.5, 0
-            while drained < (1 << 20) and time.monotonic() < end:
-                chunk = request.recv(65536)
-                if not chunk:
-                    break
-                drained += len(chunk)
         except OSError:
-            pass
-        finally:
             request.close()
-            self._overflow_slots.release()
+            return
+        self._linger.add(request)
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
@@ -186,8 +221,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self._workers.shutdown(wait=False, cancel_futures=True)
-        self._overflow.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "_workers"):  # not when binding failed
+            self._workers.shutdown(wait=False, cancel_futures=True)
+            self._linger.stop()
 
     # -- host and origin rules ---------------------------------------------------------------
     def host_allowed(self, host_header: str) -> bool:
@@ -238,6 +274,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     deadline = 0.0
     error_prefix = "server"
+    expect_continue = False  # the client waits for "100 Continue" before sending the body
 
     def setup(self) -> None:
         super().setup()
@@ -246,6 +283,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.deadline = time.monotonic() + self.server.limits.read_timeout
+        self.expect_continue = False
         try:
             super().handle_one_request()
         except TimeoutError:
@@ -283,6 +321,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return 400, f"{self.error_prefix}: Content-Length must be one non-negative whole number"
         return None
 
+    def handle_expect_100(self) -> bool:
+        """Defer "100 Continue" until the body is wanted, so refusals cost the client no upload."""
+        self.expect_continue = True
+        return True
+
+    def _start_body(self, length: int) -> None:
+        self.deadline = time.monotonic() + self.server.limits.read_timeout + BODY_SECONDS_PER_MIB * length / (1 << 20)
+        if self.expect_continue:
+            self.send_response_only(100)
+            self.end_headers()
+            self.expect_continue = False
+
     @property
     def content_length(self) -> int:
         """The declared body size (validated in :meth:`request_problem`)."""
@@ -290,7 +340,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def read_body(self, length: int) -> bytes | None:
         """The body, or None (after answering 408 and closing) when it does not arrive in time."""
-        self.deadline = time.monotonic() + self.server.limits.read_timeout + BODY_SECONDS_PER_MIB * length / (1 << 20)
+        self._start_body(length)
         try:
             data = self.rfile.read(length)
         except TimeoutError:
@@ -303,8 +353,12 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def discard_body(self, length: int) -> bool:
         """Read and drop ``length`` bytes in small chunks within the body deadline; False (and the
-        connection marked for closing) when they do not all arrive."""
-        self.deadline = time.monotonic() + self.server.limits.read_timeout + BODY_SECONDS_PER_MIB * length / (1 << 20)
+        connection marked for closing) when they do not all arrive. A client waiting for
+        "100 Continue" sends nothing: there is nothing to discard, the connection just closes."""
+        if self.expect_continue:
+            self.close_connection = True
+            return False
+        self._start_body(length)
         remaining = length
         try:
             while remaining > 0:

@@ -15,7 +15,13 @@ import numpy as np
 
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
+from .inference import (
+    DEFAULT_MODE,
+    DEFAULT_STRIDE,
+    DEFAULT_THRESHOLD,
+    FrameResult,
+    Predictor,
+)
 from .loading import describe_model_spec, load_model
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",

@@ -30,7 +30,13 @@ import numpy as np
 
 from . import __version__
 from .errors import PhototoxError
-from .httpserve import BoundedHTTPServer, GuardedHandler, Limits, is_loopback, serve_until_interrupted
+from .httpserve import (
+    BoundedHTTPServer,
+    GuardedHandler,
+    Limits,
+    is_loopback,
+    serve_until_interrupted,
+)
 from .loading import SHIPPED_ALIASES
 from .remote import PredictorPool, analyse_pixels
 
@@ -123,7 +129,7 @@ class _Handler(GuardedHandler):
         given = self.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode())
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         if not self._authorised():
             return self.send_text(401, "phototox server: missing or wrong token")
         if self.content_length:
@@ -136,7 +142,7 @@ class _Handler(GuardedHandler):
                            "max_pixels": server.max_pixels, "max_pixels_in_flight": server.budget.total}).encode()
         self._send(200, body, "application/json")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         url = urllib.parse.urlparse(self.path)
         if not self._authorised():
             return self._refuse(401, "phototox server: missing or wrong token")
@@ -182,7 +188,7 @@ class _Handler(GuardedHandler):
                                                 params, source=f"image sent to phototox serve ({width}x{height})")
         except PhototoxError as exc:
             return self.send_text(400, str(exc).replace("\n", " "))
-        except Exception as exc:  # noqa: BLE001 (keep serving; report the fault to the client)
+        except Exception as exc:  # keep serving; report the fault to the client
             LOGGER.exception("analysis failed")
             return self.send_text(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
         self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", {"X-Phototox-Result": line})
@@ -191,9 +197,8 @@ class _Handler(GuardedHandler):
         """Answer an error without using the body: small bodies are discarded (within the read
         deadline) so the client sees the answer; larger ones are never read and the connection closes."""
         length = self.content_length
-        if 0 < length <= DRAIN_LIMIT:
-            if self.discard_body(length):
-                return self.send_text(status, message, headers=headers)
+        if 0 < length <= DRAIN_LIMIT and self.discard_body(length):
+            return self.send_text(status, message, headers=headers)
         self.send_text(status, message, close=length > 0, headers=headers)
 
 
@@ -216,10 +221,14 @@ def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str | 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
     pool = PredictorPool(models[0], device, max(max_models, len(models)))
-    for spec in models:
-        pool.get(spec)
     server = PhototoxServer(host, port, pool, token, max_pixels, (*models[1:], *allowed_models),
-                            max_pixels_in_flight, limits, allowed_hosts)
+                            max_pixels_in_flight, limits, allowed_hosts)  # the port first: fail fast
+    try:
+        for spec in models:
+            pool.get(spec)
+    except BaseException:
+        server.server_close()
+        raise
     return server, token
 
 
@@ -239,6 +248,8 @@ def register(sub) -> None:
     p.add_argument("--max-pixels-in-flight", type=int, help="pixels held across concurrent requests "
                                                             "(default: --max-pixels); beyond: 503")
     p.add_argument("--workers", type=int, default=Limits.workers, help="request threads")
+    p.add_argument("--read-timeout", type=float, default=Limits.read_timeout,
+                   help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also accept this name in the Host header (e.g. the machine's DNS name)")
     p.set_defaults(func=_run)
@@ -249,10 +260,12 @@ def _run(args) -> int:
         raise PhototoxError(f"--port must be 0-65535, got {args.port}")
     if args.workers < 1 or args.max_models < 1:
         raise PhototoxError("--workers and --max-models must be at least 1")
+    if not 0 < args.read_timeout <= 3600:
+        raise PhototoxError(f"--read-timeout must be between 0 and 3600 seconds, got {args.read_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server, token = make_server(args.host, args.port, args.model or ["default"], args.device, args.token,
                                 args.max_pixels, allowed_models=tuple(args.allow_model), max_models=args.max_models,
-                                max_pixels_in_flight=args.max_pixels_in_flight, limits=Limits(workers=args.workers),
+                                max_pixels_in_flight=args.max_pixels_in_flight, limits=Limits(workers=args.workers, read_timeout=args.read_timeout),
                                 allowed_hosts=tuple(args.allow_host))
     predictor = server.pool.get()
     print(f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} "
