@@ -175,6 +175,18 @@ def test_an_item_id_of_thirty_digits_is_a_404(app, capfd):
 
 
 # -- CLI: one line, non-zero exit, nothing created -------------------------------------------------
+@pytest.fixture(autouse=True)
+def _never_serve_forever(monkeypatch):
+    """A CLI call that should have been refused fails the test instead of serving until killed."""
+    import phototox.httpserve
+
+    def refuse(server):
+        server.server_close()
+        raise AssertionError("the command started serving instead of refusing")
+
+    monkeypatch.setattr(phototox.httpserve, "serve_until_interrupted", refuse)
+
+
 def _one_line_error(capsys, code: int) -> str:
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.startswith("phototox: error:") and "\n" not in err, err
