@@ -248,6 +248,8 @@ def register(sub) -> None:
     p.add_argument("--max-pixels-in-flight", type=int, help="pixels held across concurrent requests "
                                                             "(default: --max-pixels); beyond: 503")
     p.add_argument("--workers", type=int, default=Limits.workers, help="request threads")
+    p.add_argument("--queue", type=int, default=Limits.queue,
+                   help="connections that may wait for a worker; beyond them: 503 at once")
     p.add_argument("--read-timeout", type=float, default=Limits.read_timeout,
                    help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -258,14 +260,15 @@ def register(sub) -> None:
 def _run(args) -> int:
     if not 0 <= args.port <= 65535:
         raise PhototoxError(f"--port must be 0-65535, got {args.port}")
-    if args.workers < 1 or args.max_models < 1:
-        raise PhototoxError("--workers and --max-models must be at least 1")
+    if args.workers < 1 or args.max_models < 1 or args.queue < 0:
+        raise PhototoxError("--workers and --max-models must be at least 1, --queue at least 0")
     if not 0 < args.read_timeout <= 3600:
         raise PhototoxError(f"--read-timeout must be between 0 and 3600 seconds, got {args.read_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server, token = make_server(args.host, args.port, args.model or ["default"], args.device, args.token,
                                 args.max_pixels, allowed_models=tuple(args.allow_model), max_models=args.max_models,
-                                max_pixels_in_flight=args.max_pixels_in_flight, limits=Limits(workers=args.workers, read_timeout=args.read_timeout),
+                                max_pixels_in_flight=args.max_pixels_in_flight,
+                                limits=Limits(workers=args.workers, queue=args.queue, read_timeout=args.read_timeout),
                                 allowed_hosts=tuple(args.allow_host))
     predictor = server.pool.get()
     print(f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} "
