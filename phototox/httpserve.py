@@ -97,7 +97,8 @@ class _Linger:
     LINGER_SECONDS = 1.0
 
     def __init__(self, capacity: int) -> None:
-        self.capacity, self._socks, self._lock = capacity, {}, threading.Lock()
+        self.capacity, self._lock = capacity, threading.Lock()
+        self._socks: dict[socket.socket, float] = {}
         self._stopped = threading.Event()
         threading.Thread(target=self._run, name="http-linger", daemon=True).start()
 
@@ -243,7 +244,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             name, port = text, ""
         if (port or "80") != str(self.port):
             return False
-        bound = self.server_address[0].lower()
+        bound = str(self.server_address[0]).lower()
         bound = f"[{bound}]" if ":" in bound else bound
         if name in LOOPBACK_NAMES or name == bound or name.strip("[]") in self.extra_hosts:
             return True

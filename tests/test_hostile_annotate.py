@@ -239,3 +239,11 @@ def test_port_in_use_is_one_line_and_creates_no_database(images, tmp_path, capsy
         err = _one_line_error(capsys, cli_main(["annotate", "serve", str(images), "--db", str(db),
                                                 "--port", str(port)]))
     assert f"port {port} is already in use" in err and not db.exists()
+
+
+def test_annotate_serve_refuses_inputs_without_images(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    db = tmp_path / "v.sqlite"
+    err = _one_line_error(capsys, cli_main(["annotate", "serve", str(empty), "--db", str(db), "--port", "0"]))
+    assert "nothing to annotate" in err and not db.exists()

@@ -16,6 +16,8 @@ def register(sub) -> None:
     s.add_argument("--db", required=True, help="SQLite file holding items, annotators and votes")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8780)
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept this name in the Host header (when --host is not loopback)")
     s.add_argument("--crop", type=int, default=256, help="side of the square crops shown (px)")
     s.add_argument("--frames", type=int, default=10, help="frames per item of a time-lapse (the paper: 10)")
     s.add_argument("--overlap-every", type=int, default=5, help="every Nth item is one scored by someone else")
@@ -62,10 +64,14 @@ def _serve(args) -> int:
     _at_least("--frames", args.frames, 1)
     _at_least("--overlap-every", args.overlap_every, 0)
     _at_least("--port", args.port, 0, 65535)
-    server = make_server(None, args.host, args.port, AppConfig(args.overlap_every, args.seed))  # port first:
+    server = make_server(None, args.host, args.port, AppConfig(args.overlap_every, args.seed),  # port first:
+                         allowed_hosts=tuple(args.allow_host))
     try:  # a port in use must not leave a new database behind
+        rows = make_items(args.inputs, args.crop, args.frames)
+        if not rows:
+            raise PhototoxError(f"no images found in {' '.join(args.inputs)}: nothing to annotate")
         server.db = db = _db(args.db, must_exist=False)
-        added = db.add_items(make_items(args.inputs, args.crop, args.frames))
+        added = db.add_items(rows)
     except BaseException:
         server.server_close()
         raise

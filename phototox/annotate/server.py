@@ -74,9 +74,10 @@ class AnnotationServer(BoundedHTTPServer):
     busy_message = "annotation app busy; reload the page in a moment"
 
     def __init__(self, address: tuple[str, int], db: AnnotationDB | None, config: AppConfig,
-                 limits: Limits | None = None) -> None:
-        super().__init__(address, _Handler, limits or ANNOTATION_LIMITS)
-        self.db, self.config = db, config
+                 limits: Limits | None = None, allowed_hosts: tuple[str, ...] = ()) -> None:
+        super().__init__(address, _Handler, limits or ANNOTATION_LIMITS, allowed_hosts)
+        self.db: AnnotationDB = db  # type: ignore[assignment]  # None only until set after binding
+        self.config = config
         self.secret = secrets.token_bytes(32)
         self.lock = threading.Lock()
 
@@ -151,7 +152,7 @@ class _Handler(GuardedHandler):
                                                            keep_blank_values=True).items()}
 
     # -- GET ----------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urllib.parse.urlparse(self.path).path
         if path == "/":
             return self._signin_page()
@@ -248,7 +249,7 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
         self._send(200, data, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     # -- POST ---------------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urllib.parse.urlparse(self.path).path
         if path not in ("/signin", "/vote", "/signout"):
             return self._error(404, "no such page", close=self.content_length > 0)
@@ -311,8 +312,9 @@ to sign in again.</p><p><a href="/annotate" id="start">Start annotating</a></p>"
 
 
 def make_server(db: AnnotationDB | None, host: str = "127.0.0.1", port: int = 8780,
-                config: AppConfig | None = None, limits: Limits | None = None) -> AnnotationServer:
+                config: AppConfig | None = None, limits: Limits | None = None,
+                allowed_hosts: tuple[str, ...] = ()) -> AnnotationServer:
     """The app's server bound to ``host:port`` (a port in use is a one-line PhototoxError).
 
     ``db`` may be set after binding (``server.db = ...``), before serving."""
-    return AnnotationServer((host, port), db, config or AppConfig(), limits)
+    return AnnotationServer((host, port), db, config or AppConfig(), limits, allowed_hosts)
