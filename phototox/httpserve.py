@@ -7,7 +7,8 @@ What it guarantees, whatever the clients do:
   that is answered ``503`` with ``Retry-After`` straight away and closed after at most a second
   (never reset under the answer, never left to time out);
 * **time**: the request line and headers must arrive within ``read_timeout`` seconds of the
-  request's first byte being awaited, and a declared body within ``read_timeout`` plus one
+  request's first byte being awaited (``idle_timeout`` for the next request on a kept-alive
+  connection), and a declared body within ``read_timeout`` plus one
   second per MiB (:data:`BODY_SECONDS_PER_MIB`), counted across reads, so a client sending a
   byte at a time (slowloris) or declaring a body it never sends frees its worker in bounded time;
 * **what it accepts**: the ``Host`` header must name the bound address, a loopback name or an
@@ -48,6 +49,7 @@ class Limits:
     workers: int = 8
     queue: int = 64
     read_timeout: float = 10.0
+    idle_timeout: float = 2.0  # a kept-alive connection waiting for its next request
     write_timeout: float = 60.0
     backlog: int = 256
     overflow_slots: int = 256
@@ -279,11 +281,15 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.requests_on_connection = 0
         self.connection.settimeout(self.server.limits.write_timeout)
         self.rfile = io.BufferedReader(_DeadlineSocketReader(self.connection, self), 65536)
 
     def handle_one_request(self) -> None:
-        self.deadline = time.monotonic() + self.server.limits.read_timeout
+        limits = self.server.limits
+        wait = limits.read_timeout if not self.requests_on_connection else min(limits.read_timeout, limits.idle_timeout)
+        self.deadline = time.monotonic() + wait
+        self.requests_on_connection += 1
         self.expect_continue = False
         try:
             super().handle_one_request()

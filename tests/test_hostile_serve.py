@@ -167,6 +167,17 @@ def test_a_declared_body_that_never_comes_frees_the_worker(serve):
     assert answer.status is None and answer.seconds < 1.5 + SLACK  # closed, not held
 
 
+def test_an_idle_kept_alive_connection_is_closed(serve):
+    limits = Limits(workers=1, queue=2, read_timeout=5.0, idle_timeout=1.0)
+    port = serve(limits=limits).port
+    with connect(port) as sock:
+        sock.sendall(f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert read_answer(sock, timeout=10).status == 200
+        started = time.monotonic()
+        assert read_answer(sock, timeout=10).status is None  # then nothing: the server hangs up
+        assert time.monotonic() - started < limits.idle_timeout + SLACK
+
+
 def test_slowloris_does_not_hold_a_thread_per_connection(serve):
     limits = Limits(workers=4, queue=8, read_timeout=2.0)
     port = serve(limits=limits).port
