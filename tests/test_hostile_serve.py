@@ -132,6 +132,7 @@ def test_allow_list_and_bounded_model_cache(serve, tiny_model_path, tmp_path):
     assert [Path(m).name for m, _ in server.pool.loaded()] == ["m1.pt", "m2.pt"]  # least recently used dropped
 
 
+@pytest.mark.slow
 def test_cli_serves_several_models_and_refuses_others(tiny_model_path, tmp_path):
     other = tmp_path / "b.pt"
     shutil.copy(tiny_model_path, other)
@@ -295,7 +296,6 @@ def test_memory_stays_bounded_under_eleven_large_requests(tiny_model_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    print("PEAK", (peak - base) / 1e6)
     assert peak - base < 5 * len(body), f"peak RSS grew by {(peak - base) / 1e6:.0f} MB; answers {statuses}"
     assert set(statuses) <= {400, 503} and 503 in statuses, statuses
 
