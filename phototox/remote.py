@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
+from .inference import (
+    DEFAULT_MODE,
+    DEFAULT_STRIDE,
+    DEFAULT_THRESHOLD,
+    FrameResult,
+    Predictor,
+)
 from .loading import describe_model_spec, load_model
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
@@ -36,19 +43,33 @@ def parse_imagej_options(text: str) -> dict[str, str]:
 
 
 class PredictorPool:
-    """Loaded predictors keyed by (model, device), shared by all requests; thread-safe."""
+    """Loaded predictors keyed by (model, device), shared by all requests; thread-safe.
 
-    def __init__(self, default_model: str = "default", default_device: str = "auto") -> None:
-        self.default_model, self.default_device = default_model, default_device
-        self._predictors: dict[tuple[str, str], Predictor] = {}
+    At most ``max_models`` predictors stay loaded; the least recently used one is dropped first.
+    """
+
+    def __init__(self, default_model: str = "default", default_device: str = "auto", max_models: int = 4) -> None:
+        if max_models < 1:
+            raise PhototoxError(f"max_models must be at least 1, got {max_models}")
+        self.default_model, self.default_device, self.max_models = default_model, default_device, max_models
+        self._predictors: OrderedDict[tuple[str, str], Predictor] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, model: str | None = None, device: str | None = None) -> Predictor:
         key = (model or self.default_model, device or self.default_device)
         with self._lock:
-            if key not in self._predictors:
+            if key in self._predictors:
+                self._predictors.move_to_end(key)
+            else:
                 self._predictors[key] = Predictor.create(load_model(key[0]), key[1])
+                while len(self._predictors) > self.max_models:
+                    self._predictors.popitem(last=False)
             return self._predictors[key]
+
+    def loaded(self) -> list[tuple[str, str]]:
+        """The (model, device) keys loaded now, least recently used first."""
+        with self._lock:
+            return list(self._predictors)
 
 
 def _number(params: dict, key: str, default, kind):

@@ -2,82 +2,126 @@
 own, scripts in other languages) can use the same model.
 
 ``GET /v1/status`` answers JSON. ``POST /v1/analyse?width=W&height=H[&stride=&mode=&threshold=
-&model=&device=&normalisation=]`` takes the frame as W*H little-endian float32 values and answers
-the W*H float32 sickness map, with the numbers in the ``X-Phototox-Result`` header
-(``key=value;...``). Errors are plain-text 4xx/5xx answers meant for the user.
+&model=&device=&normalisation=]`` takes the frame as W*H little-endian float32 values
+(``Content-Type: application/octet-stream``) and answers the W*H float32 sickness map, with the
+numbers in the ``X-Phototox-Result`` header (``key=value;...``). Errors are one-line plain-text
+4xx/5xx answers meant for the user.
 
-It listens on loopback by default. Bound to any other address it requires a bearer token
-(``--token``, or one generated and printed at start), and then only serves the models named at
-start. Request bodies are bounded (``--max-pixels``).
+Who can use it (see SECURITY.md): it listens on loopback by default; bound to any other address it
+requires a bearer token (``--token``, or one generated and printed at start). The ``Host`` header
+must name the server and browsers on other sites are refused (``Origin``), so web pages cannot
+drive it. Only the models given at start (``--model``, repeatable, and ``--allow-model``) are
+served; the predictor cache holds at most ``--max-models``. Resources are bounded by
+:mod:`phototox.httpserve` (worker pool, queue, read deadlines), ``--max-pixels`` per request and
+``--max-pixels-in-flight`` across requests (beyond: ``503`` with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .errors import PhototoxError
+from .httpserve import (
+    BoundedHTTPServer,
+    GuardedHandler,
+    Limits,
+    is_loopback,
+    serve_until_interrupted,
+)
+from .loading import SHIPPED_ALIASES
 from .remote import PredictorPool, analyse_pixels
+
+__all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]
 
 LOGGER = logging.getLogger("phototox.serve")
 DEFAULT_PORT = 8765
 DEFAULT_MAX_PIXELS = 64_000_000
-DRAIN_LIMIT = 1 << 30  # bodies up to 1 GiB are read and discarded before an error answer
+DEFAULT_MAX_MODELS = 4
+DRAIN_LIMIT = 16 << 20  # refused bodies up to 16 MiB are read and discarded (clean answer); larger: closed unread
+BODY_TYPES = ("", "application/octet-stream")
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+def model_key(spec: str | None) -> str:
+    """The identity of a model argument, for the allow-list: aliases folded, local paths resolved."""
+    text = (spec or "").strip()
+    if text in SHIPPED_ALIASES:
+        return "shipped"
+    if text.startswith(("http://", "https://", "shipped:")):
+        return text
+    path = Path(text).expanduser()
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return str(path.resolve()) if path.exists() else text
+    except (OSError, RuntimeError):
+        return text
 
 
-class PhototoxServer(ThreadingHTTPServer):
+class PixelBudget:
+    """Pixels of request bodies held at once across all requests (non-blocking take/give)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+        self._lock = threading.Lock()
+
+    def take(self, pixels: int) -> bool:
+        with self._lock:
+            if self.used + pixels > self.total:
+                return False
+            self.used += pixels
+            return True
+
+    def give(self, pixels: int) -> None:
+        with self._lock:
+            self.used -= pixels
+
+
+class PhototoxServer(BoundedHTTPServer):
     """HTTP server holding the predictor pool and the access rules."""
 
-    daemon_threads = True
+    busy_message = "phototox server: busy (too many connections); try again shortly"
 
     def __init__(self, host: str, port: int, pool: PredictorPool, token: str | None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        super().__init__((host, port), _Handler)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, allowed_models: tuple[str, ...] = (),
+                 max_pixels_in_flight: int | None = None, limits: Limits | None = None,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
+        super().__init__((host, port), _Handler, limits, allowed_hosts)
         self.pool, self.token, self.max_pixels = pool, token, max_pixels
         self.loopback = is_loopback(host)
+        self.allowed = {model_key(spec): spec for spec in (pool.default_model, *allowed_models)}
+        self.budget = PixelBudget(max_pixels_in_flight or max_pixels)
         self.analysis_lock = threading.Lock()  # one analysis at a time bounds memory
 
-    def model_allowed(self, model: str | None) -> bool:
-        return self.loopback or model in (None, "", "default", self.pool.default_model)
+    def resolve_model(self, requested: str | None) -> str | None:
+        """The start-up spec a request's ``model`` names, or None when it is not allowed."""
+        if not (requested or "").strip():
+            return self.pool.default_model
+        return self.allowed.get(model_key(requested))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: PhototoxServer
-    protocol_version = "HTTP/1.1"
+    error_prefix = "phototox server"
 
     def log_message(self, fmt: str, *args) -> None:  # route to logging instead of stderr spam
         LOGGER.info("%s %s", self.address_string(), fmt % args)
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-              headers: dict | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
-
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, message.encode("utf-8"))
 
     def _authorised(self) -> bool:
         if not self.server.token:
@@ -85,93 +129,107 @@ class _Handler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode())
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         if not self._authorised():
-            return self._error(401, "phototox server: missing or wrong token")
+            return self.send_text(401, "phototox server: missing or wrong token")
+        if self.content_length:
+            return self._refuse(400, "phototox server: GET requests carry no body")
         if urllib.parse.urlparse(self.path).path != "/v1/status":
-            return self._error(404, "phototox server: unknown path (use /v1/status or POST /v1/analyse)")
-        body = json.dumps({"phototox": __version__, "model": self.server.pool.default_model,
-                           "device": self.server.pool.default_device}).encode()
+            return self.send_text(404, "phototox server: unknown path (use GET /v1/status or POST /v1/analyse)")
+        server = self.server
+        body = json.dumps({"phototox": __version__, "model": server.pool.default_model,
+                           "device": server.pool.default_device, "allowed_models": sorted(server.allowed.values()),
+                           "max_pixels": server.max_pixels, "max_pixels_in_flight": server.budget.total}).encode()
         self._send(200, body, "application/json")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         url = urllib.parse.urlparse(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
         if not self._authorised():
-            return self._refuse(length, 401, "phototox server: missing or wrong token")
+            return self._refuse(401, "phototox server: missing or wrong token")
         if url.path != "/v1/analyse":
-            return self._refuse(length, 404, "phototox server: unknown path (POST /v1/analyse)")
+            return self._refuse(404, "phototox server: unknown path (POST /v1/analyse)")
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type not in BODY_TYPES:
+            return self._refuse(415, f"phototox server: Content-Type {content_type!r} refused; send the pixels as "
+                                     "application/octet-stream")
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         try:
             width, height = int(params.get("width", "0")), int(params.get("height", "0"))
         except ValueError:
-            return self._refuse(length, 400, "phototox server: width and height must be whole numbers")
-        if width * height > self.server.max_pixels or length > 4 * self.server.max_pixels:
-            return self._refuse(length, 413, f"phototox server: image of {width}x{height} px is larger than "
-                                             f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)")
-        if length != 4 * width * height:
-            return self._refuse(length, 400, f"phototox server: body has {length} bytes, expected "
-                                             f"{4 * width * height} (float32 pixels of a {width}x{height} image)")
-        if not self.server.model_allowed(params.get("model")):
-            return self._refuse(length, 403,
-                                "phototox server: this server only serves the model it was started with")
-        pixels = np.frombuffer(self._read(length), dtype="<f4")
+            return self._refuse(400, "phototox server: width and height must be whole numbers")
+        if width < 1 or height < 1:
+            return self._refuse(400, f"phototox server: width and height must be at least 1, got {width}x{height}")
+        length, pixels = self.content_length, width * height
+        if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
+            return self._refuse(413, f"phototox server: image of {width}x{height} px is larger than "
+                                     f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)")
+        if length != 4 * pixels:
+            return self._refuse(400, f"phototox server: body has {length} bytes, expected "
+                                     f"{4 * pixels} (float32 pixels of a {width}x{height} image)")
+        model = self.server.resolve_model(params.get("model"))
+        if model is None:
+            return self._refuse(403, f"phototox server: model {params['model']!r} is not one this server was "
+                                     "started with (--model / --allow-model)")
+        if not self.server.budget.take(pixels):
+            return self._refuse(503, "phototox server: busy (too many pixels being analysed); try again shortly",
+                                {"Retry-After": "2"})
+        try:
+            self._analyse(width, height, {**params, "model": model})
+        finally:
+            self.server.budget.give(pixels)
+
+    def _analyse(self, width: int, height: int, params: dict) -> None:
+        data = self.read_body(4 * width * height)
+        if data is None:
+            return
         try:
             with self.server.analysis_lock:
-                line, sick_map = analyse_pixels(self.server.pool, pixels, width, height, params,
-                                                source=f"image sent to phototox serve ({width}x{height})")
+                line, sick_map = analyse_pixels(self.server.pool, np.frombuffer(data, dtype="<f4"), width, height,
+                                                params, source=f"image sent to phototox serve ({width}x{height})")
         except PhototoxError as exc:
-            return self._error(400, str(exc))
+            return self.send_text(400, str(exc).replace("\n", " "))
         except Exception as exc:  # keep serving; report the fault to the client
             LOGGER.exception("analysis failed")
-            return self._error(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
+            return self.send_text(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
         self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", {"X-Phototox-Result": line})
 
-    def _chunks(self, length: int):
-        """The request body in chunks of at most 1 MiB, until ``length`` bytes or the stream ends."""
-        remaining = length
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 1 << 20))
-            if not chunk:
-                return
-            yield chunk
-            remaining -= len(chunk)
-
-    def _read(self, length: int) -> bytes:
-        return b"".join(self._chunks(length))
-
-    def _refuse(self, length: int, status: int, message: str) -> None:
-        """Answer an error after discarding the body, so the client sees the answer.
-
-        Bodies over DRAIN_LIMIT are not read; the connection is closed instead.
-        """
-        if length > DRAIN_LIMIT:
-            self.close_connection = True
-        else:
-            for _ in self._chunks(length):
-                pass
-        self._error(status, message)
+    def _refuse(self, status: int, message: str, headers: dict | None = None) -> None:
+        """Answer an error without using the body: small bodies are discarded (within the read
+        deadline) so the client sees the answer; larger ones are never read and the connection closes."""
+        length = self.content_length
+        if 0 < length <= DRAIN_LIMIT and self.discard_body(length):
+            return self.send_text(status, message, headers=headers)
+        self.send_text(status, message, close=length > 0, headers=headers)
 
 
-def serve_until_interrupted(server) -> int:
-    """Serve until Ctrl-C, then close the socket; exit status 0."""
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str | list[str] = "default",
+                device: str = "auto", token: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                allowed_models: tuple[str, ...] = (), max_models: int = DEFAULT_MAX_MODELS,
+                max_pixels_in_flight: int | None = None, limits: Limits | None = None,
+                allowed_hosts: tuple[str, ...] = ()) -> tuple[PhototoxServer, str | None]:
+    """Create the server (the start-up models loaded up front so errors show at start); return it and its token.
 
-
-def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str = "default", device: str = "auto",
-                token: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PhototoxServer, str | None]:
-    """Create the server (model loaded up front so errors show at start); return it and its token."""
+    ``model`` may be several specs: the first is the default, all are allowed and preloaded;
+    ``allowed_models`` are allowed too but loaded on first use.
+    """
+    models = [model] if isinstance(model, str) else list(model) or ["default"]
+    if max_pixels < 1:
+        raise PhototoxError(f"--max-pixels must be at least 1, got {max_pixels}")
+    if max_pixels_in_flight is not None and max_pixels_in_flight < max_pixels:
+        raise PhototoxError(f"--max-pixels-in-flight ({max_pixels_in_flight}) must be at least --max-pixels "
+                            f"({max_pixels})")
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    pool = PredictorPool(model, device)
-    pool.get()
-    return PhototoxServer(host, port, pool, token, max_pixels), token
+    pool = PredictorPool(models[0], device, max(max_models, len(models)))
+    server = PhototoxServer(host, port, pool, token, max_pixels, (*models[1:], *allowed_models),
+                            max_pixels_in_flight, limits, allowed_hosts)  # the port first: fail fast
+    try:
+        for spec in models:
+            pool.get(spec)
+    except BaseException:
+        server.server_close()
+        raise
+    return server, token
 
 
 def register(sub) -> None:
@@ -179,18 +237,41 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="HTTP API for Fiji and other programs (loopback by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", action="append", help="model to serve (repeatable; the first is the default; "
+                                                    "default: the shipped model); only these are served")
+    p.add_argument("--allow-model", action="append", default=[], metavar="SPEC",
+                   help="also allow requests to name this model (loaded on first use; repeatable)")
+    p.add_argument("--max-models", type=int, default=DEFAULT_MAX_MODELS, help="models kept loaded at once (LRU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (generated when not on loopback)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image per request (pixels)")
+    p.add_argument("--max-pixels-in-flight", type=int, help="pixels held across concurrent requests "
+                                                            "(default: --max-pixels); beyond: 503")
+    p.add_argument("--workers", type=int, default=Limits.workers, help="request threads")
+    p.add_argument("--queue", type=int, default=Limits.queue,
+                   help="connections that may wait for a worker; beyond them: 503 at once")
+    p.add_argument("--read-timeout", type=float, default=Limits.read_timeout,
+                   help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept this name in the Host header (e.g. the machine's DNS name)")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise PhototoxError(f"--port must be 0-65535, got {args.port}")
+    if args.workers < 1 or args.max_models < 1 or args.queue < 0:
+        raise PhototoxError("--workers and --max-models must be at least 1, --queue at least 0")
+    if not 0 < args.read_timeout <= 3600:
+        raise PhototoxError(f"--read-timeout must be between 0 and 3600 seconds, got {args.read_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    server, token = make_server(args.host, args.port, args.model, args.device, args.token, args.max_pixels)
+    server, token = make_server(args.host, args.port, args.model or ["default"], args.device, args.token,
+                                args.max_pixels, allowed_models=tuple(args.allow_model), max_models=args.max_models,
+                                max_pixels_in_flight=args.max_pixels_in_flight,
+                                limits=Limits(workers=args.workers, queue=args.queue, read_timeout=args.read_timeout),
+                                allowed_hosts=tuple(args.allow_host))
     predictor = server.pool.get()
-    print(f"phototox serve: http://{args.host}:{server.server_address[1]}/v1/ model {predictor.model.source} "
+    print(f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} "
           f"on {predictor.device}", flush=True)
     if token:
         print(f"token: {token}  (clients send 'Authorization: Bearer <token>'; Fiji: token=... option)", flush=True)

@@ -30,7 +30,8 @@ def running(tiny_model_path):
 
 def _post(url, pixels, width, height, token=None, **params):
     query = "&".join(f"{k}={v}" for k, v in {"width": width, "height": height, **params}.items())
-    request = urllib.request.Request(f"{url}/v1/analyse?{query}", data=pixels.astype("<f4").tobytes(), method="POST")
+    request = urllib.request.Request(f"{url}/v1/analyse?{query}", data=pixels.astype("<f4").tobytes(), method="POST",
+                                     headers={"Content-Type": "application/octet-stream"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     return urllib.request.urlopen(request, timeout=60)

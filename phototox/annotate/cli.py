@@ -16,6 +16,8 @@ def register(sub) -> None:
     s.add_argument("--db", required=True, help="SQLite file holding items, annotators and votes")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8780)
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept this name in the Host header (when --host is not loopback)")
     s.add_argument("--crop", type=int, default=256, help="side of the square crops shown (px)")
     s.add_argument("--frames", type=int, default=10, help="frames per item of a time-lapse (the paper: 10)")
     s.add_argument("--overlap-every", type=int, default=5, help="every Nth item is one scored by someone else")
@@ -43,14 +45,36 @@ def _db(path: str, must_exist: bool = True):
     return AnnotationDB(path)
 
 
+MIN_CROP = 32
+
+
+def _at_least(name: str, value: int, low: int, high: int | None = None) -> None:
+    """Refuse a numeric option outside [low, high] with one line naming it."""
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise PhototoxError(f"{name} must be {bound}, got {value}")
+
+
 def _serve(args) -> int:
-    from ..serve import serve_until_interrupted
+    from ..httpserve import serve_until_interrupted
     from .items import make_items
     from .server import AppConfig, make_server
 
-    db = _db(args.db, must_exist=False)
-    added = db.add_items(make_items(args.inputs, args.crop, args.frames))
-    server = make_server(db, args.host, args.port, AppConfig(args.overlap_every, args.seed))
+    _at_least("--crop", args.crop, MIN_CROP)
+    _at_least("--frames", args.frames, 1)
+    _at_least("--overlap-every", args.overlap_every, 0)
+    _at_least("--port", args.port, 0, 65535)
+    server = make_server(None, args.host, args.port, AppConfig(args.overlap_every, args.seed),  # port first:
+                         allowed_hosts=tuple(args.allow_host))
+    try:  # a port in use must not leave a new database behind
+        rows = make_items(args.inputs, args.crop, args.frames)
+        if not rows:
+            raise PhototoxError(f"no images found in {' '.join(args.inputs)}: nothing to annotate")
+        server.db = db = _db(args.db, must_exist=False)
+        added = db.add_items(rows)
+    except BaseException:
+        server.server_close()
+        raise
     print(f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
           f"open http://{args.host}:{server.server_address[1]}/", flush=True)
     return serve_until_interrupted(server)
@@ -68,6 +92,7 @@ def _report(args) -> int:
 def _export(args) -> int:
     from .export import export_manifest
 
+    _at_least("--min-votes", args.min_votes, 1)
     manifest, n = export_manifest(_db(args.db), args.out, args.rule, args.min_votes)
     print(f"wrote {manifest} with {n} item(s) ({args.rule}, at least {args.min_votes} vote(s))")
     return 0

@@ -13,12 +13,15 @@ import hmac
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+from ..errors import PhototoxError
 
 LABELS = ("healthy", "sick", "unsure", "skip")
+REQUIRED_TABLES = {"items", "annotators", "votes"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY,
@@ -82,9 +85,16 @@ class AnnotationDB:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        with self.connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
+        try:
+            with self.connect() as con:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and not REQUIRED_TABLES <= tables:  # someone else's database: leave it alone
+                    raise PhototoxError(f"{self.path}: an SQLite database of something else (tables "
+                                        f"{', '.join(sorted(tables)[:5])}), not a phototox annotation database")
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise PhototoxError(f"{self.path}: not a usable SQLite annotation database ({exc})") from None
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

@@ -15,18 +15,22 @@ import html
 import random
 import re
 import secrets
+import sqlite3
 import threading
 import urllib.parse
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ..httpserve import BoundedHTTPServer, GuardedHandler, Limits
 from .db import LABELS, AnnotationDB, Annotator, Item
 from .items import frame_png
 
 COOKIE = "phototox_annotator"
 MAX_NAME = 80
 MAX_BODY = 4096
+MAX_ID_DIGITS = 18  # SQLite integers are 64-bit; longer ids cannot exist
+FORM_TYPE = "application/x-www-form-urlencoded"
+ANNOTATION_LIMITS = Limits(workers=16, queue=64, read_timeout=10.0)
 KEYS = {"h": "healthy", "s": "sick", "u": "unsure", "k": "skip"}
 
 STYLE = """
@@ -64,12 +68,16 @@ def next_item(db: AnnotationDB, annotator: Annotator, config: AppConfig) -> tupl
     return db.item(rng.choice(pool)), False
 
 
-class AnnotationServer(ThreadingHTTPServer):
-    daemon_threads = True
+class AnnotationServer(BoundedHTTPServer):
+    """The app's server: bounded threads, queue and read deadlines (see :mod:`phototox.httpserve`)."""
 
-    def __init__(self, address: tuple[str, int], db: AnnotationDB, config: AppConfig) -> None:
-        super().__init__(address, _Handler)
-        self.db, self.config = db, config
+    busy_message = "annotation app busy; reload the page in a moment"
+
+    def __init__(self, address: tuple[str, int], db: AnnotationDB | None, config: AppConfig,
+                 limits: Limits | None = None, allowed_hosts: tuple[str, ...] = ()) -> None:
+        super().__init__(address, _Handler, limits or ANNOTATION_LIMITS, allowed_hosts)
+        self.db: AnnotationDB = db  # type: ignore[assignment]  # None only until set after binding
+        self.config = config
         self.secret = secrets.token_bytes(32)
         self.lock = threading.Lock()
 
@@ -82,9 +90,9 @@ def _page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body>{body}</body></html>")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: AnnotationServer
-    protocol_version = "HTTP/1.1"
+    error_prefix = "annotation app"
 
     def log_message(self, fmt, *args) -> None:
         pass
@@ -95,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Referrer-Policy", "same-origin")  # "no-referrer" makes browsers send Origin: null
         script = f"'nonce-{nonce}'" if nonce else "'none'"
         self.send_header("Content-Security-Policy", f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
                                                     f"script-src {script}; form-action 'self'; frame-ancestors 'none'")
@@ -113,9 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _redirect(self, location: str, headers: dict | None = None) -> None:
         self._send(303, b"", "text/plain", {"Location": location, **(headers or {})})
 
-    def _error(self, status: int, message: str) -> None:
+    def _error(self, status: int, message: str, close: bool = False) -> None:
+        if close:
+            self.close_connection = True
         self._html(status, "error", f"<h1>Sorry</h1><p class='error'>{html.escape(message)}</p>"
-                                    "<p><a href='/'>back</a></p>")
+                                    "<p><a href='/'>back</a></p>", {"Connection": "close"} if close else None)
 
     def _token(self) -> str:
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
@@ -126,15 +136,23 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.db.annotator_by_token(token) if token else None
 
     def _form(self) -> dict[str, str] | None:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The posted form, or None after answering (too large, wrong type, body not arriving)."""
+        length = self.content_length
         if length > MAX_BODY:
-            self.close_connection = True
+            self._error(413, "request too large", close=True)
             return None
-        data = self.rfile.read(length).decode("utf-8", errors="replace")
-        return {k: v[-1] for k, v in urllib.parse.parse_qs(data, keep_blank_values=True).items()}
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if length and content_type != FORM_TYPE:
+            self._error(415, f"only HTML forms are accepted (Content-Type {FORM_TYPE})", close=True)
+            return None
+        data = self.read_body(length)
+        if data is None:
+            return None
+        return {k: v[-1] for k, v in urllib.parse.parse_qs(data.decode("utf-8", errors="replace"),
+                                                           keep_blank_values=True).items()}
 
     # -- GET ----------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urllib.parse.urlparse(self.path).path
         if path == "/":
             return self._signin_page()
@@ -142,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._annotate_page()
         if path == "/progress":
             return self._progress_page()
-        match = re.fullmatch(r"/item/(\d+)/(\d+)\.png", path)
+        match = re.fullmatch(rf"/item/(\d{{1,{MAX_ID_DIGITS}}})/(\d{{1,6}})\.png", path)
         if match:
             return self._frame(int(match.group(1)), int(match.group(2)))
         self._error(404, "no such page")
@@ -231,11 +249,15 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
         self._send(200, data, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     # -- POST ---------------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urllib.parse.urlparse(self.path).path
+        if path not in ("/signin", "/vote", "/signout"):
+            return self._error(404, "no such page", close=self.content_length > 0)
+        if path == "/vote" and self._annotator() is None:  # refuse before reading the body
+            return self._error(403, "sign in first (missing or unknown token)", close=self.content_length > 0)
         form = self._form()
         if form is None:
-            return self._error(413, "request too large")
+            return None
         if path == "/signin":
             return self._signin(form)
         if path == "/vote":
@@ -259,7 +281,7 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
             return self._signin_page("Unknown name: leave the token empty to register it.", 403)
         try:
             annotator, token = db.create_annotator(name)
-        except Exception:  # a race on the same new name
+        except sqlite3.IntegrityError:  # a race on the same new name
             return self._signin_page("That name was just taken; choose another.", 409)
         self._html(200, "welcome", f"""<h1>Welcome, {html.escape(annotator.name)}</h1>
 <p>Your token is <code id="new-token">{html.escape(token)}</code>. Keep it: you need your name and this token
@@ -279,14 +301,20 @@ to sign in again.</p><p><a href="/annotate" id="start">Start annotating</a></p>"
         label = form.get("label", "")
         if label not in LABELS:
             return self._error(400, "unknown label")
+        item_text = form.get("item", "").strip()
+        if not re.fullmatch(rf"\d{{1,{MAX_ID_DIGITS}}}", item_text):
+            return self._error(404, "unknown item")
         try:
-            item_id = int(form.get("item", ""))
-            self.server.db.add_vote(item_id, annotator.id, label)
+            self.server.db.add_vote(int(item_text), annotator.id, label)
         except ValueError:
             return self._error(404, "unknown item")
         self._redirect("/annotate")
 
 
-def make_server(db: AnnotationDB, host: str = "127.0.0.1", port: int = 8780,
-                config: AppConfig | None = None) -> AnnotationServer:
-    return AnnotationServer((host, port), db, config or AppConfig())
+def make_server(db: AnnotationDB | None, host: str = "127.0.0.1", port: int = 8780,
+                config: AppConfig | None = None, limits: Limits | None = None,
+                allowed_hosts: tuple[str, ...] = ()) -> AnnotationServer:
+    """The app's server bound to ``host:port`` (a port in use is a one-line PhototoxError).
+
+    ``db`` may be set after binding (``server.db = ...``), before serving."""
+    return AnnotationServer((host, port), db, config or AppConfig(), limits, allowed_hosts)
