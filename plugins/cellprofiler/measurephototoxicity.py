@@ -131,7 +131,7 @@ def _phototox():
     """Import phototox (and with it torch) only when the module is used, not when plugins load."""
     try:
         import phototox.inference
-        import phototox.loading
+        import phototox.models.architectures
 
         return phototox
     except ImportError as exc:
@@ -245,8 +245,7 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         key = (self._model_spec(), DEVICES[self.device.value])
         if self._predictor is None or self._predictor_key != key:
             phototox = _phototox()
-            model = phototox.loading.load_model(key[0])
-            self._predictor = phototox.inference.Predictor.create(model, key[1])
+            self._predictor = phototox.inference.Predictor.from_spec(key[0], key[1])
             self._predictor_key = key
         return self._predictor
 
@@ -290,7 +289,7 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         measurements = {
             F_MEAN: result.mean_sick_probability,
             F_AREA: result.sick_area_fraction,
-            F_CLASS: int(result.label == phototox.model.CLASSES[1]),
+            F_CLASS: int(result.label == phototox.models.architectures.CLASSES[1]),
             F_CONFIDENCE: result.confidence,
         }
         for feature, value in measurements.items():
