@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from phototox.errors import PhototoxError
 from phototox.models.registry import ship
 
 
@@ -29,7 +30,10 @@ def main() -> None:
     card.setdefault("summary", args.summary)
     if args.pixel_size is not None:
         card["pixel_size_um"] = args.pixel_size
-    entry = ship(args.weights, args.name, default=args.default, **card)
+    try:
+        entry = ship(args.weights, args.name, default=args.default, **card)
+    except PhototoxError as exc:
+        raise SystemExit(f"ship_model: {exc}") from None
     print(f"shipped {entry.file} ({entry.bytes / 1e6:.1f} MB, sha256 {entry.sha256[:16]}...)")
 
 
