@@ -1,7 +1,7 @@
 """Build the bioimage.io model package (format 0.5) of a phototox model, and test it offline.
 
 The package holds the same weights in three formats -- ``pytorch_state_dict`` (with the
-architecture source, ``phototox/model.py`` verbatim), ``torchscript`` and ``onnx`` (opset 18,
+architecture source, ``phototox/models/architectures.py`` verbatim), ``torchscript`` and ``onnx`` (opset 18,
 one file) -- test tensors (a raw 220x220 crop and the class probabilities), a cover image with a
 sickness map, the model card as documentation, and deepImageJ settings (no tiling: the model is
 a classifier of one 220 px window; cropping is the consumer's job, as phototox does).

@@ -30,7 +30,7 @@ from . import limits as _limits
 from .architectures import ARCHITECTURES, CLASSES
 from .backends import WEIGHT_PRIORITY, OnnxBackend
 from .base import LoadedModel
-from .weights import model_from_payload, validate_arch_kwargs
+from .weights import load_payload_bytes, model_from_payload, validate_arch_kwargs
 
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
 ZOO_ID = re.compile(r"^[a-z]+(?:-[a-z]+)+(?:/[0-9]+(?:\.[0-9]+){0,3})?$")
@@ -272,8 +272,6 @@ def load_package(location: str | os.PathLike, source: str | None = None) -> Load
         return _load_onnx(rdf, data, where, source or where, checksum)
     arch, kwargs = _architecture_of(entry, where)
     arch, kwargs = validate_arch_kwargs(arch, kwargs, f"{where}: weights.pytorch_state_dict.architecture")
-    from .weights import load_payload_bytes
-
     state = load_payload_bytes(data, f"{where}: {entry['source']}")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

@@ -163,13 +163,15 @@ class MeasurePhototoxicity(Module):
             [MODEL_SHIPPED, MODEL_CUSTOM],
             doc=f"""\
 *{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_CUSTOM}*
-lets you give a phototox weight file (.pt), a bioimage.io model package
-(.zip or folder) or a bioimage.io zoo id / URL (downloaded once, then cached).""",
+lets you give another shipped model by name (``phototox models`` lists them), a phototox
+weight file (.pt), a bioimage.io model package (.zip or folder) or a bioimage.io zoo id / URL
+(downloaded once, then cached).""",
         )
         self.model_location = Text(
             "Model file, package or zoo id",
             "",
-            doc="Path of a .pt weight file or bioimage.io package, or a zoo id such as 'affable-shark'.",
+            doc="A shipped model's name (e.g. 'deadnet-gap-synthetic-v2'), the path of a .pt weight file or "
+                "bioimage.io package, or a zoo id such as 'affable-shark'.",
         )
         self.stride = Integer(
             "Window stride (pixels)",
