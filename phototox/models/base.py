@@ -22,8 +22,10 @@ class Backend(Protocol):
     """Runs one weight format. ``batch`` is (N, 1, window, window), already normalised per crop."""
 
     weight_format: str
-    supports_dense: bool
-    """True when the backend holds a phototox torch module with a fully convolutional form."""
+
+    @property
+    def supports_dense(self) -> bool:
+        """True when the backend holds a phototox torch module with a fully convolutional form."""
 
     def to(self, device: torch.device) -> None: ...
 

@@ -284,8 +284,9 @@ def load_package(location: str | os.PathLike, source: str | None = None) -> Load
 
 def _card_of(rdf: dict) -> dict:
     """Per-model metadata a package carries (phototox's own packages write it under config.phototox)."""
-    config = rdf.get("config") if isinstance(rdf.get("config"), dict) else {}
-    mine = config.get("phototox") if isinstance(config.get("phototox"), dict) else {}
+    config = rdf.get("config")
+    mine = config.get("phototox") if isinstance(config, dict) else None
+    mine = mine if isinstance(mine, dict) else {}
     card = {k: mine[k] for k in ("pixel_size_um", "pixel_size_note", "training_data", "citations") if k in mine}
     if isinstance(rdf.get("cite"), list) and "citations" not in card:
         card["citations"] = rdf["cite"]

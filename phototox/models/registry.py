@@ -121,7 +121,7 @@ def read_registry(folder: Path | None = None) -> Registry:
         except TypeError as exc:
             raise ModelLoadError(f"{path}: field 'models.{name}': {exc}") from None
     default = data.get("default")
-    if default not in entries:
+    if not isinstance(default, str) or default not in entries:
         raise ModelLoadError(f"{path}: field 'default' names {default!r}, which is not listed")
     return Registry(default, entries, folder)
 

@@ -156,7 +156,7 @@ def validate_arch_kwargs(arch: object, kwargs: object, source: str) -> tuple[str
 
 def validate_payload(payload: object, source: str) -> dict:
     """The payload as a checked dict; a one-line ModelLoadError naming the first bad field."""
-    if _is_state_dict(payload):  # a bare DeadNet state dict
+    if isinstance(payload, dict) and _is_state_dict(payload):  # a bare DeadNet state dict
         payload = {"format": "bare-state-dict", "state_dict": payload, "arch": guess_arch(payload, source),
                    "arch_kwargs": {}, "meta": {}}
     if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, "bare-state-dict"):
@@ -174,7 +174,7 @@ def validate_payload(payload: object, source: str) -> dict:
         raise ModelLoadError(f"{source}: field 'window' must be {WINDOW} (the architecture's crop), "
                              f"got {str(window)[:40]!r}")
     state = payload.get("state_dict")
-    if not _is_state_dict(state):
+    if not isinstance(state, dict) or not _is_state_dict(state):
         raise ModelLoadError(f"{source}: field 'state_dict' must map parameter names to tensors")
     if len(state) > _limits.current().max_state_tensors:
         raise ModelLoadError(f"{source}: field 'state_dict' holds {len(state)} tensors; refusing it")
@@ -216,7 +216,9 @@ def model_from_payload(payload: dict, source: str, sha256: str = "", card: dict 
     payload = validate_payload(payload, source)
     module = build_checked(payload["arch"], payload["arch_kwargs"], payload["state_dict"], source)
     meta = dict(payload["meta"])
-    card = card if card is not None else (meta.get("card") if isinstance(meta.get("card"), dict) else {})
+    if card is None:
+        stored = meta.get("card")
+        card = stored if isinstance(stored, dict) else {}
     return LoadedModel(TorchBackend(module), payload["arch"], payload["arch_kwargs"], CLASSES, WINDOW, meta,
                        source, sha256, dict(card))
 
