@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from phototox.inference import Predictor
-from phototox.loading import load_model
-from phototox.model import WINDOW
+from phototox.models.architectures import WINDOW
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,7 +180,7 @@ def main() -> int:
     parser.add_argument("--out", help="write all numbers to this JSON file")
     args = parser.parse_args()
 
-    predictor = Predictor.create(load_model(args.model), args.device, args.batch_size)
+    predictor = Predictor.from_spec(args.model, args.device, args.batch_size)
     device = predictor.device
     if args.image:
         from phototox.images import read_frames
@@ -219,7 +218,7 @@ def main() -> int:
     result = {"info": info, "rows": rows}
     sections = [("synthetic", lambda: synthetic_agreement(predictor, args.real_stride))]
     if args.real:
-        real_predictor = Predictor.create(load_model(args.real_model), args.device, args.batch_size)
+        real_predictor = Predictor.from_spec(args.real_model, args.device, args.batch_size)
         sections.append(("real", lambda: real_agreement(real_predictor, args.real, args.real_stride)))
     for name, compute in sections:
         numbers = compute()

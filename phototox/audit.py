@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import Sample
-from .model import CLASSES
+from .models.architectures import CLASSES
 
 DESIGN_WORDS = ("treat", "condition", "drug", "compound", "dose", "control", "exposure", "light",
                 "concentration", "stimulus", "perturbation", "genotype")

@@ -150,12 +150,10 @@ def _scope(meta: dict, data: dict, audit: dict) -> str:
 def card_for_model(loaded) -> str:
     """The card to ship with a loaded model (curated for the shipped model it describes, else generated)."""
     from .provenance import model_checksum, model_name
-    from .weights import shipped_models_dir
-
     name = model_name(loaded)
-    curated = shipped_models_dir() / "MODEL_CARD.md"
-    if curated.is_file():
-        text = curated.read_text()
+    card_path = (getattr(loaded, "card", None) or {}).get("card_path")
+    if card_path and Path(card_path).is_file():
+        text = Path(card_path).read_text()
         first = text.splitlines()[0] if text else ""
         if f"`{name}`" in first:
             return text
@@ -176,7 +174,7 @@ def write_card(path: str | Path, meta: dict, name: str, sha256: str = "") -> Pat
 def training_data_summary(samples, train_idx: list[int], val_idx: list[int]) -> dict:
     """Counts per label overall, in training and held out, and per grouping column (for ``meta['data']``)."""
     from .audit import grouping_columns
-    from .model import CLASSES
+    from .models.architectures import CLASSES
 
     def label_counts(indices) -> dict:
         return {name: sum(1 for i in indices if samples[i].label == k) for k, name in enumerate(CLASSES)}

@@ -23,8 +23,8 @@ DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model") -> None:
     p.add_argument("--model", default=default,
-                   help="shipped default, a .pt weight file, a bioimage.io package (.zip or folder), "
-                        f"a zoo id or a package URL (default: {default_is})")
+                   help="a shipped model's name (see `phototox models`), a .pt weight file, a bioimage.io "
+                        f"package (.zip or folder), a zoo id or a package URL (default: {default_is})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
@@ -43,9 +43,8 @@ def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") 
 
 def _predictor(args):
     from .inference import Predictor
-    from .loading import load_model
 
-    return Predictor.create(load_model(args.model), args.device, args.batch_size)
+    return Predictor.from_spec(args.model, args.device, args.batch_size)
 
 
 def _check_exist(paths: list[Path]) -> None:
@@ -57,12 +56,6 @@ def _check_exist(paths: list[Path]) -> None:
             raise ImageInputError(f"{path}: no such file")
 
 
-def _model_name(args) -> str:
-    from .loading import describe_model_spec
-
-    return describe_model_spec(args.model)
-
-
 # --- commands ---------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
@@ -70,7 +63,6 @@ def cmd_demo(args) -> int:
     from .doses import fit_dose_response, format_fit, write_dose_report
     from .images import write_tiff_atomic
     from .inference import Predictor
-    from .loading import load_model
     from .outputs import format_rows, summary_rows, write_map_outputs, write_summary
     from .synth import render_field
 
@@ -88,7 +80,7 @@ def cmd_demo(args) -> int:
         results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
         write_map_outputs(out, stem, field.image[None].astype("float32"), results,
                           provenance=provenance(predictor.model))
-        rows += summary_rows(str(image_path), results, predictor.model.source, provenance(predictor.model))
+        rows += summary_rows(str(image_path), results, predictor.model.label, provenance(predictor.model))
         fields.append(field)
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
@@ -103,8 +95,8 @@ def cmd_demo(args) -> int:
         print(f"no dose-response curve could be fitted: {exc}")
     print(f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, "
           "dose_response.png")
-    if args.model == DEMO_MODEL:
-        real = Predictor.create(load_model("default"), args.device)
+    if predictor.model.source == DEMO_MODEL.removeprefix("shipped:"):
+        real = Predictor.from_spec("default", args.device)
         called = [real.analyse(f.image, stride=args.stride, mode=args.mode)[0].mean_sick_probability for f in fields]
         print("the default model (trained on real U2OS images, drug-induced death) on the same fields: "
               + ", ".join(f"{p:.2f}" for p in called)
@@ -130,7 +122,7 @@ def cmd_predict(args) -> int:
     for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
         frames = read_frames(path, colour=args.colour, min_size=predictor.window)
         results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
-        rows += summary_rows(str(path), results, _model_name(args), provenance(predictor.model))
+        rows += summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
@@ -162,7 +154,7 @@ def cmd_map(args) -> int:
                                         args.normalisation, progress=bar.update)
         write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay,
                           provenance=provenance(predictor.model))
-        rows += summary_rows(str(path), results, _model_name(args), provenance(predictor.model))
+        rows += summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -313,14 +305,10 @@ def cmd_synth(args) -> int:
 
 
 def cmd_models(args) -> int:
-    """List the shipped models with their checksums."""
-    from .weights import shipped_models_dir, shipped_registry
+    """List the shipped models (each name is a valid --model) with checksum and pixel size."""
+    from .models.registry import format_models
 
-    registry = shipped_registry()
-    for name, entry in registry["models"].items():
-        mark = "*" if name == registry["default"] else " "
-        print(f"{mark} {name:32s} {entry['arch']:12s} {entry['sha256'][:16]}  {entry.get('summary', '')}")
-    print(f"(* default; files in {shipped_models_dir()})")
+    print(format_models(check=args.verify))
     return 0
 
 
@@ -476,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dose-threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("models", help="list the shipped models")
+    p = sub.add_parser("models", help="list the shipped models (each name is a valid --model)")
+    p.add_argument("--verify", action="store_true", help="check every shipped file against its registered sha256")
     p.set_defaults(func=cmd_models)
 
     from .annotate.cli import register as register_annotate

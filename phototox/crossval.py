@@ -23,7 +23,7 @@ import numpy as np
 from .bootstrap import bca_mean, cluster_accuracy_interval
 from .errors import ManifestError
 from .manifest import Sample
-from .model import CLASSES
+from .models.architectures import CLASSES
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def crossvalidate(samples: list[Sample], column: str, out_dir: str | Path, confi
     from .images import write_text_atomic
     from .inference import Predictor
     from .train import train
-    from .weights import load_weights
+    from .models.weights import load_weights
 
     out = Path(out_dir)
     folds = logo_folds(samples, column)

@@ -19,7 +19,7 @@ from .augment import CROP, CROP_STRIDE, AugmentConfig, Augmenter, tile_origins
 from .errors import ManifestError
 from .images import read_frames
 from .manifest import Sample
-from .model import WINDOW
+from .models.architectures import WINDOW
 
 
 class FrameCache:

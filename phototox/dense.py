@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import PhototoxError
-from .model import NETWORK_STRIDE, WINDOW
+from .models.architectures import NETWORK_STRIDE, WINDOW
 from .preprocess import EPS
 
 NORMALISATIONS = ("local", "global")

@@ -21,7 +21,7 @@ from torch import nn
 from .dataset import CropDataset
 from .inference import Predictor
 from .manifest import Sample
-from .model import GRADCAM_LAYER
+from .models.architectures import GRADCAM_LAYER
 from .preprocess import normalise_crops
 from .windows import window_origins
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import ImageInputError, OutputError
-from .model import WINDOW
+from .models.architectures import WINDOW
 
 ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}

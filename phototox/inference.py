@@ -18,9 +18,9 @@ from .dense import NORMALISATIONS, check_dense_stride, dense_sick_grid
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .model import CLASSES, WINDOW
+from .models.architectures import CLASSES
+from .models.base import LoadedModel
 from .preprocess import normalise_crops
-from .weights import LoadedModel
 from .windows import upsample_grid, window_origins
 
 MODES = ("exact", "dense")
@@ -68,9 +68,18 @@ class Predictor:
         slower, see benchmarks/README.md) and 64 on accelerators.
         """
         dev = resolve_device(device)
-        model.module.to(dev).eval()
-        model.module.to(memory_format=torch.channels_last)
+        model.to(dev)
         return cls(model, dev, batch_size or (8 if dev.type == "cpu" else 64))
+
+    @classmethod
+    def from_spec(cls, spec: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
+        """The one way from a model argument (a shipped name, file, package, zoo id or URL) to a predictor.
+
+        See :mod:`phototox.models.loader` for what ``spec`` may be; ``None`` is the shipped default.
+        """
+        from .models.loader import load_model
+
+        return cls.create(load_model(spec), device, batch_size)
 
     @property
     def window(self) -> int:
@@ -86,7 +95,7 @@ class Predictor:
         out = []
         for start in range(0, len(windows), self.batch_size):
             batch = normalise_crops(windows[start:start + self.batch_size].to(self.device))
-            out.append(self.model.sick_probability(self.model.module(batch[:, None])).cpu().numpy())
+            out.append(self.model.sick_probability(batch[:, None]).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     @torch.no_grad()
@@ -101,13 +110,12 @@ class Predictor:
         for start in range(0, len(positions), self.batch_size):
             chunk = positions[start:start + self.batch_size]
             batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])
-            output = self.model.module(normalise_crops(batch)[:, None])
-            probs[start:start + len(chunk)] = self.model.sick_probability(output).cpu().numpy()
+            probs[start:start + len(chunk)] = self.model.sick_probability(normalise_crops(batch)[:, None]).cpu().numpy()
         return probs.reshape(len(ys), len(xs))
 
     def dense_grid(self, frame: np.ndarray, stride: int, normalisation: str = "local") -> np.ndarray:
         """Window grid from one fully convolutional pass (shift-and-stitch below 16 px)."""
-        if not hasattr(self.model.module, "dense_head"):
+        if not self.model.backend.supports_dense:
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
         tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(self.device)
         return dense_sick_grid(self.model.module, tensor, stride, normalisation, self.tile_windows)

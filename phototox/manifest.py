@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ManifestError
-from .model import CLASSES
+from .models.architectures import CLASSES
 
 LABEL_ALIASES = {"healthy": 0, "0": 0, "sick": 1, "1": 1}
 GROUP_FALLBACKS = ("group", "field", "position", "stage_position")

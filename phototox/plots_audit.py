@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import CLASSES
+from .models.architectures import CLASSES
 from .plots import _figure, _save
 
 

@@ -10,7 +10,7 @@ PROVENANCE_FIELDS = ("phototox_version", "model_name", "model_sha256")
 
 @lru_cache(maxsize=32)
 def _checksum(path: str, mtime_ns: int, size: int) -> str:
-    from .weights import sha256_of
+    from .models.weights import sha256_of
 
     return sha256_of(path)
 
@@ -30,29 +30,22 @@ def model_checksum(source: str) -> str:
 
 
 def model_name(loaded) -> str:
-    """A model's name: its shipped registry name, its recorded name, or its file name."""
+    """A model's name: its recorded name, its registry name (shipped models), or its file name."""
     meta = getattr(loaded, "meta", None) or {}
     if meta.get("name"):
         return str(meta["name"])
     source = str(getattr(loaded, "source", "") or "")
-    try:
-        from .weights import shipped_models_dir, shipped_registry
-
-        resolved = Path(source).resolve()
-        for name, entry in shipped_registry()["models"].items():
-            if (shipped_models_dir() / entry["file"]).resolve() == resolved:
-                return name
-    except (OSError, KeyError, ValueError):  # a broken registry must not stop a result being written
-        source = source or ""
     path = Path(source)
+    if not path.exists():
+        return source or "unknown model"  # a registry name, zoo id or URL
     if path.name in ("model.pt", "weights.pt") and path.parent.name:
         return f"{path.parent.name}/{path.name}"
-    return path.name or "unknown model"
+    return path.name
 
 
 def provenance(loaded) -> dict[str, str]:
-    """``{phototox_version, model_name, model_sha256}`` of a :class:`~phototox.weights.LoadedModel`."""
+    """``{phototox_version, model_name, model_sha256}`` of a :class:`~phototox.models.base.LoadedModel`."""
     from . import __version__
 
-    return {"phototox_version": __version__, "model_name": model_name(loaded),
-            "model_sha256": model_checksum(str(getattr(loaded, "source", "") or ""))}
+    sha = getattr(loaded, "sha256", "") or model_checksum(str(getattr(loaded, "source", "") or ""))
+    return {"phototox_version": __version__, "model_name": model_name(loaded), "model_sha256": sha}

@@ -15,14 +15,7 @@ import numpy as np
 
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .inference import (
-    DEFAULT_MODE,
-    DEFAULT_STRIDE,
-    DEFAULT_THRESHOLD,
-    FrameResult,
-    Predictor,
-)
-from .loading import describe_model_spec, load_model
+from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
                "mode", "windows", "model")
@@ -61,7 +54,7 @@ class PredictorPool:
             if key in self._predictors:
                 self._predictors.move_to_end(key)
             else:
-                self._predictors[key] = Predictor.create(load_model(key[0]), key[1])
+                self._predictors[key] = Predictor.from_spec(key[0], key[1])
                 while len(self._predictors) > self.max_models:
                     self._predictors.popitem(last=False)
             return self._predictors[key]
@@ -112,4 +105,4 @@ def analyse_pixels(pool: PredictorPool, pixels: np.ndarray, width: int, height: 
     frame = as_grey_frames(pixels.reshape(height, width), source, min_size=predictor.window)[0]
     result = predictor.analyse_frame(frame, settings["stride"], settings["mode"], settings["threshold"],
                                      settings["normalisation"])
-    return format_result(result, describe_model_spec(model or pool.default_model)), result.sick_map.astype(np.float32)
+    return format_result(result, predictor.model.label), result.sick_map.astype(np.float32)

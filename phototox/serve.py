@@ -37,7 +37,7 @@ from .httpserve import (
     is_loopback,
     serve_until_interrupted,
 )
-from .loading import SHIPPED_ALIASES
+from .models.loader import SHIPPED_ALIASES
 from .remote import PredictorPool, analyse_pixels
 
 __all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]

@@ -26,8 +26,9 @@ from .devices import resolve_device
 from .errors import PhototoxError
 from .images import atomic_path, write_text_atomic
 from .manifest import Sample, grouped_split
-from .model import DEFAULT_ARCH, build_model
-from .weights import load_shipped, load_weights, save_weights
+from .models.architectures import DEFAULT_ARCH, build_model
+from .models.loader import load_model
+from .models.weights import save_weights
 
 
 @dataclass
@@ -142,8 +143,7 @@ class Trainer:
         cfg = self.config
         if not cfg.init:
             return build_model(cfg.arch)
-        loaded = load_shipped(None if cfg.init == "shipped" else cfg.init[len("shipped:"):]) \
-            if cfg.init.startswith("shipped") else load_weights(cfg.init)
+        loaded = load_model(cfg.init)
         if loaded.arch != cfg.arch:
             raise PhototoxError(f"--init {cfg.init} is a {loaded.arch} model but --arch is {cfg.arch}")
         return loaded.module

@@ -143,7 +143,7 @@ def test_train_refuses_confounded_manifest_and_accepts_with_flag(synth_dataset, 
     assert len(err.splitlines()) == 1 and "replicate" in err and "--allow-confounded" in err
     assert not out.exists()  # refused before anything was written
     assert main(["train", *common, "--allow-confounded"]) == 0
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     meta = load_weights(out / "model.pt").meta
     assert meta["allow_confounded"] is True
@@ -176,7 +176,7 @@ def test_cli_audit_on_real_data(tmp_path, capsys):
 @pytest.mark.slow
 def test_crossval_trains_one_model_per_left_out_value(synth_dataset, tmp_path, capsys):
     from phototox.cli import main
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     out = tmp_path / "cv"
     assert main(["crossval", str(synth_dataset), "--split-by", "replicate", "--out", str(out), "--iterations", "2",

@@ -16,7 +16,7 @@ import yaml
 
 from phototox.errors import ModelLoadError
 from phototox.inference import Predictor
-from phototox.loading import load_model
+from phototox.models.loader import load_model
 
 pytest.importorskip("bioimageio.core", reason="bioimage.io packages not installed (pip install -e '.[bioimageio]')")
 

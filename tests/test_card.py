@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from phototox.card import card_for_model, model_card
-from phototox.weights import load_shipped, load_weights, sha256_of
+from phototox.models.registry import load_registered, shipped_dir
+from phototox.models.weights import load_weights, sha256_of
 
 
 def test_training_writes_card_beside_weights_and_in_meta(tiny_model_path):
@@ -39,10 +40,8 @@ def test_card_prints_keys_recorded_by_other_steps():
 
 
 def test_card_for_shipped_default_is_the_curated_one():
-    loaded = load_shipped()
-    from phototox.weights import shipped_models_dir
-
-    assert card_for_model(loaded) == (shipped_models_dir() / "MODEL_CARD.md").read_text()
+    loaded = load_registered()
+    assert card_for_model(loaded) == (shipped_dir() / "MODEL_CARD.md").read_text()
 
 
 def test_card_for_user_model_is_its_own(tiny_model_path):

@@ -104,7 +104,7 @@ def test_pipeline_measures_and_saves_map(cp, tmp_path, tiny_model_path):
 
 def test_map_matches_the_python_api(cp, tmp_path, tiny_model_path):
     from phototox.inference import Predictor
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     images = _images(tmp_path / "in", doses=(0.5,))
     m, errors, _ = _run(PIPELINE, images, tmp_path / "out", str(tiny_model_path))

@@ -70,7 +70,7 @@ def _phototox_fiji(macro: str, tmp_path: Path, model: Path, timeout: int = 240) 
 
 def _api(model: Path, image: Path, stride: int, mode: str):
     from phototox.inference import Predictor
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     return Predictor.create(load_weights(model), "cpu").analyse(tifffile.imread(image), stride=stride, mode=mode)[0]
 

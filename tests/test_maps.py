@@ -12,7 +12,7 @@ from phototox.dense import check_dense_stride
 from phototox.errors import PhototoxError
 from phototox.inference import Predictor, object_means, summarise_map
 from phototox.synth import render_field
-from phototox.weights import load_weights
+from phototox.models.weights import load_weights
 from phototox.windows import upsample_grid, window_origins
 
 

@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from phototox.model import ARCHITECTURES, DEFAULT_ARCH, build_model, count_parameters
+from phototox.models.architectures import (
+    ARCHITECTURES,
+    DEFAULT_ARCH,
+    build_model,
+    count_parameters,
+)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

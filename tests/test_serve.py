@@ -39,7 +39,7 @@ def _post(url, pixels, width, height, token=None, **params):
 
 def test_analyse_returns_map_and_numbers(running, tiny_model_path):
     from phototox.inference import Predictor
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     url, _ = running()
     frame = np.random.default_rng(0).normal(100, 10, (240, 260)).astype(np.float32)

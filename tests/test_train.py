@@ -9,9 +9,9 @@ import torch
 from phototox.augment import AugmentConfig
 from phototox.cli import main
 from phototox.manifest import read_manifest
-from phototox.model import build_model
+from phototox.models.architectures import build_model
 from phototox.train import TrainConfig, Trainer, inv_lr, parameter_groups
-from phototox.weights import load_weights
+from phototox.models.weights import load_weights
 
 
 def test_inv_schedule_is_caffes():
@@ -108,7 +108,7 @@ def test_weights_file_with_code_is_not_executed(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "phototox-weights", "x": Evil()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    with pytest.raises(Exception, match="not a loadable"):
+    with pytest.raises(Exception, match="not a safe phototox model file"):
         load_weights(path)
     assert not (tmp_path / "pwned").exists()
 

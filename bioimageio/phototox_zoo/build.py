@@ -1,7 +1,7 @@
 """Build the bioimage.io model package (format 0.5) of a phototox model, and test it offline.
 
 The package holds the same weights in three formats -- ``pytorch_state_dict`` (with the
-architecture source, ``phototox/model.py`` verbatim), ``torchscript`` and ``onnx`` (opset 18,
+architecture source, ``phototox/models/architectures.py`` verbatim), ``torchscript`` and ``onnx`` (opset 18,
 one file) -- test tensors (a raw 220x220 crop and the class probabilities), a cover image with a
 sickness map, the model card as documentation, and deepImageJ settings (no tiling: the model is
 a classifier of one 220 px window; cropping is the consumer's job, as phototox does).
@@ -27,27 +27,22 @@ import torch
 import yaml
 
 import phototox
-import phototox.model
+import phototox.models.architectures
 from phototox.errors import PhototoxError
 from phototox.images import atomic_path, read_frames
-from phototox.loading import load_model
-from phototox.model import CLASSES, WINDOW, build_model
+from phototox.inference import Predictor
+from phototox.models.architectures import CLASSES, WINDOW, build_model
 from phototox.preprocess import normalise_crops
 
 FORMAT_VERSION = "0.5.12"
 OPSET = 18
 ARCH_CALLABLES = {"deadnet": "DeadNet", "deadnet-gap": "DeadNetGAP"}
-CITATIONS = [
-    {"text": "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity from "
-             "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).",
-     "doi": "10.48550/arXiv.1701.06109"},
-    {"text": "La Greca AD, Perez N, Castaneda S, et al. celldeath: A tool for detection of cell death in transmitted "
-             "light microscopy images by deep learning-based visual recognition. PLoS ONE 16(6): e0253666 (2021). "
-             "(training data of the shipped model)",
-     "doi": "10.1371/journal.pone.0253666"},
-]
+DEADNET_CITATION = {
+    "text": "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity from "
+            "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).",
+    "doi": "10.48550/arXiv.1701.06109"}
 TAGS = ["phase-contrast", "phototoxicity", "cell-health", "classification", "pytorch", "2d",
-        "transmitted-light", "u2os", "deadnet", "live-cell-imaging"]
+        "transmitted-light", "deadnet", "live-cell-imaging"]
 
 
 @dataclass
@@ -81,7 +76,6 @@ def _test_crop(image: str | None, seed: int) -> np.ndarray:
 
 def _cover(path: Path, loaded, seed: int, cover_image: str | None) -> None:
     """Cover: a field (synthetic unless given) with its sickness map."""
-    from phototox.inference import Predictor
     from phototox.plots import plot_map_overlay
     from phototox.synth import render_field
 
@@ -93,7 +87,7 @@ def _cover(path: Path, loaded, seed: int, cover_image: str | None) -> None:
 
 
 def card_text(loaded) -> str:
-    """The model card of THIS model: curated for the shipped model it describes, else generated from its meta."""
+    """The model card of THIS model: its curated card file when it has one, else generated from its meta."""
     from phototox.card import card_for_model
 
     return card_for_model(loaded)
@@ -121,14 +115,14 @@ Built by phototox {phototox.__version__} from `{model_spec}` ({loaded.arch}).
 def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str | None = None,
                   cover_image: str | None = None, name: str | None = None) -> Path:
     """Write every file of the package into ``folder``; return the path of ``rdf.yaml``."""
-    loaded = load_model(model_spec)
+    loaded = Predictor.from_spec(model_spec, "cpu").model
     if loaded.arch not in ARCH_CALLABLES:
         raise PhototoxError(f"{model_spec}: only phototox DeadNet models can be packaged (got {loaded.arch})")
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
              for k, v in loaded.module.state_dict().items()}
     torch.save(state, folder / "weights.pt")
-    shutil.copyfile(inspect.getsourcefile(phototox.model), folder / "deadnet.py")
+    shutil.copyfile(inspect.getsourcefile(phototox.models.architectures), folder / "deadnet.py")
 
     net = build_model(loaded.arch, softmax_output=True, **loaded.arch_kwargs).eval()
     net.load_state_dict(state)
@@ -161,6 +155,9 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
 def description(loaded, folder: Path, name: str | None = None) -> dict:
     """The format 0.5 model description (files must already be in ``folder``)."""
     meta = loaded.meta or {}
+    card = loaded.card or {}
+    citations = [c for c in card.get("citations") or [] if isinstance(c, dict) and c.get("text")] \
+        or [DEADNET_CITATION]
     torch_version = torch.__version__.split("+")[0]
     return {
         "type": "model",
@@ -170,22 +167,13 @@ def description(loaded, folder: Path, name: str | None = None) -> dict:
                        "healthy or sick (e.g. harmed by imaging light). DeadNet (Richmond et al., 2017) "
                        "reimplemented by phototox; whole-image sickness maps with the phototox package.",
         "authors": [{"name": "phototox developers"}],
-        "cite": CITATIONS,
+        "cite": citations,
         "license": "MIT",
-        "tags": TAGS,
+        "tags": TAGS + (["u2os"] if "U2OS" in str(card.get("training_data", {}).get("name", "")) else []),
         "version": phototox.__version__,
         "documentation": {"source": "README.md", "sha256": _sha256(folder / "README.md")},
         "covers": [{"source": "cover.png", "sha256": _sha256(folder / "cover.png")}],
-        "training_data": {
-            "type": "dataset", "format_version": "0.3.0",
-            "source": "https://github.com/miriukaLab/celldeath",
-            "authors": [{"name": "La Greca AD"}, {"name": "Perez N"}, {"name": "Miriuka SG"}],
-            "tags": ["u2os", "transmitted-light", "cell-death"],
-            "name": "celldeath U2OS transmitted-light images (La Greca et al., 2021)",
-            "description": "U2OS cells, 20x transmitted light, 1280x960 8-bit: camptothecin 1 h (sick) vs DMSO "
-                           "(healthy). A drug insult, not light; label and replicate are confounded.",
-            "cite": [CITATIONS[1]], "license": "MIT",
-        },
+        **_training_data(card),
         "inputs": [{
             "id": "phase",
             "description": "grey phase-contrast window, any intensity scale",
@@ -219,11 +207,27 @@ def description(loaded, folder: Path, name: str | None = None) -> dict:
         "config": {
             "deepimagej": {"allow_tiling": False, "pyramidal_model": False,
                            "prediction": {"preprocess": [{"spec": None}], "postprocess": [{"spec": None}]}},
-            "phototox": {"arch": loaded.arch, "window": WINDOW, "network_stride": 16, "classes": list(CLASSES),
+            "phototox": {"model": loaded.label, "pixel_size_um": card.get("pixel_size_um"),
+                         "pixel_size_note": card.get("pixel_size_note", ""), "citations": citations,
+                         "training_data": card.get("training_data") or {}, "arch": loaded.arch, "window": WINDOW, "network_stride": 16, "classes": list(CLASSES),
                          "trained_iterations": meta.get("trained_iterations"),
                          "note": "a window classifier: crop 220 px windows (phototox does) instead of tiling"},
         },
     }
+
+
+def _training_data(card: dict) -> dict:
+    """The rdf ``training_data`` entry from the model's card (absent when the card has none)."""
+    data = card.get("training_data") or {}
+    citation = data.get("citation") or {}
+    if not data.get("name") or not str(data.get("source", "")).startswith("https://") or not citation.get("text"):
+        return {}  # e.g. synthetic training data: described under config.phototox only
+    return {"training_data": {
+        "type": "dataset", "format_version": "0.3.0", "name": data["name"], "source": data["source"],
+        "description": data.get("description", ""), "cite": [citation], "license": data.get("license", "MIT"),
+        "authors": [{"name": a} for a in data.get("authors") or []] or [{"name": "unknown"}],
+        "tags": list(data.get("tags") or []),
+    }}
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
@@ -257,7 +261,7 @@ def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, 
     """Stage, zip and (optionally) test the package; return where it is and how the tests went."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded_arch = load_model(model_spec).arch
+    loaded_arch = Predictor.from_spec(model_spec, "cpu").model.arch
     target = out / f"phototox-{loaded_arch}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name)

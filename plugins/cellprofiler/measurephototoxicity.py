@@ -131,7 +131,7 @@ def _phototox():
     """Import phototox (and with it torch) only when the module is used, not when plugins load."""
     try:
         import phototox.inference
-        import phototox.loading
+        import phototox.models.architectures
 
         return phototox
     except ImportError as exc:
@@ -163,13 +163,15 @@ class MeasurePhototoxicity(Module):
             [MODEL_SHIPPED, MODEL_CUSTOM],
             doc=f"""\
 *{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_CUSTOM}*
-lets you give a phototox weight file (.pt), a bioimage.io model package
-(.zip or folder) or a bioimage.io zoo id / URL (downloaded once, then cached).""",
+lets you give another shipped model by name (``phototox models`` lists them), a phototox
+weight file (.pt), a bioimage.io model package (.zip or folder) or a bioimage.io zoo id / URL
+(downloaded once, then cached).""",
         )
         self.model_location = Text(
             "Model file, package or zoo id",
             "",
-            doc="Path of a .pt weight file or bioimage.io package, or a zoo id such as 'affable-shark'.",
+            doc="A shipped model's name (e.g. 'deadnet-gap-synthetic-v2'), the path of a .pt weight file or "
+                "bioimage.io package, or a zoo id such as 'affable-shark'.",
         )
         self.stride = Integer(
             "Window stride (pixels)",
@@ -245,8 +247,7 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         key = (self._model_spec(), DEVICES[self.device.value])
         if self._predictor is None or self._predictor_key != key:
             phototox = _phototox()
-            model = phototox.loading.load_model(key[0])
-            self._predictor = phototox.inference.Predictor.create(model, key[1])
+            self._predictor = phototox.inference.Predictor.from_spec(key[0], key[1])
             self._predictor_key = key
         return self._predictor
 
@@ -290,7 +291,7 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         measurements = {
             F_MEAN: result.mean_sick_probability,
             F_AREA: result.sick_area_fraction,
-            F_CLASS: int(result.label == phototox.model.CLASSES[1]),
+            F_CLASS: int(result.label == phototox.models.architectures.CLASSES[1]),
             F_CONFIDENCE: result.confidence,
         }
         for feature, value in measurements.items():

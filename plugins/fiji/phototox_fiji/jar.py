@@ -1,8 +1,9 @@
 """Building the ImageJ plugin jar (``Phototox_.jar``) from its Java sources, and finding ImageJ.
 
 The jar is compiled with ``javac`` against an ImageJ 1.x ``ij.jar`` (Fiji's, or Debian's
-``libij-java``) and cached under ``~/.cache/phototox/fiji/<hash of the sources>/``, so editing
-the sources rebuilds it and nothing is compiled twice.
+``libij-java``) and cached under ``<phototox cache>/fiji/<hash of the sources>/`` (phototox's one
+cache, ``~/.cache/phototox`` unless ``PHOTOTOX_CACHE``), so editing the sources rebuilds it and
+nothing is compiled twice.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def sources_digest() -> str:
 
 
 def cache_root() -> Path:
-    root = os.environ.get("PHOTOTOX_CACHE") or Path.home() / ".cache" / "phototox"
-    return Path(root) / "fiji"
+    """``fiji/`` in phototox's one download cache (:func:`phototox.models.cache.cache_root`)."""
+    from phototox.models.cache import cache_root as phototox_cache
+
+    return phototox_cache() / "fiji"
 
 
 def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ def caffe_xavier_(tensor: torch.Tensor) -> torch.Tensor:
 
 def build_trunk() -> nn.Sequential:
     """The conv trunk: 1x220x220 -> 128x14x14 (ceil-mode pooling as in Caffe)."""
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
     for spec in _TRUNK:
         if spec[0] == "pool":
             layers[f"pool{spec[1]}"] = nn.MaxPool2d(2, 2, ceil_mode=True)
