@@ -232,13 +232,11 @@ class Trainer:
 
     def _read_checkpoint(self) -> dict:
         """The checkpoint's contents, or one clear error for a corrupt, truncated or foreign file."""
-        import pickle
-        import zipfile
-
         try:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
-                AttributeError, ImportError, TypeError) as exc:
+        except OSError:
+            raise
+        except Exception as exc:  # a damaged pickle can raise almost any type
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             raise self._foreign(f"cannot be read ({first})") from None
         required = ("model", "optimizer", "iteration", "epoch", "batch_in_epoch", "history", "config")
