@@ -75,7 +75,7 @@ def run_cli_subprocess(args: list, cwd: Path, umask: int | None = None, timeout:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     preexec = (lambda: os.umask(umask)) if umask is not None else None
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=preexec)
+                          text=True, timeout=timeout, preexec_fn=preexec, check=False)
     lines = proc.stderr.strip().splitlines()
     peak = int(lines[-1].split()[1]) if lines and lines[-1].startswith("PEAK_RSS_KB") else -1
     return proc.returncode, "\n".join(lines[:-1] if peak >= 0 else lines), peak

@@ -20,6 +20,9 @@ from hostile_support import (
     write_manifest,
 )
 
+QUICK_TRAIN = ["--quiet", "--iterations", "1", "--batch-size", "2", "--val-fraction", "0", "--device", "cpu"]
+"""Keeps a test short even when the guard it checks is broken and training starts."""
+
 # --- no output may replace an input ----------------------------------------------------------
 
 
@@ -50,7 +53,7 @@ def test_evaluate_refuses_an_out_folder_whose_manifest_is_per_image_csv(tmp_path
 
 def test_train_refuses_an_out_folder_whose_manifest_is_log_csv(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "log.csv", small_dataset(tmp_path))
-    expect_refusal(["train", manifest, "--out", tmp_path, "--quiet"], tmp_path, capsys,
+    expect_refusal(["train", manifest, "--out", tmp_path, *QUICK_TRAIN], tmp_path, capsys,
                    names=(str(manifest),), problem="replace the input")
 
 
@@ -60,8 +63,8 @@ def test_train_refuses_to_overwrite_its_init_weights(tmp_path, capsys):
 
     shipped = load_shipped()
     save_weights(tmp_path / "run" / "model.pt", shipped.module, shipped.arch, shipped.module.config())
-    expect_refusal(["train", manifest, "--out", tmp_path / "run", "--init", tmp_path / "run" / "model.pt"],
-                   tmp_path, capsys, names=("model.pt",), problem="replace the input")
+    expect_refusal(["train", manifest, "--out", tmp_path / "run", "--init", tmp_path / "run" / "model.pt",
+                    *QUICK_TRAIN], tmp_path, capsys, names=("model.pt",), problem="replace the input")
 
 
 def test_dose_response_refuses_a_manifest_named_like_its_report(tmp_path, capsys):
@@ -117,7 +120,7 @@ def test_impossible_out_is_one_line(tmp_path, capsys, where, command):
     args = {"map": ["map", tmp_path / "x.tif", "--out", out],
             "predict": ["predict", tmp_path / "x.tif", "--out", out / "r.csv"],
             "evaluate": ["evaluate", manifest, "--out", out],
-            "train": ["train", manifest, "--out", out],
+            "train": ["train", manifest, "--out", out, *QUICK_TRAIN],
             "dose-response": ["dose-response", manifest, "--out", out],
             "synth": ["synth", "--out", out],
             "explain": ["explain", tmp_path / "x.tif", "--out", out]}[command]
@@ -192,7 +195,7 @@ def test_same_name_in_two_same_named_folders_is_refused(tmp_path, capsys):
 ])
 def test_train_settings_are_validated(tmp_path, capsys, option, value, field):
     manifest = write_manifest(tmp_path / "m.csv", small_dataset(tmp_path))
-    expect_refusal(["train", manifest, "--out", tmp_path / "run", option, value], tmp_path, capsys,
+    expect_refusal(["train", manifest, "--out", tmp_path / "run", *QUICK_TRAIN, option, value], tmp_path, capsys,
                    names=(field, option), problem="must")
 
 
@@ -232,8 +235,7 @@ def test_corrupt_or_foreign_checkpoint_is_one_line(tmp_path, capsys, kind):
     run = tmp_path / "run"
     run.mkdir()
     _checkpoint(kind, run / "checkpoint.pt")
-    args = ["train", manifest, "--out", run, "--quiet", "--iterations", "1", "--batch-size", "2",
-            "--val-fraction", "0", "--device", "cpu"]
+    args = ["train", manifest, "--out", run, *QUICK_TRAIN]
     if kind == "wrong shapes":  # matching config so that loading the state is what fails
         from phototox.augment import AugmentConfig
         from phototox.train import TrainConfig
@@ -263,7 +265,7 @@ def test_duplicate_manifest_rows_are_refused_with_their_lines(tmp_path, capsys, 
         os.symlink(tmp_path / "f1.tif", tmp_path / "alias.tif")
     duplicate = {"same": "f1.tif", "dot": "./f1.tif", "symlink": "alias.tif"}[spelling]
     manifest = write_manifest(tmp_path / "m.csv", [*rows, [duplicate, "healthy", "g9", 0.1]])
-    for command in (["evaluate", manifest], ["train", manifest, "--out", tmp_path / "run"],
+    for command in (["evaluate", manifest], ["train", manifest, "--out", tmp_path / "run", *QUICK_TRAIN],
                     ["dose-response", manifest, "--out", tmp_path / "o"]):
         expect_refusal(command, tmp_path, capsys, names=(str(manifest), "lines 3 and 6"), problem="listed twice")
 
