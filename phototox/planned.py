@@ -110,7 +110,7 @@ class PlannedOutputs:
             planned[key] = out
             identity = file_identity(out)
             if identity in inputs:
-                raise OutputError(f"{out}: this output would replace the input {inputs[identity]}; "
+                raise OutputError(f"{out}: this output would overwrite an input ({inputs[identity]}); "
                                   f"choose another {self.option}")
             if os.path.lexists(out) and not os.path.isfile(out):
                 raise OutputError(f"{out}: an output file would replace this folder or special file; "

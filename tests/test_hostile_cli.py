@@ -30,7 +30,7 @@ def test_map_refuses_to_overwrite_an_input_named_like_an_overlay(tmp_path, capsy
     write_field(tmp_path / "x.png")
     write_field(tmp_path / "x_overlay.png", seed=2)
     expect_refusal(["map", "x.png", "x_overlay.png", "--out", "."], tmp_path, capsys,
-                   names=("x_overlay.png",), problem="replace the input", cwd=tmp_path)
+                   names=("x_overlay.png",), problem="overwrite an input", cwd=tmp_path)
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
@@ -42,19 +42,19 @@ def test_map_refuses_an_output_that_is_a_link_to_an_input(tmp_path, capsys, link
     target = tmp_path / "out" / "x_map.tif"
     (os.symlink if link == "symlink" else os.link)(other, target)
     expect_refusal(["map", tmp_path / "data" / "x.tif", other, "--out", tmp_path / "out"], tmp_path, capsys,
-                   names=("x_map.tif", "y.tif"), problem="replace the input")
+                   names=("x_map.tif", "y.tif"), problem="overwrite an input")
 
 
 def test_evaluate_refuses_an_out_folder_whose_manifest_is_per_image_csv(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "per_image.csv", small_dataset(tmp_path))
     expect_refusal(["evaluate", manifest, "--out", tmp_path, "--quiet"], tmp_path, capsys,
-                   names=(str(manifest),), problem="replace the input")
+                   names=(str(manifest),), problem="overwrite an input")
 
 
 def test_train_refuses_an_out_folder_whose_manifest_is_log_csv(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "log.csv", small_dataset(tmp_path))
     expect_refusal(["train", manifest, "--out", tmp_path, *QUICK_TRAIN], tmp_path, capsys,
-                   names=(str(manifest),), problem="replace the input")
+                   names=(str(manifest),), problem="overwrite an input")
 
 
 def test_train_refuses_to_overwrite_its_init_weights(tmp_path, capsys):
@@ -64,32 +64,32 @@ def test_train_refuses_to_overwrite_its_init_weights(tmp_path, capsys):
     shipped = load_shipped()
     save_weights(tmp_path / "run" / "model.pt", shipped.module, shipped.arch, shipped.module.config())
     expect_refusal(["train", manifest, "--out", tmp_path / "run", "--init", tmp_path / "run" / "model.pt",
-                    *QUICK_TRAIN], tmp_path, capsys, names=("model.pt",), problem="replace the input")
+                    *QUICK_TRAIN], tmp_path, capsys, names=("model.pt",), problem="overwrite an input")
 
 
 def test_dose_response_refuses_a_manifest_named_like_its_report(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "dose_response.json", small_dataset(tmp_path))
     expect_refusal(["dose-response", manifest, "--out", tmp_path, "--quiet"], tmp_path, capsys,
-                   names=("dose_response.json",), problem="replace the input")
+                   names=("dose_response.json",), problem="overwrite an input")
 
 
 def test_predict_refuses_out_equal_to_an_image(tmp_path, capsys):
     write_field(tmp_path / "x.tif")
     expect_refusal(["predict", tmp_path / "x.tif", "--out", tmp_path / "x.tif"], tmp_path, capsys,
-                   names=("x.tif",), problem="replace the input")
+                   names=("x.tif",), problem="overwrite an input")
 
 
 def test_explain_refuses_a_reference_manifest_in_its_output_names(tmp_path, capsys):
     rows = small_dataset(tmp_path)
     reference = write_manifest(tmp_path / "f0_gradcam.png", rows)
     expect_refusal(["explain", tmp_path / "f0.tif", "--out", tmp_path, "--reference", reference], tmp_path, capsys,
-                   names=("f0_gradcam.png",), problem="replace the input")
+                   names=("f0_gradcam.png",), problem="overwrite an input")
 
 
 def test_class_model_refuses_to_overwrite_its_init_image(tmp_path, capsys):
     write_field(tmp_path / "class_model_sick.png")
     expect_refusal(["class-model", "--out", tmp_path, "--init-image", tmp_path / "class_model_sick.png"], tmp_path,
-                   capsys, names=("class_model_sick.png",), problem="replace the input")
+                   capsys, names=("class_model_sick.png",), problem="overwrite an input")
 
 
 def test_demo_refuses_a_model_file_among_its_outputs(tmp_path, capsys):
@@ -99,7 +99,7 @@ def test_demo_refuses_a_model_file_among_its_outputs(tmp_path, capsys):
     model.parent.mkdir()
     model.write_bytes((shipped_models_dir() / "deadnet-gap-synthetic-v2.pt").read_bytes())
     expect_refusal(["demo", "--out", tmp_path / "out", "--model", model], tmp_path, capsys,
-                   names=("summary.csv",), problem="replace the input")
+                   names=("summary.csv",), problem="overwrite an input")
 
 
 # --- impossible output places ----------------------------------------------------------------
