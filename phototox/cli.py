@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .errors import PhototoxError
+from .errors import PhototoxError, describe_os_error
 from .provenance import provenance
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -60,13 +60,28 @@ def _check_exist(paths: list[Path]) -> None:
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
-    from .doses import fit_dose_response, format_fit, write_dose_report
+    from .doses import (
+        dose_report_paths,
+        fit_dose_response,
+        format_fit,
+        write_dose_report,
+    )
     from .images import write_tiff_atomic
     from .inference import Predictor
-    from .outputs import format_rows, summary_rows, write_map_outputs, write_summary
+    from .outputs import (
+        format_rows,
+        map_output_paths,
+        summary_rows,
+        write_map_outputs,
+        write_summary,
+    )
+    from .planned import check_outputs, model_inputs
     from .synth import render_field
 
     out = Path(args.out)
+    stems = [f"synthetic_dose{dose:g}" for dose in DEMO_DOSES]
+    check_outputs([out / "inputs" / f"{s}.tif" for s in stems] + [p for s in stems for p in map_output_paths(out, s)]
+                  + [out / "summary.csv", *dose_report_paths(out)], model_inputs(args.model))
     predictor = _predictor(args)
     print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
     print("input: synthetic phase-contrast fields (phototox.synth) at light doses "
@@ -74,7 +89,7 @@ def cmd_demo(args) -> int:
     rows, fields = [], []
     for i, dose in enumerate(DEMO_DOSES):
         field = render_field(args.size, int(args.size * 1.3125), dose, seed=args.seed + i)
-        stem = f"synthetic_dose{dose:g}"
+        stem = stems[i]
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, field.image)
         results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
@@ -107,13 +122,14 @@ def cmd_demo(args) -> int:
 
 def cmd_predict(args) -> int:
     """Per-image sick probability for each input (each frame of a stack)."""
-    from .images import guard_outputs, read_frames
+    from .images import read_frames
     from .outputs import format_rows, summary_rows, write_summary
+    from .planned import check_distinct_inputs, check_outputs, model_inputs
 
     inputs = [Path(p) for p in args.images]
     _check_exist(inputs)
-    if args.out:
-        guard_outputs([Path(args.out)], inputs)
+    check_distinct_inputs(inputs)
+    check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     predictor = _predictor(args)
     predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
     rows = []
@@ -134,14 +150,23 @@ def cmd_predict(args) -> int:
 
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
-    from .images import guard_outputs, read_frames
-    from .outputs import format_rows, output_stems, summary_rows, write_map_outputs, write_summary
+    from .images import read_frames
+    from .outputs import (
+        format_rows,
+        map_output_paths,
+        output_stems,
+        summary_rows,
+        write_map_outputs,
+        write_summary,
+    )
+    from .planned import check_outputs, model_inputs
 
     inputs = [Path(p) for p in args.images]
     _check_exist(inputs)
     out = Path(args.out)
     stems = output_stems(inputs)
-    guard_outputs([out / f"{s}_map.tif" for s in stems.values()] + [out / "summary.csv"], inputs)
+    check_outputs([p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)]
+                  + [out / "summary.csv"], inputs + model_inputs(args.model))
     predictor = _predictor(args)
     predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
     from tqdm import tqdm
@@ -165,9 +190,9 @@ def cmd_train(args) -> int:
     """Train or fine-tune on a manifest, resumable from the output folder."""
     from .augment import AugmentConfig
     from .manifest import read_manifest
-    from .train import TrainConfig, train
+    from .planned import check_outputs, model_inputs
+    from .train import TrainConfig, run_output_paths, train
 
-    samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     augment = AugmentConfig(tps_warp=not args.no_tps, dihedral=not args.no_dihedral, blur=not args.no_blur,
                             random_crop=not args.no_random_crop, time_window=not args.no_time_window,
                             noise=not args.no_noise, norm_jitter=args.norm_jitter,
@@ -176,7 +201,9 @@ def cmd_train(args) -> int:
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
-                         augment=augment)
+                         augment=augment).validate()
+    samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
+    check_outputs(run_output_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.init)])
     path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
                  progress=not args.quiet, allow_confounded=args.allow_confounded, unit_column=args.group_column)
     print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'}, card: {path.parent / 'model_card.md'})")
@@ -185,10 +212,14 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
+    from .evaluate import evaluation_output_paths
     from .evaluate_report import evaluate_manifest
     from .manifest import read_manifest
+    from .planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
+    check_outputs(evaluation_output_paths(args.out) if args.out else [],
+                  [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
     predictor = _predictor(args)
     indices = None
     if args.held_out:
@@ -236,19 +267,22 @@ def cmd_crossval(args) -> int:
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
     from .explain import gradcam_image, reference_weights
-    from .images import guard_outputs, read_frames, write_tiff_atomic
+    from .images import read_frames, write_tiff_atomic
     from .manifest import read_manifest
+    from .planned import check_outputs, model_inputs
     from .plots import plot_heatmap_overlay
 
     path, out = Path(args.image), Path(args.out)
-    guard_outputs([out / f"{path.stem}_gradcam.tif"], [path])
+    _check_exist([path])
+    reference = read_manifest(args.reference) if args.reference else []
+    check_outputs([out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"],
+                  [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)])
     predictor = _predictor(args)
     frames = read_frames(path, colour=args.colour, min_size=predictor.window)
     class_index = 1 if args.target == "sick" else 0
     weights = None
     if args.reference:
-        samples = read_manifest(args.reference)
-        weights = reference_weights(predictor, samples, class_index, max_crops=args.max_reference_crops)
+        weights = reference_weights(predictor, reference, class_index, max_crops=args.max_reference_crops)
     heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
     write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"),
                       metadata={"axes": "YX", **provenance(predictor.model)})
@@ -262,8 +296,12 @@ def cmd_class_model(args) -> int:
     """Class-model visualisation by gradient ascent; writes PNGs."""
     from .explain import class_model
     from .images import read_frames
+    from .planned import check_outputs, model_inputs
     from .plots import plot_class_model
 
+    if args.init_image:
+        _check_exist([Path(args.init_image)])
+    check_outputs([Path(args.out) / f"class_model_{args.target}.png"], [args.init_image, *model_inputs(args.model)])
     predictor = _predictor(args)
     class_index = 1 if args.target == "sick" else 0
     init = None
@@ -280,10 +318,18 @@ def cmd_class_model(args) -> int:
 
 def cmd_dose_response(args) -> int:
     """Sickness against light dose; the largest safe dose with a bootstrap interval."""
-    from .doses import fit_dose_response, format_fit, score_samples, write_dose_report
+    from .doses import (
+        dose_report_paths,
+        fit_dose_response,
+        format_fit,
+        score_samples,
+        write_dose_report,
+    )
     from .manifest import read_manifest
+    from .planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, require_labels=False)
+    check_outputs(dose_report_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
     predictor = _predictor(args)
     rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet)
     fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
@@ -296,8 +342,10 @@ def cmd_dose_response(args) -> int:
 
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
-    from .synth import write_dataset
+    from .planned import check_outputs
+    from .synth import dataset_output_paths, write_dataset
 
+    check_outputs(dataset_output_paths(args.out, list(args.doses), args.per_dose), [])
     manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed,
                              args.dose_threshold)
     print(f"wrote {manifest}")
@@ -493,7 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PhototoxError as exc:
-        print(f"phototox: error: {exc}", file=sys.stderr)
+        print(f"phototox: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # permission, disk full, not a folder, ... met while writing or reading
+        print(f"phototox: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("phototox: interrupted", file=sys.stderr)

@@ -109,6 +109,11 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
     return rows
 
 
+def dose_report_paths(out_dir: str | Path) -> list[Path]:
+    """The files :func:`write_dose_report` writes."""
+    return [Path(out_dir) / "dose_response.png", Path(out_dir) / "dose_response.json"]
+
+
 def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "",
                       provenance: dict | None = None) -> list[Path]:
     """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum)."""
@@ -119,10 +124,11 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
     doses = np.array([r["dose"] for r in rows])
     scores = np.array([r["mean_sick_probability"] for r in rows])
     grid = np.linspace(0, doses.max(), 200)
-    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, out / "dose_response.png", unit)
+    png, report = dose_report_paths(out)
+    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, png, unit)
     record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
-    write_text_atomic(out / "dose_response.json", json.dumps(record, indent=2))
-    return [out / "dose_response.png", out / "dose_response.json"]
+    write_text_atomic(report, json.dumps(record, indent=2))
+    return [png, report]
 
 
 def format_fit(fit: DoseResponse, unit: str = "") -> str:

@@ -26,3 +26,10 @@ class ModelLoadError(PhototoxError, ValueError):
 
 class OutputError(PhototoxError, OSError):
     """An output would overwrite an input or cannot be written."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path(s) and the problem of an operating-system error."""
+    names = " -> ".join(str(n) for n in (exc.filename, exc.filename2) if n is not None)
+    problem = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{names}: {problem}" if names else problem

@@ -132,6 +132,14 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], indices: list[
     return evaluation
 
 
+EVALUATION_FILES = ("metrics.json", "per_image.csv", "roc.png", "image_scores.png", "reliability.png")
+
+
+def evaluation_output_paths(out_dir: str | Path) -> list[Path]:
+    """The files an evaluation may write (:func:`write_evaluation` and the report around it)."""
+    return [Path(out_dir) / name for name in EVALUATION_FILES]
+
+
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: dict | None = None) -> list[Path]:
     """metrics.json, per_image.csv, roc.png and image_scores.png in ``out_dir`` (``provenance`` in both tables)."""
     import json

@@ -15,38 +15,98 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import ImageInputError, OutputError
+from .errors import ImageInputError
 from .models.architectures import WINDOW
 
 ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+SAFE_MAGNITUDE = 2.0**24
+"""Float images whose largest magnitude exceeds this are scaled down by a power of two (exact),
+so per-crop statistics cannot overflow float32 (normalisation makes the result scale-free)."""
+
+
+SIGNATURES = {
+    "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "JPEG": (b"\xff\xd8\xff",),
+    "BMP": (b"BM",),
+}
+SUFFIX_KINDS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception message, shortened (library messages can run to pages)."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_signature(path: Path, kind: str) -> None:
+    """Refuse a file whose first bytes are not those of the format its suffix names."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise ImageInputError(f"{path}: not a readable image (empty file, 0 bytes)")
+    if not head.startswith(SIGNATURES[kind]):
+        raise ImageInputError(f"{path}: not a readable image (the file does not start like a {kind} file)")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """One TIFF image or stack of equal frames; samples per pixel (planar or not) on the last axis.
+
+    Refuses files holding several images of different sizes or pixel types (reduced-resolution
+    thumbnails aside) and multi-channel hyperstacks, rather than silently reading the first.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = [s for s in tif.series if not getattr(s.pages[0], "is_reduced", False)] or list(tif.series)
+        if not series:
+            raise ValueError("no image data (damaged header or truncated file)")
+        if len(series) > 1:
+            shapes = ", ".join(f"{s.shape} {s.dtype}" for s in series[:4])
+            raise ImageInputError(
+                f"{path}: holds {len(series)} images of different sizes or pixel types ({shapes}"
+                f"{', ...' if len(series) > 4 else ''}); phototox reads one image or one stack of equal "
+                "frames -- save each image to its own file")
+        data, axes = series[0].asarray(), series[0].axes
+    if data.size == 0:
+        raise ValueError("no image data (damaged header or truncated file)")
+    if "C" in axes and data.shape[axes.index("C")] > 1:
+        raise ImageInputError(
+            f"{path}: has {data.shape[axes.index('C')]} channels (axes {axes}); phototox expects one grey "
+            "phase-contrast channel -- save that channel on its own")
+    if "S" in axes and axes.index("S") != len(axes) - 1:  # planar RGB: samples first, e.g. (3, H, W)
+        data = np.moveaxis(data, axes.index("S"), -1)
+    return data
 
 
 def read_raw(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as stored (no conversion). Raises ImageInputError on any failure."""
+    """Read an image file as stored (no conversion). Raises ImageInputError on any failure.
+
+    Colour samples always come last, whether the TIFF stores them interleaved or planar.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageInputError(f"{path}: no such file")
     if not path.is_file():
         raise ImageInputError(f"{path}: not a file")
     suffix = path.suffix.lower()
+    kind = SUFFIX_KINDS.get(suffix)
+    if kind is None:
+        raise ImageInputError(f"{path}: unsupported file type {suffix!r} (use TIFF, PNG or JPEG)")
     try:
-        if suffix in TIFF_SUFFIXES:
-            import tifffile
+        _check_signature(path, kind)
+        if kind == "TIFF":
+            return _read_tiff(path)
+        import imageio.v3 as iio
 
-            data = tifffile.imread(path)
-            if data.size == 0:
-                raise ValueError("no image data (damaged header or truncated file)")
-            return data
-        if suffix in RASTER_SUFFIXES:
-            import imageio.v3 as iio
-
-            return np.asarray(iio.imread(path))
+        return np.asarray(iio.imread(path))
+    except ImageInputError:
+        raise
     except Exception as exc:  # corrupt files raise many different types
-        kind = "TIFF" if suffix in TIFF_SUFFIXES else suffix.lstrip(".").upper()
-        raise ImageInputError(f"{path}: not a readable {kind} file ({type(exc).__name__}: {exc})") from exc
-    raise ImageInputError(f"{path}: unsupported file type {suffix!r} (use TIFF, PNG or JPEG)")
+        raise ImageInputError(f"{path}: not a readable {kind} image ({_one_line(exc)})") from exc
 
 
 def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarray:
@@ -66,6 +126,20 @@ def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarr
     )
 
 
+def _scale_to_safe_range(image: np.ndarray) -> np.ndarray:
+    """Scale a float image by a power of two (exact) so its largest magnitude is at most 2**24.
+
+    Values near float32's limit (e.g. 2.5e38) would overflow the variance of a crop and give NaN
+    probabilities; float64 values beyond float32's range would become infinite when converted.
+    Per-crop normalisation makes every result independent of this scale.
+    """
+    peak = float(np.max(np.abs(image), initial=0.0))
+    if peak <= SAFE_MAGNITUDE:
+        return image
+    exponent = int(np.ceil(np.log2(peak / SAFE_MAGNITUDE)))
+    return image * np.asarray(2.0 ** -exponent, dtype=image.dtype)
+
+
 def as_grey_frames(image: np.ndarray, source: str = "image", colour: str = "refuse",
                    min_size: int = WINDOW) -> np.ndarray:
     """Validate an array and return float32 frames ``(T, H, W)``.
@@ -82,6 +156,11 @@ def as_grey_frames(image: np.ndarray, source: str = "image", colour: str = "refu
             image = image.astype(np.uint16)  # e.g. int32 arrays from ImageJ or Python code
         else:
             raise ImageInputError(f"{source}: unsupported bit depth {image.dtype} (use 8- or 16-bit grey)")
+    if image.dtype.kind == "f":
+        if not np.isfinite(image).all():
+            bad = int((~np.isfinite(image)).sum())
+            raise ImageInputError(f"{source}: contains {bad} NaN or infinite pixel value(s)")
+        image = _scale_to_safe_range(image)
     if image.ndim >= 3 and image.shape[-1] in (3, 4) and image.shape[-2] > 4:
         image = _drop_grey_channels(image, source, colour)
     if image.ndim == 2:
@@ -90,9 +169,6 @@ def as_grey_frames(image: np.ndarray, source: str = "image", colour: str = "refu
         raise ImageInputError(
             f"{source}: expected a 2-D grey image or a stack of frames, got shape {image.shape}"
         )
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        bad = int((~np.isfinite(image)).sum())
-        raise ImageInputError(f"{source}: contains {bad} NaN or infinite pixel value(s)")
     height, width = image.shape[1:]
     if height < min_size or width < min_size:
         raise ImageInputError(
@@ -107,9 +183,26 @@ def read_frames(path: str | os.PathLike, colour: str = "refuse", min_size: int =
     return as_grey_frames(read_raw(path), str(path), colour=colour, min_size=min_size)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting and restoring it
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; move it over ``target`` only on success."""
+    """Yield a temporary path beside ``target``; move it over ``target`` only on success.
+
+    The temporary file (``mkstemp`` makes it 0600) gets the mode a plain ``open(target, "w")``
+    would give, ``0666 & ~umask``, before it replaces ``target``.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -117,6 +210,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -139,11 +233,10 @@ def write_tiff_atomic(target: str | os.PathLike, array: np.ndarray, **kwargs) ->
 
 
 def guard_outputs(outputs: list[Path], inputs: list[Path]) -> None:
-    """Refuse to write any output over an input file."""
-    resolved_inputs = {Path(p).resolve() for p in inputs}
-    for out in outputs:
-        if Path(out).resolve() in resolved_inputs:
-            raise OutputError(f"{out}: output would overwrite an input file; choose another --out")
+    """Refuse to write any output over an input file (see :mod:`phototox.planned`)."""
+    from .planned import check_outputs
+
+    check_outputs(outputs, inputs)
 
 
 def to_display_uint8(frame: np.ndarray, low: float = 1.0, high: float = 99.5) -> np.ndarray:

@@ -67,6 +67,9 @@ class Predictor:
         ``batch_size`` defaults to 8 windows on CPU (larger batches fall out of cache and run
         slower, see benchmarks/README.md) and 64 on accelerators.
         """
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise PhototoxError(f"batch size (--batch-size) must be a whole number >= 1, got {batch_size!r}")
         dev = resolve_device(device)
         model.to(dev)
         return cls(model, dev, batch_size or (8 if dev.type == "cpu" else 64))
@@ -96,7 +99,7 @@ class Predictor:
         for start in range(0, len(windows), self.batch_size):
             batch = normalise_crops(windows[start:start + self.batch_size].to(self.device))
             out.append(self.model.sick_probability(batch[:, None]).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return check_finite(np.concatenate(out), f"model {self.model.source}") if out else np.zeros(0, np.float32)
 
     @torch.no_grad()
     def exact_grid(self, frame: np.ndarray, stride: int) -> np.ndarray:
@@ -142,6 +145,7 @@ class Predictor:
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
         grid = self.exact_grid(frame, stride) if mode == "exact" else self.dense_grid(frame, stride, normalisation)
+        check_finite(grid, f"model {self.model.source}")
         sick_map = np.clip(upsample_grid(grid, frame.shape, self.window, stride), 0.0, 1.0)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
@@ -152,8 +156,12 @@ class Predictor:
         self.check_settings(stride, mode, threshold, normalisation)
         frames = as_grey_frames(image, source, colour=colour, min_size=self.window)
         results = []
-        for frame in frames:
-            results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation))
+        for index, frame in enumerate(frames):
+            try:
+                results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation))
+            except NotANumberError as exc:
+                where = f"{source}{f' frame {index}' if len(frames) > 1 else ''}"
+                raise NotANumberError(f"{where}: {exc}") from None
             if progress is not None:
                 progress(1)
         return results
@@ -161,6 +169,19 @@ class Predictor:
     def release(self) -> None:
         """Free accelerator memory held by cached allocations."""
         release(self.device)
+
+
+class NotANumberError(PhototoxError):
+    """The model produced NaN or infinite probabilities: an error, never a class."""
+
+
+def check_finite(probabilities: np.ndarray, what: str) -> np.ndarray:
+    """Return ``probabilities`` or raise :class:`NotANumberError` if any is NaN or infinite."""
+    bad = int(np.count_nonzero(~np.isfinite(probabilities)))
+    if bad:
+        raise NotANumberError(f"{what} gave {bad} of {probabilities.size} window probabilities as NaN or "
+                              "infinite (no class can be given; the image or the model is unusable)")
+    return probabilities
 
 
 def summarise_map(sick_map: np.ndarray, threshold: float,

@@ -14,6 +14,7 @@ Columns (header names, case-insensitive):
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,8 @@ def read_manifest(path: str | os.PathLike, dose_threshold: float | None = None,
             dose = float(dose_text) if dose_text else None
         except ValueError:
             raise ManifestError(f"{where}: dose {dose_text!r} is not a number") from None
+        if dose is not None and not math.isfinite(dose):
+            raise ManifestError(f"{where}: dose {dose_text!r} is not a finite number")
         label_text = get(row, "label").lower()
         if label_text:
             if label_text not in LABEL_ALIASES:
@@ -123,10 +126,29 @@ def read_manifest(path: str | os.PathLike, dose_threshold: float | None = None,
             frames=parse_frames(get(row, "frames") or get(row, "frame"), where),
             replicate=get(row, "replicate"), dose=dose, time=get(row, "time"), extra=extra,
         ))
+    _refuse_duplicates(path, samples)
     if missing:
         shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ManifestError(f"{path}: {len(missing)} image file(s) not found: {shown}")
     return samples
+
+
+def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
+    """Refuse two rows naming the same image (same file, any spelling or link) and frame range.
+
+    Counted twice, an image would weigh double in training and narrow every confidence interval.
+    """
+    from .planned import file_identity
+
+    first_line: dict[tuple, int] = {}
+    for line, sample in enumerate(samples, start=2):
+        identity = file_identity(sample.path) or os.path.normcase(os.path.abspath(sample.path))
+        key = (identity, sample.frames)
+        if key in first_line:
+            frames = "all frames" if sample.frames is None else f"frames {sample.frames[0]}-{sample.frames[1]}"
+            raise ManifestError(f"{path}, lines {first_line[key]} and {line}: the same image ({sample.path}, "
+                                f"{frames}) is listed twice; list each image once")
+        first_line[key] = line
 
 
 def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> None:

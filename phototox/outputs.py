@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import OutputError
 from .images import atomic_path, write_text_atomic, write_tiff_atomic
 from .inference import FrameResult
 from .plots import plot_map_overlay
@@ -17,15 +18,36 @@ SUMMARY_FIELDS = ("path", "frame", "mean_sick_probability", "sick_area_fraction"
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
-    """Unique output name stems for input files (parent folder added where stems clash)."""
-    stems = {p: p.stem for p in paths}
-    clashes = {s for s in stems.values() if list(stems.values()).count(s) > 1}
-    for p in paths:
-        if stems[p] in clashes:
-            stems[p] = f"{p.parent.name}_{p.stem}"
-    if len(set(stems.values())) != len(paths):
-        raise ValueError("two inputs would write to the same output names; rename one of them")
+    """Unique output name stems for input files.
+
+    The same file given twice is refused; inputs whose names clash (``a/x.tif`` and ``b/x.tif``,
+    or ``x.tif`` and ``x.png``) are disambiguated with their folder name and, if that is not
+    enough, their suffix; a clash that remains is refused naming both inputs.
+    """
+    from .planned import check_distinct_inputs
+
+    check_distinct_inputs(paths)
+    candidates = (lambda p: p.stem, lambda p: f"{p.parent.name}_{p.stem}",
+                  lambda p: f"{p.parent.name}_{p.stem}_{p.suffix.lstrip('.').lower()}")
+    stems = {p: candidates[0](p) for p in paths}
+    for rule in candidates[1:]:
+        values = list(stems.values())
+        clashing = {s for s in values if values.count(s) > 1}
+        if not clashing:
+            break
+        stems.update({p: rule(p) for p in paths if stems[p] in clashing})
+    owner: dict[str, Path] = {}
+    for p, stem in stems.items():
+        if stem in owner:
+            raise OutputError(f"{p}: its outputs would have the same names as those of {owner[stem]} "
+                              f"({stem}_map.tif); rename one of them")
+        owner[stem] = p
     return stems
+
+
+def map_output_paths(out_dir: Path, stem: str, overlay: bool = True) -> list[Path]:
+    """The files :func:`write_map_outputs` writes for one input."""
+    return [out_dir / f"{stem}_map.tif"] + ([out_dir / f"{stem}_overlay.png"] if overlay else [])
 
 
 def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: list[FrameResult],
@@ -36,7 +58,7 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
-    map_path = out_dir / f"{stem}_map.tif"
+    map_path = map_output_paths(out_dir, stem, overlay)[0]
     write_tiff_atomic(map_path, maps if len(maps) > 1 else maps[0],
                       metadata={"axes": "TYX" if len(maps) > 1 else "YX", **(provenance or {})}, description=None)
     written = [map_path]
@@ -45,7 +67,7 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
         r = results[index]
         title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f}, "
                  f"{100 * r.sick_area_fraction:.0f}% of area >= {r.threshold:g} -> {r.label}")
-        png = out_dir / f"{stem}_overlay.png"
+        png = map_output_paths(out_dir, stem)[1]
         plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold)
         written.append(png)
     return written

@@ -45,15 +45,51 @@ def plot_training_curves(history: list[dict], path: str | Path) -> None:
     _save(plt, fig, path)
 
 
+MAX_OVERLAY_SIDE = 2048
+"""Longest side, in image pixels, drawn in an overlay: larger images are block-averaged first."""
+MAX_OVERLAY_ASPECT = 4.0
+"""Overlays of longer or wider images are drawn stretched to this aspect ratio (and say so)."""
+
+
+def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks (edges trimmed): a display-size copy of a big image."""
+    if factor <= 1:
+        return array
+    h, w = (array.shape[0] // factor) * factor, (array.shape[1] // factor) * factor
+    if h == 0 or w == 0:
+        return array[::factor, ::factor]
+    return array[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float64)
+
+
 def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, title: str = "",
                      threshold: float | None = None, label: str = "P(sick)", width: float = 8.0) -> None:
-    """The image in grey with the map over it in colour, and a colour bar."""
-    plt, fig = _figure(figsize=(width, width * frame.shape[0] / frame.shape[1] + 0.6))
+    """The image in grey with the map over it in colour, and a colour bar.
+
+    Memory and file size are bounded for any image: at most ``MAX_OVERLAY_SIDE`` pixels are drawn
+    along the longer side, and very long or wide images are stretched to ``MAX_OVERLAY_ASPECT``.
+    """
+    height, width_px = frame.shape
+    factor = max(1, -(-max(height, width_px) // MAX_OVERLAY_SIDE))
+    display = _block_mean(to_display_uint8(frame).astype(np.float32), factor)
+    shown_map = _block_mean(np.asarray(sick_map, dtype=np.float32), factor)
+    aspect = height / width_px
+    shown_aspect = min(max(aspect, 1 / MAX_OVERLAY_ASPECT), MAX_OVERLAY_ASPECT)
+    stretched = shown_aspect != aspect
+    if stretched:
+        note = f"(drawn stretched: the image is {width_px} x {height} px)"
+        title = f"{title}\n{note}" if title else note
+    plt, fig = _figure(figsize=(width, width * shown_aspect + 0.6))
     ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(to_display_uint8(frame), cmap="gray", interpolation="nearest")
-    shown = ax.imshow(sick_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
+    covered_h, covered_w = shown_map.shape[0] * factor, shown_map.shape[1] * factor  # edges trimmed by blocks
+    extent = (-0.5, covered_w - 0.5, covered_h - 0.5, -0.5)  # axes in image pixels whatever the block size
+    aspect_mode = "auto" if stretched else "equal"
+    ax.imshow(display, cmap="gray", vmin=0, vmax=255, interpolation="nearest", extent=extent, aspect=aspect_mode)
+    shown = ax.imshow(shown_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear",
+                      extent=extent, aspect=aspect_mode)
     if threshold is not None:
-        ax.contour(sick_map, levels=[threshold], colors="cyan", linewidths=0.8)
+        ys = (np.arange(shown_map.shape[0]) + 0.5) * factor - 0.5  # block centres in image pixels
+        xs = (np.arange(shown_map.shape[1]) + 0.5) * factor - 0.5
+        ax.contour(xs, ys, shown_map, levels=[threshold], colors="cyan", linewidths=0.8)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)

@@ -172,23 +172,29 @@ def render_timelapse(frames: int = 5, height: int = 320, width: int = 320, dose_
                      for t in range(frames)])
 
 
+def dataset_output_paths(out_dir: str | Path, doses: list[float], images_per_dose: int = 2) -> list[Path]:
+    """The files :func:`write_dataset` writes: one TIFF per field, then ``manifest.csv``."""
+    out = Path(out_dir)
+    return [out / f"field_d{d:02d}_{k:02d}.tif" for d in range(len(doses)) for k in range(images_per_dose)] + [
+        out / "manifest.csv"]
+
+
 def write_dataset(out_dir: str | Path, doses: list[float], images_per_dose: int = 2, size: int = 320,
                   seed: int = 0, threshold: float = 0.5, bit_depth: int = 16) -> Path:
     """Write TIFFs and a manifest (dose, label by dose threshold, one group per field); return the manifest."""
-    import tifffile
+    from .images import atomic_path, write_tiff_atomic
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    paths = iter(dataset_output_paths(out_dir, doses, images_per_dose))
     rows = []
     for d_index, dose in enumerate(doses):
         for k in range(images_per_dose):
-            name = f"field_d{d_index:02d}_{k:02d}.tif"
+            path = next(paths)
             f = render_field(size, size, dose, seed=seed * 1000 + d_index * 100 + k, bit_depth=bit_depth)
-            tifffile.imwrite(out / name, f.image, photometric="minisblack")
-            rows.append([name, "sick" if dose >= threshold else "healthy", f"pos{d_index:02d}_{k:02d}",
+            write_tiff_atomic(path, f.image)
+            rows.append([path.name, "sick" if dose >= threshold else "healthy", f"pos{d_index:02d}_{k:02d}",
                          f"{dose:g}", f"synthetic{k % 2 + 1}"])
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
+    manifest = next(paths)
+    with atomic_path(manifest) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "group", "dose", "replicate"])
         writer.writerows(rows)

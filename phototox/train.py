@@ -59,11 +59,50 @@ class TrainConfig:
         out["augment"] = self.augment.to_dict()
         return out
 
+    def validate(self) -> TrainConfig:
+        """Refuse settings no run can use, naming the field (and its command-line option)."""
+        whole = {"iterations": 1, "batch_size": 1, "eval_every": 1, "checkpoint_every": 1, "threads": 0,
+                 "workers": 0}
+        for name, low in whole.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise PhototoxError(f"{_option(name)}: must be a whole number >= {low}, got {value!r}")
+        reals = {"base_lr": (0.0, False), "weight_decay": (0.0, True), "lr_gamma": (0.0, True),
+                 "lr_power": (0.0, True), "momentum": (0.0, True)}
+        for name, (low, inclusive) in reals.items():
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= low if inclusive else value > low)
+            if not ok:
+                raise PhototoxError(f"{_option(name)}: must be a finite number {'>=' if inclusive else '>'} {low:g}, "
+                                    f"got {value!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
+            raise PhototoxError(f"{_option('val_fraction')}: must lie in [0, 1) (the fraction of groups held "
+                                f"out for validation), got {self.val_fraction!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise PhototoxError(f"{_option('momentum')}: must lie in [0, 1), got {self.momentum!r}")
+        return self
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
         values["augment"] = AugmentConfig.from_dict(values.get("augment", {}))
         return cls(**values)
+
+
+RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "curves.png", "model.pt", "model.pt.sha256")
+"""Every file a training run writes in its folder."""
+
+_OPTIONS = {"base_lr": "--lr"}
+
+
+def _option(name: str) -> str:
+    """The training setting ``name`` with its command-line spelling, for error messages."""
+    return f"{name} ({_OPTIONS.get(name, '--' + name.replace('_', '-'))})"
+
+
+def run_output_paths(out_dir: str | Path) -> list[Path]:
+    """The files :func:`train` writes in ``out_dir``."""
+    return [Path(out_dir) / name for name in RUN_FILES]
 
 
 def inv_lr(base_lr: float, iteration: int, gamma: float = 1e-5, power: float = 0.75) -> float:
@@ -111,6 +150,7 @@ class Trainer:
     def __init__(self, samples: list[Sample], out_dir: str | Path, config: TrainConfig,
                  manifest: str = "", progress: bool = True, allow_confounded: bool = False,
                  unit_column: str | None = None) -> None:
+        config.validate()
         self.samples, self.config, self.progress = samples, config, progress
         self.out_dir = Path(out_dir)
         self.manifest = manifest
@@ -166,7 +206,7 @@ class Trainer:
         """Continue from ``checkpoint.pt`` if present; refuse if its config differs."""
         if not self.checkpoint_path.is_file():
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        state = self._read_checkpoint()
         saved = dict(state["config"])
         current = self.config.to_dict()
         for key in ("iterations", "device", "threads", "workers", "eval_every", "checkpoint_every"):
@@ -175,16 +215,38 @@ class Trainer:
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(current)):
             raise PhototoxError(f"{self.checkpoint_path}: checkpoint was made with another configuration; "
                                 "use a new --out folder or the same settings")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.history = list(state["history"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
+            self.batch_in_epoch = int(state["batch_in_epoch"])
+            self.history = list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise self._foreign(f"does not fit this model ({type(exc).__name__})") from None
         if "torch_rng" in state:  # dropout draws from the global generator
             torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         return True
+
+    def _foreign(self, problem: str) -> PhototoxError:
+        return PhototoxError(f"{self.checkpoint_path}: not a usable phototox training checkpoint: {problem}; "
+                             "delete it, use another --out folder, or pass --restart")
+
+    def _read_checkpoint(self) -> dict:
+        """The checkpoint's contents, or one clear error for a corrupt, truncated or foreign file."""
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        except OSError:
+            raise
+        except Exception as exc:  # a damaged pickle can raise almost any type
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise self._foreign(f"cannot be read ({first})") from None
+        required = ("model", "optimizer", "iteration", "epoch", "batch_in_epoch", "history", "config")
+        if not isinstance(state, dict) or not all(k in state for k in required) or not isinstance(
+                state["config"], dict):
+            raise self._foreign("it lacks the fields phototox writes")
+        return state
 
     # -- the loop -----------------------------------------------------------------------------
     def validate(self) -> dict:

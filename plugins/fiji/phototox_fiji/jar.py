@@ -75,13 +75,13 @@ def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | 
                                *sources], capture_output=True, text=True)
         if proc.returncode != 0:
             raise FijiSetupError(f"javac failed:\n{proc.stderr}")
-        partial = Path(tmp) / JAR_NAME
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
+        from phototox.images import atomic_path
+
+        with atomic_path(target) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
             jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: phototox\n")
             jar.write(JAVA_SOURCES / "plugins.config", "plugins.config")
             for path in sorted(classes.rglob("*.class")):
                 jar.write(path, str(path.relative_to(classes)))
-        os.replace(partial, target) if partial.stat().st_dev == target.parent.stat().st_dev else shutil.move(partial, target)
     return target
 
 
