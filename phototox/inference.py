@@ -18,8 +18,14 @@ from .dense import NORMALISATIONS, check_dense_stride, dense_sick_grid
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .model import CLASSES, WINDOW
-from .preprocess import normalise_crops
+from .model import CLASSES
+from .normalise import (
+    Contract,
+    contract_of,
+    normalise_frame,
+    normalise_lone_window,
+    normalise_windows,
+)
 from .weights import LoadedModel
 from .windows import upsample_grid, window_origins
 
@@ -61,7 +67,7 @@ class Predictor:
     tile_windows: int = 48
 
     @classmethod
-    def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> "Predictor":
+    def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> Predictor:
         """Move the model to ``device`` in channels-last layout (2-3x faster convolutions on CPU).
 
         ``batch_size`` defaults to 8 windows on CPU (larger batches fall out of cache and run
@@ -76,40 +82,73 @@ class Predictor:
     def window(self) -> int:
         return self.model.window
 
+    @property
+    def contract(self) -> Contract:
+        """The model's preprocessing contract (:mod:`phototox.normalise`)."""
+        return contract_of(self.model)
+
+    def normalised_frame(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` as the model sees it before windows are cut (see :func:`normalise_frame`)."""
+        return normalise_frame(frame, self.contract)
+
     # -- windows ------------------------------------------------------------------------------
     @torch.no_grad()
-    def classify_windows(self, windows: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Sick probability of each raw (N, 220, 220) window (normalised here, per crop)."""
+    def classify_windows(self, windows: torch.Tensor | np.ndarray, normalised: bool = False) -> np.ndarray:
+        """Sick probability of each (N, 220, 220) window.
+
+        Raw windows (``normalised=False``) are lone windows without surroundings: per-crop models
+        normalise them exactly as in a map, box models mirror them as their own frame (an
+        approximation, see :mod:`phototox.normalise`). Pass ``normalised=True`` for windows cut
+        from :meth:`normalised_frame`.
+        """
         windows = torch.as_tensor(np.asarray(windows) if not torch.is_tensor(windows) else windows)
         if windows.ndim != 3 or tuple(windows.shape[1:]) != (self.window, self.window):
             raise ImageInputError(f"windows must be (N, {self.window}, {self.window}), got {tuple(windows.shape)}")
+        contract = self.contract
+        if not normalised and contract.kind == "box":
+            windows = torch.from_numpy(np.stack([normalise_lone_window(w, contract) for w in windows.numpy()]))
+            normalised = True
         out = []
         for start in range(0, len(windows), self.batch_size):
-            batch = normalise_crops(windows[start:start + self.batch_size].to(self.device))
+            batch = windows[start:start + self.batch_size].to(self.device)
+            batch = batch.float() if normalised else normalise_windows(batch, contract)
             out.append(self.model.sick_probability(self.model.module(batch[:, None])).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     @torch.no_grad()
-    def exact_grid(self, frame: np.ndarray, stride: int) -> np.ndarray:
-        """Window grid by cropping every window and classifying in batches (memory-bounded)."""
+    def exact_grid(self, frame: np.ndarray, stride: int, progress=None) -> np.ndarray:
+        """Window grid by cutting every window of the normalised frame and classifying in batches.
+
+        ``progress`` (optional) is called with the number of windows done after each batch.
+        """
         ys = window_origins(frame.shape[0], self.window, stride)
         xs = window_origins(frame.shape[1], self.window, stride)
-        tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(self.device)
+        contract = self.contract
+        tensor = torch.from_numpy(self.normalised_frame(frame)).to(self.device)
         positions = [(y, x) for y in ys for x in xs]
         probs = np.empty(len(positions), dtype=np.float32)
         w = self.window
         for start in range(0, len(positions), self.batch_size):
             chunk = positions[start:start + self.batch_size]
             batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])
-            output = self.model.module(normalise_crops(batch)[:, None])
+            output = self.model.module(normalise_windows(batch, contract)[:, None])
             probs[start:start + len(chunk)] = self.model.sick_probability(output).cpu().numpy()
+            if progress is not None:
+                progress(len(chunk))
         return probs.reshape(len(ys), len(xs))
 
     def dense_grid(self, frame: np.ndarray, stride: int, normalisation: str = "local") -> np.ndarray:
-        """Window grid from one fully convolutional pass (shift-and-stitch below 16 px)."""
+        """Window grid from one fully convolutional pass (shift-and-stitch below 16 px).
+
+        Under the ``box`` contract this equals :meth:`exact_grid` to float precision for
+        ``deadnet-gap`` models; ``normalisation`` ("local"/"global") only chooses the
+        approximation used for per-crop models.
+        """
         if not hasattr(self.model.module, "dense_head"):
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
-        tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(self.device)
+        if self.contract.kind == "box":
+            normalisation = "box"
+        tensor = torch.from_numpy(self.normalised_frame(frame)).to(self.device)
         return dense_sick_grid(self.model.module, tensor, stride, normalisation, self.tile_windows)
 
     # -- frames -------------------------------------------------------------------------------

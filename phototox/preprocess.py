@@ -1,8 +1,7 @@
-"""Crop-level variance normalisation, the one preprocessing step DeadNet uses.
+"""Backwards-compatible names for the paper's per-crop normalisation.
 
-Each 220x220 crop is shifted to zero mean and scaled to unit variance on its own, in training and
-at inference alike (Richmond et al., 2017). This removes the absolute brightness and contrast of
-the camera and illumination, so 8-bit, 16-bit and float images need no other scaling.
+The one implementation lives in :mod:`phototox.normalise` (the preprocessing contract); this
+module only re-exports the per-crop (``crop``) contract under its historical names.
 """
 
 from __future__ import annotations
@@ -10,20 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-EPS = 1e-6
-"""Standard deviations below this are treated as a blank crop (output all zeros)."""
+from .normalise import EPS, normalise_crops
 
-
-def normalise_crops(crops: torch.Tensor) -> torch.Tensor:
-    """Zero-mean, unit-variance per crop over its last two axes (any leading shape)."""
-    crops = crops.float()
-    mean = crops.mean(dim=(-2, -1), keepdim=True)
-    std = crops.std(dim=(-2, -1), keepdim=True, unbiased=False)
-    return (crops - mean) / torch.where(std < EPS, torch.ones_like(std), std)
+__all__ = ["EPS", "normalise_crop_np", "normalise_crops"]
 
 
 def normalise_crop_np(crop: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`normalise_crops` for a single 2-D crop (float32 out)."""
-    crop = crop.astype(np.float32)
-    std = float(crop.std())
-    return (crop - crop.mean()) / (std if std >= EPS else 1.0)
+    """Per-crop contract for one 2-D numpy crop (float32 out), via :func:`normalise_crops`."""
+    return normalise_crops(torch.from_numpy(np.asarray(crop, dtype=np.float32))).numpy()
