@@ -179,7 +179,7 @@ def cmd_train(args) -> int:
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
-                         augment=augment)
+                         normalisation=args.normalisation, box_size=args.box_size, augment=augment)
     path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
                  progress=not args.quiet)
     print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'})")
@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
+    p.add_argument("--normalisation", choices=("box", "crop"), default="box",
+                   help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
+                        "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)")
+    p.add_argument("--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default 221)")
     p.add_argument("--norm-jitter", action="store_true",
                    help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
                         "(measured effect: benchmarks/README.md)")

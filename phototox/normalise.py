@@ -80,18 +80,18 @@ class Contract:
         return f"{self.size} px box centred on each pixel, mirrored edges"
 
 
-CROP = Contract("crop")
+PER_CROP = Contract("crop")
 
 
 def contract_from_meta(value: object) -> Contract:
     """Parse ``meta["normalisation"]``; a missing field means the paper's per-crop contract."""
     if value is None:
-        return CROP
+        return PER_CROP
     if not isinstance(value, dict):
         raise PhototoxError(f"model metadata 'normalisation' must be a mapping, got {value!r}")
     kind = value.get("kind", "crop")
     if kind == "crop":
-        return CROP
+        return PER_CROP
     return Contract(str(kind), int(value.get("size", DEFAULT_BOX)), str(value.get("edge", EDGE)))
 
 
