@@ -140,7 +140,13 @@ def cmd_predict(args) -> int:
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
     from .images import guard_outputs, read_frames
-    from .outputs import format_rows, output_stems, summary_rows, write_map_outputs, write_summary
+    from .outputs import (
+        format_rows,
+        output_stems,
+        summary_rows,
+        write_map_outputs,
+        write_summary,
+    )
 
     inputs = [Path(p) for p in args.images]
     _check_exist(inputs)
