@@ -121,13 +121,12 @@ def cmd_predict(args) -> int:
         guard_outputs([Path(args.out)], inputs)
     predictor = _predictor(args)
     predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
-    rows = []
-    from tqdm import tqdm
+    from .batch import analyse_paths
 
-    for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-        results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
-        rows += summary_rows(str(path), results, _model_name(args))
+    rows: list[dict] = []
+    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet,
+                  on_result=lambda path, _frames, results: rows.extend(summary_rows(str(path), results, _model_name(args))))
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
@@ -154,17 +153,16 @@ def cmd_map(args) -> int:
     stems = output_stems(inputs)
     guard_outputs([out / f"{s}_map.tif" for s in stems.values()] + [out / "summary.csv"], inputs)
     predictor = _predictor(args)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
-    from tqdm import tqdm
+    from .batch import analyse_paths
 
-    rows = []
-    for path in inputs:
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-        with tqdm(total=len(frames), desc=path.name, unit="frame", disable=args.quiet) as bar:
-            results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold,
-                                        args.normalisation, progress=bar.update)
-        write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay)
-        rows += summary_rows(str(path), results, _model_name(args))
+    rows: list[dict] = []
+
+    def write(path: Path, frames, results) -> None:
+        write_map_outputs(out, stems[path], frames, results, not args.no_overlay, args.mask_background)
+        rows.extend(summary_rows(str(path), results, _model_name(args)))
+
+    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=write)
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -218,25 +216,14 @@ def cmd_evaluate(args) -> int:
 
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
-    from .explain import gradcam_image, reference_weights
-    from .images import guard_outputs, read_frames, write_tiff_atomic
-    from .manifest import read_manifest
-    from .plots import plot_heatmap_overlay
+    from .explain import explain_image
+    from .images import guard_outputs
 
     path, out = Path(args.image), Path(args.out)
-    guard_outputs([out / f"{path.stem}_gradcam.tif"], [path])
-    predictor = _predictor(args)
-    frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-    class_index = 1 if args.target == "sick" else 0
-    weights = None
-    if args.reference:
-        samples = read_manifest(args.reference)
-        weights = reference_weights(predictor, samples, class_index, max_crops=args.max_reference_crops)
-    heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
-    write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"))
-    plot_heatmap_overlay(frames[0], heat, out / f"{path.stem}_gradcam.png",
-                         f"Grad-CAM for '{args.target}' at conv4_2 ({'class-averaged' if weights is not None else 'image-averaged'} weights)")
-    print(f"wrote {out / (path.stem + '_gradcam.tif')} and .png")
+    guard_outputs([out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"], [path])
+    written = explain_image(_predictor(args), path, out, args.target, args.reference, args.max_reference_crops,
+                            args.stride, args.colour, args.quiet)
+    print(f"wrote {' and '.join(str(p) for p in written)}")
     return 0
 
 
@@ -331,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_map(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
+    p.add_argument("--mask-background", action="store_true",
+                   help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
+                        "sick fraction of the cell-covered area beside that of the field")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_map)
 
@@ -385,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
     p.add_argument("--max-reference-crops", type=int, default=400)
-    p.add_argument("--stride", type=int, default=110)
+    p.add_argument("--stride", type=int, default=110, help="step between explained windows, px (default 110)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("class-model", help="class-model visualisation (gradient ascent)")

@@ -167,27 +167,39 @@ class Predictor:
 
     def analyse_frame(self, frame: np.ndarray, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
                       threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                      mask: np.ndarray | None = None) -> FrameResult:
-        """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given)."""
+                      mask: np.ndarray | None = None, window_progress=None) -> FrameResult:
+        """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given).
+
+        ``window_progress`` (exact mode) is called with the number of windows done after each batch.
+        """
         self.check_settings(stride, mode, threshold, normalisation)
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
-        grid = self.exact_grid(frame, stride) if mode == "exact" else self.dense_grid(frame, stride, normalisation)
+        grid = (self.exact_grid(frame, stride, window_progress) if mode == "exact"
+                else self.dense_grid(frame, stride, normalisation))
         sick_map = np.clip(upsample_grid(grid, frame.shape, self.window, stride), 0.0, 1.0)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
     def analyse(self, image: np.ndarray, source: str = "image", stride: int = DEFAULT_STRIDE,
                 mode: str = DEFAULT_MODE, threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                colour: str = "refuse", progress=None) -> list[FrameResult]:
-        """Validate an image or stack (any accepted layout) and analyse every frame."""
+                colour: str = "refuse", progress=None, window_progress=None) -> list[FrameResult]:
+        """Validate an image or stack (any accepted layout) and analyse every frame.
+
+        ``progress`` is called once per frame, ``window_progress`` per batch of windows (exact mode).
+        """
         self.check_settings(stride, mode, threshold, normalisation)
         frames = as_grey_frames(image, source, colour=colour, min_size=self.window)
         results = []
         for frame in frames:
-            results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation))
+            results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation,
+                                              window_progress=window_progress))
             if progress is not None:
                 progress(1)
         return results
+
+    def window_count(self, shape: tuple[int, ...], stride: int) -> int:
+        """Number of windows of one (..., H, W) frame at ``stride``."""
+        return len(window_origins(shape[-2], self.window, stride)) * len(window_origins(shape[-1], self.window, stride))
 
     def release(self) -> None:
         """Free accelerator memory held by cached allocations."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import atomic_path, to_display_uint8
+from .images import atomic_path
 
 
 def _figure(*args, **kwargs):
@@ -46,25 +46,56 @@ def plot_training_curves(history: list[dict], path: str | Path) -> None:
 
 
 def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, title: str = "",
-                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0) -> None:
-    """The image in grey with the map over it in colour, and a colour bar."""
-    plt, fig = _figure(figsize=(width, width * frame.shape[0] / frame.shape[1] + 0.6))
+                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0,
+                     stride: int | None = None, mask: np.ndarray | None = None,
+                     contour_label: str | None = None) -> None:
+    """The image, dimmed, with the map drawn over it (see :mod:`phototox.overlay`) and a colour bar.
+
+    ``stride`` smooths the drawn map over half a window step (no window rectangles); ``mask``
+    leaves places without cells uncoloured; the ``threshold`` contour is named in a legend.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
+    from .overlay import GREY_RANGE, blend, dimmed_grey, smooth_for_display
+
+    shown_map = smooth_for_display(sick_map, stride) if stride else np.asarray(sick_map, np.float32)
+    plt, fig = _figure(figsize=(width, width * frame.shape[0] / frame.shape[1] + 0.9))
     ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(to_display_uint8(frame), cmap="gray", interpolation="nearest")
-    shown = ax.imshow(sick_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
-    if threshold is not None:
-        ax.contour(sick_map, levels=[threshold], colors="cyan", linewidths=0.8)
+    ax.imshow(blend(dimmed_grey(frame), shown_map, mask), interpolation="bilinear")
+    handles = []
+    if threshold is not None and np.nanmin(shown_map) < threshold <= np.nanmax(shown_map):
+        ax.contour(shown_map, levels=[threshold], colors="#00d5ff", linewidths=1.0)
+        handles.append(Line2D([], [], color="#00d5ff", lw=1.2,
+                              label=contour_label or f"{label} = {threshold:g} (the threshold: sicker inside)"))
+    if mask is not None and 0 < mask.mean() < 1:
+        ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.6, linestyles="dotted")
+        handles.append(Line2D([], [], color="white", lw=1, ls="dotted", label="edge of the cell-covered area"))
+    if handles:
+        legend = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
+                           fontsize=8, facecolor="#333333", edgecolor="#333333", framealpha=1.0)
+        for text in legend.get_texts():
+            text.set_color("white")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, fraction=0.035, pad=0.02, label=label)
+    levels = np.linspace(0.0, 1.0, 256)
+    middle = np.full(256, sum(GREY_RANGE) / 2)
+    bar_map = ListedColormap(blend(middle[None], levels[None])[0])
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.colorbar(ScalarMappable(Normalize(0, 1), bar_map), ax=ax, fraction=0.035, pad=0.02, label=label)
     _save(plt, fig, path)
 
 
-def plot_heatmap_overlay(frame: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "") -> None:
-    """A Grad-CAM heat map (scaled to its maximum) over the image."""
-    scaled = heat / heat.max() if heat.max() > 0 else heat
-    plot_map_overlay(frame, scaled, path, title, label="Grad-CAM (relative)")
+def plot_heatmap_overlay(frame: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "",
+                         scale: float | None = None, label: str | None = None) -> None:
+    """A Grad-CAM heat map over the image: divided by ``scale`` (a reference level) or its own maximum."""
+    if scale is None or scale <= 0:
+        scale = float(heat.max()) if heat.max() > 0 else 1.0
+        label = label or "evidence, relative to this image's strongest"
+    plot_map_overlay(frame, np.clip(heat / scale, 0, 1), path, title, label=label or "evidence (1 = reference)")
 
 
 def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, title: str = "") -> None:
