@@ -10,10 +10,11 @@ and the trunk simply runs over it: with the interior-pooled ``deadnet-gap`` head
 equals the window's exact output to float precision (``normalisation="box"`` here).
 
 For models trained with the paper's per-crop contract (the shipped v2 models) there is no exact
-dense equivalent, because a pixel lies in many windows, and the map is an approximation. Since the first convolution is linear, normalising a window ``(x - m) / s`` before
-conv1 equals ``(conv1(x) - m * sum(w)) / s + b`` after it; ``local`` normalisation applies that with
-the mean and standard deviation of the 220 px box centred on each conv1 output (computed with
-integral images in float64), ``global`` uses the whole frame's statistics.
+dense equivalent, because a pixel lies in many windows, and the map is an approximation. Since
+the first convolution is linear, normalising a window ``(x - m) / s`` before conv1 equals
+``(conv1(x) - m * sum(w)) / s + b`` after it; ``local`` normalisation applies that with the mean
+and standard deviation of the 220 px box centred on each conv1 output (computed with integral
+images in float64), ``global`` uses the whole frame's statistics.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from phototox.cli import main
 from phototox.dense import check_dense_stride
