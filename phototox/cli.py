@@ -35,7 +35,8 @@ def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") 
                    help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
     p.add_argument("--normalisation", choices=("local", "global"), default="local",
-                   help="dense mode's stand-in for per-crop normalisation (default local)")
+                   help="dense mode's stand-in for per-crop normalisation (default local; models trained "
+                        "under the box contract need none and ignore it)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
                    help="what to do with colour images whose channels differ (default: refuse)")
 
