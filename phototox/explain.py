@@ -28,8 +28,8 @@ from .model import GRADCAM_LAYER
 from .normalise import (
     PER_CROP,
     Contract,
-    normalise_crops,
     normalise_frame,
+    normalise_lone_window,
     normalise_windows,
 )
 from .windows import window_origins
@@ -229,18 +229,19 @@ def class_model(predictor: Predictor, class_index: int = 1, init: np.ndarray | N
                 seed: int = 0, progress: bool = False) -> ClassModel:
     """Gradient ascent on the class logit (from zeros plus tiny noise, or from ``init``)."""
     return class_model_for(predictor.model.module, predictor.window, class_index, init, iterations, l2,
-                           smoothness, lr, seed, predictor.device, progress)
+                           smoothness, lr, seed, predictor.device, progress, predictor.contract)
 
 
 def class_model_for(module: nn.Module, window: int, class_index: int = 1, init: np.ndarray | None = None,
                     iterations: int = 500, l2: float = 1e-3, smoothness: float = 1e-2, lr: float = 0.05,
-                    seed: int = 0, device: torch.device | str = "cpu", progress: bool = False) -> ClassModel:
-    """Model-agnostic core of :func:`class_model`."""
+                    seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+                    contract: Contract = PER_CROP) -> ClassModel:
+    """Model-agnostic core of :func:`class_model` (``init`` normalised under ``contract``, as a lone window)."""
     generator = torch.Generator().manual_seed(seed)
     if init is None:
         start = torch.randn(1, 1, window, window, generator=generator) * 1e-3
     else:
-        start = normalise_crops(torch.as_tensor(np.asarray(init, dtype=np.float32)))[None, None]
+        start = torch.from_numpy(normalise_lone_window(np.asarray(init, dtype=np.float32), contract))[None, None]
     x = start.to(device).requires_grad_(True)
     optimiser = torch.optim.Adam([x], lr=lr)
     module.eval()
