@@ -64,14 +64,25 @@ def relative_luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
 
 
+def threshold_otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut of a histogram that maximises the between-class variance."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(counts).astype(np.float64)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between[:-1]))])
+
+
 def foreground_mask(frame: np.ndarray, box: int = 15, min_area: int = 400) -> np.ndarray:
     """Where cells are (bool, the frame's shape): local texture above an Otsu threshold.
 
     ``box`` is the side of the square (px) over which the local standard deviation is taken;
     ``min_area`` (px) removes specks. A frame without texture contrast counts as all foreground.
     """
-    from skimage.filters import threshold_otsu
-
     x = frame.astype(np.float64)
     x = (x - x.mean()) / max(float(x.std()), 1e-12)
     mean = ndimage.uniform_filter(x, box, mode="reflect")
