@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .normalise import PER_CROP, Contract, normalise_lone_window, normalise_region
+
 CROP = 256
 CROP_STRIDE = 128
 
@@ -274,14 +276,23 @@ def acquisition_augment(image: np.ndarray, rng: np.random.Generator, cfg: Augmen
 
 @dataclass
 class Augmenter:
-    """Applies an :class:`AugmentConfig` to one 256 crop, in the paper's order."""
+    """Applies an :class:`AugmentConfig` to one 256 crop, in the paper's order.
+
+    Under the paper's per-crop contract (the default here) the 256 crop is warped, rotated and
+    blurred, cut to the window, normalised on its own, then noised. Under the ``box`` contract
+    (:mod:`phototox.normalise`) the crop arrives with ``halo`` px of surrounding frame on each
+    side; geometry and blur change the *raw* pixels first (they alter local contrast, which the
+    normalisation must see, as it would for a real image), then the central 256 crop is
+    box-normalised from its augmented surroundings, cut to the window and noised (the paper adds
+    noise after normalisation). Normalisation jitter only models the per-crop contract's dense
+    approximation and is skipped under ``box``, where dense and exact agree.
+    """
 
     config: AugmentConfig = field(default_factory=AugmentConfig)
     window: int = 220
+    contract: Contract = PER_CROP
 
-    def __call__(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        from .preprocess import normalise_crop_np
-
+    def __call__(self, crop: np.ndarray, rng: np.random.Generator, halo: int = 0) -> np.ndarray:
         cfg = self.config
         out = crop.astype(np.float32)
         if cfg.acquisition:
@@ -292,10 +303,19 @@ class Augmenter:
             out = dihedral(out, int(rng.integers(0, 8)))
         if cfg.blur and rng.random() < cfg.blur_probability:
             out = gaussian_blur(out, float(rng.uniform(*cfg.blur_sigma)))
+        box = self.contract.kind == "box"
+        if box:
+            if halo < self.contract.halo:
+                raise ValueError(f"box normalisation needs a halo of {self.contract.halo} px, got {halo}")
+            h, w = out.shape
+            out = normalise_region(out, halo, h - halo, halo, w - halo, self.contract.size)
+        elif halo:
+            out = out[halo:-halo, halo:-halo]
         out = random_crop(out, self.window, rng) if cfg.random_crop else centre_crop(out, self.window)
-        out = normalise_crop_np(out)
-        if cfg.norm_jitter and rng.random() < cfg.norm_jitter_probability:
-            out = normalisation_jitter(out, rng, cfg.norm_jitter_gain_std, cfg.norm_jitter_offset_std)
+        if not box:
+            out = normalise_lone_window(out, self.contract)
+            if cfg.norm_jitter and rng.random() < cfg.norm_jitter_probability:
+                out = normalisation_jitter(out, rng, cfg.norm_jitter_gain_std, cfg.norm_jitter_offset_std)
         if cfg.noise:
             out = add_noise(out, cfg.noise_std, rng)
         return out

@@ -36,7 +36,8 @@ def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") 
                    help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
     p.add_argument("--normalisation", choices=("local", "global"), default="local",
-                   help="dense mode's stand-in for per-crop normalisation (default local)")
+                   help="dense mode's stand-in for per-crop normalisation (default local; models trained "
+                        "under the box contract need none and ignore it)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
                    help="what to do with colour images whose channels differ (default: refuse)")
 
@@ -132,13 +133,12 @@ def cmd_predict(args) -> int:
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     predictor = _predictor(args)
     predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
-    rows = []
-    from tqdm import tqdm
+    from .batch import analyse_paths
 
-    for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-        results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
-        rows += summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))
+    rows: list[dict] = []
+    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet,
+                  on_result=lambda path, _frames, results: rows.extend(summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))))
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
@@ -168,18 +168,17 @@ def cmd_map(args) -> int:
     check_outputs([p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)]
                   + [out / "summary.csv"], inputs + model_inputs(args.model))
     predictor = _predictor(args)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
-    from tqdm import tqdm
+    from .batch import analyse_paths
 
-    rows = []
-    for path in inputs:
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-        with tqdm(total=len(frames), desc=path.name, unit="frame", disable=args.quiet) as bar:
-            results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold,
-                                        args.normalisation, progress=bar.update)
-        write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay,
-                          provenance=provenance(predictor.model))
-        rows += summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))
+    rows: list[dict] = []
+
+    def write(path: Path, frames, results) -> None:
+        write_map_outputs(out, stems[path], frames, results, not args.no_overlay, provenance(predictor.model),
+                          args.mask_background)
+        rows.extend(summary_rows(str(path), results, predictor.model.label, provenance(predictor.model)))
+
+    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=write)
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -201,6 +200,7 @@ def cmd_train(args) -> int:
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
+                         normalisation="crop" if args.paper_recipe else args.normalisation, box_size=args.box_size,
                          augment=augment).validate()
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     check_outputs(run_output_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.init)])
@@ -266,11 +266,9 @@ def cmd_crossval(args) -> int:
 
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
-    from .explain import gradcam_image, reference_weights
-    from .images import read_frames, write_tiff_atomic
+    from .explain import explain_image
     from .manifest import read_manifest
     from .planned import check_outputs, model_inputs
-    from .plots import plot_heatmap_overlay
 
     path, out = Path(args.image), Path(args.out)
     _check_exist([path])
@@ -278,17 +276,9 @@ def cmd_explain(args) -> int:
     check_outputs([out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"],
                   [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)])
     predictor = _predictor(args)
-    frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-    class_index = 1 if args.target == "sick" else 0
-    weights = None
-    if args.reference:
-        weights = reference_weights(predictor, reference, class_index, max_crops=args.max_reference_crops)
-    heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
-    write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"),
-                      metadata={"axes": "YX", **provenance(predictor.model)})
-    plot_heatmap_overlay(frames[0], heat, out / f"{path.stem}_gradcam.png",
-                         f"Grad-CAM for '{args.target}' at conv4_2 ({'class-averaged' if weights is not None else 'image-averaged'} weights)")
-    print(f"wrote {out / (path.stem + '_gradcam.tif')} and .png")
+    written = explain_image(predictor, path, out, args.target, args.reference, args.max_reference_crops,
+                            args.stride, args.colour, args.quiet, provenance=provenance(predictor.model))
+    print(f"wrote {' and '.join(str(p) for p in written)}")
     return 0
 
 
@@ -393,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_map(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
+    p.add_argument("--mask-background", action="store_true",
+                   help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
+                        "sick fraction of the cell-covered area beside that of the field")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_map)
 
@@ -418,13 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
+    p.add_argument("--normalisation", choices=("box", "crop"), default="box",
+                   help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
+                        "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)")
+    p.add_argument("--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default 221)")
     p.add_argument("--norm-jitter", action="store_true",
                    help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
                         "(measured effect: benchmarks/README.md)")
     p.add_argument("--no-acquisition", action="store_true",
                    help="switch off acquisition augmentation (contrast/gamma, blur/sharpen, illumination, "
                         "noise, scale jitter)")
-    p.add_argument("--paper-recipe", action="store_true", help="DeadNet's augmentations only (reproduce the paper)")
+    p.add_argument("--paper-recipe", action="store_true", help="the paper's recipe: DeadNet's augmentations and per-crop normalisation only (reproduces the paper)")
     p.add_argument("--allow-confounded", action="store_true",
                    help="train even if a batch column (replicate, plate, ...) fully explains the label")
     p.set_defaults(func=cmd_train)
@@ -474,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
     p.add_argument("--max-reference-crops", type=int, default=400)
-    p.add_argument("--stride", type=int, default=110)
+    p.add_argument("--stride", type=int, default=110, help="step between explained windows, px (default 110)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("class-model", help="class-model visualisation (gradient ascent)")

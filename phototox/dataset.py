@@ -2,7 +2,9 @@
 
 Every image (or frame window) is cut into overlapping 256x256 crops every 128 px; each item is
 one such crop, augmented and cut to the 220x220 window in training, centre-cropped (no
-augmentation) in evaluation. Item randomness is seeded by (seed, epoch, index): runs repeat.
+augmentation) in evaluation, and normalised under the model's contract (:mod:`phototox.normalise`;
+under ``box`` each crop is read with half a box of surroundings, so an unaugmented window equals
+the same window of the whole normalised frame). Item randomness is seeded by (seed, epoch, index): runs repeat.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .errors import ManifestError
 from .images import read_frames
 from .manifest import Sample
 from .models.architectures import WINDOW
+from .normalise import PER_CROP, Contract, reflect_index
 
 
 class FrameCache:
@@ -27,7 +30,7 @@ class FrameCache:
 
     def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
         self.max_bytes = max_bytes
-        self._frames: "OrderedDict[Path, np.ndarray]" = OrderedDict()
+        self._frames: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._bytes = 0
 
     def get(self, path: Path) -> np.ndarray:
@@ -80,12 +83,13 @@ class CropDataset(Dataset):
 
     def __init__(self, samples: list[Sample], indices: list[int] | None = None,
                  augment: AugmentConfig | None = None, seed: int = 0,
-                 cache: FrameCache | None = None) -> None:
+                 cache: FrameCache | None = None, contract: Contract = PER_CROP) -> None:
         self.samples = samples
         self.cache = cache or FrameCache()
         self.refs = build_crop_index(samples, self.cache, indices)
         self.augment = augment
-        self.augmenter = Augmenter(augment or AugmentConfig.none(), WINDOW)
+        self.contract = contract
+        self.augmenter = Augmenter(augment or AugmentConfig.none(), WINDOW, contract)
         self.seed = seed
         self.epoch = 0
 
@@ -104,8 +108,13 @@ class CropDataset(Dataset):
             frame = int(rng.integers(ref.first_frame, ref.last_frame + 1))
         else:
             frame = (ref.first_frame + ref.last_frame) // 2
-        crop = frames[frame, ref.y:ref.y + CROP, ref.x:ref.x + CROP]
-        window = self.augmenter(crop, rng)
+        halo = self.contract.halo  # box contract: the crop's surroundings, mirrored at the frame's edges
+        image = frames[frame]
+        size_y, size_x = min(CROP, image.shape[0]), min(CROP, image.shape[1])
+        rows = reflect_index(np.arange(ref.y - halo, ref.y + size_y + halo), image.shape[0])
+        cols = reflect_index(np.arange(ref.x - halo, ref.x + size_x + halo), image.shape[1])
+        crop = image[rows[:, None], cols[None, :]]
+        window = self.augmenter(crop, rng, halo)
         return torch.from_numpy(np.ascontiguousarray(window))[None], self.samples[ref.sample].label
 
     def labels(self) -> np.ndarray:

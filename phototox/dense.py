@@ -5,11 +5,16 @@ whole frame and yields a logit pair every 16 px (the network stride). Finer stri
 16 use shift-and-stitch: the frame is run again from each sub-stride offset and the grids
 interleaved. Coarser multiples of 16 subsample the 16 px grid.
 
-Per-crop variance normalisation has no exact dense equivalent, because a pixel lies in many
-windows. Since the first convolution is linear, normalising a window ``(x - m) / s`` before
-conv1 equals ``(conv1(x) - m * sum(w)) / s + b`` after it; ``local`` normalisation applies that with
-the mean and standard deviation of the 220 px box centred on each conv1 output (computed with
-integral images in float64), ``global`` uses the whole frame's statistics.
+Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) the frame is normalised once
+and the trunk simply runs over it: with the interior-pooled ``deadnet-gap`` head each output then
+equals the window's exact output to float precision (``normalisation="box"`` here).
+
+For models trained with the paper's per-crop contract (the shipped v2 models) there is no exact
+dense equivalent, because a pixel lies in many windows, and the map is an approximation. Since
+the first convolution is linear, normalising a window ``(x - m) / s`` before conv1 equals
+``(conv1(x) - m * sum(w)) / s + b`` after it; ``local`` normalisation applies that with the mean
+and standard deviation of the 220 px box centred on each conv1 output (computed with integral
+images in float64), ``global`` uses the whole frame's statistics.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from torch import nn
 
 from .errors import PhototoxError
 from .models.architectures import NETWORK_STRIDE, WINDOW
-from .preprocess import EPS
+from .normalise import EPS
 
 NORMALISATIONS = ("local", "global")
+"""Dense approximations of the per-crop contract (``box`` frames need none)."""
 CONV1_KERNEL = 9
 
 
@@ -65,8 +71,14 @@ def conv1_statistics(frame: torch.Tensor, normalisation: str, window: int = WIND
     return mean.float(), std.float()
 
 
-def dense_logits(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Logit grid (2, ny, nx) at 16 px steps for a frame region and its conv1 statistics."""
+def dense_logits(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | None,
+                 std: torch.Tensor | None) -> torch.Tensor:
+    """Logit grid (2, ny, nx) at 16 px steps for a frame region and its conv1 statistics.
+
+    With ``mean``/``std`` None the region is already normalised (``box`` contract).
+    """
+    if mean is None or std is None:
+        return module.dense_head(module.features(frame[None, None]))[0]
     conv1 = module.features[0]
     raw = F.conv2d(frame[None, None], conv1.weight)
     std = torch.where(std < EPS, torch.ones_like(std), std)
@@ -80,13 +92,18 @@ def dense_sick_grid(module: nn.Module, frame: torch.Tensor, stride: int = NETWOR
                     normalisation: str = "local", tile_windows: int = 48) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.windows.window_origins` for ``stride``.
 
-    ``frame`` is a float (H, W) tensor on the model's device. Work is done in tiles of at most
+    ``frame`` is a float (H, W) tensor on the model's device: the raw frame for the per-crop
+    approximations (``normalisation`` "local" or "global"), or the frame already normalised under
+    the ``box`` contract (``normalisation="box"``). Work is done in tiles of at most
     ``tile_windows`` x ``tile_windows`` windows, so memory is bounded for any frame size.
     """
     check_dense_stride(stride)
     h, w = frame.shape
-    frame = (frame - frame.mean()) / frame.std().clamp_min(EPS)  # conditioning only; normalisation is invariant
-    mean, std = conv1_statistics(frame, normalisation)
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    if normalisation != "box":
+        frame = (frame - frame.mean()) / frame.std().clamp_min(EPS)  # conditioning only; normalisation is invariant
+        mean, std = conv1_statistics(frame, normalisation)
     ny, nx = (h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1
     if stride % NETWORK_STRIDE == 0:
         base = _dense_offset(module, frame, mean, std, 0, 0, tile_windows)
@@ -105,7 +122,7 @@ def dense_sick_grid(module: nn.Module, frame: torch.Tensor, stride: int = NETWOR
     return grid
 
 
-def _dense_offset(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+def _dense_offset(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None,
                   oy: int, ox: int, tile_windows: int) -> np.ndarray:
     """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled."""
     h, w = frame.shape
@@ -119,7 +136,8 @@ def _dense_offset(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor, st
             j1 = min(j0 + tile_windows, nx)
             x0, x1 = ox + NETWORK_STRIDE * j0, ox + NETWORK_STRIDE * (j1 - 1) + WINDOW
             c1y, c1x = slice(y0, y1 - CONV1_KERNEL + 1), slice(x0, x1 - CONV1_KERNEL + 1)
-            logits = dense_logits(module, frame[y0:y1, x0:x1], mean[c1y, c1x], std[c1y, c1x])
+            stats = (None, None) if mean is None or std is None else (mean[c1y, c1x], std[c1y, c1x])
+            logits = dense_logits(module, frame[y0:y1, x0:x1], *stats)
             probs = torch.softmax(logits.float(), dim=0)[1]
             out[i0:i1, j0:j1] = probs[:i1 - i0, :j1 - j0].cpu().numpy()
     return out

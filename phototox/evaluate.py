@@ -1,7 +1,8 @@
 """Honest evaluation: crop and image accuracy, ROC AUC, confusion, per group and per replicate.
 
 Crops are DeadNet's 256/128 tiling of each image, centre-cropped to the 220 window (no
-augmentation); an image's score is the mean sick probability of its crops. Confidence
+augmentation) and normalised once under the model's contract; an image's score is the mean sick
+probability of its crops. Confidence
 intervals: the paper's BCa over 100 virtual 10+10 batches, and a BCa cluster bootstrap over
 whole images, which is wider and more honest because the crops of one image are correlated.
 """
@@ -68,7 +69,7 @@ class Evaluation:
         groups = np.array([self.samples[i].group for i in self.sample_index])
         both = len(set(y.tolist())) == 2
         m: dict = {
-            "n_crops": int(len(y)), "n_images": int(len(set(self.sample_index.tolist()))),
+            "n_crops": len(y), "n_images": len(set(self.sample_index.tolist())),
             "threshold": self.threshold, "crop_accuracy": float(correct.mean()),
             "crop_balanced_accuracy": float(np.mean([correct[y == k].mean() for k in (0, 1) if np.any(y == k)])),
             "crop_auc": roc_auc(p, y), "confusion_crops": confusion(predicted, y),
@@ -108,7 +109,7 @@ class Evaluation:
         for value in sorted(set(keys.tolist())):
             mask = keys == value
             y, p = self.labels[mask], self.probs[mask]
-            out[value] = {"n_crops": int(mask.sum()), "n_images": int(len(set(self.sample_index[mask].tolist()))),
+            out[value] = {"n_crops": int(mask.sum()), "n_images": len(set(self.sample_index[mask].tolist())),
                           "labels": sorted({self.samples[i].label_name for i in self.sample_index[mask]}),
                           "crop_accuracy": float(np.mean((p >= self.threshold) == y)),
                           "mean_sick_probability": float(p.mean()), "auc": roc_auc(p, y)}
@@ -117,15 +118,19 @@ class Evaluation:
 
 def evaluate_samples(predictor: Predictor, samples: list[Sample], indices: list[int] | None = None,
                      threshold: float = 0.5, seed: int = 0, progress: bool = False) -> Evaluation:
-    """Classify every evaluation crop of the chosen samples through the shared Predictor."""
-    dataset = CropDataset(samples, indices, augment=None, seed=seed)
+    """Classify every evaluation crop of the chosen samples through the shared Predictor.
+
+    Windows are normalised once, under the model's contract, exactly as in training without
+    augmentation (and, for ``box`` models, exactly as in a map of the whole frame).
+    """
+    dataset = CropDataset(samples, indices, augment=None, seed=seed, contract=predictor.contract)
     from tqdm import tqdm
 
     probs = []
     batch = predictor.batch_size
     for start in tqdm(range(0, len(dataset), batch), disable=not progress, desc="evaluating", unit="batch"):
         windows = np.stack([dataset[i][0][0].numpy() for i in range(start, min(start + batch, len(dataset)))])
-        probs.append(predictor.classify_windows(windows))
+        probs.append(predictor.classify_windows(windows, normalised=True))
     evaluation = Evaluation(np.concatenate(probs), dataset.labels(),
                             np.array([r.sample for r in dataset.refs]), samples, threshold, seed)
     evaluation.compute()

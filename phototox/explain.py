@@ -1,5 +1,7 @@
 """The paper's explanations: Grad-CAM over a whole frame, and class-model visualisation.
 
+In words: the Grad-CAM map shows where the network looked to call these cells sick (or healthy).
+
 Grad-CAM (Selvaraju et al., 2017) weights the feature maps of a conv layer (DeadNet: conv4_2) by
 the spatially averaged gradient of a class score. Richmond et al. (2017) note that per-crop
 weights make overlapping crops disagree, and instead average the weights over all training
@@ -12,6 +14,7 @@ class score with an L2 penalty and a smoothness (total variation) term.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +25,13 @@ from .dataset import CropDataset
 from .inference import Predictor
 from .manifest import Sample
 from .models.architectures import GRADCAM_LAYER
-from .preprocess import normalise_crops
+from .normalise import (
+    PER_CROP,
+    Contract,
+    normalise_frame,
+    normalise_lone_window,
+    normalise_windows,
+)
 from .windows import window_origins
 
 
@@ -66,7 +75,7 @@ def reference_weights(predictor: Predictor, samples: list[Sample], class_index: 
     indices = [i for i, s in enumerate(samples) if s.label == class_index]
     if not indices:
         raise ValueError("the reference manifest has no image of the requested class")
-    dataset = CropDataset(samples, indices, augment=None)
+    dataset = CropDataset(samples, indices, augment=None, contract=predictor.contract)
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(dataset))[:max_crops]
     module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
@@ -80,42 +89,127 @@ def reference_weights(predictor: Predictor, samples: list[Sample], class_index: 
 
 
 def gradcam_image(predictor: Predictor, frame: np.ndarray, class_index: int = 1, weights: np.ndarray | None = None,
-                  stride: int = 110, layer_name: str = GRADCAM_LAYER) -> np.ndarray:
-    """Grad-CAM heat map over a whole frame (float32, the frame's shape).
+                  stride: int = 110, layer_name: str = GRADCAM_LAYER, progress=None) -> np.ndarray:
+    """Grad-CAM heat map over a whole frame (float32, the frame's shape, every pixel covered).
 
-    Windows every ``stride`` px are explained with one set of channel weights (``weights``, or
-    the mean of the per-window weights); each window's map is upsampled bilinearly to the window
-    and overlapping windows are averaged.
+    Windows every ``stride`` px (plus windows flush with the right and bottom edges) are
+    explained with one set of channel weights (``weights``, or the mean of the per-window
+    weights); each window's map is upsampled bilinearly to the window and the windows are
+    blended with a Hann taper, so no seam shows where windows meet. ``progress`` is called with
+    the number of windows done.
     """
     return gradcam_frame(predictor.model.module, _layer(predictor.model.module, layer_name), frame, class_index,
-                         predictor.window, weights, stride, predictor.device, predictor.batch_size)
+                         predictor.window, weights, stride, predictor.device, predictor.batch_size,
+                         predictor.contract, progress)
+
+
+def covering_origins(length: int, window: int, stride: int) -> np.ndarray:
+    """Window starts every ``stride`` px plus one flush with the far edge, so every pixel is covered."""
+    origins = window_origins(length, window, stride)
+    return origins if origins[-1] == length - window else np.append(origins, length - window)
+
+
+def taper(window: int) -> np.ndarray:
+    """2-D Hann blending weights of a window (a small floor keeps frame corners defined)."""
+    hann = np.hanning(window + 2)[1:-1] + 1e-3
+    return np.outer(hann, hann)
 
 
 def gradcam_frame(module: nn.Module, layer: nn.Module, frame: np.ndarray, class_index: int, window: int,
                   weights: np.ndarray | None = None, stride: int = 110, device: torch.device | str = "cpu",
-                  batch_size: int = 32) -> np.ndarray:
+                  batch_size: int = 32, contract: Contract = PER_CROP, progress=None) -> np.ndarray:
     """Model-agnostic core of :func:`gradcam_image` (any module, any layer, any window)."""
-    ys, xs = window_origins(frame.shape[0], window, stride), window_origins(frame.shape[1], window, stride)
+    ys, xs = covering_origins(frame.shape[0], window, stride), covering_origins(frame.shape[1], window, stride)
     positions = [(y, x) for y in ys for x in xs]
-    tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device)
+    tensor = torch.from_numpy(normalise_frame(frame, contract)).to(device)
     acts, grads = [], []
     module.eval()
     for start in range(0, len(positions), batch_size):
         chunk = positions[start:start + batch_size]
-        crops = normalise_crops(torch.stack([tensor[y:y + window, x:x + window] for y, x in chunk]))[:, None]
-        a, g = activations_and_gradients(module, layer, crops, class_index)
+        crops = normalise_windows(torch.stack([tensor[y:y + window, x:x + window] for y, x in chunk]), contract)
+        a, g = activations_and_gradients(module, layer, crops[:, None], class_index)
         acts.append(a.cpu())
         grads.append(g.mean(dim=(2, 3)).cpu())
+        if progress is not None:
+            progress(len(chunk))
     activ = torch.cat(acts)
     alpha = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else torch.cat(grads).mean(0)
     cams = F.relu((activ * alpha.view(1, -1, 1, 1)).sum(1, keepdim=True))
     cams = F.interpolate(cams, size=(window, window), mode="bilinear", align_corners=False)[:, 0].numpy()
+    blend = taper(window)
     heat = np.zeros(frame.shape, np.float64)
-    counts = np.zeros(frame.shape, np.float64)
+    total = np.zeros(frame.shape, np.float64)
     for (y, x), cam in zip(positions, cams):
-        heat[y:y + window, x:x + window] += cam
-        counts[y:y + window, x:x + window] += 1
-    return (heat / np.maximum(counts, 1)).astype(np.float32)
+        heat[y:y + window, x:x + window] += cam * blend
+        total[y:y + window, x:x + window] += blend
+    return (heat / total).astype(np.float32)
+
+
+def reference_scale(predictor: Predictor, samples: list[Sample], class_index: int, weights: np.ndarray,
+                    max_crops: int = 100, seed: int = 0, layer_name: str = GRADCAM_LAYER) -> float:
+    """The 99th percentile of Grad-CAM values over reference crops of the class (0 if none).
+
+    Dividing a heat map by it puts images on one scale: 1 means evidence as strong as in the
+    reference images of the class, so an image without such evidence stays dark.
+    """
+    indices = [i for i, s in enumerate(samples) if s.label == class_index]
+    dataset = CropDataset(samples, indices, augment=None, contract=predictor.contract)
+    chosen = np.random.default_rng(seed).permutation(len(dataset))[:max_crops]
+    module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
+    alpha = torch.as_tensor(weights, dtype=torch.float32, device=predictor.device).view(1, -1, 1, 1)
+    values: list[np.ndarray] = []
+    handle = layer.register_forward_hook(
+        lambda _m, _i, out: values.append(F.relu((out * alpha).sum(1)).flatten().cpu().numpy()))
+    try:
+        with torch.no_grad():
+            for start in range(0, len(chosen), predictor.batch_size):
+                crops = torch.stack([dataset[int(i)][0] for i in chosen[start:start + predictor.batch_size]])
+                module(crops.to(predictor.device))
+    finally:
+        handle.remove()
+    return float(np.percentile(np.concatenate(values), 99)) if values else 0.0
+
+
+def explain_image(predictor: Predictor, path: Path, out: Path, target: str = "sick", reference: str | None = None,
+                  max_reference_crops: int = 400, stride: int = 110, colour: str = "refuse",
+                  quiet: bool = False, provenance: dict | None = None) -> list[Path]:
+    """Grad-CAM of the first frame of ``path``: ``<stem>_gradcam.tif`` (raw) and ``.png`` (overlay).
+
+    ``provenance`` (phototox version, model name and checksum) goes into the TIFF's metadata.
+
+    With ``reference`` (a manifest of training images) the channel weights are those of the
+    reference images of the target class (the paper's fix) and the map is drawn on their scale
+    (1 = as strong as the reference's 99th percentile), so an image with little such evidence
+    stays dark; without it the weights come from this image and the map is relative to its own
+    strongest evidence.
+    """
+    from tqdm import tqdm
+
+    from .images import read_frames, write_tiff_atomic
+    from .manifest import read_manifest
+    from .plots import plot_heatmap_overlay
+
+    frame = read_frames(path, colour=colour, min_size=predictor.window)[0]
+    class_index = 1 if target == "sick" else 0
+    weights, scale = None, None
+    if reference:
+        samples = read_manifest(reference)
+        weights = reference_weights(predictor, samples, class_index, max_crops=max_reference_crops)
+        scale = reference_scale(predictor, samples, class_index, weights, max_crops=min(max_reference_crops, 100))
+    n = len(covering_origins(frame.shape[0], predictor.window, stride)) * \
+        len(covering_origins(frame.shape[1], predictor.window, stride))
+    with tqdm(total=n, desc=f"explaining {path.name}", unit="window", disable=quiet) as bar:
+        heat = gradcam_image(predictor, frame, class_index, weights, stride, progress=bar.update)
+    out.mkdir(parents=True, exist_ok=True)
+    tif, png = out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"
+    write_tiff_atomic(tif, heat.astype(np.float32), metadata={"axes": "YX", **(provenance or {})})
+    where = f"Where the network looked to call these cells {target}"
+    how = ("(Grad-CAM at conv4_2; weights and scale from the reference images of that class)" if reference
+           else "(Grad-CAM at conv4_2; relative to this image's strongest evidence)")
+    label = (f"evidence for '{target}' (1 = as strong as in the reference)" if reference
+             else f"evidence for '{target}', relative")
+    plot_heatmap_overlay(frame, heat, png, f"{where}\n{how}", scale=scale, label=label)
+    return [tif, png]
 
 
 @dataclass
@@ -137,18 +231,19 @@ def class_model(predictor: Predictor, class_index: int = 1, init: np.ndarray | N
                 seed: int = 0, progress: bool = False) -> ClassModel:
     """Gradient ascent on the class logit (from zeros plus tiny noise, or from ``init``)."""
     return class_model_for(predictor.model.module, predictor.window, class_index, init, iterations, l2,
-                           smoothness, lr, seed, predictor.device, progress)
+                           smoothness, lr, seed, predictor.device, progress, predictor.contract)
 
 
 def class_model_for(module: nn.Module, window: int, class_index: int = 1, init: np.ndarray | None = None,
                     iterations: int = 500, l2: float = 1e-3, smoothness: float = 1e-2, lr: float = 0.05,
-                    seed: int = 0, device: torch.device | str = "cpu", progress: bool = False) -> ClassModel:
-    """Model-agnostic core of :func:`class_model`."""
+                    seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+                    contract: Contract = PER_CROP) -> ClassModel:
+    """Model-agnostic core of :func:`class_model` (``init`` normalised under ``contract``, as a lone window)."""
     generator = torch.Generator().manual_seed(seed)
     if init is None:
         start = torch.randn(1, 1, window, window, generator=generator) * 1e-3
     else:
-        start = normalise_crops(torch.as_tensor(np.asarray(init, dtype=np.float32)))[None, None]
+        start = torch.from_numpy(normalise_lone_window(np.asarray(init, dtype=np.float32), contract))[None, None]
     x = start.to(device).requires_grad_(True)
     optimiser = torch.optim.Adam([x], lr=lr)
     module.eval()

@@ -20,7 +20,13 @@ from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
 from .models.architectures import CLASSES
 from .models.base import LoadedModel
-from .preprocess import normalise_crops
+from .normalise import (
+    Contract,
+    contract_of,
+    normalise_frame,
+    normalise_lone_window,
+    normalise_windows,
+)
 from .windows import upsample_grid, window_origins
 
 MODES = ("exact", "dense")
@@ -61,7 +67,7 @@ class Predictor:
     tile_windows: int = 48
 
     @classmethod
-    def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> "Predictor":
+    def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> Predictor:
         """Move the model to ``device`` in channels-last layout (2-3x faster convolutions on CPU).
 
         ``batch_size`` defaults to 8 windows on CPU (larger batches fall out of cache and run
@@ -88,39 +94,73 @@ class Predictor:
     def window(self) -> int:
         return self.model.window
 
+    @property
+    def contract(self) -> Contract:
+        """The model's preprocessing contract (:mod:`phototox.normalise`)."""
+        return contract_of(self.model)
+
+    def normalised_frame(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` as the model sees it before windows are cut (see :func:`normalise_frame`)."""
+        return normalise_frame(frame, self.contract)
+
     # -- windows ------------------------------------------------------------------------------
     @torch.no_grad()
-    def classify_windows(self, windows: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Sick probability of each raw (N, 220, 220) window (normalised here, per crop)."""
+    def classify_windows(self, windows: torch.Tensor | np.ndarray, normalised: bool = False) -> np.ndarray:
+        """Sick probability of each (N, 220, 220) window.
+
+        Raw windows (``normalised=False``) are lone windows without surroundings: per-crop models
+        normalise them exactly as in a map, box models mirror them as their own frame (an
+        approximation, see :mod:`phototox.normalise`). Pass ``normalised=True`` for windows cut
+        from :meth:`normalised_frame`.
+        """
         windows = torch.as_tensor(np.asarray(windows) if not torch.is_tensor(windows) else windows)
         if windows.ndim != 3 or tuple(windows.shape[1:]) != (self.window, self.window):
             raise ImageInputError(f"windows must be (N, {self.window}, {self.window}), got {tuple(windows.shape)}")
+        contract = self.contract
+        if not normalised and contract.kind == "box":
+            windows = torch.from_numpy(np.stack([normalise_lone_window(w, contract) for w in windows.numpy()]))
+            normalised = True
         out = []
         for start in range(0, len(windows), self.batch_size):
-            batch = normalise_crops(windows[start:start + self.batch_size].to(self.device))
+            batch = windows[start:start + self.batch_size].to(self.device)
+            batch = batch.float() if normalised else normalise_windows(batch, contract)
             out.append(self.model.sick_probability(batch[:, None]).cpu().numpy())
         return check_finite(np.concatenate(out), f"model {self.model.source}") if out else np.zeros(0, np.float32)
 
     @torch.no_grad()
-    def exact_grid(self, frame: np.ndarray, stride: int) -> np.ndarray:
-        """Window grid by cropping every window and classifying in batches (memory-bounded)."""
+    def exact_grid(self, frame: np.ndarray, stride: int, progress=None) -> np.ndarray:
+        """Window grid by cutting every window of the normalised frame and classifying in batches.
+
+        ``progress`` (optional) is called with the number of windows done after each batch.
+        """
         ys = window_origins(frame.shape[0], self.window, stride)
         xs = window_origins(frame.shape[1], self.window, stride)
-        tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(self.device)
+        contract = self.contract
+        tensor = torch.from_numpy(self.normalised_frame(frame)).to(self.device)
         positions = [(y, x) for y in ys for x in xs]
         probs = np.empty(len(positions), dtype=np.float32)
         w = self.window
         for start in range(0, len(positions), self.batch_size):
             chunk = positions[start:start + self.batch_size]
             batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])
-            probs[start:start + len(chunk)] = self.model.sick_probability(normalise_crops(batch)[:, None]).cpu().numpy()
+            probs[start:start + len(chunk)] = self.model.sick_probability(
+                normalise_windows(batch, contract)[:, None]).cpu().numpy()
+            if progress is not None:
+                progress(len(chunk))
         return probs.reshape(len(ys), len(xs))
 
     def dense_grid(self, frame: np.ndarray, stride: int, normalisation: str = "local") -> np.ndarray:
-        """Window grid from one fully convolutional pass (shift-and-stitch below 16 px)."""
+        """Window grid from one fully convolutional pass (shift-and-stitch below 16 px).
+
+        Under the ``box`` contract this equals :meth:`exact_grid` to float precision for
+        ``deadnet-gap`` models; ``normalisation`` ("local"/"global") only chooses the
+        approximation used for per-crop models.
+        """
         if not self.model.backend.supports_dense:
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
-        tensor = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(self.device)
+        if self.contract.kind == "box":
+            normalisation = "box"
+        tensor = torch.from_numpy(self.normalised_frame(frame)).to(self.device)
         return dense_sick_grid(self.model.module, tensor, stride, normalisation, self.tile_windows)
 
     # -- frames -------------------------------------------------------------------------------
@@ -139,32 +179,44 @@ class Predictor:
 
     def analyse_frame(self, frame: np.ndarray, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
                       threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                      mask: np.ndarray | None = None) -> FrameResult:
-        """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given)."""
+                      mask: np.ndarray | None = None, window_progress=None) -> FrameResult:
+        """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given).
+
+        ``window_progress`` (exact mode) is called with the number of windows done after each batch.
+        """
         self.check_settings(stride, mode, threshold, normalisation)
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
-        grid = self.exact_grid(frame, stride) if mode == "exact" else self.dense_grid(frame, stride, normalisation)
+        grid = (self.exact_grid(frame, stride, window_progress) if mode == "exact"
+                else self.dense_grid(frame, stride, normalisation))
         check_finite(grid, f"model {self.model.source}")
         sick_map = np.clip(upsample_grid(grid, frame.shape, self.window, stride), 0.0, 1.0)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
     def analyse(self, image: np.ndarray, source: str = "image", stride: int = DEFAULT_STRIDE,
                 mode: str = DEFAULT_MODE, threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                colour: str = "refuse", progress=None) -> list[FrameResult]:
-        """Validate an image or stack (any accepted layout) and analyse every frame."""
+                colour: str = "refuse", progress=None, window_progress=None) -> list[FrameResult]:
+        """Validate an image or stack (any accepted layout) and analyse every frame.
+
+        ``progress`` is called once per frame, ``window_progress`` per batch of windows (exact mode).
+        """
         self.check_settings(stride, mode, threshold, normalisation)
         frames = as_grey_frames(image, source, colour=colour, min_size=self.window)
         results = []
         for index, frame in enumerate(frames):
             try:
-                results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation))
+                results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation,
+                                                  window_progress=window_progress))
             except NotANumberError as exc:
                 where = f"{source}{f' frame {index}' if len(frames) > 1 else ''}"
                 raise NotANumberError(f"{where}: {exc}") from None
             if progress is not None:
                 progress(1)
         return results
+
+    def window_count(self, shape: tuple[int, ...], stride: int) -> int:
+        """Number of windows of one (..., H, W) frame at ``stride``."""
+        return len(window_origins(shape[-2], self.window, stride)) * len(window_origins(shape[-1], self.window, stride))
 
     def release(self) -> None:
         """Free accelerator memory held by cached allocations."""

@@ -51,10 +51,14 @@ def map_output_paths(out_dir: Path, stem: str, overlay: bool = True) -> list[Pat
 
 
 def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: list[FrameResult],
-                      overlay: bool = True, provenance: dict | None = None) -> list[Path]:
+                      overlay: bool = True, provenance: dict | None = None,
+                      mask_background: bool = False) -> list[Path]:
     """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``.
 
     ``provenance`` (:func:`phototox.provenance.provenance`) goes into the TIFF's JSON description.
+    With ``mask_background`` the overlay leaves places without cells uncoloured (a texture
+    estimate, :func:`phototox.overlay.foreground_mask`) and its title gives the sick fraction
+    both of the whole field and of the cell-covered area.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
@@ -65,10 +69,19 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
     if overlay:
         index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
         r = results[index]
-        title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f}, "
-                 f"{100 * r.sick_area_fraction:.0f}% of area >= {r.threshold:g} -> {r.label}")
+        title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
+                 f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}")
+        mask = None
+        if mask_background:
+            from .batch import cell_fractions
+            from .overlay import foreground_mask
+
+            mask = foreground_mask(frames[index])
+            covered, sick_of_cells = cell_fractions(r, mask)
+            title += (f"; cells cover {100 * covered:.0f}% of the field, "
+                      f"{100 * sick_of_cells:.0f}% of the cell-covered area is sick")
         png = map_output_paths(out_dir, stem)[1]
-        plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold)
+        plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold, stride=r.stride, mask=mask)
         written.append(png)
     return written
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import atomic_path, to_display_uint8
+from .images import atomic_path
 
 
 def _figure(*args, **kwargs):
@@ -62,45 +62,71 @@ def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, title: str = "",
-                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0) -> None:
-    """The image in grey with the map over it in colour, and a colour bar.
+                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0,
+                     stride: int | None = None, mask: np.ndarray | None = None,
+                     contour_label: str | None = None) -> None:
+    """The image, dimmed, with the map drawn over it (see :mod:`phototox.overlay`) and a colour bar.
 
+    ``stride`` smooths the drawn map over half a window step (no window rectangles); ``mask``
+    leaves places without cells uncoloured; the ``threshold`` contour is named in a legend.
     Memory and file size are bounded for any image: at most ``MAX_OVERLAY_SIDE`` pixels are drawn
     along the longer side, and very long or wide images are stretched to ``MAX_OVERLAY_ASPECT``.
     """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
+    from .overlay import GREY_RANGE, blend, dimmed_grey, smooth_for_display
+
     height, width_px = frame.shape
     factor = max(1, -(-max(height, width_px) // MAX_OVERLAY_SIDE))
-    display = _block_mean(to_display_uint8(frame).astype(np.float32), factor)
-    shown_map = _block_mean(np.asarray(sick_map, dtype=np.float32), factor)
+    shown_map = smooth_for_display(sick_map, stride) if stride else np.asarray(sick_map, np.float32)
+    shown_map = _block_mean(shown_map, factor)
+    grey = _block_mean(np.asarray(frame, np.float32), factor)
+    if mask is not None:
+        mask = _block_mean(mask.astype(np.float32), factor) >= 0.5
     aspect = height / width_px
     shown_aspect = min(max(aspect, 1 / MAX_OVERLAY_ASPECT), MAX_OVERLAY_ASPECT)
     stretched = shown_aspect != aspect
     if stretched:
         note = f"(drawn stretched: the image is {width_px} x {height} px)"
         title = f"{title}\n{note}" if title else note
-    plt, fig = _figure(figsize=(width, width * shown_aspect + 0.6))
+    plt, fig = _figure(figsize=(width, width * shown_aspect + 0.9))
     ax = fig.add_subplot(1, 1, 1)
-    covered_h, covered_w = shown_map.shape[0] * factor, shown_map.shape[1] * factor  # edges trimmed by blocks
-    extent = (-0.5, covered_w - 0.5, covered_h - 0.5, -0.5)  # axes in image pixels whatever the block size
     aspect_mode = "auto" if stretched else "equal"
-    ax.imshow(display, cmap="gray", vmin=0, vmax=255, interpolation="nearest", extent=extent, aspect=aspect_mode)
-    shown = ax.imshow(shown_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear",
-                      extent=extent, aspect=aspect_mode)
-    if threshold is not None:
-        ys = (np.arange(shown_map.shape[0]) + 0.5) * factor - 0.5  # block centres in image pixels
-        xs = (np.arange(shown_map.shape[1]) + 0.5) * factor - 0.5
-        ax.contour(xs, ys, shown_map, levels=[threshold], colors="cyan", linewidths=0.8)
+    ax.imshow(blend(dimmed_grey(grey), shown_map, mask), interpolation="bilinear", aspect=aspect_mode)
+    handles = []
+    if threshold is not None and np.nanmin(shown_map) < threshold <= np.nanmax(shown_map):
+        ax.contour(shown_map, levels=[threshold], colors="#00d5ff", linewidths=1.0)
+        handles.append(Line2D([], [], color="#00d5ff", lw=1.2,
+                              label=contour_label or f"{label} = {threshold:g} (the threshold: sicker inside)"))
+    if mask is not None and 0 < mask.mean() < 1:
+        ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.6, linestyles="dotted")
+        handles.append(Line2D([], [], color="white", lw=1, ls="dotted", label="edge of the cell-covered area"))
+    if handles:
+        legend = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
+                           fontsize=8, facecolor="#333333", edgecolor="#333333", framealpha=1.0)
+        for text in legend.get_texts():
+            text.set_color("white")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, fraction=0.035, pad=0.02, label=label)
+    levels = np.linspace(0.0, 1.0, 256)
+    middle = np.full(256, sum(GREY_RANGE) / 2)
+    bar_map = ListedColormap(blend(middle[None], levels[None])[0])
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.colorbar(ScalarMappable(Normalize(0, 1), bar_map), ax=ax, fraction=0.035, pad=0.02, label=label)
     _save(plt, fig, path)
 
 
-def plot_heatmap_overlay(frame: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "") -> None:
-    """A Grad-CAM heat map (scaled to its maximum) over the image."""
-    scaled = heat / heat.max() if heat.max() > 0 else heat
-    plot_map_overlay(frame, scaled, path, title, label="Grad-CAM (relative)")
+def plot_heatmap_overlay(frame: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "",
+                         scale: float | None = None, label: str | None = None) -> None:
+    """A Grad-CAM heat map over the image: divided by ``scale`` (a reference level) or its own maximum."""
+    if scale is None or scale <= 0:
+        scale = float(heat.max()) if heat.max() > 0 else 1.0
+        label = label or "evidence, relative to this image's strongest"
+    plot_map_overlay(frame, np.clip(heat / scale, 0, 1), path, title, label=label or "evidence (1 = reference)")
 
 
 def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, title: str = "") -> None:

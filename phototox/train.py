@@ -4,6 +4,10 @@ Recipe (Richmond et al., 2017): mini-batch SGD with Nesterov momentum 0.9, batch
 cross-entropy, base learning rate 3e-4 with Caffe's ``inv`` policy
 ``lr = base * (1 + gamma * iter) ** -power`` (gamma 1e-5, power 0.75), weight decay 1e-4 for the
 high-dose data (1e-5 for low-dose), no decay on convolution biases.
+
+Preprocessing follows the model's contract (:mod:`phototox.normalise`): ``box`` by default (each
+pixel normalised by the box centred on it, so dense maps equal exact ones), ``crop`` for the
+paper's per-crop normalisation (faithful reproduction). The contract is saved with the weights.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .manifest import Sample, grouped_split
 from .models.architectures import DEFAULT_ARCH, build_model
 from .models.loader import load_model
 from .models.weights import save_weights
+from .normalise import DEFAULT_BOX, KINDS, Contract
 
 
 @dataclass
@@ -52,7 +57,16 @@ class TrainConfig:
     threads: int = 0
     workers: int = 0
     init: str = ""
+    normalisation: str = "box"
+    box_size: int = DEFAULT_BOX
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def contract(self) -> Contract:
+        """The preprocessing contract the model is trained under (validated)."""
+        if self.normalisation not in KINDS:
+            raise PhototoxError(f"unknown normalisation {self.normalisation!r}; use one of {', '.join(KINDS)}")
+        return Contract("box", self.box_size) if self.normalisation == "box" else Contract("crop")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -164,8 +178,9 @@ class Trainer:
         else:
             self.train_idx, self.val_idx = list(range(len(samples))), []
         cache = FrameCache()
-        self.train_set = CropDataset(samples, self.train_idx, config.augment, config.seed, cache)
-        self.val_set = CropDataset(samples, self.val_idx, None, config.seed, cache) if self.val_idx else None
+        contract = config.contract
+        self.train_set = CropDataset(samples, self.train_idx, config.augment, config.seed, cache, contract)
+        self.val_set = CropDataset(samples, self.val_idx, None, config.seed, cache, contract) if self.val_idx else None
         if len({samples[i].label for i in self.train_idx}) < 2:
             raise PhototoxError("training data must contain both healthy and sick images")
         torch.manual_seed(config.seed)
@@ -207,7 +222,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             return False
         state = self._read_checkpoint()
-        saved = dict(state["config"])
+        saved = {"normalisation": "crop", "box_size": DEFAULT_BOX, **dict(state["config"])}  # runs before contracts
         current = self.config.to_dict()
         for key in ("iterations", "device", "threads", "workers", "eval_every", "checkpoint_every"):
             saved.pop(key, None)
@@ -353,6 +368,7 @@ class Trainer:
                 "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
                 "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
                 "torch": torch.__version__, "phototox_version": __version__,
+                "normalisation": self.config.contract.to_meta(),
                 "data": training_data_summary(self.samples, self.train_idx, self.val_idx),
                 "heldout_evaluation": self.heldout_evaluation(),
                 "audit": self.audit.summary() if self.audit else {},

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from phototox.explain import class_model_for, gradcam_frame, gradcam_weights
-from phototox.preprocess import normalise_crops
+from phototox.normalise import normalise_crops
 
 WINDOW = 64
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from phototox.cli import main
 from phototox.dense import check_dense_stride
@@ -40,8 +39,7 @@ def test_dense_and_exact_agree_on_a_small_image(predictor, field, stride):
     dense = predictor.dense_grid(field, stride)
     assert exact.shape == dense.shape == (len(window_origins(field.shape[0], 220, stride)),
                                           len(window_origins(field.shape[1], 220, stride)))
-    assert np.abs(exact - dense).max() < 0.15
-    assert abs(exact.mean() - dense.mean()) < 0.05
+    assert np.abs(exact - dense).max() < 1e-4  # the fixture is trained under the box contract: equal by design
 
 
 def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
@@ -51,7 +49,7 @@ def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
     assert np.allclose(predictor.dense_grid(field, 32), coarse[::2, ::2], atol=1e-6)
 
 
-def test_tiling_bounds_memory_without_changing_much(predictor, field):
+def test_tiling_bounds_memory_without_changing_the_map(predictor, field):
     whole = predictor.dense_grid(field, 16)
     predictor.tile_windows = 2
     try:
@@ -59,7 +57,7 @@ def test_tiling_bounds_memory_without_changing_much(predictor, field):
     finally:
         predictor.tile_windows = 48
     assert tiled.shape == whole.shape
-    assert np.abs(tiled - whole).max() < 0.1
+    assert np.abs(tiled - whole).max() < 1e-5
 
 
 @pytest.mark.parametrize("mode", ["exact", "dense"])

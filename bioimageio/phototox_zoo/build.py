@@ -32,7 +32,7 @@ from phototox.errors import PhototoxError
 from phototox.images import atomic_path, read_frames
 from phototox.inference import Predictor
 from phototox.models.architectures import CLASSES, WINDOW, build_model
-from phototox.preprocess import normalise_crops
+from phototox.normalise import contract_of, normalise_crops
 
 FORMAT_VERSION = "0.5.12"
 OPSET = 18
@@ -95,12 +95,17 @@ def card_text(loaded) -> str:
 
 def _documentation(path: Path, loaded, model_spec: str) -> None:
     card = card_text(loaded)
+    contract = contract_of(loaded)
+    trained = ("exactly as the model was trained." if contract.kind == "crop" else
+               f"an approximation: the model was trained with each pixel normalised by the {contract.size} px box "
+               "centred on it within the whole frame, which a lone window cannot reproduce (it has no context); "
+               "phototox itself applies the exact contract to whole frames.")
     usage = f"""
 ## Using this package
 
 * **Input**: one grey phase-contrast window of 220x220 px (axes batch, channel, y, x), any bit depth.
   The package normalises it to zero mean and unit variance (`zero_mean_unit_variance`, per sample),
-  exactly as the model was trained.
+  {trained}
 * **Output**: probabilities of the classes `healthy` and `sick` (axes batch, channel).
 * **Whole images**: the model classifies one window. Do not let a consumer tile the image with
   this package: crop 220 px windows yourself, or use phototox (`pip install phototox`), which slides
@@ -128,9 +133,9 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
     net.load_state_dict(state)
     crop = _test_crop(test_image, seed)
     np.save(folder / "test_input.npy", crop[None, None])
-    from phototox.images import to_display_uint8
-
     import imageio.v3 as iio
+
+    from phototox.images import to_display_uint8
 
     iio.imwrite(folder / "sample_input.png", to_display_uint8(crop))
     with torch.no_grad():

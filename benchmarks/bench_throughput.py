@@ -1,0 +1,67 @@
+"""Images per second over a folder: read-then-compute (before) vs a read-ahead thread (after).
+
+    python benchmarks/bench_throughput.py --n 100          # 100 real-size images, dense, stride 32
+
+Both loops run in the same process on the same images (the real images of ../shared/data,
+cycled to ``--n``), so the ratio is from one run; absolute numbers are noisy on a shared machine.
+The "before" loop is what ``phototox map``/``predict`` did until now (read an image, then
+analyse it); "after" is :func:`phototox.batch.analyse_paths` (reading overlaps compute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from phototox.batch import analyse_paths
+from phototox.images import read_frames
+from phototox.inference import Predictor
+from phototox.models.loader import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--stride", type=int, default=32)
+    parser.add_argument("--mode", default="dense")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pool = sorted((DATA / "celldeath_u2os" / "images").glob("*.png")) + \
+        sorted((DATA / "usiigaci_t98g_phase" / "frames").glob("*.tif"))
+    paths = [pool[i % len(pool)] for i in range(args.n)]
+    predictor = Predictor.create(load_model("default"), "cpu")
+
+    def read(path: Path):
+        return read_frames(path, min_size=predictor.window)
+
+    predictor.analyse(read(paths[0]), stride=args.stride, mode=args.mode)  # warm-up
+    start = time.perf_counter()
+    for path in paths:
+        predictor.analyse(read(path), str(path), args.stride, args.mode)
+    before = time.perf_counter() - start
+    start = time.perf_counter()
+    analyse_paths(predictor, paths, read, args.stride, args.mode, 0.5, quiet=True)
+    after = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {"images": args.n, "mode": args.mode, "stride": args.stride, "threads": args.threads,
+              "before_images_per_s": args.n / before, "after_images_per_s": args.n / after,
+              "peak_rss_mib": rss}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
