@@ -47,6 +47,28 @@ def _predictor(args):
     return Predictor.create(load_model(args.model), args.device, args.batch_size)
 
 
+def _add_pixel_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
+                        "is ASSUMED and every result says so); images are resampled to the model's pixel size")
+
+
+def _assessor(args, controls: bool = False):
+    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
+    from .assess import Assessor
+    from .controls import ControlReference, control_reference
+
+    assessor = Assessor(_predictor(args))
+    if controls and getattr(args, "controls", None):
+        _check_exist([Path(c) for c in args.controls])
+        assessor.controls = control_reference([Path(c) for c in args.controls], assessor, args.pixel_size,
+                                              stride=args.stride, mode=args.mode, threshold=args.threshold,
+                                              normalisation=args.normalisation)
+    elif controls:
+        assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)
+    return assessor
+
+
 def _check_exist(paths: list[Path]) -> None:
     """Fail fast, before loading a model, when an input file is missing."""
     from .errors import ImageInputError
@@ -119,21 +141,24 @@ def cmd_predict(args) -> int:
     _check_exist(inputs)
     if args.out:
         guard_outputs([Path(args.out)], inputs)
-    predictor = _predictor(args)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
+    from .assess import control_lines
+
+    assessor = _assessor(args, controls=True)
+    assessor.predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
     rows = []
     from tqdm import tqdm
 
     for path in tqdm(inputs, desc="predicting", unit="image", disable=len(inputs) < 2 or args.quiet):
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
-        results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold, args.normalisation)
+        frames = read_frames(path, colour=args.colour, min_size=assessor.predictor.window)
+        results = assessor.analyse(frames, str(path), path, args.pixel_size, args.stride, args.mode, args.threshold,
+                                   args.normalisation)
         rows += summary_rows(str(path), results, _model_name(args))
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(format_rows(rows))
+        print("\n".join([format_rows(rows), *control_lines(rows)]))
     return 0
 
 
@@ -147,16 +172,16 @@ def cmd_map(args) -> int:
     out = Path(args.out)
     stems = output_stems(inputs)
     guard_outputs([out / f"{s}_map.tif" for s in stems.values()] + [out / "summary.csv"], inputs)
-    predictor = _predictor(args)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
+    assessor = _assessor(args)
+    assessor.predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
     from tqdm import tqdm
 
     rows = []
     for path in inputs:
-        frames = read_frames(path, colour=args.colour, min_size=predictor.window)
+        frames = read_frames(path, colour=args.colour, min_size=assessor.predictor.window)
         with tqdm(total=len(frames), desc=path.name, unit="frame", disable=args.quiet) as bar:
-            results = predictor.analyse(frames, str(path), args.stride, args.mode, args.threshold,
-                                        args.normalisation, progress=bar.update)
+            results = assessor.analyse(frames, str(path), path, args.pixel_size, args.stride, args.mode,
+                                       args.threshold, args.normalisation, progress=bar.update)
         write_map_outputs(out, stems[path], frames, results, overlay=not args.no_overlay)
         rows += summary_rows(str(path), results, _model_name(args))
     write_summary(out / "summary.csv", rows)
@@ -226,7 +251,10 @@ def cmd_explain(args) -> int:
     if args.reference:
         samples = read_manifest(args.reference)
         weights = reference_weights(predictor, samples, class_index, max_crops=args.max_reference_crops)
-    heat = gradcam_image(predictor, frames[0], class_index, weights, stride=args.stride)
+    from .pixelsize import at_model_scale
+
+    heat = at_model_scale(lambda f: gradcam_image(predictor, f, class_index, weights, stride=args.stride),
+                          frames[0], predictor.model, args.pixel_size, path)
     write_tiff_atomic(out / f"{path.stem}_gradcam.tif", heat.astype("float32"))
     plot_heatmap_overlay(frames[0], heat, out / f"{path.stem}_gradcam.png",
                          f"Grad-CAM for '{args.target}' at conv4_2 ({'class-averaged' if weights is not None else 'image-averaged'} weights)")
@@ -260,13 +288,25 @@ def cmd_dose_response(args) -> int:
     from .manifest import read_manifest
 
     samples = read_manifest(args.manifest, require_labels=False)
-    predictor = _predictor(args)
-    rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet)
+    assessor = _assessor(args)
+    rows = score_samples(assessor.predictor, samples, args.stride, args.mode, progress=not args.quiet,
+                         assessor=assessor, pixel_size_um=args.pixel_size)
     fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
                             seed=args.seed)
     print(format_fit(fit, args.unit))
     written = write_dose_report(rows, fit, args.out, args.unit)
     print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
+    from .controls import calibrate_model
+
+    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
+    print(f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']} "
+          f"(refitted on {len(record['controls'])} control fields); control P(sick) "
+          + ", ".join(f"{v:.3f}" for v in record["control_p_sick"]))
     return 0
 
 
@@ -314,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
     _add_model(p)
     _add_map(p, stride=64)
+    _add_pixel_size(p)
+    p.add_argument("--controls", nargs="+", metavar="FILE",
+                   help="your control fields: report each image against them (default: the controls recorded "
+                        "by 'phototox calibrate' in the model, if any)")
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true")
@@ -323,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     _add_model(p)
     _add_map(p)
+    _add_pixel_size(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument("--quiet", action="store_true")
@@ -375,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
     p.add_argument("--max-reference-crops", type=int, default=400)
+    _add_pixel_size(p)
     p.add_argument("--stride", type=int, default=110)
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
     p.set_defaults(func=cmd_explain)
@@ -398,11 +444,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
+    _add_pixel_size(p)
     p.add_argument("--stride", type=int, default=32)
     p.add_argument("--mode", choices=("exact", "dense"), default="dense")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_dose_response)
+
+    p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
+    p.add_argument("controls", nargs="+", metavar="CONTROL", help="control (unexposed) field images, 3 or more")
+    _add_model(p)
+    _add_pixel_size(p)
+    p.add_argument("--out", required=True, help="the calibrated model file to write (.pt)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
     p.add_argument("--out", required=True)

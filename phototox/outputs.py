@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .assess import TRUST_FIELDS
 from .images import atomic_path, write_text_atomic, write_tiff_atomic
 from .inference import FrameResult
 from .plots import plot_map_overlay
 
 SUMMARY_FIELDS = ("path", "frame", "mean_sick_probability", "sick_area_fraction", "label", "confidence",
-                  "threshold", "stride", "mode", "windows", "model")
+                  "threshold", "stride", "mode", "windows", "model") + TRUST_FIELDS
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -53,7 +54,7 @@ def summary_rows(path: str, results: list[FrameResult], model_name: str) -> list
     rows = []
     for i, r in enumerate(results):
         row = {"path": path, "frame": i, **r.summary(), "model": model_name}
-        rows.append({k: row[k] for k in SUMMARY_FIELDS})
+        rows.append({k: row.get(k) for k in SUMMARY_FIELDS})
     return rows
 
 
@@ -75,6 +76,9 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         name = Path(r["path"]).name
         name = name if len(name) <= 40 else "..." + name[-37:]
+        notes = [k.replace("_", " ") for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if r.get(k)]
+        if str(r.get("pixel_size_source") or "").startswith("assumed"):
+            notes.append("pixel size assumed")
         lines.append(f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
-                     f"{r['label']:>8s} {r['confidence']:6.3f}")
+                     f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else ""))
     return "\n".join(lines)
