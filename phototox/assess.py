@@ -86,7 +86,7 @@ class Assessor:
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         result = self.predictor.analyse_frame(scaled, stride, mode, threshold, normalisation)
         if factor != 1.0:
-            result.sick_map = np.clip(resample(result.sick_map, frame.shape), 0.0, 1.0)
+            result.sick_map = np.clip(resample(result.sick_map, frame.shape, order=1), 0.0, 1.0)
             (result.mean_sick_probability, result.sick_area_fraction, result.label,
              result.confidence) = summarise_map(result.sick_map, threshold)
         meta = self.predictor.model.meta
