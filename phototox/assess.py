@@ -163,3 +163,21 @@ def training_trust_meta(model, samples: list, model_um: float | None, default_um
     domain = compute_domain_stats(predictor, fields, f"{len(fields)} training images", model_um)
     return {"pixel_size_um": model_um, "domain": domain,
             "quality": {"focus_reference": round(focus, 5), "statistic": "normalised variance of LoG (sigma 1)"}}
+
+
+def trained_model_trust_meta(module, config, train_samples: list, model_um: float | None) -> dict:
+    """Domain statistics and focus reference for a freshly trained module (from its training images).
+
+    Returns ``{}`` plus a note where they cannot be made (fewer than three training images).
+    """
+    from .errors import PhototoxError
+    from .weights import LoadedModel
+
+    loaded = LoadedModel(module, config.arch, module.config(), meta={"pixel_size_um": model_um})
+    try:
+        meta = training_trust_meta(loaded, train_samples, model_um, config.pixel_size_um)
+    except PhototoxError as exc:
+        return {"domain_note": f"no domain statistics: {exc}"}
+    finally:
+        module.train(False)
+    return meta

@@ -204,7 +204,7 @@ def cmd_train(args) -> int:
                          base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
-                         augment=augment)
+                         augment=augment, pixel_size_um=args.pixel_size, model_pixel_size_um=args.model_pixel_size)
     path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
                  progress=not args.quiet)
     print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'})")
@@ -395,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
+    p.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="the images' pixel size in um/px (a manifest pixel_size_um column overrides it per row)")
+    p.add_argument("--model-pixel-size", type=float, metavar="UM",
+                   help="the scale the model learns at; images are resampled to it (default: the --init model's, "
+                        "else --pixel-size)")
     p.add_argument("--norm-jitter", action="store_true",
                    help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
                         "(measured effect: benchmarks/README.md)")

@@ -252,3 +252,33 @@ def at_model_scale(compute, frame: np.ndarray, model, user_um: float | None = No
     factor = scale_factor(size.um, model_um)
     result = compute(to_model_scale(frame, factor, model.window, str(path or "image")))
     return result if factor == 1.0 else resample(np.asarray(result, np.float32), frame.shape, order=1)
+
+
+def training_rescaler(samples: list, default_um: float | None, model_um: float | None, init: str = ""):
+    """The model's pixel size for a training run and a ``(path, frames) -> frames`` resampler.
+
+    The model's scale is ``model_um``, else the ``--init`` model's (fine-tuning keeps its scale),
+    else ``default_um`` (``--pixel-size``), else the median of the manifest's ``pixel_size_um``
+    column, else unknown (no resampling; the model then records no pixel size).
+    """
+    sizes = {Path(s.path): manifest_pixel_size(s.extra, str(s.path)) for s in samples}
+    if model_um is None and init:
+        from .loading import load_model
+
+        model_um = model_pixel_size(load_model(init if not init.startswith("shipped") else
+                                               init.replace("shipped", "", 1).lstrip(":") or "default").meta)
+    if model_um is None:
+        known = [v for v in sizes.values() if v is not None]
+        model_um = default_um if default_um is not None else (float(np.median(known)) if known else None)
+    if model_um is not None:
+        check_plausible(model_um, "model pixel size")
+    if default_um is not None:
+        check_plausible(default_um, "--pixel-size")
+
+    def rescale(path, frames: np.ndarray) -> np.ndarray:
+        image_um = sizes.get(Path(path))
+        from .model import WINDOW
+
+        return training_frames(frames, image_um if image_um is not None else default_um, model_um, WINDOW, str(path))
+
+    return model_um, rescale

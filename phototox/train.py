@@ -52,6 +52,8 @@ class TrainConfig:
     workers: int = 0
     init: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pixel_size_um: float | None = None  # the images' (rows without a pixel_size_um column)
+    model_pixel_size_um: float | None = None  # the model's scale (default: --init model's, else pixel_size_um)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -119,7 +121,11 @@ class Trainer:
             self.train_idx, self.val_idx = grouped_split(samples, config.val_fraction, config.seed)
         else:
             self.train_idx, self.val_idx = list(range(len(samples))), []
-        cache = FrameCache()
+        from .pixelsize import training_rescaler
+
+        self.model_um, rescale = training_rescaler(samples, config.pixel_size_um, config.model_pixel_size_um,
+                                                   config.init)
+        cache = FrameCache(rescale=rescale)
         self.train_set = CropDataset(samples, self.train_idx, config.augment, config.seed, cache)
         self.val_set = CropDataset(samples, self.val_idx, None, config.seed, cache) if self.val_idx else None
         if len({samples[i].label for i in self.train_idx}) < 2:
@@ -266,7 +272,11 @@ class Trainer:
                 "config": self.config.to_dict(), "last_eval": self.history[-1] if self.history else {},
                 "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
                 "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
-                "torch": torch.__version__}
+                "torch": torch.__version__, "pixel_size_um": self.model_um}
+        from .assess import trained_model_trust_meta
+
+        meta.update(trained_model_trust_meta(self.model, self.config, [self.samples[i] for i in self.train_idx],
+                                             self.model_um))
         path = self.out_dir / "model.pt"
         save_weights(path, self.model, self.config.arch, self.model.config(), meta)
         return path

@@ -166,3 +166,19 @@ def test_p_sick_survives_a_change_of_magnification():
     assert 0.2 <= base <= 0.8, "the base image must be intermediate to prove anything"
     assert res["after"]["spread"] <= 0.1 and res["after"]["max_map_mad"] <= 0.1
     assert res["before"]["spread"] > 0.2
+
+
+def test_training_resamples_each_row_to_the_model_scale(tmp_path):
+    from phototox.manifest import Sample
+    from phototox.pixelsize import training_rescaler
+
+    fine = Sample(tmp_path / "a.tif", 0, "a", extra={"pixel_size_um": "0.25"})
+    plain = Sample(tmp_path / "b.tif", 1, "b")
+    model_um, rescale = training_rescaler([fine, plain], 0.5, None)
+    frames = np.zeros((2, 480, 440), np.float32)
+    assert model_um == 0.5
+    assert rescale(fine.path, frames).shape == (2, 240, 220)
+    assert rescale(plain.path, frames).shape == (2, 480, 440)
+    assert training_rescaler([fine, plain], None, None)[0] == 0.25  # the manifest's, when nothing else
+    with pytest.raises(PhototoxError, match="pixel_size_um"):
+        training_rescaler([Sample(tmp_path / "c.tif", 0, "c", extra={"pixel_size_um": "0.1 mm"})], None, None)
