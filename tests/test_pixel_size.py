@@ -191,10 +191,10 @@ def test_server_and_imagej_result_line_carries_pixel_size_and_flags():
     pool = PredictorPool("default", "cpu")
     frame = render_field(240, 260, 0.3, seed=4).image.astype(np.float32)
     lines = {}
-    for key, params in (("user", {"pixel_size": "0.3", "stride": "32"}), ("none", {"stride": "32"})):
+    for key, params in (("user", {"pixel_size": "0.6", "stride": "32"}), ("none", {"stride": "32"})):
         line, sick_map = analyse_pixels(pool, frame.ravel(), 260, 240, params)
         assert sick_map.shape == (240, 260)
         lines[key] = dict(kv.split("=", 1) for kv in line.split(";"))
-    assert lines["user"]["pixel_size_um"] == "0.3" and lines["user"]["pixel_size_source"] == "user"
+    assert lines["user"]["pixel_size_um"] == "0.6" and lines["user"]["pixel_size_source"] == "user"
     assert lines["none"]["pixel_size_source"].startswith("assumed")
     assert lines["none"]["out_of_domain"] in ("True", "False") and "nearly_empty" in lines["none"]
