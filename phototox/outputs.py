@@ -42,11 +42,23 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
         index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
         r = results[index]
         title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f}, "
-                 f"{100 * r.sick_area_fraction:.0f}% of area >= {r.threshold:g} -> {r.label}")
+                 f"{100 * r.sick_area_fraction:.0f}% of area >= {r.threshold:g} -> {r.label}" + trust_caption(r))
         png = out_dir / f"{stem}_overlay.png"
         plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold)
         written.append(png)
     return written
+
+
+def trust_caption(result: FrameResult) -> str:
+    """Second title line of an overlay: pixel size used, domain and quality flags (blank if unknown)."""
+    e = result.extra
+    if not e:
+        return ""
+    size = "pixel size unknown" if e.get("pixel_size_um") is None else \
+        f"{e['pixel_size_um']:g} um/px ({e.get('pixel_size_source')})"
+    flags = [k.replace("_", " ").upper() for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty")
+             if e.get(k)]
+    return f"\n{size}" + (f"; {', '.join(flags)}" if flags else "; in the model's domain" if "out_of_domain" in e else "")
 
 
 def summary_rows(path: str, results: list[FrameResult], model_name: str) -> list[dict]:
