@@ -65,10 +65,10 @@ def measure(assessor: Assessor, base: np.ndarray, base_um: float, stride: int = 
                                "pixel_size_um": true_um}
             if scale == 1.0:
                 reference[key] = back
-    for key in out:
-        for scale, v in out[key].items():
+    for key, per_scale in out.items():
+        for v in per_scale.values():
             v["map_mad"] = float(np.abs(v.pop("map") - reference[key]).mean())
-        ps = [v["p_sick"] for v in out[key].values()]
+        ps = [v["p_sick"] for v in per_scale.values()]
         out[key]["spread"] = float(max(ps) - min(ps))
         ps = [v["p_sick"] for s, v in out[key].items() if s in SCALES and s >= 0.75]
         out[key]["spread_from_075"] = float(max(ps) - min(ps))
