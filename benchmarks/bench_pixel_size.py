@@ -70,9 +70,9 @@ def measure(assessor: Assessor, base: np.ndarray, base_um: float, stride: int = 
             v["map_mad"] = float(np.abs(v.pop("map") - reference[key]).mean())
         ps = [v["p_sick"] for v in per_scale.values()]
         out[key]["spread"] = float(max(ps) - min(ps))
-        ps = [v["p_sick"] for s, v in out[key].items() if s in SCALES and s >= 0.75]
+        ps = [v["p_sick"] for s, v in per_scale.items() if s in SCALES and s >= 0.75]
         out[key]["spread_from_075"] = float(max(ps) - min(ps))
-        out[key]["max_map_mad"] = float(max(v["map_mad"] for s, v in out[key].items() if s in SCALES))
+        out[key]["max_map_mad"] = float(max(v["map_mad"] for s, v in per_scale.items() if s in SCALES))
     return out
 
 
