@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from phototox.assess import Assessor
 from phototox.batch import analyse_paths
 from phototox.images import read_frames
 from phototox.inference import Predictor
@@ -51,7 +52,7 @@ def main() -> int:
         predictor.analyse(read(path), str(path), args.stride, args.mode)
     before = time.perf_counter() - start
     start = time.perf_counter()
-    analyse_paths(predictor, paths, read, args.stride, args.mode, 0.5, quiet=True)
+    analyse_paths(Assessor(predictor), paths, read, args.stride, args.mode, 0.5, quiet=True)
     after = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {"images": args.n, "mode": args.mode, "stride": args.stride, "threads": args.threads,

@@ -11,10 +11,14 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .inference import FrameResult, Predictor, summarise_map
+from .inference import FrameResult, summarise_map
+
+if TYPE_CHECKING:
+    from .assess import Assessor
 
 READ_AHEAD = 2
 
@@ -58,24 +62,28 @@ def read_ahead(paths: list[Path], read: Callable[[Path], np.ndarray],
         thread.join(timeout=5)
 
 
-def analyse_paths(predictor: Predictor, paths: list[Path], read: Callable[[Path], np.ndarray], stride: int,
+def analyse_paths(assessor: Assessor, paths: list[Path], read: Callable[[Path], np.ndarray], stride: int,
                   mode: str, threshold: float, normalisation: str = "local", quiet: bool = False,
-                  on_result: Callable[[Path, np.ndarray, list[FrameResult]], None] | None = None) -> None:
+                  on_result: Callable[[Path, np.ndarray, list[FrameResult]], None] | None = None,
+                  pixel_size_um: float | None = None) -> None:
     """Analyse every image of ``paths`` (read ahead in a thread) with progress bars.
 
-    ``on_result(path, frames, results)`` is called after each image (to write its outputs or
-    keep its numbers); nothing else is kept, so memory does not grow with the number of images.
+    Each image goes through ``assessor`` (pixel size from ``pixel_size_um`` or the file, domain
+    and quality checks). ``on_result(path, frames, results)`` is called after each image (to
+    write its outputs or keep its numbers); nothing else is kept, so memory does not grow with
+    the number of images.
     """
     from tqdm import tqdm
 
+    predictor = assessor.predictor
     predictor.check_settings(stride, mode, threshold, normalisation)
     with tqdm(total=len(paths), desc="images", unit="image", disable=quiet or len(paths) < 2) as images_bar:
         for path, frames in read_ahead(paths, read):
             total = predictor.window_count(frames.shape, stride) * len(frames) if mode == "exact" else 0
             with tqdm(total=total, desc=path.name, unit="window", leave=False,
                       disable=quiet or mode != "exact") as windows_bar:
-                results = predictor.analyse(frames, str(path), stride, mode, threshold, normalisation,
-                                            window_progress=windows_bar.update)
+                results = assessor.analyse(frames, str(path), path, pixel_size_um, stride, mode, threshold,
+                                           normalisation, window_progress=windows_bar.update)
             if on_result is not None:
                 on_result(path, frames, results)
             images_bar.update(1)

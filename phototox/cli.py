@@ -48,6 +48,28 @@ def _predictor(args):
     return Predictor.from_spec(args.model, args.device, args.batch_size)
 
 
+def _add_pixel_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
+                        "is ASSUMED and every result says so); images are resampled to the model's pixel size")
+
+
+def _assessor(args, controls: bool = False):
+    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
+    from .assess import Assessor
+    from .controls import ControlReference, control_reference
+
+    assessor = Assessor(_predictor(args))
+    if controls and getattr(args, "controls", None):
+        _check_exist([Path(c) for c in args.controls])
+        assessor.controls = control_reference([Path(c) for c in args.controls], assessor, args.pixel_size,
+                                              stride=args.stride, mode=args.mode, threshold=args.threshold,
+                                              normalisation=args.normalisation)
+    elif controls:
+        assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)
+    return assessor
+
+
 def _check_exist(paths: list[Path]) -> None:
     """Fail fast, before loading a model, when an input file is missing."""
     from .errors import ImageInputError
@@ -131,20 +153,26 @@ def cmd_predict(args) -> int:
     _check_exist(inputs)
     check_distinct_inputs(inputs)
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
-    predictor = _predictor(args)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
+    from .assess import control_lines
     from .batch import analyse_paths
 
+    assessor = _assessor(args, controls=True)
+    window = assessor.predictor.window
     rows: list[dict] = []
-    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
-                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet,
-                  on_result=lambda path, _frames, results: rows.extend(summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))))
+
+    def keep(path: Path, _frames, results) -> None:
+        rows.extend(summary_rows(str(path), results, assessor.predictor.model.label,
+                                 provenance(assessor.predictor.model)))
+
+    analyse_paths(assessor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=keep,
+                  pixel_size_um=args.pixel_size)
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(format_rows(rows))
+        print("\n".join([format_rows(rows), *control_lines(rows)]))
     return 0
 
 
@@ -167,18 +195,20 @@ def cmd_map(args) -> int:
     stems = output_stems(inputs)
     check_outputs([p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)]
                   + [out / "summary.csv"], inputs + model_inputs(args.model))
-    predictor = _predictor(args)
+    assessor = _assessor(args)
+    model = assessor.predictor.model
     from .batch import analyse_paths
 
     rows: list[dict] = []
 
     def write(path: Path, frames, results) -> None:
-        write_map_outputs(out, stems[path], frames, results, not args.no_overlay, provenance(predictor.model),
+        write_map_outputs(out, stems[path], frames, results, not args.no_overlay, provenance(model),
                           args.mask_background)
-        rows.extend(summary_rows(str(path), results, predictor.model.label, provenance(predictor.model)))
+        rows.extend(summary_rows(str(path), results, model.label, provenance(model)))
 
-    analyse_paths(predictor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=predictor.window),
-                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=write)
+    analyse_paths(assessor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=model.window),
+                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=write,
+                  pixel_size_um=args.pixel_size)
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -201,7 +231,8 @@ def cmd_train(args) -> int:
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
                          normalisation="crop" if args.paper_recipe else args.normalisation, box_size=args.box_size,
-                         augment=augment).validate()
+                         augment=augment, pixel_size_um=args.pixel_size,
+                         model_pixel_size_um=args.model_pixel_size).validate()
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     check_outputs(run_output_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.init)])
     path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
@@ -277,7 +308,8 @@ def cmd_explain(args) -> int:
                   [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)])
     predictor = _predictor(args)
     written = explain_image(predictor, path, out, args.target, args.reference, args.max_reference_crops,
-                            args.stride, args.colour, args.quiet, provenance=provenance(predictor.model))
+                            args.stride, args.colour, args.quiet, provenance=provenance(predictor.model),
+                            pixel_size_um=args.pixel_size)
     print(f"wrote {' and '.join(str(p) for p in written)}")
     return 0
 
@@ -320,13 +352,26 @@ def cmd_dose_response(args) -> int:
 
     samples = read_manifest(args.manifest, require_labels=False)
     check_outputs(dose_report_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
-    predictor = _predictor(args)
-    rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet)
+    assessor = _assessor(args)
+    predictor = assessor.predictor
+    rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet,
+                         assessor=assessor, pixel_size_um=args.pixel_size)
     fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
                             seed=args.seed)
     print(format_fit(fit, args.unit))
     written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
     print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
+    from .controls import calibrate_model
+
+    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
+    print(f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']} "
+          f"(refitted on {len(record['controls'])} control fields); control P(sick) "
+          + ", ".join(f"{v:.3f}" for v in record["control_p_sick"]))
     return 0
 
 
@@ -372,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
     _add_model(p)
     _add_map(p, stride=64)
+    _add_pixel_size(p)
+    p.add_argument("--controls", nargs="+", metavar="FILE",
+                   help="your control fields: report each image against them (default: the controls recorded "
+                        "by 'phototox calibrate' in the model, if any)")
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true")
@@ -381,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     _add_model(p)
     _add_map(p)
+    _add_pixel_size(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument("--mask-background", action="store_true",
@@ -415,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
                         "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)")
     p.add_argument("--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default 221)")
+    p.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="the images' pixel size in um/px (a manifest pixel_size_um column overrides it per row)")
+    p.add_argument("--model-pixel-size", type=float, metavar="UM",
+                   help="the scale the model learns at; images are resampled to it (default: the --init model's, "
+                        "else --pixel-size)")
     p.add_argument("--norm-jitter", action="store_true",
                    help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
                         "(measured effect: benchmarks/README.md)")
@@ -471,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
     p.add_argument("--max-reference-crops", type=int, default=400)
+    _add_pixel_size(p)
     p.add_argument("--stride", type=int, default=110, help="step between explained windows, px (default 110)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -495,11 +551,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
+    _add_pixel_size(p)
     p.add_argument("--stride", type=int, default=32)
     p.add_argument("--mode", choices=("exact", "dense"), default="dense")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_dose_response)
+
+    p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
+    p.add_argument("controls", nargs="+", metavar="CONTROL", help="control (unexposed) field images, 3 or more")
+    _add_model(p)
+    _add_pixel_size(p)
+    p.add_argument("--out", required=True, help="the calibrated model file to write (.pt)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
     p.add_argument("--out", required=True)

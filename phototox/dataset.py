@@ -28,8 +28,9 @@ from .normalise import PER_CROP, Contract, reflect_index
 class FrameCache:
     """Reads image files once and keeps up to ``max_bytes`` of frames in memory (LRU)."""
 
-    def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(self, max_bytes: int = 2 * 1024**3, rescale=None) -> None:
         self.max_bytes = max_bytes
+        self.rescale = rescale  # (path, frames) -> frames at the model's pixel size (phototox.pixelsize)
         self._frames: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._bytes = 0
 
@@ -38,6 +39,8 @@ class FrameCache:
             self._frames.move_to_end(path)
             return self._frames[path]
         frames = read_frames(path)
+        if self.rescale is not None:
+            frames = self.rescale(path, frames)
         self._frames[path] = frames
         self._bytes += frames.nbytes
         while self._bytes > self.max_bytes and len(self._frames) > 1:

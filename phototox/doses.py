@@ -92,8 +92,13 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
 
 
 def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32, mode: str = "dense",
-                  progress: bool = False) -> list[dict]:
-    """Mean sick probability of every sample's frames (its frame window, or all frames)."""
+                  progress: bool = False, assessor=None, pixel_size_um: float | None = None) -> list[dict]:
+    """Mean sick probability of every sample's frames (its frame window, or all frames).
+
+    With an ``assessor`` (phototox.assess) frames are analysed at the model's pixel size (from
+    ``pixel_size_um``, the manifest's ``pixel_size_um`` column, else the file) and each row
+    carries the pixel size used and whether any frame was out of the model's domain.
+    """
     from tqdm import tqdm
 
     rows = []
@@ -103,9 +108,20 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
         frames = read_frames(sample.path, min_size=predictor.window)
         if sample.frames is not None:
             frames = frames[sample.frames[0]:sample.frames[1] + 1]
-        results = [predictor.analyse_frame(f, stride, mode) for f in frames]
+        if assessor is None:
+            results = [predictor.analyse_frame(f, stride, mode) for f in frames]
+            trust = {}
+        else:
+            from .pixelsize import manifest_pixel_size
+
+            row_um = manifest_pixel_size(sample.extra, str(sample.path))
+            size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
+            results = [assessor.analyse_frame(f, size, str(sample.path), stride, mode, domain=assessor.domain)
+                       for f in frames]
+            trust = {"pixel_size_um": size.um, "pixel_size_source": size.source,
+                     "out_of_domain": any(r.extra.get("out_of_domain") for r in results)}
         rows.append({"path": str(sample.path), "dose": sample.dose, "group": sample.group,
-                     "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results]))})
+                     "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])), **trust})
     return rows
 
 

@@ -172,10 +172,13 @@ def reference_scale(predictor: Predictor, samples: list[Sample], class_index: in
 
 def explain_image(predictor: Predictor, path: Path, out: Path, target: str = "sick", reference: str | None = None,
                   max_reference_crops: int = 400, stride: int = 110, colour: str = "refuse",
-                  quiet: bool = False, provenance: dict | None = None) -> list[Path]:
+                  quiet: bool = False, provenance: dict | None = None,
+                  pixel_size_um: float | None = None) -> list[Path]:
     """Grad-CAM of the first frame of ``path``: ``<stem>_gradcam.tif`` (raw) and ``.png`` (overlay).
 
-    ``provenance`` (phototox version, model name and checksum) goes into the TIFF's metadata.
+    ``provenance`` (phototox version, model name and checksum) goes into the TIFF's metadata. The
+    frame is explained at the model's pixel size (``pixel_size_um``, else the file's, else assumed)
+    and the heat map returned at the frame's size.
 
     With ``reference`` (a manifest of training images) the channel weights are those of the
     reference images of the target class (the paper's fix) and the map is drawn on their scale
@@ -198,8 +201,11 @@ def explain_image(predictor: Predictor, path: Path, out: Path, target: str = "si
         scale = reference_scale(predictor, samples, class_index, weights, max_crops=min(max_reference_crops, 100))
     n = len(covering_origins(frame.shape[0], predictor.window, stride)) * \
         len(covering_origins(frame.shape[1], predictor.window, stride))
+    from .pixelsize import at_model_scale
+
     with tqdm(total=n, desc=f"explaining {path.name}", unit="window", disable=quiet) as bar:
-        heat = gradcam_image(predictor, frame, class_index, weights, stride, progress=bar.update)
+        heat = at_model_scale(lambda f: gradcam_image(predictor, f, class_index, weights, stride, progress=bar.update),
+                              frame, predictor.model, pixel_size_um, path)
     out.mkdir(parents=True, exist_ok=True)
     tif, png = out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"
     write_tiff_atomic(tif, heat.astype(np.float32), metadata={"axes": "YX", **(provenance or {})})

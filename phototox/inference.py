@@ -48,12 +48,14 @@ class FrameResult:
     threshold: float
     stride: int
     mode: str
+    extra: dict = field(default_factory=dict)  # pixel size, domain and quality fields (phototox.assess)
 
     def summary(self) -> dict:
         """The scalar results as a JSON-friendly dict."""
         out = asdict(self)
         del out["sick_map"], out["grid"]
         out["windows"] = int(self.grid.size)
+        out.update(out.pop("extra"))
         return out
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError
+from .assess import TRUST_FIELDS
 from .images import atomic_path, write_text_atomic, write_tiff_atomic
 from .inference import FrameResult
 from .plots import plot_map_overlay
 
 SUMMARY_FIELDS = ("path", "frame", "mean_sick_probability", "sick_area_fraction", "label", "confidence",
-                  "threshold", "stride", "mode", "windows", "model")
+                  "threshold", "stride", "mode", "windows", "model") + TRUST_FIELDS
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -70,7 +71,8 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
         index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
         r = results[index]
         title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
-                 f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}")
+                 f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}"
+                 + trust_caption(r))
         mask = None
         if mask_background:
             from .batch import cell_fractions
@@ -86,13 +88,25 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
     return written
 
 
+def trust_caption(result: FrameResult) -> str:
+    """Second title line of an overlay: pixel size used, domain and quality flags (blank if unknown)."""
+    e = result.extra
+    if not e:
+        return ""
+    size = "pixel size unknown" if e.get("pixel_size_um") is None else \
+        f"{e['pixel_size_um']:g} um/px ({e.get('pixel_size_source')})"
+    flags = [k.replace("_", " ").upper() for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty")
+             if e.get(k)]
+    return f"\n{size}" + (f"; {', '.join(flags)}" if flags else "; in the model's domain" if "out_of_domain" in e else "")
+
+
 def summary_rows(path: str, results: list[FrameResult], model_name: str,
                  provenance: dict | None = None) -> list[dict]:
     """One summary row per frame; ``provenance`` adds the phototox version and the model's name and checksum."""
     rows = []
     for i, r in enumerate(results):
         row = {"path": path, "frame": i, **r.summary(), "model": model_name}
-        rows.append({**{k: row[k] for k in SUMMARY_FIELDS}, **(provenance or {})})
+        rows.append({**{k: row.get(k) for k in SUMMARY_FIELDS}, **(provenance or {})})
     return rows
 
 
@@ -115,6 +129,9 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         name = Path(r["path"]).name
         name = name if len(name) <= 40 else "..." + name[-37:]
+        notes = [k.replace("_", " ") for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if r.get(k)]
+        if str(r.get("pixel_size_source") or "").startswith("assumed"):
+            notes.append("pixel size assumed")
         lines.append(f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
-                     f"{r['label']:>8s} {r['confidence']:6.3f}")
+                     f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else ""))
     return "\n".join(lines)

@@ -18,7 +18,8 @@ from .images import as_grey_frames
 from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
-               "mode", "windows", "model")
+               "mode", "windows", "model", "pixel_size_um", "pixel_size_source", "model_pixel_size_um",
+               "domain_score", "out_of_domain", "out_of_focus", "saturated", "nearly_empty")
 _OPTION = re.compile(r"(\w+)=\[([^\]]*)\]|(\w+)=(\S+)|(\w+)")
 
 
@@ -80,7 +81,8 @@ def settings_from(params: dict) -> dict:
     return {"stride": _number(params, "stride", DEFAULT_STRIDE, int),
             "mode": params.get("mode") or DEFAULT_MODE,
             "threshold": _number(params, "threshold", DEFAULT_THRESHOLD, float),
-            "normalisation": params.get("normalisation") or "local"}
+            "normalisation": params.get("normalisation") or "local",
+            "pixel_size": _number(params, "pixel_size", None, float)}
 
 
 def format_result(result: FrameResult, model: str) -> str:
@@ -88,7 +90,9 @@ def format_result(result: FrameResult, model: str) -> str:
     values = {**result.summary(), "model": model}
     parts = []
     for key in RESULT_KEYS:
-        value = values[key]
+        value = values.get(key)
+        if value is None:
+            value = ""
         parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
     return ";".join(p.replace("\n", " ") for p in parts)
 
@@ -103,6 +107,10 @@ def analyse_pixels(pool: PredictorPool, pixels: np.ndarray, width: int, height: 
     model = params.get("model") or None
     predictor = pool.get(model, params.get("device") or None)
     frame = as_grey_frames(pixels.reshape(height, width), source, min_size=predictor.window)[0]
-    result = predictor.analyse_frame(frame, settings["stride"], settings["mode"], settings["threshold"],
-                                     settings["normalisation"])
+    from .assess import Assessor
+
+    assessor = Assessor(predictor, warn=lambda line: None)  # the flags travel in the result line
+    size = assessor.pixel_size(settings["pixel_size"], None)
+    result = assessor.analyse_frame(frame, size, source, settings["stride"], settings["mode"], settings["threshold"],
+                                    settings["normalisation"], domain=assessor.domain)
     return format_result(result, predictor.model.label), result.sick_map.astype(np.float32)

@@ -1,11 +1,12 @@
 """``phototox serve``: a small HTTP API so that programs in other processes (Fiji started on its
 own, scripts in other languages) can use the same model.
 
-``GET /v1/status`` answers JSON. ``POST /v1/analyse?width=W&height=H[&stride=&mode=&threshold=
+``GET /v1/status`` answers JSON. ``POST /v1/analyse?width=W&height=H[&pixel_size=UM&stride=&mode=&threshold=
 &model=&device=&normalisation=]`` takes the frame as W*H little-endian float32 values
-(``Content-Type: application/octet-stream``) and answers the W*H float32 sickness map, with the
-numbers in the ``X-Phototox-Result`` header (``key=value;...``). Errors are one-line plain-text
-4xx/5xx answers meant for the user.
+(``Content-Type: application/octet-stream``) and answers the W*H float32 sickness map, with the numbers in the ``X-Phototox-Result`` header
+(``key=value;...``, including the pixel size used and where it came from, ``out_of_domain`` and the
+quality flags; without ``pixel_size`` the model's is assumed and the header says so). Errors are
+plain-text 4xx/5xx answers meant for the user.
 
 Who can use it (see SECURITY.md): it listens on loopback by default; bound to any other address it
 requires a bearer token (``--token``, or one generated and printed at start). The ``Host`` header

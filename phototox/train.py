@@ -60,6 +60,8 @@ class TrainConfig:
     normalisation: str = "box"
     box_size: int = DEFAULT_BOX
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pixel_size_um: float | None = None  # the images' (rows without a pixel_size_um column)
+    model_pixel_size_um: float | None = None  # the model's scale (default: --init model's, else pixel_size_um)
 
     @property
     def contract(self) -> Contract:
@@ -177,7 +179,11 @@ class Trainer:
             self.train_idx, self.val_idx = grouped_split(samples, config.val_fraction, config.seed)
         else:
             self.train_idx, self.val_idx = list(range(len(samples))), []
-        cache = FrameCache()
+        from .pixelsize import training_rescaler
+
+        self.model_um, rescale = training_rescaler(samples, config.pixel_size_um, config.model_pixel_size_um,
+                                                   config.init)
+        cache = FrameCache(rescale=rescale)
         contract = config.contract
         self.train_set = CropDataset(samples, self.train_idx, config.augment, config.seed, cache, contract)
         self.val_set = CropDataset(samples, self.val_idx, None, config.seed, cache, contract) if self.val_idx else None
@@ -368,11 +374,15 @@ class Trainer:
                 "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
                 "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
                 "torch": torch.__version__, "phototox_version": __version__,
-                "normalisation": self.config.contract.to_meta(),
+                "normalisation": self.config.contract.to_meta(), "pixel_size_um": self.model_um,
                 "data": training_data_summary(self.samples, self.train_idx, self.val_idx),
                 "heldout_evaluation": self.heldout_evaluation(),
                 "audit": self.audit.summary() if self.audit else {},
                 "allow_confounded": self.allow_confounded}
+        from .assess import trained_model_trust_meta
+
+        meta.update(trained_model_trust_meta(self.model, self.config, [self.samples[i] for i in self.train_idx],
+                                             self.model_um))
         name = f"{self.out_dir.name}/model.pt"
         meta["model_card"] = model_card(json.loads(json.dumps(meta)), name)
         path = self.out_dir / "model.pt"

@@ -1,0 +1,71 @@
+"""Quality flags on known images: sharp real fields pass; blurred, clipped and empty ones are flagged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from phototox.quality import (
+    clipped_fraction,
+    focus_measure,
+    foreground_fraction,
+    noise_sigma,
+    quality_flags,
+)
+from phototox.synth import render_field
+from tests.conftest import CELLDEATH, need_celldeath
+
+
+def _fields() -> list[np.ndarray]:
+    if (CELLDEATH / "images").is_dir():
+        from phototox.images import read_frames
+
+        return [read_frames(p)[0] for p in sorted((CELLDEATH / "images").glob("*.png"))[::4]]
+    return [render_field(300, 320, d, seed=i).image.astype(np.float32) for i, d in enumerate((0.0, 0.5, 1.0))]
+
+
+@pytest.fixture(scope="module")
+def fields() -> list[np.ndarray]:
+    return _fields()
+
+
+def test_good_fields_raise_no_flag(fields):
+    for f in fields:
+        flags = quality_flags(f)
+        assert not (flags["out_of_focus"] or flags["saturated"] or flags["nearly_empty"]), flags
+
+
+def test_blur_is_out_of_focus(fields):
+    for f in fields:
+        assert quality_flags(ndimage.gaussian_filter(f, 6))["out_of_focus"]
+        assert focus_measure(ndimage.gaussian_filter(f, 2)) < focus_measure(f)
+
+
+def test_clipping_is_saturated(fields):
+    for f in fields:
+        hi = np.percentile(f, 95)
+        assert quality_flags(np.minimum(f, hi))["saturated"]  # 5% of pixels at one value
+        lo = np.percentile(f, 3)
+        assert clipped_fraction(np.maximum(f, lo)) >= 0.02
+
+
+def test_empty_and_mostly_empty_fields(fields, rng):
+    flat = rng.normal(1000, 8, (400, 400)).round().astype(np.float32)
+    assert quality_flags(flat)["nearly_empty"]
+    f = fields[0]
+    mostly = np.round(f.mean() + rng.normal(0, max(noise_sigma(f), 1.0), f.shape)).astype(np.float32)
+    mostly[:60, :60] = f[:60, :60]  # under 1% of the field holds cells
+    assert foreground_fraction(mostly) < 0.05
+    assert foreground_fraction(f) > 0.1
+
+
+def test_noise_estimate_tracks_the_noise(rng):
+    for sigma in (2.0, 10.0):
+        assert noise_sigma(rng.normal(100, sigma, (300, 300))) == pytest.approx(sigma, rel=0.1)
+
+
+@pytest.mark.skipif(not (CELLDEATH / "images").is_dir(), reason="real data absent (../shared/data)")
+def test_real_fields_are_real():
+    need_celldeath()
+    assert len(_fields()) >= 5
