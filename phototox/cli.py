@@ -270,6 +270,18 @@ def cmd_dose_response(args) -> int:
     return 0
 
 
+def cmd_timecourse(args) -> int:
+    """Time-lapse phototoxicity: per-frame measures, onsets against controls, table, plots, report."""
+    from .timecourse import TimecourseSettings, run_timecourse
+    from .timecourse.cli import settings_from_args
+
+    settings: TimecourseSettings = settings_from_args(args)
+    doc = run_timecourse(args.inputs, args.out, settings, progress=not args.quiet)
+    print(Path(doc["written"][-1]).read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(doc["written"]))
+    return 0
+
+
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
     from .synth import write_dataset
@@ -412,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dose-threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")
+    from .timecourse.cli import add_arguments as add_timecourse_arguments
+
+    add_timecourse_arguments(p)
+    p.set_defaults(func=cmd_timecourse)
 
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,222 @@
+"""``phototox timecourse``: per-frame measures of every field, onsets against controls, reports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageInputError, PhototoxError
+from .activity import (
+    FLOW_METHODS,
+    confluence,
+    flow_factor,
+    foreground_mask,
+    motion_um_per_min,
+)
+from .io import TimeField, pixel_size_from_metadata, read_doses, read_field, split_field
+from .mitosis import (
+    MitosisSettings,
+    detect_round_objects,
+    events_per_frame,
+    hourly_rate,
+    link_detections,
+    rounding_events,
+)
+from .onset import OnsetSettings, find_onsets
+
+MEASURES = {
+    "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
+    "sick_area_fraction": ("sick area fraction", "fraction of the field with P(sick) >= threshold"),
+    "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
+    "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
+    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+}
+CONTROL = "control"
+# Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
+LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
+
+
+def onset_scale(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The series the onset detector sees: log(value + floor) for the measures in ``LOG_SCALE``."""
+    return {m: np.log(v + LOG_SCALE[m]) if m in LOG_SCALE else v for m, v in measures.items()}
+
+
+@dataclass
+class TimecourseSettings:
+    """Everything ``run_timecourse`` needs besides its inputs."""
+
+    interval_min: float | None = None
+    pixel_um: float | None = None
+    split: tuple[int, int] = (1, 1)
+    doses: str | None = None
+    model: str | None = "default"  # None: skip DeadNet's P(sick)
+    device: str = "auto"
+    stride: int = 32
+    threshold: float = 0.5
+    flow_method: str = "ilk"
+    onset: OnsetSettings = field(default_factory=OnsetSettings)
+    mitosis: MitosisSettings = field(default_factory=MitosisSettings)
+
+
+@dataclass
+class FieldSeries:
+    """Per-frame measures of one field."""
+
+    field: TimeField
+    values: dict[str, np.ndarray]
+    round_objects: np.ndarray
+    events_started: np.ndarray
+    n_events: int
+    n_persistent: int
+    detections: list[np.ndarray]
+
+
+def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
+    """Read, check and split every input; resolve the pixel size (flag or metadata)."""
+    if not inputs:
+        raise PhototoxError("timecourse needs at least one stack or folder of frames")
+    for p in inputs:
+        if not Path(p).exists():
+            raise ImageInputError(f"{p}: no such file or folder")
+    pixel = settings.pixel_um
+    if pixel is None:
+        found = {pixel_size_from_metadata(p) for p in inputs}
+        if None in found or len(found) != 1:
+            raise ImageInputError(f"{inputs[0]}: no (single) pixel size in the metadata; pass --pixel-size UM")
+        pixel = found.pop()
+    if not np.isfinite(pixel) or pixel <= 0:
+        raise PhototoxError(f"pixel size must be a positive number of micrometres, got {pixel}")
+    rows, cols = settings.split
+    if rows < 1 or cols < 1:
+        raise PhototoxError(f"--split must be ROWSxCOLS with positive numbers, got {rows}x{cols}")
+    fields = []
+    for p in inputs:
+        f = read_field(p, settings.interval_min, min_size=64)
+        fields.extend(split_field(f, rows, cols) if (rows, cols) != (1, 1) else [f])
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise PhototoxError("two inputs have the same field name; rename one of them")
+    lengths = {len(f.frames) for f in fields}
+    intervals = {round(f.interval_min, 6) for f in fields}
+    if len(lengths) != 1 or len(intervals) != 1:
+        raise ImageInputError(f"fields differ in frame count ({sorted(lengths)}) or interval ({sorted(intervals)} min); "
+                              "onsets compare fields frame by frame")
+    if settings.doses:
+        doses = read_doses(settings.doses, names, {f.name: len(f.frames) for f in fields})
+        for f in fields:
+            f.dose = doses[f.name]
+    return fields, float(pixel)
+
+
+def measure_field(f: TimeField, pixel_um: float, settings: TimecourseSettings, predictor=None,
+                  progress=None) -> FieldSeries:
+    """All per-frame measures of one field."""
+    n = len(f.frames)
+    values = {k: np.full(n, np.nan) for k in MEASURES}
+    factor = flow_factor(pixel_um)
+    masks, detections = [], []
+    for t, frame in enumerate(f.frames):
+        mask = foreground_mask(frame, pixel_um)
+        values["confluence"][t] = confluence(mask)
+        if t > 0:
+            cells = mask | masks[-1]
+            values["motion_um_per_min"][t] = motion_um_per_min(f.frames[t - 1], frame, cells, pixel_um,
+                                                               f.interval_min, factor, settings.flow_method)
+        masks = [mask]
+        detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        if predictor is not None:
+            result = predictor.analyse_frame(frame, settings.stride, "dense", settings.threshold)
+            values["mean_sick_probability"][t] = result.mean_sick_probability
+            values["sick_area_fraction"][t] = result.sick_area_fraction
+        if progress is not None:
+            progress(1)
+    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um)
+    events, persistent = rounding_events(tracks, f.interval_min, settings.mitosis.max_rounding_min)
+    started = events_per_frame(events, n)
+    values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
+    if predictor is None:
+        del values["mean_sick_probability"], values["sick_area_fraction"]
+    return FieldSeries(f, values, np.array([len(d) for d in detections]), started, len(events), len(persistent),
+                       detections)
+
+
+def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
+    """A group label per field (its cumulative dose), the control label, and each label's dose in J/cm2."""
+    if any(f.dose is None for f in fields):
+        return [f.name for f in fields], None, {}
+    labels, doses = [], {}
+    for f in fields:
+        total = f.dose.total_j_cm2
+        label = CONTROL if f.dose.is_control else f"{total:.4g} J/cm2"
+        labels.append(label)
+        doses[label] = total
+    return labels, (CONTROL if CONTROL in labels else None), doses
+
+
+def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[dict]:
+    """Each field against all the others as controls: healthy fields must show no onset."""
+    if len(series) < 3:
+        return []
+    names = [s.field.name for s in series]
+    out = []
+    for i, s in enumerate(series):
+        groups = [CONTROL if j != i else names[i] for j in range(len(series))]
+        measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values})
+        onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings)
+        out.extend({"field": names[i], **vars(o)} for o in onsets)
+    return out
+
+
+def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: TimecourseSettings,
+                   progress: bool = False) -> dict:
+    """Measure every field, find onsets against the controls, write CSV, JSON, PNG and Markdown."""
+    from tqdm import tqdm
+
+    from .report import write_reports
+
+    if settings.flow_method not in FLOW_METHODS:
+        raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
+    fields, pixel_um = load_fields(inputs, settings)
+    out = Path(out_dir).resolve()
+    for p in inputs:
+        if Path(p).resolve() == out or (Path(p).is_file() and Path(p).resolve().parent == out
+                                        and Path(p).name.startswith("timecourse")):
+            raise PhototoxError(f"{out}: output folder would overwrite an input; choose another --out")
+    predictor, model_name = None, None
+    if settings.model is not None:
+        from ..inference import Predictor
+        from ..loading import describe_model_spec, load_model
+
+        predictor = Predictor.create(load_model(settings.model), settings.device)
+        predictor.check_settings(settings.stride, "dense", settings.threshold)
+        model_name = f"{describe_model_spec(settings.model)} ({predictor.model.source})"
+        small = [f.name for f in fields if min(f.frames.shape[1:]) < predictor.window]
+        if small:
+            raise ImageInputError(f"field {small[0]}: smaller than the model's {predictor.window} px window; "
+                                  "use a smaller --split or --no-sickness")
+    start = time.perf_counter()
+    total = sum(len(f.frames) for f in fields)
+    series = []
+    with tqdm(total=total, desc="timecourse", unit="frame", disable=not progress) as bar:
+        for f in fields:
+            series.append(measure_field(f, pixel_um, settings, predictor, bar.update))
+    seconds = time.perf_counter() - start
+    groups, control, group_doses = dose_groups(fields)
+    measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
+    times = fields[0].times_min
+    if control is not None:
+        onsets, boot = find_onsets(onset_scale(measures), groups, control, times, settings.onset)
+        consistency = []
+    else:
+        onsets, boot = find_onsets(measures, groups, None, times, settings.onset) if settings.doses else ([], None)
+        consistency = leave_one_out(series, settings.onset)
+    context = {
+        "pixel_um": pixel_um, "interval_min": fields[0].interval_min, "model": model_name,
+        "flow_factor": flow_factor(pixel_um), "seconds": seconds, "frames": total,
+        "seconds_per_frame": seconds / total, "groups": groups, "control": control,
+        "group_doses": group_doses, "boot": boot, "consistency": consistency,
+    }
+    return write_reports(out, series, measures, onsets, context, settings)
