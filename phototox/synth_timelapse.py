@@ -26,6 +26,7 @@ from .synth import _damaged_cell, _disc, _healthy_cell, phase_contrast
 
 PIXEL_UM = 0.87
 INTERVAL_MIN = 10.0
+MITOTIC_RADIUS_PX = 14.0  # a rounded cell about 24 um across at PIXEL_UM
 
 
 @dataclass
@@ -63,9 +64,15 @@ class _Cell:
 
 
 def _mitotic_cell(phi: np.ndarray, cy: float, cx: float, radius: float) -> None:
+    """A rounded mitotic cell: phase-bright body in a dark ring.
+
+    A sphere's phase shift is beyond the first-order model of :func:`phototox.synth.phase_contrast`
+    (there thick means dark); real rounded cells look bright, so the body is drawn with negative
+    optical thickness, which the model renders bright with a dark surround.
+    """
     yy, xx = np.ogrid[:phi.shape[0], :phi.shape[1]]
     dome = np.clip(1 - ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2, 0, None) ** 0.5
-    phi += dome * 1.6
+    phi -= dome * 1.2
 
 
 def render_dose_series(n_frames: int = 30, size: int = 256, dose_per_frame: float = 0.0, seed: int = 0,
@@ -117,8 +124,8 @@ def render_dose_series(n_frames: int = 30, size: int = 256, dose_per_frame: floa
             if dead:
                 _damaged_cell(phi[box], labels[box], i + 1, cy, cx, c.scale, 0.8, shape_rng)
             elif c.rounding >= 0:
-                _mitotic_cell(phi[box], cy, cx, 10.0)
-                labels[box][_disc(phi[box].shape, cy, cx, 10.0) & (labels[box] == 0)] = i + 1
+                _mitotic_cell(phi[box], cy, cx, MITOTIC_RADIUS_PX)
+                labels[box][_disc(phi[box].shape, cy, cx, MITOTIC_RADIUS_PX) & (labels[box] == 0)] = i + 1
             else:
                 _healthy_cell(phi[box], labels[box], i + 1, cy, cx, c.scale, shape_rng)
         cells.extend(born)

@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-frames", type=int, default=3,
                    help="each field is taken relative to its first N frames before comparing (0: absolute)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of fields for the intervals")
-    p.add_argument("--mitosis-min-diameter", type=float, default=15.0, help="um, rounded cell with its halo")
-    p.add_argument("--mitosis-max-diameter", type=float, default=40.0, help="um")
+    p.add_argument("--mitosis-min-diameter", type=float, default=18.0, help="um, rounded cell with its halo")
+    p.add_argument("--mitosis-max-diameter", type=float, default=60.0, help="um")
     p.add_argument("--mitosis-max-minutes", type=float, default=90.0,
                    help="rounding lasting longer is a persistent round object, not a division")
     p.add_argument("--seed", type=int, default=0)

@@ -72,6 +72,8 @@ class FieldSeries:
     n_events: int
     n_persistent: int
     detections: list[np.ndarray]
+    events: list = field(default_factory=list)
+    persistent: list = field(default_factory=list)
 
 
 def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
@@ -133,14 +135,15 @@ def measure_field(f: TimeField, pixel_um: float, settings: TimecourseSettings, p
             values["sick_area_fraction"][t] = result.sick_area_fraction
         if progress is not None:
             progress(1)
-    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um)
-    events, persistent = rounding_events(tracks, f.interval_min, settings.mitosis.max_rounding_min)
+    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
+    events, persistent = rounding_events(tracks, f.interval_min, settings.mitosis.max_rounding_min,
+                                         pixel_um, 2 * settings.mitosis.link_um)
     started = events_per_frame(events, n)
     values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
     if predictor is None:
         del values["mean_sick_probability"], values["sick_area_fraction"]
     return FieldSeries(f, values, np.array([len(d) for d in detections]), started, len(events), len(persistent),
-                       detections)
+                       detections, events, persistent)
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:

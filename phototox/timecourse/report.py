@@ -149,7 +149,10 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
                         "total_dose_J_per_cm2": s.field.dose.total_j_cm2},
                     "mitotic_rounding_events": s.n_events,
                     "mitotic_rounding_events_per_hour": s.n_events / (len(s.field.frames) * s.field.interval_min / 60),
-                    "persistent_round_objects": s.n_persistent} for s, g in zip(series, groups)],
+                    "persistent_round_objects": s.n_persistent,
+                    "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
+                    "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent]}
+                   for s, g in zip(series, groups)],
         "control_group": control,
         "onsets": [vars(o) for o in onsets],
         "onset_statement": None if control is not None else (
@@ -172,6 +175,13 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
     write_text_atomic(out / "timecourse_report.md", markdown(doc, series, written))
     doc["written"] = [str(out / w) for w in [*written, "timecourse_report.md"]]
     return doc
+
+
+def _track(track, interval_min: float) -> dict:
+    """A rounding track: first and last frame (0-based), start time, first position (field pixels y, x)."""
+    y, x = track.points[0]
+    return {"first_frame": track.start, "last_frame": track.end, "start_min": track.start * interval_min,
+            "y_px": round(y, 1), "x_px": round(x, 1)}
 
 
 def _json_default(value):
