@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageInputError, PhototoxError
+from ..images import guard_outputs
 from .activity import (
     FLOW_METHODS,
     confluence,
@@ -35,6 +36,8 @@ MEASURES = {
     "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
 }
 CONTROL = "control"
+OUTPUT_NAMES = ("timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png",
+                "timecourse_onsets.png", "timecourse_report.md")
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
 LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
 
@@ -183,11 +186,10 @@ def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: Time
     if settings.flow_method not in FLOW_METHODS:
         raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
     fields, pixel_um = load_fields(inputs, settings)
-    out = Path(out_dir).resolve()
-    for p in inputs:
-        if Path(p).resolve() == out or (Path(p).is_file() and Path(p).resolve().parent == out
-                                        and Path(p).name.startswith("timecourse")):
-            raise PhototoxError(f"{out}: output folder would overwrite an input; choose another --out")
+    out = Path(out_dir)
+    if any(Path(p).resolve() == out.resolve() for p in inputs):
+        raise PhototoxError(f"{out}: the output folder is an input folder; choose another --out")
+    guard_outputs([out / name for name in OUTPUT_NAMES], [Path(p) for p in inputs])
     predictor, model_name = None, None
     if settings.model is not None:
         from ..inference import Predictor
