@@ -286,6 +286,11 @@ def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
     from .synth import write_dataset
 
+    if args.timelapse:
+        from .synth_timelapse import write_dose_series
+
+        print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
+        return 0
     manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed,
                              args.dose_threshold)
     print(f"wrote {manifest}")
@@ -423,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=320)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dose-threshold", type=float, default=0.5)
+    p.add_argument("--timelapse", action="store_true",
+                   help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")

@@ -7,9 +7,13 @@ compared with the **control fields at the same time point**, not with its own ea
    one-frame spikes, e.g. a focus jump, are not departures) and taken relative to its own first ``baseline_frames`` (removing fixed
    offsets between fields, e.g. different cell densities; a difference-in-differences);
 2. ``d(t)`` = mean of the exposed fields minus mean of the controls at frame ``t``;
-3. the noise of ``d(t)`` is the controls' own spread: their variance between fields, pooled over
-   a running window of ``noise_window`` frames, times ``1/n_exposed + 1/n_controls`` (exposed
-   fields may scatter more once damaged; that is effect, not noise);
+3. the noise of ``d(t)`` is the exposed fields' own frame-to-frame noise (median absolute
+   successive difference) plus the controls' spread: their variance between fields, pooled over
+   the whole recording (healthy fields drift apart over hours, and a few fields give a poor
+   estimate at any one frame; ``noise_window`` > 0 pools a running window instead), times
+   ``1/n_exposed + 1/n_controls``, and never below the measure's ``floor`` (the smallest change
+   worth reporting, e.g. one percentage point of area); exposed fields may scatter more once
+   damaged: that is effect, not noise;
 4. the onset is the first frame of the first run of ``persistence`` consecutive frames whose
    ``|d| / noise`` exceeds ``z_threshold`` (a departure in either direction).
 
@@ -34,7 +38,7 @@ class OnsetSettings:
     z_threshold: float = 3.0
     persistence: int = 3
     baseline_frames: int = 3
-    noise_window: int = 5
+    noise_window: int = 0
     smooth_frames: int = 3
     n_boot: int = 500
     confidence: float = 0.95
@@ -68,24 +72,36 @@ def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
-def departure_z(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings) -> np.ndarray:
+def departure_z(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0) -> np.ndarray:
     """Standardised departure of the exposed mean from the control mean at every frame."""
     e = relative_to_baseline(running_median(exposed, settings.smooth_frames), settings.baseline_frames)
     c = relative_to_baseline(running_median(controls, settings.smooth_frames), settings.baseline_frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # frames without a value (e.g. motion at frame 0)
-        return _standardised(e, c, settings)
+        return _standardised(e, c, settings, floor)
 
 
-def _standardised(e: np.ndarray, c: np.ndarray, settings: OnsetSettings) -> np.ndarray:
+def _standardised(e: np.ndarray, c: np.ndarray, settings: OnsetSettings, floor: float) -> np.ndarray:
     diff = np.nanmean(e, axis=0) - np.nanmean(c, axis=0)
     squares = np.nansum((c - np.nanmean(c, axis=0)) ** 2, axis=0)
     dof = len(c) - 1
-    variance = _running_mean(squares, settings.noise_window) / max(dof, 1)
-    noise = np.sqrt(variance * (1.0 / len(e) + 1.0 / len(c)))
-    floor = 1e-9 + 1e-6 * np.nanmax(np.abs(np.concatenate([e.ravel(), c.ravel()])))
+    if settings.noise_window > 0:
+        variance = _running_mean(squares, settings.noise_window) / max(dof, 1)
+    else:
+        valid = np.isfinite(diff)
+        variance = np.full(diff.shape, np.nansum(squares[valid]) / max(dof * int(valid.sum()), 1))
+    noise = np.sqrt(variance * (1.0 / len(e) + 1.0 / len(c)) + _temporal_variance(np.nanmean(e, axis=0)))
+    floor = max(floor, 1e-9 + 1e-6 * float(np.nanmax(np.abs(np.concatenate([e.ravel(), c.ravel()])))))
     with np.errstate(invalid="ignore", divide="ignore"):
         return diff / np.maximum(noise, floor)
+
+
+def _temporal_variance(series: np.ndarray) -> float:
+    """Frame-to-frame noise variance of one series (robust: median absolute successive difference)."""
+    steps = np.diff(series[np.isfinite(series)])
+    if steps.size < 3:
+        return 0.0
+    return float((1.4826 * np.median(np.abs(steps - np.median(steps)))) ** 2 / 2.0)
 
 
 def first_persistent(z: np.ndarray, threshold: float, persistence: int) -> int | None:
@@ -99,9 +115,10 @@ def first_persistent(z: np.ndarray, threshold: float, persistence: int) -> int |
     return None
 
 
-def onset_index(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings) -> int | None:
+def onset_index(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0) -> int | None:
     """Frame index of the onset of ``exposed`` (n_e, T) against ``controls`` (n_c, T), or None."""
-    return first_persistent(departure_z(exposed, controls, settings), settings.z_threshold, settings.persistence)
+    return first_persistent(departure_z(exposed, controls, settings, floor), settings.z_threshold,
+                            settings.persistence)
 
 
 @dataclass
@@ -123,13 +140,15 @@ class Onset:
         if self.time_min is None:
             tail = f"; {100 * self.found_fraction:.0f}% of resamples find one" if self.found_fraction > 0 else ""
             return f"no onset within the recording{tail}"
+        if self.low_min is None:
+            return f"{self.time_min:.0f} {unit} ({self.direction}; no interval: bootstrap off)"
         high = "after the end of the recording" if self.high_min is None else f"{self.high_min:.0f}"
         return (f"{self.time_min:.0f} {unit} ({self.direction}; 95% interval {self.low_min:.0f} to {high}; "
                 f"found in {100 * self.found_fraction:.0f}% of resamples)")
 
 
 def bootstrap_onsets(series: dict[str, np.ndarray], groups: list[str], control_group: str,
-                     settings: OnsetSettings) -> np.ndarray:
+                     settings: OnsetSettings, floors: dict[str, float] | None = None) -> np.ndarray:
     """Onset indices (n_boot, measures, exposed groups) from resampling fields; -1 where none is found."""
     rng = np.random.default_rng(settings.seed)
     groups_arr = np.asarray(groups)
@@ -142,16 +161,20 @@ def bootstrap_onsets(series: dict[str, np.ndarray], groups: list[str], control_g
         if len(np.unique(c_idx)) < 2:
             c_idx = ctrl
         picks = {g: rng.choice(m, len(m)) for g, m in members.items()}
-        for i, values in enumerate(series.values()):
+        for i, (measure, values) in enumerate(series.items()):
+            floor = (floors or {}).get(measure, 0.0)
             for j, g in enumerate(exposed_groups):
-                found = onset_index(values[picks[g]], values[c_idx], settings)
+                found = onset_index(values[picks[g]], values[c_idx], settings, floor)
                 out[b, i, j] = -1 if found is None else found
     return out
 
 
 def find_onsets(series: dict[str, np.ndarray], groups: list[str], control_group: str | None, times: np.ndarray,
-                settings: OnsetSettings) -> tuple[list[Onset], np.ndarray | None]:
-    """Onset of every measure (``series``: name -> (fields, T)) for every exposed group, with intervals."""
+                settings: OnsetSettings, floors: dict[str, float] | None = None) -> tuple[list[Onset], np.ndarray | None]:
+    """Onset of every measure (``series``: name -> (fields, T)) for every exposed group, with intervals.
+
+    ``floors``: per measure, the smallest noise level assumed (the smallest change worth reporting).
+    """
     exposed_groups = [g for g in dict.fromkeys(groups) if g != control_group]
     n_controls = sum(1 for g in groups if g == control_group) if control_group is not None else 0
     if n_controls < 2:
@@ -159,12 +182,12 @@ def find_onsets(series: dict[str, np.ndarray], groups: list[str], control_group:
         return [Onset(m, g, None, None, None, 0.0, "", note) for m in series for g in exposed_groups], None
     groups_arr = np.asarray(groups)
     ctrl = groups_arr == control_group
-    boot = bootstrap_onsets(series, groups, control_group, settings) if settings.n_boot else None
+    boot = bootstrap_onsets(series, groups, control_group, settings, floors) if settings.n_boot else None
     alpha = (1 - settings.confidence) / 2
     onsets = []
     for i, (measure, values) in enumerate(series.items()):
         for j, g in enumerate(exposed_groups):
-            z = departure_z(values[groups_arr == g], values[ctrl], settings)
+            z = departure_z(values[groups_arr == g], values[ctrl], settings, (floors or {}).get(measure, 0.0))
             index = first_persistent(z, settings.z_threshold, settings.persistence)
             direction = "" if index is None else ("above controls" if z[index] > 0 else "below controls")
             low = high = None

@@ -42,6 +42,12 @@ OUTPUT_NAMES = ("timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "
 LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
 
 
+# The smallest change worth reporting, on the onset detector's scale: one percentage point of P(sick)
+# or area, 5% in speed or confluence (log scale), 0.1 rounding events per hour.
+NOISE_FLOORS = {"mean_sick_probability": 0.01, "sick_area_fraction": 0.01, "motion_um_per_min": 0.05,
+                "confluence": 0.05, "mitotic_events_per_hour": 0.1}
+
+
 def onset_scale(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The series the onset detector sees: log(value + floor) for the measures in ``LOG_SCALE``."""
     return {m: np.log(v + LOG_SCALE[m]) if m in LOG_SCALE else v for m, v in measures.items()}
@@ -171,7 +177,7 @@ def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[di
     for i, s in enumerate(series):
         groups = [CONTROL if j != i else names[i] for j in range(len(series))]
         measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values})
-        onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings)
+        onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings, NOISE_FLOORS)
         out.extend({"field": names[i], **vars(o)} for o in onsets)
     return out
 
@@ -183,6 +189,10 @@ def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: Time
 
     from .report import write_reports
 
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        raise PhototoxError("phototox timecourse needs scikit-image: pip install 'phototox[timecourse]'") from None
     if settings.flow_method not in FLOW_METHODS:
         raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
     fields, pixel_um = load_fields(inputs, settings)
@@ -213,7 +223,7 @@ def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: Time
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
     times = fields[0].times_min
     if control is not None:
-        onsets, boot = find_onsets(onset_scale(measures), groups, control, times, settings.onset)
+        onsets, boot = find_onsets(onset_scale(measures), groups, control, times, settings.onset, NOISE_FLOORS)
         consistency = []
     else:
         onsets, boot = find_onsets(measures, groups, None, times, settings.onset) if settings.doses else ([], None)
