@@ -100,8 +100,12 @@ def plot_onsets(onsets, exposed: list[str], group_doses: dict[str, float], times
         if none_x:
             ax.scatter(none_x, [end] * len(none_x), marker="^", color=line[0].get_color(), s=30)
     ax.axhline(end, color="grey", lw=0.8, ls=":")
-    ax.text(ax.get_xlim()[0], end, " end of recording (triangles: no onset)", fontsize=7, va="bottom", color="grey")
+    ax.text(0.01, end, " end of recording (triangles: no onset)", fontsize=7, va="top", color="grey",
+            transform=ax.get_yaxis_transform())
     ax.set_xscale("log")
+    ticks = sorted(group_doses[g] for g in exposed)
+    ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("cumulative light dose over the recording (J/cm2)")
     ax.set_ylabel("onset time after the first frame (h)")
     ax.set_title("when each measure departs from the controls (95% bootstrap interval over fields)", fontsize=8)
