@@ -375,11 +375,28 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_timecourse(args) -> int:
+    """Time-lapse phototoxicity: per-frame measures, onsets against controls, table, plots, report."""
+    from .timecourse import TimecourseSettings, run_timecourse
+    from .timecourse.cli import settings_from_args
+
+    settings: TimecourseSettings = settings_from_args(args)
+    doc = run_timecourse(args.inputs, args.out, settings, progress=not args.quiet)
+    print(Path(doc["written"][-1]).read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(doc["written"]))
+    return 0
+
+
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
     from .planned import check_outputs
     from .synth import dataset_output_paths, write_dataset
 
+    if args.timelapse:
+        from .synth_timelapse import write_dose_series
+
+        print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
+        return 0
     check_outputs(dataset_output_paths(args.out, list(args.doses), args.per_dose), [])
     manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed,
                              args.dose_threshold)
@@ -572,7 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=320)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dose-threshold", type=float, default=0.5)
+    p.add_argument("--timelapse", action="store_true",
+                   help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")
+    from .timecourse.cli import add_arguments as add_timecourse_arguments
+
+    add_timecourse_arguments(p)
+    p.set_defaults(func=cmd_timecourse)
 
     p = sub.add_parser("models", help="list the shipped models (each name is a valid --model)")
     p.add_argument("--verify", action="store_true", help="check every shipped file against its registered sha256")

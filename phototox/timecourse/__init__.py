@@ -1,0 +1,10 @@
+"""Time-lapse phototoxicity: when, and from which light dose, do the cells start to change?
+
+Per field and frame: DeadNet's mean P(sick) and sick-area fraction (the dense map path), motion
+(optical flow), confluence and mitotic-rounding events; an onset per measure against the control
+fields at the same time point, with a bootstrap interval over fields. See :func:`run_timecourse`.
+"""
+
+from .pipeline import TimecourseSettings, run_timecourse
+
+__all__ = ["TimecourseSettings", "run_timecourse"]

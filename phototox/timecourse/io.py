@@ -1,0 +1,222 @@
+"""Reading time-lapse fields: frame order, the frame interval, pseudo-fields, the doses file.
+
+A field is a multi-frame TIFF or a folder of single-frame images. Frames of a folder are sorted by
+the numbers in their names (``t2`` before ``t10``), not alphabetically. The frame interval comes
+from ``--interval`` (minutes) or the file's metadata (ImageJ ``finterval``, OME-XML
+``TimeIncrement``); a run never guesses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageInputError, ManifestError
+from ..images import RASTER_SUFFIXES, TIFF_SUFFIXES, as_grey_frames, read_raw
+
+FRAME_SUFFIXES = TIFF_SUFFIXES | RASTER_SUFFIXES
+_TIME_UNITS_TO_MIN = {"ms": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
+                      "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}
+
+
+@dataclass
+class TimeField:
+    """One field of view over time."""
+
+    name: str
+    frames: np.ndarray  # (T, H, W) float32
+    interval_min: float
+    source: str
+    dose: FieldDose | None = None
+
+    @property
+    def times_min(self) -> np.ndarray:
+        return np.arange(len(self.frames)) * self.interval_min
+
+
+@dataclass
+class FieldDose:
+    """The light a field received, from its physical parts."""
+
+    irradiance_mw_cm2: float
+    exposure_ms: float
+    frames: int
+    wavelength_nm: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def per_frame_j_cm2(self) -> float:
+        """mW/cm2 x ms = uJ/cm2 per frame, stated in J/cm2."""
+        return self.irradiance_mw_cm2 * self.exposure_ms * 1e-6
+
+    @property
+    def total_j_cm2(self) -> float:
+        return self.per_frame_j_cm2 * self.frames
+
+    def cumulative_j_cm2(self, n_frames: int) -> np.ndarray:
+        """Dose received up to and including each frame (exposure stops after ``frames`` frames)."""
+        return self.per_frame_j_cm2 * np.minimum(np.arange(1, n_frames + 1), self.frames)
+
+    @property
+    def is_control(self) -> bool:
+        return self.total_j_cm2 == 0.0
+
+
+def natural_key(name: str) -> list:
+    """Sort key comparing digit runs as numbers: frame2 < frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files of a folder in natural name order (hidden files skipped)."""
+    files = [p for p in folder.iterdir()
+             if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def interval_from_metadata(path: Path) -> float | None:
+    """Frame interval in minutes from ImageJ (``finterval``, ``tunit``) or OME-XML metadata, or None."""
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            ij = tif.imagej_metadata or {}
+            if ij.get("finterval"):
+                unit = str(ij.get("tunit", "sec")).strip().lower()
+                return float(ij["finterval"]) * _TIME_UNITS_TO_MIN.get(unit, 1 / 60)
+            ome = tif.ome_metadata
+    except Exception:  # noqa: BLE001 - unreadable metadata is no interval; the pixels are read (and checked) elsewhere
+        return None
+    if ome:
+        match = re.search(r'TimeIncrement="([0-9.eE+-]+)"', ome)
+        if match:
+            unit = re.search(r'TimeIncrementUnit="([^"]+)"', ome)
+            return float(match.group(1)) * _TIME_UNITS_TO_MIN.get(unit.group(1).lower() if unit else "s", 1 / 60)
+    return None
+
+
+def read_field(path: str | Path, interval_min: float | None = None, min_size: int = 64) -> TimeField:
+    """Read a stack file or a folder of frames as one field; refuse single frames and mixed sizes."""
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        if not files:
+            raise ImageInputError(f"{path}: folder holds no image files ({', '.join(sorted(FRAME_SUFFIXES))})")
+        frames = []
+        for f in files:
+            frame = as_grey_frames(read_raw(f), str(f), min_size=min_size)
+            if frames and frame.shape[1:] != frames[0].shape[1:]:
+                raise ImageInputError(f"{f}: frame is {frame.shape[2]}x{frame.shape[1]} px but {files[0].name} is "
+                                      f"{frames[0].shape[2]}x{frames[0].shape[1]} px; all frames of a field "
+                                      "must have one size")
+            frames.append(frame)
+        stack = np.concatenate(frames)
+        meta_from = files[0]
+    else:
+        stack = as_grey_frames(read_raw(path), str(path), min_size=min_size)
+        meta_from = path
+    if len(stack) < 2:
+        raise ImageInputError(f"{path}: a time-lapse needs at least two frames, found {len(stack)}")
+    if interval_min is None:
+        interval_min = interval_from_metadata(meta_from)
+        if interval_min is None:
+            raise ImageInputError(f"{path}: no frame interval in the file's metadata; pass --interval MINUTES")
+    if not np.isfinite(interval_min) or interval_min <= 0:
+        raise ImageInputError(f"{path}: frame interval must be a positive number of minutes, got {interval_min}")
+    name = path.name if path.is_dir() else path.stem
+    return TimeField(name, stack, float(interval_min), str(path))
+
+
+def split_field(f: TimeField, rows: int, cols: int) -> list[TimeField]:
+    """Cut a field into ``rows`` x ``cols`` pseudo-fields (e.g. quadrants acting as controls for one another)."""
+    _t, h, w = f.frames.shape
+    ys = np.linspace(0, h, rows + 1).astype(int)
+    xs = np.linspace(0, w, cols + 1).astype(int)
+    out = []
+    for i in range(rows):
+        for j in range(cols):
+            sub = f.frames[:, ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            out.append(TimeField(f"{f.name}_r{i}c{j}", np.ascontiguousarray(sub), f.interval_min,
+                                 f"{f.source} [rows {ys[i]}:{ys[i + 1]}, cols {xs[j]}:{xs[j + 1]}]"))
+    return out
+
+
+DOSE_COLUMNS = ("field", "irradiance_mW_per_cm2", "exposure_ms", "wavelength_nm")
+
+
+def read_doses(path: str | Path, field_names: list[str], frames_default: dict[str, int]) -> dict[str, FieldDose]:
+    """Read a doses CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm and optional frames.
+
+    ``frames`` is the number of exposed frames (default: every frame of the field). Controls have
+    irradiance 0. Every field must appear once; unknown fields are an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such doses file")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in DOSE_COLUMNS if c not in header]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(DOSE_COLUMNS)}"
+                                ", optional frames)")
+        doses: dict[str, FieldDose] = {}
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            name = row["field"]
+            if name in doses:
+                raise ManifestError(f"{path}: line {line}: field {name!r} listed twice")
+            if name not in frames_default:
+                raise ManifestError(f"{path}: line {line}: field {name!r} is not among the inputs "
+                                    f"({', '.join(field_names)})")
+            try:
+                values = [float(row[c]) for c in DOSE_COLUMNS[1:]]
+                frames = int(row["frames"]) if row.get("frames") else frames_default[name]
+            except ValueError as exc:
+                raise ManifestError(f"{path}: line {line}: not a number ({exc})") from None
+            if any(not np.isfinite(v) or v < 0 for v in values) or frames < 0:
+                raise ManifestError(f"{path}: line {line}: irradiance, exposure, wavelength and frames must be "
+                                    "non-negative numbers")
+            extra = {k: v for k, v in row.items() if k not in DOSE_COLUMNS and k != "frames"}
+            doses[name] = FieldDose(values[0], values[1], frames, values[2], extra)
+    absent = [n for n in field_names if n not in doses]
+    if absent:
+        raise ManifestError(f"{path}: no dose for field(s) {', '.join(absent)}")
+    return doses
+
+
+def pixel_size_from_metadata(path: str | Path) -> float | None:
+    """Pixel size in micrometres from ImageJ (XResolution + unit) or OME-XML (PhysicalSizeX), or None."""
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        if not files:
+            return None
+        path = files[0]
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            ome = tif.ome_metadata
+            if ome:
+                match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome)
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
+                if match and (unit is None or unit.group(1) in ("µm", "um", "micron")):
+                    return float(match.group(1))
+            ij = tif.imagej_metadata or {}
+            if str(ij.get("unit", "")).lower() in ("um", "micron", "microns", "µm", "\\u00b5m"):
+                tag = tif.pages[0].tags.get("XResolution")
+                if tag is not None:
+                    num, den = tag.value
+                    return float(den) / float(num) if num else None
+    except Exception:  # noqa: BLE001 - unreadable metadata is no pixel size
+        return None
+    return None

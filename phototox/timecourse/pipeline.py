@@ -1,0 +1,239 @@
+"""``phototox timecourse``: per-frame measures of every field, onsets against controls, reports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageInputError, PhototoxError
+from ..images import guard_outputs
+from ..pixelsize import PixelSize
+from .activity import (
+    FLOW_METHODS,
+    confluence,
+    flow_factor,
+    foreground_mask,
+    motion_um_per_min,
+)
+from .io import TimeField, pixel_size_from_metadata, read_doses, read_field, split_field
+from .mitosis import (
+    MitosisSettings,
+    detect_round_objects,
+    events_per_frame,
+    hourly_rate,
+    link_detections,
+    rounding_events,
+)
+from .onset import OnsetSettings, find_onsets
+
+MEASURES = {
+    "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
+    "sick_area_fraction": ("sick area fraction", "fraction of the field with P(sick) >= threshold"),
+    "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
+    "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
+    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+}
+CONTROL = "control"
+OUTPUT_NAMES = ("timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png",
+                "timecourse_onsets.png", "timecourse_report.md")
+# Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
+LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
+
+
+# The smallest change worth reporting, on the onset detector's scale: one percentage point of P(sick)
+# or area, 5% in speed or confluence (log scale), 0.1 rounding events per hour.
+NOISE_FLOORS = {"mean_sick_probability": 0.01, "sick_area_fraction": 0.01, "motion_um_per_min": 0.05,
+                "confluence": 0.05, "mitotic_events_per_hour": 0.1}
+
+
+def onset_scale(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The series the onset detector sees: log(value + floor) for the measures in ``LOG_SCALE``."""
+    return {m: np.log(v + LOG_SCALE[m]) if m in LOG_SCALE else v for m, v in measures.items()}
+
+
+@dataclass
+class TimecourseSettings:
+    """Everything ``run_timecourse`` needs besides its inputs."""
+
+    interval_min: float | None = None
+    pixel_um: float | None = None
+    split: tuple[int, int] = (1, 1)
+    doses: str | None = None
+    model: str | None = "default"  # None: skip DeadNet's P(sick)
+    device: str = "auto"
+    stride: int = 32
+    threshold: float = 0.5
+    flow_method: str = "ilk"
+    onset: OnsetSettings = field(default_factory=OnsetSettings)
+    mitosis: MitosisSettings = field(default_factory=MitosisSettings)
+
+
+@dataclass
+class FieldSeries:
+    """Per-frame measures of one field."""
+
+    field: TimeField
+    values: dict[str, np.ndarray]
+    round_objects: np.ndarray
+    events_started: np.ndarray
+    n_events: int
+    n_persistent: int
+    detections: list[np.ndarray]
+    events: list = field(default_factory=list)
+    persistent: list = field(default_factory=list)
+
+
+def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
+    """Read, check and split every input; resolve the pixel size (flag or metadata)."""
+    if not inputs:
+        raise PhototoxError("timecourse needs at least one stack or folder of frames")
+    for p in inputs:
+        if not Path(p).exists():
+            raise ImageInputError(f"{p}: no such file or folder")
+    pixel = settings.pixel_um
+    if pixel is None:
+        found = {pixel_size_from_metadata(p) for p in inputs}
+        if None in found or len(found) != 1:
+            raise ImageInputError(f"{inputs[0]}: no (single) pixel size in the metadata; pass --pixel-size UM")
+        pixel = found.pop()
+    if not np.isfinite(pixel) or pixel <= 0:
+        raise PhototoxError(f"pixel size must be a positive number of micrometres, got {pixel}")
+    rows, cols = settings.split
+    if rows < 1 or cols < 1:
+        raise PhototoxError(f"--split must be ROWSxCOLS with positive numbers, got {rows}x{cols}")
+    fields = []
+    for p in inputs:
+        f = read_field(p, settings.interval_min, min_size=64)
+        fields.extend(split_field(f, rows, cols) if (rows, cols) != (1, 1) else [f])
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise PhototoxError("two inputs have the same field name; rename one of them")
+    lengths = {len(f.frames) for f in fields}
+    intervals = {round(f.interval_min, 6) for f in fields}
+    if len(lengths) != 1 or len(intervals) != 1:
+        raise ImageInputError(f"fields differ in frame count ({sorted(lengths)}) or interval ({sorted(intervals)} min); "
+                              "onsets compare fields frame by frame")
+    if settings.doses:
+        doses = read_doses(settings.doses, names, {f.name: len(f.frames) for f in fields})
+        for f in fields:
+            f.dose = doses[f.name]
+    return fields, float(pixel)
+
+
+def measure_field(f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None,
+                  progress=None) -> FieldSeries:
+    """All per-frame measures of one field."""
+    n = len(f.frames)
+    values = {k: np.full(n, np.nan) for k in MEASURES}
+    factor = flow_factor(pixel_um)
+    masks, detections = [], []
+    for t, frame in enumerate(f.frames):
+        mask = foreground_mask(frame, pixel_um)
+        values["confluence"][t] = confluence(mask)
+        if t > 0:
+            cells = mask | masks[-1]
+            values["motion_um_per_min"][t] = motion_um_per_min(f.frames[t - 1], frame, cells, pixel_um,
+                                                               f.interval_min, factor, settings.flow_method)
+        masks = [mask]
+        detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        if assessor is not None:  # an Assessor: the frame is analysed at the model's pixel size
+            result = assessor.analyse_frame(frame, PixelSize(pixel_um, "timecourse"), f"{f.name} frame {t}",
+                                             settings.stride, "dense", settings.threshold)
+            values["mean_sick_probability"][t] = result.mean_sick_probability
+            values["sick_area_fraction"][t] = result.sick_area_fraction
+        if progress is not None:
+            progress(1)
+    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
+    events, persistent = rounding_events(tracks, f.interval_min, settings.mitosis.max_rounding_min,
+                                         pixel_um, 2 * settings.mitosis.link_um)
+    started = events_per_frame(events, n)
+    values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
+    if assessor is None:
+        del values["mean_sick_probability"], values["sick_area_fraction"]
+    return FieldSeries(f, values, np.array([len(d) for d in detections]), started, len(events), len(persistent),
+                       detections, events, persistent)
+
+
+def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
+    """A group label per field (its cumulative dose), the control label, and each label's dose in J/cm2."""
+    if any(f.dose is None for f in fields):
+        return [f.name for f in fields], None, {}
+    labels, doses = [], {}
+    for f in fields:
+        total = f.dose.total_j_cm2
+        label = CONTROL if f.dose.is_control else f"{total:.4g} J/cm2"
+        labels.append(label)
+        doses[label] = total
+    return labels, (CONTROL if CONTROL in labels else None), doses
+
+
+def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[dict]:
+    """Each field against all the others as controls: healthy fields must show no onset."""
+    if len(series) < 3:
+        return []
+    names = [s.field.name for s in series]
+    out = []
+    for i, s in enumerate(series):
+        groups = [CONTROL if j != i else names[i] for j in range(len(series))]
+        measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values})
+        onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings, NOISE_FLOORS)
+        out.extend({"field": names[i], **vars(o)} for o in onsets)
+    return out
+
+
+def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: TimecourseSettings,
+                   progress: bool = False) -> dict:
+    """Measure every field, find onsets against the controls, write CSV, JSON, PNG and Markdown."""
+    from tqdm import tqdm
+
+    from .report import write_reports
+
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        raise PhototoxError("phototox timecourse needs scikit-image: pip install 'phototox[timecourse]'") from None
+    if settings.flow_method not in FLOW_METHODS:
+        raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
+    fields, pixel_um = load_fields(inputs, settings)
+    out = Path(out_dir)
+    if any(Path(p).resolve() == out.resolve() for p in inputs):
+        raise PhototoxError(f"{out}: the output folder is an input folder; choose another --out")
+    guard_outputs([out / name for name in OUTPUT_NAMES], [Path(p) for p in inputs])
+    assessor, model_name = None, None
+    if settings.model is not None:
+        from ..assess import Assessor
+        from ..inference import Predictor
+
+        assessor = Assessor(Predictor.from_spec(settings.model, settings.device), domain_check=False)
+        assessor.predictor.check_settings(settings.stride, "dense", settings.threshold)
+        model_name = assessor.predictor.model.label
+        small = [f.name for f in fields if min(f.frames.shape[1:]) < assessor.predictor.window]
+        if small:
+            raise ImageInputError(f"field {small[0]}: smaller than the model's {assessor.predictor.window} px window; "
+                                  "use a smaller --split or --no-sickness")
+    start = time.perf_counter()
+    total = sum(len(f.frames) for f in fields)
+    series = []
+    with tqdm(total=total, desc="timecourse", unit="frame", disable=not progress) as bar:
+        for f in fields:
+            series.append(measure_field(f, pixel_um, settings, assessor, bar.update))
+    seconds = time.perf_counter() - start
+    groups, control, group_doses = dose_groups(fields)
+    measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
+    times = fields[0].times_min
+    if control is not None:
+        onsets, boot = find_onsets(onset_scale(measures), groups, control, times, settings.onset, NOISE_FLOORS)
+        consistency = []
+    else:
+        onsets, boot = find_onsets(measures, groups, None, times, settings.onset) if settings.doses else ([], None)
+        consistency = leave_one_out(series, settings.onset)
+    context = {
+        "pixel_um": pixel_um, "interval_min": fields[0].interval_min, "model": model_name,
+        "flow_factor": flow_factor(pixel_um), "seconds": seconds, "frames": total,
+        "seconds_per_frame": seconds / total, "groups": groups, "control": control,
+        "group_doses": group_doses, "boot": boot, "consistency": consistency,
+    }
+    return write_reports(out, series, measures, onsets, context, settings)

@@ -1,0 +1,115 @@
+"""Time-course figures: every measure against time (one line per dose, 95% bands, onsets marked), onset vs dose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(order: list[str]) -> dict[str, str]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["plasma"]
+    exposed = [g for g in order if g != "control"]
+    colours = {g: cmap(0.1 + 0.75 * i / max(1, len(exposed) - 1)) for i, g in enumerate(exposed)}
+    colours["control"] = "black"
+    return colours
+
+
+def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
+    """One panel per measure; x: time (h); a line and 95% band per group; dashed line at each onset."""
+    from .pipeline import MEASURES
+    from .report import write_png
+
+    plt = _plt()
+    measures = list(next(iter(summary.values())))
+    cols = 3 if len(measures) > 4 else 2
+    rows = int(np.ceil(len(measures) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    colours = _colours(order)
+    hours = times / 60.0
+    counts = {g: sum(1 for x in context["groups"] if x == g) for g in order}
+    for ax, m in zip(axes.ravel(), measures):
+        for g in order:
+            mean, _, _, low, high = summary[g][m]
+            label = f"{g} ({counts[g]} field{'s' if counts[g] > 1 else ''})"
+            ax.plot(hours, mean, color=colours.get(g), lw=1.6, label=label)
+            if counts[g] > 1:
+                ax.fill_between(hours, low, high, color=colours.get(g), alpha=0.15, lw=0)
+        for o in onsets:
+            if o.measure == m and o.time_min is not None:
+                ax.axvline(o.time_min / 60, color=colours.get(o.group), ls="--", lw=1)
+                ax.text(o.time_min / 60, 0.98, " onset", color=colours.get(o.group), fontsize=7, va="top",
+                        transform=ax.get_xaxis_transform())
+        ax.set_xlabel("time (h)")
+        ax.set_ylabel(MEASURES[m][0])
+        ax.set_title(MEASURES[m][1], fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(measures):]:
+        ax.set_axis_off()
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    legend_title = "total light dose" if context["control"] is not None else "field"
+    spare = axes.ravel()[len(measures):]
+    if len(spare):
+        spare[0].legend(handles, labels, loc="center", title=legend_title, fontsize=8, frameon=False)
+    else:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), title=legend_title, fontsize=8,
+                   bbox_to_anchor=(0.5, 1.0 + 0.06 / rows))
+    band = "lines: mean over fields, bands: range over fields; " if context["control"] is not None else ""
+    note = ("dashed: onset against controls at the same time point" if context["control"] is not None
+            else "no control fields: no onset can be given")
+    fig.text(0.5, -0.01, f"{band}{note}; pixel {context['pixel_um']:g} um, frame every "
+             f"{context['interval_min']:g} min", ha="center", fontsize=8)
+    fig.tight_layout()
+    write_png(fig, path)
+
+
+def plot_onsets(onsets, exposed: list[str], group_doses: dict[str, float], times: np.ndarray, measures: list[str],
+                path: Path) -> None:
+    """Onset time (h, 95% interval) against cumulative dose, one marker series per measure."""
+    from .pipeline import MEASURES
+    from .report import write_png
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    end = float(times[-1]) / 60
+    offsets = np.linspace(-0.03, 0.03, len(measures))
+    for k, m in enumerate(measures):
+        xs, ys, lows, highs, none_x = [], [], [], [], []
+        for g in exposed:
+            o = next(o for o in onsets if o.measure == m and o.group == g)
+            x = group_doses[g] * (1 + offsets[k])
+            if o.time_min is None:
+                none_x.append(x)
+                continue
+            xs.append(x)
+            ys.append(o.time_min / 60)
+            lows.append(o.time_min / 60 - (o.low_min / 60 if o.low_min is not None else o.time_min / 60))
+            highs.append((o.high_min / 60 if o.high_min is not None else end) - o.time_min / 60)
+        line = ax.errorbar(xs, ys, yerr=[lows, highs], fmt="o-", capsize=3, label=MEASURES[m][0])
+        if none_x:
+            ax.scatter(none_x, [end] * len(none_x), marker="^", color=line[0].get_color(), s=30)
+    ax.axhline(end, color="grey", lw=0.8, ls=":")
+    ax.text(0.01, end, " end of recording (triangles: no onset)", fontsize=7, va="top", color="grey",
+            transform=ax.get_yaxis_transform())
+    ax.set_xscale("log")
+    ticks = sorted(group_doses[g] for g in exposed)
+    ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("cumulative light dose over the recording (J/cm2)")
+    ax.set_ylabel("onset time after the first frame (h)")
+    ax.set_title("when each measure departs from the controls (95% bootstrap interval over fields)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    write_png(fig, path)
