@@ -82,7 +82,7 @@ def connect(scheduler: str | None = None, cluster: str | None = None, processes:
         except (OSError, TimeoutError) as exc:
             raise PhototoxError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
     workers = parse_local(cluster or "local")
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
+    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
                          silence_logs=logging.ERROR)
     threads = max(1, (os.cpu_count() or 1) // workers)
     return Client(local), local, threads
