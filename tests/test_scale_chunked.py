@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
 
-from phototox.errors import PhototoxError  # noqa: E402
-from phototox.scale import chunked  # noqa: E402
-from phototox.scale.geometry import halo, spans  # noqa: E402
+from phototox.errors import PhototoxError
+from phototox.scale import chunked
+from phototox.scale.geometry import halo, spans
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
 
-from phototox.errors import ImageInputError  # noqa: E402
-from phototox.scale.zarrio import open_large, open_ome_zarr, open_tiff, write_ome_zarr  # noqa: E402
+from phototox.errors import ImageInputError
+from phototox.scale.zarrio import open_large, open_ome_zarr, open_tiff, write_ome_zarr
 
 
 def test_ome_zarr_round_trip_keeps_pixels_dtype_pixel_size_and_axes(tmp_path, rng):
@@ -24,7 +24,7 @@ def test_ome_zarr_round_trip_keeps_pixels_dtype_pixel_size_and_axes(tmp_path, rn
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    node = list(Reader(parse_url(str(path)))())[0]
+    node = next(iter(Reader(parse_url(str(path)))()))
     assert [a["name"] for a in node.metadata["axes"]] == ["y", "x"]
     assert node.metadata["axes"][0]["unit"] == "micrometer"
     scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
