@@ -65,14 +65,15 @@ def _run_measured(args: list[str]) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 1024, 1), "children_before_kb": before}
 
 
-def bench_memory(sizes: list[int], in_memory: list[int], chunk: int) -> None:
+def bench_memory(sizes: list[int], in_memory: list[int], chunk: int, mode: str = "dense", stride: int = 32) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         for size in sizes:
             src = make_large_zarr(Path(tmp) / f"frame{size}.ome.zarr", size)
             res = _run_measured(["map", str(src), "--out", str(Path(tmp) / f"out{size}"), "--model", MODEL,
-                                 "--device", "cpu", "--stride", "32", "--chunk", str(chunk), "--quiet"])
+                                 "--device", "cpu", "--stride", str(stride), "--mode", mode, "--chunk", str(chunk),
+                                 "--quiet"])
             record = {"bench": "chunked_map_memory", "size_px": size, "megapixels": size * size / 1e6,
-                      "chunk": chunk, **res}
+                      "chunk": chunk, "mode": mode, "stride": stride, **res}
             _emit(record)
             if size in in_memory:
                 import tifffile
@@ -82,8 +83,10 @@ def bench_memory(sizes: list[int], in_memory: list[int], chunk: int) -> None:
                 tif = Path(tmp) / f"frame{size}.tif"
                 tifffile.imwrite(tif, open_ome_zarr(src)[:, :], photometric="minisblack")
                 res = _run_measured(["map", str(tif), "--out", str(Path(tmp) / f"mem{size}"), "--model", MODEL,
-                                     "--device", "cpu", "--stride", "32", "--quiet", "--no-overlay"])
-                _emit({"bench": "in_memory_map_memory", "size_px": size, "megapixels": size * size / 1e6, **res})
+                                     "--device", "cpu", "--stride", str(stride), "--mode", mode, "--quiet",
+                                     "--no-overlay"])
+                _emit({"bench": "in_memory_map_memory", "size_px": size, "megapixels": size * size / 1e6,
+                       "mode": mode, "stride": stride, **res})
             for p in Path(tmp).glob(f"*{size}*"):
                 subprocess.run(["rm", "-rf", str(p)], check=False)
 
@@ -125,6 +128,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 5120, 10240])
     p.add_argument("--in-memory", type=int, nargs="*", default=[2048, 5120])
     p.add_argument("--chunk", type=int, default=2048)
+    p.add_argument("--mode", default="dense", choices=("dense", "exact"))
+    p.add_argument("--stride", type=int, default=32)
     p = sub.add_parser("throughput")
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--size", type=int, default=1024)
@@ -132,7 +137,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     if args.what == "memory":
-        bench_memory(args.sizes, args.in_memory, args.chunk)
+        bench_memory(args.sizes, args.in_memory, args.chunk, args.mode, args.stride)
     else:
         bench_throughput(args.images, args.size, args.configs, args.repeat)
 

@@ -104,3 +104,37 @@ def test_upsample_block_matches_upsample_grid(rng):
     for ys, xs in [((0, 500), (0, 560)), ((100, 333), (7, 300)), ((499, 500), (0, 1))]:
         np.testing.assert_allclose(chunked.upsample_block(grid, 220, 40, ys, xs), full[ys[0]:ys[1], xs[0]:xs[1]],
                                    atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cli_on_an_ome_zarr_input_matches_the_tiff_run(frame, tmp_path, capsys):
+    """``phototox map/predict`` on OME-Zarr (chunked) give the numbers of the same image as a TIFF."""
+    import csv
+    import json
+
+    import tifffile
+
+    from phototox.cli import main
+    from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
+
+    image = frame.astype(np.uint16)
+    zarr_in = write_ome_zarr(tmp_path / "field.ome.zarr", image, pixel_size_um=0.5)
+    tifffile.imwrite(tmp_path / "field.tif", image, photometric="minisblack")
+    common = ["--model", SYNTH_MODEL, "--device", "cpu", "--quiet"]
+    assert main(["map", str(zarr_in), "--out", str(tmp_path / "z"), "--chunk", "256", *common]) == 0
+    assert main(["map", str(tmp_path / "field.tif"), "--out", str(tmp_path / "t"), "--no-overlay", *common]) == 0
+    tiff_map = tifffile.imread(tmp_path / "t" / "field_map.tif")
+    zarr_map = open_ome_zarr(tmp_path / "z" / "field.ome_map.ome.zarr")
+    assert zarr_map.pixel_size_um == pytest.approx(0.5)
+    np.testing.assert_allclose(zarr_map[:, :], tiff_map, atol=2e-5)
+    with (tmp_path / "z" / "summary.csv").open() as a, (tmp_path / "t" / "summary.csv").open() as b:
+        za, tb = next(csv.DictReader(a)), next(csv.DictReader(b))
+    assert float(za["mean_sick_probability"]) == pytest.approx(float(tb["mean_sick_probability"]), abs=1e-5)
+    assert za["label"] == tb["label"] and za["windows"] == tb["windows"]
+    capsys.readouterr()
+    rows = []
+    for source in (zarr_in, tmp_path / "field.tif"):
+        assert main(["predict", str(source), "--json", *common]) == 0
+        rows.append(json.loads(capsys.readouterr().out)[0])
+    assert rows[0]["stride"] == rows[1]["stride"] == 64  # predict's own default stride
+    assert rows[0]["mean_sick_probability"] == pytest.approx(rows[1]["mean_sick_probability"], abs=1e-5)

@@ -32,7 +32,7 @@ STORE_CHUNK = 1024
 class ChunkedResult:
     """Summary numbers of a chunked map (the map itself lives in the OME-Zarr store)."""
 
-    path: Path
+    path: Path | None
     shape: tuple[int, int]
     grid_shape: tuple[int, int]
     mean_sick_probability: float
@@ -112,21 +112,24 @@ def upsample_block(grid: np.ndarray, window: int, stride: int, ys: tuple[int, in
     return np.clip(wy @ sub @ wx.T, 0.0, 1.0).astype(np.float32)
 
 
-def chunked_map(predictor: Predictor, frame, out: str | Path, stride: int = 32, mode: str = "dense",
+def chunked_map(predictor: Predictor, frame, out: str | Path | None, stride: int = 32, mode: str = "dense",
                 threshold: float = 0.5, normalisation: str = "local", chunk: int = DEFAULT_CHUNK,
                 pixel_size_um: float | None = None, attrs: dict | None = None,
                 progress: Callable[[int], None] | None = None) -> ChunkedResult:
     """Map a large frame chunk by chunk into an OME-Zarr image ``out`` (with a pyramid).
 
-    Summary numbers are accumulated block by block and equal those of an in-memory map.
+    Summary numbers are accumulated block by block and equal those of an in-memory map; with
+    ``out=None`` only they are computed (``phototox predict`` of a large image).
     """
+    from contextlib import nullcontext
+
     from .zarrio import MapWriter
 
     predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
     grid = chunked_grid(predictor, frame, stride, mode, normalisation, chunk, progress)
     total, above = 0.0, 0
-    with MapWriter(out, (h, w), STORE_CHUNK, pixel_size_um, attrs) as writer:
+    with MapWriter(out, (h, w), STORE_CHUNK, pixel_size_um, attrs) if out else nullcontext() as writer:
         for y0 in range(0, h, STORE_CHUNK):
             y1 = min(h, y0 + STORE_CHUNK)
             for x0 in range(0, w, STORE_CHUNK):
@@ -134,12 +137,14 @@ def chunked_map(predictor: Predictor, frame, out: str | Path, stride: int = 32, 
                 block = upsample_block(grid, predictor.window, stride, (y0, y1), (x0, x1))
                 total += float(block.sum(dtype=np.float64))
                 above += int((block >= threshold).sum())
-                writer.write(block, y0, x0)
-        writer.write_grid(grid, stride, predictor.window)
+                if writer is not None:
+                    writer.write(block, y0, x0)
+        if writer is not None:
+            writer.write_grid(grid, stride, predictor.window)
     mean = total / (h * w)
     label = CLASSES[1] if mean >= threshold else CLASSES[0]
     confidence = mean if label == CLASSES[1] else 1.0 - mean
-    return ChunkedResult(Path(out), (h, w), grid.shape, mean, above / (h * w), label, confidence, threshold,
+    return ChunkedResult(Path(out) if out else None, (h, w), grid.shape, mean, above / (h * w), label, confidence, threshold,
                          int(stride), mode)
 
 

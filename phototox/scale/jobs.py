@@ -43,7 +43,13 @@ class RunSettings:
 
 
 def predict_image(predictor: Predictor, path: str, settings: RunSettings) -> list[dict]:
-    """Summary rows of one image file (one per frame), as ``phototox predict`` writes them."""
+    """Summary rows of one image file (one per frame), as ``phototox predict`` writes them.
+
+    OME-Zarr inputs are scored chunk by chunk (one row, nothing written)."""
+    from .zarrio import is_zarr
+
+    if is_zarr(path):
+        return [chunked_row(predictor, path, None, settings)]
     frames = read_frames(path, colour=settings.colour, min_size=predictor.window)
     results = predictor.analyse(frames, str(path), settings.stride, settings.mode, settings.threshold,
                                 settings.normalisation)
@@ -68,8 +74,8 @@ def map_image(predictor: Predictor, path: str, out_dir: str, stem: str, settings
     return summary_rows(str(path), results, settings.model_name)
 
 
-def chunked_row(predictor: Predictor, path: str, out: Path, settings: RunSettings) -> dict:
-    """Map a large image chunk by chunk into an OME-Zarr map; its one summary row."""
+def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: RunSettings) -> dict:
+    """Map a large image chunk by chunk into an OME-Zarr map (``out``, if given); its one summary row."""
     from .chunked import chunked_map
     from .zarrio import open_large
 
