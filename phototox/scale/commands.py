@@ -66,7 +66,11 @@ def _run(kind: str, args, inputs: list[Path], ledger_path: Path | None, out_dir:
     overlay = not getattr(args, "no_overlay", False)
     chunked = getattr(args, "chunked", False)
     if args.scheduler or args.cluster:
-        from .cluster import run_images
+        try:
+            from .cluster import run_images
+        except ImportError as exc:
+            raise PhototoxError(f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): "
+                                f"{exc}") from exc
         from .ledger import Ledger
 
         ledger = Ledger(ledger_path, settings.fingerprint()) if ledger_path else None
