@@ -145,6 +145,10 @@ def cmd_demo(args) -> int:
 
 def cmd_predict(args) -> int:
     """Per-image sick probability for each input (each frame of a stack)."""
+    from .scale.commands import predict_scaled, wants_scale
+
+    if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
+        return predict_scaled(args)
     from .images import read_frames
     from .outputs import format_rows, summary_rows, write_summary
     from .planned import check_distinct_inputs, check_outputs, model_inputs
@@ -178,6 +182,10 @@ def cmd_predict(args) -> int:
 
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
+    from .scale.commands import map_scaled, wants_scale
+
+    if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
+        return map_scaled(args)
     from .images import read_frames
     from .outputs import (
         format_rows,
@@ -415,6 +423,9 @@ def cmd_models(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from .scale.commands import add_cluster_options, add_map_scale_options
+    from .scale.commands import register as register_scale
+
     parser = argparse.ArgumentParser(prog="phototox", description=(
         "Detect light-induced damage (phototoxicity) in label-free phase-contrast images. "
         "Reimplements DeadNet (Richmond et al., 2017, arXiv:1701.06109)."))
@@ -441,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true")
+    add_cluster_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
@@ -454,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
                         "sick fraction of the cell-covered area beside that of the field")
     p.add_argument("--quiet", action="store_true")
+    add_map_scale_options(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
@@ -607,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import register as register_serve
 
     register_serve(sub)
+    register_scale(sub)
     register_annotate(sub)
 
     for ep in entry_points(group="phototox.commands"):

@@ -1,0 +1,156 @@
+"""Sickness maps of frames too large for memory, chunk by chunk, written as OME-Zarr.
+
+The frame is read lazily (an OME-Zarr or TIFF opened by :mod:`.zarrio`, or any array that can be
+sliced). Pass 1 computes the window grid chunk by chunk, each chunk read with the context
+:func:`~phototox.scale.geometry.halo` says its windows need, through the same
+:class:`~phototox.inference.Predictor` grids as an in-memory map. Pass 2 upsamples the grid block
+by block exactly as :func:`phototox.windows.upsample_grid` does, accumulates the summary numbers and
+writes the full-resolution map (level 0) and a 2x-downsampled pyramid. Memory is bounded by the
+chunk size, never by the frame size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageInputError
+from ..inference import FrameResult, Predictor
+from ..models.architectures import CLASSES
+from .geometry import halo, spans, windows_per_chunk
+
+DEFAULT_CHUNK = 2048
+"""Core side of a compute chunk in pixels (rounded down to whole windows of the stride)."""
+STORE_CHUNK = 1024
+"""Side of the stored OME-Zarr chunks and of the upsampling blocks."""
+
+
+@dataclass
+class ChunkedResult:
+    """Summary numbers of a chunked map (the map itself lives in the OME-Zarr store)."""
+
+    path: Path | None
+    shape: tuple[int, int]
+    grid_shape: tuple[int, int]
+    mean_sick_probability: float
+    sick_area_fraction: float
+    label: str
+    confidence: float
+    threshold: float
+    stride: int
+    mode: str
+
+    def summary(self) -> dict:
+        """Scalar results, with the same keys as :meth:`FrameResult.summary`."""
+        return {"mean_sick_probability": self.mean_sick_probability, "sick_area_fraction": self.sick_area_fraction,
+                "label": self.label, "confidence": self.confidence, "threshold": self.threshold,
+                "stride": self.stride, "mode": self.mode,
+                "windows": int(self.grid_shape[0] * self.grid_shape[1])}
+
+
+def _as_float(block) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(block), dtype=np.float32)
+
+
+def chunked_grid(predictor: Predictor, frame, stride: int, mode: str = "dense", normalisation: str = "local",
+                 chunk: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The window grid of a lazily sliceable (H, W) frame, computed chunk by chunk.
+
+    Equal (to float rounding) to ``predictor.dense_grid``/``exact_grid`` of the whole frame. The
+    grid is 1/stride^2 of the frame; it is returned in memory.
+    """
+    predictor.check_settings(stride, mode, 0.5, normalisation)
+    h, w = frame.shape[-2:]
+    win = predictor.window
+    contract = predictor.contract
+    context = halo(win, stride, mode, normalisation, box=contract.size if contract.kind == "box" else None,
+                   contract=contract.kind)
+    per_chunk = windows_per_chunk(chunk, stride)
+    rows = spans(h, win, stride, per_chunk, context)
+    cols = spans(w, win, stride, per_chunk, context)
+    grid = np.empty((rows[-1][0] + rows[-1][1], cols[-1][0] + cols[-1][1]), np.float32)
+    for first_y, count_y, y0, y1 in rows:
+        for first_x, count_x, x0, x1 in cols:
+            region = _as_float(frame[y0:y1, x0:x1])
+            if not np.isfinite(region).all():
+                raise ImageInputError(f"NaN or infinite pixel values in rows {y0}-{y1}, columns {x0}-{x1}")
+            part = (predictor.exact_grid(region, stride) if mode == "exact"
+                    else predictor.dense_grid(region, stride, normalisation))
+            ly, lx = (first_y * stride - y0) // stride, (first_x * stride - x0) // stride
+            grid[first_y:first_y + count_y, first_x:first_x + count_x] = part[ly:ly + count_y, lx:lx + count_x]
+            if progress is not None:
+                progress(1)
+    return grid
+
+
+def interpolation_weights(start: int, stop: int, centres: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows ``start:stop`` of :func:`phototox.windows._interpolation_matrix`, restricted to the
+    centres they touch: ``(weights (stop-start, k), first centre index)``."""
+    n = len(centres)
+    if n == 1:
+        return np.ones((stop - start, 1)), 0
+    pos = np.clip(np.arange(start, stop, dtype=np.float64), centres[0], centres[-1])
+    step = centres[1] - centres[0]
+    left = np.clip(((pos - centres[0]) // step).astype(int), 0, n - 2)
+    frac = (pos - centres[left]) / step
+    first = int(left.min())
+    weights = np.zeros((stop - start, int(left.max()) + 2 - first))
+    rows = np.arange(stop - start)
+    weights[rows, left - first] = 1.0 - frac
+    weights[rows, left + 1 - first] += frac
+    return weights, first
+
+
+def upsample_block(grid: np.ndarray, window: int, stride: int, ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
+    """Block ``[ys[0]:ys[1], xs[0]:xs[1]]`` of ``upsample_grid(grid, ...)`` without the rest."""
+    cy = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0
+    cx = np.arange(grid.shape[1]) * stride + (window - 1) / 2.0
+    wy, fy = interpolation_weights(*ys, cy)
+    wx, fx = interpolation_weights(*xs, cx)
+    sub = grid[fy:fy + wy.shape[1], fx:fx + wx.shape[1]].astype(np.float64)
+    return np.clip(wy @ sub @ wx.T, 0.0, 1.0).astype(np.float32)
+
+
+def chunked_map(predictor: Predictor, frame, out: str | Path | None, stride: int = 32, mode: str = "dense",
+                threshold: float = 0.5, normalisation: str = "local", chunk: int = DEFAULT_CHUNK,
+                pixel_size_um: float | None = None, attrs: dict | None = None,
+                progress: Callable[[int], None] | None = None) -> ChunkedResult:
+    """Map a large frame chunk by chunk into an OME-Zarr image ``out`` (with a pyramid).
+
+    Summary numbers are accumulated block by block and equal those of an in-memory map; with
+    ``out=None`` only they are computed (``phototox predict`` of a large image).
+    """
+    from contextlib import nullcontext
+
+    from .zarrio import MapWriter
+
+    predictor.check_settings(stride, mode, threshold, normalisation)
+    h, w = (int(v) for v in frame.shape[-2:])
+    grid = chunked_grid(predictor, frame, stride, mode, normalisation, chunk, progress)
+    total, above = 0.0, 0
+    with MapWriter(out, (h, w), STORE_CHUNK, pixel_size_um, attrs) if out else nullcontext() as writer:
+        for y0 in range(0, h, STORE_CHUNK):
+            y1 = min(h, y0 + STORE_CHUNK)
+            for x0 in range(0, w, STORE_CHUNK):
+                x1 = min(w, x0 + STORE_CHUNK)
+                block = upsample_block(grid, predictor.window, stride, (y0, y1), (x0, x1))
+                total += float(block.sum(dtype=np.float64))
+                above += int((block >= threshold).sum())
+                if writer is not None:
+                    writer.write(block, y0, x0)
+        if writer is not None:
+            writer.write_grid(grid, stride, predictor.window)
+    mean = total / (h * w)
+    label = CLASSES[1] if mean >= threshold else CLASSES[0]
+    confidence = mean if label == CLASSES[1] else 1.0 - mean
+    return ChunkedResult(Path(out) if out else None, (h, w), grid.shape, mean, above / (h * w), label, confidence, threshold,
+                         int(stride), mode)
+
+
+def in_memory_equivalent(predictor: Predictor, frame: np.ndarray, stride: int, mode: str, threshold: float,
+                         normalisation: str = "local") -> FrameResult:
+    """The ordinary in-memory result of the same frame (for checks on frames that fit)."""
+    return predictor.analyse_frame(np.asarray(frame, np.float32), stride, mode, threshold, normalisation)

@@ -1,0 +1,137 @@
+"""Many images on a Dask distributed cluster: one model load per worker, one image per task,
+results gathered into the same CSV and maps as the single-process run, resumable.
+
+Each worker loads the model once, when :class:`PredictorPlugin` is registered (not per task).
+Tasks call :mod:`.jobs` -- the same code the single-process run calls -- and write their map files
+atomically where the client asked (a filesystem the workers share, as on any HPC cluster). The
+client records each finished image in a :class:`~.ledger.Ledger`; a rerun after a crash skips
+what the ledger holds and computes every other image exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from distributed import Client, LocalCluster, as_completed, get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from ..errors import PhototoxError
+from .jobs import RunSettings, map_image, predict_image
+from .ledger import Ledger, input_key
+
+PLUGIN_NAME = "phototox-predictor"
+
+
+class PredictorPlugin(WorkerPlugin):
+    """Loads the model once per worker and keeps the :class:`~phototox.inference.Predictor`."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, settings: RunSettings, threads: int | None = None) -> None:
+        self.settings = settings
+        self.threads = threads
+        self.predictor = None
+        self.loads = 0
+
+    def setup(self, worker=None) -> None:
+        import torch
+
+        from ..inference import Predictor
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.predictor = Predictor.from_spec(self.settings.model, self.settings.device,
+                                             self.settings.batch_size)
+        self.loads += 1
+
+
+def worker_predictor():
+    """The predictor the plugin loaded on this worker."""
+    return get_worker().plugins[PLUGIN_NAME].predictor
+
+
+def _run_one(kind: str, path: str, settings: RunSettings, out_dir: str | None, stem: str | None,
+             overlay: bool, chunked: bool) -> list[dict]:
+    predictor = worker_predictor()
+    if kind == "predict":
+        return predict_image(predictor, path, settings)
+    return map_image(predictor, path, out_dir, stem, settings, overlay, chunked)
+
+
+def parse_local(spec: str) -> int:
+    """``local:N`` -> N workers (``local`` alone: one per CPU core)."""
+    name, _, count = spec.partition(":")
+    if name != "local":
+        raise PhototoxError(f"--cluster {spec!r}: use local:N (N workers on this machine); for a running "
+                            "cluster pass --scheduler ADDRESS")
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise PhototoxError(f"--cluster {spec!r}: N must be a positive whole number of workers")
+    return int(count)
+
+
+def connect(scheduler: str | None = None, cluster: str | None = None, processes: bool = True):
+    """A Dask client (and the LocalCluster it owns, or None) plus torch threads per worker."""
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="30s"), None, None
+        except (OSError, TimeoutError) as exc:
+            raise PhototoxError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
+    workers = parse_local(cluster or "local")
+    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
+                         silence_logs=logging.ERROR)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return Client(local), local, threads
+
+
+def run_images(kind: str, inputs: Iterable[str], settings: RunSettings, ledger: Ledger | None = None,
+               out_dir: str | None = None, stems: dict[str, str] | None = None, overlay: bool = True,
+               chunked: bool = False, scheduler: str | None = None, cluster: str | None = None,
+               client: Client | None = None, progress: bool = True) -> list[dict]:
+    """Process every input on the cluster; summary rows in input order (as the single-process run).
+
+    Images already in ``ledger`` are not recomputed; each finished one is recorded at once.
+    """
+    from tqdm import tqdm
+
+    inputs = [str(p) for p in inputs]
+    keys = {p: input_key(p) for p in inputs}
+    done = dict(ledger.done) if ledger is not None else {}
+    todo = list(dict.fromkeys(p for p in inputs if keys[p] not in done))
+    owned = None
+    if todo:
+        if client is None:
+            client, owned, threads = connect(scheduler, cluster)
+        else:
+            threads = None
+        try:
+            client.register_plugin(PredictorPlugin(settings, threads), name=PLUGIN_NAME)
+            futures = {client.submit(_run_one, kind, p, settings, out_dir, (stems or {}).get(p), overlay, chunked,
+                                     pure=False): p
+                       for p in todo}
+            unique = len(set(keys.values()))
+            with tqdm(total=unique, initial=unique - len(todo), desc=f"{kind} on cluster", unit="image",
+                      disable=not progress) as bar:
+                for future in as_completed(futures):
+                    path = futures[future]
+                    try:
+                        rows = future.result()
+                    except Exception as exc:
+                        for other in futures:
+                            other.cancel()
+                        where = f"; finished images are recorded in {ledger.path}, rerun to resume" if ledger else ""
+                        if isinstance(exc, PhototoxError):
+                            raise type(exc)(f"{exc}{where}") from exc
+                        raise PhototoxError(f"{path}: {type(exc).__name__}: {exc}{where}") from exc
+                    done[keys[path]] = rows
+                    if ledger is not None:
+                        ledger.record(keys[path], rows)
+                    bar.update(1)
+        finally:
+            if owned is not None:
+                client.close()
+                owned.close()
+    return [row for p in inputs for row in done[keys[p]]]

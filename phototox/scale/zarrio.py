@@ -1,0 +1,281 @@
+"""Large images in and out: OME-Zarr (NGFF) via ``ome-zarr``/``zarr``, TIFF (tiled, BigTIFF) via
+``tifffile``'s zarr store. Everything is opened lazily: slicing reads only the chunks it touches.
+
+Needs the ``scale`` extra (``pip install -e ".[scale]"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageInputError, OutputError
+
+SPATIAL = ("y", "x")
+ZARR_SUFFIXES = (".zarr",)
+
+
+@dataclass
+class LazyFrame:
+    """One 2-D plane of a large image, sliceable as ``frame[y0:y1, x0:x1]`` without reading the rest."""
+
+    array: object  # zarr array (any leading axes of size 1 are indexed away on read)
+    source: str
+    pixel_size_um: float | None = None
+    axes: tuple[str, ...] = SPATIAL
+    lead: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.array.shape[-2:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.array[self.lead + tuple(key)])
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """An OME-Zarr (or plain zarr) folder."""
+    p = Path(path)
+    return p.suffix.lower() in ZARR_SUFFIXES or (p.is_dir() and any((p / n).exists() for n in
+                                                                    ("zarr.json", ".zattrs", ".zgroup")))
+
+
+def _single_plane(shape: tuple[int, ...], axes: tuple[str, ...], source: str) -> tuple[int, ...]:
+    """Index of the one plane of an array whose non-YX axes all have size 1."""
+    if len(shape) < 2 or tuple(a.lower() for a in axes[-2:]) != SPATIAL:
+        raise ImageInputError(f"{source}: expected the last two axes to be y, x; got {''.join(axes)} {shape}")
+    extra = {a: n for a, n in zip(axes[:-2], shape[:-2]) if n != 1}
+    if extra:
+        raise ImageInputError(f"{source}: chunked maps take one 2-D plane, but the image has "
+                              + ", ".join(f"{n} along {a}" for a, n in extra.items())
+                              + " (write one plane per OME-Zarr image)")
+    return (0,) * (len(shape) - 2)
+
+
+def _check_dtype(dtype: np.dtype, source: str) -> None:
+    if dtype.kind not in "uif" or dtype.itemsize > 8 or dtype == np.bool_:
+        raise ImageInputError(f"{source}: unsupported pixel type {dtype} (use 8/16-bit grey or float)")
+
+
+def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
+    """Open level ``level`` of an OME-Zarr image; pixel size (um) and axes from its metadata."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageInputError(f"{path}: no such OME-Zarr folder")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = group.attrs.asdict()
+        multiscales = attrs.get("ome", attrs).get("multiscales")
+        if not multiscales:
+            raise ValueError("no 'multiscales' metadata (not an OME-Zarr image)")
+        meta = multiscales[0]
+        datasets = meta["datasets"]
+        if not 0 <= level < len(datasets):
+            raise ValueError(f"level {level} not among the {len(datasets)} levels")
+        axes_meta = meta.get("axes") or [{"name": n} for n in "tczyx"[-group[datasets[0]["path"]].ndim:]]
+        axes = tuple((a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta)
+        array = group[datasets[level]["path"]]
+        pixel_size = _pixel_size_from_ngff(meta, datasets[level], axes_meta)
+    except ImageInputError:
+        raise
+    except Exception as exc:
+        raise ImageInputError(f"{path}: not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from exc
+    _check_dtype(np.dtype(array.dtype), str(path))
+    return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
+
+
+_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3,
+               "mm": 1e3}
+
+
+def _pixel_size_from_ngff(meta: dict, dataset: dict, axes_meta: list) -> float | None:
+    """The y pixel size in micrometres from the dataset's (and the image's) scale transforms."""
+    scale = None
+    for transforms in (dataset.get("coordinateTransformations") or [], meta.get("coordinateTransformations") or []):
+        for t in transforms:
+            if t.get("type") == "scale":
+                values = list(t["scale"])
+                scale = values if scale is None else [a * b for a, b in zip(scale, values)]
+    if scale is None:
+        return None
+    unit = axes_meta[-2].get("unit") if isinstance(axes_meta[-2], dict) else None
+    factor = _UNIT_TO_UM.get(str(unit).lower()) if unit else None
+    return None if factor is None else float(scale[-2]) * factor
+
+
+def open_tiff(path: str | os.PathLike) -> LazyFrame:
+    """Open a (tiled, Big-) TIFF lazily through tifffile's zarr store."""
+    import tifffile
+    import zarr
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageInputError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = tuple(series.axes.lower().replace("s", "c"))
+            pixel_size = _tiff_pixel_size(tif)
+        store = tifffile.imread(path, aszarr=True)
+        array = zarr.open(store, mode="r")
+        if hasattr(array, "keys") and not hasattr(array, "shape"):  # a multi-level TIFF: take level 0
+            array = array["0"]
+    except Exception as exc:
+        raise ImageInputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
+    _check_dtype(np.dtype(array.dtype), str(path))
+    return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
+
+
+def _tiff_pixel_size(tif) -> float | None:
+    """Pixel size (um) from ImageJ metadata or the resolution tags, when they say micrometres."""
+    page = tif.pages[0]
+    ij = tif.imagej_metadata or {}
+    tags = page.tags
+    if "YResolution" not in tags:
+        return None
+    num, den = tags["YResolution"].value
+    if not num:
+        return None
+    per_unit = num / den
+    unit = str(ij.get("unit", "")).lower().replace("\\u00b5", "u").replace("µ", "u")
+    if unit in ("micron", "um", "microns", "micrometer"):
+        return 1.0 / per_unit
+    res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    if res_unit == 3:  # centimetre
+        return 1e4 / per_unit
+    return None  # inch (the default) means no physical calibration in practice
+
+
+def open_large(path: str | os.PathLike) -> LazyFrame:
+    """Open an OME-Zarr folder or a TIFF file lazily."""
+    return open_ome_zarr(path) if is_zarr(path) else open_tiff(path)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _pyramid_levels(shape: tuple[int, int], chunk: int) -> int:
+    """Levels until the coarsest one fits in one chunk."""
+    return 1 + max(0, math.ceil(math.log2(max(shape) / chunk))) if max(shape) > chunk else 1
+
+
+class MapWriter:
+    """Write an (H, W) image (a float32 map by default) block by block into a new OME-Zarr image with a 2x pyramid.
+
+    Written into a hidden folder beside ``out`` and renamed into place on success, so a crash
+    never leaves a half-written map under the final name; an existing ``out`` is replaced only
+    then. Pixel size (um) and axes go into the NGFF metadata.
+    """
+
+    def __init__(self, out: str | os.PathLike, shape: tuple[int, int], chunk: int = 1024,
+                 pixel_size_um: float | None = None, attrs: dict | None = None, dtype: str = "float32") -> None:
+        import zarr
+
+        self.out = Path(out)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.chunk = int(chunk)
+        self.pixel_size_um = pixel_size_um
+        self.attrs = attrs or {}
+        self.dtype = np.dtype(dtype)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+        self.group = zarr.open_group(str(self.tmp), mode="w")
+        self.levels = _pyramid_levels(self.shape, self.chunk)
+        self.arrays = []
+        h, w = self.shape
+        for level in range(self.levels):
+            self.arrays.append(self.group.create_array(
+                str(level), shape=(h, w), chunks=(min(h, self.chunk), min(w, self.chunk)), dtype=self.dtype,
+                fill_value=float("nan") if self.dtype.kind == "f" else 0))
+            h, w = (h + 1) // 2, (w + 1) // 2
+
+    def write(self, block: np.ndarray, y0: int, x0: int) -> None:
+        """Level-0 block at (y0, x0); blocks should align with the chunk size."""
+        self.arrays[0][y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+
+    def write_grid(self, grid: np.ndarray, stride: int, window: int) -> None:
+        """The window grid itself, beside the image (not part of the multiscale pyramid)."""
+        array = self.group.create_array("grid", shape=grid.shape, chunks=grid.shape, dtype="float32")
+        array[...] = grid
+        array.attrs.update({"stride_px": int(stride), "window_px": int(window),
+                            "centre_of_first_window_px": (window - 1) / 2.0})
+
+    def _downsample(self) -> None:
+        """Each level the 2x2 mean of the level above (edges averaged over the pixels present)."""
+        for level in range(1, self.levels):
+            src, dst = self.arrays[level - 1], self.arrays[level]
+            step = 2 * self.chunk
+            for y0 in range(0, src.shape[0], step):
+                for x0 in range(0, src.shape[1], step):
+                    block = np.asarray(src[y0:y0 + step, x0:x0 + step], dtype=np.float64)
+                    dst[y0 // 2:(y0 + block.shape[0] + 1) // 2, x0 // 2:(x0 + block.shape[1] + 1) // 2] = _cast(_mean2x2(block), self.dtype)
+
+    def _metadata(self) -> None:
+        from ome_zarr.writer import write_multiscales_metadata
+
+        size = self.pixel_size_um or 1.0
+        datasets = [{"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": [size * 2**level, size * 2**level]},
+            {"type": "translation", "translation": [size * (2**level - 1) / 2] * 2}]}
+            for level in range(self.levels)]
+        unit = {"unit": "micrometer"} if self.pixel_size_um else {}
+        axes = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
+        write_multiscales_metadata(self.group, datasets, axes=axes, name=self.out.name)
+        self.group.attrs.update({"phototox": {**self.attrs, "pixel_size_um": self.pixel_size_um}})
+
+    def __enter__(self) -> MapWriter:  # noqa: PYI034
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        try:
+            self._downsample()
+            self._metadata()
+            if self.out.exists():
+                if not is_zarr(self.out):
+                    raise OutputError(f"{self.out}: exists and is not a zarr folder; choose another output")
+                shutil.rmtree(self.out)
+            os.replace(self.tmp, self.out)
+        finally:
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _mean2x2(block: np.ndarray) -> np.ndarray:
+    """2x2 block mean of a float array, averaging only the pixels present at odd edges."""
+    h, w = block.shape
+    padded = np.full((h + h % 2, w + w % 2), np.nan)
+    padded[:h, :w] = block
+    quads = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(quads, axis=(1, 3))
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values in ``dtype`` (rounded and clipped for integer types)."""
+    if dtype.kind == "f":
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values), info.min, info.max).astype(dtype)
+
+
+def write_ome_zarr(out: str | os.PathLike, image: np.ndarray, pixel_size_um: float | None = None,
+                   chunk: int = 1024, attrs: dict | None = None) -> Path:
+    """Write an in-memory (H, W) array, dtype kept, as an OME-Zarr image with a pyramid."""
+    image = np.asarray(image)
+    with MapWriter(out, image.shape, chunk, pixel_size_um, attrs, dtype=image.dtype.str) as writer:
+        writer.arrays[0][...] = image
+    return Path(out)
