@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from conftest import REPO
 
 from phototox.cli import build_parser
 
@@ -85,3 +87,16 @@ def test_an_import_error_outside_any_extra_is_not_disguised():
 
     assert extra_for_module("bioimageio.core.backends") == "bioimageio"
     assert missing_extra_message(ModuleNotFoundError("x", name="numpy"), "phototox map") is None
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    test_command = blocks[1].strip()
+    assert test_command.startswith("python3 -m venv .venv && . .venv/bin/activate")  # self-contained
+    assert "pytest" in test_command
+    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_lines == [test_command]
+
+
+def test_demo_output_is_git_ignored():
+    assert "/phototox-demo/" in (REPO / ".gitignore").read_text().splitlines()
