@@ -94,7 +94,7 @@ def cmd_demo(args) -> int:
     print(format_rows(rows))
     scores = [r["mean_sick_probability"] for r in rows]
     try:
-        fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=0)
+        fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=200)
         write_dose_report([{"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
                            for r, d in zip(rows, DEMO_DOSES)], fit, out, "(synthetic dose)",
                           provenance(predictor.model))
