@@ -28,38 +28,45 @@ TESTS = ["tests/test_maps.py", "tests/test_maps_known_answers.py", "tests/test_s
 
 @dataclass(frozen=True)
 class Mutation:
-    """Replace ``old`` (must occur exactly once) by ``new`` in ``path``."""
+    """Replace ``old`` (must occur exactly once) by ``new`` in the first of ``paths`` that exists.
+
+    Several paths let one list serve before and after a module moved (preprocess.py became
+    normalise.py with the box contract); a mutation whose files are all absent is reported n/a.
+    """
 
     name: str
     what: str
-    path: str
+    paths: tuple[str, ...]
     old: str
     new: str
 
 
 MUTATIONS = (
-    Mutation("dense-constant", "dense grid replaced by a constant 0.51", "phototox/dense.py",
+    Mutation("dense-constant", "dense grid replaced by a constant 0.51", ("phototox/dense.py",),
              "    check_dense_stride(stride)\n    h, w = frame.shape\n",
              "    check_dense_stride(stride)\n    h, w = frame.shape\n"
              "    return np.full(((h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1), 0.51, np.float32)\n"),
     Mutation("crop-normalisation-identity", "per-crop normalisation (exact path, training) is the identity",
-             "phototox/preprocess.py",
+             ("phototox/preprocess.py", "phototox/normalise.py"),
              "    return (crops - mean) / torch.where(std < EPS, torch.ones_like(std), std)",
              "    return crops"),
     Mutation("dense-normalisation-identity", "dense local normalisation is the identity (mean 0, std 1)",
-             "phototox/dense.py", "    x = frame.double()\n",
+             ("phototox/dense.py",), "    x = frame.double()\n",
              "    return torch.zeros(out_h, out_w), torch.ones(out_h, out_w)\n    x = frame.double()\n"),
     Mutation("dense-stride-16", "dense grid at multiples of 16 px keeps the 16 px grid (ignores the stride)",
-             "phototox/dense.py", "        step = stride // NETWORK_STRIDE\n", "        step = 1\n"),
+             ("phototox/dense.py",), "        step = stride // NETWORK_STRIDE\n", "        step = 1\n"),
     Mutation("dense-stitch-swapped", "shift-and-stitch offsets swapped between y and x (strides < 16)",
-             "phototox/dense.py", "            oy, ox = sy * stride, sx * stride\n",
+             ("phototox/dense.py",), "            oy, ox = sy * stride, sx * stride\n",
              "            oy, ox = sx * stride, sy * stride\n"),
-    Mutation("exact-half-stride", "exact windows cut at half the stride (same grid shape)", "phototox/inference.py",
+    Mutation("exact-half-stride", "exact windows cut at half the stride (same grid shape)", ("phototox/inference.py",),
              "batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])",
              "batch = torch.stack([tensor[y // 2:y // 2 + w, x // 2:x // 2 + w] for y, x in chunk])"),
     Mutation("map-centres-half-stride", "upsampled map places window centres at half the stride",
-             "phototox/windows.py", "    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0\n",
+             ("phototox/windows.py",), "    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0\n",
              "    ys = np.arange(grid.shape[0]) * (stride // 2) + (window - 1) / 2.0\n"),
+    Mutation("box-normalisation-identity", "box-contract frame normalisation is the identity (after the box merge)",
+             ("phototox/normalise.py",), "        return box_normalise(frame, contract.size)\n",
+             "        return np.ascontiguousarray(frame, dtype=np.float32)\n"),
 )
 
 
@@ -74,14 +81,19 @@ def copy_tree(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def apply(mutation: Mutation, root: Path) -> None:
-    """Edit the copy; refuse when the pattern is not found exactly once."""
-    path = root / mutation.path
-    text = path.read_text()
-    count = text.count(mutation.old)
-    if count != 1:
-        raise SystemExit(f"mutation {mutation.name}: pattern found {count} times in {mutation.path}; update it")
-    path.write_text(text.replace(mutation.old, mutation.new))
+def apply(mutation: Mutation, root: Path) -> bool:
+    """Edit the copy (False: none of its files exist here); refuse when the pattern is not found once."""
+    for name in mutation.paths:
+        path = root / name
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        count = text.count(mutation.old)
+        if count != 1:
+            raise SystemExit(f"mutation {mutation.name}: pattern found {count} times in {name}; update it")
+        path.write_text(text.replace(mutation.old, mutation.new))
+        return True
+    return False
 
 
 def run_tests(root: Path, tests: list[str], marker: str | None) -> tuple[int, list[str], str]:
@@ -117,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         for mutation in chosen:
             root = Path(tmp) / mutation.name
             copy_tree(root)
-            apply(mutation, root)
+            if not apply(mutation, root):
+                print(f"{mutation.name}: n/a (none of {', '.join(mutation.paths)} in this tree)", flush=True)
+                shutil.rmtree(root)
+                continue
             code, failed, summary = run_tests(root, args.tests, marker)
             rows.append((mutation, failed))
             if not failed:

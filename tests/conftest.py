@@ -63,10 +63,18 @@ def varying_predictor():
     The few-iteration ``tiny_model_path`` answers 0.50-0.52 for everything, so a constant map
     passes any comparison made with it; use this one wherever a value is compared.
     """
+    return predictor_for(VARYING_MODEL, batch_size=16)
+
+
+def predictor_for(spec: str, batch_size: int | None = None):
+    """A CPU predictor for a model argument (``Predictor.from_spec`` where the model subpackage has it)."""
     from phototox.inference import Predictor
+
+    if hasattr(Predictor, "from_spec"):
+        return Predictor.from_spec(spec, "cpu", batch_size)
     from phototox.loading import load_model
 
-    return Predictor.create(load_model(VARYING_MODEL), "cpu", batch_size=16)
+    return Predictor.create(load_model(spec), "cpu", batch_size)
 
 
 def periodic_field(height: int = 252, width: int = 284) -> np.ndarray:

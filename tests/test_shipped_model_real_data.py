@@ -13,18 +13,17 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import need_celldeath, need_usiigaci
+from conftest import need_celldeath, need_usiigaci, predictor_for
 
 from phototox.images import read_frames
 from phototox.inference import Predictor
-from phototox.loading import load_model
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    return Predictor.create(load_model("shipped"), "cpu")
+    return predictor_for("default")
 
 
 def _held_out(predictor: Predictor) -> list[dict]:
