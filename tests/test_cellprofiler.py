@@ -179,6 +179,7 @@ def _image_csv(out: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_cellprofiler_cli_runs_the_example_pipeline(tmp_path):
     images = _images(tmp_path / "in")
     for p in (tmp_path / "in").glob("*_cells.tif"):
@@ -195,6 +196,7 @@ def test_cellprofiler_cli_runs_the_example_pipeline(tmp_path):
         assert sick_map.shape == tifffile.imread(path).shape
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_shipped_model_scores_sick_images_higher_on_real_data(tmp_path):
     data = need_celldeath()
