@@ -164,8 +164,8 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
 
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
-    lines = [f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
-             f"half-effect dose {fit.d50:.3g}{unit}"]
+    lines = [(f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+              f"half-effect dose {fit.d50:.3g}{unit}")]
     if fit.safe_dose is None:
         lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
     else:
