@@ -124,7 +124,7 @@ def cmd_demo(args) -> int:
     print(format_rows(rows))
     scores = [r["mean_sick_probability"] for r in rows]
     try:
-        fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=0)
+        fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=200)
         write_dose_report([{"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
                            for r, d in zip(rows, DEMO_DOSES)], fit, out, "(synthetic dose)",
                           provenance(predictor.model))
@@ -435,10 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p, DEMO_MODEL, "the model trained on phototox.synth fields")
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
-    p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--mode", choices=("exact", "dense"), default="dense")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=100, help="random seed of the synthetic fields (default 100)")
+    p.add_argument("--stride", type=int, default=16, help="window step in pixels (default 16)")
+    p.add_argument("--mode", choices=("exact", "dense"), default="dense",
+                   help="exact: classify every window; dense: one fully convolutional pass (default dense)")
+    p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("predict", help="per-image sick probability")
@@ -451,12 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "by 'phototox calibrate' in the model, if any)")
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files (TIFF stacks: one map per frame)")
     _add_model(p)
     _add_map(p)
     _add_pixel_size(p)
@@ -465,30 +466,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-background", action="store_true",
                    help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
                         "sick fraction of the cell-covered area beside that of the field")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_map_scale_options(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
-    p.add_argument("manifest")
+    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
     p.add_argument("--out", required=True, help="run folder: checkpoint, log, curves, config, model.pt")
-    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"))
+    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"),
+                   help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head")
     p.add_argument("--init", help="start from weights: 'shipped' (fine-tuning) or a .pt file")
-    p.add_argument("--iterations", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--iterations", type=int, default=3000, help="training iterations (default 3000)")
+    p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
     p.add_argument("--lr", type=float, default=3e-4, help="base learning rate (inv policy)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="1e-4 high-dose data, 1e-5 low-dose")
     p.add_argument("--val-fraction", type=float, default=0.3, help="fraction of groups held out for validation")
-    p.add_argument("--eval-every", type=int, default=150)
-    p.add_argument("--checkpoint-every", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--eval-every", type=int, default=150, help="validate every N iterations (default 150)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="write a resumable checkpoint every N iterations (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
     p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
     p.add_argument("--normalisation", choices=("box", "crop"), default="box",
@@ -512,67 +514,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
-    p.add_argument("manifest")
+    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
     _add_model(p)
     p.add_argument("--out", help="folder for metrics.json, per_image.csv, roc.png, image_scores.png")
     p.add_argument("--held-out", action="store_true", help="only images whose group did not train the model")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dose-threshold", type=float)
-    p.add_argument("--group-column")
+    p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
+    p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
+    p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
     p.add_argument("--split-by", metavar="COLUMN",
                    help="metrics per value of this column (e.g. replicate), with intervals")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("audit", help="can this manifest separate biology from batch? (crosstabs, nuisance baseline)")
-    p.add_argument("manifest")
+    p.add_argument("manifest", help="CSV with path, label (or dose) and batch columns")
     p.add_argument("--out", help="folder for audit.md, audit.json and audit.png")
     p.add_argument("--group-column", help="manifest column of the split unit (default: group/field)")
-    p.add_argument("--dose-threshold", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the nuisance baseline's splits")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("crossval", help="leave-one-group-out: train without each replicate (etc.), test on it")
-    p.add_argument("manifest")
+    p.add_argument("manifest", help="CSV with path, label (or dose) and the --split-by column")
     p.add_argument("--split-by", required=True, metavar="COLUMN", help="column to leave out value by value")
     p.add_argument("--out", required=True, help="folder for one run per fold and crossval.json")
-    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"))
+    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"),
+                   help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head")
     p.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--dose-threshold", type=float)
-    p.add_argument("--group-column")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
+    p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("explain", help="Grad-CAM heat map at conv4_2")
-    p.add_argument("image")
+    p.add_argument("image", help="image file (the first frame of a stack is explained)")
     _add_model(p)
-    p.add_argument("--out", required=True)
-    p.add_argument("--target", choices=("sick", "healthy"), default="sick")
+    p.add_argument("--out", required=True, help="folder for the Grad-CAM TIFF and overlay PNG")
+    p.add_argument("--target", choices=("sick", "healthy"), default="sick", help="class to explain (default sick)")
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
-    p.add_argument("--max-reference-crops", type=int, default=400)
+    p.add_argument("--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)")
     _add_pixel_size(p)
-    p.add_argument("--stride", type=int, default=110, help="step between explained windows, px (default 110)")
-    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
+    p.add_argument("--stride", type=int, default=110,
+                   help="step between the 220 px windows whose heat maps are averaged (default 110)")
+    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
+                   help="what to do with colour images whose channels differ (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("class-model", help="class-model visualisation (gradient ascent)")
     _add_model(p)
-    p.add_argument("--out", required=True)
-    p.add_argument("--target", choices=("sick", "healthy"), default="sick")
+    p.add_argument("--out", required=True, help="folder for the class-model image")
+    p.add_argument("--target", choices=("sick", "healthy"), default="sick", help="class to visualise (default sick)")
     p.add_argument("--init-image", help="start from this image (e.g. one of the other class) instead of zeros")
-    p.add_argument("--iterations", type=int, default=500)
-    p.add_argument("--l2", type=float, default=1e-3)
-    p.add_argument("--smoothness", type=float, default=1e-2)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--iterations", type=int, default=500, help="gradient-ascent steps (default 500)")
+    p.add_argument("--l2", type=float, default=1e-3, help="weight of the L2 penalty on the image (default 1e-3)")
+    p.add_argument("--smoothness", type=float, default=1e-2, help="weight of the smoothness penalty (default 1e-2)")
+    p.add_argument("--lr", type=float, default=0.05, help="step size of the gradient ascent (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the starting noise")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_class_model)
 
     p = sub.add_parser("dose-response", help="sickness against light dose: the largest safe dose")
@@ -582,10 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
     _add_pixel_size(p)
-    p.add_argument("--stride", type=int, default=32)
-    p.add_argument("--mode", choices=("exact", "dense"), default="dense")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--stride", type=int, default=32, help="window step in pixels (default 32)")
+    p.add_argument("--mode", choices=("exact", "dense"), default="dense",
+                   help="exact: classify every window; dense: one fully convolutional pass (default dense)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_dose_response)
 
     p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
@@ -596,12 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--doses", type=float, nargs="+", default=[0.0, 0.25, 0.75, 1.0])
-    p.add_argument("--per-dose", type=int, default=2)
-    p.add_argument("--size", type=int, default=320)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dose-threshold", type=float, default=0.5)
+    p.add_argument("--out", required=True, help="output folder for the TIFF fields and manifest.csv")
+    p.add_argument("--doses", type=float, nargs="+", default=[0.0, 0.25, 0.75, 1.0],
+                   help="light doses, 0 (unexposed) to 1 (lethal) (default 0 0.25 0.75 1)")
+    p.add_argument("--per-dose", type=int, default=2, help="fields per dose (default 2)")
+    p.add_argument("--size", type=int, default=320, help="side of each square field in pixels (default 320)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--dose-threshold", type=float, default=0.5,
+                   help="fields at this dose or above are labelled sick in the manifest (default 0.5)")
     p.add_argument("--timelapse", action="store_true",
                    help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'")
     p.set_defaults(func=cmd_synth)
@@ -632,8 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _unavailable(exc: Exception) -> int:
-    raise PhototoxError(f"this command needs an optional dependency: {exc}")
+def _unavailable(exc: ImportError) -> int:
+    from .extras import missing_extra_message
+
+    raise PhototoxError(missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -646,6 +656,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as exc:  # permission, disk full, not a folder, ... met while writing or reading
         print(f"phototox: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        from .extras import missing_extra_message
+
+        message = missing_extra_message(exc, f"phototox {args.command}")
+        if message is None:
+            raise
+        print(f"phototox: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("phototox: interrupted", file=sys.stderr)

@@ -8,7 +8,9 @@ scores every image, fits a logistic dose-response curve
 
 and reports the **largest safe dose**: the highest dose at which the fitted sickness stays within
 ``margin`` of the unexposed baseline (dose 0 images where present, else the fitted bottom), with
-a bootstrap confidence interval over images.
+a bootstrap confidence interval over images. The bootstrap also gives a 95% band around the fitted
+curve, and the report says when the safe dose falls in a gap between measured doses (the curve
+interpolates there: no image was taken at that dose).
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class DoseResponse:
     safe_dose: float | None
     safe_dose_low: float | None = None
     safe_dose_high: float | None = None
+    n_images: int = 0
+    n_boot: int = 0
+    """Bootstrap resamples that could be fitted (the band and interval need at least 20)."""
+    band_dose: list[float] | None = None
+    band_low: list[float] | None = None
+    band_high: list[float] | None = None
+    gap: tuple[float, float] | None = None
+    """The measured doses on either side of the safe dose when no image was taken at it."""
 
     def curve(self, doses: np.ndarray) -> np.ndarray:
         return logistic(doses, self.bottom, self.top, self.slope, self.d50)
@@ -64,6 +74,21 @@ def _safe_dose(params, baseline: float, margin: float, dose_max: float) -> float
     return float(grid[first_bad[0] - 1]) if first_bad.size else float(dose_max)
 
 
+def measured_gap(doses: np.ndarray, dose: float | None) -> tuple[float, float] | None:
+    """The neighbouring measured doses around ``dose`` when ``dose`` itself was not measured."""
+    measured = np.unique(np.asarray(doses, float))
+    if dose is None or np.any(np.isclose(measured, dose, rtol=1e-6, atol=1e-12)):
+        return None
+    below, above = measured[measured < dose], measured[measured > dose]
+    if not below.size or not above.size:
+        return None
+    return float(below.max()), float(above.min())
+
+
+MIN_BOOT = 20
+"""Fewer successful bootstrap fits than this give no interval and no band."""
+
+
 def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1, n_boot: int = 500,
                       seed: int = 0) -> DoseResponse:
     """Fit the logistic curve and the largest safe dose, with a percentile bootstrap over images."""
@@ -75,7 +100,8 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
     baseline = float(controls.mean()) if controls.size else params[0]
     safe = _safe_dose(params, baseline, margin, float(doses.max()))
     rng = np.random.default_rng(seed)
-    boot = []
+    boot, curves = [], []
+    band_dose = np.linspace(0.0, float(doses.max()), 101)
     for _ in range(n_boot):
         idx = rng.integers(0, len(doses), len(doses))
         if len(np.unique(doses[idx])) < 3:
@@ -87,8 +113,14 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
         c = scores[idx][doses[idx] == 0]
         value = _safe_dose(p, float(c.mean()) if c.size else p[0], margin, float(doses.max()))
         boot.append(0.0 if value is None else value)
-    low, high = (np.percentile(boot, [2.5, 97.5]).tolist() if len(boot) >= 20 else (None, None))
-    return DoseResponse(*params, baseline, margin, safe, low, high)
+        curves.append(logistic(band_dose, *p))
+    fit = DoseResponse(*params, baseline, margin, safe, n_images=len(doses), n_boot=len(boot),
+                       gap=measured_gap(doses, safe))
+    if len(boot) >= MIN_BOOT:
+        fit.safe_dose_low, fit.safe_dose_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+        band = np.percentile(np.array(curves), [2.5, 97.5], axis=0)
+        fit.band_dose, fit.band_low, fit.band_high = band_dose.tolist(), band[0].tolist(), band[1].tolist()
+    return fit
 
 
 def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32, mode: str = "dense",
@@ -141,7 +173,12 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
     scores = np.array([r["mean_sick_probability"] for r in rows])
     grid = np.linspace(0, doses.max(), 200)
     png, report = dose_report_paths(out)
-    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, png, unit)
+    model = (provenance or {}).get("model_name")
+    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, png, unit,
+                       band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
+                       safe_interval=(fit.safe_dose_low, fit.safe_dose_high) if fit.safe_dose_low is not None else None,
+                       gap=fit.gap, margin=fit.margin, baseline=fit.baseline,
+                       title=f"{len(rows)} images" + (f", model {model}" if model else ""))
     record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
     write_text_atomic(report, json.dumps(record, indent=2))
     return [png, report]
@@ -149,12 +186,16 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
 
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
-    lines = [f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
-             f"half-effect dose {fit.d50:.3g}{unit}"]
+    lines = [(f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+              f"half-effect dose {fit.d50:.3g}{unit}")]
     if fit.safe_dose is None:
         lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
     else:
-        ci = (f" (95% bootstrap interval {fit.safe_dose_low:.3g} to {fit.safe_dose_high:.3g}{unit})"
-              if fit.safe_dose_low is not None else "")
+        ci = (f" (95% bootstrap interval over {fit.n_images} images: {fit.safe_dose_low:.3g} to "
+              f"{fit.safe_dose_high:.3g}{unit})" if fit.safe_dose_low is not None
+              else f" (no interval: only {fit.n_boot} bootstrap resamples could be fitted; image more doses)")
         lines.append(f"largest safe dose (sickness within {fit.margin} of baseline): {fit.safe_dose:.3g}{unit}{ci}")
+        if fit.gap is not None:
+            lines.append(f"  it falls in a gap between the measured doses {fit.gap[0]:g} and {fit.gap[1]:g}{unit}: "
+                         "the fitted curve interpolates there, no image was taken; image doses in that range to confirm")
     return "\n".join(lines)

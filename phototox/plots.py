@@ -159,19 +159,47 @@ def plot_image_scores(names: list[str], scores: np.ndarray, labels: np.ndarray, 
 
 
 def plot_dose_response(doses: np.ndarray, scores: np.ndarray, fit_x: np.ndarray, fit_y: np.ndarray,
-                       safe_dose: float | None, path: str | Path, unit: str = "") -> None:
-    """Sick probability against light dose, with the fitted curve and the largest safe dose."""
-    plt, fig = _figure(figsize=(5.5, 3.8))
+                       safe_dose: float | None, path: str | Path, unit: str = "", *,
+                       band: tuple | None = None, safe_interval: tuple[float, float] | None = None,
+                       gap: tuple[float, float] | None = None, margin: float | None = None,
+                       baseline: float | None = None, title: str = "") -> None:
+    """Sick probability against light dose: the fit with its bootstrap band, the largest safe dose
+    with its interval, and, when it lies between two measured doses, that gap marked and said."""
+    plt, fig = _figure(figsize=(6.2, 4.3))
     ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(doses, scores, s=18, alpha=0.7, label="images")
+    u = f" {unit}" if unit else ""
+    if band is not None:
+        ax.fill_between(band[0], band[1], band[2], color="0.6", alpha=0.35, lw=0,
+                        label="95% bootstrap band of the fit")
     ax.plot(fit_x, fit_y, color="black", lw=1.5, label="logistic fit")
+    ax.scatter(doses, scores, s=18, alpha=0.8, zorder=3, label="images (mean P(sick) each)")
+    if baseline is not None and margin is not None:
+        ax.axhline(baseline + margin, color="tab:green", lw=0.8, ls=":",
+                   label=f"baseline + margin ({baseline:.3g} + {margin:g})")
+    if safe_interval is not None:
+        ax.axvspan(*safe_interval, color="tab:green", alpha=0.15, lw=0,
+                   label=f"95% interval of the safe dose {safe_interval[0]:.3g}-{safe_interval[1]:.3g}{u}")
     if safe_dose is not None:
-        ax.axvline(safe_dose, color="tab:green", ls="--", label=f"largest safe dose {safe_dose:.3g} {unit}")
-    ax.set_xlabel(f"light dose {unit}".strip())
-    ax.set_ylabel("mean P(sick)")
+        ax.axvline(safe_dose, color="tab:green", ls="--", label=f"largest safe dose {safe_dose:.3g}{u}")
+    if gap is not None:
+        ax.axvspan(*gap, ymin=0, ymax=0.04, color="tab:orange", alpha=0.8, lw=0,
+                   label=f"no image between {gap[0]:g} and {gap[1]:g}{u}")
+        ax.text(0.02, 0.97, f"the safe dose lies between the measured doses {gap[0]:g} and {gap[1]:g}{u}:\n"
+                "interpolated by the fit, not observed", transform=ax.transAxes, va="top", fontsize=7.5,
+                color="tab:orange", bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
+    elif safe_dose is None:
+        ax.text(0.02, 0.97, "no safe dose: even the lowest dose is above baseline + margin", transform=ax.transAxes,
+                va="top", fontsize=7.5, color="tab:red")
+    if band is None:
+        ax.text(0.98, 0.03, "too few images for a bootstrap band or interval", transform=ax.transAxes,
+                ha="right", fontsize=7, color="0.4")
+    ax.set_xlabel(f"light dose{u}")
+    ax.set_ylabel("mean P(sick) per image")
     ax.set_ylim(-0.02, 1.02)
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     _save(plt, fig, path)
 
 

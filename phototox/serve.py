@@ -237,13 +237,13 @@ def register(sub) -> None:
     """Add ``phototox serve`` to the CLI."""
     p = sub.add_parser("serve", help="HTTP API for Fiji and other programs (loopback by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("--model", action="append", help="model to serve (repeatable; the first is the default; "
                                                     "default: the shipped model); only these are served")
     p.add_argument("--allow-model", action="append", default=[], metavar="SPEC",
                    help="also allow requests to name this model (loaded on first use; repeatable)")
     p.add_argument("--max-models", type=int, default=DEFAULT_MAX_MODELS, help="models kept loaded at once (LRU)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (generated when not on loopback)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image per request (pixels)")
     p.add_argument("--max-pixels-in-flight", type=int, help="pixels held across concurrent requests "

@@ -50,3 +50,41 @@ def tiny_model_path(tmp_path_factory, synth_dataset) -> Path:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+VARYING_MODEL = "shipped:deadnet-gap-synthetic-v2"
+"""A model whose outputs vary strongly with the image (P(sick) 0.01-0.9 over a synthetic dose series)."""
+
+
+@pytest.fixture(scope="session")
+def varying_predictor():
+    """The shipped synthetic-data model on the CPU: tests on it can fail when a map is wrong.
+
+    The few-iteration ``tiny_model_path`` answers 0.50-0.52 for everything, so a constant map
+    passes any comparison made with it; use this one wherever a value is compared.
+    """
+    return predictor_for(VARYING_MODEL, batch_size=16)
+
+
+def predictor_for(spec: str, batch_size: int | None = None):
+    """A CPU predictor for a model argument (``Predictor.from_spec`` where the model subpackage has it)."""
+    from phototox.inference import Predictor
+
+    if hasattr(Predictor, "from_spec"):
+        return Predictor.from_spec(spec, "cpu", batch_size)
+    return Predictor.from_spec(spec, "cpu", batch_size)
+
+
+def periodic_field(height: int = 252, width: int = 284) -> np.ndarray:
+    """A field that repeats every 220 px: healthy (dose 0) left half, damaged (dose 1) right half.
+
+    Every 220 px window of it holds the same pixels (cyclically shifted), so every window has the
+    same mean and standard deviation: local (dense) and per-crop (exact) normalisation coincide
+    and dense and exact maps must agree to float precision, while the window values still vary
+    (0.01-0.29 with the synthetic model, by where the damaged half sits in the window).
+    """
+    from phototox.synth import render_field
+
+    tile = render_field(220, 220, 0.0, seed=5).image.astype(np.float32)
+    tile[:, 110:] = render_field(220, 220, 1.0, seed=6).image[:, 110:]
+    return np.tile(tile, (-(-height // 220), -(-width // 220)))[:height, :width]

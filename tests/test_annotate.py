@@ -83,6 +83,7 @@ def _vote_by_key(page, key):
     return int(before)
 
 
+@pytest.mark.slow
 def test_sign_in_vote_by_keyboard_and_overlap_rule(browser, app):
     url, db = app
     ada = _sign_in(browser, url, "Ada")
@@ -189,6 +190,7 @@ def test_report_reproduces_the_papers_arithmetic():
     assert amb.accuracy_ceiling == pytest.approx(0.771, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_report_from_votes_matches_the_arithmetic(tmp_path):
     db = AnnotationDB(tmp_path / "v.sqlite")
     db.add_items([(f"/img{i}.tif", 0, 0, 0, 0, 256, f"pos{i}", int(i < 20)) for i in range(263)])
@@ -215,6 +217,7 @@ def test_cohen_kappa_known_values():
     assert cohen_kappa(a, b) == pytest.approx(0.6)  # po 0.8, pe 0.5
 
 
+@pytest.mark.slow
 def test_export_rules_and_cli(tmp_path, images, capsys):
     from phototox.cli import main
     from phototox.manifest import read_manifest

@@ -54,6 +54,7 @@ def test_cramers_v_extremes():
     assert 0 < cramers_v(np.array([[8, 2], [3, 7]])) < 1
 
 
+@pytest.mark.slow
 def test_audit_flags_fully_confounded_manifest(confounded, tmp_path):
     result = audit_manifest(confounded, tmp_path / "report")
     assert result.fully_confounded
@@ -131,6 +132,7 @@ def _confound(manifest: Path, out: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_train_refuses_confounded_manifest_and_accepts_with_flag(synth_dataset, tmp_path, capsys):
     from phototox.cli import main
 

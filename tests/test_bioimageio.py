@@ -170,6 +170,7 @@ def test_offline_download_fails_clearly(tmp_path, monkeypatch):
         load_model("affable-shark")
 
 
+@pytest.mark.slow
 def test_front_ends_take_the_package_as_their_model(built):
     """The HTTP server / Fiji handler pool and the CellProfiler module accept the zip as a model."""
     import importlib.util

@@ -71,6 +71,7 @@ def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_datase
     assert described["model_sha256"] == checksum and described["model_name"].endswith("model.pt")
 
 
+@pytest.mark.slow
 def test_evaluate_writes_calibration_and_reliability(tiny_model_path, synth_dataset, tmp_path, capsys):
     from phototox.cli import main
 

@@ -36,6 +36,7 @@ def test_needs_three_doses():
         fit_dose_response(np.array([0, 0, 1, 1.0]), np.array([0.1, 0.1, 0.5, 0.6]))
 
 
+@pytest.mark.slow  # 500 bootstrap fits of a flat response (20-80 s on a busy 2-core machine)
 def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys):
     assert main(["dose-response", str(synth_dataset), "--model", str(tiny_model_path), "--out", str(tmp_path / "d"),
                  "--device", "cpu", "--quiet", "--unit", "a.u."]) == 0

@@ -90,6 +90,7 @@ def test_class_model_raises_the_class_score(toy, init):
     assert result.probabilities[-1] > result.probabilities[0]
 
 
+@pytest.mark.slow
 def test_explain_and_class_model_commands(tmp_path, tiny_model_path, synth_dataset):
     import tifffile
 

@@ -108,6 +108,7 @@ def _check_measure(output: str, expected, shape) -> None:
     assert float(re.search(r"MAPMEAN ([\d.]+)", output).group(1)) == pytest.approx(expected.mean_sick_probability, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["dense", "exact"])
 def test_in_process_macro_matches_python(tmp_path, tiny_model_path, image, mode):
     proc = _phototox_fiji(MEASURE.format(image=image, mode=mode, extra=""), tmp_path, tiny_model_path)
@@ -149,12 +150,14 @@ def _check_bad_input(output: str) -> None:
     assert "NOT REACHED" not in output  # ... and the macro stops
 
 
+@pytest.mark.slow
 def test_bad_input_is_reported_in_process(tmp_path, tiny_model_path, image):
     proc = _phototox_fiji(BAD_INPUT.format(image=image, opts="stride=32"), tmp_path, tiny_model_path)
     _check_bad_input(proc.stdout)
     assert proc.returncode == 1  # the macro was aborted by an error
 
 
+@pytest.mark.slow
 def test_bad_input_is_reported_through_the_server(tmp_path, image, plugin_home, server):
     _check_bad_input(_imagej_batch(plugin_home, BAD_INPUT.format(image=image, opts=f"stride=32 server={server}"), tmp_path))
 
@@ -171,12 +174,14 @@ print("DOWN " + call("phototox.Phototox.measure", "server=http://127.0.0.1:{_fre
     assert re.search(r"DOWN error: the phototox server at http://127.0.0.1:\d+ is not running", output)
 
 
+@pytest.mark.slow
 def test_small_image_error_in_process(tmp_path, tiny_model_path):
     macro = 'newImage("tiny", "8-bit random", 100, 120, 1);\nprint("SMALL " + call("phototox.Phototox.measure", "stride=16"));'
     proc = _phototox_fiji(macro, tmp_path, tiny_model_path)
     assert "SMALL error: ImageJ image (100x120): image is 100x120 px, smaller than the 220x220" in proc.stdout
 
 
+@pytest.mark.slow
 def test_example_macros_run_as_they_are(tmp_path, tiny_model_path):
     from phototox.synth import render_field, render_timelapse
 

@@ -5,19 +5,19 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from conftest import VARYING_MODEL
 
 from phototox.cli import main
 from phototox.dense import check_dense_stride
 from phototox.errors import PhototoxError
-from phototox.inference import Predictor, object_means, summarise_map
+from phototox.inference import object_means, summarise_map
 from phototox.synth import render_field
-from phototox.models.weights import load_weights
-from phototox.windows import upsample_grid, window_origins
+from phototox.windows import upsample_grid
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_model_path):
-    return Predictor.create(load_weights(tiny_model_path), "cpu", batch_size=16)
+def predictor(varying_predictor):
+    return varying_predictor  # outputs vary (0.01-0.9), so a wrong map fails these tests
 
 
 @pytest.fixture(scope="module")
@@ -30,34 +30,19 @@ def test_dense_equals_exact_on_a_single_window(predictor, field):
     exact = predictor.exact_grid(one, 16)
     dense = predictor.dense_grid(one, 16)
     assert exact.shape == dense.shape == (1, 1)
-    assert abs(float(exact[0, 0]) - float(dense[0, 0])) < 1e-4
+    assert abs(float(exact[0, 0]) - float(dense[0, 0])) < 1e-5  # measured 2e-7
 
 
-@pytest.mark.parametrize("stride", [8, 16, 32])
-def test_dense_and_exact_agree_on_a_small_image(predictor, field, stride):
-    exact = predictor.exact_grid(field, stride)
-    dense = predictor.dense_grid(field, stride)
-    assert exact.shape == dense.shape == (len(window_origins(field.shape[0], 220, stride)),
-                                          len(window_origins(field.shape[1], 220, stride)))
-    assert np.abs(exact - dense).max() < 1e-4  # the fixture is trained under the box contract: equal by design
+# Dense vs exact agreement, known answers per window and tiling: tests/test_maps_known_answers.py
+# (on a model whose outputs vary, at measured tolerances).
 
 
 def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
     fine = predictor.dense_grid(field, 8)
     coarse = predictor.dense_grid(field, 16)
+    assert coarse.max() - coarse.min() > 0.3  # the map varies (measured 0.12 .. 0.98)
     assert np.allclose(fine[::2, ::2], coarse, atol=1e-5)
     assert np.allclose(predictor.dense_grid(field, 32), coarse[::2, ::2], atol=1e-6)
-
-
-def test_tiling_bounds_memory_without_changing_the_map(predictor, field):
-    whole = predictor.dense_grid(field, 16)
-    predictor.tile_windows = 2
-    try:
-        tiled = predictor.dense_grid(field, 16)
-    finally:
-        predictor.tile_windows = 48
-    assert tiled.shape == whole.shape
-    assert np.abs(tiled - whole).max() < 1e-5
 
 
 @pytest.mark.parametrize("mode", ["exact", "dense"])
@@ -86,7 +71,7 @@ def test_invalid_settings_are_refused(predictor, field):
         predictor.analyse_frame(field, 32, "dense", threshold=1.5)
     with pytest.raises(PhototoxError, match="map mode"):
         predictor.analyse_frame(field, 32, "fast")
-    assert predictor.analyse_frame(field, 12, "exact").grid.size > 0  # exact takes any stride
+    assert predictor.analyse_frame(field[:240, :240], 12, "exact").grid.size == 4  # exact takes any stride
 
 
 def test_object_means():
@@ -134,13 +119,13 @@ def test_map_command_writes_float_maps_overlays_and_summary(tmp_path, tiny_model
     assert movie.read_bytes() == before  # inputs untouched
 
 
-def test_predict_json_matches_the_python_api(tmp_path, tiny_model_path, capsys):
+def test_predict_json_matches_the_python_api(tmp_path, varying_predictor, capsys):
     image = tmp_path / "f.tif"
     frame = render_field(300, 300, 0.7, seed=4).image
     tifffile.imwrite(image, frame)
     capsys.readouterr()
-    assert main(["predict", str(image), "--model", str(tiny_model_path), "--device", "cpu", "--json",
+    assert main(["predict", str(image), "--model", VARYING_MODEL, "--device", "cpu", "--json",
                  "--stride", "32", "--mode", "exact"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
-    api = Predictor.create(load_weights(tiny_model_path), "cpu").analyse(frame, stride=32, mode="exact")[0]
+    api = varying_predictor.analyse(frame, stride=32, mode="exact")[0]
     assert row["mean_sick_probability"] == pytest.approx(api.mean_sick_probability, abs=1e-6)

@@ -18,9 +18,7 @@ SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 @pytest.fixture(scope="module")
 def predictor():
     from phototox.inference import Predictor
-    from phototox.loading import load_model
-
-    return Predictor.create(load_model(SYNTH_MODEL), "cpu")
+    return Predictor.from_spec(SYNTH_MODEL, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -39,10 +39,9 @@ def _settings(**kw):
 
 def _single_process_rows(paths, settings):
     from phototox.inference import Predictor
-    from phototox.loading import load_model
     from phototox.scale.jobs import predict_image
 
-    predictor = Predictor.create(load_model(settings.model), "cpu")
+    predictor = Predictor.from_spec(settings.model, "cpu")
     return [row for p in paths for row in predict_image(predictor, str(p), settings)]
 
 

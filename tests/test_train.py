@@ -37,6 +37,7 @@ def _config(**kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resume_matches(tmp_path, synth_dataset):
     samples = read_manifest(synth_dataset)
     straight = Trainer(samples, tmp_path / "a", _config(), progress=False)
@@ -52,6 +53,7 @@ def test_training_is_deterministic_and_resume_matches(tmp_path, synth_dataset):
         Trainer(samples, tmp_path / "b", _config(base_lr=1.0), progress=False).resume()
 
 
+@pytest.mark.slow
 def test_end_to_end_train_evaluate_predict(tmp_path, synth_dataset, capsys):
     run = tmp_path / "run"
     assert main(["train", str(synth_dataset), "--out", str(run), "--iterations", "4", "--batch-size", "4",

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="package name")
     p.add_argument("--test-image", help="image whose centre window becomes the test tensor (default synthetic)")
     p.add_argument("--cover-image", help="image shown with its sickness map on the cover (default synthetic)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic test and cover images")
     p.add_argument("--no-test", action="store_true", help="skip 'bioimageio test'")
     p.set_defaults(func=run)
 
@@ -23,6 +23,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from phototox.extras import require_extra
+
+    require_extra("bioimageio", "phototox zoo build")
     from .build import build
 
     result = build(args.model, args.out, args.seed, args.test_image, args.cover_image, not args.no_test, args.name)

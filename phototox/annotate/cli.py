@@ -14,26 +14,27 @@ def register(sub) -> None:
     s = actions.add_parser("serve", help="serve the annotation web app")
     s.add_argument("inputs", nargs="+", help="images, folders or a manifest CSV (group, control columns)")
     s.add_argument("--db", required=True, help="SQLite file holding items, annotators and votes")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8780)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8780, help="TCP port (default 8780)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also accept this name in the Host header (when --host is not loopback)")
     s.add_argument("--crop", type=int, default=256, help="side of the square crops shown (px)")
     s.add_argument("--frames", type=int, default=10, help="frames per item of a time-lapse (the paper: 10)")
     s.add_argument("--overlap-every", type=int, default=5, help="every Nth item is one scored by someone else")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the random order in which each annotator sees the items")
     s.set_defaults(func=_serve)
 
     r = actions.add_parser("report", help="counts, agreement, Cohen's kappa, ambiguity, accuracy ceiling")
-    r.add_argument("--db", required=True)
+    r.add_argument("--db", required=True, help="the annotation database (SQLite) to report on")
     r.add_argument("--out", default=".", help="folder for annotation_report.json and .png")
     r.set_defaults(func=_report)
 
     e = actions.add_parser("export", help="training manifest of concordant labels (crops written as TIFF)")
-    e.add_argument("--db", required=True)
+    e.add_argument("--db", required=True, help="the annotation database (SQLite) to export")
     e.add_argument("--out", required=True, help="folder for crops/ and manifest.csv")
-    e.add_argument("--rule", choices=("unanimous", "majority"), default="unanimous")
-    e.add_argument("--min-votes", type=int, default=1)
+    e.add_argument("--rule", choices=("unanimous", "majority"), default="unanimous",
+                   help="how annotators' votes become a label (default unanimous)")
+    e.add_argument("--min-votes", type=int, default=1, help="export only items with at least this many votes (default 1)")
     e.set_defaults(func=_export)
 
 

@@ -165,7 +165,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for per_image/per_well/per_plate.csv and heat maps")
     p.add_argument("--plate-format", type=int, choices=sorted(PLATE_SIZES), help="wells per plate (default: the "
                    "smallest standard plate holding every well)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
     p.set_defaults(func=plate_command)
 

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="1x1", help="cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants")
     p.add_argument("--model", default="default", help="model for P(sick) (see 'phototox map --help')")
     p.add_argument("--no-sickness", action="store_true", help="skip DeadNet's P(sick); activity measures only")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--stride", type=int, default=32, help="dense map window step in pixels (default 32)")
     p.add_argument("--threshold", type=float, default=0.5, help="P(sick) threshold for the sick area")
     p.add_argument("--flow", choices=("ilk", "tvl1"), default="ilk",
@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mitosis-max-diameter", type=float, default=60.0, help="um")
     p.add_argument("--mitosis-max-minutes", type=float, default=90.0,
                    help="rounding lasting longer is a persistent round object, not a division")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
 
 def parse_split(text: str) -> tuple[int, int]:

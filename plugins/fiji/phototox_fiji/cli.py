@@ -16,8 +16,9 @@ def register(sub) -> None:
     p.add_argument("--fiji", help="a Fiji.app folder: start it with pyimagej (needs pyimagej, and the "
                                    "network the first time)")
     p.add_argument("--ij-jar", help="ImageJ 1.x ij.jar to use without Fiji (default: Debian's libij-java)")
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="default",
+                   help="model for the bridge: shipped default, a .pt file, a package or a zoo id")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--headless", action="store_true", help="no display (macros that open windows fail)")
     p.add_argument("--build-jar", metavar="OUT", help="only build Phototox_.jar to OUT and exit")
     p.add_argument("--install-plugin", metavar="FIJI_APP", help="only copy Phototox_.jar into FIJI_APP/plugins")
@@ -35,6 +36,9 @@ def run(args) -> int:
             print(f"installed {install_plugin(args.install_plugin, args.ij_jar)}; restart Fiji, then use "
                   "Plugins>Phototox>Measure Phototoxicity (needs 'phototox serve' running, or 'phototox fiji')")
             return 0
+        from phototox.extras import require_extra
+
+        require_extra("fiji", "phototox fiji")
         from .bridge import start
 
         session = start(args.model, args.device, args.fiji, args.ij_jar, args.headless)
