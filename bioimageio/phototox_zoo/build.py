@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -30,6 +31,7 @@ import phototox
 import phototox.model
 from phototox.errors import PhototoxError
 from phototox.images import atomic_path, read_frames
+from phototox.inference import Predictor
 from phototox.loading import load_model
 from phototox.model import CLASSES, WINDOW, build_model
 from phototox.preprocess import normalise_crops
@@ -67,29 +69,45 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _test_crop(image: str | None, seed: int) -> np.ndarray:
-    """A raw 220x220 window: the centre of ``image``, or of a synthetic damaged field."""
-    if image:
-        frame = read_frames(image)[0]
-    else:
-        from phototox.synth import render_field
+def _test_crop(predictor, image: str | None, seed: int):
+    """The package's test crop: intermediate P(sick), from ``image`` or from redistributable real data."""
+    from .test_data import TestCrop, _best_in_frame, find_test_crop
 
-        frame = render_field(320, 320, 0.8, seed=seed).image.astype(np.float32)
-    y, x = (frame.shape[0] - WINDOW) // 2, (frame.shape[1] - WINDOW) // 2
-    return frame[y:y + WINDOW, x:x + WINDOW].astype(np.float32)
+    if not image:
+        return find_test_crop(predictor, seed=seed)
+    frame = read_frames(image)[0]
+    p, y, x = _best_in_frame(predictor, frame)
+    return TestCrop(frame[y:y + WINDOW, x:x + WINDOW].copy(), p, frame, y, x, Path(image).name,
+                    note="given with --test-image: its licence must allow redistribution in the package")
 
 
-def _cover(path: Path, loaded, seed: int, cover_image: str | None) -> None:
-    """Cover: a field (synthetic unless given) with its sickness map."""
-    from phototox.inference import Predictor
-    from phototox.plots import plot_map_overlay
+def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
+    """Cover: a real sick and a real healthy field with their maps (or your image, or synthetic fields)."""
     from phototox.synth import render_field
 
-    frame = read_frames(cover_image)[0] if cover_image else render_field(440, 660, 0.6, seed=seed).image.astype(np.float32)
-    result = Predictor.create(loaded, "cpu").analyse_frame(frame, 16, "dense")
-    source = "your image" if cover_image else "synthetic field"
-    plot_map_overlay(frame, result.sick_map, path, f"phototox sickness map ({source}): mean P(sick) "
-                                                   f"{result.mean_sick_probability:.2f}", threshold=0.5, width=5.0)
+    from .cover import write_cover
+    from .test_data import cover_fields
+
+    fields = None if cover_image else cover_fields(predictor)
+    if fields is None:
+        if cover_image:
+            frame = read_frames(cover_image)[0]
+            fields = [(frame, "", Path(cover_image).name)] * 2
+        else:
+            print("phototox zoo: no real data for the cover; using synthetic fields", file=sys.stderr)
+            fields = [(render_field(440, 440, dose, seed=seed).image.astype(np.float32), label,
+                       f"phototox.synth dose {dose}") for dose, label in ((0.9, "sick"), (0.0, "healthy"))]
+    panels = []
+    for frame, label, source in fields:
+        result = predictor.analyse_frame(frame, 16, "dense")
+        caption = (f"{label or 'image'}: {source}\nmodel calls it {result.label}, "
+                   f"mean P(sick) {result.mean_sick_probability:.2f}")
+        panels.append((frame, result.sick_map, caption))
+    footer = ("phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5. Images: celldeath U2OS, "
+              "La Greca et al. 2021, MIT" if not cover_image and fields[0][2].startswith("celldeath") else
+              "phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5")
+    write_cover(path, panels, footer)
+    return "; ".join(f"{label}: {source}" for _, label, source in fields)
 
 
 def card_text(loaded) -> str:
@@ -99,27 +117,74 @@ def card_text(loaded) -> str:
     return card_for_model(loaded)
 
 
-def _documentation(path: Path, loaded, model_spec: str) -> None:
-    card = card_text(loaded)
+def own_card(card: str) -> str:
+    """The first model's card of a card file (cut at the next top-level ``# `` heading)."""
+    lines = card.splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.startswith("# ")), len(lines))
+    return "\n".join(lines[:end]).rstrip() + "\n"
+
+
+def validation_section(card: str, meta: dict) -> str:
+    """The held-out figures: the card's held-out section if it has one, else the last validation in meta."""
+    lines = card.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and
+                  any(w in line.lower() for w in ("held-out", "held out", "validation"))), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        body = "\n".join(lines[start + 1:end]).strip()
+        return f"## Validation\n\nFrom the model card, section \"{lines[start][3:]}\":\n\n{body}\n"
+    last = (meta or {}).get("last_eval") or {}
+    if "val_acc" in last:
+        return (f"## Validation\n\nLast validation during training (iteration {last.get('iteration')}): crop "
+                f"accuracy {last['val_acc']:.3f}, loss {last.get('val_loss', float('nan')):.3f}. No held-out "
+                "evaluation is recorded with this model: run `phototox evaluate --held-out` before trusting it.\n")
+    return "## Validation\n\nNo held-out figures are recorded with this model.\n"
+
+
+INSTALL = """git clone <the phototox repository> phototox   # phototox is not on PyPI
+cd phototox && python3 -m venv .venv && . .venv/bin/activate
+pip install torch==2.13.0 && pip install -e .
+phototox map IMAGE --model {zip}"""
+
+
+def _documentation(path: Path, loaded, model_spec: str, crop, zip_name: str, cover_source: str) -> None:
+    card = card_text(loaded) or "# phototox model\n"
+    test = crop.provenance()
+    licence = f"{test.get('licence')}; {test.get('citation', '')}".rstrip("; ")
     usage = f"""
+{validation_section(card, loaded.meta)}
 ## Using this package
 
 * **Input**: one grey phase-contrast window of 220x220 px (axes batch, channel, y, x), any bit depth.
   The package normalises it to zero mean and unit variance (`zero_mean_unit_variance`, per sample),
   exactly as the model was trained.
 * **Output**: probabilities of the classes `healthy` and `sick` (axes batch, channel).
-* **Whole images**: the model classifies one window. Do not let a consumer tile the image with
-  this package: crop 220 px windows yourself, or use phototox (`pip install phototox`), which slides
-  the window (or runs the fully convolutional form) and returns a full-resolution sickness map:
-  `phototox map IMAGE --model <this zip>`. deepImageJ: tiling is switched off for this reason.
+* **Whole images**: this package classifies one window; do not let a consumer tile an image with it.
+  For a picture, use the companion *map* package (`-map.zip`, fully convolutional, any size) or
+  phototox itself, which slides the window and returns a full-resolution sickness map.
+
+## Installing phototox
+
+```
+{INSTALL.format(zip=zip_name)}
+```
+
+## Test tensor
+
+`test_input.npy` is a real, intermediate crop (P(sick) = {test['p_sick']:.3f} for this model, chosen
+at build time so that a change to the preprocessing or the weights fails `bioimageio test`):
+`{test['source_file']}`, 220x220 px at (y, x) = {tuple(test['crop_yx'])}. Licence: {licence.rstrip('.')}.
+{test.get('note', '')}
+
+Cover: {cover_source}.
 
 Built by phototox {phototox.__version__} from `{model_spec}` ({loaded.arch}).
 """
-    path.write_text((card or "# phototox model\n") + "\n" + usage)
+    path.write_text(own_card(card) + "\n" + usage)
 
 
 def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str | None = None,
-                  cover_image: str | None = None, name: str | None = None) -> Path:
+                  cover_image: str | None = None, name: str | None = None, maintainer: str | None = None) -> Path:
     """Write every file of the package into ``folder``; return the path of ``rdf.yaml``."""
     loaded = load_model(model_spec)
     if loaded.arch not in ARCH_CALLABLES:
@@ -132,11 +197,13 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
 
     net = build_model(loaded.arch, softmax_output=True, **loaded.arch_kwargs).eval()
     net.load_state_dict(state)
-    crop = _test_crop(test_image, seed)
+    predictor = Predictor.create(loaded, "cpu")
+    test = _test_crop(predictor, test_image, seed)
+    crop = test.crop.astype(np.float32)
     np.save(folder / "test_input.npy", crop[None, None])
-    from phototox.images import to_display_uint8
-
     import imageio.v3 as iio
+
+    from phototox.images import to_display_uint8
 
     iio.imwrite(folder / "sample_input.png", to_display_uint8(crop))
     with torch.no_grad():
@@ -150,15 +217,45 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
         torch.onnx.export(net, (example,), str(folder / "weights.onnx"), opset_version=OPSET, dynamo=False,
                           input_names=["phase"], output_names=["probabilities"],
                           dynamic_axes={"phase": {0: "batch"}, "probabilities": {0: "batch"}})
-    _cover(folder / "cover.png", loaded, seed, cover_image)
-    _documentation(folder / "README.md", loaded, model_spec)
+    cover_source = _cover(folder / "cover.png", predictor, seed, cover_image)
+    _documentation(folder / "README.md", loaded, model_spec, test, f"phototox-{loaded.arch}.zip", cover_source)
 
-    rdf = description(loaded, folder, name)
+    rdf = description(loaded, folder, name, maintainer)
+    rdf["config"]["phototox"]["test_tensor"] = test.provenance()
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True))
     return folder / "rdf.yaml"
 
 
-def description(loaded, folder: Path, name: str | None = None) -> dict:
+def training_data(meta: dict) -> dict:
+    """The training set of THIS model: the celldeath set when its manifest says so, else what meta records."""
+    manifest = str((meta or {}).get("manifest") or "")
+    if "celldeath" in manifest:
+        return {
+            "type": "dataset", "format_version": "0.3.0",
+            "source": "https://github.com/miriukaLab/celldeath",
+            "authors": [{"name": "La Greca AD"}, {"name": "Perez N"}, {"name": "Miriuka SG"}],
+            "tags": ["u2os", "transmitted-light", "cell-death"],
+            "name": "celldeath U2OS transmitted-light images (La Greca et al., 2021)",
+            "description": "U2OS cells, 20x transmitted light, 1280x960 8-bit: camptothecin 1 h (sick) vs DMSO "
+                           "(healthy). A drug insult, not light; label and replicate are confounded.",
+            "cite": [CITATIONS[1]], "license": "MIT",
+        }
+    return {"type": "dataset", "format_version": "0.3.0", "name": f"phototox training set {Path(manifest).name or '(unrecorded)'}",
+            "description": f"the manifest this model was trained on, as recorded in its weights: {manifest or 'not recorded'}",
+            "authors": [{"name": "phototox developers"}], "cite": [CITATIONS[0]], "license": "MIT"}
+
+
+def maintainers(github_user: str | None) -> list[dict]:
+    """The zoo needs a GitHub user per maintainer; ``--maintainer USER`` or ``$PHOTOTOX_ZOO_MAINTAINER``."""
+    user = github_user or os.environ.get("PHOTOTOX_ZOO_MAINTAINER")
+    if not user:
+        print("phototox zoo: no --maintainer GITHUB_USER given; 'maintainers' is left empty (the zoo needs one "
+              "before upload, and bioimageio checks the user online)", file=sys.stderr)
+        return []
+    return [{"github_user": user, "name": "phototox developers"}]
+
+
+def description(loaded, folder: Path, name: str | None = None, maintainer: str | None = None) -> dict:
     """The format 0.5 model description (files must already be in ``folder``)."""
     meta = loaded.meta or {}
     torch_version = torch.__version__.split("+")[0]
@@ -170,22 +267,14 @@ def description(loaded, folder: Path, name: str | None = None) -> dict:
                        "healthy or sick (e.g. harmed by imaging light). DeadNet (Richmond et al., 2017) "
                        "reimplemented by phototox; whole-image sickness maps with the phototox package.",
         "authors": [{"name": "phototox developers"}],
+        **({"maintainers": people} if (people := maintainers(maintainer)) else {}),
         "cite": CITATIONS,
         "license": "MIT",
         "tags": TAGS,
         "version": phototox.__version__,
         "documentation": {"source": "README.md", "sha256": _sha256(folder / "README.md")},
         "covers": [{"source": "cover.png", "sha256": _sha256(folder / "cover.png")}],
-        "training_data": {
-            "type": "dataset", "format_version": "0.3.0",
-            "source": "https://github.com/miriukaLab/celldeath",
-            "authors": [{"name": "La Greca AD"}, {"name": "Perez N"}, {"name": "Miriuka SG"}],
-            "tags": ["u2os", "transmitted-light", "cell-death"],
-            "name": "celldeath U2OS transmitted-light images (La Greca et al., 2021)",
-            "description": "U2OS cells, 20x transmitted light, 1280x960 8-bit: camptothecin 1 h (sick) vs DMSO "
-                           "(healthy). A drug insult, not light; label and replicate are confounded.",
-            "cite": [CITATIONS[1]], "license": "MIT",
-        },
+        "training_data": training_data(meta),
         "inputs": [{
             "id": "phase",
             "description": "grey phase-contrast window, any intensity scale",
@@ -228,13 +317,12 @@ def description(loaded, folder: Path, name: str | None = None) -> dict:
 
 def zip_folder(folder: Path, target: Path) -> Path:
     """Deterministic zip of the staged files (fixed order and timestamps), written atomically."""
-    with atomic_path(target) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(folder.iterdir()):
-                info = zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, path.read_bytes())
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            info = zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
     return target
 
 
@@ -253,14 +341,15 @@ def run_bioimageio_tests(package: Path, formats=("pytorch_state_dict", "torchscr
 
 
 def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, test_image: str | None = None,
-          cover_image: str | None = None, run_tests: bool = True, name: str | None = None) -> BuildResult:
+          cover_image: str | None = None, run_tests: bool = True, name: str | None = None,
+          maintainer: str | None = None) -> BuildResult:
     """Stage, zip and (optionally) test the package; return where it is and how the tests went."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded_arch = load_model(model_spec).arch
     target = out / f"phototox-{loaded_arch}.zip"
     with tempfile.TemporaryDirectory() as tmp:
-        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name)
+        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name, maintainer)
         zip_folder(Path(tmp) / "package", target)
     statuses, details = run_bioimageio_tests(target) if run_tests else ({}, {})
     (out / f"{target.stem}.test.json").write_text(json.dumps({"package": str(target), "statuses": statuses}, indent=2))

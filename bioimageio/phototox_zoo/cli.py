@@ -11,8 +11,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="model to package (default: the shipped model)")
     p.add_argument("--out", default="dist", help="output folder (default dist/)")
     p.add_argument("--name", help="package name")
-    p.add_argument("--test-image", help="image whose centre window becomes the test tensor (default synthetic)")
+    p.add_argument("--test-image", help="image searched for an intermediate test window (default: redistributable real data, else synthetic)")
     p.add_argument("--cover-image", help="image shown with its sickness map on the cover (default synthetic)")
+    p.add_argument("--maintainer", metavar="GITHUB_USER", help="maintainer's GitHub user (the zoo needs one; "
+                   "default $PHOTOTOX_ZOO_MAINTAINER)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-test", action="store_true", help="skip 'bioimageio test'")
     p.set_defaults(func=run)
@@ -25,7 +27,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from .build import build
 
-    result = build(args.model, args.out, args.seed, args.test_image, args.cover_image, not args.no_test, args.name)
+    result = build(args.model, args.out, args.seed, args.test_image, args.cover_image, not args.no_test, args.name,
+                   args.maintainer)
     print(f"package: {result.package}")
     for weight_format, status in result.statuses.items():
         print(f"  bioimageio test [{weight_format}]: {status}")
