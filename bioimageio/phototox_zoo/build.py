@@ -30,7 +30,7 @@ import yaml
 import phototox
 import phototox.model
 from phototox.errors import PhototoxError
-from phototox.images import atomic_path, read_frames
+from phototox.images import atomic_path, read_frames, write_text_atomic
 from phototox.inference import Predictor
 from phototox.loading import load_model
 from phototox.model import CLASSES, WINDOW, build_model
@@ -59,6 +59,7 @@ class BuildResult:
     package: Path
     statuses: dict[str, str]
     details: dict[str, str]
+    map_package: Path | None = None
 
     @property
     def passed(self) -> bool:
@@ -184,8 +185,12 @@ Built by phototox {phototox.__version__} from `{model_spec}` ({loaded.arch}).
 
 
 def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str | None = None,
-                  cover_image: str | None = None, name: str | None = None, maintainer: str | None = None) -> Path:
-    """Write every file of the package into ``folder``; return the path of ``rdf.yaml``."""
+                  cover_image: str | None = None, name: str | None = None, maintainer: str | None = None,
+                  map_folder: Path | None = None) -> Path:
+    """Write every file of the package into ``folder`` (and the map package into ``map_folder``).
+
+    Returns the path of the classifier package's ``rdf.yaml``.
+    """
     loaded = load_model(model_spec)
     if loaded.arch not in ARCH_CALLABLES:
         raise PhototoxError(f"{model_spec}: only phototox DeadNet models can be packaged (got {loaded.arch})")
@@ -223,6 +228,10 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
     rdf = description(loaded, folder, name, maintainer)
     rdf["config"]["phototox"]["test_tensor"] = test.provenance()
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True))
+    if map_folder is not None:
+        from .map_package import stage_map_package
+
+        stage_map_package(loaded, map_folder, test, folder, rdf)
     return folder / "rdf.yaml"
 
 
@@ -342,15 +351,24 @@ def run_bioimageio_tests(package: Path, formats=("pytorch_state_dict", "torchscr
 
 def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, test_image: str | None = None,
           cover_image: str | None = None, run_tests: bool = True, name: str | None = None,
-          maintainer: str | None = None) -> BuildResult:
+          maintainer: str | None = None, with_map: bool = True) -> BuildResult:
     """Stage, zip and (optionally) test the package; return where it is and how the tests went."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded_arch = load_model(model_spec).arch
     target = out / f"phototox-{loaded_arch}.zip"
+    map_target = out / f"phototox-{loaded_arch}-map.zip" if with_map else None
     with tempfile.TemporaryDirectory() as tmp:
-        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name, maintainer)
+        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name, maintainer,
+                      Path(tmp) / "map" if with_map else None)
         zip_folder(Path(tmp) / "package", target)
+        if map_target is not None:
+            zip_folder(Path(tmp) / "map", map_target)
     statuses, details = run_bioimageio_tests(target) if run_tests else ({}, {})
-    (out / f"{target.stem}.test.json").write_text(json.dumps({"package": str(target), "statuses": statuses}, indent=2))
-    return BuildResult(target, statuses, details)
+    if run_tests and map_target is not None:
+        map_statuses, map_details = run_bioimageio_tests(map_target, ("pytorch_state_dict",))
+        statuses.update({f"map {k}": v for k, v in map_statuses.items()})
+        details.update({f"map {k}": v for k, v in map_details.items()})
+    report = {"package": str(target), "map_package": str(map_target) if map_target else None, "statuses": statuses}
+    write_text_atomic(out / f"{target.stem}.test.json", json.dumps(report, indent=2))
+    return BuildResult(target, statuses, details, map_target)

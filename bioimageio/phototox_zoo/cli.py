@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default $PHOTOTOX_ZOO_MAINTAINER)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-test", action="store_true", help="skip 'bioimageio test'")
+    p.add_argument("--no-map", action="store_true", help="build only the window classifier, not the map package")
     p.set_defaults(func=run)
 
 
@@ -28,8 +29,10 @@ def run(args) -> int:
     from .build import build
 
     result = build(args.model, args.out, args.seed, args.test_image, args.cover_image, not args.no_test, args.name,
-                   args.maintainer)
+                   args.maintainer, not args.no_map)
     print(f"package: {result.package}")
+    if result.map_package:
+        print(f"map package: {result.map_package}")
     for weight_format, status in result.statuses.items():
         print(f"  bioimageio test [{weight_format}]: {status}")
     for weight_format, detail in result.details.items():
