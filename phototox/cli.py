@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .defaults import DEFAULT_STRIDE
 from .errors import PhototoxError
 from .provenance import provenance
 
@@ -30,7 +31,7 @@ def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is:
                    help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
 
 
-def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") -> None:
+def _add_map(p: argparse.ArgumentParser, stride: int = DEFAULT_STRIDE, mode: str = "dense") -> None:
     p.add_argument("--stride", type=int, default=stride, help=f"window step in pixels (default {stride})")
     p.add_argument("--mode", choices=("exact", "dense"), default=mode,
                    help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help=f"window step in pixels (default {DEFAULT_STRIDE})")
     p.add_argument("--mode", choices=("exact", "dense"), default="dense")
     p.add_argument("--threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_demo)
@@ -345,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="per-image sick probability")
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
     _add_model(p)
-    _add_map(p, stride=64)
+    _add_map(p)
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true")
@@ -438,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
                                        "their crops of the target class (the paper's fix)")
     p.add_argument("--max-reference-crops", type=int, default=400)
-    p.add_argument("--stride", type=int, default=110)
+    p.add_argument("--stride", type=int, default=110, help="Grad-CAM window step (default 110, half a window: "
+                   "one backward pass per window, so not the map default)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse")
     p.set_defaults(func=cmd_explain)
 
@@ -461,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
-    p.add_argument("--stride", type=int, default=32)
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     p.add_argument("--mode", choices=("exact", "dense"), default="dense")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
