@@ -72,15 +72,15 @@ def test_threads_per_worker_setting_limits_torch(plugin, tiny_model_path):
         torch.set_num_threads(before)
 
 
-def test_revision_1_settings_upgrade_to_revision_2(plugin):
+def test_revision_1_settings_upgrade_step_by_step(plugin):
     module = plugin.MeasurePhototoxicity()
     old = ["Phase", "SicknessMap", plugin.MODEL_SHIPPED, "", "32", plugin.MODE_DENSE, "0.5", plugin.DEVICE_CPU,
            "No", "None"]
     values, revision = module.upgrade_settings(old, 1, "MeasurePhototoxicity")
-    assert revision == module.variable_revision_number == 2
-    assert len(values) == len(module.settings()) and values[-1] == "1"
+    assert revision == module.variable_revision_number == 3
+    assert len(values) == len(module.settings()) and values[10] == "1" and values[-1] == "model.pt"
     with pytest.raises(ValueError, match="newer than this plugin"):
-        module.upgrade_settings(values, 3, "MeasurePhototoxicity")
+        module.upgrade_settings(values, 4, "MeasurePhototoxicity")
 
 
 def test_missing_model_stops_the_run_before_the_first_image(plugin, tmp_path):
@@ -89,3 +89,25 @@ def test_missing_model_stops_the_run_before_the_first_image(plugin, tmp_path):
     module.model_location.value = str(tmp_path / "gone.pt")
     with pytest.raises(ValueError, match=r"gone\.pt: no such file or folder"):
         module.prepare_run(None)
+
+
+def test_model_file_picker_is_portable_and_upgrades_from_revision_2(plugin, tmp_path):
+    from cellprofiler_core.preferences import set_default_image_directory
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.pt").write_bytes(b"x")
+    set_default_image_directory(str(tmp_path))
+    module = plugin.MeasurePhototoxicity()
+    module.model_choice.value = plugin.MODEL_FILE
+    module.model_directory.join_parts("Default Input Folder sub-folder", "models")
+    module.model_file.value = "mine.pt"
+    assert module._model_spec() == str(tmp_path / "models" / "mine.pt")
+    assert module.model_problem() == ""
+    assert module.model_directory in module.visible_settings() and module.model_location not in module.visible_settings()
+    module.model_file.value = "other.pt"
+    with pytest.raises(ValueError, match=r"other\.pt: no such file or folder"):
+        module.prepare_run(None)
+    saved = [s.unicode_value for s in module.settings()]
+    assert "Default Input Folder sub-folder|models" in saved  # stored relative: portable between machines
+    values, revision = module.upgrade_settings(saved[:11], 2, "MeasurePhototoxicity")
+    assert revision == 3 and len(values) == len(module.settings())

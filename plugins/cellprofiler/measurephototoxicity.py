@@ -106,7 +106,7 @@ from cellprofiler_core.module import Module
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
 from cellprofiler_core.setting.subscriber import ImageSubscriber, LabelSubscriber
-from cellprofiler_core.setting.text import Float, ImageName, Integer, Text
+from cellprofiler_core.setting.text import Directory, Filename, Float, ImageName, Integer, Text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -125,7 +125,9 @@ except ImportError:  # phototox missing: validation says so
     DEFAULT_STRIDE = 32
 
 MODEL_SHIPPED = "Shipped default model"
+MODEL_FILE = "Model file (.pt or bioimage.io .zip) in a folder"
 MODEL_CUSTOM = "Weights file, bioimage.io package or zoo id"
+"""Typed as text: a zoo id, a URL, or a path (kept for pipelines of revision 1 and 2)."""
 MODE_DENSE = "Dense (fast)"
 MODE_EXACT = "Exact (every window)"
 DEVICE_AUTO = "GPU if available, else CPU"
@@ -151,7 +153,7 @@ def _phototox():
 class MeasurePhototoxicity(Module):
     module_name = "MeasurePhototoxicity"
     category = "Measurement"
-    variable_revision_number = 2
+    variable_revision_number = 3
     doi = {
         "Please cite the following when using MeasurePhototoxicity:": "https://doi.org/10.48550/arXiv.1701.06109",
         "If you use the shipped model, also cite its training data:": "https://doi.org/10.1371/journal.pone.0253666",
@@ -170,11 +172,13 @@ class MeasurePhototoxicity(Module):
         )
         self.model_choice = Choice(
             "Model",
-            [MODEL_SHIPPED, MODEL_CUSTOM],
+            [MODEL_SHIPPED, MODEL_FILE, MODEL_CUSTOM],
             doc=f"""\
-*{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_CUSTOM}*
-lets you give a phototox weight file (.pt), a bioimage.io model package
-(.zip or folder) or a bioimage.io zoo id / URL (downloaded once, then cached).""",
+*{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_FILE}*
+picks a phototox weight file (.pt) or bioimage.io package (.zip) with a folder
+and a file name (portable: the folder can be relative to the default input or
+output folder). *{MODEL_CUSTOM}* takes typed text: a bioimage.io zoo id or URL
+(downloaded once, then cached) or a path.""",
         )
         self.model_location = Text(
             "Model file, package or zoo id",
@@ -217,6 +221,31 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
             "None",
             doc="Objects (for example cells) whose pixels are averaged on the sickness map.",
         )
+        self.model_directory = Directory(
+            "Folder of the model file",
+            Directory.static_join_string("Default Input Folder", ""),
+            doc="""\
+Folder holding the model file. Choose it relative to the default input or output
+folder (or an elsewhere path) so the pipeline moves between machines.""",
+        )
+
+        def get_directory():
+            return self.model_directory.get_absolute_path()
+
+        def set_directory(path):
+            choice, custom = self.model_directory.get_parts_from_path(path)
+            self.model_directory.join_parts(choice, custom)
+
+        self.model_file = Filename(
+            "Model file",
+            "model.pt",
+            get_directory_fn=get_directory,
+            set_directory_fn=set_directory,
+            browse_msg="Choose a phototox .pt weight file or bioimage.io package (.zip)",
+            exts=[("phototox weights (*.pt)", "*.pt"), ("bioimage.io package (*.zip)", "*.zip"),
+                  ("All files (*.*)", "*.*")],
+            doc="A phototox .pt weight file or a bioimage.io package .zip in the folder above.",
+        )
         self.threads = Integer(
             "Torch threads per worker",
             1,
@@ -231,12 +260,15 @@ oversubscribing them. Raise it when you run a single worker.""",
 
     def settings(self):
         return [self.image_name, self.map_name, self.model_choice, self.model_location, self.stride,
-                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name, self.threads]
+                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name, self.threads,
+                self.model_directory, self.model_file]
 
     def visible_settings(self):
         result = [self.image_name, self.map_name, self.model_choice]
         if self.model_choice.value == MODEL_CUSTOM:
             result.append(self.model_location)
+        elif self.model_choice.value == MODEL_FILE:
+            result += [self.model_directory, self.model_file]
         result += [self.stride, self.mode, self.threshold, self.device, self.threads, self.wants_objects]
         if self.wants_objects.value:
             result.append(self.objects_name)
@@ -251,6 +283,10 @@ oversubscribing them. Raise it when you run a single worker.""",
         if variable_revision_number == 1:  # 10 settings; revision 2 adds torch threads per worker
             setting_values = list(setting_values) + ["1"]
             variable_revision_number = 2
+        if variable_revision_number == 2:  # 11 settings; revision 3 adds the model folder and file pickers
+            setting_values = list(setting_values) + [Directory.static_join_string("Default Input Folder", ""),
+                                                     "model.pt"]
+            variable_revision_number = 3
         return setting_values, variable_revision_number
 
     def volumetric(self):
@@ -258,7 +294,17 @@ oversubscribing them. Raise it when you run a single worker.""",
 
     # -- model --------------------------------------------------------------------------------
     def _model_spec(self):
-        return "default" if self.model_choice.value == MODEL_SHIPPED else self.model_location.value.strip()
+        if self.model_choice.value == MODEL_SHIPPED:
+            return "default"
+        if self.model_choice.value == MODEL_FILE:
+            import os
+
+            return os.path.join(self.model_directory.get_absolute_path(), self.model_file.value)
+        return self.model_location.value.strip()
+
+    def _model_setting(self):
+        return {MODEL_CUSTOM: self.model_location, MODEL_FILE: self.model_file}.get(self.model_choice.value,
+                                                                                   self.model_choice)
 
     def _mode(self):
         return "dense" if self.mode.value == MODE_DENSE else "exact"
@@ -289,8 +335,7 @@ oversubscribing them. Raise it when you run a single worker.""",
             raise ValidationError(str(exc), self.device)
         problem = self.model_problem()
         if problem:
-            raise ValidationError(problem, self.model_location if self.model_choice.value == MODEL_CUSTOM
-                                  else self.model_choice)
+            raise ValidationError(problem, self._model_setting())
         try:  # settings only: the model is loaded once, when the run starts (not on every keystroke)
             phototox.inference.Predictor.check_settings(None, self.stride.value, self._mode(), self.threshold.value)
         except phototox.errors.PhototoxError as exc:
