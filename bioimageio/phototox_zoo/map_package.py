@@ -141,9 +141,11 @@ def _usage(loaded, shape, provenance: dict) -> str:
 * **Inside the model**: {how}; windows every {NETWORK_STRIDE} px from the top-left corner; bilinear
   upsampling between window centres. The result equals `phototox map IMAGE --mode dense --stride 16`.
 * **Tiling**: each tile needs a halo of {HALO} px (110 px window half-width + 110 px normalisation box
-  half-width + one 16 px grid step) and must start on a 16 px grid. bioimageio.core honours this
-  (tested); whether deepImageJ and ilastik honour the halo was not tested. Near the image border a
-  tiled consumer pads the image, so the map differs there from the untiled one.
+  half-width + one 16 px grid step) and must start on a 16 px grid. bioimageio.core honours this:
+  more than {HALO} px from the image border its map equals phototox's to 1e-6, whole or tiled
+  (tested). Within {HALO} px of the border bioimageio.core pads the image by the halo (even untiled),
+  so the map there differs from phototox's, which never pads: crop that band, or run phototox.
+  Whether deepImageJ and ilastik honour the halo was not tested.
 * **Weights**: PyTorch state dict only (the model's Python code computes the normalisation); no
   TorchScript/ONNX form yet, so deepImageJ cannot run this package.
 
