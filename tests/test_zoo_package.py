@@ -52,8 +52,9 @@ def test_test_crop_is_intermediate_real_and_recorded(built):
     x = np.load(io.BytesIO(_read(built.package, "test_input.npy")))
     expected = np.load(io.BytesIO(_read(built.package, "test_output.npy")))
     p = Predictor.create(load_model("default"), "cpu").classify_windows(x[:, 0])[0]
-    assert 0.2 < p < 0.8 and expected[0, 1] == pytest.approx(p, abs=1e-5)
     provenance = _rdf(built.package)["config"]["phototox"]["test_tensor"]
+    assert expected[0, 1] == pytest.approx(p, abs=1e-5)
+    assert 0.2 < p < 0.8 or "no crop with P(sick)" in provenance.get("note", "")  # else the build said so
     assert provenance["p_sick"] == pytest.approx(p, abs=1e-3)
     readme = _read(built.package, "README.md").decode()
     assert provenance["source_file"] in readme and "Licence" in readme

@@ -55,8 +55,11 @@ def map_network(loaded) -> map_module.DeadNetMap:
 
 
 def test_region(test) -> np.ndarray:
-    """A TEST_SIDE square of the test crop's frame around the crop (the whole frame when smaller)."""
+    """A TEST_SIDE square of the test crop's frame around the crop, and its origin in the frame."""
     frame = test.frame
+    short = [max(0, MIN_SIZE - n) for n in frame.shape]
+    if any(short):  # a small image: mirror it up to the smallest size the package accepts
+        frame = np.pad(frame, [(0, k) for k in short], mode="symmetric")
     side_y, side_x = min(TEST_SIDE, frame.shape[0]), min(TEST_SIDE, frame.shape[1])
     side_y, side_x = side_y - (side_y - MIN_SIZE) % NETWORK_STRIDE, side_x - (side_x - MIN_SIZE) % NETWORK_STRIDE
     cy, cx = test.y + WINDOW // 2, test.x + WINDOW // 2

@@ -153,11 +153,11 @@ def _synthetic_crop(predictor, seed: int) -> TestCrop:
 
     best = None
     for k, dose in enumerate(np.linspace(0.2, 0.9, 8)):
-        frame = render_field(440, 440, float(dose), seed=seed + k).image.astype(np.float32)
+        frame = render_field(512, 512, float(dose), seed=seed + k).image.astype(np.float32)
         p, y, x = _best_in_frame(predictor, frame)
         if best is None or abs(p - 0.5) < abs(best.probability - 0.5):
             best = TestCrop(frame[y:y + WINDOW, x:x + WINDOW].copy(), p, frame, y, x,
-                            f"phototox.synth.render_field(440, 440, {dose:.2f}, seed={seed + k})",
+                            f"phototox.synth.render_field(512, 512, {dose:.2f}, seed={seed + k})",
                             note="synthetic fallback: no real redistributable data at build time")
     if not _inside(best.probability):
         best.note += f"; no crop with P(sick) in {INTERMEDIATE} found, closest {best.probability:.3f}"
