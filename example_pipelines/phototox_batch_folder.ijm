@@ -1,6 +1,7 @@
 // Batch: every image in a folder -> sickness map TIFF + one Results row per image -> CSV.
 // Run from Fiji (Plugins>Macros>Run...), or headless with arguments:
-//   phototox fiji --macro phototox_batch_folder.ijm --args "input=/data/phase output=/data/out stride=32 mode=dense"
+//   phototox fiji --macro phototox_batch_folder.ijm --args "input=[/data/my phase] output=/data/out mode=dense"
+// (paths with spaces in [brackets], as ImageJ records them). A folder with no image to analyse is an error.
 // Needs Phototox_.jar and either 'phototox fiji' (in-process) or a running 'phototox serve'.
 // Model: DeadNet (Richmond et al., 2017, arXiv:1701.06109), reimplemented by phototox.
 
@@ -11,8 +12,10 @@ if (input == "") input = getDirectory("Folder of phase-contrast images");
 if (output == "") output = getDirectory("Folder for maps and results");
 if (!endsWith(input, File.separator)) input = input + File.separator;
 if (!endsWith(output, File.separator)) output = output + File.separator;
-options = "stride=" + phototoxArg(args, "stride", "32") + " mode=" + phototoxArg(args, "mode", "dense")
+options = "mode=" + phototoxArg(args, "mode", "dense")
         + " threshold=" + phototoxArg(args, "threshold", "0.5");
+stride = phototoxArg(args, "stride", "");  // default: phototox's own (phototox.defaults.DEFAULT_STRIDE)
+if (stride != "") options = options + " stride=" + stride;
 model = phototoxArg(args, "model", "");  // default: the model phototox fiji / phototox serve was started with
 if (model != "") options = options + " model=[" + model + "]";
 server = phototoxArg(args, "server", "");
@@ -37,6 +40,7 @@ for (i = 0; i < files.length; i++) {
     print(name + ": mean P(sick) = " + d2s(mean, 3));
     done++;
 }
+if (done == 0) exit("phototox: no image analysed: " + input + " holds no .tif, .tiff or .png image");
 saveAs("Results", output + "phototox_results.csv");
 print("phototox: " + done + " image(s) analysed; results in " + output + "phototox_results.csv");
 
@@ -51,9 +55,7 @@ function phototoxMeasure(options) {
     return NaN;
 }
 
+// key=value or key=[value with spaces] (ImageJ's own option syntax) -> value of key (or fallback).
 function phototoxArg(arguments, key, fallback) {
-    words = split(arguments, " ");
-    for (k = 0; k < words.length; k++)
-        if (startsWith(words[k], key + "=")) return substring(words[k], lengthOf(key) + 1);
-    return fallback;
+    return call("ij.Macro.getValue", arguments, key, fallback);
 }

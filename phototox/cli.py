@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .defaults import DEFAULT_STRIDE
 from .errors import PhototoxError, describe_os_error
 from .provenance import provenance
 
@@ -30,7 +31,7 @@ def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is:
                    help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
 
 
-def _add_map(p: argparse.ArgumentParser, stride: int = 32, mode: str = "dense") -> None:
+def _add_map(p: argparse.ArgumentParser, stride: int = DEFAULT_STRIDE, mode: str = "dense") -> None:
     p.add_argument("--stride", type=int, default=stride, help=f"window step in pixels (default {stride})")
     p.add_argument("--mode", choices=("exact", "dense"), default=mode,
                    help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
@@ -436,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100, help="random seed of the synthetic fields (default 100)")
-    p.add_argument("--stride", type=int, default=16, help="window step in pixels (default 16)")
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
+                   help=f"window step in pixels (default {DEFAULT_STRIDE})")
     p.add_argument("--mode", choices=("exact", "dense"), default="dense",
                    help="exact: classify every window; dense: one fully convolutional pass (default dense)")
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
@@ -445,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="per-image sick probability")
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
     _add_model(p)
-    _add_map(p, stride=64)
+    _add_map(p)
     _add_pixel_size(p)
     p.add_argument("--controls", nargs="+", metavar="FILE",
                    help="your control fields: report each image against them (default: the controls recorded "
@@ -561,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)")
     _add_pixel_size(p)
     p.add_argument("--stride", type=int, default=110,
-                   help="step between the 220 px windows whose heat maps are averaged (default 110)")
+                   help="step between the 220 px windows whose heat maps are averaged (default 110, half a "
+                        "window: one backward pass per window, so not the map default)")
     p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
                    help="what to do with colour images whose channels differ (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -587,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
     _add_pixel_size(p)
-    p.add_argument("--stride", type=int, default=32, help="window step in pixels (default 32)")
+    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
+                   help=f"window step in pixels (default {DEFAULT_STRIDE})")
     p.add_argument("--mode", choices=("exact", "dense"), default="dense",
                    help="exact: classify every window; dense: one fully convolutional pass (default dense)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .defaults import DEFAULT_STRIDE
 from .dense import NORMALISATIONS, check_dense_stride, dense_sick_grid
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
@@ -30,7 +31,6 @@ from .normalise import (
 from .windows import upsample_grid, window_origins
 
 MODES = ("exact", "dense")
-DEFAULT_STRIDE = 32
 DEFAULT_MODE = "dense"
 DEFAULT_THRESHOLD = 0.5
 

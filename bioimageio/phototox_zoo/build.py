@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -29,7 +30,7 @@ import yaml
 import phototox
 import phototox.models.architectures
 from phototox.errors import PhototoxError
-from phototox.images import atomic_path, read_frames
+from phototox.images import atomic_path, read_frames, write_text_atomic
 from phototox.inference import Predictor
 from phototox.models.architectures import CLASSES, WINDOW, build_model
 from phototox.normalise import contract_of, normalise_crops
@@ -41,6 +42,10 @@ DEADNET_CITATION = {
     "text": "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity from "
             "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).",
     "doi": "10.48550/arXiv.1701.06109"}
+CELLDEATH_CITATION = {
+    "text": "La Greca AD, Perez N, Castaneda S, et al. celldeath: A tool for detection of cell death in transmitted "
+            "light microscopy images by deep learning-based visual recognition. PLoS ONE 16(6): e0253666 (2021).",
+    "doi": "10.1371/journal.pone.0253666"}
 TAGS = ["phase-contrast", "phototoxicity", "cell-health", "classification", "pytorch", "2d",
         "transmitted-light", "deadnet", "live-cell-imaging"]
 
@@ -52,6 +57,7 @@ class BuildResult:
     package: Path
     statuses: dict[str, str]
     details: dict[str, str]
+    map_package: Path | None = None
 
     @property
     def passed(self) -> bool:
@@ -62,28 +68,45 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _test_crop(image: str | None, seed: int) -> np.ndarray:
-    """A raw 220x220 window: the centre of ``image``, or of a synthetic damaged field."""
-    if image:
-        frame = read_frames(image)[0]
-    else:
-        from phototox.synth import render_field
+def _test_crop(predictor, image: str | None, seed: int):
+    """The package's test crop: intermediate P(sick), from ``image`` or from redistributable real data."""
+    from .test_data import TestCrop, _best_in_frame, find_test_crop
 
-        frame = render_field(320, 320, 0.8, seed=seed).image.astype(np.float32)
-    y, x = (frame.shape[0] - WINDOW) // 2, (frame.shape[1] - WINDOW) // 2
-    return frame[y:y + WINDOW, x:x + WINDOW].astype(np.float32)
+    if not image:
+        return find_test_crop(predictor, seed=seed)
+    frame = read_frames(image)[0]
+    p, y, x = _best_in_frame(predictor, frame)
+    return TestCrop(frame[y:y + WINDOW, x:x + WINDOW].copy(), p, frame, y, x, Path(image).name,
+                    note="given with --test-image: its licence must allow redistribution in the package")
 
 
-def _cover(path: Path, loaded, seed: int, cover_image: str | None) -> None:
-    """Cover: a field (synthetic unless given) with its sickness map."""
-    from phototox.plots import plot_map_overlay
+def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
+    """Cover: a real sick and a real healthy field with their maps (or your image, or synthetic fields)."""
     from phototox.synth import render_field
 
-    frame = read_frames(cover_image)[0] if cover_image else render_field(440, 660, 0.6, seed=seed).image.astype(np.float32)
-    result = Predictor.create(loaded, "cpu").analyse_frame(frame, 16, "dense")
-    source = "your image" if cover_image else "synthetic field"
-    plot_map_overlay(frame, result.sick_map, path, f"phototox sickness map ({source}): mean P(sick) "
-                                                   f"{result.mean_sick_probability:.2f}", threshold=0.5, width=5.0)
+    from .cover import write_cover
+    from .test_data import cover_fields
+
+    fields = None if cover_image else cover_fields(predictor)
+    if fields is None:
+        if cover_image:
+            frame = read_frames(cover_image)[0]
+            fields = [(frame, "", Path(cover_image).name)] * 2
+        else:
+            print("phototox zoo: no real data for the cover; using synthetic fields", file=sys.stderr)
+            fields = [(render_field(440, 440, dose, seed=seed).image.astype(np.float32), label,
+                       f"phototox.synth dose {dose}") for dose, label in ((0.9, "sick"), (0.0, "healthy"))]
+    panels = []
+    for frame, label, source in fields:
+        result = predictor.analyse_frame(frame, 16, "dense")
+        caption = (f"{label or 'image'}: {source}\nmodel calls it {result.label}, "
+                   f"mean P(sick) {result.mean_sick_probability:.2f}")
+        panels.append((frame, result.sick_map, caption))
+    footer = ("phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5. Images: celldeath U2OS, "
+              "La Greca et al. 2021, MIT" if not cover_image and fields[0][2].startswith("celldeath") else
+              "phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5")
+    write_cover(path, panels, footer)
+    return "; ".join(f"{label}: {source}" for _, label, source in fields)
 
 
 def card_text(loaded) -> str:
@@ -93,33 +116,84 @@ def card_text(loaded) -> str:
     return card_for_model(loaded)
 
 
-def _documentation(path: Path, loaded, model_spec: str) -> None:
-    card = card_text(loaded)
+def own_card(card: str) -> str:
+    """The first model's card of a card file (cut at the next top-level ``# `` heading)."""
+    lines = card.splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.startswith("# ")), len(lines))
+    return "\n".join(lines[:end]).rstrip() + "\n"
+
+
+def validation_section(card: str, meta: dict) -> str:
+    """The held-out figures: the card's held-out section if it has one, else the last validation in meta."""
+    lines = card.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and
+                  any(w in line.lower() for w in ("held-out", "held out", "validation"))), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        body = "\n".join(lines[start + 1:end]).strip()
+        return f"## Validation\n\nFrom the model card, section \"{lines[start][3:]}\":\n\n{body}\n"
+    last = (meta or {}).get("last_eval") or {}
+    if "val_acc" in last:
+        return (f"## Validation\n\nLast validation during training (iteration {last.get('iteration')}): crop "
+                f"accuracy {last['val_acc']:.3f}, loss {last.get('val_loss', float('nan')):.3f}. No held-out "
+                "evaluation is recorded with this model: run `phototox evaluate --held-out` before trusting it.\n")
+    return "## Validation\n\nNo held-out figures are recorded with this model.\n"
+
+
+INSTALL = """git clone <the phototox repository> phototox   # phototox is not on PyPI
+cd phototox && python3 -m venv .venv && . .venv/bin/activate
+pip install torch==2.13.0 && pip install -e .
+phototox map IMAGE --model {zip}"""
+
+
+def _documentation(path: Path, loaded, model_spec: str, crop, zip_name: str, cover_source: str) -> None:
+    card = card_text(loaded) or "# phototox model\n"
+    test = crop.provenance()
+    licence = f"{test.get('licence')}; {test.get('citation', '')}".rstrip("; ")
     contract = contract_of(loaded)
     trained = ("exactly as the model was trained." if contract.kind == "crop" else
                f"an approximation: the model was trained with each pixel normalised by the {contract.size} px box "
                "centred on it within the whole frame, which a lone window cannot reproduce (it has no context); "
                "phototox itself applies the exact contract to whole frames.")
     usage = f"""
+{validation_section(card, loaded.meta)}
 ## Using this package
 
 * **Input**: one grey phase-contrast window of 220x220 px (axes batch, channel, y, x), any bit depth.
   The package normalises it to zero mean and unit variance (`zero_mean_unit_variance`, per sample),
   {trained}
 * **Output**: probabilities of the classes `healthy` and `sick` (axes batch, channel).
-* **Whole images**: the model classifies one window. Do not let a consumer tile the image with
-  this package: crop 220 px windows yourself, or use phototox (`pip install phototox`), which slides
-  the window (or runs the fully convolutional form) and returns a full-resolution sickness map:
-  `phototox map IMAGE --model <this zip>`. deepImageJ: tiling is switched off for this reason.
+* **Whole images**: this package classifies one window; do not let a consumer tile an image with it.
+  For a picture, use the companion *map* package (`-map.zip`, fully convolutional, any size) or
+  phototox itself, which slides the window and returns a full-resolution sickness map.
+
+## Installing phototox
+
+```
+{INSTALL.format(zip=zip_name)}
+```
+
+## Test tensor
+
+`test_input.npy` is a real, intermediate crop (P(sick) = {test['p_sick']:.3f} for this model, chosen
+at build time so that a change to the preprocessing or the weights fails `bioimageio test`):
+`{test['source_file']}`, 220x220 px at (y, x) = {tuple(test['crop_yx'])}. Licence: {licence.rstrip('.')}.
+{test.get('note', '')}
+
+Cover: {cover_source}.
 
 Built by phototox {phototox.__version__} from `{model_spec}` ({loaded.arch}).
 """
-    path.write_text((card or "# phototox model\n") + "\n" + usage)
+    path.write_text(own_card(card) + "\n" + usage)
 
 
 def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str | None = None,
-                  cover_image: str | None = None, name: str | None = None) -> Path:
-    """Write every file of the package into ``folder``; return the path of ``rdf.yaml``."""
+                  cover_image: str | None = None, name: str | None = None, maintainer: str | None = None,
+                  map_folder: Path | None = None) -> Path:
+    """Write every file of the package into ``folder`` (and the map package into ``map_folder``).
+
+    Returns the path of the classifier package's ``rdf.yaml``.
+    """
     loaded = Predictor.from_spec(model_spec, "cpu").model
     if loaded.arch not in ARCH_CALLABLES:
         raise PhototoxError(f"{model_spec}: only phototox DeadNet models can be packaged (got {loaded.arch})")
@@ -131,7 +205,9 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
 
     net = build_model(loaded.arch, softmax_output=True, **loaded.arch_kwargs).eval()
     net.load_state_dict(state)
-    crop = _test_crop(test_image, seed)
+    predictor = Predictor.create(loaded, "cpu")
+    test = _test_crop(predictor, test_image, seed)
+    crop = test.crop.astype(np.float32)
     np.save(folder / "test_input.npy", crop[None, None])
     import imageio.v3 as iio
 
@@ -149,15 +225,49 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
         torch.onnx.export(net, (example,), str(folder / "weights.onnx"), opset_version=OPSET, dynamo=False,
                           input_names=["phase"], output_names=["probabilities"],
                           dynamic_axes={"phase": {0: "batch"}, "probabilities": {0: "batch"}})
-    _cover(folder / "cover.png", loaded, seed, cover_image)
-    _documentation(folder / "README.md", loaded, model_spec)
+    cover_source = _cover(folder / "cover.png", predictor, seed, cover_image)
+    _documentation(folder / "README.md", loaded, model_spec, test, f"phototox-{loaded.arch}.zip", cover_source)
 
-    rdf = description(loaded, folder, name)
+    rdf = description(loaded, folder, name, maintainer)
+    rdf["config"]["phototox"]["test_tensor"] = test.provenance()
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True))
+    if map_folder is not None:
+        from .map_package import stage_map_package
+
+        stage_map_package(loaded, map_folder, test, folder, rdf)
     return folder / "rdf.yaml"
 
 
-def description(loaded, folder: Path, name: str | None = None) -> dict:
+def training_data(meta: dict) -> dict:
+    """The training set of THIS model: the celldeath set when its manifest says so, else what meta records."""
+    manifest = str((meta or {}).get("manifest") or "")
+    if "celldeath" in manifest:
+        return {
+            "type": "dataset", "format_version": "0.3.0",
+            "source": "https://github.com/miriukaLab/celldeath",
+            "authors": [{"name": "La Greca AD"}, {"name": "Perez N"}, {"name": "Miriuka SG"}],
+            "tags": ["u2os", "transmitted-light", "cell-death"],
+            "name": "celldeath U2OS transmitted-light images (La Greca et al., 2021)",
+            "description": "U2OS cells, 20x transmitted light, 1280x960 8-bit: camptothecin 1 h (sick) vs DMSO "
+                           "(healthy). A drug insult, not light; label and replicate are confounded.",
+            "cite": [CELLDEATH_CITATION], "license": "MIT",
+        }
+    return {"type": "dataset", "format_version": "0.3.0", "name": f"phototox training set {Path(manifest).name or '(unrecorded)'}",
+            "description": f"the manifest this model was trained on, as recorded in its weights: {manifest or 'not recorded'}",
+            "authors": [{"name": "phototox developers"}], "cite": [DEADNET_CITATION], "license": "MIT"}
+
+
+def maintainers(github_user: str | None) -> list[dict]:
+    """The zoo needs a GitHub user per maintainer; ``--maintainer USER`` or ``$PHOTOTOX_ZOO_MAINTAINER``."""
+    user = github_user or os.environ.get("PHOTOTOX_ZOO_MAINTAINER")
+    if not user:
+        print("phototox zoo: no --maintainer GITHUB_USER given; 'maintainers' is left empty (the zoo needs one "
+              "before upload, and bioimageio checks the user online)", file=sys.stderr)
+        return []
+    return [{"github_user": user, "name": "phototox developers"}]
+
+
+def description(loaded, folder: Path, name: str | None = None, maintainer: str | None = None) -> dict:
     """The format 0.5 model description (files must already be in ``folder``)."""
     meta = loaded.meta or {}
     card = loaded.card or {}
@@ -172,13 +282,14 @@ def description(loaded, folder: Path, name: str | None = None) -> dict:
                        "healthy or sick (e.g. harmed by imaging light). DeadNet (Richmond et al., 2017) "
                        "reimplemented by phototox; whole-image sickness maps with the phototox package.",
         "authors": [{"name": "phototox developers"}],
+        **({"maintainers": people} if (people := maintainers(maintainer)) else {}),
         "cite": citations,
         "license": "MIT",
         "tags": TAGS + (["u2os"] if "U2OS" in str(card.get("training_data", {}).get("name", "")) else []),
         "version": phototox.__version__,
         "documentation": {"source": "README.md", "sha256": _sha256(folder / "README.md")},
         "covers": [{"source": "cover.png", "sha256": _sha256(folder / "cover.png")}],
-        **_training_data(card),
+        **(_training_data(card) or {"training_data": training_data(meta)}),
         "inputs": [{
             "id": "phase",
             "description": "grey phase-contrast window, any intensity scale",
@@ -237,13 +348,12 @@ def _training_data(card: dict) -> dict:
 
 def zip_folder(folder: Path, target: Path) -> Path:
     """Deterministic zip of the staged files (fixed order and timestamps), written atomically."""
-    with atomic_path(target) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(folder.iterdir()):
-                info = zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, path.read_bytes())
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            info = zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
     return target
 
 
@@ -262,15 +372,25 @@ def run_bioimageio_tests(package: Path, formats=("pytorch_state_dict", "torchscr
 
 
 def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, test_image: str | None = None,
-          cover_image: str | None = None, run_tests: bool = True, name: str | None = None) -> BuildResult:
+          cover_image: str | None = None, run_tests: bool = True, name: str | None = None,
+          maintainer: str | None = None, with_map: bool = True) -> BuildResult:
     """Stage, zip and (optionally) test the package; return where it is and how the tests went."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded_arch = Predictor.from_spec(model_spec, "cpu").model.arch
     target = out / f"phototox-{loaded_arch}.zip"
+    map_target = out / f"phototox-{loaded_arch}-map.zip" if with_map else None
     with tempfile.TemporaryDirectory() as tmp:
-        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name)
+        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name, maintainer,
+                      Path(tmp) / "map" if with_map else None)
         zip_folder(Path(tmp) / "package", target)
+        if map_target is not None:
+            zip_folder(Path(tmp) / "map", map_target)
     statuses, details = run_bioimageio_tests(target) if run_tests else ({}, {})
-    (out / f"{target.stem}.test.json").write_text(json.dumps({"package": str(target), "statuses": statuses}, indent=2))
-    return BuildResult(target, statuses, details)
+    if run_tests and map_target is not None:
+        map_statuses, map_details = run_bioimageio_tests(map_target, ("pytorch_state_dict",))
+        statuses.update({f"map {k}": v for k, v in map_statuses.items()})
+        details.update({f"map {k}": v for k, v in map_details.items()})
+    report = {"package": str(target), "map_package": str(map_target) if map_target else None, "statuses": statuses}
+    write_text_atomic(out / f"{target.stem}.test.json", json.dumps(report, indent=2))
+    return BuildResult(target, statuses, details, map_target)

@@ -11,8 +11,8 @@ probability that the cells around each pixel are sick), and measures the
 mean sick probability, the fraction of the area above a threshold and an
 image-level class with its confidence. Optionally it also measures each
 object (for example cells from **IdentifyPrimaryObjects** or a label image
-loaded by **NamesAndTypes**): the mean sick probability of its pixels and
-a class.
+loaded by **NamesAndTypes**): the mean sick probability of the map under
+it, which describes the cell's *neighbourhood* (see below), not the cell.
 
 The computation is done by the *phototox* Python package (the same code as
 its command line, Fiji bridge and bioimage.io package), which must be
@@ -63,8 +63,13 @@ Measurements made by this module
 
 **Object measurements** (``Phototoxicity_<Feature>_<Image>``):
 
--  *MeanSickProbability:* mean of the map over the object's pixels.
--  *Class:* 1 if that mean is at or above the threshold, else 0.
+-  *NeighbourhoodSickProbability:* mean of the map over the object's
+   pixels. Every map value comes from 220 px windows (about 95 um at
+   0.434 um/px), which hold several cells; the value is therefore the
+   sickness of the area around the object, shared with its neighbours, and
+   not a verdict on that cell. There is no per-object class for that
+   reason, and no per-cell labels exist to validate one. Use it to ask
+   where in the field damage is, and the image measurements for the call.
 
 Technical notes
 ^^^^^^^^^^^^^^^
@@ -101,7 +106,7 @@ from cellprofiler_core.module import Module
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
 from cellprofiler_core.setting.subscriber import ImageSubscriber, LabelSubscriber
-from cellprofiler_core.setting.text import Float, ImageName, Integer, Text
+from cellprofiler_core.setting.text import Directory, Filename, Float, ImageName, Integer, Text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -110,12 +115,19 @@ F_MEAN = "MeanSickProbability"
 F_AREA = "SickAreaFraction"
 F_CLASS = "Class"
 F_CONFIDENCE = "Confidence"
+F_NEIGHBOURHOOD = "NeighbourhoodSickProbability"
 IMAGE_FEATURES = (F_MEAN, F_AREA, F_CLASS, F_CONFIDENCE)
-OBJECT_FEATURES = (F_MEAN, F_CLASS)
+OBJECT_FEATURES = (F_NEIGHBOURHOOD,)
 INTEGER_FEATURES = (F_CLASS,)
+try:  # the one default shared by every phototox front end (no torch import)
+    from phototox.defaults import DEFAULT_STRIDE
+except ImportError:  # phototox missing: validation says so
+    DEFAULT_STRIDE = 32
 
 MODEL_SHIPPED = "Shipped default model"
+MODEL_FILE = "Model file (.pt or bioimage.io .zip) in a folder"
 MODEL_CUSTOM = "Weights file, bioimage.io package or zoo id"
+"""Typed as text: a zoo id, a URL, or a path (kept for pipelines of revision 1 and 2)."""
 MODE_DENSE = "Dense (fast)"
 MODE_EXACT = "Exact (every window)"
 DEVICE_AUTO = "GPU if available, else CPU"
@@ -141,7 +153,7 @@ def _phototox():
 class MeasurePhototoxicity(Module):
     module_name = "MeasurePhototoxicity"
     category = "Measurement"
-    variable_revision_number = 1
+    variable_revision_number = 3
     doi = {
         "Please cite the following when using MeasurePhototoxicity:": "https://doi.org/10.48550/arXiv.1701.06109",
         "If you use the shipped model, also cite its training data:": "https://doi.org/10.1371/journal.pone.0253666",
@@ -160,12 +172,14 @@ class MeasurePhototoxicity(Module):
         )
         self.model_choice = Choice(
             "Model",
-            [MODEL_SHIPPED, MODEL_CUSTOM],
+            [MODEL_SHIPPED, MODEL_FILE, MODEL_CUSTOM],
             doc=f"""\
-*{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_CUSTOM}*
-lets you give another shipped model by name (``phototox models`` lists them), a phototox
-weight file (.pt), a bioimage.io model package (.zip or folder) or a bioimage.io zoo id / URL
-(downloaded once, then cached).""",
+*{MODEL_SHIPPED}* uses the model that comes with phototox. *{MODEL_FILE}*
+picks a phototox weight file (.pt) or bioimage.io package (.zip) with a folder
+and a file name (portable: the folder can be relative to the default input or
+output folder). *{MODEL_CUSTOM}* takes typed text: a bioimage.io zoo id or URL
+(downloaded once, then cached), another shipped model by name (``phototox models``
+lists them) or a path.""",
         )
         self.model_location = Text(
             "Model file, package or zoo id",
@@ -175,7 +189,7 @@ weight file (.pt), a bioimage.io model package (.zip or folder) or a bioimage.io
         )
         self.stride = Integer(
             "Window stride (pixels)",
-            32,
+            DEFAULT_STRIDE,
             minval=1,
             doc="""\
 Step between neighbouring 220 px windows. Smaller is finer and slower. Dense
@@ -201,25 +215,63 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         self.wants_objects = Binary(
             "Measure objects too?",
             False,
-            doc="Select *Yes* to measure the mean sick probability and class of each object.",
+            doc="Select *Yes* to measure, for each object, the mean sick probability of the map under it "
+            "(NeighbourhoodSickProbability: the area around the object, from 220 px windows).",
         )
         self.objects_name = LabelSubscriber(
             "Select the objects to measure",
             "None",
             doc="Objects (for example cells) whose pixels are averaged on the sickness map.",
         )
+        self.model_directory = Directory(
+            "Folder of the model file",
+            Directory.static_join_string("Default Input Folder", ""),
+            doc="""\
+Folder holding the model file. Choose it relative to the default input or output
+folder (or an elsewhere path) so the pipeline moves between machines.""",
+        )
+
+        def get_directory():
+            return self.model_directory.get_absolute_path()
+
+        def set_directory(path):
+            choice, custom = self.model_directory.get_parts_from_path(path)
+            self.model_directory.join_parts(choice, custom)
+
+        self.model_file = Filename(
+            "Model file",
+            "model.pt",
+            get_directory_fn=get_directory,
+            set_directory_fn=set_directory,
+            browse_msg="Choose a phototox .pt weight file or bioimage.io package (.zip)",
+            exts=[("phototox weights (*.pt)", "*.pt"), ("bioimage.io package (*.zip)", "*.zip"),
+                  ("All files (*.*)", "*.*")],
+            doc="A phototox .pt weight file or a bioimage.io package .zip in the folder above.",
+        )
+        self.threads = Integer(
+            "Torch threads per worker",
+            1,
+            minval=1,
+            doc="""\
+CPU threads each CellProfiler worker gives the network. CellProfiler runs one
+worker per core; one thread each (the default) uses every core without
+oversubscribing them. Raise it when you run a single worker.""",
+        )
         self._predictor = None
         self._predictor_key = None
 
     def settings(self):
         return [self.image_name, self.map_name, self.model_choice, self.model_location, self.stride,
-                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name]
+                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name, self.threads,
+                self.model_directory, self.model_file]
 
     def visible_settings(self):
         result = [self.image_name, self.map_name, self.model_choice]
         if self.model_choice.value == MODEL_CUSTOM:
             result.append(self.model_location)
-        result += [self.stride, self.mode, self.threshold, self.device, self.wants_objects]
+        elif self.model_choice.value == MODEL_FILE:
+            result += [self.model_directory, self.model_file]
+        result += [self.stride, self.mode, self.threshold, self.device, self.threads, self.wants_objects]
         if self.wants_objects.value:
             result.append(self.objects_name)
         return result
@@ -230,6 +282,13 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
                 f"MeasurePhototoxicity settings revision {variable_revision_number} is newer than this "
                 f"plugin ({self.variable_revision_number}); update phototox"
             )
+        if variable_revision_number == 1:  # 10 settings; revision 2 adds torch threads per worker
+            setting_values = list(setting_values) + ["1"]
+            variable_revision_number = 2
+        if variable_revision_number == 2:  # 11 settings; revision 3 adds the model folder and file pickers
+            setting_values = list(setting_values) + [Directory.static_join_string("Default Input Folder", ""),
+                                                     "model.pt"]
+            variable_revision_number = 3
         return setting_values, variable_revision_number
 
     def volumetric(self):
@@ -237,7 +296,17 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
 
     # -- model --------------------------------------------------------------------------------
     def _model_spec(self):
-        return "default" if self.model_choice.value == MODEL_SHIPPED else self.model_location.value.strip()
+        if self.model_choice.value == MODEL_SHIPPED:
+            return "default"
+        if self.model_choice.value == MODEL_FILE:
+            import os
+
+            return os.path.join(self.model_directory.get_absolute_path(), self.model_file.value)
+        return self.model_location.value.strip()
+
+    def _model_setting(self):
+        return {MODEL_CUSTOM: self.model_location, MODEL_FILE: self.model_file}.get(self.model_choice.value,
+                                                                                   self.model_choice)
 
     def _mode(self):
         return "dense" if self.mode.value == MODE_DENSE else "exact"
@@ -247,6 +316,9 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
         key = (self._model_spec(), DEVICES[self.device.value])
         if self._predictor is None or self._predictor_key != key:
             phototox = _phototox()
+            import torch
+
+            torch.set_num_threads(int(self.threads.value))
             self._predictor = phototox.inference.Predictor.from_spec(key[0], key[1])
             self._predictor_key = key
         return self._predictor
@@ -262,14 +334,37 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
             phototox.devices.resolve_device(DEVICES[self.device.value])
         except phototox.errors.PhototoxError as exc:
             raise ValidationError(str(exc), self.device)
-        try:
-            predictor = self.get_predictor()
-            predictor.check_settings(self.stride.value, self._mode(), self.threshold.value)
-        except phototox.errors.ModelLoadError as exc:
-            raise ValidationError(f"Cannot load the model: {exc}", self.model_location
-                                  if self.model_choice.value == MODEL_CUSTOM else self.model_choice)
+        problem = self.model_problem()
+        if problem:
+            raise ValidationError(problem, self._model_setting())
+        try:  # settings only: the model is loaded once, when the run starts (not on every keystroke)
+            phototox.inference.Predictor.check_settings(None, self.stride.value, self._mode(), self.threshold.value)
         except phototox.errors.PhototoxError as exc:
             raise ValidationError(str(exc), self.stride)
+
+    def model_problem(self):
+        """Why the model setting cannot work, checked cheaply (no loading, no download, no folders made)."""
+        spec = self._model_spec()
+        if spec == "default":
+            return ""
+        import re
+        from pathlib import Path
+
+        path = Path(spec).expanduser()
+        if path.exists():
+            if path.is_file() and path.suffix.lower() not in (".pt", ".pth", ".zip", ".yaml"):
+                return f"Model file {spec}: not a .pt weight file or a bioimage.io package (.zip, rdf.yaml)"
+            return ""
+        if re.fullmatch(r"https?://\S+", spec) or re.fullmatch(r"[a-z]+(-[a-z]+)+(/[\w.]+)?", spec):
+            return ""  # a URL or a zoo id such as 'affable-shark': fetched (and cached) when the run starts
+        return f"Model {spec}: no such file or folder, and not a bioimage.io zoo id or URL"
+
+    def prepare_run(self, workspace):
+        """Load the model before the first image set: a bad model stops the run with one line."""
+        problem = self.model_problem()
+        if problem:
+            raise ValueError(f"MeasurePhototoxicity: {problem}")
+        return True
 
     # -- running ------------------------------------------------------------------------------
     def run(self, workspace):
@@ -282,7 +377,14 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
             raise ValueError(f"{source} is a 3-D volume; MeasurePhototoxicity works on 2-D images only")
         predictor = self.get_predictor()
         try:
-            frames = phototox.images.as_grey_frames(pixels, source, min_size=predictor.window)
+            try:
+                frames = phototox.images.as_grey_frames(pixels, source, min_size=predictor.window)
+            except phototox.errors.ImageInputError as exc:
+                if "colour" not in str(exc):
+                    raise
+                raise ValueError(f"{source} is a colour image whose channels differ; convert it to grey "
+                                 f"(ColorToGray) and choose the grey image in the setting "
+                                 f"'{self.image_name.text}'") from exc
             result = predictor.analyse_frame(frames[0], self.stride.value, self._mode(), self.threshold.value,
                                              mask=image.mask if image.has_mask else None)
         except phototox.errors.PhototoxError as exc:
@@ -311,11 +413,10 @@ mode needs a stride that divides 16 or is a multiple of 16 (e.g. 8, 16, 32, 64).
             means, ids = phototox.inference.object_means(sick_map, labels)
             per_object = numpy.full(objects.count, numpy.nan)
             per_object[ids - 1] = means
-            classes = (per_object >= self.threshold.value).astype(int)
-            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_MEAN), per_object)
-            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_CLASS), classes)
-            statistics.append([self.objects_name.value, "objects called sick",
-                               f"{int(classes.sum())} of {objects.count}"])
+            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_NEIGHBOURHOOD),
+                                                   per_object)
+            statistics.append([self.objects_name.value, "neighbourhood P(sick), median of objects",
+                               f"{numpy.nanmedian(per_object):.3f}" if objects.count else "no objects"])
         if self.show_window:
             workspace.display_data.pixels = frames[0]
             workspace.display_data.sick_map = sick_map

@@ -23,10 +23,7 @@ function phototoxValue(line, key) {
     return "";
 }
 
-// "key=value key=value" argument string -> value of key (or fallback).
+// key=value or key=[value with spaces] (ImageJ's own option syntax) -> value of key (or fallback).
 function phototoxArg(arguments, key, fallback) {
-    words = split(arguments, " ");
-    for (i = 0; i < words.length; i++)
-        if (startsWith(words[i], key + "=")) return substring(words[i], lengthOf(key) + 1);
-    return fallback;
+    return call("ij.Macro.getValue", arguments, key, fallback);
 }

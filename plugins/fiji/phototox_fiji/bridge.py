@@ -88,7 +88,10 @@ def start(model: str = "default", device: str = "auto", fiji_dir: str | os.PathL
     scyjava.config.set_java_constraints(fetch="auto")  # use the installed JDK; download only if there is none
     if scyjava.jvm_started():
         raise FijiSetupError("a JVM is already running in this process; start ImageJ once per process")
-    plugin_jar = build_jar(find_ij_jar(ij_jar, fiji_dir))
+    if fiji_dir is not None and not any(Path(fiji_dir).glob("jars/imagej-[0-9]*.jar")):
+        raise FijiSetupError(f"{fiji_dir}: no ImageJ2 jars (jars/imagej-*.jar), so pyimagej cannot start it; give a "
+                             "complete Fiji.app, or leave out --fiji to use ImageJ 1.x (--ij-jar)")
+    plugin_jar = build_jar(find_ij_jar(ij_jar, fiji_dir), fiji_dir=fiji_dir)
     pool = PredictorPool(model, device)
     pool.get()  # load the model now: errors show before ImageJ starts
     if fiji_dir is not None:
@@ -117,5 +120,6 @@ def start(model: str = "default", device: str = "auto", fiji_dir: str | os.PathL
         scyjava.start_jvm()
         session = ImageJSession("ij1", plugins_home / "plugins")
     session.handler = make_handler(pool)
+    _java("java.lang.System").setProperty("phototox.model", pool.get().model.label)
     _java("phototox.Phototox").setHandler(session.handler)
     return session

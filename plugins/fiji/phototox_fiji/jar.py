@@ -1,9 +1,11 @@
 """Building the ImageJ plugin jar (``Phototox_.jar``) from its Java sources, and finding ImageJ.
 
-The jar is compiled with ``javac`` against an ImageJ 1.x ``ij.jar`` (Fiji's, or Debian's
-``libij-java``) and cached under ``<phototox cache>/fiji/<hash of the sources>/`` (phototox's one
-cache, ``~/.cache/phototox`` unless ``PHOTOTOX_CACHE``), so editing the sources rebuilds it and
-nothing is compiled twice.
+The jar is compiled for Java 8 bytecode (``javac --release 8``: Fiji still runs on Java 8 in
+places) against an ImageJ 1.x ``ij.jar`` -- the one inside the Fiji it is installed into, else
+Debian's ``libij-java`` -- with the JDK that Fiji ships (``Fiji.app/java/...``) when it has one,
+else ``javac`` on PATH. It is cached under ``<phototox cache>/fiji/<hash of the sources and of
+that ij.jar>/`` (phototox's one cache, ``~/.cache/phototox`` unless ``PHOTOTOX_CACHE``): editing the sources rebuilds it, and a jar built against one ImageJ is never
+reused for another.
 """
 
 from __future__ import annotations
@@ -42,8 +44,29 @@ def find_ij_jar(explicit: str | os.PathLike | None = None, fiji_dir: str | os.Pa
                          "or set PHOTOTOX_IJ_JAR")
 
 
-def sources_digest() -> str:
-    digest = hashlib.sha256()
+JAVA_RELEASE = "8"
+
+
+def find_javac(fiji_dir: str | os.PathLike | None = None) -> Path:
+    """``javac`` of the JDK inside ``Fiji.app/java`` (any platform's layout) if there is one, else on PATH."""
+    if fiji_dir:
+        names = ("javac.exe", "javac") if os.name == "nt" else ("javac",)
+        for name in names:
+            found = sorted(Path(fiji_dir).glob(f"java/**/bin/{name}"))
+            if found:
+                return found[0]
+    javac = shutil.which("javac")
+    if javac is None:
+        raise FijiSetupError("javac not found: Fiji's bundled Java is a runtime only; install a JDK (8 or newer) "
+                             "to build the ImageJ plugin")
+    return Path(javac)
+
+
+def sources_digest(ij_jar: str | os.PathLike | None = None) -> str:
+    """Hash of the Java sources, the target release and (when given) the ij.jar compiled against."""
+    digest = hashlib.sha256(JAVA_RELEASE.encode())
+    if ij_jar is not None:
+        digest.update(Path(ij_jar).read_bytes())
     for path in sorted(JAVA_SOURCES.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(JAVA_SOURCES)).encode())
@@ -58,20 +81,19 @@ def cache_root() -> Path:
     return phototox_cache() / "fiji"
 
 
-def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
-    """Compile the Java sources into ``Phototox_.jar`` (cached by source hash) and return its path."""
-    target = Path(out) if out else cache_root() / sources_digest() / JAR_NAME
+def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+              fiji_dir: str | os.PathLike | None = None) -> Path:
+    """Compile the Java sources into ``Phototox_.jar`` (cached by source + ij.jar hash); return its path."""
+    ij = find_ij_jar(ij_jar, fiji_dir)
+    target = Path(out) if out else cache_root() / sources_digest(ij) / JAR_NAME
     if target.is_file() and out is None:
         return target
-    javac = shutil.which("javac")
-    if javac is None:
-        raise FijiSetupError("javac not found: install a JDK (11 or newer) to build the ImageJ plugin")
-    ij = find_ij_jar(ij_jar)
+    javac = str(find_javac(fiji_dir))
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         classes = Path(tmp) / "classes"
         sources = sorted(str(p) for p in (JAVA_SOURCES / "phototox").glob("*.java"))
-        proc = subprocess.run([javac, "--release", "11", "-encoding", "UTF-8", "-cp", str(ij), "-d", str(classes),
+        proc = subprocess.run([javac, *_release_flags(javac), "-encoding", "UTF-8", "-cp", str(ij), "-d", str(classes),
                                *sources], capture_output=True, text=True)
         if proc.returncode != 0:
             raise FijiSetupError(f"javac failed:\n{proc.stderr}")
@@ -85,12 +107,23 @@ def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | 
     return target
 
 
+def _release_flags(javac: str) -> list[str]:
+    """``--release 8`` (JDK 9+), or ``-source 8 -target 8`` for a Java 8 javac, which has no --release."""
+    proc = subprocess.run([javac, "-version"], capture_output=True, text=True, check=False)
+    version = (proc.stdout + proc.stderr).strip()
+    return ["-source", "1.8", "-target", "1.8"] if "1.8." in version else ["--release", JAVA_RELEASE]
+
+
 def install_plugin(fiji_dir: str | os.PathLike, ij_jar: str | os.PathLike | None = None) -> Path:
-    """Copy the built jar into ``Fiji.app/plugins`` (built against that Fiji's ij.jar)."""
+    """Build the jar against that Fiji's own ImageJ (jars/ij-*.jar) and copy it into ``Fiji.app/plugins``."""
     plugins = Path(fiji_dir) / "plugins"
     if not plugins.is_dir():
         raise FijiSetupError(f"{fiji_dir}: not a Fiji/ImageJ folder (no plugins/ inside)")
-    jar = build_jar(ij_jar or find_ij_jar(fiji_dir=fiji_dir))
+    own = sorted(Path(fiji_dir).glob("jars/ij-*.jar"))
+    jar = build_jar(ij_jar or (own[-1] if own else None), fiji_dir=fiji_dir)
     target = plugins / JAR_NAME
-    shutil.copyfile(jar, target)
+    with tempfile.NamedTemporaryFile(dir=plugins, prefix=".Phototox_", suffix=".tmp", delete=False) as tmp:
+        tmp.write(jar.read_bytes())
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, target)
     return target

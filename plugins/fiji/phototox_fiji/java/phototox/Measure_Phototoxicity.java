@@ -10,11 +10,15 @@ import java.util.List;
 
 /**
  * Plugins>Phototox>Measure Phototoxicity. Recordable: {@code run("Measure Phototoxicity",
- * "stride=32 mode=dense threshold=0.5 model=default");} Options: stride, mode (dense|exact),
- * threshold, model (shipped default, a .pt file, a bioimage.io package or zoo id), device,
+ * "stride=32 mode=dense threshold=0.5");} Options: stride, mode (dense|exact),
+ * threshold, model (absent or empty: the model the server or bridge was started with; else the
+ * shipped default, a .pt file, a bioimage.io package or zoo id), device,
  * server (URL of 'phototox serve'), token, and the flag 'stack' to analyse every slice.
  */
 public class Measure_Phototoxicity implements PlugIn {
+    /** Must equal phototox.defaults.DEFAULT_STRIDE (checked by tests/test_fiji_frontend.py). */
+    static final int DEFAULT_STRIDE = 32;
+
     @Override
     public void run(String arg) {
         if ("status".equals(arg)) {
@@ -38,10 +42,11 @@ public class Measure_Phototoxicity implements PlugIn {
 
     private static String askOptions() {
         GenericDialog gd = new GenericDialog(Phototox.COMMAND);
-        gd.addNumericField("Stride (px)", 32, 0);
+        gd.addNumericField("Stride (px)", DEFAULT_STRIDE, 0);
         gd.addChoice("Mode", new String[]{"dense", "exact"}, "dense");
         gd.addNumericField("Threshold", 0.5, 2);
-        gd.addStringField("Model", "default", 30);
+        gd.addStringField("Model (empty: the route's own)", "", 30);
+        gd.addMessage("Empty model = " + Phototox.defaultModel());
         gd.addChoice("Device", new String[]{"auto", "cpu", "cuda"}, "auto");
         gd.addCheckbox("Every slice of a stack", false);
         gd.addMessage("Route: " + Phototox.route());
@@ -52,7 +57,7 @@ public class Measure_Phototoxicity implements PlugIn {
         b.append("stride=").append((int) gd.getNextNumber());
         b.append(" mode=").append(gd.getNextChoice());
         b.append(" threshold=").append(gd.getNextNumber());
-        b.append(" model=").append(model.contains(" ") ? "[" + model + "]" : model);
+        if (!model.isEmpty()) b.append(" model=").append(model.contains(" ") ? "[" + model + "]" : model);
         b.append(" device=").append(gd.getNextChoice());
         if (gd.getNextBoolean()) b.append(" stack");
         return b.toString();

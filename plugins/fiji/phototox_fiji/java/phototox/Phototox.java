@@ -59,6 +59,14 @@ public final class Phototox {
         return FAILURES.get();
     }
 
+    /** The model used when a call names none: the bridge's (property phototox.model) or the server's. */
+    public static String defaultModel() {
+        if (handler != null) return System.getProperty("phototox.model", "the model phototox fiji was started with");
+        String status = HttpRoute.status("");
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"model\"\\s*:\\s*\"([^\"]*)\"").matcher(status);
+        return m.find() ? m.group(1) + " (server)" : "the server's model (" + status + ")";
+    }
+
     /** Server status line, or "error: ..." (macro: call("phototox.Phototox.status")). */
     public static String status() {
         return handler != null ? "in-process handler registered" : HttpRoute.status("");
@@ -142,6 +150,7 @@ public final class Phototox {
             table.addValue("Class", "sick".equals(r.text("label")) ? 1 : 0);
             table.addValue("Confidence", r.number("confidence"));
             table.addValue("Label", r.text("label"));
+            table.addValue("Model", r.text("model"));
             lastResult = r.line();
         }
         table.show("Results");

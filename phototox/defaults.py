@@ -1,0 +1,10 @@
+"""Defaults every front end shares, in a module without heavy imports (the CLI parser reads them).
+
+``DEFAULT_STRIDE``: the window step of a sickness map, for ``phototox map``/``predict``/``demo``/
+``dose-response``, the HTTP server, Fiji and CellProfiler alike. In dense mode (the default) any
+stride of 16 or more costs one fully convolutional pass, so 32 px only sets the grid; in exact mode
+it keeps the window count (and time) to a sixteenth of a 8 px grid. ``phototox explain`` alone uses
+110 px (half a window), because Grad-CAM needs one backward pass per window.
+"""
+
+DEFAULT_STRIDE = 32
