@@ -31,16 +31,11 @@ def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is:
                    help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
 
 
-def _add_map(p: argparse.ArgumentParser, stride: int = DEFAULT_STRIDE, mode: str = "dense") -> None:
-    p.add_argument("--stride", type=int, default=stride, help=f"window step in pixels (default {stride})")
-    p.add_argument("--mode", choices=("exact", "dense"), default=mode,
-                   help="exact: classify every window; dense: one fully convolutional pass (default %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
-    p.add_argument("--normalisation", choices=("local", "global"), default="local",
-                   help="dense mode's stand-in for per-crop normalisation (default local; models trained "
-                        "under the box contract need none and ignore it)")
-    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
-                   help="what to do with colour images whose channels differ (default: refuse)")
+def _add_map(p: argparse.ArgumentParser) -> None:
+    """The map options, generated from :class:`phototox.settings.MapSettings` (defaults, choices, help)."""
+    from .settings import MapSettings
+
+    MapSettings.add_arguments(p)
 
 
 def _predictor(args):
@@ -363,7 +358,9 @@ def cmd_dose_response(args) -> int:
     check_outputs(dose_report_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
     assessor = _assessor(args)
     predictor = assessor.predictor
-    rows = score_samples(predictor, samples, args.stride, args.mode, progress=not args.quiet,
+    from .settings import MapSettings
+
+    rows = score_samples(predictor, samples, progress=not args.quiet, settings=MapSettings.from_args(args),
                          assessor=assessor, pixel_size_um=args.pixel_size)
     fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
                             seed=args.seed)
@@ -590,10 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
     _add_pixel_size(p)
-    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
-                   help=f"window step in pixels (default {DEFAULT_STRIDE})")
-    p.add_argument("--mode", choices=("exact", "dense"), default="dense",
-                   help="exact: classify every window; dense: one fully convolutional pass (default dense)")
+    _add_map(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_dose_response)

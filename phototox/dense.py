@@ -27,19 +27,12 @@ from torch import nn
 from .errors import PhototoxError
 from .models.architectures import NETWORK_STRIDE, WINDOW
 from .normalise import EPS
+from .settings import NORMALISATIONS, check_dense_stride
 
-NORMALISATIONS = ("local", "global")
 """Dense approximations of the per-crop contract (``box`` frames need none)."""
 CONV1_KERNEL = 9
 
 
-def check_dense_stride(stride: int) -> None:
-    """Dense mode needs a stride that divides 16 or is a multiple of 16."""
-    if stride < 1 or (NETWORK_STRIDE % stride and stride % NETWORK_STRIDE):
-        raise PhototoxError(
-            f"dense mode needs a stride that divides {NETWORK_STRIDE} or is a multiple of it "
-            f"(1, 2, 4, 8, 16, 32, 48, ...), got {stride}; use exact mode for other strides"
-        )
 
 
 def _box_sums(values: torch.Tensor, size: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from .errors import PhototoxError
 from .images import read_frames, write_text_atomic
 from .inference import Predictor
 from .manifest import Sample
+from .settings import MapSettings
 
 
 def logistic(dose: np.ndarray, bottom: float, top: float, slope: float, d50: float) -> np.ndarray:
@@ -124,8 +125,12 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
 
 
 def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32, mode: str = "dense",
-                  progress: bool = False, assessor=None, pixel_size_um: float | None = None) -> list[dict]:
+                  progress: bool = False, assessor=None, pixel_size_um: float | None = None,
+                  settings: MapSettings | None = None) -> list[dict]:
     """Mean sick probability of every sample's frames (its frame window, or all frames).
+
+    ``settings`` (:class:`phototox.settings.MapSettings`), when given, replaces ``stride`` and
+    ``mode`` and adds the threshold, normalisation and colour rule.
 
     With an ``assessor`` (phototox.assess) frames are analysed at the model's pixel size (from
     ``pixel_size_um``, the manifest's ``pixel_size_um`` column, else the file) and each row
@@ -133,22 +138,25 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
     """
     from tqdm import tqdm
 
+    settings = (settings or MapSettings(stride=stride, mode=mode)).validate()
+    stride, mode, threshold, normalisation = settings.stride, settings.mode, settings.threshold, settings.normalisation
     rows = []
     for sample in tqdm(samples, disable=not progress, desc="scoring", unit="image"):
         if sample.dose is None:
             raise PhototoxError(f"{sample.path}: no dose in the manifest (add a 'dose' column)")
-        frames = read_frames(sample.path, min_size=predictor.window)
+        frames = read_frames(sample.path, colour=settings.colour, min_size=predictor.window)
         if sample.frames is not None:
             frames = frames[sample.frames[0]:sample.frames[1] + 1]
         if assessor is None:
-            results = [predictor.analyse_frame(f, stride, mode) for f in frames]
+            results = [predictor.analyse_frame(f, stride, mode, threshold, normalisation) for f in frames]
             trust = {}
         else:
             from .pixelsize import manifest_pixel_size
 
             row_um = manifest_pixel_size(sample.extra, str(sample.path))
             size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
-            results = [assessor.analyse_frame(f, size, str(sample.path), stride, mode, domain=assessor.domain)
+            results = [assessor.analyse_frame(f, size, str(sample.path), stride, mode, threshold, normalisation,
+                                               domain=assessor.domain)
                        for f in frames]
             trust = {"pixel_size_um": size.um, "pixel_size_source": size.source,
                      "out_of_domain": any(r.extra.get("out_of_domain") for r in results)}

@@ -15,7 +15,8 @@ import torch
 from scipy import ndimage
 
 from .defaults import DEFAULT_STRIDE
-from .dense import NORMALISATIONS, check_dense_stride, dense_sick_grid
+from .dense import dense_sick_grid
+from .settings import MODES, MapSettings
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
@@ -30,7 +31,6 @@ from .normalise import (
 )
 from .windows import upsample_grid, window_origins
 
-MODES = ("exact", "dense")
 DEFAULT_MODE = "dense"
 DEFAULT_THRESHOLD = 0.5
 
@@ -167,17 +167,8 @@ class Predictor:
 
     # -- frames -------------------------------------------------------------------------------
     def check_settings(self, stride: int, mode: str, threshold: float, normalisation: str = "local") -> None:
-        """Validate map settings before any work is done."""
-        if mode not in MODES:
-            raise PhototoxError(f"unknown map mode {mode!r}; use one of {', '.join(MODES)}")
-        if not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise PhototoxError(f"stride must be a positive whole number of pixels, got {stride!r}")
-        if mode == "dense":
-            check_dense_stride(int(stride))
-            if normalisation not in NORMALISATIONS:
-                raise PhototoxError(f"unknown dense normalisation {normalisation!r}; use one of {NORMALISATIONS}")
-        if not 0.0 < threshold < 1.0:
-            raise PhototoxError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+        """Validate map settings before any work is done (:meth:`phototox.settings.MapSettings.validate`)."""
+        MapSettings(stride=stride, mode=mode, threshold=threshold, normalisation=normalisation).validate()
 
     def analyse_frame(self, frame: np.ndarray, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
                       threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",

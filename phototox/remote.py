@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
+from .settings import MapSettings
 from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
@@ -77,12 +78,10 @@ def _number(params: dict, key: str, default, kind):
 
 
 def settings_from(params: dict) -> dict:
-    """Validated analysis settings from request parameters (strings)."""
-    return {"stride": _number(params, "stride", DEFAULT_STRIDE, int),
-            "mode": params.get("mode") or DEFAULT_MODE,
-            "threshold": _number(params, "threshold", DEFAULT_THRESHOLD, float),
-            "normalisation": params.get("normalisation") or "local",
-            "pixel_size": _number(params, "pixel_size", None, float)}
+    """Validated analysis settings from request parameters (strings): :class:`MapSettings` and the pixel size."""
+    settings = MapSettings.from_params(params)
+    return {"stride": settings.stride, "mode": settings.mode, "threshold": settings.threshold,
+            "normalisation": settings.normalisation, "pixel_size": _number(params, "pixel_size", None, float)}
 
 
 def format_result(result: FrameResult, model: str) -> str:

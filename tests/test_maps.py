@@ -8,7 +8,7 @@ import tifffile
 from conftest import VARYING_MODEL
 
 from phototox.cli import main
-from phototox.dense import check_dense_stride
+from phototox.settings import check_dense_stride
 from phototox.errors import PhototoxError
 from phototox.inference import object_means, summarise_map
 from phototox.synth import render_field

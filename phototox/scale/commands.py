@@ -161,7 +161,7 @@ def register(sub) -> None:
     p.add_argument("layout", help="layout CSV (path, well[, plate, field, time]) or a folder whose file names "
                                   "carry the well (B03_s1 / r02c03f01)")
     _add_model(p)
-    _add_map(p, stride=64)
+    _add_map(p)
     p.add_argument("--out", required=True, help="folder for per_image/per_well/per_plate.csv and heat maps")
     p.add_argument("--plate-format", type=int, choices=sorted(PLATE_SIZES), help="wells per plate (default: the "
                    "smallest standard plate holding every well)")

@@ -5,7 +5,8 @@ import ij.Macro;
 /** ImageJ-style option strings: {@code stride=32 mode=dense model=[path with spaces] stack}. */
 final class Options {
     /** Options passed on to the Python side (handler or server). */
-    static final String[] FORWARDED = {"stride", "mode", "threshold", "model", "device", "normalisation"};
+    static final String[] FORWARDED = {"stride", "mode", "threshold", "normalisation", "pixel_size", "model",
+        "device"};
 
     private Options() {
     }
