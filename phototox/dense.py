@@ -5,8 +5,9 @@ whole frame and yields a logit pair every 16 px (the network stride). Finer stri
 16 use shift-and-stitch: the frame is run again from each sub-stride offset and the grids
 interleaved. Coarser multiples of 16 subsample the 16 px grid.
 
-Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) the frame is normalised once
-and the trunk simply runs over it: with the interior-pooled ``deadnet-gap`` head each output then
+Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) each tile is normalised on
+demand (bands of rows, :class:`TileInputs`; memory bounded for any frame) and the trunk, with
+BatchNorm folded into the convolutions (:class:`FusedTrunk`), runs over it: with the interior-pooled ``deadnet-gap`` head each output then
 equals the window's exact output to float precision (``normalisation="box"`` here).
 
 For models trained with the paper's per-crop contract (the shipped v2 models) there is no exact
