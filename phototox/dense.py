@@ -172,7 +172,7 @@ class TileInputs:
 
     def _raw(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         part = self.frame[y0:y1, x0:x1]
-        tensor = part if torch.is_tensor(part) else torch.from_numpy(np.ascontiguousarray(part))
+        tensor = part if torch.is_tensor(part) else torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
         return tensor.to(self.device, torch.float32)
 
     def _box_band(self, y0: int, y1: int) -> np.ndarray:

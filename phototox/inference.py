@@ -163,7 +163,7 @@ class Predictor:
         if box_size is not None:
             normalisation = "box"
         # the raw frame is normalised tile by tile inside the dense pass: memory stays bounded
-        return dense_sick_grid(self.model.module, np.asarray(frame, dtype=np.float32), stride, normalisation,
+        return dense_sick_grid(self.model.module, np.asarray(frame), stride, normalisation,  # tiles cast to float32
                                self.tile_windows, box_size=box_size, device=self.device)
 
     # -- frames -------------------------------------------------------------------------------

@@ -153,3 +153,12 @@ def test_predictor_dense_grid_uses_the_tiled_path(field):
     whole = predictor.dense_grid(field, 16)
     predictor.tile_windows = 2
     assert np.abs(predictor.dense_grid(field, 16) - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize("normalisation", ["local", "box"])
+def test_integer_frames_are_cast_tile_by_tile(module, field, normalisation):
+    """A uint16 frame is never copied whole to float32: each tile is cast, with the same map."""
+    frame = np.round(field).astype(np.uint16)
+    box = 221 if normalisation == "box" else None
+    as_float = dense_sick_grid(module, frame.astype(np.float32), 32, normalisation, tile_windows=3, box_size=box)
+    assert np.abs(dense_sick_grid(module, frame, 32, normalisation, tile_windows=3, box_size=box) - as_float).max() < 1e-6
