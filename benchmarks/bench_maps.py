@@ -4,6 +4,8 @@
     python benchmarks/bench_maps.py --device cuda      # the same on a GPU
     python benchmarks/bench_maps.py --real 6           # + agreement on real images (../shared/data),
                                                        #   with the shipped celldeath model
+    python benchmarks/bench_maps.py --dense-only       # dense rows only (+ peak RSS), for before/after runs
+    python benchmarks/bench_maps.py --memory 2000 5000 10000   # peak RSS of analyse_frame, one process each
 
 Times a 1344x1024 frame at stride 16 and 32: naive (one window at a time), batched exact and
 dense; prints windows/s, frames/s, speed ratios, achieved GFLOP/s against this machine's measured
@@ -74,6 +76,64 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> float:
     for h in handles:
         h.remove()
     return total
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_probe(size: int, model: str, device: str, stride: int = 32) -> dict:
+    """Peak RSS of ``Predictor.analyse_frame`` (dense) on a ``size`` x ``size`` float32 frame.
+
+    Meant to run alone in a fresh process (``--memory``): the peak is the process's.
+    """
+    predictor = Predictor.from_spec(model, device)
+    frame = np.random.default_rng(0).random((size, size), dtype=np.float32) * 100 + 1000
+    before = peak_rss_mib()
+    start = time.perf_counter()
+    result = predictor.analyse_frame(frame, stride=stride, mode="dense")
+    return {"size": size, "stride": stride, "seconds": time.perf_counter() - start, "rss_before_mib": before,
+            "peak_rss_mib": peak_rss_mib(), "frame_mib": frame.nbytes / 2**20,
+            "map_mib": result.sick_map.nbytes / 2**20}
+
+
+def memory_table(sizes: list[int], model: str, device: str) -> list[dict]:
+    """Run :func:`memory_probe` for each size in its own process; print and return the rows."""
+    import subprocess
+
+    rows = []
+    print(f"{'frame':>13s} {'s':>7s} {'RSS before':>11s} {'peak RSS':>9s} {'peak - before':>14s} {'map':>6s}  (MiB)")
+    for size in sizes:
+        here = str(Path(__file__).parent)
+        code = (f"import json, sys; sys.path.insert(0, {here!r}); import bench_maps; "
+                f"print(json.dumps(bench_maps.memory_probe({size}, {model!r}, {device!r})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{size:>6d}x{size:<6d} {row['seconds']:7.1f} {row['rss_before_mib']:11.0f} {row['peak_rss_mib']:9.0f} "
+              f"{row['peak_rss_mib'] - row['rss_before_mib']:14.0f} {row['map_mib']:6.0f}")
+    return rows
+
+
+def dense_rows(predictor: Predictor, frame: np.ndarray, strides=(16, 32), repeats: int = 3) -> list[dict]:
+    """Dense timing only (median of ``repeats`` after a warm-up), with windows/s, Mpx/s and GFLOP/s."""
+    device = predictor.device
+    trunk_frame_flops = count_flops(predictor.model.module.features, torch.zeros(1, 1, *frame.shape, device=device))
+    rows = []
+    for stride in strides:
+        windows = ((frame.shape[0] - WINDOW) // stride + 1) * ((frame.shape[1] - WINDOW) // stride + 1)
+        shifts = max(1, (16 // stride) ** 2)
+        seconds = timed(lambda s=stride: predictor.dense_grid(frame, s), device, repeats=repeats)
+        rows.append({"mode": "dense", "stride": stride, "windows": windows, "seconds_per_frame": seconds,
+                     "windows_per_s": windows / seconds, "mpx_per_s": frame.size / seconds / 1e6,
+                     "gflops": trunk_frame_flops * shifts / seconds / 1e9})
+    return rows
 
 
 def agreement(exact: np.ndarray, dense: np.ndarray, threshold: float = 0.5) -> dict:
@@ -178,7 +238,17 @@ def main() -> int:
     parser.add_argument("--real-stride", type=int, default=32)
     parser.add_argument("--batch-size", type=int, help="exact-mode batch (default: phototox's, 8 on CPU, 64 on GPU)")
     parser.add_argument("--out", help="write all numbers to this JSON file")
+    parser.add_argument("--dense-only", action="store_true", help="time dense maps only (and report peak RSS)")
+    parser.add_argument("--repeats", type=int, default=3, help="dense repeats (median) with --dense-only")
+    parser.add_argument("--memory", type=int, nargs="+", metavar="SIZE",
+                        help="peak RSS of analyse_frame (dense, stride 32) on SIZE x SIZE frames, one process each")
     args = parser.parse_args()
+
+    if args.memory:
+        rows = memory_table(args.memory, args.model, args.device)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"memory": rows}, indent=2))
+        return 0
 
     predictor = Predictor.from_spec(args.model, args.device, args.batch_size)
     device = predictor.device
@@ -191,6 +261,18 @@ def main() -> int:
 
         frame = render_field(1024, 1344, 0.75, seed=0).image.astype(np.float32)
     gflops_peak = matmul_gflops(device)
+    if args.dense_only:
+        rows = dense_rows(predictor, frame, repeats=args.repeats)
+        gflops_peak = max(gflops_peak, matmul_gflops(device))  # matmul measured before and after, best kept
+        print(f"threads {torch.get_num_threads()}, float32 matmul {gflops_peak:.1f} GFLOP/s")
+        for r in rows:
+            print(f"dense stride {r['stride']:2d}: {r['seconds_per_frame']:.3f} s/frame {r['windows_per_s']:.0f} windows/s "
+                  f"{r['mpx_per_s']:.2f} Mpx/s {r['gflops']:.1f} GFLOP/s {100 * r['gflops'] / gflops_peak:.1f}% of matmul, "
+                  f"peak RSS {peak_rss_mib():.0f} MiB")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"matmul_gflops": gflops_peak, "rows": rows,
+                                                  "peak_rss_mib": peak_rss_mib()}, indent=2))
+        return 0
     rows = benchmark_frame(predictor, frame)
     info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "model": predictor.model.source,

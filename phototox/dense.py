@@ -5,8 +5,9 @@ whole frame and yields a logit pair every 16 px (the network stride). Finer stri
 16 use shift-and-stitch: the frame is run again from each sub-stride offset and the grids
 interleaved. Coarser multiples of 16 subsample the 16 px grid.
 
-Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) the frame is normalised once
-and the trunk simply runs over it: with the interior-pooled ``deadnet-gap`` head each output then
+Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) each tile is normalised on
+demand (bands of rows, :class:`TileInputs`; memory bounded for any frame) and the trunk, with
+BatchNorm folded into the convolutions (:class:`FusedTrunk`), runs over it: with the interior-pooled ``deadnet-gap`` head each output then
 equals the window's exact output to float precision (``normalisation="box"`` here).
 
 For models trained with the paper's per-crop contract (the shipped v2 models) there is no exact
@@ -26,7 +27,7 @@ from torch import nn
 
 from .errors import PhototoxError
 from .models.architectures import NETWORK_STRIDE, WINDOW
-from .normalise import EPS
+from .normalise import EPS, normalise_region
 from .settings import NORMALISATIONS, check_dense_stride
 
 """Dense approximations of the per-crop contract (``box`` frames need none)."""
@@ -64,44 +65,190 @@ def conv1_statistics(frame: torch.Tensor, normalisation: str, window: int = WIND
     return mean.float(), std.float()
 
 
+class FusedTrunk(nn.Module):
+    """An eval-mode trunk with each BatchNorm folded into its convolution and ReLUs in place.
+
+    The same function as ``features`` up to float rounding, with two fewer passes over every
+    activation: the first layers of a dense pass (16-32 channels over a whole tile) are
+    memory-bound, so this is where dense time goes. Built afresh from the current weights.
+    """
+
+    def __init__(self, features: nn.Sequential) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        modules = list(features)
+        index = 0
+        while index < len(modules):
+            layer = modules[index]
+            if isinstance(layer, nn.Conv2d) and index + 1 < len(modules) and isinstance(modules[index + 1], nn.BatchNorm2d):
+                layers.append(_fold(layer, modules[index + 1]))
+                index += 2
+                continue
+            layers.append(nn.ReLU(inplace=True) if isinstance(layer, nn.ReLU) else layer)
+            index += 1
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """``conv`` followed by eval-mode ``bn`` as one convolution."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True).to(conv.weight.device)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused.to(memory_format=torch.channels_last)
+
+
+def dense_trunk(module: nn.Module, fuse: bool = True) -> nn.Module:
+    """The trunk a dense pass runs: :class:`FusedTrunk` (eval mode) or ``module.features`` itself."""
+    if not fuse or module.training:
+        return module.features
+    return FusedTrunk(module.features)
+
+
 def dense_logits(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | None,
-                 std: torch.Tensor | None) -> torch.Tensor:
+                 std: torch.Tensor | None, trunk: nn.Module | None = None) -> torch.Tensor:
     """Logit grid (2, ny, nx) at 16 px steps for a frame region and its conv1 statistics.
 
-    With ``mean``/``std`` None the region is already normalised (``box`` contract).
+    With ``mean``/``std`` None the region is already normalised (``box`` contract). ``trunk``
+    (default ``module.features``) may be a :class:`FusedTrunk` of it.
     """
+    trunk = module.features if trunk is None else trunk
+    x = frame[None, None].contiguous(memory_format=torch.channels_last)
     if mean is None or std is None:
-        return module.dense_head(module.features(frame[None, None]))[0]
-    conv1 = module.features[0]
-    raw = F.conv2d(frame[None, None], conv1.weight)
-    std = torch.where(std < EPS, torch.ones_like(std), std)
-    y = (raw - mean[None, None] * conv1.weight.sum(dim=(1, 2, 3)).view(1, -1, 1, 1)) / std[None, None]
-    y = y + conv1.bias.view(1, -1, 1, 1)
-    return module.dense_head(module.features[1:](y))[0]
+        return module.dense_head(trunk(x))[0]
+    layers = trunk.layers if isinstance(trunk, FusedTrunk) else trunk
+    conv1 = layers[0]
+    # (conv1(x) - mean * sum(w)) / std + b, in place over the (memory-bound) conv1 output
+    inverse = 1.0 / torch.where(std < EPS, torch.ones_like(std), std)
+    y = F.conv2d(x, conv1.weight).mul_(inverse[None, None])
+    y.addcmul_((mean * inverse)[None, None], -conv1.weight.sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
+    y.add_(conv1.bias.view(1, -1, 1, 1))
+    return module.dense_head(layers[1:](y))[0]
+
+
+class TileInputs:
+    """Network input for any region of a frame, prepared tile by tile so memory stays bounded.
+
+    ``frame`` is a raw (H, W) array or tensor. ``normalisation`` "box" normalises it under the box
+    contract (side ``box_size``, :func:`phototox.normalise.normalise_region`: equal to normalising
+    the whole frame, up to float rounding), one band of rows at a time in column chunks; with
+    ``box_size`` None the frame is taken as already box-normalised. "local"/"global" (per-crop
+    approximations) return the frame region plus the conv1 statistics computed from the rows and
+    columns that region's boxes cover. Nothing frame-sized is allocated beyond ``frame`` itself.
+    """
+
+    def __init__(self, frame: np.ndarray | torch.Tensor, normalisation: str, device: torch.device,
+                 box_size: int | None = None, column_chunk: int = 2048) -> None:
+        if normalisation not in (*NORMALISATIONS, "box"):
+            raise PhototoxError(f"unknown dense normalisation {normalisation!r}; use one of {NORMALISATIONS}")
+        self.frame = frame
+        self.normalisation = normalisation
+        self.device = device
+        self.box_size = box_size if normalisation == "box" else None
+        self.column_chunk = column_chunk
+        self._band: tuple[int, int, np.ndarray] | None = None
+        self.shift, self.scale = 0.0, 1.0
+        if normalisation in NORMALISATIONS:  # conditioning only: the normalisation is shift/scale invariant
+            mean, std = frame_moments(frame)
+            self.shift, self.scale = mean, max(std, EPS)
+            self.global_std = std / self.scale
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.frame.shape)  # type: ignore[return-value]
+
+    def _raw(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        part = self.frame[y0:y1, x0:x1]
+        tensor = part if torch.is_tensor(part) else torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+        return tensor.to(self.device, torch.float32)
+
+    def _box_band(self, y0: int, y1: int) -> np.ndarray:
+        if self._band is None or self._band[:2] != (y0, y1):
+            frame = self.frame.cpu().numpy() if torch.is_tensor(self.frame) else self.frame
+            w = frame.shape[1]
+            band = np.empty((y1 - y0, w), dtype=np.float32)
+            for c0 in range(0, w, self.column_chunk):
+                c1 = min(c0 + self.column_chunk, w)
+                band[:, c0:c1] = normalise_region(frame, y0, y1, c0, c1, self.box_size)
+            self._band = (y0, y1, band)
+        return self._band[2]
+
+    def region(self, y0: int, y1: int, x0: int, x1: int
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Input of ``frame[y0:y1, x0:x1]`` and its conv1 mean/std maps (None when normalised)."""
+        if self.normalisation == "box":
+            if self.box_size is None:
+                return self._raw(y0, y1, x0, x1), None, None
+            part = self._box_band(y0, y1)[:, x0:x1]
+            return torch.from_numpy(np.ascontiguousarray(part)).to(self.device), None, None
+        tile = (self._raw(y0, y1, x0, x1) - self.shift) / self.scale
+        out_h, out_w = y1 - y0 - CONV1_KERNEL + 1, x1 - x0 - CONV1_KERNEL + 1
+        if self.normalisation == "global":
+            mean = torch.zeros((), device=self.device)
+            std = torch.full((), self.global_std, device=self.device)
+            return tile, mean.expand(out_h, out_w), std.expand(out_h, out_w)
+        return tile, *self._local_statistics(y0, y1, x0, x1)
+
+    def _local_statistics(self, y0: int, y1: int, x0: int, x1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`conv1_statistics` ("local") restricted to the conv1 outputs of a region."""
+        h, w = self.shape
+        half = WINDOW // 2 - CONV1_KERNEL // 2  # conv1 output p is centred on pixel p + 4
+        qy = np.clip(np.arange(y0, y1 - CONV1_KERNEL + 1) - half, 0, h - WINDOW)
+        qx = np.clip(np.arange(x0, x1 - CONV1_KERNEL + 1) - half, 0, w - WINDOW)
+        rows, cols = slice(qy[0], qy[-1] + WINDOW), slice(qx[0], qx[-1] + WINDOW)
+        x = ((self._raw(rows.start, rows.stop, cols.start, cols.stop).double() - self.shift) / self.scale)
+        area = float(WINDOW * WINDOW)
+        box_mean = _box_sums(x, WINDOW) / area
+        box_var = (_box_sums(x * x, WINDOW) / area - box_mean**2).clamp_min(0)
+        iy = torch.as_tensor(qy - qy[0], device=x.device)
+        ix = torch.as_tensor(qx - qx[0], device=x.device)
+        return box_mean[iy][:, ix].float(), box_var.sqrt()[iy][:, ix].float()
+
+
+def frame_moments(frame: np.ndarray | torch.Tensor, band_rows: int = 512) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a frame, in float64, in bands of rows."""
+    total = squares = 0.0
+    for y0 in range(0, frame.shape[0], band_rows):
+        band = frame[y0:y0 + band_rows]
+        band = band.double() if torch.is_tensor(band) else torch.from_numpy(np.asarray(band, dtype=np.float64))
+        total += float(band.sum())
+        squares += float((band * band).sum())
+    n = float(frame.shape[0] * frame.shape[1])
+    mean = total / n
+    return mean, float(np.sqrt(max(squares / n - mean * mean, 0.0)))
 
 
 @torch.no_grad()
-def dense_sick_grid(module: nn.Module, frame: torch.Tensor, stride: int = NETWORK_STRIDE,
-                    normalisation: str = "local", tile_windows: int = 48) -> np.ndarray:
+def dense_sick_grid(module: nn.Module, frame: np.ndarray | torch.Tensor, stride: int = NETWORK_STRIDE,
+                    normalisation: str = "local", tile_windows: int = 48, box_size: int | None = None,
+                    device: torch.device | str | None = None, fuse: bool = True) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.windows.window_origins` for ``stride``.
 
-    ``frame`` is a float (H, W) tensor on the model's device: the raw frame for the per-crop
-    approximations (``normalisation`` "local" or "global"), or the frame already normalised under
-    the ``box`` contract (``normalisation="box"``). Work is done in tiles of at most
-    ``tile_windows`` x ``tile_windows`` windows, so memory is bounded for any frame size.
+    ``frame`` is a float (H, W) array or tensor: the raw frame for the per-crop approximations
+    (``normalisation`` "local" or "global"); under the ``box`` contract either the raw frame with
+    ``box_size`` given (normalised tile by tile here) or the already normalised frame
+    (``box_size`` None). Work is done in tiles of at most ``tile_windows`` x ``tile_windows``
+    windows, each prepared on demand (:class:`TileInputs`), so memory is bounded for any frame
+    size. ``device`` defaults to the module's. ``fuse`` runs the BatchNorm-folded
+    :class:`FusedTrunk` (the same numbers up to float rounding; False runs ``module.features``).
     """
     check_dense_stride(stride)
-    h, w = frame.shape
-    mean: torch.Tensor | None = None
-    std: torch.Tensor | None = None
-    if normalisation != "box":
-        frame = (frame - frame.mean()) / frame.std().clamp_min(EPS)  # conditioning only; normalisation is invariant
-        mean, std = conv1_statistics(frame, normalisation)
+    if device is None:
+        device = next(module.parameters()).device
+    inputs = TileInputs(frame, normalisation, torch.device(device), box_size)
+    trunk = dense_trunk(module, fuse)
+    h, w = inputs.shape
     ny, nx = (h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1
     if stride % NETWORK_STRIDE == 0:
-        base = _dense_offset(module, frame, mean, std, 0, 0, tile_windows)
+        base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows)
         step = stride // NETWORK_STRIDE
-        return base[::step, ::step][:ny, :nx]
+        return np.ascontiguousarray(base[::step, ::step][:ny, :nx])
     shifts = NETWORK_STRIDE // stride
     grid = np.empty((ny, nx), dtype=np.float32)
     for sy in range(shifts):
@@ -109,16 +256,15 @@ def dense_sick_grid(module: nn.Module, frame: torch.Tensor, stride: int = NETWOR
             oy, ox = sy * stride, sx * stride
             if oy > h - WINDOW or ox > w - WINDOW:
                 continue
-            part = _dense_offset(module, frame, mean, std, oy, ox, tile_windows)
+            part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows)
             target = grid[sy::shifts, sx::shifts]
             target[...] = part[:target.shape[0], :target.shape[1]]
     return grid
 
 
-def _dense_offset(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None,
-                  oy: int, ox: int, tile_windows: int) -> np.ndarray:
+def _dense_offset(module: nn.Module, trunk: nn.Module, inputs: TileInputs, oy: int, ox: int, tile_windows: int) -> np.ndarray:
     """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled."""
-    h, w = frame.shape
+    h, w = inputs.shape
     ny = (h - oy - WINDOW) // NETWORK_STRIDE + 1
     nx = (w - ox - WINDOW) // NETWORK_STRIDE + 1
     out = np.empty((ny, nx), dtype=np.float32)
@@ -128,9 +274,7 @@ def _dense_offset(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | N
         for j0 in range(0, nx, tile_windows):
             j1 = min(j0 + tile_windows, nx)
             x0, x1 = ox + NETWORK_STRIDE * j0, ox + NETWORK_STRIDE * (j1 - 1) + WINDOW
-            c1y, c1x = slice(y0, y1 - CONV1_KERNEL + 1), slice(x0, x1 - CONV1_KERNEL + 1)
-            stats = (None, None) if mean is None or std is None else (mean[c1y, c1x], std[c1y, c1x])
-            logits = dense_logits(module, frame[y0:y1, x0:x1], *stats)
+            logits = dense_logits(module, *inputs.region(y0, y1, x0, x1), trunk=trunk)
             probs = torch.softmax(logits.float(), dim=0)[1]
             out[i0:i1, j0:j1] = probs[:i1 - i0, :j1 - j0].cpu().numpy()
     return out

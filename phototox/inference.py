@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from .defaults import DEFAULT_STRIDE
 from .dense import dense_sick_grid
-from .settings import MODES, MapSettings
+from .settings import MapSettings
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
@@ -29,7 +29,7 @@ from .normalise import (
     normalise_lone_window,
     normalise_windows,
 )
-from .windows import upsample_grid, window_origins
+from .windows import _interpolation_matrix, window_origins
 
 DEFAULT_MODE = "dense"
 DEFAULT_THRESHOLD = 0.5
@@ -160,10 +160,13 @@ class Predictor:
         """
         if not self.model.backend.supports_dense:
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
-        if self.contract.kind == "box":
+        contract = self.contract
+        box_size = contract.size if contract.kind == "box" else None
+        if box_size is not None:
             normalisation = "box"
-        tensor = torch.from_numpy(self.normalised_frame(frame)).to(self.device)
-        return dense_sick_grid(self.model.module, tensor, stride, normalisation, self.tile_windows)
+        # the raw frame is normalised tile by tile inside the dense pass: memory stays bounded
+        return dense_sick_grid(self.model.module, np.asarray(frame), stride, normalisation,  # tiles cast to float32
+                               self.tile_windows, box_size=box_size, device=self.device)
 
     # -- frames -------------------------------------------------------------------------------
     def check_settings(self, stride: int, mode: str, threshold: float, normalisation: str = "local") -> None:
@@ -183,7 +186,7 @@ class Predictor:
         grid = (self.exact_grid(frame, stride, window_progress) if mode == "exact"
                 else self.dense_grid(frame, stride, normalisation))
         check_finite(grid, f"model {self.model.source}")
-        sick_map = np.clip(upsample_grid(grid, frame.shape, self.window, stride), 0.0, 1.0)
+        sick_map = upsample_map(grid, frame.shape, self.window, stride)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
     def analyse(self, image: np.ndarray, source: str = "image", stride: int = DEFAULT_STRIDE,
@@ -218,6 +221,23 @@ class Predictor:
 
 class NotANumberError(PhototoxError):
     """The model produced NaN or infinite probabilities: an error, never a class."""
+
+
+def upsample_map(grid: np.ndarray, shape: tuple[int, int], window: int, stride: int,
+                 band_rows: int = 1024) -> np.ndarray:
+    """:func:`~phototox.windows.upsample_grid` clipped to [0, 1], in bands of rows.
+
+    The result is the only (H, W) array: float64 temporaries stay a band high for any frame.
+    """
+    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0
+    xs = np.arange(grid.shape[1]) * stride + (window - 1) / 2.0
+    wy = _interpolation_matrix(shape[0], ys)
+    across = grid.astype(np.float64) @ _interpolation_matrix(shape[1], xs).T  # (ny, W)
+    out = np.empty(shape, dtype=np.float32)
+    for y0 in range(0, shape[0], band_rows):
+        band = out[y0:y0 + band_rows]
+        np.clip(wy[y0:y0 + band_rows] @ across, 0.0, 1.0, out=band, casting="same_kind")
+    return out
 
 
 def check_finite(probabilities: np.ndarray, what: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
 from .settings import MapSettings
-from .inference import DEFAULT_MODE, DEFAULT_STRIDE, DEFAULT_THRESHOLD, FrameResult, Predictor
+from .inference import FrameResult, Predictor
 
 RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
                "mode", "windows", "model", "pixel_size_um", "pixel_size_source", "model_pixel_size_um",
