@@ -32,10 +32,14 @@ DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "dat
 
 def real_images(limit: int | None) -> list[Path]:
     """Celldeath sick and healthy images and T98G frames, interleaved so a limit samples all three."""
-    groups = [sorted((DATA / "celldeath_u2os" / "images").glob("U2_CPT*")),
-              sorted((DATA / "celldeath_u2os" / "images").glob("U2_DMSO*")),
-              sorted((DATA / "usiigaci_t98g_phase" / "frames").glob("*.tif"))]
-    order = [p for row in zip(*groups, strict=False) for p in row] + [p for g in groups for p in g[min(map(len, groups)):]]
+    groups = [
+        sorted((DATA / "celldeath_u2os" / "images").glob("U2_CPT*")),
+        sorted((DATA / "celldeath_u2os" / "images").glob("U2_DMSO*")),
+        sorted((DATA / "usiigaci_t98g_phase" / "frames").glob("*.tif")),
+    ]
+    order = [p for row in zip(*groups, strict=False) for p in row] + [
+        p for g in groups for p in g[min(map(len, groups)) :]
+    ]
     return order[:limit] if limit else order
 
 
@@ -65,12 +69,22 @@ def main() -> int:
             t1 = time.perf_counter()
             dense = predictor.dense_grid(frame, stride)
             t2 = time.perf_counter()
-            row = {"image": path.name, "stride": stride, "windows": int(exact.size),
-                   "max_abs_diff": float(np.abs(exact - dense).max()), "exact_min": float(exact.min()),
-                   "exact_max": float(exact.max()), "exact_s": t1 - t0, "dense_s": t2 - t1}
+            row = {
+                "image": path.name,
+                "stride": stride,
+                "windows": int(exact.size),
+                "max_abs_diff": float(np.abs(exact - dense).max()),
+                "exact_min": float(exact.min()),
+                "exact_max": float(exact.max()),
+                "exact_s": t1 - t0,
+                "dense_s": t2 - t1,
+            }
             rows.append(row)
-            print(f"| {path.name} | {stride} | {exact.size} | {row['max_abs_diff']:.1e} | "
-                  f"{row['exact_min']:.3f}-{row['exact_max']:.3f} | {t1 - t0:.1f} | {t2 - t1:.2f} |", flush=True)
+            print(
+                f"| {path.name} | {stride} | {exact.size} | {row['max_abs_diff']:.1e} | "
+                f"{row['exact_min']:.3f}-{row['exact_max']:.3f} | {t1 - t0:.1f} | {t2 - t1:.2f} |",
+                flush=True,
+            )
     worst = max(r["max_abs_diff"] for r in rows)
     print(f"largest difference over {len(rows)} maps: {worst:.2e}")
     if args.out:

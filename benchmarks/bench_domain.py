@@ -28,8 +28,8 @@ from scipy import ndimage
 from phototox.domain import DomainStats, window_features
 from phototox.images import read_frames
 from phototox.inference import Predictor
-from phototox.models.loader import load_model
 from phototox.manifest import read_manifest
+from phototox.models.loader import load_model
 from phototox.pixelsize import resample, scale_factor, scaled_shape, to_model_scale
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,12 +42,14 @@ T98G_UM = 0.87
 def _spots(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     high = f - ndimage.gaussian_filter(f, 10)
     mask = high > np.percentile(high, 99.5)
-    return (ndimage.gaussian_filter(mask.astype(np.float32) * 200, 2) + 5 + rng.normal(0, 1, f.shape)).astype(np.float32)
+    return (ndimage.gaussian_filter(mask.astype(np.float32) * 200, 2) + 5 + rng.normal(0, 1, f.shape)).astype(
+        np.float32
+    )
 
 
 def _enlarged_crop(f: np.ndarray) -> np.ndarray:
     h, w = f.shape
-    crop = f[h // 2 - h // 8:h // 2 + h // 8, w // 2 - w // 8:w // 2 + w // 8]
+    crop = f[h // 2 - h // 8 : h // 2 + h // 8, w // 2 - w // 8 : w // 2 + w // 8]
     return resample(crop, (h, w))
 
 
@@ -64,8 +66,9 @@ STRANGE = {
 def held_out_fields(model) -> list[tuple[str, np.ndarray]]:
     """The celldeath fields the model did not train on (its validation groups)."""
     train = set(model.meta.get("train_groups") or [])
-    return [(s.path.name, read_frames(s.path)[0]) for s in read_manifest(CELLDEATH / "manifest.csv")
-            if s.group not in train]
+    return [
+        (s.path.name, read_frames(s.path)[0]) for s in read_manifest(CELLDEATH / "manifest.csv") if s.group not in train
+    ]
 
 
 def flag_rate(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> tuple[float, list[float]]:
@@ -104,8 +107,7 @@ def t98g_report(model_spec: str = "default") -> dict:
             factor = scale_factor(T98G_UM, predictor.model.meta.get("pixel_size_um"))
             scaled = [to_model_scale(read_frames(p)[0], factor, predictor.window) for p in tested]
             rate, scores = flag_rate(predictor, stats, scaled)
-            out[key] = {"threshold": stats.threshold, "flagged": rate,
-                        "median_score": float(np.median(scores))}
+            out[key] = {"threshold": stats.threshold, "flagged": rate, "median_score": float(np.median(scores))}
     out["control_p_sick"] = record["control_p_sick"]
     return out
 
@@ -129,11 +131,13 @@ def main() -> int:
     if not args.no_t98g and T98G.is_dir():
         t = t98g_report()
         report["t98g"] = t
-        print(f"T98G frames t20-t37 at 0.87 um/px (n={t['tested']}): flagged {100 * t['before']['flagged']:.0f}% "
-              f"before calibrate (threshold {t['before']['threshold']:.2f}, median score "
-              f"{t['before']['median_score']:.2f}), {100 * t['after']['flagged']:.0f}% after calibrate on "
-              f"{len(t['controls'])} frames t01-t13 (threshold {t['after']['threshold']:.2f}, median score "
-              f"{t['after']['median_score']:.2f}); control P(sick) {', '.join(f'{v:.2f}' for v in t['control_p_sick'])}")
+        print(
+            f"T98G frames t20-t37 at 0.87 um/px (n={t['tested']}): flagged {100 * t['before']['flagged']:.0f}% "
+            f"before calibrate (threshold {t['before']['threshold']:.2f}, median score "
+            f"{t['before']['median_score']:.2f}), {100 * t['after']['flagged']:.0f}% after calibrate on "
+            f"{len(t['controls'])} frames t01-t13 (threshold {t['after']['threshold']:.2f}, median score "
+            f"{t['after']['median_score']:.2f}); control P(sick) {', '.join(f'{v:.2f}' for v in t['control_p_sick'])}"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -98,9 +98,15 @@ def memory_probe(size: int, model: str, device: str, stride: int = 32) -> dict:
     before = peak_rss_mib()
     start = time.perf_counter()
     result = predictor.analyse_frame(frame, stride=stride, mode="dense")
-    return {"size": size, "stride": stride, "seconds": time.perf_counter() - start, "rss_before_mib": before,
-            "peak_rss_mib": peak_rss_mib(), "frame_mib": frame.nbytes / 2**20,
-            "map_mib": result.sick_map.nbytes / 2**20}
+    return {
+        "size": size,
+        "stride": stride,
+        "seconds": time.perf_counter() - start,
+        "rss_before_mib": before,
+        "peak_rss_mib": peak_rss_mib(),
+        "frame_mib": frame.nbytes / 2**20,
+        "map_mib": result.sick_map.nbytes / 2**20,
+    }
 
 
 def memory_table(sizes: list[int], model: str, device: str) -> list[dict]:
@@ -111,13 +117,17 @@ def memory_table(sizes: list[int], model: str, device: str) -> list[dict]:
     print(f"{'frame':>13s} {'s':>7s} {'RSS before':>11s} {'peak RSS':>9s} {'peak - before':>14s} {'map':>6s}  (MiB)")
     for size in sizes:
         here = str(Path(__file__).parent)
-        code = (f"import json, sys; sys.path.insert(0, {here!r}); import bench_maps; "
-                f"print(json.dumps(bench_maps.memory_probe({size}, {model!r}, {device!r})))")
+        code = (
+            f"import json, sys; sys.path.insert(0, {here!r}); import bench_maps; "
+            f"print(json.dumps(bench_maps.memory_probe({size}, {model!r}, {device!r})))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{size:>6d}x{size:<6d} {row['seconds']:7.1f} {row['rss_before_mib']:11.0f} {row['peak_rss_mib']:9.0f} "
-              f"{row['peak_rss_mib'] - row['rss_before_mib']:14.0f} {row['map_mib']:6.0f}")
+        print(
+            f"{size:>6d}x{size:<6d} {row['seconds']:7.1f} {row['rss_before_mib']:11.0f} {row['peak_rss_mib']:9.0f} "
+            f"{row['peak_rss_mib'] - row['rss_before_mib']:14.0f} {row['map_mib']:6.0f}"
+        )
     return rows
 
 
@@ -130,17 +140,31 @@ def dense_rows(predictor: Predictor, frame: np.ndarray, strides=(16, 32), repeat
         windows = ((frame.shape[0] - WINDOW) // stride + 1) * ((frame.shape[1] - WINDOW) // stride + 1)
         shifts = max(1, (16 // stride) ** 2)
         seconds = timed(lambda s=stride: predictor.dense_grid(frame, s), device, repeats=repeats)
-        rows.append({"mode": "dense", "stride": stride, "windows": windows, "seconds_per_frame": seconds,
-                     "windows_per_s": windows / seconds, "mpx_per_s": frame.size / seconds / 1e6,
-                     "gflops": trunk_frame_flops * shifts / seconds / 1e9})
+        rows.append(
+            {
+                "mode": "dense",
+                "stride": stride,
+                "windows": windows,
+                "seconds_per_frame": seconds,
+                "windows_per_s": windows / seconds,
+                "mpx_per_s": frame.size / seconds / 1e6,
+                "gflops": trunk_frame_flops * shifts / seconds / 1e9,
+            }
+        )
     return rows
 
 
 def agreement(exact: np.ndarray, dense: np.ndarray, threshold: float = 0.5) -> dict:
-    corr = float(np.corrcoef(exact.ravel(), dense.ravel())[0, 1]) if exact.size > 1 and exact.std() > 0 else float("nan")
-    return {"corr": corr, "max_abs_diff": float(np.abs(exact - dense).max()),
-            "mean_exact": float(exact.mean()), "mean_dense": float(dense.mean()),
-            "same_decision": bool((exact.mean() >= threshold) == (dense.mean() >= threshold))}
+    corr = (
+        float(np.corrcoef(exact.ravel(), dense.ravel())[0, 1]) if exact.size > 1 and exact.std() > 0 else float("nan")
+    )
+    return {
+        "corr": corr,
+        "max_abs_diff": float(np.abs(exact - dense).max()),
+        "mean_exact": float(exact.mean()),
+        "mean_dense": float(dense.mean()),
+        "same_decision": bool((exact.mean() >= threshold) == (dense.mean() >= threshold)),
+    }
 
 
 def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), naive_windows: int = 48) -> list[dict]:
@@ -157,7 +181,7 @@ def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), n
 
         def naive():
             for y, x in positions:
-                predictor.classify_windows(tensor[None, y:y + WINDOW, x:x + WINDOW])
+                predictor.classify_windows(tensor[None, y : y + WINDOW, x : x + WINDOW])
 
         t_naive = timed(naive, device) / len(positions) * windows
         exact_grid = {}
@@ -166,12 +190,23 @@ def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), n
         shifts = max(1, (16 // stride) ** 2)
         t_dense = timed(lambda: dense_grid.__setitem__("g", predictor.dense_grid(frame, stride)), device, repeats=3)
         agree = agreement(exact_grid["g"], dense_grid["g"])
-        for mode, seconds, flops in (("naive", t_naive, window_flops * windows),
-                                     ("exact", t_exact, window_flops * windows),
-                                     ("dense", t_dense, trunk_frame_flops * shifts)):
-            rows.append({"mode": mode, "stride": stride, "windows": windows, "seconds_per_frame": seconds,
-                         "windows_per_s": windows / seconds, "frames_per_s": 1 / seconds,
-                         "gflops": flops / seconds / 1e9, "extrapolated": mode == "naive"})
+        for mode, seconds, flops in (
+            ("naive", t_naive, window_flops * windows),
+            ("exact", t_exact, window_flops * windows),
+            ("dense", t_dense, trunk_frame_flops * shifts),
+        ):
+            rows.append(
+                {
+                    "mode": mode,
+                    "stride": stride,
+                    "windows": windows,
+                    "seconds_per_frame": seconds,
+                    "windows_per_s": windows / seconds,
+                    "frames_per_s": 1 / seconds,
+                    "gflops": flops / seconds / 1e9,
+                    "extrapolated": mode == "naive",
+                }
+            )
         rows[-1].update({"vs_exact": t_exact / t_dense, **{f"agree_{k}": v for k, v in agree.items()}})
         rows[-2].update({"vs_naive": t_naive / t_exact})
     return rows
@@ -180,9 +215,14 @@ def benchmark_frame(predictor: Predictor, frame: np.ndarray, strides=(16, 32), n
 def pooled_agreement(stride: int, per_image: list[dict], exact: list[np.ndarray], dense: list[np.ndarray]) -> dict:
     """Per-image rows plus correlation and largest difference pooled over all images' windows."""
     e, d = np.concatenate(exact), np.concatenate(dense)
-    return {"stride": stride, "images": per_image, "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
-            "pooled_max_abs_diff": float(np.abs(e - d).max()),
-            "decisions_agree": sum(r["same_decision"] for r in per_image), "n_images": len(per_image)}
+    return {
+        "stride": stride,
+        "images": per_image,
+        "pooled_corr": float(np.corrcoef(e, d)[0, 1]),
+        "pooled_max_abs_diff": float(np.abs(e - d).max()),
+        "decisions_agree": sum(r["same_decision"] for r in per_image),
+        "n_images": len(per_image),
+    }
 
 
 def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.75, 1.0)) -> dict:
@@ -212,7 +252,7 @@ def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
         rows = list(csv.DictReader(open(manifest)))
         sick = [r for r in rows if r["label"] == "sick"]
         healthy = [r for r in rows if r["label"] == "healthy"]
-        for r in (sick[: count // 2] + healthy[: count - count // 2]):
+        for r in sick[: count // 2] + healthy[: count - count // 2]:
             paths.append(data / "celldeath_u2os" / r["path"])
     paths += sorted((data / "usiigaci_t98g_phase" / "frames").glob("*.tif"))[:2]
     if not paths:
@@ -229,8 +269,11 @@ def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="shipped:deadnet-gap-synthetic-v2",
-                        help="model timed on the synthetic frame (default: the demo model, in its domain there)")
+    parser.add_argument(
+        "--model",
+        default="shipped:deadnet-gap-synthetic-v2",
+        help="model timed on the synthetic frame (default: the demo model, in its domain there)",
+    )
     parser.add_argument("--real-model", default="default", help="model for the real-image agreement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--image", help="a real frame to time instead of the synthetic 1344x1024 one")
@@ -240,8 +283,13 @@ def main() -> int:
     parser.add_argument("--out", help="write all numbers to this JSON file")
     parser.add_argument("--dense-only", action="store_true", help="time dense maps only (and report peak RSS)")
     parser.add_argument("--repeats", type=int, default=3, help="dense repeats (median) with --dense-only")
-    parser.add_argument("--memory", type=int, nargs="+", metavar="SIZE",
-                        help="peak RSS of analyse_frame (dense, stride 32) on SIZE x SIZE frames, one process each")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="+",
+        metavar="SIZE",
+        help="peak RSS of analyse_frame (dense, stride 32) on SIZE x SIZE frames, one process each",
+    )
     args = parser.parse_args()
 
     if args.memory:
@@ -266,37 +314,61 @@ def main() -> int:
         gflops_peak = max(gflops_peak, matmul_gflops(device))  # matmul measured before and after, best kept
         print(f"threads {torch.get_num_threads()}, float32 matmul {gflops_peak:.1f} GFLOP/s")
         for r in rows:
-            print(f"dense stride {r['stride']:2d}: {r['seconds_per_frame']:.3f} s/frame {r['windows_per_s']:.0f} windows/s "
-                  f"{r['mpx_per_s']:.2f} Mpx/s {r['gflops']:.1f} GFLOP/s {100 * r['gflops'] / gflops_peak:.1f}% of matmul, "
-                  f"peak RSS {peak_rss_mib():.0f} MiB")
+            print(
+                f"dense stride {r['stride']:2d}: {r['seconds_per_frame']:.3f} s/frame {r['windows_per_s']:.0f} windows/s "
+                f"{r['mpx_per_s']:.2f} Mpx/s {r['gflops']:.1f} GFLOP/s {100 * r['gflops'] / gflops_peak:.1f}% of matmul, "
+                f"peak RSS {peak_rss_mib():.0f} MiB"
+            )
         if args.out:
-            Path(args.out).write_text(json.dumps({"matmul_gflops": gflops_peak, "rows": rows,
-                                                  "peak_rss_mib": peak_rss_mib()}, indent=2))
+            Path(args.out).write_text(
+                json.dumps({"matmul_gflops": gflops_peak, "rows": rows, "peak_rss_mib": peak_rss_mib()}, indent=2)
+            )
         return 0
     rows = benchmark_frame(predictor, frame)
-    info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "model": predictor.model.source,
-            "arch": predictor.model.arch, "frame": list(frame.shape), "matmul_gflops": gflops_peak}
+    info = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": predictor.model.source,
+        "arch": predictor.model.arch,
+        "frame": list(frame.shape),
+        "matmul_gflops": gflops_peak,
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    print(f"phototox map benchmark: {info['arch']} on {info.get('gpu', info['device'])} ({info['threads']} threads), "
-          f"frame {frame.shape[1]}x{frame.shape[0]}, float32 matmul {gflops_peak:.1f} GFLOP/s")
-    header = (f"{'mode':6s} {'stride':>6s} {'windows':>8s} {'s/frame':>9s} {'windows/s':>10s} {'frames/s':>9s} "
-              f"{'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>10s}")
+    print(
+        f"phototox map benchmark: {info['arch']} on {info.get('gpu', info['device'])} ({info['threads']} threads), "
+        f"frame {frame.shape[1]}x{frame.shape[0]}, float32 matmul {gflops_peak:.1f} GFLOP/s"
+    )
+    header = (
+        f"{'mode':6s} {'stride':>6s} {'windows':>8s} {'s/frame':>9s} {'windows/s':>10s} {'frames/s':>9s} "
+        f"{'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>10s}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        ratio = (f"{r['vs_naive']:.1f}x naive" if "vs_naive" in r else f"{r['vs_exact']:.1f}x exact" if "vs_exact" in r else "")
+        ratio = (
+            f"{r['vs_naive']:.1f}x naive"
+            if "vs_naive" in r
+            else f"{r['vs_exact']:.1f}x exact"
+            if "vs_exact" in r
+            else ""
+        )
         star = "*" if r["extrapolated"] else " "
-        print(f"{r['mode']:6s} {r['stride']:6d} {r['windows']:8d} {r['seconds_per_frame']:8.2f}{star} "
-              f"{r['windows_per_s']:10.1f} {r['frames_per_s']:9.3f} {r['gflops']:8.1f} "
-              f"{100 * r['gflops'] / gflops_peak:7.1f}% {ratio:>10s}")
+        print(
+            f"{r['mode']:6s} {r['stride']:6d} {r['windows']:8d} {r['seconds_per_frame']:8.2f}{star} "
+            f"{r['windows_per_s']:10.1f} {r['frames_per_s']:9.3f} {r['gflops']:8.1f} "
+            f"{100 * r['gflops'] / gflops_peak:7.1f}% {ratio:>10s}"
+        )
     print("* naive time extrapolated from its first windows")
     for r in rows:
         if "agree_corr" in r:
-            print(f"dense vs exact, stride {r['stride']}: corr {r['agree_corr']:.3f}, max |diff| "
-                  f"{r['agree_max_abs_diff']:.3f}, mean {r['agree_mean_exact']:.3f} vs {r['agree_mean_dense']:.3f}, "
-                  f"same decision: {r['agree_same_decision']}")
+            print(
+                f"dense vs exact, stride {r['stride']}: corr {r['agree_corr']:.3f}, max |diff| "
+                f"{r['agree_max_abs_diff']:.3f}, mean {r['agree_mean_exact']:.3f} vs {r['agree_mean_dense']:.3f}, "
+                f"same decision: {r['agree_same_decision']}"
+            )
     result = {"info": info, "rows": rows}
     sections = [("synthetic", lambda: synthetic_agreement(predictor, args.real_stride))]
     if args.real:
@@ -308,11 +380,15 @@ def main() -> int:
         if not numbers:
             print(f"{name} images: ../shared/data not found, skipped")
             continue
-        print(f"{name} images (stride {numbers['stride']}): pooled corr {numbers['pooled_corr']:.3f}, max |diff| "
-              f"{numbers['pooled_max_abs_diff']:.3f}, decisions agree {numbers['decisions_agree']}/{numbers['n_images']}")
+        print(
+            f"{name} images (stride {numbers['stride']}): pooled corr {numbers['pooled_corr']:.3f}, max |diff| "
+            f"{numbers['pooled_max_abs_diff']:.3f}, decisions agree {numbers['decisions_agree']}/{numbers['n_images']}"
+        )
         for r in numbers["images"]:
-            print(f"  {r['image']:34s} corr {r['corr']:.3f}  max|diff| {r['max_abs_diff']:.3f}  "
-                  f"exact {r['mean_exact']:.3f}  dense {r['mean_dense']:.3f}")
+            print(
+                f"  {r['image']:34s} corr {r['corr']:.3f}  max|diff| {r['max_abs_diff']:.3f}  "
+                f"exact {r['mean_exact']:.3f}  dense {r['mean_dense']:.3f}"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -61,8 +61,12 @@ def measure(assessor: Assessor, base: np.ndarray, base_um: float, stride: int = 
         t2 = time.perf_counter()
         for key, r, secs in (("before", before, t1 - t0), ("after", after, t2 - t1)):
             back = resample(r.sick_map, base.shape, order=1)
-            out[key][scale] = {"p_sick": r.mean_sick_probability, "map": back, "seconds": secs,
-                               "pixel_size_um": true_um}
+            out[key][scale] = {
+                "p_sick": r.mean_sick_probability,
+                "map": back,
+                "seconds": secs,
+                "pixel_size_um": true_um,
+            }
             if scale == 1.0:
                 reference[key] = back
     for key, per_scale in out.items():
@@ -100,11 +104,17 @@ def main() -> int:
         results[name] = res
         for key in ("before", "after"):
             ps = " ".join(f"{res[key][s]['p_sick']:7.3f}" for s in SCALES)
-            print(f"{name[:28]:28s} {key:6s} {ps}   {res[key]['spread']:6.3f}  {res[key]['max_map_mad']:6.3f}       {res[key]['spread_from_075']:6.3f}")
-    secs = {k: {s: float(np.mean([results[n][k][s]["seconds"] for n in BASE_IMAGES])) for s in SCALES}
-            for k in ("before", "after")}
-    print("mean seconds per image, before/after: " + ", ".join(
-        f"{s:g}x {secs['before'][s]:.2f}/{secs['after'][s]:.2f}" for s in SCALES))
+            print(
+                f"{name[:28]:28s} {key:6s} {ps}   {res[key]['spread']:6.3f}  {res[key]['max_map_mad']:6.3f}       {res[key]['spread_from_075']:6.3f}"
+            )
+    secs = {
+        k: {s: float(np.mean([results[n][k][s]["seconds"] for n in BASE_IMAGES])) for s in SCALES}
+        for k in ("before", "after")
+    }
+    print(
+        "mean seconds per image, before/after: "
+        + ", ".join(f"{s:g}x {secs['before'][s]:.2f}/{secs['after'][s]:.2f}" for s in SCALES)
+    )
     ok = all(results[n]["after"]["spread"] <= 0.1 and results[n]["after"]["max_map_mad"] <= 0.1 for n in BASE_IMAGES)
     print("targets (spread <= 0.1 and map MAD <= 0.1 after, all scales): " + ("met" if ok else "NOT met"))
     if args.json:

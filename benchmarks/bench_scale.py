@@ -47,14 +47,16 @@ def make_large_zarr(path: Path, size: int) -> Path:
                 tile = tiles[(i * 7 + j * 3) % len(tiles)]
                 tile = tile[::-1] if i % 2 else tile
                 tile = tile[:, ::-1] if j % 2 else tile
-                writer.write(np.ascontiguousarray(tile[:min(TILE, size - y0), :min(TILE, size - x0)]), y0, x0)
+                writer.write(np.ascontiguousarray(tile[: min(TILE, size - y0), : min(TILE, size - x0)]), y0, x0)
     return path
 
 
 def _run_measured(args: list[str]) -> dict:
     """Run ``phototox ARGS`` in a child; wall time and the child's peak RSS (MiB)."""
-    code = ("import resource, sys; from phototox.cli import main; rc = main(sys.argv[1:]); "
-            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    code = (
+        "import resource, sys; from phototox.cli import main; rc = main(sys.argv[1:]); "
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
@@ -69,11 +71,34 @@ def bench_memory(sizes: list[int], in_memory: list[int], chunk: int, mode: str =
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         for size in sizes:
             src = make_large_zarr(Path(tmp) / f"frame{size}.ome.zarr", size)
-            res = _run_measured(["map", str(src), "--out", str(Path(tmp) / f"out{size}"), "--model", MODEL,
-                                 "--device", "cpu", "--stride", str(stride), "--mode", mode, "--chunk", str(chunk),
-                                 "--quiet"])
-            record = {"bench": "chunked_map_memory", "size_px": size, "megapixels": size * size / 1e6,
-                      "chunk": chunk, "mode": mode, "stride": stride, **res}
+            res = _run_measured(
+                [
+                    "map",
+                    str(src),
+                    "--out",
+                    str(Path(tmp) / f"out{size}"),
+                    "--model",
+                    MODEL,
+                    "--device",
+                    "cpu",
+                    "--stride",
+                    str(stride),
+                    "--mode",
+                    mode,
+                    "--chunk",
+                    str(chunk),
+                    "--quiet",
+                ]
+            )
+            record = {
+                "bench": "chunked_map_memory",
+                "size_px": size,
+                "megapixels": size * size / 1e6,
+                "chunk": chunk,
+                "mode": mode,
+                "stride": stride,
+                **res,
+            }
             _emit(record)
             if size in in_memory:
                 import tifffile
@@ -82,11 +107,34 @@ def bench_memory(sizes: list[int], in_memory: list[int], chunk: int, mode: str =
 
                 tif = Path(tmp) / f"frame{size}.tif"
                 tifffile.imwrite(tif, open_ome_zarr(src)[:, :], photometric="minisblack")
-                res = _run_measured(["map", str(tif), "--out", str(Path(tmp) / f"mem{size}"), "--model", MODEL,
-                                     "--device", "cpu", "--stride", str(stride), "--mode", mode, "--quiet",
-                                     "--no-overlay"])
-                _emit({"bench": "in_memory_map_memory", "size_px": size, "megapixels": size * size / 1e6,
-                       "mode": mode, "stride": stride, **res})
+                res = _run_measured(
+                    [
+                        "map",
+                        str(tif),
+                        "--out",
+                        str(Path(tmp) / f"mem{size}"),
+                        "--model",
+                        MODEL,
+                        "--device",
+                        "cpu",
+                        "--stride",
+                        str(stride),
+                        "--mode",
+                        mode,
+                        "--quiet",
+                        "--no-overlay",
+                    ]
+                )
+                _emit(
+                    {
+                        "bench": "in_memory_map_memory",
+                        "size_px": size,
+                        "megapixels": size * size / 1e6,
+                        "mode": mode,
+                        "stride": stride,
+                        **res,
+                    }
+                )
             for p in Path(tmp).glob(f"*{size}*"):
                 subprocess.run(["rm", "-rf", str(p)], check=False)
 
@@ -105,15 +153,40 @@ def bench_throughput(n_images: int, size: int, configs: list[str], repeat: int) 
         for rep in range(repeat):
             for config in configs:
                 extra = [] if config == "single" else ["--cluster", config]
-                res = _run_measured(["predict", *paths, "--model", MODEL, "--device", "cpu", "--quiet",
-                                     "--out", str(Path(tmp) / f"{config.replace(':', '')}_{rep}.csv"), *extra])
-                _emit({"bench": "predict_throughput", "config": config, "images": n_images, "size_px": size,
-                       "repeat": rep, "images_per_s": round(n_images / res["wall_s"], 3), **res})
+                res = _run_measured(
+                    [
+                        "predict",
+                        *paths,
+                        "--model",
+                        MODEL,
+                        "--device",
+                        "cpu",
+                        "--quiet",
+                        "--out",
+                        str(Path(tmp) / f"{config.replace(':', '')}_{rep}.csv"),
+                        *extra,
+                    ]
+                )
+                _emit(
+                    {
+                        "bench": "predict_throughput",
+                        "config": config,
+                        "images": n_images,
+                        "size_px": size,
+                        "repeat": rep,
+                        "images_per_s": round(n_images / res["wall_s"], 3),
+                        **res,
+                    }
+                )
 
 
 def _emit(record: dict) -> None:
-    record = {**record, "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        **record,
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     record.pop("children_before_kb", None)
     print(json.dumps(record), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,26 @@ HOST = "127.0.0.1"
 
 
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "phototox", "serve", "--host", HOST, "--port", "0",
-                             "--device", "cpu", "--model", model, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phototox",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--model",
+            model,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = proc.stdout.readline()
     if "phototox serve:" not in line:
         proc.kill()
@@ -45,8 +62,12 @@ def one_request(port: int, body: bytes, size: int, barrier: threading.Barrier, t
     started = time.monotonic()
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("POST", f"/v1/analyse?width={size}&height={size}&stride=32", body,
-                     {"Content-Type": "application/octet-stream"})
+        conn.request(
+            "POST",
+            f"/v1/analyse?width={size}&height={size}&stride=32",
+            body,
+            {"Content-Type": "application/octet-stream"},
+        )
         response = conn.getresponse()
         response.read()
         outcome = str(response.status)
@@ -90,17 +111,26 @@ def main() -> int:
             barrier = threading.Barrier(concurrency, timeout=30)
             started = time.monotonic()
             with ThreadPoolExecutor(concurrency) as pool:
-                futures = [pool.submit(one_request, port, body, args.size, barrier, args.timeout)
-                           for _ in range(concurrency)]
+                futures = [
+                    pool.submit(one_request, port, body, args.size, barrier, args.timeout) for _ in range(concurrency)
+                ]
                 answers = [f.result() for f in futures]
             wall = time.monotonic() - started
             counts = {key: sum(a == key for a, _ in answers) for key in ("200", "503", "reset", "closed", "timeout")}
             counts["other"] = concurrency - sum(counts.values())
             ok = [t for a, t in answers if a == "200"]
             busy = [t for a, t in answers if a == "503"]
-            results.append({"round": index + 1, **counts, "wall_s": wall,
-                            "p50_200_s": percentile(ok, 50), "p95_200_s": percentile(ok, 95),
-                            "max_200_s": max(ok, default=float("nan")), "p95_503_s": percentile(busy, 95)})
+            results.append(
+                {
+                    "round": index + 1,
+                    **counts,
+                    "wall_s": wall,
+                    "p50_200_s": percentile(ok, 50),
+                    "p95_200_s": percentile(ok, 95),
+                    "max_200_s": max(ok, default=float("nan")),
+                    "p95_503_s": percentile(busy, 95),
+                }
+            )
             time.sleep(1.0)  # let the queue drain between rounds
     finally:
         proc.terminate()
@@ -109,19 +139,35 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-    print(f"{concurrency} concurrent POSTs of a {args.size}x{args.size} frame, stride 32, model {args.model}, "
-          f"CPU ({platform.machine()}), {len(results)} round(s)\n")
-    print("| round | 200 | 503 | reset | closed/timeout/other | p50 200 (s) | p95 200 (s) | max 200 (s) "
-          "| p95 503 (s) | round wall (s) |")
+    print(
+        f"{concurrency} concurrent POSTs of a {args.size}x{args.size} frame, stride 32, model {args.model}, "
+        f"CPU ({platform.machine()}), {len(results)} round(s)\n"
+    )
+    print(
+        "| round | 200 | 503 | reset | closed/timeout/other | p50 200 (s) | p95 200 (s) | max 200 (s) "
+        "| p95 503 (s) | round wall (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['round']} | {r['200']} | {r['503']} | {r['reset']} | {r['closed'] + r['timeout'] + r['other']} "
-              f"| {r['p50_200_s']:.2f} | {r['p95_200_s']:.2f} | {r['max_200_s']:.2f} | {r['p95_503_s']:.3f} "
-              f"| {r['wall_s']:.1f} |")
+        print(
+            f"| {r['round']} | {r['200']} | {r['503']} | {r['reset']} | {r['closed'] + r['timeout'] + r['other']} "
+            f"| {r['p50_200_s']:.2f} | {r['p95_200_s']:.2f} | {r['max_200_s']:.2f} | {r['p95_503_s']:.3f} "
+            f"| {r['wall_s']:.1f} |"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"concurrency": concurrency, "size": args.size, "model": args.model,
-                                        "server_args": args.server_arg, "rounds": results}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "concurrency": concurrency,
+                    "size": args.size,
+                    "model": args.model,
+                    "server_args": args.server_arg,
+                    "rounds": results,
+                },
+                indent=1,
+            )
+        )
     failures = sum(r["reset"] + r["closed"] + r["timeout"] + r["other"] for r in results)
     return 1 if failures else 0
 

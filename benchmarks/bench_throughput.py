@@ -38,8 +38,9 @@ def main() -> int:
     parser.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pool = sorted((DATA / "celldeath_u2os" / "images").glob("*.png")) + \
-        sorted((DATA / "usiigaci_t98g_phase" / "frames").glob("*.tif"))
+    pool = sorted((DATA / "celldeath_u2os" / "images").glob("*.png")) + sorted(
+        (DATA / "usiigaci_t98g_phase" / "frames").glob("*.tif")
+    )
     paths = [pool[i % len(pool)] for i in range(args.n)]
     predictor = Predictor.create(load_model("default"), "cpu")
 
@@ -55,9 +56,15 @@ def main() -> int:
     analyse_paths(Assessor(predictor), paths, read, args.stride, args.mode, 0.5, quiet=True)
     after = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"images": args.n, "mode": args.mode, "stride": args.stride, "threads": args.threads,
-              "before_images_per_s": args.n / before, "after_images_per_s": args.n / after,
-              "peak_rss_mib": rss}
+    result = {
+        "images": args.n,
+        "mode": args.mode,
+        "stride": args.stride,
+        "threads": args.threads,
+        "before_images_per_s": args.n / before,
+        "after_images_per_s": args.n / after,
+        "peak_rss_mib": rss,
+    }
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

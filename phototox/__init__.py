@@ -7,5 +7,7 @@ ConvNets", 2017, arXiv:1701.06109). The core library knows nothing of its front 
 """
 
 __version__ = "0.1.0"
-CITATION = ("Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity "
-            "from label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).")
+CITATION = (
+    "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity "
+    "from label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017)."
+)

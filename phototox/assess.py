@@ -39,9 +39,23 @@ from .pixelsize import (
 )
 from .quality import quality_flags
 
-TRUST_FIELDS = ("pixel_size_um", "pixel_size_source", "model_pixel_size_um", "domain_score", "domain_threshold",
-                "out_of_domain", "out_of_focus", "saturated", "nearly_empty", "focus", "clipped_fraction",
-                "foreground_fraction", "vs_controls", "vs_controls_low", "vs_controls_high")
+TRUST_FIELDS = (
+    "pixel_size_um",
+    "pixel_size_source",
+    "model_pixel_size_um",
+    "domain_score",
+    "domain_threshold",
+    "out_of_domain",
+    "out_of_focus",
+    "saturated",
+    "nearly_empty",
+    "focus",
+    "clipped_fraction",
+    "foreground_fraction",
+    "vs_controls",
+    "vs_controls_low",
+    "vs_controls_high",
+)
 """Columns this layer adds to every result row (blank where not known)."""
 
 
@@ -79,30 +93,45 @@ class Assessor:
             self._warn_once("assumed", assumed_warning(self.model_um))
         return size
 
-    def analyse_frame(self, frame: np.ndarray, size: PixelSize, source: str = "image",
-                      stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE, threshold: float = DEFAULT_THRESHOLD,
-                      normalisation: str = "local", domain: DomainStats | None = None,
-                      window_progress=None) -> FrameResult:
+    def analyse_frame(
+        self,
+        frame: np.ndarray,
+        size: PixelSize,
+        source: str = "image",
+        stride: int = DEFAULT_STRIDE,
+        mode: str = DEFAULT_MODE,
+        threshold: float = DEFAULT_THRESHOLD,
+        normalisation: str = "local",
+        domain: DomainStats | None = None,
+        window_progress=None,
+    ) -> FrameResult:
         """One frame at the model's scale, map back at the frame's size, trust fields in ``extra``."""
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         try:
-            result = self.predictor.analyse_frame(scaled, stride, mode, threshold, normalisation,
-                                                  window_progress=window_progress)
+            result = self.predictor.analyse_frame(
+                scaled, stride, mode, threshold, normalisation, window_progress=window_progress
+            )
         except NotANumberError as exc:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
             result.sick_map = np.clip(resample(result.sick_map, frame.shape, order=1), 0.0, 1.0)
-            (result.mean_sick_probability, result.sick_area_fraction, result.label,
-             result.confidence) = summarise_map(result.sick_map, threshold)
+            (result.mean_sick_probability, result.sick_area_fraction, result.label, result.confidence) = summarise_map(
+                result.sick_map, threshold
+            )
         meta = self.predictor.model.meta
-        extra: dict = {"pixel_size_um": None if size.um is None else round(size.um, 5),
-                       "pixel_size_source": size.source if size.source != "assumed" else "assumed (model's)",
-                       "model_pixel_size_um": self.model_um}
+        extra: dict = {
+            "pixel_size_um": None if size.um is None else round(size.um, 5),
+            "pixel_size_source": size.source if size.source != "assumed" else "assumed (model's)",
+            "model_pixel_size_um": self.model_um,
+        }
         if domain is not None:
             score = domain.image_score(window_features(self.predictor, scaled))
-            extra.update(domain_score=round(score, 4), domain_threshold=round(domain.threshold, 4),
-                         out_of_domain=bool(score > domain.threshold))
+            extra.update(
+                domain_score=round(score, 4),
+                domain_threshold=round(domain.threshold, 4),
+                out_of_domain=bool(score > domain.threshold),
+            )
             if score > domain.threshold:
                 self.warn(domain_warning(source, score, domain.threshold))
         focus_reference = (meta.get("quality") or {}).get("focus_reference")
@@ -112,10 +141,19 @@ class Assessor:
         result.extra = extra
         return result
 
-    def analyse(self, frames: np.ndarray, source: str, path: str | os.PathLike | None = None,
-                pixel_size_um: float | None = None, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
-                threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                progress=None, window_progress=None) -> list[FrameResult]:
+    def analyse(
+        self,
+        frames: np.ndarray,
+        source: str,
+        path: str | os.PathLike | None = None,
+        pixel_size_um: float | None = None,
+        stride: int = DEFAULT_STRIDE,
+        mode: str = DEFAULT_MODE,
+        threshold: float = DEFAULT_THRESHOLD,
+        normalisation: str = "local",
+        progress=None,
+        window_progress=None,
+    ) -> list[FrameResult]:
         """Every frame of a validated (T, H, W) stack; ``path`` is read for its pixel size."""
         self.predictor.check_settings(stride, mode, threshold, normalisation)
         size = self.pixel_size(pixel_size_um, path)
@@ -123,8 +161,9 @@ class Assessor:
         results = []
         for i, frame in enumerate(frames):
             name = source if len(frames) == 1 else f"{source} frame {i}"
-            results.append(self.analyse_frame(frame, size, name, stride, mode, threshold, normalisation, domain,
-                                              window_progress))
+            results.append(
+                self.analyse_frame(frame, size, name, stride, mode, threshold, normalisation, domain, window_progress)
+            )
             if progress is not None:
                 progress(1)
         return results
@@ -139,13 +178,16 @@ def control_lines(rows: list[dict]) -> list[str]:
         d, lo, hi = r["vs_controls"], r["vs_controls_low"], r["vs_controls_high"]
         word = "sicker than" if d >= 0 else "healthier than"
         name = os.path.basename(str(r["path"])) + (f" frame {r['frame']}" if r.get("frame") else "")
-        lines.append(f"{name}: P(sick) {r['mean_sick_probability']:.3f}, {word} your controls by {abs(d):.3f} "
-                     f"(difference {d:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over control fields)")
+        lines.append(
+            f"{name}: P(sick) {r['mean_sick_probability']:.3f}, {word} your controls by {abs(d):.3f} "
+            f"(difference {d:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over control fields)"
+        )
     return lines
 
 
-def training_trust_meta(model, samples: list, model_um: float | None, default_um: float | None = None,
-                        device: str = "cpu") -> dict:
+def training_trust_meta(
+    model, samples: list, model_um: float | None, default_um: float | None = None, device: str = "cpu"
+) -> dict:
     """``meta`` entries a trained model needs for this layer, from its TRAINING samples.
 
     ``pixel_size_um`` (the model's), ``domain`` (phototox.domain statistics and threshold) and
@@ -163,13 +205,16 @@ def training_trust_meta(model, samples: list, model_um: float | None, default_um
     for sample in samples:
         frames = read_frames(sample.path, min_size=model.window)
         if sample.frames is not None:
-            frames = frames[sample.frames[0]:sample.frames[1] + 1]
+            frames = frames[sample.frames[0] : sample.frames[1] + 1]
         image_um = manifest_pixel_size(sample.extra, str(sample.path)) or default_um
         fields.append(list(training_frames(frames, image_um, model_um, model.window, str(sample.path))))
     focus = float(np.median([focus_measure(f) for frames in fields for f in frames]))
     domain = compute_domain_stats(predictor, fields, f"{len(fields)} training images", model_um)
-    return {"pixel_size_um": model_um, "domain": domain,
-            "quality": {"focus_reference": round(focus, 5), "statistic": "normalised variance of LoG (sigma 1)"}}
+    return {
+        "pixel_size_um": model_um,
+        "domain": domain,
+        "quality": {"focus_reference": round(focus, 5), "statistic": "normalised variance of LoG (sigma 1)"},
+    }
 
 
 def trained_model_trust_meta(module, config, train_samples: list, model_um: float | None) -> dict:
@@ -181,8 +226,12 @@ def trained_model_trust_meta(module, config, train_samples: list, model_um: floa
     from .models.backends.torch import TorchBackend
     from .models.base import LoadedModel
 
-    loaded = LoadedModel(TorchBackend(module), config.arch, module.config(),
-                         meta={"pixel_size_um": model_um, "normalisation": config.contract.to_meta()})
+    loaded = LoadedModel(
+        TorchBackend(module),
+        config.arch,
+        module.config(),
+        meta={"pixel_size_um": model_um, "normalisation": config.contract.to_meta()},
+    )
     try:
         meta = training_trust_meta(loaded, train_samples, model_um, config.pixel_size_um)
     except PhototoxError as exc:

@@ -29,8 +29,20 @@ import numpy as np
 from .manifest import Sample
 from .models.architectures import CLASSES
 
-DESIGN_WORDS = ("treat", "condition", "drug", "compound", "dose", "control", "exposure", "light",
-                "concentration", "stimulus", "perturbation", "genotype")
+DESIGN_WORDS = (
+    "treat",
+    "condition",
+    "drug",
+    "compound",
+    "dose",
+    "control",
+    "exposure",
+    "light",
+    "concentration",
+    "stimulus",
+    "perturbation",
+    "genotype",
+)
 IGNORED_COLUMNS = {"path", "label", "frames", "frame", "pixel_size_um", "notes", "note", "comment", "comments"}
 FULL, LARGE = 1.0, 0.5
 
@@ -52,8 +64,14 @@ class ColumnAudit:
         return all(min(counts) == 0 for counts in self.table.values())
 
     def as_dict(self) -> dict:
-        return {"column": self.column, "role": self.role, "table": self.table,
-                "cramers_v": self.cramers_v, "verdict": self.verdict, "sentence": self.sentence}
+        return {
+            "column": self.column,
+            "role": self.role,
+            "table": self.table,
+            "cramers_v": self.cramers_v,
+            "verdict": self.verdict,
+            "sentence": self.sentence,
+        }
 
 
 @dataclass
@@ -80,25 +98,39 @@ class AuditResult:
         """One or two lines for the terminal, beside an accuracy."""
         if self.fully_confounded:
             c = next(c for c in self.columns if c.column == self.confounded_columns[0])
-            return (f"AUDIT: the design cannot separate biology from batch: {c.sentence} "
-                    "Accuracy on these data may measure the batch, not the cells.")
+            return (
+                f"AUDIT: the design cannot separate biology from batch: {c.sentence} "
+                "Accuracy on these data may measure the batch, not the cells."
+            )
         large = [c for c in self.columns if c.role == "batch" and c.verdict == "large"]
         if large:
             return f"AUDIT: label largely explained by {large[0].column} (Cramer's V {large[0].cramers_v:.2f})."
         return "audit: no batch column explains the label."
 
     def as_dict(self) -> dict:
-        return {"manifest": self.manifest, "n_images": self.n_images, "label_counts": self.label_counts,
-                "fully_confounded": self.fully_confounded, "confounded_columns": self.confounded_columns,
-                "columns": [c.as_dict() for c in self.columns], "nuisance_baseline": self.baseline,
-                "warnings": self.warnings, "headline": self.headline()}
+        return {
+            "manifest": self.manifest,
+            "n_images": self.n_images,
+            "label_counts": self.label_counts,
+            "fully_confounded": self.fully_confounded,
+            "confounded_columns": self.confounded_columns,
+            "columns": [c.as_dict() for c in self.columns],
+            "nuisance_baseline": self.baseline,
+            "warnings": self.warnings,
+            "headline": self.headline(),
+        }
 
     def summary(self) -> dict:
         """The compact record stored in a model's meta."""
-        return {"manifest": self.manifest, "fully_confounded": self.fully_confounded,
-                "confounded_columns": self.confounded_columns, "headline": self.headline(),
-                "cramers_v": {c.column: round(c.cramers_v, 3) for c in self.columns},
-                "nuisance_auc": (self.baseline or {}).get("auc"), "warnings": self.warnings}
+        return {
+            "manifest": self.manifest,
+            "fully_confounded": self.fully_confounded,
+            "confounded_columns": self.confounded_columns,
+            "headline": self.headline(),
+            "cramers_v": {c.column: round(c.cramers_v, 3) for c in self.columns},
+            "nuisance_auc": (self.baseline or {}).get("auc"),
+            "warnings": self.warnings,
+        }
 
 
 def grouping_columns(samples: list[Sample]) -> dict[str, list[str]]:
@@ -154,8 +186,13 @@ def _describe(column: str, table: dict[str, list[int]], v: float, label_counts: 
             value, count = max(holders.items(), key=lambda kv: kv[1])
             parts.append(f"{count} of {total} {label} images are {column} {value}")
     pure = all(min(c) == 0 for c in table.values())
-    lead = ("fully explained by" if v >= FULL - 1e-9 and pure else
-            "largely explained by" if v >= LARGE else "weakly associated with")
+    lead = (
+        "fully explained by"
+        if v >= FULL - 1e-9 and pure
+        else "largely explained by"
+        if v >= LARGE
+        else "weakly associated with"
+    )
     return f"label {lead} {column} (Cramer's V {v:.2f}): " + "; ".join(parts) + "."
 
 
@@ -176,8 +213,14 @@ def audit_columns(samples: list[Sample], unit_column: str | None = None) -> list
     return out
 
 
-def audit_samples(samples: list[Sample], manifest: str = "", unit_column: str | None = None,
-                  baseline: bool = True, seed: int = 0, n_resamples: int = 2000) -> AuditResult:
+def audit_samples(
+    samples: list[Sample],
+    manifest: str = "",
+    unit_column: str | None = None,
+    baseline: bool = True,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> AuditResult:
     """The full audit of labelled samples (labels must be known)."""
     from .errors import ManifestError
 
@@ -195,22 +238,25 @@ def audit_samples(samples: list[Sample], manifest: str = "", unit_column: str | 
             if min(per_label.values()) <= 1:
                 result.warnings.append(
                     f"{c.column}: a label occurs in one {c.column} only, so leave-one-{c.column}-out "
-                    "evaluation is impossible (holding that value out leaves training with one label)")
+                    "evaluation is impossible (holding that value out leaves training with one label)"
+                )
         elif c.role == "batch" and c.verdict == "large":
             result.warnings.append(c.sentence)
     if baseline and min(counts.values()) > 0:
         from .nuisance import nuisance_baseline, sample_statistics
 
         features = sample_statistics(samples)
-        nb = nuisance_baseline(features, labels, np.array([s.group for s in samples]), seed=seed,
-                               n_resamples=n_resamples)
+        nb = nuisance_baseline(
+            features, labels, np.array([s.group for s in samples]), seed=seed, n_resamples=n_resamples
+        )
         result.baseline = nb.as_dict()
         result.baseline["single_cues"] = single_cue_aucs(features, labels)
         result.baseline["scores"] = [None if np.isnan(v) else float(v) for v in nb.scores]
         if nb.auc is not None and nb.auc.low > 0.75:
             result.warnings.append(
                 f"acquisition statistics alone (intensity, contrast, sharpness, spectrum) predict the label "
-                f"with AUC {nb.auc}: a network can score without looking at cells")
+                f"with AUC {nb.auc}: a network can score without looking at cells"
+            )
     return result
 
 
@@ -224,29 +270,41 @@ def single_cue_aucs(features: np.ndarray, labels: np.ndarray) -> list[dict]:
         auc = roc_auc(features[:, k], labels)
         if np.isnan(auc):
             continue
-        out.append({"feature": name, "meaning": FEATURES[name], "auc": float(max(auc, 1 - auc)),
-                    "higher_in": CLASSES[1] if auc >= 0.5 else CLASSES[0]})
+        out.append(
+            {
+                "feature": name,
+                "meaning": FEATURES[name],
+                "auc": float(max(auc, 1 - auc)),
+                "higher_in": CLASSES[1] if auc >= 0.5 else CLASSES[0],
+            }
+        )
     return sorted(out, key=lambda d: -d["auc"])
 
 
 def format_audit(result: AuditResult) -> str:
     """The report as plain text for the terminal."""
-    lines = [f"audit of {result.manifest or 'manifest'}: {result.n_images} images, "
-             + ", ".join(f"{v} {k}" for k, v in result.label_counts.items())]
+    lines = [
+        f"audit of {result.manifest or 'manifest'}: {result.n_images} images, "
+        + ", ".join(f"{v} {k}" for k, v in result.label_counts.items())
+    ]
     for c in result.columns:
         lines.append(f"  [{c.role:6s}] {c.sentence}")
     if not result.columns:
         lines.append("  no grouping column with repeated values (replicate, plate, date, ...) to audit")
     b = result.baseline
     if b and b.get("auc"):
-        lines.append(f"nuisance baseline ({len(b['features'])} acquisition statistics, logistic regression, "
-                     f"{b['n_folds']}-fold grouped CV): AUC {_ci(b['auc'])}, balanced accuracy "
-                     f"{_ci(b['balanced_accuracy'])} (95% bootstrap over groups)")
+        lines.append(
+            f"nuisance baseline ({len(b['features'])} acquisition statistics, logistic regression, "
+            f"{b['n_folds']}-fold grouped CV): AUC {_ci(b['auc'])}, balanced accuracy "
+            f"{_ci(b['balanced_accuracy'])} (95% bootstrap over groups)"
+        )
     elif b:
         lines.append(f"nuisance baseline: not computable ({b.get('note')})")
     if b and b.get("single_cues"):
-        lines.append("strongest single cues (in-sample AUC): " + "; ".join(
-            f"{c['meaning']} {c['auc']:.2f} (higher in {c['higher_in']})" for c in b["single_cues"][:3]))
+        lines.append(
+            "strongest single cues (in-sample AUC): "
+            + "; ".join(f"{c['meaning']} {c['auc']:.2f} (higher in {c['higher_in']})" for c in b["single_cues"][:3])
+        )
     lines.append(result.headline())
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
@@ -256,8 +314,9 @@ def _ci(d: dict) -> str:
     return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
 
 
-def write_audit_report(result: AuditResult, samples: list[Sample], out_dir: str | Path,
-                       extra: dict | None = None) -> list[Path]:
+def write_audit_report(
+    result: AuditResult, samples: list[Sample], out_dir: str | Path, extra: dict | None = None
+) -> list[Path]:
     """audit.json, audit.md and audit.png in ``out_dir``."""
     from .images import write_text_atomic
     from .plots_audit import plot_audit
@@ -273,42 +332,74 @@ def write_audit_report(result: AuditResult, samples: list[Sample], out_dir: str 
 
 def audit_markdown(result: AuditResult, extra: dict | None = None) -> str:
     """The short Markdown report."""
-    lines = [f"# Design audit: {result.manifest or 'manifest'}", "",
-             f"{result.n_images} images: " + ", ".join(f"{v} {k}" for k, v in result.label_counts.items()) + ".",
-             "", f"**{result.headline()}**", ""]
+    lines = [
+        f"# Design audit: {result.manifest or 'manifest'}",
+        "",
+        f"{result.n_images} images: " + ", ".join(f"{v} {k}" for k, v in result.label_counts.items()) + ".",
+        "",
+        f"**{result.headline()}**",
+        "",
+    ]
     if extra:
         lines += [f"- {k}: {v}" for k, v in extra.items()] + [""]
-    lines += ["## Label against each grouping column", "",
-              "| column | role | Cramer's V | verdict | counts (value: healthy/sick) |", "|---|---|---|---|---|"]
+    lines += [
+        "## Label against each grouping column",
+        "",
+        "| column | role | Cramer's V | verdict | counts (value: healthy/sick) |",
+        "|---|---|---|---|---|",
+    ]
     for c in result.columns:
         counts = "; ".join(f"{v}: {h}/{s}" for v, (h, s) in list(c.table.items())[:12])
         more = f" (+{len(c.table) - 12} more)" if len(c.table) > 12 else ""
         lines.append(f"| {c.column} | {c.role} | {c.cramers_v:.2f} | {c.verdict} | {counts}{more} |")
-    lines += ["", *[f"- {c.sentence}" for c in result.columns], "",
-              ("Roles: *batch* columns must not explain the label; *design* columns (treatment, dose) "
-               "are expected to; *unit* is the split unit (field)."), "", "## Nuisance baseline", ""]
+    lines += [
+        "",
+        *[f"- {c.sentence}" for c in result.columns],
+        "",
+        (
+            "Roles: *batch* columns must not explain the label; *design* columns (treatment, dose) "
+            "are expected to; *unit* is the split unit (field)."
+        ),
+        "",
+        "## Nuisance baseline",
+        "",
+    ]
     b = result.baseline
     if b and b.get("auc"):
-        lines.append(f"A logistic regression on acquisition statistics alone ({', '.join(b['features'])}), "
-                     f"{b['n_folds']}-fold cross-validation with whole groups per fold: AUC {_ci(b['auc'])}, "
-                     f"balanced accuracy {_ci(b['balanced_accuracy'])} (95% percentile intervals, resampling groups within each label). "
-                     "Near 0.5: these cues do not give the label away; near 1: they do, and a network's "
-                     "accuracy cannot show that it learned cell morphology.")
+        lines.append(
+            f"A logistic regression on acquisition statistics alone ({', '.join(b['features'])}), "
+            f"{b['n_folds']}-fold cross-validation with whole groups per fold: AUC {_ci(b['auc'])}, "
+            f"balanced accuracy {_ci(b['balanced_accuracy'])} (95% percentile intervals, resampling groups within each label). "
+            "Near 0.5: these cues do not give the label away; near 1: they do, and a network's "
+            "accuracy cannot show that it learned cell morphology."
+        )
     else:
         lines.append(f"Not computable: {(b or {}).get('note', 'no baseline run')}.")
     if b and b.get("single_cues"):
-        lines += ["", "| statistic | AUC alone (in-sample) | higher in |", "|---|---|---|",
-                  *[f"| {c['meaning']} | {c['auc']:.2f} | {c['higher_in']} |" for c in b["single_cues"]],
-                  "", ("A cue can be biology (dying cells round up and raise contrast) or acquisition (focus, lamp, "
-                       "camera); where a batch column explains the label, the two cannot be told apart.")]
+        lines += [
+            "",
+            "| statistic | AUC alone (in-sample) | higher in |",
+            "|---|---|---|",
+            *[f"| {c['meaning']} | {c['auc']:.2f} | {c['higher_in']} |" for c in b["single_cues"]],
+            "",
+            (
+                "A cue can be biology (dying cells round up and raise contrast) or acquisition (focus, lamp, "
+                "camera); where a batch column explains the label, the two cannot be told apart."
+            ),
+        ]
     if result.warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in result.warnings]]
     lines += ["", "![audit](audit.png)", ""]
     return "\n".join(lines)
 
 
-def audit_manifest(manifest: str | Path, out_dir: str | Path | None = None, group_column: str | None = None,
-                   dose_threshold: float | None = None, seed: int = 0) -> AuditResult:
+def audit_manifest(
+    manifest: str | Path,
+    out_dir: str | Path | None = None,
+    group_column: str | None = None,
+    dose_threshold: float | None = None,
+    seed: int = 0,
+) -> AuditResult:
     """Read a manifest, audit it, and write the report when ``out_dir`` is given (``phototox audit``)."""
     from . import __version__
     from .manifest import read_manifest

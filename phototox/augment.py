@@ -62,8 +62,16 @@ class AugmentConfig:
     @classmethod
     def none(cls) -> AugmentConfig:
         """All augmentations off (evaluation)."""
-        return cls(tps_warp=False, dihedral=False, blur=False, random_crop=False,
-                   time_window=False, noise=False, norm_jitter=False, acquisition=False)
+        return cls(
+            tps_warp=False,
+            dihedral=False,
+            blur=False,
+            random_crop=False,
+            time_window=False,
+            noise=False,
+            norm_jitter=False,
+            acquisition=False,
+        )
 
     @classmethod
     def paper(cls) -> AugmentConfig:
@@ -95,8 +103,7 @@ def _tps_kernel(r2: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out)
 
 
-def tps_coordinates(shape: tuple[int, int], control: np.ndarray, displaced: np.ndarray,
-                    step: int = 1) -> np.ndarray:
+def tps_coordinates(shape: tuple[int, int], control: np.ndarray, displaced: np.ndarray, step: int = 1) -> np.ndarray:
     """Sampling coordinates (2, H, W) of the thin-plate spline taking ``control`` to ``displaced``.
 
     ``control`` and ``displaced`` are (N, 2) arrays of (y, x). The spline interpolates the
@@ -107,9 +114,8 @@ def tps_coordinates(shape: tuple[int, int], control: np.ndarray, displaced: np.n
     if step > 1:
         coarse_shape = (-(-(shape[0] - 1) // step) + 1, -(-(shape[1] - 1) // step) + 1)
         coarse = tps_coordinates(coarse_shape, control / step, displaced / step)
-        yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64) / step
-        return np.stack([ndimage.map_coordinates(c, [yy, xx], order=1, mode="nearest") * step
-                         for c in coarse])
+        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64) / step
+        return np.stack([ndimage.map_coordinates(c, [yy, xx], order=1, mode="nearest") * step for c in coarse])
     n = len(control)
     k = _tps_kernel(((control[:, None, :] - control[None, :, :]) ** 2).sum(-1))
     p = np.hstack([np.ones((n, 1)), control])
@@ -118,10 +124,10 @@ def tps_coordinates(shape: tuple[int, int], control: np.ndarray, displaced: np.n
     rhs = np.zeros((n + 3, 2))
     rhs[:n] = displaced
     params = np.linalg.solve(system, rhs)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     points = np.stack([yy.ravel(), xx.ravel()], axis=1)
     u = _tps_kernel(((points[:, None, :] - control[None, :, :]) ** 2).sum(-1))
-    mapped = u @ params[:n] + params[n] + points @ params[n + 1:]
+    mapped = u @ params[:n] + params[n] + points @ params[n + 1 :]
     return mapped.T.reshape(2, *shape)
 
 
@@ -132,8 +138,9 @@ def tps_control_grid(shape: tuple[int, int], spacing: int) -> np.ndarray:
     return np.array([(y, x) for y in ys for x in xs], dtype=np.float64)
 
 
-def tps_warp(image: np.ndarray, rng: np.random.Generator, spacing: int = 128,
-             displacement_std: float = 4.0) -> np.ndarray:
+def tps_warp(
+    image: np.ndarray, rng: np.random.Generator, spacing: int = 128, displacement_std: float = 4.0
+) -> np.ndarray:
     """Warp smoothly: control points on a ``spacing`` grid move by N(0, std) px each."""
     control = tps_control_grid(image.shape, spacing)
     displaced = control + rng.normal(0.0, displacement_std, size=control.shape)
@@ -159,18 +166,19 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     h, w = image.shape
     y = int(rng.integers(0, h - size + 1))
     x = int(rng.integers(0, w - size + 1))
-    return image[y:y + size, x:x + size]
+    return image[y : y + size, x : x + size]
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     """The central ``size`` x ``size`` crop."""
     h, w = image.shape
     y, x = (h - size) // 2, (w - size) // 2
-    return image[y:y + size, x:x + size]
+    return image[y : y + size, x : x + size]
 
 
-def normalisation_jitter(window: np.ndarray, rng: np.random.Generator, gain_std: float = 0.2,
-                         offset_std: float = 0.12) -> np.ndarray:
+def normalisation_jitter(
+    window: np.ndarray, rng: np.random.Generator, gain_std: float = 0.2, offset_std: float = 0.12
+) -> np.ndarray:
     """Smooth gain and offset ramps over a normalised window, zero at its centre.
 
     Dense maps normalise each pixel by the statistics of the 220 px box centred on *it*, not on
@@ -197,24 +205,33 @@ def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.nda
 
 # --- acquisition augmentation: what another microscope, objective or camera would change ----------
 
+
 def _unit_range(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     lo, hi = float(image.min()), float(image.max())
     return (image - lo) / max(hi - lo, 1e-12), lo, hi
 
 
-def contrast_gamma(image: np.ndarray, rng: np.random.Generator, gamma_range: tuple[float, float] = (0.7, 1.4),
-                   contrast_range: tuple[float, float] = (0.7, 1.4)) -> np.ndarray:
+def contrast_gamma(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    gamma_range: tuple[float, float] = (0.7, 1.4),
+    contrast_range: tuple[float, float] = (0.7, 1.4),
+) -> np.ndarray:
     """A gamma curve on the crop's intensity range, then contrast scaled about the mean (range kept)."""
     unit, lo, hi = _unit_range(image.astype(np.float64))
     gamma = float(np.exp(rng.uniform(np.log(gamma_range[0]), np.log(gamma_range[1]))))
     contrast = float(np.exp(rng.uniform(np.log(contrast_range[0]), np.log(contrast_range[1]))))
-    out = unit ** gamma
+    out = unit**gamma
     out = out.mean() + contrast * (out - out.mean())
     return (lo + out * (hi - lo)).astype(image.dtype)
 
 
-def blur_or_sharpen(image: np.ndarray, rng: np.random.Generator, sigma_range: tuple[float, float] = (0.5, 2.0),
-                    amount_range: tuple[float, float] = (0.3, 1.5)) -> np.ndarray:
+def blur_or_sharpen(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    sigma_range: tuple[float, float] = (0.5, 2.0),
+    amount_range: tuple[float, float] = (0.3, 1.5),
+) -> np.ndarray:
     """Defocus (Gaussian blur) or an unsharp mask (``image + amount * (image - blurred)``), half each."""
     sigma = float(rng.uniform(*sigma_range))
     blurred = ndimage.gaussian_filter(image.astype(np.float64), sigma, mode="reflect")
@@ -236,8 +253,12 @@ def illumination_gradient(image: np.ndarray, rng: np.random.Generator, strength:
     return (image * np.clip(field, 0.05, None)).astype(image.dtype)
 
 
-def poisson_gaussian_noise(image: np.ndarray, rng: np.random.Generator,
-                           photons_range: tuple[float, float] = (20.0, 1000.0), read_noise: float = 0.01) -> np.ndarray:
+def poisson_gaussian_noise(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    photons_range: tuple[float, float] = (20.0, 1000.0),
+    read_noise: float = 0.01,
+) -> np.ndarray:
     """Shot noise at a random photon budget (mean photons per pixel) plus Gaussian read noise."""
     unit, lo, hi = _unit_range(image.astype(np.float64))
     photons = float(np.exp(rng.uniform(np.log(photons_range[0]), np.log(photons_range[1]))))
@@ -246,8 +267,9 @@ def poisson_gaussian_noise(image: np.ndarray, rng: np.random.Generator,
     return (lo + noisy * (hi - lo)).astype(image.dtype)
 
 
-def resample_jitter(image: np.ndarray, rng: np.random.Generator,
-                    scale_range: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
+def resample_jitter(
+    image: np.ndarray, rng: np.random.Generator, scale_range: tuple[float, float] = (0.8, 1.25)
+) -> np.ndarray:
     """Zoom by a random factor (log-uniform) about the centre, same shape; reflected where it zooms out."""
     scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
     h, w = image.shape

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 READ_AHEAD = 2
 
 
-def read_ahead(paths: list[Path], read: Callable[[Path], np.ndarray],
-               depth: int = READ_AHEAD) -> Iterator[tuple[Path, np.ndarray]]:
+def read_ahead(
+    paths: list[Path], read: Callable[[Path], np.ndarray], depth: int = READ_AHEAD
+) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield ``(path, read(path))`` in order, reading up to ``depth`` images ahead in a thread.
 
     An exception raised while reading is re-raised here, at that image, in the caller's thread.
@@ -38,7 +39,7 @@ def read_ahead(paths: list[Path], read: Callable[[Path], np.ndarray],
                 return
             try:
                 item = (path, read(path), None)
-            except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which re-raises it
+            except BaseException as exc:
                 item = (path, None, exc)
             while not stop.is_set():
                 try:
@@ -62,10 +63,18 @@ def read_ahead(paths: list[Path], read: Callable[[Path], np.ndarray],
         thread.join(timeout=5)
 
 
-def analyse_paths(assessor: Assessor, paths: list[Path], read: Callable[[Path], np.ndarray], stride: int,
-                  mode: str, threshold: float, normalisation: str = "local", quiet: bool = False,
-                  on_result: Callable[[Path, np.ndarray, list[FrameResult]], None] | None = None,
-                  pixel_size_um: float | None = None) -> None:
+def analyse_paths(
+    assessor: Assessor,
+    paths: list[Path],
+    read: Callable[[Path], np.ndarray],
+    stride: int,
+    mode: str,
+    threshold: float,
+    normalisation: str = "local",
+    quiet: bool = False,
+    on_result: Callable[[Path, np.ndarray, list[FrameResult]], None] | None = None,
+    pixel_size_um: float | None = None,
+) -> None:
     """Analyse every image of ``paths`` (read ahead in a thread) with progress bars.
 
     Each image goes through ``assessor`` (pixel size from ``pixel_size_um`` or the file, domain
@@ -80,10 +89,20 @@ def analyse_paths(assessor: Assessor, paths: list[Path], read: Callable[[Path], 
     with tqdm(total=len(paths), desc="images", unit="image", disable=quiet or len(paths) < 2) as images_bar:
         for path, frames in read_ahead(paths, read):
             total = predictor.window_count(frames.shape, stride) * len(frames) if mode == "exact" else 0
-            with tqdm(total=total, desc=path.name, unit="window", leave=False,
-                      disable=quiet or mode != "exact") as windows_bar:
-                results = assessor.analyse(frames, str(path), path, pixel_size_um, stride, mode, threshold,
-                                           normalisation, window_progress=windows_bar.update)
+            with tqdm(
+                total=total, desc=path.name, unit="window", leave=False, disable=quiet or mode != "exact"
+            ) as windows_bar:
+                results = assessor.analyse(
+                    frames,
+                    str(path),
+                    path,
+                    pixel_size_um,
+                    stride,
+                    mode,
+                    threshold,
+                    normalisation,
+                    window_progress=windows_bar.update,
+                )
             if on_result is not None:
                 on_result(path, frames, results)
             images_bar.update(1)

@@ -9,8 +9,8 @@ cluster bootstrap that respects correlated crops of one image).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -32,8 +32,13 @@ class Interval:
         return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def bca_interval(statistic: Callable[[np.ndarray], float], n_units: int, n_resamples: int = 10000,
-                 confidence: float = 0.95, seed: int = 0) -> Interval:
+def bca_interval(
+    statistic: Callable[[np.ndarray], float],
+    n_units: int,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """BCa interval of ``statistic(indices)`` where indices resample ``n_units`` units with replacement."""
     if n_units < 2:
         raise ValueError("a bootstrap interval needs at least two units")
@@ -72,27 +77,37 @@ def bca_mean(values: np.ndarray, n_resamples: int = 10000, confidence: float = 0
     return _bca_from(float(values.mean()), boot, jack, confidence)
 
 
-def virtual_batch_accuracies(correct: np.ndarray, labels: np.ndarray, n_batches: int = 100,
-                             per_class: int = 10, seed: int = 0) -> np.ndarray:
+def virtual_batch_accuracies(
+    correct: np.ndarray, labels: np.ndarray, n_batches: int = 100, per_class: int = 10, seed: int = 0
+) -> np.ndarray:
     """Accuracy of each of ``n_batches`` balanced batches (``per_class`` crops of each class, with replacement)."""
     rng = np.random.default_rng(seed)
     correct = np.asarray(correct, dtype=float)
     healthy, sick = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     if len(healthy) == 0 or len(sick) == 0:
         raise ValueError("virtual batches need crops of both classes")
-    picks = np.concatenate([rng.choice(healthy, (n_batches, per_class)), rng.choice(sick, (n_batches, per_class))], axis=1)
+    picks = np.concatenate(
+        [rng.choice(healthy, (n_batches, per_class)), rng.choice(sick, (n_batches, per_class))], axis=1
+    )
     return correct[picks].mean(axis=1)
 
 
-def paper_accuracy_interval(correct: np.ndarray, labels: np.ndarray, confidence: float = 0.95,
-                            seed: int = 0) -> Interval:
+def paper_accuracy_interval(
+    correct: np.ndarray, labels: np.ndarray, confidence: float = 0.95, seed: int = 0
+) -> Interval:
     """DeadNet's reporting: BCa interval of the mean accuracy over 100 virtual 10+10 batches."""
     batches = virtual_batch_accuracies(correct, labels, seed=seed)
     return bca_mean(batches, confidence=confidence, seed=seed + 1)
 
 
-def cluster_accuracy_interval(correct: np.ndarray, groups: np.ndarray, labels: np.ndarray,
-                              confidence: float = 0.95, seed: int = 0, n_resamples: int = 4000) -> Interval:
+def cluster_accuracy_interval(
+    correct: np.ndarray,
+    groups: np.ndarray,
+    labels: np.ndarray,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 4000,
+) -> Interval:
     """BCa interval of balanced crop accuracy, resampling whole groups (images): honest for correlated crops."""
     group_ids, inverse = np.unique(groups, return_inverse=True)
     n_groups = len(group_ids)

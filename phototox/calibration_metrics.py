@@ -15,8 +15,9 @@ import numpy as np
 from .bootstrap import Interval, bca_interval
 
 
-def _per_image_bin_sums(probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray,
-                        n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _per_image_bin_sums(
+    probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n_clusters, n_bins) count, sum of P(sick) and sum of sick labels."""
     probs, labels = np.asarray(probs, float), np.asarray(labels, float)
     _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
@@ -45,8 +46,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return _ece_from_sums(c.sum(0), p.sum(0), y.sum(0))
 
 
-def ece_interval(probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray | None = None, n_bins: int = 10,
-                 n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def ece_interval(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    clusters: np.ndarray | None = None,
+    n_bins: int = 10,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """ECE with a BCa interval resampling whole clusters (images); each item its own cluster if None."""
     clusters = np.arange(len(probs)) if clusters is None else np.asarray(clusters)
     counts, psum, ysum = _per_image_bin_sums(probs, labels, clusters, n_bins)
@@ -67,8 +75,15 @@ def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float,
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def reliability_diagram(probs: np.ndarray, labels: np.ndarray, clusters: np.ndarray | None = None,
-                        n_bins: int = 10, n_resamples: int = 1000, seed: int = 0, unit: str = "crops") -> dict:
+def reliability_diagram(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    clusters: np.ndarray | None = None,
+    n_bins: int = 10,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    unit: str = "crops",
+) -> dict:
     """Per-bin mean P(sick), observed fraction sick with a 95% interval, and the ECE.
 
     A bin's interval is the wider of the cluster-bootstrap percentile interval (whole images
@@ -91,21 +106,34 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, clusters: np.ndar
     for b in range(n_bins):
         column = boot_arr[:, b][~np.isnan(boot_arr[:, b])]
         has = total_c[b] > 0
-        bins.append({
-            "lower_edge": b / n_bins, "upper_edge": (b + 1) / n_bins, "count": int(total_c[b]),
-            "mean_probability": float(total_p[b] / total_c[b]) if has else None,
-            "fraction_sick": float(total_y[b] / total_c[b]) if has else None,
-            "low": None, "high": None,
-        })
+        bins.append(
+            {
+                "lower_edge": b / n_bins,
+                "upper_edge": (b + 1) / n_bins,
+                "count": int(total_c[b]),
+                "mean_probability": float(total_p[b] / total_c[b]) if has else None,
+                "fraction_sick": float(total_y[b] / total_c[b]) if has else None,
+                "low": None,
+                "high": None,
+            }
+        )
         if has:
             w_low, w_high = wilson_interval(total_y[b], total_c[b])
             boot_low = float(np.percentile(column, 2.5)) if len(column) else w_low
             boot_high = float(np.percentile(column, 97.5)) if len(column) else w_high
             bins[-1]["low"], bins[-1]["high"] = min(w_low, boot_low), max(w_high, boot_high)
-    ece = ece_interval(probs, labels, clusters, n_bins, n_resamples=2 * n_resamples, seed=seed) \
-        if n_clusters >= 2 else Interval(expected_calibration_error(probs, labels, n_bins), float("nan"),
-                                         float("nan"), 0.95)
-    return {"n_bins": n_bins, "bins": bins, "ece": ece.as_dict(), "n_items": len(probs),
-            "n_images": int(n_clusters), "unit": unit,
-            "definition": "ECE = sum over equal-width P(sick) bins of (n_bin/n)|mean P(sick) - fraction sick|; "
-                          "95% BCa interval resampling whole images"}
+    ece = (
+        ece_interval(probs, labels, clusters, n_bins, n_resamples=2 * n_resamples, seed=seed)
+        if n_clusters >= 2
+        else Interval(expected_calibration_error(probs, labels, n_bins), float("nan"), float("nan"), 0.95)
+    )
+    return {
+        "n_bins": n_bins,
+        "bins": bins,
+        "ece": ece.as_dict(),
+        "n_items": len(probs),
+        "n_images": int(n_clusters),
+        "unit": unit,
+        "definition": "ECE = sum over equal-width P(sick) bins of (n_bin/n)|mean P(sick) - fraction sick|; "
+        "95% BCa interval resampling whole images",
+    }

@@ -22,13 +22,18 @@ DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 # --- shared options ---------------------------------------------------------------------------
 
+
 def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model") -> None:
-    p.add_argument("--model", default=default,
-                   help="a shipped model's name (see `phototox models`), a .pt weight file, a bioimage.io "
-                        f"package (.zip or folder), a zoo id or a package URL (default: {default_is})")
+    p.add_argument(
+        "--model",
+        default=default,
+        help="a shipped model's name (see `phototox models`), a .pt weight file, a bioimage.io "
+        f"package (.zip or folder), a zoo id or a package URL (default: {default_is})",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)"
+    )
 
 
 def _add_map(p: argparse.ArgumentParser) -> None:
@@ -45,9 +50,13 @@ def _predictor(args):
 
 
 def _add_pixel_size(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pixel-size", type=float, metavar="UM",
-                   help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
-                        "is ASSUMED and every result says so); images are resampled to the model's pixel size")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="UM",
+        help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
+        "is ASSUMED and every result says so); images are resampled to the model's pixel size",
+    )
 
 
 def _assessor(args, controls: bool = False):
@@ -58,9 +67,15 @@ def _assessor(args, controls: bool = False):
     assessor = Assessor(_predictor(args))
     if controls and getattr(args, "controls", None):
         _check_exist([Path(c) for c in args.controls])
-        assessor.controls = control_reference([Path(c) for c in args.controls], assessor, args.pixel_size,
-                                              stride=args.stride, mode=args.mode, threshold=args.threshold,
-                                              normalisation=args.normalisation)
+        assessor.controls = control_reference(
+            [Path(c) for c in args.controls],
+            assessor,
+            args.pixel_size,
+            stride=args.stride,
+            mode=args.mode,
+            threshold=args.threshold,
+            normalisation=args.normalisation,
+        )
     elif controls:
         assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)
     return assessor
@@ -76,6 +91,7 @@ def _check_exist(paths: list[Path]) -> None:
 
 
 # --- commands ---------------------------------------------------------------------------------
+
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
@@ -99,12 +115,18 @@ def cmd_demo(args) -> int:
 
     out = Path(args.out)
     stems = [f"synthetic_dose{dose:g}" for dose in DEMO_DOSES]
-    check_outputs([out / "inputs" / f"{s}.tif" for s in stems] + [p for s in stems for p in map_output_paths(out, s)]
-                  + [out / "summary.csv", *dose_report_paths(out)], model_inputs(args.model))
+    check_outputs(
+        [out / "inputs" / f"{s}.tif" for s in stems]
+        + [p for s in stems for p in map_output_paths(out, s)]
+        + [out / "summary.csv", *dose_report_paths(out)],
+        model_inputs(args.model),
+    )
     predictor = _predictor(args)
     print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
-    print("input: synthetic phase-contrast fields (phototox.synth) at light doses "
-          f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data")
+    print(
+        "input: synthetic phase-contrast fields (phototox.synth) at light doses "
+        f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data"
+    )
     rows, fields = [], []
     for i, dose in enumerate(DEMO_DOSES):
         field = render_field(args.size, int(args.size * 1.3125), dose, seed=args.seed + i)
@@ -112,8 +134,9 @@ def cmd_demo(args) -> int:
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, field.image)
         results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
-        write_map_outputs(out, stem, field.image[None].astype("float32"), results,
-                          provenance=provenance(predictor.model))
+        write_map_outputs(
+            out, stem, field.image[None].astype("float32"), results, provenance=provenance(predictor.model)
+        )
         rows += summary_rows(str(image_path), results, predictor.model.label, provenance(predictor.model))
         fields.append(field)
     write_summary(out / "summary.csv", rows)
@@ -121,21 +144,31 @@ def cmd_demo(args) -> int:
     scores = [r["mean_sick_probability"] for r in rows]
     try:
         fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=200)
-        write_dose_report([{"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
-                           for r, d in zip(rows, DEMO_DOSES)], fit, out, "(synthetic dose)",
-                          provenance(predictor.model))
+        write_dose_report(
+            [
+                {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
+                for r, d in zip(rows, DEMO_DOSES)
+            ],
+            fit,
+            out,
+            "(synthetic dose)",
+            provenance(predictor.model),
+        )
         print(format_fit(fit, "(synthetic dose units)"))
     except (RuntimeError, PhototoxError) as exc:  # a flat response has no curve to fit
         print(f"no dose-response curve could be fitted: {exc}")
-    print(f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, "
-          "dose_response.png")
+    print(
+        f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, dose_response.png"
+    )
     if predictor.model.source == DEMO_MODEL.removeprefix("shipped:"):
         real = Predictor.from_spec("default", args.device)
         called = [real.analyse(f.image, stride=args.stride, mode=args.mode)[0].mean_sick_probability for f in fields]
-        print("the default model (trained on real U2OS images, drug-induced death) on the same fields: "
-              + ", ".join(f"{p:.2f}" for p in called)
-              + "\n  -> out of its domain; see models/MODEL_CARD.md. Use it (or your fine-tuned model) on real images:"
-              "\n     phototox map your_image.tif --out maps/")
+        print(
+            "the default model (trained on real U2OS images, drug-induced death) on the same fields: "
+            + ", ".join(f"{p:.2f}" for p in called)
+            + "\n  -> out of its domain; see models/MODEL_CARD.md. Use it (or your fine-tuned model) on real images:"
+            "\n     phototox map your_image.tif --out maps/"
+        )
     return 0
 
 
@@ -161,12 +194,22 @@ def cmd_predict(args) -> int:
     rows: list[dict] = []
 
     def keep(path: Path, _frames, results) -> None:
-        rows.extend(summary_rows(str(path), results, assessor.predictor.model.label,
-                                 provenance(assessor.predictor.model)))
+        rows.extend(
+            summary_rows(str(path), results, assessor.predictor.model.label, provenance(assessor.predictor.model))
+        )
 
-    analyse_paths(assessor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=window),
-                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=keep,
-                  pixel_size_um=args.pixel_size)
+    analyse_paths(
+        assessor,
+        inputs,
+        lambda p: read_frames(p, colour=args.colour, min_size=window),
+        args.stride,
+        args.mode,
+        args.threshold,
+        args.normalisation,
+        args.quiet,
+        on_result=keep,
+        pixel_size_um=args.pixel_size,
+    )
     if args.out:
         write_summary(Path(args.out), rows)
     if args.json:
@@ -197,8 +240,10 @@ def cmd_map(args) -> int:
     _check_exist(inputs)
     out = Path(args.out)
     stems = output_stems(inputs)
-    check_outputs([p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)]
-                  + [out / "summary.csv"], inputs + model_inputs(args.model))
+    check_outputs(
+        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)] + [out / "summary.csv"],
+        inputs + model_inputs(args.model),
+    )
     assessor = _assessor(args)
     model = assessor.predictor.model
     from .batch import analyse_paths
@@ -206,13 +251,23 @@ def cmd_map(args) -> int:
     rows: list[dict] = []
 
     def write(path: Path, frames, results) -> None:
-        write_map_outputs(out, stems[path], frames, results, not args.no_overlay, provenance(model),
-                          args.mask_background)
+        write_map_outputs(
+            out, stems[path], frames, results, not args.no_overlay, provenance(model), args.mask_background
+        )
         rows.extend(summary_rows(str(path), results, model.label, provenance(model)))
 
-    analyse_paths(assessor, inputs, lambda p: read_frames(p, colour=args.colour, min_size=model.window),
-                  args.stride, args.mode, args.threshold, args.normalisation, args.quiet, on_result=write,
-                  pixel_size_um=args.pixel_size)
+    analyse_paths(
+        assessor,
+        inputs,
+        lambda p: read_frames(p, colour=args.colour, min_size=model.window),
+        args.stride,
+        args.mode,
+        args.threshold,
+        args.normalisation,
+        args.quiet,
+        on_result=write,
+        pixel_size_um=args.pixel_size,
+    )
     write_summary(out / "summary.csv", rows)
     print(format_rows(rows))
     print(f"maps, overlays and summary.csv written to {out}/")
@@ -226,21 +281,48 @@ def cmd_train(args) -> int:
     from .planned import check_outputs, model_inputs
     from .train import TrainConfig, run_output_paths, train
 
-    augment = AugmentConfig(tps_warp=not args.no_tps, dihedral=not args.no_dihedral, blur=not args.no_blur,
-                            random_crop=not args.no_random_crop, time_window=not args.no_time_window,
-                            noise=not args.no_noise, norm_jitter=args.norm_jitter,
-                            acquisition=not (args.no_acquisition or args.paper_recipe))
-    config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size,
-                         base_lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
-                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         device=args.device, threads=args.threads, workers=args.workers, init=args.init or "",
-                         normalisation="crop" if args.paper_recipe else args.normalisation, box_size=args.box_size,
-                         augment=augment, pixel_size_um=args.pixel_size,
-                         model_pixel_size_um=args.model_pixel_size).validate()
+    augment = AugmentConfig(
+        tps_warp=not args.no_tps,
+        dihedral=not args.no_dihedral,
+        blur=not args.no_blur,
+        random_crop=not args.no_random_crop,
+        time_window=not args.no_time_window,
+        noise=not args.no_noise,
+        norm_jitter=args.norm_jitter,
+        acquisition=not (args.no_acquisition or args.paper_recipe),
+    )
+    config = TrainConfig(
+        arch=args.arch,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        base_lr=args.lr,
+        weight_decay=args.weight_decay,
+        val_fraction=args.val_fraction,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        workers=args.workers,
+        init=args.init or "",
+        normalisation="crop" if args.paper_recipe else args.normalisation,
+        box_size=args.box_size,
+        augment=augment,
+        pixel_size_um=args.pixel_size,
+        model_pixel_size_um=args.model_pixel_size,
+    ).validate()
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     check_outputs(run_output_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.init)])
-    path = train(samples, args.out, config, resume=not args.restart, manifest=str(args.manifest),
-                 progress=not args.quiet, allow_confounded=args.allow_confounded, unit_column=args.group_column)
+    path = train(
+        samples,
+        args.out,
+        config,
+        resume=not args.restart,
+        manifest=str(args.manifest),
+        progress=not args.quiet,
+        allow_confounded=args.allow_confounded,
+        unit_column=args.group_column,
+    )
     print(f"model written to {path} (curves: {Path(args.out) / 'curves.png'}, card: {path.parent / 'model_card.md'})")
     return 0
 
@@ -253,8 +335,10 @@ def cmd_evaluate(args) -> int:
     from .planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
-    check_outputs(evaluation_output_paths(args.out) if args.out else [],
-                  [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
+    check_outputs(
+        evaluation_output_paths(args.out) if args.out else [],
+        [args.manifest, *(s.path for s in samples), *model_inputs(args.model)],
+    )
     predictor = _predictor(args)
     indices = None
     if args.held_out:
@@ -265,8 +349,17 @@ def cmd_evaluate(args) -> int:
         if not indices:
             raise PhototoxError("--held-out: every image of the manifest was used to train this model")
         print(f"held-out evaluation: {len(indices)} of {len(samples)} images (the rest trained the model)")
-    report = evaluate_manifest(predictor, samples, indices, str(args.manifest), args.threshold, args.seed,
-                               args.split_by, args.group_column, progress=not args.quiet)
+    report = evaluate_manifest(
+        predictor,
+        samples,
+        indices,
+        str(args.manifest),
+        args.threshold,
+        args.seed,
+        args.split_by,
+        args.group_column,
+        progress=not args.quiet,
+    )
     print(report.text())
     if args.out:
         print("wrote " + ", ".join(str(p) for p in report.write(args.out)))
@@ -291,8 +384,14 @@ def cmd_crossval(args) -> int:
     from .train import TrainConfig
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
-    config = TrainConfig(arch=args.arch, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed,
-                         device=args.device, threads=args.threads)
+    config = TrainConfig(
+        arch=args.arch,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
     summary = crossvalidate(samples, args.split_by, args.out, config, str(args.manifest), progress=not args.quiet)
     print(format_crossval(summary))
     print(f"wrote {Path(args.out) / 'crossval.json'}")
@@ -308,12 +407,24 @@ def cmd_explain(args) -> int:
     path, out = Path(args.image), Path(args.out)
     _check_exist([path])
     reference = read_manifest(args.reference) if args.reference else []
-    check_outputs([out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"],
-                  [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)])
+    check_outputs(
+        [out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"],
+        [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)],
+    )
     predictor = _predictor(args)
-    written = explain_image(predictor, path, out, args.target, args.reference, args.max_reference_crops,
-                            args.stride, args.colour, args.quiet, provenance=provenance(predictor.model),
-                            pixel_size_um=args.pixel_size)
+    written = explain_image(
+        predictor,
+        path,
+        out,
+        args.target,
+        args.reference,
+        args.max_reference_crops,
+        args.stride,
+        args.colour,
+        args.quiet,
+        provenance=provenance(predictor.model),
+        pixel_size_um=args.pixel_size,
+    )
     print(f"wrote {' and '.join(str(p) for p in written)}")
     return 0
 
@@ -333,12 +444,23 @@ def cmd_class_model(args) -> int:
     init = None
     if args.init_image:
         frame = read_frames(args.init_image, min_size=predictor.window)[0]
-        init = frame[:predictor.window, :predictor.window]
-    result = class_model(predictor, class_index, init, iterations=args.iterations, l2=args.l2,
-                         smoothness=args.smoothness, lr=args.lr, seed=args.seed, progress=not args.quiet)
+        init = frame[: predictor.window, : predictor.window]
+    result = class_model(
+        predictor,
+        class_index,
+        init,
+        iterations=args.iterations,
+        l2=args.l2,
+        smoothness=args.smoothness,
+        lr=args.lr,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     out = Path(args.out)
     plot_class_model(result, out / f"class_model_{args.target}.png", args.target)
-    print(f"class score {result.scores[0]:.3f} -> {result.scores[-1]:.3f}; wrote {out / f'class_model_{args.target}.png'}")
+    print(
+        f"class score {result.scores[0]:.3f} -> {result.scores[-1]:.3f}; wrote {out / f'class_model_{args.target}.png'}"
+    )
     return 0
 
 
@@ -360,10 +482,17 @@ def cmd_dose_response(args) -> int:
     predictor = assessor.predictor
     from .settings import MapSettings
 
-    rows = score_samples(predictor, samples, progress=not args.quiet, settings=MapSettings.from_args(args),
-                         assessor=assessor, pixel_size_um=args.pixel_size)
-    fit = fit_dose_response([r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin,
-                            seed=args.seed)
+    rows = score_samples(
+        predictor,
+        samples,
+        progress=not args.quiet,
+        settings=MapSettings.from_args(args),
+        assessor=assessor,
+        pixel_size_um=args.pixel_size,
+    )
+    fit = fit_dose_response(
+        [r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin, seed=args.seed
+    )
     print(format_fit(fit, args.unit))
     written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
     print("wrote " + ", ".join(str(p) for p in written))
@@ -375,9 +504,11 @@ def cmd_calibrate(args) -> int:
     from .controls import calibrate_model
 
     record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
-    print(f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']} "
-          f"(refitted on {len(record['controls'])} control fields); control P(sick) "
-          + ", ".join(f"{v:.3f}" for v in record["control_p_sick"]))
+    print(
+        f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']} "
+        f"(refitted on {len(record['controls'])} control fields); control P(sick) "
+        + ", ".join(f"{v:.3f}" for v in record["control_p_sick"])
+    )
     return 0
 
 
@@ -404,8 +535,7 @@ def cmd_synth(args) -> int:
         print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
         return 0
     check_outputs(dataset_output_paths(args.out, list(args.doses), args.per_dose), [])
-    manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed,
-                             args.dose_threshold)
+    manifest = write_dataset(args.out, list(args.doses), args.per_dose, args.size, args.seed, args.dose_threshold)
     print(f"wrote {manifest}")
     return 0
 
@@ -420,13 +550,18 @@ def cmd_models(args) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     from .scale.commands import add_cluster_options, add_map_scale_options
     from .scale.commands import register as register_scale
 
-    parser = argparse.ArgumentParser(prog="phototox", description=(
-        "Detect light-induced damage (phototoxicity) in label-free phase-contrast images. "
-        "Reimplements DeadNet (Richmond et al., 2017, arXiv:1701.06109)."))
+    parser = argparse.ArgumentParser(
+        prog="phototox",
+        description=(
+            "Detect light-induced damage (phototoxicity) in label-free phase-contrast images. "
+            "Reimplements DeadNet (Richmond et al., 2017, arXiv:1701.06109)."
+        ),
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="maps of synthetic fields at five light doses (no download, no data)")
@@ -434,10 +569,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100, help="random seed of the synthetic fields (default 100)")
-    p.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
-                   help=f"window step in pixels (default {DEFAULT_STRIDE})")
-    p.add_argument("--mode", choices=("exact", "dense"), default="dense",
-                   help="exact: classify every window; dense: one fully convolutional pass (default dense)")
+    p.add_argument(
+        "--stride", type=int, default=DEFAULT_STRIDE, help=f"window step in pixels (default {DEFAULT_STRIDE})"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("exact", "dense"),
+        default="dense",
+        help="exact: classify every window; dense: one fully convolutional pass (default dense)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
     p.set_defaults(func=cmd_demo)
 
@@ -446,9 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     _add_map(p)
     _add_pixel_size(p)
-    p.add_argument("--controls", nargs="+", metavar="FILE",
-                   help="your control fields: report each image against them (default: the controls recorded "
-                        "by 'phototox calibrate' in the model, if any)")
+    p.add_argument(
+        "--controls",
+        nargs="+",
+        metavar="FILE",
+        help="your control fields: report each image against them (default: the controls recorded "
+        "by 'phototox calibrate' in the model, if any)",
+    )
     p.add_argument("--out", help="write results to this .csv or .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
@@ -462,9 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pixel_size(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
-    p.add_argument("--mask-background", action="store_true",
-                   help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
-                        "sick fraction of the cell-covered area beside that of the field")
+    p.add_argument(
+        "--mask-background",
+        action="store_true",
+        help="leave places without cells uncoloured in the overlay (texture estimate) and report the "
+        "sick fraction of the cell-covered area beside that of the field",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_map_scale_options(p)
     p.set_defaults(func=cmd_map)
@@ -472,8 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
     p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
     p.add_argument("--out", required=True, help="run folder: checkpoint, log, curves, config, model.pt")
-    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"),
-                   help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head")
+    p.add_argument(
+        "--arch",
+        default="deadnet-gap",
+        choices=("deadnet-gap", "deadnet"),
+        help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
+    )
     p.add_argument("--init", help="start from weights: 'shipped' (fine-tuning) or a .pt file")
     p.add_argument("--iterations", type=int, default=3000, help="training iterations (default 3000)")
     p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
@@ -481,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4, help="1e-4 high-dose data, 1e-5 low-dose")
     p.add_argument("--val-fraction", type=float, default=0.3, help="fraction of groups held out for validation")
     p.add_argument("--eval-every", type=int, default=150, help="validate every N iterations (default 150)")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="write a resumable checkpoint every N iterations (default 50)")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=50, help="write a resumable checkpoint every N iterations (default 50)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
@@ -492,24 +645,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     for name in ("tps", "dihedral", "blur", "random-crop", "time-window", "noise"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off the {name} augmentation")
-    p.add_argument("--normalisation", choices=("box", "crop"), default="box",
-                   help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
-                        "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)")
+    p.add_argument(
+        "--normalisation",
+        choices=("box", "crop"),
+        default="box",
+        help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
+        "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)",
+    )
     p.add_argument("--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default 221)")
-    p.add_argument("--pixel-size", type=float, metavar="UM",
-                   help="the images' pixel size in um/px (a manifest pixel_size_um column overrides it per row)")
-    p.add_argument("--model-pixel-size", type=float, metavar="UM",
-                   help="the scale the model learns at; images are resampled to it (default: the --init model's, "
-                        "else --pixel-size)")
-    p.add_argument("--norm-jitter", action="store_true",
-                   help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
-                        "(measured effect: benchmarks/README.md)")
-    p.add_argument("--no-acquisition", action="store_true",
-                   help="switch off acquisition augmentation (contrast/gamma, blur/sharpen, illumination, "
-                        "noise, scale jitter)")
-    p.add_argument("--paper-recipe", action="store_true", help="the paper's recipe: DeadNet's augmentations and per-crop normalisation only (reproduces the paper)")
-    p.add_argument("--allow-confounded", action="store_true",
-                   help="train even if a batch column (replicate, plate, ...) fully explains the label")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="UM",
+        help="the images' pixel size in um/px (a manifest pixel_size_um column overrides it per row)",
+    )
+    p.add_argument(
+        "--model-pixel-size",
+        type=float,
+        metavar="UM",
+        help="the scale the model learns at; images are resampled to it (default: the --init model's, "
+        "else --pixel-size)",
+    )
+    p.add_argument(
+        "--norm-jitter",
+        action="store_true",
+        help="train on smooth gain/offset ramps over normalised windows, as dense maps see them "
+        "(measured effect: benchmarks/README.md)",
+    )
+    p.add_argument(
+        "--no-acquisition",
+        action="store_true",
+        help="switch off acquisition augmentation (contrast/gamma, blur/sharpen, illumination, noise, scale jitter)",
+    )
+    p.add_argument(
+        "--paper-recipe",
+        action="store_true",
+        help="the paper's recipe: DeadNet's augmentations and per-crop normalisation only (reproduces the paper)",
+    )
+    p.add_argument(
+        "--allow-confounded",
+        action="store_true",
+        help="train even if a batch column (replicate, plate, ...) fully explains the label",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
@@ -521,8 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
     p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
     p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
-    p.add_argument("--split-by", metavar="COLUMN",
-                   help="metrics per value of this column (e.g. replicate), with intervals")
+    p.add_argument(
+        "--split-by", metavar="COLUMN", help="metrics per value of this column (e.g. replicate), with intervals"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_evaluate)
 
@@ -538,8 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="CSV with path, label (or dose) and the --split-by column")
     p.add_argument("--split-by", required=True, metavar="COLUMN", help="column to leave out value by value")
     p.add_argument("--out", required=True, help="folder for one run per fold and crossval.json")
-    p.add_argument("--arch", default="deadnet-gap", choices=("deadnet-gap", "deadnet"),
-                   help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head")
+    p.add_argument(
+        "--arch",
+        default="deadnet-gap",
+        choices=("deadnet-gap", "deadnet"),
+        help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
+    )
     p.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
     p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
@@ -555,15 +737,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--out", required=True, help="folder for the Grad-CAM TIFF and overlay PNG")
     p.add_argument("--target", choices=("sick", "healthy"), default="sick", help="class to explain (default sick)")
-    p.add_argument("--reference", help="manifest of training images: average the Grad-CAM weights over "
-                                       "their crops of the target class (the paper's fix)")
-    p.add_argument("--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)")
+    p.add_argument(
+        "--reference",
+        help="manifest of training images: average the Grad-CAM weights over "
+        "their crops of the target class (the paper's fix)",
+    )
+    p.add_argument(
+        "--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)"
+    )
     _add_pixel_size(p)
-    p.add_argument("--stride", type=int, default=110,
-                   help="step between the 220 px windows whose heat maps are averaged (default 110, half a "
-                        "window: one backward pass per window, so not the map default)")
-    p.add_argument("--colour", choices=("refuse", "luminance"), default="refuse",
-                   help="what to do with colour images whose channels differ (default: refuse)")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=110,
+        help="step between the 220 px windows whose heat maps are averaged (default 110, half a "
+        "window: one backward pass per window, so not the map default)",
+    )
+    p.add_argument(
+        "--colour",
+        choices=("refuse", "luminance"),
+        default="refuse",
+        help="what to do with colour images whose channels differ (default: refuse)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
@@ -601,15 +796,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
     p.add_argument("--out", required=True, help="output folder for the TIFF fields and manifest.csv")
-    p.add_argument("--doses", type=float, nargs="+", default=[0.0, 0.25, 0.75, 1.0],
-                   help="light doses, 0 (unexposed) to 1 (lethal) (default 0 0.25 0.75 1)")
+    p.add_argument(
+        "--doses",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.25, 0.75, 1.0],
+        help="light doses, 0 (unexposed) to 1 (lethal) (default 0 0.25 0.75 1)",
+    )
     p.add_argument("--per-dose", type=int, default=2, help="fields per dose (default 2)")
     p.add_argument("--size", type=int, default=320, help="side of each square field in pixels (default 320)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dose-threshold", type=float, default=0.5,
-                   help="fields at this dose or above are labelled sick in the manifest (default 0.5)")
-    p.add_argument("--timelapse", action="store_true",
-                   help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'")
+    p.add_argument(
+        "--dose-threshold",
+        type=float,
+        default=0.5,
+        help="fields at this dose or above are labelled sick in the manifest (default 0.5)",
+    )
+    p.add_argument(
+        "--timelapse",
+        action="store_true",
+        help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")
@@ -641,7 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _unavailable(exc: ImportError) -> int:
     from .extras import missing_extra_message
 
-    raise PhototoxError(missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}")
+    raise PhototoxError(
+        missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,8 +52,11 @@ class ControlReference:
     def compare(self, p_sick: float) -> dict:
         """Difference to the controls' mean P(sick) with its 95% interval."""
         low, high = np.percentile(p_sick - self.boot_means, [2.5, 97.5])
-        return {"vs_controls": round(float(p_sick - self.mean), 4), "vs_controls_low": round(float(low), 4),
-                "vs_controls_high": round(float(high), 4)}
+        return {
+            "vs_controls": round(float(p_sick - self.mean), 4),
+            "vs_controls_low": round(float(low), 4),
+            "vs_controls_high": round(float(high), 4),
+        }
 
     @classmethod
     def from_meta(cls, meta: dict) -> ControlReference | None:
@@ -70,7 +73,9 @@ def _read(path: Path, assessor, pixel_size_um: float | None):
     return frames, size
 
 
-def control_reference(paths: list[Path], assessor, pixel_size_um: float | None = None, **map_settings) -> ControlReference:
+def control_reference(
+    paths: list[Path], assessor, pixel_size_um: float | None = None, **map_settings
+) -> ControlReference:
     """P(sick) of each control file (mean over its frames), as a reference for other images."""
     values = []
     for path in paths:
@@ -80,17 +85,24 @@ def control_reference(paths: list[Path], assessor, pixel_size_um: float | None =
     return ControlReference(np.asarray(values), f"{len(paths)} control files")
 
 
-def calibrate_model(model_spec: str, control_paths: list[str | os.PathLike], out: str | os.PathLike,
-                    pixel_size_um: float | None = None, device: str = "cpu", stride: int = 32,
-                    mode: str = "dense", warn=None) -> dict:
+def calibrate_model(
+    model_spec: str,
+    control_paths: list[str | os.PathLike],
+    out: str | os.PathLike,
+    pixel_size_um: float | None = None,
+    device: str = "cpu",
+    stride: int = 32,
+    mode: str = "dense",
+    warn=None,
+) -> dict:
     """Write ``out``: the model with domain statistics refitted on controls and their P(sick) recorded."""
     from .assess import Assessor
     from .domain import compute_domain_stats
     from .images import guard_outputs
     from .inference import Predictor
     from .models.loader import load_model
-    from .pixelsize import scale_factor, to_model_scale
     from .models.weights import save_weights
+    from .pixelsize import scale_factor, to_model_scale
 
     paths = [Path(p) for p in control_paths]
     for path in paths:
@@ -103,8 +115,7 @@ def calibrate_model(model_spec: str, control_paths: list[str | os.PathLike], out
         raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
     guard_outputs([out], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
     model = load_model(model_spec)
-    assessor = Assessor(Predictor.create(model, device), domain_check=False,
-                        **({"warn": warn} if warn else {}))
+    assessor = Assessor(Predictor.create(model, device), domain_check=False, **({"warn": warn} if warn else {}))
     scaled, p_sick, sizes = [], [], []
     for path in paths:
         frames, size = _read(path, assessor, pixel_size_um)
@@ -115,20 +126,23 @@ def calibrate_model(model_spec: str, control_paths: list[str | os.PathLike], out
         # all frames of a file form one field (one leave-one-out unit)
         scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])
     previous = dict(model.meta.get("domain") or {})
-    domain = compute_domain_stats(assessor.predictor, scaled, f"{len(paths)} user control fields",
-                                  assessor.model_um)
+    domain = compute_domain_stats(assessor.predictor, scaled, f"{len(paths)} user control fields", assessor.model_um)
     meta = dict(model.meta)
     meta["domain"] = domain
     meta["calibration"] = {
-        "kind": "user controls", "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "base_model": model.label, "base_source": model.source,
+        "kind": "user controls",
+        "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "base_model": model.label,
+        "base_source": model.source,
         "base_sha256": model.sha256 or None,
-        "controls": [p.name for p in paths], "control_pixel_sizes": sizes,
+        "controls": [p.name for p in paths],
+        "control_pixel_sizes": sizes,
         "control_p_sick": [round(v, 5) for v in p_sick],
-        "previous_domain_threshold": previous.get("threshold"), "domain_threshold": domain["threshold"],
+        "previous_domain_threshold": previous.get("threshold"),
+        "domain_threshold": domain["threshold"],
         "probability_refit": False,
         "note": "domain statistics and threshold refitted on these control fields; P(sick) itself is the "
-                "model's raw output (no probability recalibration on single-class controls)",
+        "model's raw output (no probability recalibration on single-class controls)",
     }
     save_weights(out, model.module, model.arch, model.arch_kwargs, meta)
     return meta["calibration"]

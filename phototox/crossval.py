@@ -85,12 +85,18 @@ def per_group_metrics(evaluation, column: str, trained_groups: set[str] | None =
         correct = (p >= evaluation.threshold) == y
         images = sorted(set(img.tolist()))
         image_means = np.array([p[img == i].mean() for i in images])
-        row = {"n_images": len(images), "n_crops": int(mask.sum()), "labels": _label_names(samples, images),
-               "crop_accuracy": float(correct.mean()), "mean_sick_probability": float(p.mean()),
-               "auc": roc_auc(p, y)}
+        row = {
+            "n_images": len(images),
+            "n_crops": int(mask.sum()),
+            "labels": _label_names(samples, images),
+            "crop_accuracy": float(correct.mean()),
+            "mean_sick_probability": float(p.mean()),
+            "auc": roc_auc(p, y),
+        }
         if len(images) >= 2:
-            row["accuracy_ci"] = cluster_accuracy_interval(correct, img, y, seed=evaluation.seed,
-                                                           n_resamples=1000).as_dict()
+            row["accuracy_ci"] = cluster_accuracy_interval(
+                correct, img, y, seed=evaluation.seed, n_resamples=1000
+            ).as_dict()
             row["mean_sick_probability_ci"] = bca_mean(image_means, 2000, seed=evaluation.seed).as_dict()
         if trained_groups is not None:  # did any training image share this value (not only these images)?
             row["seen_in_training"] = any(v == value and s.group in trained_groups for s, v in zip(samples, values))
@@ -104,17 +110,26 @@ def format_per_group(column: str, table: dict) -> str:
     for value, r in table.items():
         acc = r.get("accuracy_ci")
         mean = r.get("mean_sick_probability_ci")
-        acc_text = f"{acc['estimate']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]" if acc else f"{r['crop_accuracy']:.3f}"
-        mean_text = (f"{mean['estimate']:.3f} [{mean['low']:.3f}, {mean['high']:.3f}]" if mean
-                     else f"{r['mean_sick_probability']:.3f}")
+        acc_text = (
+            f"{acc['estimate']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]" if acc else f"{r['crop_accuracy']:.3f}"
+        )
+        mean_text = (
+            f"{mean['estimate']:.3f} [{mean['low']:.3f}, {mean['high']:.3f}]"
+            if mean
+            else f"{r['mean_sick_probability']:.3f}"
+        )
         seen = {True: "  (trained on)", False: "  (never seen)"}.get(r.get("seen_in_training"), "")
-        lines.append(f"  {column} {value:12s} images {r['n_images']:3d}  labels {','.join(r['labels']):14s} "
-                     f"accuracy {acc_text}  mean P(sick) {mean_text}{seen}")
+        lines.append(
+            f"  {column} {value:12s} images {r['n_images']:3d}  labels {','.join(r['labels']):14s} "
+            f"accuracy {acc_text}  mean P(sick) {mean_text}{seen}"
+        )
     if any(len(r["labels"]) < 2 for r in table.values()):
         lines.append(f"  note: a {column} holding one label gives accuracy on that label only (no AUC).")
     if any(r.get("seen_in_training") for r in table.values()):
-        lines.append(f"  note: this breaks down one model; to test generalisation to an unseen {column}, "
-                     f"train without it: phototox crossval MANIFEST --split-by {column}")
+        lines.append(
+            f"  note: this breaks down one model; to test generalisation to an unseen {column}, "
+            f"train without it: phototox crossval MANIFEST --split-by {column}"
+        )
     return "\n".join(lines)
 
 
@@ -122,14 +137,15 @@ def _safe(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", value)[:60] or "empty"
 
 
-def crossvalidate(samples: list[Sample], column: str, out_dir: str | Path, config, manifest: str = "",
-                  progress: bool = False) -> dict:
+def crossvalidate(
+    samples: list[Sample], column: str, out_dir: str | Path, config, manifest: str = "", progress: bool = False
+) -> dict:
     """Train one model per left-out value of ``column`` and evaluate it on that value's images."""
     from .evaluate import evaluate_samples, roc_auc
     from .images import write_text_atomic
     from .inference import Predictor
-    from .train import train
     from .models.weights import load_weights
+    from .train import train
 
     out = Path(out_dir)
     folds = logo_folds(samples, column)
@@ -139,44 +155,68 @@ def crossvalidate(samples: list[Sample], column: str, out_dir: str | Path, confi
     results, pooled_scores, pooled_labels = [], [], []
     for fold in folds:
         train_labels = {samples[i].label for i in fold.train}
-        record: dict = {"held_out": fold.value, "n_train": len(fold.train), "n_test": len(fold.test),
-                        "test_labels": _label_names(samples, fold.test)}
+        record: dict = {
+            "held_out": fold.value,
+            "n_train": len(fold.train),
+            "n_test": len(fold.test),
+            "test_labels": _label_names(samples, fold.test),
+        }
         if len(train_labels) < 2:
             only = CLASSES[next(iter(train_labels))] if train_labels else "no"
             record["status"] = "not evaluable"
-            record["reason"] = (f"without {column} {fold.value} the training images are all {only}: "
-                                "no model can be trained")
+            record["reason"] = (
+                f"without {column} {fold.value} the training images are all {only}: no model can be trained"
+            )
             results.append(record)
             continue
         fold_dir = out / f"fold_{_safe(fold.value)}"
-        path = train([samples[i] for i in fold.train], fold_dir, fold_config, resume=True, manifest=manifest,
-                     progress=progress, allow_confounded=True)
+        path = train(
+            [samples[i] for i in fold.train],
+            fold_dir,
+            fold_config,
+            resume=True,
+            manifest=manifest,
+            progress=progress,
+            allow_confounded=True,
+        )
         predictor = Predictor.create(load_weights(path), fold_config.device)
         evaluation = evaluate_samples(predictor, samples, list(fold.test), seed=fold_config.seed)
         m = evaluation.metrics
         images = evaluation.per_image()
         pooled_scores += [r["mean_sick_probability"] for r in images]
         pooled_labels += [r["label_id"] for r in images]
-        record.update({"status": "evaluated", "model": str(path), "crop_accuracy": m["crop_accuracy"],
-                       "image_accuracy": m["image_accuracy"], "cluster_ci": m.get("cluster_ci"),
-                       "mean_sick_probability": float(evaluation.probs.mean()), "crop_auc": m["crop_auc"]})
+        record.update(
+            {
+                "status": "evaluated",
+                "model": str(path),
+                "crop_accuracy": m["crop_accuracy"],
+                "image_accuracy": m["image_accuracy"],
+                "cluster_ci": m.get("cluster_ci"),
+                "mean_sick_probability": float(evaluation.probs.mean()),
+                "crop_auc": m["crop_auc"],
+            }
+        )
         results.append(record)
     evaluated = [r for r in results if r["status"] == "evaluated"]
     summary: dict = {"column": column, "manifest": manifest, "folds": results, "iterations": config.iterations}
     if not evaluated:
-        summary["verdict"] = (f"leave-one-{column}-out cannot be evaluated: every {column} holds one label, so "
-                              "leaving one out leaves training with a single label. These data cannot show whether "
-                              f"a model generalises to a {column} it never saw.")
+        summary["verdict"] = (
+            f"leave-one-{column}-out cannot be evaluated: every {column} holds one label, so "
+            "leaving one out leaves training with a single label. These data cannot show whether "
+            f"a model generalises to a {column} it never saw."
+        )
     else:
         labels = np.array(pooled_labels)
         auc = roc_auc(np.array(pooled_scores), labels) if len(set(pooled_labels)) == 2 else float("nan")
         summary["pooled_image_auc"] = auc
         summary["pooled_image_accuracy"] = float(np.mean((np.array(pooled_scores) >= 0.5) == labels))
         skipped = len(results) - len(evaluated)
-        summary["verdict"] = (f"leave-one-{column}-out: {len(evaluated)} of {len(results)} folds evaluated"
-                              + (f" ({skipped} could not be trained)" if skipped else "")
-                              + f"; pooled image accuracy {summary['pooled_image_accuracy']:.3f}"
-                              + ("" if np.isnan(auc) else f", pooled image AUC {auc:.3f}"))
+        summary["verdict"] = (
+            f"leave-one-{column}-out: {len(evaluated)} of {len(results)} folds evaluated"
+            + (f" ({skipped} could not be trained)" if skipped else "")
+            + f"; pooled image accuracy {summary['pooled_image_accuracy']:.3f}"
+            + ("" if np.isnan(auc) else f", pooled image AUC {auc:.3f}")
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2))
     return summary
@@ -191,8 +231,10 @@ def format_crossval(summary: dict) -> str:
             continue
         ci = r.get("cluster_ci")
         ci_text = f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""
-        lines.append(f"  {summary['column']} {r['held_out']} left out ({r['n_test']} images, "
-                     f"{','.join(r['test_labels'])}): crop accuracy {r['crop_accuracy']:.3f}{ci_text}, "
-                     f"image accuracy {r['image_accuracy']:.3f}, mean P(sick) {r['mean_sick_probability']:.3f}")
+        lines.append(
+            f"  {summary['column']} {r['held_out']} left out ({r['n_test']} images, "
+            f"{','.join(r['test_labels'])}): crop accuracy {r['crop_accuracy']:.3f}{ci_text}, "
+            f"image accuracy {r['image_accuracy']:.3f}, mean P(sick) {r['mean_sick_probability']:.3f}"
+        )
     lines.append(summary["verdict"])
     return "\n".join(lines)

@@ -69,11 +69,16 @@ def _frame_range(sample: Sample, n_frames: int) -> tuple[int, int]:
     return first, last
 
 
-def build_crop_index(samples: list[Sample], cache: FrameCache, indices: list[int] | None = None,
-                     size: int = CROP, stride: int = CROP_STRIDE) -> list[CropRef]:
+def build_crop_index(
+    samples: list[Sample],
+    cache: FrameCache,
+    indices: list[int] | None = None,
+    size: int = CROP,
+    stride: int = CROP_STRIDE,
+) -> list[CropRef]:
     """List the 256/128 crops of the chosen samples (each image's frames read once)."""
     refs = []
-    for i in (range(len(samples)) if indices is None else indices):
+    for i in range(len(samples)) if indices is None else indices:
         frames = cache.get(samples[i].path)
         first, last = _frame_range(samples[i], frames.shape[0])
         for y, x in tile_origins(frames.shape[1], frames.shape[2], size, stride):
@@ -84,9 +89,15 @@ def build_crop_index(samples: list[Sample], cache: FrameCache, indices: list[int
 class CropDataset(Dataset):
     """Labelled 220x220 windows, augmented (training) or centre-cropped (evaluation)."""
 
-    def __init__(self, samples: list[Sample], indices: list[int] | None = None,
-                 augment: AugmentConfig | None = None, seed: int = 0,
-                 cache: FrameCache | None = None, contract: Contract = PER_CROP) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        indices: list[int] | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        cache: FrameCache | None = None,
+        contract: Contract = PER_CROP,
+    ) -> None:
         self.samples = samples
         self.cache = cache or FrameCache()
         self.refs = build_crop_index(samples, self.cache, indices)

@@ -34,16 +34,15 @@ from .settings import NORMALISATIONS, check_dense_stride
 CONV1_KERNEL = 9
 
 
-
-
 def _box_sums(values: torch.Tensor, size: int) -> torch.Tensor:
     """Sums over every ``size`` x ``size`` box (valid positions) via an integral image."""
     integral = F.pad(values.cumsum(0).cumsum(1), (1, 0, 1, 0))
-    return (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size]
-            + integral[:-size, :-size])
+    return integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
 
 
-def conv1_statistics(frame: torch.Tensor, normalisation: str, window: int = WINDOW) -> tuple[torch.Tensor, torch.Tensor]:
+def conv1_statistics(
+    frame: torch.Tensor, normalisation: str, window: int = WINDOW
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std maps, one value per conv1 output position (shape (H-8, W-8))."""
     h, w = frame.shape
     out_h, out_w = h - CONV1_KERNEL + 1, w - CONV1_KERNEL + 1
@@ -80,7 +79,11 @@ class FusedTrunk(nn.Module):
         index = 0
         while index < len(modules):
             layer = modules[index]
-            if isinstance(layer, nn.Conv2d) and index + 1 < len(modules) and isinstance(modules[index + 1], nn.BatchNorm2d):
+            if (
+                isinstance(layer, nn.Conv2d)
+                and index + 1 < len(modules)
+                and isinstance(modules[index + 1], nn.BatchNorm2d)
+            ):
                 layers.append(_fold(layer, modules[index + 1]))
                 index += 2
                 continue
@@ -95,8 +98,16 @@ class FusedTrunk(nn.Module):
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """``conv`` followed by eval-mode ``bn`` as one convolution."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True).to(conv.weight.device)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+    ).to(conv.weight.device)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
@@ -111,8 +122,13 @@ def dense_trunk(module: nn.Module, fuse: bool = True) -> nn.Module:
     return FusedTrunk(module.features)
 
 
-def dense_logits(module: nn.Module, frame: torch.Tensor, mean: torch.Tensor | None,
-                 std: torch.Tensor | None, trunk: nn.Module | None = None) -> torch.Tensor:
+def dense_logits(
+    module: nn.Module,
+    frame: torch.Tensor,
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+    trunk: nn.Module | None = None,
+) -> torch.Tensor:
     """Logit grid (2, ny, nx) at 16 px steps for a frame region and its conv1 statistics.
 
     With ``mean``/``std`` None the region is already normalised (``box`` contract). ``trunk``
@@ -143,8 +159,14 @@ class TileInputs:
     columns that region's boxes cover. Nothing frame-sized is allocated beyond ``frame`` itself.
     """
 
-    def __init__(self, frame: np.ndarray | torch.Tensor, normalisation: str, device: torch.device,
-                 box_size: int | None = None, column_chunk: int = 2048) -> None:
+    def __init__(
+        self,
+        frame: np.ndarray | torch.Tensor,
+        normalisation: str,
+        device: torch.device,
+        box_size: int | None = None,
+        column_chunk: int = 2048,
+    ) -> None:
         if normalisation not in (*NORMALISATIONS, "box"):
             raise PhototoxError(f"unknown dense normalisation {normalisation!r}; use one of {NORMALISATIONS}")
         self.frame = frame
@@ -179,8 +201,9 @@ class TileInputs:
             self._band = (y0, y1, band)
         return self._band[2]
 
-    def region(self, y0: int, y1: int, x0: int, x1: int
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def region(
+        self, y0: int, y1: int, x0: int, x1: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Input of ``frame[y0:y1, x0:x1]`` and its conv1 mean/std maps (None when normalised)."""
         if self.normalisation == "box":
             if self.box_size is None:
@@ -202,7 +225,7 @@ class TileInputs:
         qy = np.clip(np.arange(y0, y1 - CONV1_KERNEL + 1) - half, 0, h - WINDOW)
         qx = np.clip(np.arange(x0, x1 - CONV1_KERNEL + 1) - half, 0, w - WINDOW)
         rows, cols = slice(qy[0], qy[-1] + WINDOW), slice(qx[0], qx[-1] + WINDOW)
-        x = ((self._raw(rows.start, rows.stop, cols.start, cols.stop).double() - self.shift) / self.scale)
+        x = (self._raw(rows.start, rows.stop, cols.start, cols.stop).double() - self.shift) / self.scale
         area = float(WINDOW * WINDOW)
         box_mean = _box_sums(x, WINDOW) / area
         box_var = (_box_sums(x * x, WINDOW) / area - box_mean**2).clamp_min(0)
@@ -215,7 +238,7 @@ def frame_moments(frame: np.ndarray | torch.Tensor, band_rows: int = 512) -> tup
     """Mean and (population) standard deviation of a frame, in float64, in bands of rows."""
     total = squares = 0.0
     for y0 in range(0, frame.shape[0], band_rows):
-        band = frame[y0:y0 + band_rows]
+        band = frame[y0 : y0 + band_rows]
         band = band.double() if torch.is_tensor(band) else torch.from_numpy(np.asarray(band, dtype=np.float64))
         total += float(band.sum())
         squares += float((band * band).sum())
@@ -225,9 +248,16 @@ def frame_moments(frame: np.ndarray | torch.Tensor, band_rows: int = 512) -> tup
 
 
 @torch.no_grad()
-def dense_sick_grid(module: nn.Module, frame: np.ndarray | torch.Tensor, stride: int = NETWORK_STRIDE,
-                    normalisation: str = "local", tile_windows: int = 48, box_size: int | None = None,
-                    device: torch.device | str | None = None, fuse: bool = True) -> np.ndarray:
+def dense_sick_grid(
+    module: nn.Module,
+    frame: np.ndarray | torch.Tensor,
+    stride: int = NETWORK_STRIDE,
+    normalisation: str = "local",
+    tile_windows: int = 48,
+    box_size: int | None = None,
+    device: torch.device | str | None = None,
+    fuse: bool = True,
+) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.windows.window_origins` for ``stride``.
 
     ``frame`` is a float (H, W) array or tensor: the raw frame for the per-crop approximations
@@ -258,11 +288,13 @@ def dense_sick_grid(module: nn.Module, frame: np.ndarray | torch.Tensor, stride:
                 continue
             part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows)
             target = grid[sy::shifts, sx::shifts]
-            target[...] = part[:target.shape[0], :target.shape[1]]
+            target[...] = part[: target.shape[0], : target.shape[1]]
     return grid
 
 
-def _dense_offset(module: nn.Module, trunk: nn.Module, inputs: TileInputs, oy: int, ox: int, tile_windows: int) -> np.ndarray:
+def _dense_offset(
+    module: nn.Module, trunk: nn.Module, inputs: TileInputs, oy: int, ox: int, tile_windows: int
+) -> np.ndarray:
     """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled."""
     h, w = inputs.shape
     ny = (h - oy - WINDOW) // NETWORK_STRIDE + 1
@@ -276,5 +308,5 @@ def _dense_offset(module: nn.Module, trunk: nn.Module, inputs: TileInputs, oy: i
             x0, x1 = ox + NETWORK_STRIDE * j0, ox + NETWORK_STRIDE * (j1 - 1) + WINDOW
             logits = dense_logits(module, *inputs.region(y0, y1, x0, x1), trunk=trunk)
             probs = torch.softmax(logits.float(), dim=0)[1]
-            out[i0:i1, j0:j1] = probs[:i1 - i0, :j1 - j0].cpu().numpy()
+            out[i0:i1, j0:j1] = probs[: i1 - i0, : j1 - j0].cpu().numpy()
     return out

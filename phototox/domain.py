@@ -65,19 +65,20 @@ def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     w = predictor.window
     contract = predictor.contract
     tensor = torch.from_numpy(predictor.normalised_frame(frame))
-    crops = torch.stack([tensor[y:y + w, x:x + w] for y, x in window_grid(frame.shape, w, max_windows)])
+    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(frame.shape, w, max_windows)])
     border = int(getattr(module, "border", 0))
     out = []
     for start in range(0, len(crops), predictor.batch_size):
-        x = normalise_windows(crops[start:start + predictor.batch_size], contract).to(predictor.device)[:, None]
+        x = normalise_windows(crops[start : start + predictor.batch_size], contract).to(predictor.device)[:, None]
         conv3 = None
         for name, layer in trunk.named_children():
             x = layer(x)
             if name == "relu3_2":
                 conv3 = x
-        inner = x[:, :, border:x.shape[2] - border, border:x.shape[3] - border]
-        out.append(torch.cat([conv3.mean(dim=(2, 3)), conv3.std(dim=(2, 3)), inner.mean(dim=(2, 3))], 1)
-                   .float().cpu().numpy())
+        inner = x[:, :, border : x.shape[2] - border, border : x.shape[3] - border]
+        out.append(
+            torch.cat([conv3.mean(dim=(2, 3)), conv3.std(dim=(2, 3)), inner.mean(dim=(2, 3))], 1).float().cpu().numpy()
+        )
     return np.concatenate(out).astype(np.float64)
 
 
@@ -123,23 +124,36 @@ def fit_domain(per_image: list[np.ndarray], margin: float = MARGIN) -> tuple[Dom
         loo.append(DomainStats(mean, precision, np.inf).image_score(per_image[i]))
     mean, precision = fit_gaussian(np.concatenate(per_image))
     threshold = float(max(loo) * (1 + margin))
-    report = {"loo_scores": [round(float(s), 4) for s in loo], "margin": margin,
-              "rule": f"max leave-one-image-out score x {1 + margin:g}"}
+    report = {
+        "loo_scores": [round(float(s), 4) for s in loo],
+        "margin": margin,
+        "rule": f"max leave-one-image-out score x {1 + margin:g}",
+    }
     return DomainStats(mean, precision, threshold), report
 
 
-def domain_meta(stats: DomainStats, report: dict, fitted_on: str, n_images: int, n_windows: int,
-                pixel_size_um: float | None) -> dict:
+def domain_meta(
+    stats: DomainStats, report: dict, fitted_on: str, n_images: int, n_windows: int, pixel_size_um: float | None
+) -> dict:
     """The ``meta["domain"]`` entry of a model file."""
-    return {"feature": FEATURE, "aggregate": "median over windows", "mean": stats.mean.round(6).tolist(),
-            "precision": stats.precision.round(6).tolist(), "threshold": round(stats.threshold, 4),
-            "fitted_on": fitted_on, "n_images": n_images, "n_windows": n_windows,
-            "pixel_size_um": pixel_size_um, "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **report}
+    return {
+        "feature": FEATURE,
+        "aggregate": "median over windows",
+        "mean": stats.mean.round(6).tolist(),
+        "precision": stats.precision.round(6).tolist(),
+        "threshold": round(stats.threshold, 4),
+        "fitted_on": fitted_on,
+        "n_images": n_images,
+        "n_windows": n_windows,
+        "pixel_size_um": pixel_size_um,
+        "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **report,
+    }
 
 
-def compute_domain_stats(predictor, images: list, fitted_on: str,
-                         pixel_size_um: float | None = None, margin: float = MARGIN) -> dict:
+def compute_domain_stats(
+    predictor, images: list, fitted_on: str, pixel_size_um: float | None = None, margin: float = MARGIN
+) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
     Each item of ``images`` is one field: a 2-D frame, or a list/stack of frames of the same field
@@ -151,11 +165,12 @@ def compute_domain_stats(predictor, images: list, fitted_on: str,
         frames = [item] if np.ndim(item) == 2 else list(item)
         per_image.append(np.concatenate([window_features(predictor, f) for f in frames]))
     stats, report = fit_domain(per_image, margin)
-    return domain_meta(stats, report, fitted_on, len(per_image), int(sum(len(f) for f in per_image)),
-                       pixel_size_um)
+    return domain_meta(stats, report, fitted_on, len(per_image), int(sum(len(f) for f in per_image)), pixel_size_um)
 
 
 def domain_warning(source: str, score: float, threshold: float) -> str:
     """The one-line CLI warning for an out-of-domain image."""
-    return (f"phototox: warning: {source}: OUT OF DOMAIN (score {score:.2f} > {threshold:.2f}): "
-            "unlike the model's training images; its P(sick) is not to be trusted")
+    return (
+        f"phototox: warning: {source}: OUT OF DOMAIN (score {score:.2f} > {threshold:.2f}): "
+        "unlike the model's training images; its P(sick) is not to be trusted"
+    )

@@ -90,8 +90,9 @@ MIN_BOOT = 20
 """Fewer successful bootstrap fits than this give no interval and no band."""
 
 
-def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1, n_boot: int = 500,
-                      seed: int = 0) -> DoseResponse:
+def fit_dose_response(
+    doses: np.ndarray, scores: np.ndarray, margin: float = 0.1, n_boot: int = 500, seed: int = 0
+) -> DoseResponse:
     """Fit the logistic curve and the largest safe dose, with a percentile bootstrap over images."""
     doses, scores = np.asarray(doses, float), np.asarray(scores, float)
     if len(np.unique(doses)) < 3:
@@ -115,8 +116,9 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
         value = _safe_dose(p, float(c.mean()) if c.size else p[0], margin, float(doses.max()))
         boot.append(0.0 if value is None else value)
         curves.append(logistic(band_dose, *p))
-    fit = DoseResponse(*params, baseline, margin, safe, n_images=len(doses), n_boot=len(boot),
-                       gap=measured_gap(doses, safe))
+    fit = DoseResponse(
+        *params, baseline, margin, safe, n_images=len(doses), n_boot=len(boot), gap=measured_gap(doses, safe)
+    )
     if len(boot) >= MIN_BOOT:
         fit.safe_dose_low, fit.safe_dose_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
         band = np.percentile(np.array(curves), [2.5, 97.5], axis=0)
@@ -124,9 +126,16 @@ def fit_dose_response(doses: np.ndarray, scores: np.ndarray, margin: float = 0.1
     return fit
 
 
-def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32, mode: str = "dense",
-                  progress: bool = False, assessor=None, pixel_size_um: float | None = None,
-                  settings: MapSettings | None = None) -> list[dict]:
+def score_samples(
+    predictor: Predictor,
+    samples: list[Sample],
+    stride: int = 32,
+    mode: str = "dense",
+    progress: bool = False,
+    assessor=None,
+    pixel_size_um: float | None = None,
+    settings: MapSettings | None = None,
+) -> list[dict]:
     """Mean sick probability of every sample's frames (its frame window, or all frames).
 
     ``settings`` (:class:`phototox.settings.MapSettings`), when given, replaces ``stride`` and
@@ -146,7 +155,7 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
             raise PhototoxError(f"{sample.path}: no dose in the manifest (add a 'dose' column)")
         frames = read_frames(sample.path, colour=settings.colour, min_size=predictor.window)
         if sample.frames is not None:
-            frames = frames[sample.frames[0]:sample.frames[1] + 1]
+            frames = frames[sample.frames[0] : sample.frames[1] + 1]
         if assessor is None:
             results = [predictor.analyse_frame(f, stride, mode, threshold, normalisation) for f in frames]
             trust = {}
@@ -155,13 +164,26 @@ def score_samples(predictor: Predictor, samples: list[Sample], stride: int = 32,
 
             row_um = manifest_pixel_size(sample.extra, str(sample.path))
             size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
-            results = [assessor.analyse_frame(f, size, str(sample.path), stride, mode, threshold, normalisation,
-                                               domain=assessor.domain)
-                       for f in frames]
-            trust = {"pixel_size_um": size.um, "pixel_size_source": size.source,
-                     "out_of_domain": any(r.extra.get("out_of_domain") for r in results)}
-        rows.append({"path": str(sample.path), "dose": sample.dose, "group": sample.group,
-                     "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])), **trust})
+            results = [
+                assessor.analyse_frame(
+                    f, size, str(sample.path), stride, mode, threshold, normalisation, domain=assessor.domain
+                )
+                for f in frames
+            ]
+            trust = {
+                "pixel_size_um": size.um,
+                "pixel_size_source": size.source,
+                "out_of_domain": any(r.extra.get("out_of_domain") for r in results),
+            }
+        rows.append(
+            {
+                "path": str(sample.path),
+                "dose": sample.dose,
+                "group": sample.group,
+                "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])),
+                **trust,
+            }
+        )
     return rows
 
 
@@ -170,8 +192,9 @@ def dose_report_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / "dose_response.png", Path(out_dir) / "dose_response.json"]
 
 
-def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "",
-                      provenance: dict | None = None) -> list[Path]:
+def write_dose_report(
+    rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "", provenance: dict | None = None
+) -> list[Path]:
     """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum)."""
     from .plots import plot_dose_response
 
@@ -182,11 +205,21 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
     grid = np.linspace(0, doses.max(), 200)
     png, report = dose_report_paths(out)
     model = (provenance or {}).get("model_name")
-    plot_dose_response(doses, scores, grid, fit.curve(grid), fit.safe_dose, png, unit,
-                       band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
-                       safe_interval=(fit.safe_dose_low, fit.safe_dose_high) if fit.safe_dose_low is not None else None,
-                       gap=fit.gap, margin=fit.margin, baseline=fit.baseline,
-                       title=f"{len(rows)} images" + (f", model {model}" if model else ""))
+    plot_dose_response(
+        doses,
+        scores,
+        grid,
+        fit.curve(grid),
+        fit.safe_dose,
+        png,
+        unit,
+        band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
+        safe_interval=(fit.safe_dose_low, fit.safe_dose_high) if fit.safe_dose_low is not None else None,
+        gap=fit.gap,
+        margin=fit.margin,
+        baseline=fit.baseline,
+        title=f"{len(rows)} images" + (f", model {model}" if model else ""),
+    )
     record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
     write_text_atomic(report, json.dumps(record, indent=2))
     return [png, report]
@@ -194,16 +227,25 @@ def write_dose_report(rows: list[dict], fit: DoseResponse, out_dir: str | Path, 
 
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
-    lines = [(f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
-              f"half-effect dose {fit.d50:.3g}{unit}")]
+    lines = [
+        (
+            f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+            f"half-effect dose {fit.d50:.3g}{unit}"
+        )
+    ]
     if fit.safe_dose is None:
         lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
     else:
-        ci = (f" (95% bootstrap interval over {fit.n_images} images: {fit.safe_dose_low:.3g} to "
-              f"{fit.safe_dose_high:.3g}{unit})" if fit.safe_dose_low is not None
-              else f" (no interval: only {fit.n_boot} bootstrap resamples could be fitted; image more doses)")
+        ci = (
+            f" (95% bootstrap interval over {fit.n_images} images: {fit.safe_dose_low:.3g} to "
+            f"{fit.safe_dose_high:.3g}{unit})"
+            if fit.safe_dose_low is not None
+            else f" (no interval: only {fit.n_boot} bootstrap resamples could be fitted; image more doses)"
+        )
         lines.append(f"largest safe dose (sickness within {fit.margin} of baseline): {fit.safe_dose:.3g}{unit}{ci}")
         if fit.gap is not None:
-            lines.append(f"  it falls in a gap between the measured doses {fit.gap[0]:g} and {fit.gap[1]:g}{unit}: "
-                         "the fitted curve interpolates there, no image was taken; image doses in that range to confirm")
+            lines.append(
+                f"  it falls in a gap between the measured doses {fit.gap[0]:g} and {fit.gap[1]:g}{unit}: "
+                "the fitted curve interpolates there, no image was taken; image doses in that range to confirm"
+            )
     return "\n".join(lines)

@@ -69,10 +69,13 @@ class Evaluation:
         groups = np.array([self.samples[i].group for i in self.sample_index])
         both = len(set(y.tolist())) == 2
         m: dict = {
-            "n_crops": len(y), "n_images": len(set(self.sample_index.tolist())),
-            "threshold": self.threshold, "crop_accuracy": float(correct.mean()),
+            "n_crops": len(y),
+            "n_images": len(set(self.sample_index.tolist())),
+            "threshold": self.threshold,
+            "crop_accuracy": float(correct.mean()),
             "crop_balanced_accuracy": float(np.mean([correct[y == k].mean() for k in (0, 1) if np.any(y == k)])),
-            "crop_auc": roc_auc(p, y), "confusion_crops": confusion(predicted, y),
+            "crop_auc": roc_auc(p, y),
+            "confusion_crops": confusion(predicted, y),
         }
         if both:
             m["paper_ci"] = paper_accuracy_interval(correct, y, seed=self.seed).as_dict()
@@ -86,8 +89,11 @@ class Evaluation:
         m["image_auc"] = roc_auc(img_scores, img_labels)
         m["confusion_images"] = confusion(img_pred, img_labels)
         m["per_replicate"] = self._per_key(lambda s: s.replicate or "(none)")
-        m["per_dose"] = self._per_key(lambda s: "" if s.dose is None else f"{s.dose:g}") if any(
-            s.dose is not None for s in self.samples) else {}
+        m["per_dose"] = (
+            self._per_key(lambda s: "" if s.dose is None else f"{s.dose:g}")
+            if any(s.dose is not None for s in self.samples)
+            else {}
+        )
         self.metrics = m
         return m
 
@@ -97,10 +103,19 @@ class Evaluation:
             mask = self.sample_index == i
             s = self.samples[i]
             score = float(self.probs[mask].mean())
-            rows.append({"path": str(s.path), "group": s.group, "replicate": s.replicate, "label": s.label_name,
-                         "label_id": s.label, "n_crops": int(mask.sum()), "mean_sick_probability": score,
-                         "crop_accuracy": float(np.mean((self.probs[mask] >= self.threshold) == s.label)),
-                         "predicted": "sick" if score >= self.threshold else "healthy"})
+            rows.append(
+                {
+                    "path": str(s.path),
+                    "group": s.group,
+                    "replicate": s.replicate,
+                    "label": s.label_name,
+                    "label_id": s.label,
+                    "n_crops": int(mask.sum()),
+                    "mean_sick_probability": score,
+                    "crop_accuracy": float(np.mean((self.probs[mask] >= self.threshold) == s.label)),
+                    "predicted": "sick" if score >= self.threshold else "healthy",
+                }
+            )
         return rows
 
     def _per_key(self, key) -> dict:
@@ -109,15 +124,25 @@ class Evaluation:
         for value in sorted(set(keys.tolist())):
             mask = keys == value
             y, p = self.labels[mask], self.probs[mask]
-            out[value] = {"n_crops": int(mask.sum()), "n_images": len(set(self.sample_index[mask].tolist())),
-                          "labels": sorted({self.samples[i].label_name for i in self.sample_index[mask]}),
-                          "crop_accuracy": float(np.mean((p >= self.threshold) == y)),
-                          "mean_sick_probability": float(p.mean()), "auc": roc_auc(p, y)}
+            out[value] = {
+                "n_crops": int(mask.sum()),
+                "n_images": len(set(self.sample_index[mask].tolist())),
+                "labels": sorted({self.samples[i].label_name for i in self.sample_index[mask]}),
+                "crop_accuracy": float(np.mean((p >= self.threshold) == y)),
+                "mean_sick_probability": float(p.mean()),
+                "auc": roc_auc(p, y),
+            }
         return out
 
 
-def evaluate_samples(predictor: Predictor, samples: list[Sample], indices: list[int] | None = None,
-                     threshold: float = 0.5, seed: int = 0, progress: bool = False) -> Evaluation:
+def evaluate_samples(
+    predictor: Predictor,
+    samples: list[Sample],
+    indices: list[int] | None = None,
+    threshold: float = 0.5,
+    seed: int = 0,
+    progress: bool = False,
+) -> Evaluation:
     """Classify every evaluation crop of the chosen samples through the shared Predictor.
 
     Windows are normalised once, under the model's contract, exactly as in training without
@@ -131,8 +156,9 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], indices: list[
     for start in tqdm(range(0, len(dataset), batch), disable=not progress, desc="evaluating", unit="batch"):
         windows = np.stack([dataset[i][0][0].numpy() for i in range(start, min(start + batch, len(dataset)))])
         probs.append(predictor.classify_windows(windows, normalised=True))
-    evaluation = Evaluation(np.concatenate(probs), dataset.labels(),
-                            np.array([r.sample for r in dataset.refs]), samples, threshold, seed)
+    evaluation = Evaluation(
+        np.concatenate(probs), dataset.labels(), np.array([r.sample for r in dataset.refs]), samples, threshold, seed
+    )
     evaluation.compute()
     return evaluation
 
@@ -154,8 +180,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: di
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps({**evaluation.metrics, **(
-        {"provenance": provenance} if provenance else {})}, indent=2))
+    write_text_atomic(
+        out / "metrics.json",
+        json.dumps({**evaluation.metrics, **({"provenance": provenance} if provenance else {})}, indent=2),
+    )
     rows = [{**r, **(provenance or {})} for r in evaluation.per_image()]
     with atomic_path(out / "per_image.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -166,24 +194,33 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: di
         fpr, tpr = roc_curve(evaluation.probs, evaluation.labels)
         plot_roc(fpr, tpr, evaluation.metrics["crop_auc"], out / "roc.png", "crop-level ROC")
         written.append(out / "roc.png")
-    plot_image_scores([Path(r["path"]).stem for r in rows], np.array([r["mean_sick_probability"] for r in rows]),
-                      np.array([r["label_id"] for r in rows]), out / "image_scores.png", "per-image score")
+    plot_image_scores(
+        [Path(r["path"]).stem for r in rows],
+        np.array([r["mean_sick_probability"] for r in rows]),
+        np.array([r["label_id"] for r in rows]),
+        out / "image_scores.png",
+        "per-image score",
+    )
     written.append(out / "image_scores.png")
     return written
 
 
 def format_metrics(m: dict) -> str:
     """A short human-readable table of the headline metrics."""
-    lines = [f"crops {m['n_crops']}  images {m['n_images']}  threshold {m['threshold']}",
-             f"crop accuracy          {m['crop_accuracy']:.3f}   balanced {m['crop_balanced_accuracy']:.3f}",
-             f"crop ROC AUC           {m['crop_auc']:.3f}",
-             f"image accuracy         {m['image_accuracy']:.3f}   image AUC {m['image_auc']:.3f}"]
+    lines = [
+        f"crops {m['n_crops']}  images {m['n_images']}  threshold {m['threshold']}",
+        f"crop accuracy          {m['crop_accuracy']:.3f}   balanced {m['crop_balanced_accuracy']:.3f}",
+        f"crop ROC AUC           {m['crop_auc']:.3f}",
+        f"image accuracy         {m['image_accuracy']:.3f}   image AUC {m['image_auc']:.3f}",
+    ]
     for key, name in (("paper_ci", "paper BCa (100 virtual 10+10 batches)"), ("cluster_ci", "cluster BCa (images)")):
         if key in m:
             ci = m[key]
             lines.append(f"{name:38s} {ci['estimate']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]")
     lines.append(f"confusion (rows true healthy/sick, cols called healthy/sick): {m['confusion_crops']}")
     for rep, r in m["per_replicate"].items():
-        lines.append(f"  replicate {rep:10s} crops {r['n_crops']:5d}  labels {','.join(r['labels']):14s} "
-                     f"acc {r['crop_accuracy']:.3f}  mean P(sick) {r['mean_sick_probability']:.3f}")
+        lines.append(
+            f"  replicate {rep:10s} crops {r['n_crops']:5d}  labels {','.join(r['labels']):14s} "
+            f"acc {r['crop_accuracy']:.3f}  mean P(sick) {r['mean_sick_probability']:.3f}"
+        )
     return "\n".join(lines)

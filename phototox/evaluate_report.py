@@ -31,16 +31,20 @@ class EvaluationReport:
         lines.append(format_metrics(self.evaluation.metrics))
         e = self.calibration.get("ece")
         if e:
-            lines.append(f"expected calibration error (crops, {self.calibration['n_bins']} bins, 95% BCa over images) "
-                         f"{e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}]")
+            lines.append(
+                f"expected calibration error (crops, {self.calibration['n_bins']} bins, 95% BCa over images) "
+                f"{e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+            )
         if self.per_group is not None:
             lines.append(format_per_group(self.split_by or "", self.per_group))
         if self.audit is not None:
             if not self.audit.fully_confounded:
                 lines.append(self.audit.headline())
             lines += [f"audit warning: {w}" for w in self.audit.warnings]
-        lines.append(f"model {self.provenance['model_name']} (sha256 {self.provenance['model_sha256'][:16]}), "
-                     f"phototox {self.provenance['phototox_version']}")
+        lines.append(
+            f"model {self.provenance['model_name']} (sha256 {self.provenance['model_sha256'][:16]}), "
+            f"phototox {self.provenance['phototox_version']}"
+        )
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> list[Path]:
@@ -57,15 +61,23 @@ class EvaluationReport:
             record["audit"] = self.audit.summary()
         write_text_atomic(out / "metrics.json", json.dumps(record, indent=2))
         if self.calibration.get("bins"):
-            plot_reliability(self.calibration, out / "reliability.png",
-                             f"reliability: {self.provenance['model_name']}")
+            plot_reliability(self.calibration, out / "reliability.png", f"reliability: {self.provenance['model_name']}")
             written.append(out / "reliability.png")
         return written
 
 
-def evaluate_manifest(predictor, samples: list[Sample], indices: list[int] | None = None, manifest: str = "",
-                      threshold: float = 0.5, seed: int = 0, split_by: str | None = None,
-                      unit_column: str | None = None, audit: bool = True, progress: bool = False) -> EvaluationReport:
+def evaluate_manifest(
+    predictor,
+    samples: list[Sample],
+    indices: list[int] | None = None,
+    manifest: str = "",
+    threshold: float = 0.5,
+    seed: int = 0,
+    split_by: str | None = None,
+    unit_column: str | None = None,
+    audit: bool = True,
+    progress: bool = False,
+) -> EvaluationReport:
     """Evaluate ``predictor`` on the chosen samples; calibration, per-group metrics and the audit."""
     from .audit import audit_samples
     from .calibration_metrics import reliability_diagram
@@ -76,8 +88,11 @@ def evaluate_manifest(predictor, samples: list[Sample], indices: list[int] | Non
     if split_by:
         column_values(samples, split_by)  # fail fast on a missing column, before the model runs
     evaluation = evaluate_samples(predictor, samples, indices, threshold, seed, progress=progress)
-    calibration = reliability_diagram(evaluation.probs, evaluation.labels, evaluation.sample_index, seed=seed,
-                                      unit="crops") if len(evaluation.labels) >= 2 else {}
+    calibration = (
+        reliability_diagram(evaluation.probs, evaluation.labels, evaluation.sample_index, seed=seed, unit="crops")
+        if len(evaluation.labels) >= 2
+        else {}
+    )
     chosen = [samples[i] for i in (range(len(samples)) if indices is None else indices)]
     design = None
     if audit and len({s.label for s in chosen}) == 2:
@@ -87,4 +102,3 @@ def evaluate_manifest(predictor, samples: list[Sample], indices: list[int] | Non
         trained = set(predictor.model.meta.get("train_groups") or []) or None
         per_group = per_group_metrics(evaluation, split_by, trained)
     return EvaluationReport(evaluation, calibration, design, per_group, split_by, provenance(predictor.model))
-

@@ -42,8 +42,9 @@ def _layer(module: nn.Module, name: str) -> nn.Module:
     return found
 
 
-def activations_and_gradients(module: nn.Module, layer: nn.Module, crops: torch.Tensor,
-                              class_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+def activations_and_gradients(
+    module: nn.Module, layer: nn.Module, crops: torch.Tensor, class_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature maps of ``layer`` and d(class logit)/d(feature maps) for normalised crops (N,1,h,w)."""
     store: dict[str, torch.Tensor] = {}
 
@@ -69,8 +70,14 @@ def gradcam_weights(module: nn.Module, layer: nn.Module, crops: torch.Tensor, cl
     return grads.mean(dim=(2, 3))
 
 
-def reference_weights(predictor: Predictor, samples: list[Sample], class_index: int,
-                      max_crops: int = 400, seed: int = 0, layer_name: str = GRADCAM_LAYER) -> np.ndarray:
+def reference_weights(
+    predictor: Predictor,
+    samples: list[Sample],
+    class_index: int,
+    max_crops: int = 400,
+    seed: int = 0,
+    layer_name: str = GRADCAM_LAYER,
+) -> np.ndarray:
     """Grad-CAM weights averaged over (up to ``max_crops``) crops of training images of one class."""
     indices = [i for i, s in enumerate(samples) if s.label == class_index]
     if not indices:
@@ -81,15 +88,22 @@ def reference_weights(predictor: Predictor, samples: list[Sample], class_index: 
     module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
     total, count = None, 0
     for start in range(0, len(chosen), predictor.batch_size):
-        crops = torch.stack([dataset[int(i)][0] for i in chosen[start:start + predictor.batch_size]])
+        crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
         w = gradcam_weights(module, layer, crops.to(predictor.device), class_index).sum(0)
         total = w if total is None else total + w
         count += len(crops)
     return (total / count).cpu().numpy()
 
 
-def gradcam_image(predictor: Predictor, frame: np.ndarray, class_index: int = 1, weights: np.ndarray | None = None,
-                  stride: int = 110, layer_name: str = GRADCAM_LAYER, progress=None) -> np.ndarray:
+def gradcam_image(
+    predictor: Predictor,
+    frame: np.ndarray,
+    class_index: int = 1,
+    weights: np.ndarray | None = None,
+    stride: int = 110,
+    layer_name: str = GRADCAM_LAYER,
+    progress=None,
+) -> np.ndarray:
     """Grad-CAM heat map over a whole frame (float32, the frame's shape, every pixel covered).
 
     Windows every ``stride`` px (plus windows flush with the right and bottom edges) are
@@ -98,9 +112,19 @@ def gradcam_image(predictor: Predictor, frame: np.ndarray, class_index: int = 1,
     blended with a Hann taper, so no seam shows where windows meet. ``progress`` is called with
     the number of windows done.
     """
-    return gradcam_frame(predictor.model.module, _layer(predictor.model.module, layer_name), frame, class_index,
-                         predictor.window, weights, stride, predictor.device, predictor.batch_size,
-                         predictor.contract, progress)
+    return gradcam_frame(
+        predictor.model.module,
+        _layer(predictor.model.module, layer_name),
+        frame,
+        class_index,
+        predictor.window,
+        weights,
+        stride,
+        predictor.device,
+        predictor.batch_size,
+        predictor.contract,
+        progress,
+    )
 
 
 def covering_origins(length: int, window: int, stride: int) -> np.ndarray:
@@ -115,9 +139,19 @@ def taper(window: int) -> np.ndarray:
     return np.outer(hann, hann)
 
 
-def gradcam_frame(module: nn.Module, layer: nn.Module, frame: np.ndarray, class_index: int, window: int,
-                  weights: np.ndarray | None = None, stride: int = 110, device: torch.device | str = "cpu",
-                  batch_size: int = 32, contract: Contract = PER_CROP, progress=None) -> np.ndarray:
+def gradcam_frame(
+    module: nn.Module,
+    layer: nn.Module,
+    frame: np.ndarray,
+    class_index: int,
+    window: int,
+    weights: np.ndarray | None = None,
+    stride: int = 110,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    contract: Contract = PER_CROP,
+    progress=None,
+) -> np.ndarray:
     """Model-agnostic core of :func:`gradcam_image` (any module, any layer, any window)."""
     ys, xs = covering_origins(frame.shape[0], window, stride), covering_origins(frame.shape[1], window, stride)
     positions = [(y, x) for y in ys for x in xs]
@@ -125,8 +159,8 @@ def gradcam_frame(module: nn.Module, layer: nn.Module, frame: np.ndarray, class_
     acts, grads = [], []
     module.eval()
     for start in range(0, len(positions), batch_size):
-        chunk = positions[start:start + batch_size]
-        crops = normalise_windows(torch.stack([tensor[y:y + window, x:x + window] for y, x in chunk]), contract)
+        chunk = positions[start : start + batch_size]
+        crops = normalise_windows(torch.stack([tensor[y : y + window, x : x + window] for y, x in chunk]), contract)
         a, g = activations_and_gradients(module, layer, crops[:, None], class_index)
         acts.append(a.cpu())
         grads.append(g.mean(dim=(2, 3)).cpu())
@@ -140,13 +174,20 @@ def gradcam_frame(module: nn.Module, layer: nn.Module, frame: np.ndarray, class_
     heat = np.zeros(frame.shape, np.float64)
     total = np.zeros(frame.shape, np.float64)
     for (y, x), cam in zip(positions, cams):
-        heat[y:y + window, x:x + window] += cam * blend
-        total[y:y + window, x:x + window] += blend
+        heat[y : y + window, x : x + window] += cam * blend
+        total[y : y + window, x : x + window] += blend
     return (heat / total).astype(np.float32)
 
 
-def reference_scale(predictor: Predictor, samples: list[Sample], class_index: int, weights: np.ndarray,
-                    max_crops: int = 100, seed: int = 0, layer_name: str = GRADCAM_LAYER) -> float:
+def reference_scale(
+    predictor: Predictor,
+    samples: list[Sample],
+    class_index: int,
+    weights: np.ndarray,
+    max_crops: int = 100,
+    seed: int = 0,
+    layer_name: str = GRADCAM_LAYER,
+) -> float:
     """The 99th percentile of Grad-CAM values over reference crops of the class (0 if none).
 
     Dividing a heat map by it puts images on one scale: 1 means evidence as strong as in the
@@ -159,21 +200,31 @@ def reference_scale(predictor: Predictor, samples: list[Sample], class_index: in
     alpha = torch.as_tensor(weights, dtype=torch.float32, device=predictor.device).view(1, -1, 1, 1)
     values: list[np.ndarray] = []
     handle = layer.register_forward_hook(
-        lambda _m, _i, out: values.append(F.relu((out * alpha).sum(1)).flatten().cpu().numpy()))
+        lambda _m, _i, out: values.append(F.relu((out * alpha).sum(1)).flatten().cpu().numpy())
+    )
     try:
         with torch.no_grad():
             for start in range(0, len(chosen), predictor.batch_size):
-                crops = torch.stack([dataset[int(i)][0] for i in chosen[start:start + predictor.batch_size]])
+                crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
                 module(crops.to(predictor.device))
     finally:
         handle.remove()
     return float(np.percentile(np.concatenate(values), 99)) if values else 0.0
 
 
-def explain_image(predictor: Predictor, path: Path, out: Path, target: str = "sick", reference: str | None = None,
-                  max_reference_crops: int = 400, stride: int = 110, colour: str = "refuse",
-                  quiet: bool = False, provenance: dict | None = None,
-                  pixel_size_um: float | None = None) -> list[Path]:
+def explain_image(
+    predictor: Predictor,
+    path: Path,
+    out: Path,
+    target: str = "sick",
+    reference: str | None = None,
+    max_reference_crops: int = 400,
+    stride: int = 110,
+    colour: str = "refuse",
+    quiet: bool = False,
+    provenance: dict | None = None,
+    pixel_size_um: float | None = None,
+) -> list[Path]:
     """Grad-CAM of the first frame of ``path``: ``<stem>_gradcam.tif`` (raw) and ``.png`` (overlay).
 
     ``provenance`` (phototox version, model name and checksum) goes into the TIFF's metadata. The
@@ -199,21 +250,33 @@ def explain_image(predictor: Predictor, path: Path, out: Path, target: str = "si
         samples = read_manifest(reference)
         weights = reference_weights(predictor, samples, class_index, max_crops=max_reference_crops)
         scale = reference_scale(predictor, samples, class_index, weights, max_crops=min(max_reference_crops, 100))
-    n = len(covering_origins(frame.shape[0], predictor.window, stride)) * \
-        len(covering_origins(frame.shape[1], predictor.window, stride))
+    n = len(covering_origins(frame.shape[0], predictor.window, stride)) * len(
+        covering_origins(frame.shape[1], predictor.window, stride)
+    )
     from .pixelsize import at_model_scale
 
     with tqdm(total=n, desc=f"explaining {path.name}", unit="window", disable=quiet) as bar:
-        heat = at_model_scale(lambda f: gradcam_image(predictor, f, class_index, weights, stride, progress=bar.update),
-                              frame, predictor.model, pixel_size_um, path)
+        heat = at_model_scale(
+            lambda f: gradcam_image(predictor, f, class_index, weights, stride, progress=bar.update),
+            frame,
+            predictor.model,
+            pixel_size_um,
+            path,
+        )
     out.mkdir(parents=True, exist_ok=True)
     tif, png = out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"
     write_tiff_atomic(tif, heat.astype(np.float32), metadata={"axes": "YX", **(provenance or {})})
     where = f"Where the network looked to call these cells {target}"
-    how = ("(Grad-CAM at conv4_2; weights and scale from the reference images of that class)" if reference
-           else "(Grad-CAM at conv4_2; relative to this image's strongest evidence)")
-    label = (f"evidence for '{target}' (1 = as strong as in the reference)" if reference
-             else f"evidence for '{target}', relative")
+    how = (
+        "(Grad-CAM at conv4_2; weights and scale from the reference images of that class)"
+        if reference
+        else "(Grad-CAM at conv4_2; relative to this image's strongest evidence)"
+    )
+    label = (
+        f"evidence for '{target}' (1 = as strong as in the reference)"
+        if reference
+        else f"evidence for '{target}', relative"
+    )
     plot_heatmap_overlay(frame, heat, png, f"{where}\n{how}", scale=scale, label=label)
     return [tif, png]
 
@@ -232,18 +295,48 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean() + ((x[..., :, 1:] - x[..., :, :-1]) ** 2).mean()
 
 
-def class_model(predictor: Predictor, class_index: int = 1, init: np.ndarray | None = None,
-                iterations: int = 500, l2: float = 1e-3, smoothness: float = 1e-2, lr: float = 0.05,
-                seed: int = 0, progress: bool = False) -> ClassModel:
+def class_model(
+    predictor: Predictor,
+    class_index: int = 1,
+    init: np.ndarray | None = None,
+    iterations: int = 500,
+    l2: float = 1e-3,
+    smoothness: float = 1e-2,
+    lr: float = 0.05,
+    seed: int = 0,
+    progress: bool = False,
+) -> ClassModel:
     """Gradient ascent on the class logit (from zeros plus tiny noise, or from ``init``)."""
-    return class_model_for(predictor.model.module, predictor.window, class_index, init, iterations, l2,
-                           smoothness, lr, seed, predictor.device, progress, predictor.contract)
+    return class_model_for(
+        predictor.model.module,
+        predictor.window,
+        class_index,
+        init,
+        iterations,
+        l2,
+        smoothness,
+        lr,
+        seed,
+        predictor.device,
+        progress,
+        predictor.contract,
+    )
 
 
-def class_model_for(module: nn.Module, window: int, class_index: int = 1, init: np.ndarray | None = None,
-                    iterations: int = 500, l2: float = 1e-3, smoothness: float = 1e-2, lr: float = 0.05,
-                    seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
-                    contract: Contract = PER_CROP) -> ClassModel:
+def class_model_for(
+    module: nn.Module,
+    window: int,
+    class_index: int = 1,
+    init: np.ndarray | None = None,
+    iterations: int = 500,
+    l2: float = 1e-3,
+    smoothness: float = 1e-2,
+    lr: float = 0.05,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    contract: Contract = PER_CROP,
+) -> ClassModel:
     """Model-agnostic core of :func:`class_model` (``init`` normalised under ``contract``, as a lone window)."""
     generator = torch.Generator().manual_seed(seed)
     if init is None:

@@ -33,8 +33,10 @@ def require_extra(extra: str, purpose: str) -> None:
     """Raise a one-line PhototoxError naming the extra when any of its modules is missing."""
     missing = [m for m in EXTRA_MODULES[extra] if _missing(m)]
     if missing:
-        raise PhototoxError(f"{purpose} needs the optional extra '{extra}' (missing: {', '.join(missing)}); "
-                            f"install it with: {install_hint(extra)}")
+        raise PhototoxError(
+            f"{purpose} needs the optional extra '{extra}' (missing: {', '.join(missing)}); "
+            f"install it with: {install_hint(extra)}"
+        )
 
 
 def extra_for_module(name: str | None) -> str | None:

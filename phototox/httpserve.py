@@ -67,8 +67,10 @@ def is_loopback(host: str) -> bool:
 
 def _busy_answer(message: str) -> bytes:
     body = message.encode("utf-8")
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 class _DeadlineSocketReader(io.RawIOBase):
@@ -149,8 +151,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     busy_message = "server busy: too many connections; try again shortly"
 
-    def __init__(self, address: tuple[str, int], handler, limits: Limits | None = None,
-                 allowed_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler, limits: Limits | None = None, allowed_hosts: tuple[str, ...] = ()
+    ) -> None:
         self.limits = limits or Limits()
         self.request_queue_size = self.limits.backlog
         host, port = address
@@ -198,7 +201,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def _work(self, request, client_address) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 (logged; the server keeps serving)
+        except Exception:
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
@@ -314,8 +317,10 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if host is None or len(self.headers.get_all("Host") or []) != 1:
             return 400, f"{self.error_prefix}: a request needs exactly one Host header"
         if not self.server.host_allowed(host):
-            return 403, (f"{self.error_prefix}: Host {host!r} does not name this server "
-                         f"(use 127.0.0.1:{self.server.port}, or start it with --allow-host)")
+            return 403, (
+                f"{self.error_prefix}: Host {host!r} does not name this server "
+                f"(use 127.0.0.1:{self.server.port}, or start it with --allow-host)"
+            )
         origin = self.headers.get("Origin")
         if origin is not None and origin.strip().lower() != f"http://{host.strip().lower()}":
             return 403, f"{self.error_prefix}: cross-origin requests are refused (Origin {origin!r})"
@@ -353,8 +358,9 @@ class GuardedHandler(BaseHTTPRequestHandler):
         except TimeoutError:
             data = b""
         if len(data) != length:
-            self.send_text(408, f"{self.error_prefix}: the request body ({length} bytes) did not arrive in time",
-                           close=True)
+            self.send_text(
+                408, f"{self.error_prefix}: the request body ({length} bytes) did not arrive in time", close=True
+            )
             return None
         return data
 

@@ -38,7 +38,7 @@ SUFFIX_KINDS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     """The first line of an exception message, shortened (library messages can run to pages)."""
     text = (str(exc).strip().splitlines() or [""])[0]
-    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -69,14 +69,16 @@ def _read_tiff(path: Path) -> np.ndarray:
             raise ImageInputError(
                 f"{path}: holds {len(series)} images of different sizes or pixel types ({shapes}"
                 f"{', ...' if len(series) > 4 else ''}); phototox reads one image or one stack of equal "
-                "frames -- save each image to its own file")
+                "frames -- save each image to its own file"
+            )
         data, axes = series[0].asarray(), series[0].axes
     if data.size == 0:
         raise ValueError("no image data (damaged header or truncated file)")
     if "C" in axes and data.shape[axes.index("C")] > 1:
         raise ImageInputError(
             f"{path}: has {data.shape[axes.index('C')]} channels (axes {axes}); phototox expects one grey "
-            "phase-contrast channel -- save that channel on its own")
+            "phase-contrast channel -- save that channel on its own"
+        )
     if "S" in axes and axes.index("S") != len(axes) - 1:  # planar RGB: samples first, e.g. (3, H, W)
         data = np.moveaxis(data, axes.index("S"), -1)
     return data
@@ -137,11 +139,12 @@ def _scale_to_safe_range(image: np.ndarray) -> np.ndarray:
     if peak <= SAFE_MAGNITUDE:
         return image
     exponent = int(np.ceil(np.log2(peak / SAFE_MAGNITUDE)))
-    return image * np.asarray(2.0 ** -exponent, dtype=image.dtype)
+    return image * np.asarray(2.0**-exponent, dtype=image.dtype)
 
 
-def as_grey_frames(image: np.ndarray, source: str = "image", colour: str = "refuse",
-                   min_size: int = WINDOW) -> np.ndarray:
+def as_grey_frames(
+    image: np.ndarray, source: str = "image", colour: str = "refuse", min_size: int = WINDOW
+) -> np.ndarray:
     """Validate an array and return float32 frames ``(T, H, W)``.
 
     Accepts ``(H, W)``, ``(T, H, W)``, ``(H, W, 3|4)`` and ``(T, H, W, 3|4)`` of uint8, uint16 or
@@ -166,9 +169,7 @@ def as_grey_frames(image: np.ndarray, source: str = "image", colour: str = "refu
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
-        raise ImageInputError(
-            f"{source}: expected a 2-D grey image or a stack of frames, got shape {image.shape}"
-        )
+        raise ImageInputError(f"{source}: expected a 2-D grey image or a stack of frames, got shape {image.shape}")
     height, width = image.shape[1:]
     if height < min_size or width < min_size:
         raise ImageInputError(

@@ -16,7 +16,6 @@ from scipy import ndimage
 
 from .defaults import DEFAULT_STRIDE
 from .dense import dense_sick_grid
-from .settings import MapSettings
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
@@ -29,6 +28,7 @@ from .normalise import (
     normalise_lone_window,
     normalise_windows,
 )
+from .settings import MapSettings
 from .windows import _interpolation_matrix, window_origins
 
 DEFAULT_MODE = "dense"
@@ -75,8 +75,9 @@ class Predictor:
         ``batch_size`` defaults to 8 windows on CPU (larger batches fall out of cache and run
         slower, see benchmarks/README.md) and 64 on accelerators.
         """
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                       or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
             raise PhototoxError(f"batch size (--batch-size) must be a whole number >= 1, got {batch_size!r}")
         dev = resolve_device(device)
         model.to(dev)
@@ -124,7 +125,7 @@ class Predictor:
             normalised = True
         out = []
         for start in range(0, len(windows), self.batch_size):
-            batch = windows[start:start + self.batch_size].to(self.device)
+            batch = windows[start : start + self.batch_size].to(self.device)
             batch = batch.float() if normalised else normalise_windows(batch, contract)
             out.append(self.model.sick_probability(batch[:, None]).cpu().numpy())
         return check_finite(np.concatenate(out), f"model {self.model.source}") if out else np.zeros(0, np.float32)
@@ -143,10 +144,11 @@ class Predictor:
         probs = np.empty(len(positions), dtype=np.float32)
         w = self.window
         for start in range(0, len(positions), self.batch_size):
-            chunk = positions[start:start + self.batch_size]
-            batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])
-            probs[start:start + len(chunk)] = self.model.sick_probability(
-                normalise_windows(batch, contract)[:, None]).cpu().numpy()
+            chunk = positions[start : start + self.batch_size]
+            batch = torch.stack([tensor[y : y + w, x : x + w] for y, x in chunk])
+            probs[start : start + len(chunk)] = (
+                self.model.sick_probability(normalise_windows(batch, contract)[:, None]).cpu().numpy()
+            )
             if progress is not None:
                 progress(len(chunk))
         return probs.reshape(len(ys), len(xs))
@@ -165,17 +167,31 @@ class Predictor:
         if box_size is not None:
             normalisation = "box"
         # the raw frame is normalised tile by tile inside the dense pass: memory stays bounded
-        return dense_sick_grid(self.model.module, np.asarray(frame), stride, normalisation,  # tiles cast to float32
-                               self.tile_windows, box_size=box_size, device=self.device)
+        return dense_sick_grid(
+            self.model.module,
+            np.asarray(frame),
+            stride,
+            normalisation,  # tiles cast to float32
+            self.tile_windows,
+            box_size=box_size,
+            device=self.device,
+        )
 
     # -- frames -------------------------------------------------------------------------------
     def check_settings(self, stride: int, mode: str, threshold: float, normalisation: str = "local") -> None:
         """Validate map settings before any work is done (:meth:`phototox.settings.MapSettings.validate`)."""
         MapSettings(stride=stride, mode=mode, threshold=threshold, normalisation=normalisation).validate()
 
-    def analyse_frame(self, frame: np.ndarray, stride: int = DEFAULT_STRIDE, mode: str = DEFAULT_MODE,
-                      threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                      mask: np.ndarray | None = None, window_progress=None) -> FrameResult:
+    def analyse_frame(
+        self,
+        frame: np.ndarray,
+        stride: int = DEFAULT_STRIDE,
+        mode: str = DEFAULT_MODE,
+        threshold: float = DEFAULT_THRESHOLD,
+        normalisation: str = "local",
+        mask: np.ndarray | None = None,
+        window_progress=None,
+    ) -> FrameResult:
         """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given).
 
         ``window_progress`` (exact mode) is called with the number of windows done after each batch.
@@ -183,15 +199,27 @@ class Predictor:
         self.check_settings(stride, mode, threshold, normalisation)
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
-        grid = (self.exact_grid(frame, stride, window_progress) if mode == "exact"
-                else self.dense_grid(frame, stride, normalisation))
+        grid = (
+            self.exact_grid(frame, stride, window_progress)
+            if mode == "exact"
+            else self.dense_grid(frame, stride, normalisation)
+        )
         check_finite(grid, f"model {self.model.source}")
         sick_map = upsample_map(grid, frame.shape, self.window, stride)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
-    def analyse(self, image: np.ndarray, source: str = "image", stride: int = DEFAULT_STRIDE,
-                mode: str = DEFAULT_MODE, threshold: float = DEFAULT_THRESHOLD, normalisation: str = "local",
-                colour: str = "refuse", progress=None, window_progress=None) -> list[FrameResult]:
+    def analyse(
+        self,
+        image: np.ndarray,
+        source: str = "image",
+        stride: int = DEFAULT_STRIDE,
+        mode: str = DEFAULT_MODE,
+        threshold: float = DEFAULT_THRESHOLD,
+        normalisation: str = "local",
+        colour: str = "refuse",
+        progress=None,
+        window_progress=None,
+    ) -> list[FrameResult]:
         """Validate an image or stack (any accepted layout) and analyse every frame.
 
         ``progress`` is called once per frame, ``window_progress`` per batch of windows (exact mode).
@@ -201,8 +229,9 @@ class Predictor:
         results = []
         for index, frame in enumerate(frames):
             try:
-                results.append(self.analyse_frame(frame, stride, mode, threshold, normalisation,
-                                                  window_progress=window_progress))
+                results.append(
+                    self.analyse_frame(frame, stride, mode, threshold, normalisation, window_progress=window_progress)
+                )
             except NotANumberError as exc:
                 where = f"{source}{f' frame {index}' if len(frames) > 1 else ''}"
                 raise NotANumberError(f"{where}: {exc}") from None
@@ -223,8 +252,9 @@ class NotANumberError(PhototoxError):
     """The model produced NaN or infinite probabilities: an error, never a class."""
 
 
-def upsample_map(grid: np.ndarray, shape: tuple[int, int], window: int, stride: int,
-                 band_rows: int = 1024) -> np.ndarray:
+def upsample_map(
+    grid: np.ndarray, shape: tuple[int, int], window: int, stride: int, band_rows: int = 1024
+) -> np.ndarray:
     """:func:`~phototox.windows.upsample_grid` clipped to [0, 1], in bands of rows.
 
     The result is the only (H, W) array: float64 temporaries stay a band high for any frame.
@@ -235,8 +265,8 @@ def upsample_map(grid: np.ndarray, shape: tuple[int, int], window: int, stride: 
     across = grid.astype(np.float64) @ _interpolation_matrix(shape[1], xs).T  # (ny, W)
     out = np.empty(shape, dtype=np.float32)
     for y0 in range(0, shape[0], band_rows):
-        band = out[y0:y0 + band_rows]
-        np.clip(wy[y0:y0 + band_rows] @ across, 0.0, 1.0, out=band, casting="same_kind")
+        band = out[y0 : y0 + band_rows]
+        np.clip(wy[y0 : y0 + band_rows] @ across, 0.0, 1.0, out=band, casting="same_kind")
     return out
 
 
@@ -244,13 +274,16 @@ def check_finite(probabilities: np.ndarray, what: str) -> np.ndarray:
     """Return ``probabilities`` or raise :class:`NotANumberError` if any is NaN or infinite."""
     bad = int(np.count_nonzero(~np.isfinite(probabilities)))
     if bad:
-        raise NotANumberError(f"{what} gave {bad} of {probabilities.size} window probabilities as NaN or "
-                              "infinite (no class can be given; the image or the model is unusable)")
+        raise NotANumberError(
+            f"{what} gave {bad} of {probabilities.size} window probabilities as NaN or "
+            "infinite (no class can be given; the image or the model is unusable)"
+        )
     return probabilities
 
 
-def summarise_map(sick_map: np.ndarray, threshold: float,
-                  mask: np.ndarray | None = None) -> tuple[float, float, str, float]:
+def summarise_map(
+    sick_map: np.ndarray, threshold: float, mask: np.ndarray | None = None
+) -> tuple[float, float, str, float]:
     """Mean P(sick), fraction of pixels at or above ``threshold``, class and its confidence.
 
     Over the pixels where ``mask`` is true when one is given; NaN numbers (class healthy) when it

@@ -63,9 +63,13 @@ def parse_frames(text: str, where: str) -> tuple[int, int] | None:
     return first, last
 
 
-def read_manifest(path: str | os.PathLike, dose_threshold: float | None = None,
-                  group_column: str | None = None, check_files: bool = True,
-                  require_labels: bool = True) -> list[Sample]:
+def read_manifest(
+    path: str | os.PathLike,
+    dose_threshold: float | None = None,
+    group_column: str | None = None,
+    check_files: bool = True,
+    require_labels: bool = True,
+) -> list[Sample]:
     """Read and validate a manifest CSV (see module docstring)."""
     path = Path(path)
     if not path.is_file():
@@ -77,7 +81,7 @@ def read_manifest(path: str | os.PathLike, dose_threshold: float | None = None,
         raise ManifestError(f"{path}: not a readable CSV file ({exc})") from exc
     if not rows:
         raise ManifestError(f"{path}: manifest has no rows")
-    columns = {c.strip().lower(): c for c in rows[0].keys() if c is not None}
+    columns = {c.strip().lower(): c for c in rows[0] if c is not None}
     if "path" not in columns:
         raise ManifestError(f"{path}: manifest needs a 'path' column (found: {', '.join(columns)})")
     if group_column is not None and group_column.lower() not in columns:
@@ -121,11 +125,18 @@ def read_manifest(path: str | os.PathLike, dose_threshold: float | None = None,
             missing.append(str(image_path))
         known = {"path", "label", "frames", "replicate", "dose", "time", group_key}
         extra = {k: get(row, k) for k in columns if k not in known}
-        samples.append(Sample(
-            path=image_path, label=label, group=group or str(image_path),
-            frames=parse_frames(get(row, "frames") or get(row, "frame"), where),
-            replicate=get(row, "replicate"), dose=dose, time=get(row, "time"), extra=extra,
-        ))
+        samples.append(
+            Sample(
+                path=image_path,
+                label=label,
+                group=group or str(image_path),
+                frames=parse_frames(get(row, "frames") or get(row, "frame"), where),
+                replicate=get(row, "replicate"),
+                dose=dose,
+                time=get(row, "time"),
+                extra=extra,
+            )
+        )
     _refuse_duplicates(path, samples)
     if missing:
         shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
@@ -146,8 +157,10 @@ def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
         key = (identity, sample.frames)
         if key in first_line:
             frames = "all frames" if sample.frames is None else f"frames {sample.frames[0]}-{sample.frames[1]}"
-            raise ManifestError(f"{path}, lines {first_line[key]} and {line}: the same image ({sample.path}, "
-                                f"{frames}) is listed twice; list each image once")
+            raise ManifestError(
+                f"{path}, lines {first_line[key]} and {line}: the same image ({sample.path}, "
+                f"{frames}) is listed twice; list each image once"
+            )
         first_line[key] = line
 
 
@@ -167,8 +180,18 @@ def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> None:
             except ValueError:
                 rel = str(s.path)
             frames = "" if s.frames is None else f"{s.frames[0]}-{s.frames[1]}"
-            writer.writerow([rel, s.label_name if s.label >= 0 else "", s.group, frames, s.replicate,
-                             "" if s.dose is None else s.dose, s.time, *(s.extra.get(k, "") for k in extra_keys)])
+            writer.writerow(
+                [
+                    rel,
+                    s.label_name if s.label >= 0 else "",
+                    s.group,
+                    frames,
+                    s.replicate,
+                    "" if s.dose is None else s.dose,
+                    s.time,
+                    *(s.extra.get(k, "") for k in extra_keys),
+                ]
+            )
 
 
 def grouped_split(samples: list[Sample], test_fraction: float = 0.3, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -189,9 +212,9 @@ def grouped_split(samples: list[Sample], test_fraction: float = 0.3, seed: int =
         majority = max(set(labels), key=labels.count)
         groups_by_label.setdefault(majority, []).append(g)
     test_groups: set[str] = set()
-    for label, groups in sorted(groups_by_label.items()):
+    for _label, groups in sorted(groups_by_label.items()):
         order = list(rng.permutation(len(groups)))
-        n_test = int(round(test_fraction * len(groups)))
+        n_test = round(test_fraction * len(groups))
         if len(groups) >= 2:
             n_test = min(max(n_test, 1), len(groups) - 1)
         test_groups.update(groups[i] for i in order[:n_test])

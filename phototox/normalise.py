@@ -112,8 +112,7 @@ def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
     integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.float64)
     np.cumsum(values, axis=0, out=integral[1:, 1:])
     np.cumsum(integral[1:, 1:], axis=1, out=integral[1:, 1:])
-    return (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size]
-            + integral[:-size, :-size])
+    return integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
 
 
 def normalise_region(frame: np.ndarray, y0: int, y1: int, x0: int, x1: int, size: int = DEFAULT_BOX) -> np.ndarray:
@@ -133,7 +132,7 @@ def normalise_region(frame: np.ndarray, y0: int, y1: int, x0: int, x1: int, size
     var = np.maximum(_box_sums(padded * padded, size) / area - mean * mean, 0.0)
     std = np.sqrt(var)
     std[std < EPS] = 1.0
-    centre = padded[r:r + (y1 - y0), r:r + (x1 - x0)]
+    centre = padded[r : r + (y1 - y0), r : r + (x1 - x0)]
     return ((centre - mean) / std).astype(np.float32)
 
 

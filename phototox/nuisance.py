@@ -48,10 +48,18 @@ def acquisition_statistics(frame: np.ndarray) -> dict[str, float]:
     slope, high = _spectrum(normalised)
     lo, hi = img.min(), img.max()
     saturation = float(np.mean(img == hi) + np.mean(img == lo)) if hi > lo else 1.0
-    return {"mean": mean, "p01": float(p01), "p50": float(p50), "p99": float(p99),
-            "contrast_cv": std / max(abs(mean), 1e-12), "contrast_range": float((p99 - p01) / safe),
-            "sharpness": float(np.log(max(lap_var, 1e-12))), "spectral_slope": slope,
-            "high_freq_energy": high, "saturation": saturation}
+    return {
+        "mean": mean,
+        "p01": float(p01),
+        "p50": float(p50),
+        "p99": float(p99),
+        "contrast_cv": std / max(abs(mean), 1e-12),
+        "contrast_range": float((p99 - p01) / safe),
+        "sharpness": float(np.log(max(lap_var, 1e-12))),
+        "spectral_slope": slope,
+        "high_freq_energy": high,
+        "saturation": saturation,
+    }
 
 
 def _spectrum(normalised: np.ndarray, max_side: int = 1024) -> tuple[float, float]:
@@ -65,8 +73,8 @@ def _spectrum(normalised: np.ndarray, max_side: int = 1024) -> tuple[float, floa
     radius = np.sqrt(fy**2 + fx**2)
     edges = np.linspace(0.02, 0.45, 24)
     index = np.digitize(radius.ravel(), edges)
-    sums = np.bincount(index, power.ravel(), minlength=len(edges) + 1)[1:len(edges)]
-    counts = np.bincount(index, minlength=len(edges) + 1)[1:len(edges)]
+    sums = np.bincount(index, power.ravel(), minlength=len(edges) + 1)[1 : len(edges)]
+    counts = np.bincount(index, minlength=len(edges) + 1)[1 : len(edges)]
     centres = (edges[:-1] + edges[1:]) / 2
     ok = (counts > 0) & (sums > 0)
     slope = float(np.polyfit(np.log(centres[ok]), np.log(sums[ok] / counts[ok]), 1)[0]) if ok.sum() >= 2 else 0.0
@@ -93,6 +101,7 @@ def sample_statistics(samples: list[Sample], indices: list[int] | None = None) -
 
 # --- a small logistic regression (no extra dependency) ------------------------------------------
 
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 50) -> np.ndarray:
     """Ridge logistic regression by Newton's method on standardised features; returns [mu, sd, w, b]."""
     mu, sd = x.mean(0), x.std(0)
@@ -115,7 +124,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int 
 def predict_logistic(params: np.ndarray, x: np.ndarray) -> np.ndarray:
     """P(label 1) from :func:`fit_logistic`'s parameters."""
     k = x.shape[1]
-    mu, sd, w = params[:k], params[k:2 * k], params[2 * k:]
+    mu, sd, w = params[:k], params[k : 2 * k], params[2 * k :]
     z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
     return 1 / (1 + np.exp(-np.clip(z @ w, -30, 30)))
 
@@ -135,8 +144,14 @@ def grouped_folds(groups: np.ndarray, labels: np.ndarray, n_folds: int = 5, seed
     return [np.flatnonzero(np.isin(groups, f)) for f in folds if f]
 
 
-def stratified_cluster_interval(statistic, members: list[np.ndarray], strata: np.ndarray, n_resamples: int = 2000,
-                                confidence: float = 0.95, seed: int = 0) -> Interval:
+def stratified_cluster_interval(
+    statistic,
+    members: list[np.ndarray],
+    strata: np.ndarray,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Percentile interval of ``statistic(rows)`` resampling whole groups within each label stratum.
 
     Stratifying keeps both labels in every resample (AUC stays defined); resampling groups, not
@@ -168,10 +183,14 @@ class NuisanceBaseline:
     note: str = ""
 
     def as_dict(self) -> dict:
-        return {"features": list(FEATURES), "n_images": len(self.labels), "n_folds": self.n_folds,
-                "auc": self.auc.as_dict() if self.auc else None,
-                "balanced_accuracy": self.balanced_accuracy.as_dict() if self.balanced_accuracy else None,
-                "note": self.note}
+        return {
+            "features": list(FEATURES),
+            "n_images": len(self.labels),
+            "n_folds": self.n_folds,
+            "auc": self.auc.as_dict() if self.auc else None,
+            "balanced_accuracy": self.balanced_accuracy.as_dict() if self.balanced_accuracy else None,
+            "note": self.note,
+        }
 
 
 def _balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -180,8 +199,14 @@ def _balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(rates))
 
 
-def nuisance_baseline(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_folds: int = 5,
-                      seed: int = 0, n_resamples: int = 2000) -> NuisanceBaseline:
+def nuisance_baseline(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    n_folds: int = 5,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> NuisanceBaseline:
     """Grouped cross-validated logistic regression on acquisition statistics, intervals over groups."""
     from .evaluate import roc_auc
 
@@ -197,8 +222,9 @@ def nuisance_baseline(features: np.ndarray, labels: np.ndarray, groups: np.ndarr
     note = "" if ok.all() else f"{int((~ok).sum())} image(s) unscored: their training folds held one class"
     s, y, g = scores[ok], labels[ok], groups[ok]
     if len(set(y.tolist())) < 2 or len(np.unique(g)) < 2:
-        return NuisanceBaseline(scores, labels, groups, None, None, len(folds),
-                                note or "needs both labels in at least two groups")
+        return NuisanceBaseline(
+            scores, labels, groups, None, None, len(folds), note or "needs both labels in at least two groups"
+        )
     names, inverse = np.unique(g, return_inverse=True)
     members = [np.flatnonzero(inverse == k) for k in range(len(names))]
     strata = np.array([int(y[m].mean() >= 0.5) for m in members])

@@ -8,14 +8,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
 from .assess import TRUST_FIELDS
+from .errors import OutputError
 from .images import atomic_path, write_text_atomic, write_tiff_atomic
 from .inference import FrameResult
 from .plots import plot_map_overlay
 
-SUMMARY_FIELDS = ("path", "frame", "mean_sick_probability", "sick_area_fraction", "label", "confidence",
-                  "threshold", "stride", "mode", "windows", "model") + TRUST_FIELDS
+SUMMARY_FIELDS = (
+    "path",
+    "frame",
+    "mean_sick_probability",
+    "sick_area_fraction",
+    "label",
+    "confidence",
+    "threshold",
+    "stride",
+    "mode",
+    "windows",
+    "model",
+    *TRUST_FIELDS,
+)
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -28,8 +40,11 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     from .planned import check_distinct_inputs
 
     check_distinct_inputs(paths)
-    candidates = (lambda p: p.stem, lambda p: f"{p.parent.name}_{p.stem}",
-                  lambda p: f"{p.parent.name}_{p.stem}_{p.suffix.lstrip('.').lower()}")
+    candidates = (
+        lambda p: p.stem,
+        lambda p: f"{p.parent.name}_{p.stem}",
+        lambda p: f"{p.parent.name}_{p.stem}_{p.suffix.lstrip('.').lower()}",
+    )
     stems = {p: candidates[0](p) for p in paths}
     for rule in candidates[1:]:
         values = list(stems.values())
@@ -40,8 +55,10 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     owner: dict[str, Path] = {}
     for p, stem in stems.items():
         if stem in owner:
-            raise OutputError(f"{p}: its outputs would have the same names as those of {owner[stem]} "
-                              f"({stem}_map.tif); rename one of them")
+            raise OutputError(
+                f"{p}: its outputs would have the same names as those of {owner[stem]} "
+                f"({stem}_map.tif); rename one of them"
+            )
         owner[stem] = p
     return stems
 
@@ -51,9 +68,15 @@ def map_output_paths(out_dir: Path, stem: str, overlay: bool = True) -> list[Pat
     return [out_dir / f"{stem}_map.tif"] + ([out_dir / f"{stem}_overlay.png"] if overlay else [])
 
 
-def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: list[FrameResult],
-                      overlay: bool = True, provenance: dict | None = None,
-                      mask_background: bool = False) -> list[Path]:
+def write_map_outputs(
+    out_dir: Path,
+    stem: str,
+    frames: np.ndarray,
+    results: list[FrameResult],
+    overlay: bool = True,
+    provenance: dict | None = None,
+    mask_background: bool = False,
+) -> list[Path]:
     """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``.
 
     ``provenance`` (:func:`phototox.provenance.provenance`) goes into the TIFF's JSON description.
@@ -64,15 +87,21 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
     map_path = map_output_paths(out_dir, stem, overlay)[0]
-    write_tiff_atomic(map_path, maps if len(maps) > 1 else maps[0],
-                      metadata={"axes": "TYX" if len(maps) > 1 else "YX", **(provenance or {})}, description=None)
+    write_tiff_atomic(
+        map_path,
+        maps if len(maps) > 1 else maps[0],
+        metadata={"axes": "TYX" if len(maps) > 1 else "YX", **(provenance or {})},
+        description=None,
+    )
     written = [map_path]
     if overlay:
         index = len(results) - 1  # the last frame: for a time-lapse, the one with the most light
         r = results[index]
-        title = (f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
-                 f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}"
-                 + trust_caption(r))
+        title = (
+            f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
+            f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}"
+            + trust_caption(r)
+        )
         mask = None
         if mask_background:
             from .batch import cell_fractions
@@ -80,8 +109,10 @@ def write_map_outputs(out_dir: Path, stem: str, frames: np.ndarray, results: lis
 
             mask = foreground_mask(frames[index])
             covered, sick_of_cells = cell_fractions(r, mask)
-            title += (f"; cells cover {100 * covered:.0f}% of the field, "
-                      f"{100 * sick_of_cells:.0f}% of the cell-covered area is sick")
+            title += (
+                f"; cells cover {100 * covered:.0f}% of the field, "
+                f"{100 * sick_of_cells:.0f}% of the cell-covered area is sick"
+            )
         png = map_output_paths(out_dir, stem)[1]
         plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold, stride=r.stride, mask=mask)
         written.append(png)
@@ -93,15 +124,20 @@ def trust_caption(result: FrameResult) -> str:
     e = result.extra
     if not e:
         return ""
-    size = "pixel size unknown" if e.get("pixel_size_um") is None else \
-        f"{e['pixel_size_um']:g} um/px ({e.get('pixel_size_source')})"
-    flags = [k.replace("_", " ").upper() for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty")
-             if e.get(k)]
-    return f"\n{size}" + (f"; {', '.join(flags)}" if flags else "; in the model's domain" if "out_of_domain" in e else "")
+    size = (
+        "pixel size unknown"
+        if e.get("pixel_size_um") is None
+        else f"{e['pixel_size_um']:g} um/px ({e.get('pixel_size_source')})"
+    )
+    flags = [
+        k.replace("_", " ").upper() for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if e.get(k)
+    ]
+    return f"\n{size}" + (
+        f"; {', '.join(flags)}" if flags else "; in the model's domain" if "out_of_domain" in e else ""
+    )
 
 
-def summary_rows(path: str, results: list[FrameResult], model_name: str,
-                 provenance: dict | None = None) -> list[dict]:
+def summary_rows(path: str, results: list[FrameResult], model_name: str, provenance: dict | None = None) -> list[dict]:
     """One summary row per frame; ``provenance`` adds the phototox version and the model's name and checksum."""
     rows = []
     for i, r in enumerate(results):
@@ -129,9 +165,13 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         name = Path(r["path"]).name
         name = name if len(name) <= 40 else "..." + name[-37:]
-        notes = [k.replace("_", " ") for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if r.get(k)]
+        notes = [
+            k.replace("_", " ") for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if r.get(k)
+        ]
         if str(r.get("pixel_size_source") or "").startswith("assumed"):
             notes.append("pixel size assumed")
-        lines.append(f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
-                     f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else ""))
+        lines.append(
+            f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
+            f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else "")
+        )
     return "\n".join(lines)

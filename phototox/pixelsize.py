@@ -38,9 +38,21 @@ SCALE_TOLERANCE = 0.02
 """Relative pixel-size difference below which a frame is not resampled."""
 
 _UNIT_UM = {
-    "micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "micrometer": 1.0,
-    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "cm": 1e4,
-    "m": 1e6, "meter": 1e6, "\\u00b5m": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "um": 1.0,
+    "\u00b5m": 1.0,
+    "\u03bcm": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "\\u00b5m": 1.0,
 }
 
 
@@ -61,12 +73,15 @@ class PixelSize:
 def check_plausible(um: float, where: str) -> float:
     """Return ``um`` if it is a plausible light-microscope pixel size, else raise one line."""
     if not isinstance(um, (int, float)) or not math.isfinite(um) or not PLAUSIBLE_UM[0] <= um <= PLAUSIBLE_UM[1]:
-        raise PhototoxError(f"{where}: pixel size {um!r} um/px is implausible "
-                            f"(expected {PLAUSIBLE_UM[0]}-{PLAUSIBLE_UM[1]} um/px; check the unit)")
+        raise PhototoxError(
+            f"{where}: pixel size {um!r} um/px is implausible "
+            f"(expected {PLAUSIBLE_UM[0]}-{PLAUSIBLE_UM[1]} um/px; check the unit)"
+        )
     return float(um)
 
 
 # --- reading files ----------------------------------------------------------------------------
+
 
 def _ome_pixel_size(xml: str) -> float | None:
     try:
@@ -171,11 +186,14 @@ def assumed_warning(model_um: float | None) -> str:
     """The once-per-run line printed when an image's pixel size had to be assumed."""
     if model_um is None:
         return "phototox: warning: the model records no pixel size; images are analysed at their own scale"
-    return (f"phototox: warning: no pixel size given or found in the file; ASSUMED the model's "
-            f"{model_um:g} um/px (results are wrong if the image's differs: pass --pixel-size)")
+    return (
+        f"phototox: warning: no pixel size given or found in the file; ASSUMED the model's "
+        f"{model_um:g} um/px (results are wrong if the image's differs: pass --pixel-size)"
+    )
 
 
 # --- resampling -------------------------------------------------------------------------------
+
 
 def scale_factor(image_um: float | None, model_um: float | None) -> float:
     """Factor by which the image's sides are multiplied to reach the model's scale (1 when unknown)."""
@@ -198,8 +216,14 @@ def resample(frame: np.ndarray, shape: tuple[int, int], order: int | None = None
     shrinking = shape[0] < frame.shape[0] or shape[1] < frame.shape[1]
     if order is None:
         order = 1 if shrinking else 3
-    out = resize(frame.astype(np.float32, copy=False), shape, order=order, mode="reflect",
-                 anti_aliasing=shrinking, preserve_range=True).astype(np.float32)
+    out = resize(
+        frame.astype(np.float32, copy=False),
+        shape,
+        order=order,
+        mode="reflect",
+        anti_aliasing=shrinking,
+        preserve_range=True,
+    ).astype(np.float32)
     if order > 1:
         np.clip(out, frame.min(), frame.max(), out=out)
     return out
@@ -216,13 +240,16 @@ def to_model_scale(frame: np.ndarray, factor: float, window: int, source: str = 
         return frame
     shape = scaled_shape(frame.shape, factor)
     if min(shape) < window:
-        raise ImageInputError(f"{source}: at the model's pixel size the image is {shape[1]}x{shape[0]} px, "
-                              f"smaller than the {window} px window")
+        raise ImageInputError(
+            f"{source}: at the model's pixel size the image is {shape[1]}x{shape[0]} px, "
+            f"smaller than the {window} px window"
+        )
     return resample(frame, shape)
 
 
-def training_frames(frames: np.ndarray, image_um: float | None, model_um: float | None,
-                    window: int, source: str = "image") -> np.ndarray:
+def training_frames(
+    frames: np.ndarray, image_um: float | None, model_um: float | None, window: int, source: str = "image"
+) -> np.ndarray:
     """A training image's (T, H, W) frames at the model's pixel size (what train/dataset call)."""
     factor = scale_factor(image_um, model_um)
     if factor == 1.0:
@@ -240,8 +267,9 @@ def manifest_pixel_size(extra: dict, where: str) -> float | None:
     return check_plausible(float(text), f"{where}: pixel_size_um")
 
 
-def at_model_scale(compute, frame: np.ndarray, model, user_um: float | None = None,
-                   path: str | os.PathLike | None = None) -> np.ndarray:
+def at_model_scale(
+    compute, frame: np.ndarray, model, user_um: float | None = None, path: str | os.PathLike | None = None
+) -> np.ndarray:
     """Run ``compute(frame at the model's scale) -> 2-D map`` and return the map at the frame's size."""
     model_um = model_pixel_size(model.meta)
     size = resolve_pixel_size(user_um, path, model_um)

@@ -105,16 +105,19 @@ class PlannedOutputs:
         for out in self.outputs:
             key = os.path.normcase(os.path.abspath(out))
             if key in planned:
-                raise OutputError(f"{out}: two outputs of this command would be the same file; "
-                                  "rename one of the inputs")
+                raise OutputError(
+                    f"{out}: two outputs of this command would be the same file; rename one of the inputs"
+                )
             planned[key] = out
             identity = file_identity(out)
             if identity in inputs:
-                raise OutputError(f"{out}: this output would overwrite an input ({inputs[identity]}); "
-                                  f"choose another {self.option}")
+                raise OutputError(
+                    f"{out}: this output would overwrite an input ({inputs[identity]}); choose another {self.option}"
+                )
             if os.path.lexists(out) and not os.path.isfile(out):
-                raise OutputError(f"{out}: an output file would replace this folder or special file; "
-                                  f"choose another {self.option}")
+                raise OutputError(
+                    f"{out}: an output file would replace this folder or special file; choose another {self.option}"
+                )
             if identity is None and os.path.islink(out):
                 raise OutputError(f"{out}: is a dangling symbolic link; remove it or choose another {self.option}")
         checked: set[Path] = set()
@@ -126,8 +129,9 @@ class PlannedOutputs:
         return self
 
 
-def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None],
-                  option: str = "--out") -> None:
+def check_outputs(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None], option: str = "--out"
+) -> None:
     """Shorthand: ``PlannedOutputs(outputs, inputs).check()``."""
     PlannedOutputs(option=option).add_outputs(*outputs).add_inputs(*inputs).check()
 

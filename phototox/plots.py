@@ -61,10 +61,18 @@ def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
     return array[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float64)
 
 
-def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, title: str = "",
-                     threshold: float | None = None, label: str = "P(sick)", width: float = 8.0,
-                     stride: int | None = None, mask: np.ndarray | None = None,
-                     contour_label: str | None = None) -> None:
+def plot_map_overlay(
+    frame: np.ndarray,
+    sick_map: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    threshold: float | None = None,
+    label: str = "P(sick)",
+    width: float = 8.0,
+    stride: int | None = None,
+    mask: np.ndarray | None = None,
+    contour_label: str | None = None,
+) -> None:
     """The image, dimmed, with the map drawn over it (see :mod:`phototox.overlay`) and a colour bar.
 
     ``stride`` smooths the drawn map over half a window step (no window rectangles); ``mask``
@@ -97,14 +105,29 @@ def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, 
     handles = []
     if threshold is not None and np.nanmin(shown_map) < threshold <= np.nanmax(shown_map):
         ax.contour(shown_map, levels=[threshold], colors="#00d5ff", linewidths=1.0)
-        handles.append(Line2D([], [], color="#00d5ff", lw=1.2,
-                              label=contour_label or f"{label} = {threshold:g} (the threshold: sicker inside)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="#00d5ff",
+                lw=1.2,
+                label=contour_label or f"{label} = {threshold:g} (the threshold: sicker inside)",
+            )
+        )
     if mask is not None and 0 < mask.mean() < 1:
         ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.6, linestyles="dotted")
         handles.append(Line2D([], [], color="white", lw=1, ls="dotted", label="edge of the cell-covered area"))
     if handles:
-        legend = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
-                           fontsize=8, facecolor="#333333", edgecolor="#333333", framealpha=1.0)
+        legend = ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.01),
+            ncol=len(handles),
+            fontsize=8,
+            facecolor="#333333",
+            edgecolor="#333333",
+            framealpha=1.0,
+        )
         for text in legend.get_texts():
             text.set_color("white")
     ax.set_axis_off()
@@ -120,8 +143,14 @@ def plot_map_overlay(frame: np.ndarray, sick_map: np.ndarray, path: str | Path, 
     _save(plt, fig, path)
 
 
-def plot_heatmap_overlay(frame: np.ndarray, heat: np.ndarray, path: str | Path, title: str = "",
-                         scale: float | None = None, label: str | None = None) -> None:
+def plot_heatmap_overlay(
+    frame: np.ndarray,
+    heat: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    scale: float | None = None,
+    label: str | None = None,
+) -> None:
     """A Grad-CAM heat map over the image: divided by ``scale`` (a reference level) or its own maximum."""
     if scale is None or scale <= 0:
         scale = float(heat.max()) if heat.max() > 0 else 1.0
@@ -142,8 +171,9 @@ def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, tit
     _save(plt, fig, path)
 
 
-def plot_image_scores(names: list[str], scores: np.ndarray, labels: np.ndarray, path: str | Path,
-                      title: str = "") -> None:
+def plot_image_scores(
+    names: list[str], scores: np.ndarray, labels: np.ndarray, path: str | Path, title: str = ""
+) -> None:
     """Per-image mean sick probability, coloured by true label."""
     plt, fig = _figure(figsize=(max(5, 0.22 * len(names) + 2), 3.6))
     ax = fig.add_subplot(1, 1, 1)
@@ -158,41 +188,90 @@ def plot_image_scores(names: list[str], scores: np.ndarray, labels: np.ndarray, 
     _save(plt, fig, path)
 
 
-def plot_dose_response(doses: np.ndarray, scores: np.ndarray, fit_x: np.ndarray, fit_y: np.ndarray,
-                       safe_dose: float | None, path: str | Path, unit: str = "", *,
-                       band: tuple | None = None, safe_interval: tuple[float, float] | None = None,
-                       gap: tuple[float, float] | None = None, margin: float | None = None,
-                       baseline: float | None = None, title: str = "") -> None:
+def plot_dose_response(
+    doses: np.ndarray,
+    scores: np.ndarray,
+    fit_x: np.ndarray,
+    fit_y: np.ndarray,
+    safe_dose: float | None,
+    path: str | Path,
+    unit: str = "",
+    *,
+    band: tuple | None = None,
+    safe_interval: tuple[float, float] | None = None,
+    gap: tuple[float, float] | None = None,
+    margin: float | None = None,
+    baseline: float | None = None,
+    title: str = "",
+) -> None:
     """Sick probability against light dose: the fit with its bootstrap band, the largest safe dose
     with its interval, and, when it lies between two measured doses, that gap marked and said."""
     plt, fig = _figure(figsize=(6.2, 4.3))
     ax = fig.add_subplot(1, 1, 1)
     u = f" {unit}" if unit else ""
     if band is not None:
-        ax.fill_between(band[0], band[1], band[2], color="0.6", alpha=0.35, lw=0,
-                        label="95% bootstrap band of the fit")
+        ax.fill_between(band[0], band[1], band[2], color="0.6", alpha=0.35, lw=0, label="95% bootstrap band of the fit")
     ax.plot(fit_x, fit_y, color="black", lw=1.5, label="logistic fit")
     ax.scatter(doses, scores, s=18, alpha=0.8, zorder=3, label="images (mean P(sick) each)")
     if baseline is not None and margin is not None:
-        ax.axhline(baseline + margin, color="tab:green", lw=0.8, ls=":",
-                   label=f"baseline + margin ({baseline:.3g} + {margin:g})")
+        ax.axhline(
+            baseline + margin,
+            color="tab:green",
+            lw=0.8,
+            ls=":",
+            label=f"baseline + margin ({baseline:.3g} + {margin:g})",
+        )
     if safe_interval is not None:
-        ax.axvspan(*safe_interval, color="tab:green", alpha=0.15, lw=0,
-                   label=f"95% interval of the safe dose {safe_interval[0]:.3g}-{safe_interval[1]:.3g}{u}")
+        ax.axvspan(
+            *safe_interval,
+            color="tab:green",
+            alpha=0.15,
+            lw=0,
+            label=f"95% interval of the safe dose {safe_interval[0]:.3g}-{safe_interval[1]:.3g}{u}",
+        )
     if safe_dose is not None:
         ax.axvline(safe_dose, color="tab:green", ls="--", label=f"largest safe dose {safe_dose:.3g}{u}")
     if gap is not None:
-        ax.axvspan(*gap, ymin=0, ymax=0.04, color="tab:orange", alpha=0.8, lw=0,
-                   label=f"no image between {gap[0]:g} and {gap[1]:g}{u}")
-        ax.text(0.02, 0.97, f"the safe dose lies between the measured doses {gap[0]:g} and {gap[1]:g}{u}:\n"
-                "interpolated by the fit, not observed", transform=ax.transAxes, va="top", fontsize=7.5,
-                color="tab:orange", bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
+        ax.axvspan(
+            *gap,
+            ymin=0,
+            ymax=0.04,
+            color="tab:orange",
+            alpha=0.8,
+            lw=0,
+            label=f"no image between {gap[0]:g} and {gap[1]:g}{u}",
+        )
+        ax.text(
+            0.02,
+            0.97,
+            f"the safe dose lies between the measured doses {gap[0]:g} and {gap[1]:g}{u}:\n"
+            "interpolated by the fit, not observed",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7.5,
+            color="tab:orange",
+            bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
+        )
     elif safe_dose is None:
-        ax.text(0.02, 0.97, "no safe dose: even the lowest dose is above baseline + margin", transform=ax.transAxes,
-                va="top", fontsize=7.5, color="tab:red")
+        ax.text(
+            0.02,
+            0.97,
+            "no safe dose: even the lowest dose is above baseline + margin",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7.5,
+            color="tab:red",
+        )
     if band is None:
-        ax.text(0.98, 0.03, "too few images for a bootstrap band or interval", transform=ax.transAxes,
-                ha="right", fontsize=7, color="0.4")
+        ax.text(
+            0.98,
+            0.03,
+            "too few images for a bootstrap band or interval",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=7,
+            color="0.4",
+        )
     ax.set_xlabel(f"light dose{u}")
     ax.set_ylabel("mean P(sick) per image")
     ax.set_ylim(-0.02, 1.02)

@@ -21,14 +21,21 @@ def plot_audit(result, labels: np.ndarray, path: str | Path, max_levels: int = 2
         share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
         for (i, j), n in np.ndenumerate(counts):
-            ax.text(j, i, f"{int(n)}", ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.6 else "black")
+            ax.text(
+                j, i, f"{int(n)}", ha="center", va="center", fontsize=8, color="white" if share[i, j] > 0.6 else "black"
+            )
         ax.set_xticks(range(len(CLASSES)), CLASSES)
         ax.set_yticks(range(len(c.table)), [str(v)[:14] for v in c.table], fontsize=7)
-        flag = {"full": "FULLY CONFOUNDED", "large": "largely explained", "weak": ""}[c.verdict] \
-            if c.role == "batch" else f"({c.role} column)"
-        ax.set_title(f"{c.column}: V={c.cramers_v:.2f}\n{flag}", fontsize=9,
-                     color="red" if c.role == "batch" and c.verdict != "weak" else "black")
+        flag = (
+            {"full": "FULLY CONFOUNDED", "large": "largely explained", "weak": ""}[c.verdict]
+            if c.role == "batch"
+            else f"({c.role} column)"
+        )
+        ax.set_title(
+            f"{c.column}: V={c.cramers_v:.2f}\n{flag}",
+            fontsize=9,
+            color="red" if c.role == "batch" and c.verdict != "weak" else "black",
+        )
     if not columns:
         ax = fig.add_subplot(1, panels, 1)
         ax.text(0.5, 0.5, "no grouping column\nwith repeated values", ha="center", va="center")
@@ -42,8 +49,9 @@ def plot_audit(result, labels: np.ndarray, path: str | Path, max_levels: int = 2
         ax.fill_between(fpr_grid, low, high, color="tab:orange", alpha=0.3, label="95% bootstrap band (images)")
         ax.plot(fpr_grid, mid, color="tab:orange", label="acquisition statistics only")
         a = b["auc"]
-        ax.set_title(f"nuisance baseline (grouped CV)\nAUC {a['estimate']:.2f} [{a['low']:.2f}, {a['high']:.2f}]",
-                     fontsize=9)
+        ax.set_title(
+            f"nuisance baseline (grouped CV)\nAUC {a['estimate']:.2f} [{a['low']:.2f}, {a['high']:.2f}]", fontsize=9
+        )
     else:
         ax.set_title("nuisance baseline: not computable", fontsize=9)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
@@ -89,20 +97,31 @@ def plot_reliability(diagram: dict, path: str | Path, title: str) -> None:
     low = np.array([b["low"] for b in used])
     high = np.array([b["high"] for b in used])
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
-    ax.errorbar(x, y, yerr=np.vstack([np.clip(y - low, 0, None), np.clip(high - y, 0, None)]), fmt="o", color="tab:blue",
-                capsize=3, label="observed, 95% interval (images resampled; Wilson at least)")
+    ax.errorbar(
+        x,
+        y,
+        yerr=np.vstack([np.clip(y - low, 0, None), np.clip(high - y, 0, None)]),
+        fmt="o",
+        color="tab:blue",
+        capsize=3,
+        label="observed, 95% interval (images resampled; Wilson at least)",
+    )
     for b in used:
         ax.plot([b["lower_edge"], b["upper_edge"]], [b["fraction_sick"]] * 2, color="tab:blue", alpha=0.25, lw=4)
     e = diagram["ece"]
-    ax.set_title(f"{title}\nECE {e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}] "
-                 f"({diagram['n_items']} {diagram['unit']}, {diagram['n_images']} images)", fontsize=9)
+    ax.set_title(
+        f"{title}\nECE {e['estimate']:.3f} [{e['low']:.3f}, {e['high']:.3f}] "
+        f"({diagram['n_items']} {diagram['unit']}, {diagram['n_images']} images)",
+        fontsize=9,
+    )
     ax.set_ylabel("observed fraction sick")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
     edges = [b["lower_edge"] for b in bins] + [bins[-1]["upper_edge"]]
-    hist.bar(edges[:-1], [b["count"] for b in bins], width=np.diff(edges), align="edge", color="grey",
-             edgecolor="white")
+    hist.bar(
+        edges[:-1], [b["count"] for b in bins], width=np.diff(edges), align="edge", color="grey", edgecolor="white"
+    )
     hist.set_yscale("symlog")
     hist.set_xlabel("mean predicted P(sick) in bin")
     hist.set_ylabel("count")

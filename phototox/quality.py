@@ -63,13 +63,19 @@ def foreground_fraction(frame: np.ndarray) -> float:
     return float((local_sd > FOREGROUND_K * sigma).mean())
 
 
-def quality_flags(frame: np.ndarray, model_scale_frame: np.ndarray | None = None,
-                  focus_reference: float | None = None) -> dict:
+def quality_flags(
+    frame: np.ndarray, model_scale_frame: np.ndarray | None = None, focus_reference: float | None = None
+) -> dict:
     """The three statistics and their flags for one frame (focus read at the model's scale)."""
     focus = focus_measure(frame if model_scale_frame is None else model_scale_frame)
     clipped = clipped_fraction(frame)
     foreground = foreground_fraction(frame)
     reference = focus_reference or DEFAULT_FOCUS_REFERENCE
-    return {"focus": round(focus, 4), "out_of_focus": bool(focus < FOCUS_FRACTION * reference),
-            "clipped_fraction": round(clipped, 4), "saturated": bool(clipped > CLIP_LIMIT),
-            "foreground_fraction": round(foreground, 4), "nearly_empty": bool(foreground < EMPTY_LIMIT)}
+    return {
+        "focus": round(focus, 4),
+        "out_of_focus": bool(focus < FOCUS_FRACTION * reference),
+        "clipped_fraction": round(clipped, 4),
+        "saturated": bool(clipped > CLIP_LIMIT),
+        "foreground_fraction": round(foreground, 4),
+        "nearly_empty": bool(foreground < EMPTY_LIMIT),
+    }

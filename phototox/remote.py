@@ -15,12 +15,28 @@ import numpy as np
 
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
-from .settings import MapSettings
 from .inference import FrameResult, Predictor
+from .settings import MapSettings
 
-RESULT_KEYS = ("mean_sick_probability", "sick_area_fraction", "label", "confidence", "threshold", "stride",
-               "mode", "windows", "model", "pixel_size_um", "pixel_size_source", "model_pixel_size_um",
-               "domain_score", "out_of_domain", "out_of_focus", "saturated", "nearly_empty")
+RESULT_KEYS = (
+    "mean_sick_probability",
+    "sick_area_fraction",
+    "label",
+    "confidence",
+    "threshold",
+    "stride",
+    "mode",
+    "windows",
+    "model",
+    "pixel_size_um",
+    "pixel_size_source",
+    "model_pixel_size_um",
+    "domain_score",
+    "out_of_domain",
+    "out_of_focus",
+    "saturated",
+    "nearly_empty",
+)
 _OPTION = re.compile(r"(\w+)=\[([^\]]*)\]|(\w+)=(\S+)|(\w+)")
 
 
@@ -80,8 +96,13 @@ def _number(params: dict, key: str, default, kind):
 def settings_from(params: dict) -> dict:
     """Validated analysis settings from request parameters (strings): :class:`MapSettings` and the pixel size."""
     settings = MapSettings.from_params(params)
-    return {"stride": settings.stride, "mode": settings.mode, "threshold": settings.threshold,
-            "normalisation": settings.normalisation, "pixel_size": _number(params, "pixel_size", None, float)}
+    return {
+        "stride": settings.stride,
+        "mode": settings.mode,
+        "threshold": settings.threshold,
+        "normalisation": settings.normalisation,
+        "pixel_size": _number(params, "pixel_size", None, float),
+    }
 
 
 def format_result(result: FrameResult, model: str) -> str:
@@ -96,8 +117,9 @@ def format_result(result: FrameResult, model: str) -> str:
     return ";".join(p.replace("\n", " ") for p in parts)
 
 
-def analyse_pixels(pool: PredictorPool, pixels: np.ndarray, width: int, height: int, params: dict,
-                   source: str = "image") -> tuple[str, np.ndarray]:
+def analyse_pixels(
+    pool: PredictorPool, pixels: np.ndarray, width: int, height: int, params: dict, source: str = "image"
+) -> tuple[str, np.ndarray]:
     """Analyse one frame given as flat float32 pixels; return the result line and the float32 map."""
     pixels = np.asarray(pixels, dtype=np.float32)
     if width < 1 or height < 1 or pixels.size != width * height:
@@ -110,6 +132,14 @@ def analyse_pixels(pool: PredictorPool, pixels: np.ndarray, width: int, height: 
 
     assessor = Assessor(predictor, warn=lambda line: None)  # the flags travel in the result line
     size = assessor.pixel_size(settings["pixel_size"], None)
-    result = assessor.analyse_frame(frame, size, source, settings["stride"], settings["mode"], settings["threshold"],
-                                    settings["normalisation"], domain=assessor.domain)
+    result = assessor.analyse_frame(
+        frame,
+        size,
+        source,
+        settings["stride"],
+        settings["mode"],
+        settings["threshold"],
+        settings["normalisation"],
+        domain=assessor.domain,
+    )
     return format_result(result, predictor.model.label), result.sick_map.astype(np.float32)

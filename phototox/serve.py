@@ -89,10 +89,18 @@ class PhototoxServer(BoundedHTTPServer):
 
     busy_message = "phototox server: busy (too many connections); try again shortly"
 
-    def __init__(self, host: str, port: int, pool: PredictorPool, token: str | None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, allowed_models: tuple[str, ...] = (),
-                 max_pixels_in_flight: int | None = None, limits: Limits | None = None,
-                 allowed_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        pool: PredictorPool,
+        token: str | None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        allowed_models: tuple[str, ...] = (),
+        max_pixels_in_flight: int | None = None,
+        limits: Limits | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         super().__init__((host, port), _Handler, limits, allowed_hosts)
         self.pool, self.token, self.max_pixels = pool, token, max_pixels
         self.loopback = is_loopback(host)
@@ -138,9 +146,16 @@ class _Handler(GuardedHandler):
         if urllib.parse.urlparse(self.path).path != "/v1/status":
             return self.send_text(404, "phototox server: unknown path (use GET /v1/status or POST /v1/analyse)")
         server = self.server
-        body = json.dumps({"phototox": __version__, "model": server.pool.default_model,
-                           "device": server.pool.default_device, "allowed_models": sorted(server.allowed.values()),
-                           "max_pixels": server.max_pixels, "max_pixels_in_flight": server.budget.total}).encode()
+        body = json.dumps(
+            {
+                "phototox": __version__,
+                "model": server.pool.default_model,
+                "device": server.pool.default_device,
+                "allowed_models": sorted(server.allowed.values()),
+                "max_pixels": server.max_pixels,
+                "max_pixels_in_flight": server.budget.total,
+            }
+        ).encode()
         self._send(200, body, "application/json")
 
     def do_POST(self) -> None:
@@ -151,8 +166,10 @@ class _Handler(GuardedHandler):
             return self._refuse(404, "phototox server: unknown path (POST /v1/analyse)")
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type not in BODY_TYPES:
-            return self._refuse(415, f"phototox server: Content-Type {content_type!r} refused; send the pixels as "
-                                     "application/octet-stream")
+            return self._refuse(
+                415,
+                f"phototox server: Content-Type {content_type!r} refused; send the pixels as application/octet-stream",
+            )
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         try:
             width, height = int(params.get("width", "0")), int(params.get("height", "0"))
@@ -162,18 +179,28 @@ class _Handler(GuardedHandler):
             return self._refuse(400, f"phototox server: width and height must be at least 1, got {width}x{height}")
         length, pixels = self.content_length, width * height
         if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
-            return self._refuse(413, f"phototox server: image of {width}x{height} px is larger than "
-                                     f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)")
+            return self._refuse(
+                413,
+                f"phototox server: image of {width}x{height} px is larger than "
+                f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)",
+            )
         if length != 4 * pixels:
-            return self._refuse(400, f"phototox server: body has {length} bytes, expected "
-                                     f"{4 * pixels} (float32 pixels of a {width}x{height} image)")
+            return self._refuse(
+                400,
+                f"phototox server: body has {length} bytes, expected "
+                f"{4 * pixels} (float32 pixels of a {width}x{height} image)",
+            )
         model = self.server.resolve_model(params.get("model"))
         if model is None:
-            return self._refuse(403, f"phototox server: model {params['model']!r} is not one this server was "
-                                     "started with (--model / --allow-model)")
+            return self._refuse(
+                403,
+                f"phototox server: model {params['model']!r} is not one this server was "
+                "started with (--model / --allow-model)",
+            )
         if not self.server.budget.take(pixels):
-            return self._refuse(503, "phototox server: busy (too many pixels being analysed); try again shortly",
-                                {"Retry-After": "2"})
+            return self._refuse(
+                503, "phototox server: busy (too many pixels being analysed); try again shortly", {"Retry-After": "2"}
+            )
         try:
             self._analyse(width, height, {**params, "model": model})
         finally:
@@ -185,8 +212,14 @@ class _Handler(GuardedHandler):
             return
         try:
             with self.server.analysis_lock:
-                line, sick_map = analyse_pixels(self.server.pool, np.frombuffer(data, dtype="<f4"), width, height,
-                                                params, source=f"image sent to phototox serve ({width}x{height})")
+                line, sick_map = analyse_pixels(
+                    self.server.pool,
+                    np.frombuffer(data, dtype="<f4"),
+                    width,
+                    height,
+                    params,
+                    source=f"image sent to phototox serve ({width}x{height})",
+                )
         except PhototoxError as exc:
             return self.send_text(400, str(exc).replace("\n", " "))
         except Exception as exc:  # keep serving; report the fault to the client
@@ -203,11 +236,20 @@ class _Handler(GuardedHandler):
         self.send_text(status, message, close=length > 0, headers=headers)
 
 
-def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str | list[str] = "default",
-                device: str = "auto", token: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, *,
-                allowed_models: tuple[str, ...] = (), max_models: int = DEFAULT_MAX_MODELS,
-                max_pixels_in_flight: int | None = None, limits: Limits | None = None,
-                allowed_hosts: tuple[str, ...] = ()) -> tuple[PhototoxServer, str | None]:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    model: str | list[str] = "default",
+    device: str = "auto",
+    token: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    allowed_models: tuple[str, ...] = (),
+    max_models: int = DEFAULT_MAX_MODELS,
+    max_pixels_in_flight: int | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+) -> tuple[PhototoxServer, str | None]:
     """Create the server (the start-up models loaded up front so errors show at start); return it and its token.
 
     ``model`` may be several specs: the first is the default, all are allowed and preloaded;
@@ -217,13 +259,15 @@ def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, model: str | 
     if max_pixels < 1:
         raise PhototoxError(f"--max-pixels must be at least 1, got {max_pixels}")
     if max_pixels_in_flight is not None and max_pixels_in_flight < max_pixels:
-        raise PhototoxError(f"--max-pixels-in-flight ({max_pixels_in_flight}) must be at least --max-pixels "
-                            f"({max_pixels})")
+        raise PhototoxError(
+            f"--max-pixels-in-flight ({max_pixels_in_flight}) must be at least --max-pixels ({max_pixels})"
+        )
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
     pool = PredictorPool(models[0], device, max(max_models, len(models)))
-    server = PhototoxServer(host, port, pool, token, max_pixels, (*models[1:], *allowed_models),
-                            max_pixels_in_flight, limits, allowed_hosts)  # the port first: fail fast
+    server = PhototoxServer(
+        host, port, pool, token, max_pixels, (*models[1:], *allowed_models), max_pixels_in_flight, limits, allowed_hosts
+    )  # the port first: fail fast
     try:
         for spec in models:
             pool.get(spec)
@@ -238,23 +282,47 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="HTTP API for Fiji and other programs (loopback by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    p.add_argument("--model", action="append", help="model to serve (repeatable; the first is the default; "
-                                                    "default: the shipped model); only these are served")
-    p.add_argument("--allow-model", action="append", default=[], metavar="SPEC",
-                   help="also allow requests to name this model (loaded on first use; repeatable)")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="model to serve (repeatable; the first is the default; default: the shipped model); only these are served",
+    )
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also allow requests to name this model (loaded on first use; repeatable)",
+    )
     p.add_argument("--max-models", type=int, default=DEFAULT_MAX_MODELS, help="models kept loaded at once (LRU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (generated when not on loopback)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image per request (pixels)")
-    p.add_argument("--max-pixels-in-flight", type=int, help="pixels held across concurrent requests "
-                                                            "(default: --max-pixels); beyond: 503")
+    p.add_argument(
+        "--max-pixels-in-flight",
+        type=int,
+        help="pixels held across concurrent requests (default: --max-pixels); beyond: 503",
+    )
     p.add_argument("--workers", type=int, default=Limits.workers, help="request threads")
-    p.add_argument("--queue", type=int, default=Limits.queue,
-                   help="connections that may wait for a worker; beyond them: 503 at once")
-    p.add_argument("--read-timeout", type=float, default=Limits.read_timeout,
-                   help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="also accept this name in the Host header (e.g. the machine's DNS name)")
+    p.add_argument(
+        "--queue",
+        type=int,
+        default=Limits.queue,
+        help="connections that may wait for a worker; beyond them: 503 at once",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=Limits.read_timeout,
+        help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this name in the Host header (e.g. the machine's DNS name)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -266,14 +334,24 @@ def _run(args) -> int:
     if not 0 < args.read_timeout <= 3600:
         raise PhototoxError(f"--read-timeout must be between 0 and 3600 seconds, got {args.read_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    server, token = make_server(args.host, args.port, args.model or ["default"], args.device, args.token,
-                                args.max_pixels, allowed_models=tuple(args.allow_model), max_models=args.max_models,
-                                max_pixels_in_flight=args.max_pixels_in_flight,
-                                limits=Limits(workers=args.workers, queue=args.queue, read_timeout=args.read_timeout),
-                                allowed_hosts=tuple(args.allow_host))
+    server, token = make_server(
+        args.host,
+        args.port,
+        args.model or ["default"],
+        args.device,
+        args.token,
+        args.max_pixels,
+        allowed_models=tuple(args.allow_model),
+        max_models=args.max_models,
+        max_pixels_in_flight=args.max_pixels_in_flight,
+        limits=Limits(workers=args.workers, queue=args.queue, read_timeout=args.read_timeout),
+        allowed_hosts=tuple(args.allow_host),
+    )
     predictor = server.pool.get()
-    print(f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} "
-          f"on {predictor.device}", flush=True)
+    print(
+        f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} on {predictor.device}",
+        flush=True,
+    )
     if token:
         print(f"token: {token}  (clients send 'Authorization: Bearer <token>'; Fiji: token=... option)", flush=True)
     return serve_until_interrupted(server)

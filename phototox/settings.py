@@ -44,8 +44,12 @@ class MapSettings:
     stride: int = _option(DEFAULT_STRIDE, "window step in pixels; dense mode: a divisor or multiple of 16")
     mode: str = _option("dense", "exact: classify every window; dense: one fully convolutional pass", MODES)
     threshold: float = _option(0.5, "sick probability threshold, strictly between 0 and 1")
-    normalisation: str = _option("local", "dense mode's stand-in for per-crop normalisation (models trained under "
-                                          "the box contract need none and ignore it)", NORMALISATIONS)
+    normalisation: str = _option(
+        "local",
+        "dense mode's stand-in for per-crop normalisation (models trained under "
+        "the box contract need none and ignore it)",
+        NORMALISATIONS,
+    )
     colour: str = _option("refuse", "what to do with colour images whose channels differ", COLOUR_RULES)
 
     def validate(self) -> MapSettings:
@@ -60,8 +64,11 @@ class MapSettings:
             raise PhototoxError(f"stride must be a positive whole number of pixels, got {self.stride!r}")
         if self.mode == "dense":
             check_dense_stride(self.stride)
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
-                or not 0.0 < float(self.threshold) < 1.0:
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, (int, float))
+            or not 0.0 < float(self.threshold) < 1.0
+        ):
             raise PhototoxError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
         return self
 
@@ -71,8 +78,13 @@ class MapSettings:
         """Add ``--stride``, ``--mode``, ... to a command (``defaults`` override a command's defaults)."""
         for f in fields(cls):
             default = defaults.get(f.name, f.default)
-            parser.add_argument(f"--{f.name}", type=type(f.default), default=default, choices=f.metadata["choices"],
-                                help=f"{f.metadata['help']} (default {default})")
+            parser.add_argument(
+                f"--{f.name}",
+                type=type(f.default),
+                default=default,
+                choices=f.metadata["choices"],
+                help=f"{f.metadata['help']} (default {default})",
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> MapSettings:

@@ -34,8 +34,9 @@ class Field:
     dose: float = 0.0
 
 
-def _star_shape(rng: np.random.Generator, radius: float, elongation: float, protrusions: int,
-                angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _star_shape(
+    rng: np.random.Generator, radius: float, elongation: float, protrusions: int, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Angles and radii of an irregular, elongated, star-shaped outline."""
     theta = np.linspace(0, 2 * np.pi, 180, endpoint=False)
     r = np.ones_like(theta)
@@ -44,14 +45,14 @@ def _star_shape(rng: np.random.Generator, radius: float, elongation: float, prot
     for _ in range(protrusions):
         centre, width = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.35)
         d = np.angle(np.exp(1j * (theta - centre)))
-        r += rng.uniform(0.3, 0.9) * np.exp(-(d / width) ** 2)
+        r += rng.uniform(0.3, 0.9) * np.exp(-((d / width) ** 2))
     stretch = np.sqrt((np.cos(theta - angle) * elongation) ** 2 + np.sin(theta - angle) ** 2)
     return theta, radius * r * stretch / np.sqrt(elongation)
 
 
 def _polygon_mask(shape: tuple[int, int], cy: float, cx: float, theta: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Rasterise a star-shaped outline centred at (cy, cx)."""
-    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
     dy, dx = yy - cy, xx - cx
     ang = np.mod(np.arctan2(dy, dx), 2 * np.pi)
     idx = np.minimum((ang / (2 * np.pi) * len(theta)).astype(int), len(theta) - 1)
@@ -59,18 +60,23 @@ def _polygon_mask(shape: tuple[int, int], cy: float, cx: float, theta: np.ndarra
 
 
 def _disc(shape, cy, cx, radius) -> np.ndarray:
-    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
 
 
-def _healthy_cell(phi: np.ndarray, labels: np.ndarray, cid: int, cy: float, cx: float, scale: float,
-                  rng: np.random.Generator) -> None:
-    theta, r = _star_shape(rng, rng.uniform(16, 26) * scale, rng.uniform(1.3, 2.6), int(rng.integers(1, 4)),
-                           rng.uniform(0, np.pi))
+def _healthy_cell(
+    phi: np.ndarray, labels: np.ndarray, cid: int, cy: float, cx: float, scale: float, rng: np.random.Generator
+) -> None:
+    theta, r = _star_shape(
+        rng, rng.uniform(16, 26) * scale, rng.uniform(1.3, 2.6), int(rng.integers(1, 4)), rng.uniform(0, np.pi)
+    )
     body = _polygon_mask(phi.shape, cy, cx, theta, r)
     thickness = ndimage.gaussian_filter(body.astype(float), 2.0) * rng.uniform(0.25, 0.4)
     ny, nx = cy + rng.normal(0, 3), cx + rng.normal(0, 3)
-    nucleus = _polygon_mask(phi.shape, ny, nx, *_star_shape(rng, rng.uniform(7, 10) * scale, 1.3, 0, rng.uniform(0, np.pi))) & body
+    nucleus = (
+        _polygon_mask(phi.shape, ny, nx, *_star_shape(rng, rng.uniform(7, 10) * scale, 1.3, 0, rng.uniform(0, np.pi)))
+        & body
+    )
     thickness += ndimage.gaussian_filter(nucleus.astype(float), 1.5) * 0.35
     for _ in range(int(rng.integers(1, 4))):
         thickness += _disc(phi.shape, ny + rng.normal(0, 3), nx + rng.normal(0, 3), rng.uniform(1.2, 2.2)) * 0.35
@@ -80,11 +86,19 @@ def _healthy_cell(phi: np.ndarray, labels: np.ndarray, cid: int, cy: float, cx: 
     labels[body & (labels == 0)] = cid
 
 
-def _damaged_cell(phi: np.ndarray, labels: np.ndarray, cid: int, cy: float, cx: float, scale: float,
-                  severity: float, rng: np.random.Generator) -> np.ndarray:
+def _damaged_cell(
+    phi: np.ndarray,
+    labels: np.ndarray,
+    cid: int,
+    cy: float,
+    cx: float,
+    scale: float,
+    severity: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     radius = rng.uniform(8, 13) * scale * (1.0 - 0.25 * severity)
     body = _disc(phi.shape, cy, cx, radius)
-    yy, xx = np.ogrid[:phi.shape[0], :phi.shape[1]]
+    yy, xx = np.ogrid[: phi.shape[0], : phi.shape[1]]
     dome = np.clip(1 - ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2, 0, None) ** 0.5
     phi += dome * rng.uniform(1.2, 1.8) * (0.6 + 0.6 * severity)
     footprint = body.copy()
@@ -117,9 +131,16 @@ def damaged_fraction(dose: float) -> float:
     return float(0.03 + 0.94 / (1 + np.exp(-(dose - 0.5) * 10)))
 
 
-def render_field(height: int = 512, width: int = 512, dose: float = 0.0, seed: int = 0,
-                 cells_per_megapixel: float = 110.0, bit_depth: int = 16, scale: float = 1.0,
-                 damaged_override: float | None = None) -> Field:
+def render_field(
+    height: int = 512,
+    width: int = 512,
+    dose: float = 0.0,
+    seed: int = 0,
+    cells_per_megapixel: float = 110.0,
+    bit_depth: int = 16,
+    scale: float = 1.0,
+    damaged_override: float | None = None,
+) -> Field:
     """Render one field at a light ``dose`` in [0, 1] (``damaged_override`` fixes the damaged fraction)."""
     if not 0.0 <= dose <= 1.0:
         raise ValueError(f"dose must lie in [0, 1], got {dose}")
@@ -137,8 +158,9 @@ def render_field(height: int = 512, width: int = 512, dose: float = 0.0, seed: i
         y0, x0 = max(0, int(cy) - reach), max(0, int(cx) - reach)
         box = (slice(y0, min(height, int(cy) + reach)), slice(x0, min(width, int(cx) + reach)))
         if rng.random() < frac:
-            footprint = _damaged_cell(phi[box], labels[box], cid, cy - y0, cx - x0, scale,
-                                      min(1.0, dose + rng.uniform(0, 0.3)), rng)
+            footprint = _damaged_cell(
+                phi[box], labels[box], cid, cy - y0, cx - x0, scale, min(1.0, dose + rng.uniform(0, 0.3)), rng
+            )
             damaged_mask[box] |= footprint
             damaged_ids.append(cid)
         else:
@@ -148,8 +170,9 @@ def render_field(height: int = 512, width: int = 512, dose: float = 0.0, seed: i
     return Field(image, damaged_mask, labels, damaged_ids, dose)
 
 
-def phase_contrast(phi: np.ndarray, rng: np.random.Generator, bit_depth: int = 16, halo_sigma: float = 5.0,
-                   strength: float = 0.45) -> np.ndarray:
+def phase_contrast(
+    phi: np.ndarray, rng: np.random.Generator, bit_depth: int = 16, halo_sigma: float = 5.0, strength: float = 0.45
+) -> np.ndarray:
     """Optical thickness -> positive phase-contrast intensity with halo, uneven light and noise."""
     h, w = phi.shape
     phi = ndimage.gaussian_filter(phi, 0.7)
@@ -165,22 +188,40 @@ def phase_contrast(phi: np.ndarray, rng: np.random.Generator, bit_depth: int = 1
     return np.clip(np.round(noisy), 0, full).astype(dtype)
 
 
-def render_timelapse(frames: int = 5, height: int = 320, width: int = 320, dose_per_frame: float = 0.2,
-                     seed: int = 0, bit_depth: int = 16) -> np.ndarray:
+def render_timelapse(
+    frames: int = 5,
+    height: int = 320,
+    width: int = 320,
+    dose_per_frame: float = 0.2,
+    seed: int = 0,
+    bit_depth: int = 16,
+) -> np.ndarray:
     """A (T, H, W) stack whose cells accumulate damage with the cumulative light dose."""
-    return np.stack([render_field(height, width, min(1.0, t * dose_per_frame), seed=seed, bit_depth=bit_depth).image
-                     for t in range(frames)])
+    return np.stack(
+        [
+            render_field(height, width, min(1.0, t * dose_per_frame), seed=seed, bit_depth=bit_depth).image
+            for t in range(frames)
+        ]
+    )
 
 
 def dataset_output_paths(out_dir: str | Path, doses: list[float], images_per_dose: int = 2) -> list[Path]:
     """The files :func:`write_dataset` writes: one TIFF per field, then ``manifest.csv``."""
     out = Path(out_dir)
     return [out / f"field_d{d:02d}_{k:02d}.tif" for d in range(len(doses)) for k in range(images_per_dose)] + [
-        out / "manifest.csv"]
+        out / "manifest.csv"
+    ]
 
 
-def write_dataset(out_dir: str | Path, doses: list[float], images_per_dose: int = 2, size: int = 320,
-                  seed: int = 0, threshold: float = 0.5, bit_depth: int = 16) -> Path:
+def write_dataset(
+    out_dir: str | Path,
+    doses: list[float],
+    images_per_dose: int = 2,
+    size: int = 320,
+    seed: int = 0,
+    threshold: float = 0.5,
+    bit_depth: int = 16,
+) -> Path:
     """Write TIFFs and a manifest (dose, label by dose threshold, one group per field); return the manifest."""
     from .images import atomic_path, write_tiff_atomic
 
@@ -191,8 +232,15 @@ def write_dataset(out_dir: str | Path, doses: list[float], images_per_dose: int 
             path = next(paths)
             f = render_field(size, size, dose, seed=seed * 1000 + d_index * 100 + k, bit_depth=bit_depth)
             write_tiff_atomic(path, f.image)
-            rows.append([path.name, "sick" if dose >= threshold else "healthy", f"pos{d_index:02d}_{k:02d}",
-                         f"{dose:g}", f"synthetic{k % 2 + 1}"])
+            rows.append(
+                [
+                    path.name,
+                    "sick" if dose >= threshold else "healthy",
+                    f"pos{d_index:02d}_{k:02d}",
+                    f"{dose:g}",
+                    f"synthetic{k % 2 + 1}",
+                ]
+            )
     manifest = next(paths)
     with atomic_path(manifest) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)

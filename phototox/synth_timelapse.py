@@ -70,20 +70,34 @@ def _mitotic_cell(phi: np.ndarray, cy: float, cx: float, radius: float) -> None:
     (there thick means dark); real rounded cells look bright, so the body is drawn with negative
     optical thickness, which the model renders bright with a dark surround.
     """
-    yy, xx = np.ogrid[:phi.shape[0], :phi.shape[1]]
+    yy, xx = np.ogrid[: phi.shape[0], : phi.shape[1]]
     dome = np.clip(1 - ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2, 0, None) ** 0.5
     phi -= dome * 1.2
 
 
-def render_dose_series(n_frames: int = 30, size: int = 256, dose_per_frame: float = 0.0, seed: int = 0,
-                       n_cells: int = 8, biology: TimelapseBiology | None = None) -> tuple[np.ndarray, dict]:
+def render_dose_series(
+    n_frames: int = 30,
+    size: int = 256,
+    dose_per_frame: float = 0.0,
+    seed: int = 0,
+    n_cells: int = 8,
+    biology: TimelapseBiology | None = None,
+) -> tuple[np.ndarray, dict]:
     """A (T, size, size) uint16 stack and its ground truth (onset frame, division and death frames)."""
     b = biology or TimelapseBiology()
     rng = np.random.default_rng(seed)
     onset = onset_frame(dose_per_frame, b)
-    cells = [_Cell(rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0, 2 * np.pi), int(rng.integers(1 << 30)),
-                   int(rng.integers(0, b.cycle_frames)), int(rng.normal(b.cycle_frames, b.cycle_frames / 6)))
-             for _ in range(n_cells)]
+    cells = [
+        _Cell(
+            rng.uniform(0, size),
+            rng.uniform(0, size),
+            rng.uniform(0, 2 * np.pi),
+            int(rng.integers(1 << 30)),
+            int(rng.integers(0, b.cycle_frames)),
+            int(rng.normal(b.cycle_frames, b.cycle_frames / 6)),
+        )
+        for _ in range(n_cells)
+    ]
     truth = {"onset_frame": onset, "divisions": [], "failed_divisions": [], "deaths": []}
     stack = []
     reach = 80
@@ -112,8 +126,17 @@ def render_dose_series(n_frames: int = 30, size: int = 256, dose_per_frame: floa
                 if c.rounding >= b.rounding_frames and not damaged:
                     angle = rng.uniform(0, np.pi)
                     dy, dx = 7 * np.sin(angle), 7 * np.cos(angle)
-                    born.append(_Cell(c.y - dy, c.x - dx, angle + np.pi, int(rng.integers(1 << 30)), 0,
-                                      int(rng.normal(b.cycle_frames, b.cycle_frames / 6)), scale=0.8))
+                    born.append(
+                        _Cell(
+                            c.y - dy,
+                            c.x - dx,
+                            angle + np.pi,
+                            int(rng.integers(1 << 30)),
+                            0,
+                            int(rng.normal(b.cycle_frames, b.cycle_frames / 6)),
+                            scale=0.8,
+                        )
+                    )
                     c.y, c.x, c.heading, c.age, c.rounding, c.scale = c.y + dy, c.x + dx, angle, 0, -1, 0.8
                     c.cycle = int(rng.normal(b.cycle_frames, b.cycle_frames / 6))
             c.scale = min(1.0, c.scale + 0.02)
@@ -133,10 +156,15 @@ def render_dose_series(n_frames: int = 30, size: int = 256, dose_per_frame: floa
     return np.stack(stack), truth
 
 
-def write_dose_series(out_dir: str | Path, irradiances: tuple[float, ...] = (0.0, 0.0, 0.0, 100.0, 100.0, 200.0, 200.0,
-                                                                             400.0, 400.0),
-                      exposure_ms: float = 50.0, n_frames: int = 30, size: int = 256, seed: int = 0,
-                      biology: TimelapseBiology | None = None) -> Path:
+def write_dose_series(
+    out_dir: str | Path,
+    irradiances: tuple[float, ...] = (0.0, 0.0, 0.0, 100.0, 100.0, 200.0, 200.0, 400.0, 400.0),
+    exposure_ms: float = 50.0,
+    n_frames: int = 30,
+    size: int = 256,
+    seed: int = 0,
+    biology: TimelapseBiology | None = None,
+) -> Path:
     """Write one TIFF per field (ImageJ metadata: frame interval, pixel size) and a doses CSV; return the CSV.
 
     Cumulative dose per frame = irradiance (mW/cm2) x exposure (ms) x 1e-6 J/cm2; fields with zero
@@ -151,14 +179,37 @@ def write_dose_series(out_dir: str | Path, irradiances: tuple[float, ...] = (0.0
         per_frame = irradiance * exposure_ms * 1e-6
         stack, truth = render_dose_series(n_frames, size, per_frame, seed=seed * 1000 + k, biology=biology)
         name = f"field{k:02d}"
-        write_tiff_atomic(out / f"{name}.tif", stack, imagej=True, resolution=(1 / PIXEL_UM, 1 / PIXEL_UM),
-                          metadata={"axes": "TYX", "finterval": INTERVAL_MIN * 60, "tunit": "sec", "unit": "um"})
-        rows.append([name, f"{irradiance:g}", f"{exposure_ms:g}", str(n_frames), "488",
-                     "" if truth["onset_frame"] is None else str(truth["onset_frame"]), str(len(truth["divisions"]))])
+        write_tiff_atomic(
+            out / f"{name}.tif",
+            stack,
+            imagej=True,
+            resolution=(1 / PIXEL_UM, 1 / PIXEL_UM),
+            metadata={"axes": "TYX", "finterval": INTERVAL_MIN * 60, "tunit": "sec", "unit": "um"},
+        )
+        rows.append(
+            [
+                name,
+                f"{irradiance:g}",
+                f"{exposure_ms:g}",
+                str(n_frames),
+                "488",
+                "" if truth["onset_frame"] is None else str(truth["onset_frame"]),
+                str(len(truth["divisions"])),
+            ]
+        )
     doses = out / "doses.csv"
     with doses.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["field", "irradiance_mW_per_cm2", "exposure_ms", "frames", "wavelength_nm",
-                         "true_onset_frame", "true_divisions"])
+        writer.writerow(
+            [
+                "field",
+                "irradiance_mW_per_cm2",
+                "exposure_ms",
+                "frames",
+                "wavelength_nm",
+                "true_onset_frame",
+                "true_divisions",
+            ]
+        )
         writer.writerows(rows)
     return doses

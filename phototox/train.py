@@ -77,23 +77,34 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Refuse settings no run can use, naming the field (and its command-line option)."""
-        whole = {"iterations": 1, "batch_size": 1, "eval_every": 1, "checkpoint_every": 1, "threads": 0,
-                 "workers": 0}
+        whole = {"iterations": 1, "batch_size": 1, "eval_every": 1, "checkpoint_every": 1, "threads": 0, "workers": 0}
         for name, low in whole.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise PhototoxError(f"{_option(name)}: must be a whole number >= {low}, got {value!r}")
-        reals = {"base_lr": (0.0, False), "weight_decay": (0.0, True), "lr_gamma": (0.0, True),
-                 "lr_power": (0.0, True), "momentum": (0.0, True)}
+        reals = {
+            "base_lr": (0.0, False),
+            "weight_decay": (0.0, True),
+            "lr_gamma": (0.0, True),
+            "lr_power": (0.0, True),
+            "momentum": (0.0, True),
+        }
         for name, (low, inclusive) in reals.items():
             value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= low if inclusive else value > low)
+            ok = (
+                isinstance(value, (int, float))
+                and math.isfinite(value)
+                and (value >= low if inclusive else value > low)
+            )
             if not ok:
-                raise PhototoxError(f"{_option(name)}: must be a finite number {'>=' if inclusive else '>'} {low:g}, "
-                                    f"got {value!r}")
+                raise PhototoxError(
+                    f"{_option(name)}: must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}"
+                )
         if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
-            raise PhototoxError(f"{_option('val_fraction')}: must lie in [0, 1) (the fraction of groups held "
-                                f"out for validation), got {self.val_fraction!r}")
+            raise PhototoxError(
+                f"{_option('val_fraction')}: must lie in [0, 1) (the fraction of groups held "
+                f"out for validation), got {self.val_fraction!r}"
+            )
         if not 0.0 <= self.momentum < 1.0:
             raise PhototoxError(f"{_option('momentum')}: must lie in [0, 1), got {self.momentum!r}")
         return self
@@ -137,12 +148,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     order = np.random.default_rng([seed, epoch, 7]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
+    return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
 
 
 @torch.no_grad()
-def evaluate_crops(model: nn.Module, dataset: CropDataset, device: torch.device,
-                   batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_crops(
+    model: nn.Module, dataset: CropDataset, device: torch.device, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Sick probabilities and labels of every crop of ``dataset`` (model in eval mode)."""
     was_training = model.training
     model.eval()
@@ -163,9 +175,16 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
 class Trainer:
     """One training run in ``out_dir``: resumable from ``checkpoint.pt``."""
 
-    def __init__(self, samples: list[Sample], out_dir: str | Path, config: TrainConfig,
-                 manifest: str = "", progress: bool = True, allow_confounded: bool = False,
-                 unit_column: str | None = None) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        out_dir: str | Path,
+        config: TrainConfig,
+        manifest: str = "",
+        progress: bool = True,
+        allow_confounded: bool = False,
+        unit_column: str | None = None,
+    ) -> None:
         config.validate()
         self.samples, self.config, self.progress = samples, config, progress
         self.out_dir = Path(out_dir)
@@ -181,8 +200,9 @@ class Trainer:
             self.train_idx, self.val_idx = list(range(len(samples))), []
         from .pixelsize import training_rescaler
 
-        self.model_um, rescale = training_rescaler(samples, config.pixel_size_um, config.model_pixel_size_um,
-                                                   config.init)
+        self.model_um, rescale = training_rescaler(
+            samples, config.pixel_size_um, config.model_pixel_size_um, config.init
+        )
         cache = FrameCache(rescale=rescale)
         contract = config.contract
         self.train_set = CropDataset(samples, self.train_idx, config.augment, config.seed, cache, contract)
@@ -191,8 +211,12 @@ class Trainer:
             raise PhototoxError("training data must contain both healthy and sick images")
         torch.manual_seed(config.seed)
         self.model = self._initial_model().to(self.device)
-        self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay), lr=config.base_lr,
-                                         momentum=config.momentum, nesterov=True)
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(self.model, config.weight_decay),
+            lr=config.base_lr,
+            momentum=config.momentum,
+            nesterov=True,
+        )
         labels = self.train_set.labels()
         counts = np.bincount(labels, minlength=2).astype(np.float64)
         weights = counts.sum() / (2 * counts) if config.balance_classes else np.ones(2)
@@ -215,9 +239,16 @@ class Trainer:
         return self.out_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                 "history": self.history, "config": self.config.to_dict(), "torch_rng": torch.get_rng_state()}
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "history": self.history,
+            "config": self.config.to_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         with atomic_path(self.checkpoint_path) as tmp:
@@ -234,8 +265,10 @@ class Trainer:
             saved.pop(key, None)
             current.pop(key, None)
         if json.loads(json.dumps(saved)) != json.loads(json.dumps(current)):
-            raise PhototoxError(f"{self.checkpoint_path}: checkpoint was made with another configuration; "
-                                "use a new --out folder or the same settings")
+            raise PhototoxError(
+                f"{self.checkpoint_path}: checkpoint was made with another configuration; "
+                "use a new --out folder or the same settings"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -251,8 +284,10 @@ class Trainer:
         return True
 
     def _foreign(self, problem: str) -> PhototoxError:
-        return PhototoxError(f"{self.checkpoint_path}: not a usable phototox training checkpoint: {problem}; "
-                             "delete it, use another --out folder, or pass --restart")
+        return PhototoxError(
+            f"{self.checkpoint_path}: not a usable phototox training checkpoint: {problem}; "
+            "delete it, use another --out folder, or pass --restart"
+        )
 
     def _read_checkpoint(self) -> dict:
         """The checkpoint's contents, or one clear error for a corrupt, truncated or foreign file."""
@@ -264,8 +299,11 @@ class Trainer:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             raise self._foreign(f"cannot be read ({first})") from None
         required = ("model", "optimizer", "iteration", "epoch", "batch_in_epoch", "history", "config")
-        if not isinstance(state, dict) or not all(k in state for k in required) or not isinstance(
-                state["config"], dict):
+        if (
+            not isinstance(state, dict)
+            or not all(k in state for k in required)
+            or not isinstance(state["config"], dict)
+        ):
             raise self._foreign("it lacks the fields phototox writes")
         return state
 
@@ -279,14 +317,28 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out_dir / "config.json", json.dumps(
-            {"manifest": self.manifest, **cfg.to_dict(),
-             "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
-             "val_groups": sorted({self.samples[i].group for i in self.val_idx})}, indent=2))
+        write_text_atomic(
+            self.out_dir / "config.json",
+            json.dumps(
+                {
+                    "manifest": self.manifest,
+                    **cfg.to_dict(),
+                    "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
+                    "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
+                },
+                indent=2,
+            ),
+        )
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not self.progress,
-                   desc="training", unit="it", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=self.iteration,
+            disable=not self.progress,
+            desc="training",
+            unit="it",
+            dynamic_ncols=True,
+        )
         self.model.train()
         running_loss, running_correct, running_n = 0.0, 0, 0
         started = time.time()
@@ -294,8 +346,12 @@ class Trainer:
             self.train_set.set_epoch(self.epoch)
             batches = _epoch_batches(len(self.train_set), cfg.batch_size, cfg.seed, self.epoch)
             # a private generator keeps the DataLoader from drawing on the global RNG (dropout's)
-            loader = DataLoader(self.train_set, batch_sampler=batches[self.batch_in_epoch:],
-                                num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
+            loader = DataLoader(
+                self.train_set,
+                batch_sampler=batches[self.batch_in_epoch :],
+                num_workers=cfg.workers,
+                generator=torch.Generator().manual_seed(cfg.seed),
+            )
             for x, y in loader:
                 lr = inv_lr(cfg.base_lr, self.iteration, cfg.lr_gamma, cfg.lr_power)
                 for group in self.optimizer.param_groups:
@@ -316,9 +372,15 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running_loss / running_n:.3f}", acc=f"{running_correct / running_n:.2f}")
                 if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
-                    row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr,
-                           "train_loss": running_loss / running_n, "train_acc": running_correct / running_n,
-                           "seconds": time.time() - started, **self.validate()}
+                    row = {
+                        "iteration": self.iteration,
+                        "epoch": self.epoch,
+                        "lr": lr,
+                        "train_loss": running_loss / running_n,
+                        "train_acc": running_correct / running_n,
+                        "seconds": time.time() - started,
+                        **self.validate(),
+                    }
                     self.history.append(row)
                     running_loss, running_correct, running_n = 0.0, 0, 0
                     self.write_log()
@@ -356,8 +418,20 @@ class Trainer:
         images = np.array([r.sample for r in self.val_set.refs])
         evaluation = Evaluation(probs, labels, images, self.samples, seed=self.config.seed)
         m = evaluation.compute()
-        keep = ("n_crops", "n_images", "threshold", "crop_accuracy", "crop_balanced_accuracy", "crop_auc",
-                "paper_ci", "cluster_ci", "image_accuracy", "image_auc", "confusion_crops", "per_replicate")
+        keep = (
+            "n_crops",
+            "n_images",
+            "threshold",
+            "crop_accuracy",
+            "crop_balanced_accuracy",
+            "crop_auc",
+            "paper_ci",
+            "cluster_ci",
+            "image_accuracy",
+            "image_auc",
+            "confusion_crops",
+            "per_replicate",
+        )
         out = {k: m[k] for k in keep if k in m}
         if len(set(images.tolist())) >= 2:
             out["ece"] = ece_interval(probs, labels, images, n_resamples=1000, seed=self.config.seed).as_dict()
@@ -369,20 +443,27 @@ class Trainer:
         from .card import model_card, training_data_summary
 
         self.model.eval()
-        meta = {"trained_iterations": self.iteration, "manifest": self.manifest,
-                "config": self.config.to_dict(), "last_eval": self.history[-1] if self.history else {},
-                "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
-                "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
-                "torch": torch.__version__, "phototox_version": __version__,
-                "normalisation": self.config.contract.to_meta(), "pixel_size_um": self.model_um,
-                "data": training_data_summary(self.samples, self.train_idx, self.val_idx),
-                "heldout_evaluation": self.heldout_evaluation(),
-                "audit": self.audit.summary() if self.audit else {},
-                "allow_confounded": self.allow_confounded}
+        meta = {
+            "trained_iterations": self.iteration,
+            "manifest": self.manifest,
+            "config": self.config.to_dict(),
+            "last_eval": self.history[-1] if self.history else {},
+            "train_groups": sorted({self.samples[i].group for i in self.train_idx}),
+            "val_groups": sorted({self.samples[i].group for i in self.val_idx}),
+            "torch": torch.__version__,
+            "phototox_version": __version__,
+            "normalisation": self.config.contract.to_meta(),
+            "pixel_size_um": self.model_um,
+            "data": training_data_summary(self.samples, self.train_idx, self.val_idx),
+            "heldout_evaluation": self.heldout_evaluation(),
+            "audit": self.audit.summary() if self.audit else {},
+            "allow_confounded": self.allow_confounded,
+        }
         from .assess import trained_model_trust_meta
 
-        meta.update(trained_model_trust_meta(self.model, self.config, [self.samples[i] for i in self.train_idx],
-                                             self.model_um))
+        meta.update(
+            trained_model_trust_meta(self.model, self.config, [self.samples[i] for i in self.train_idx], self.model_um)
+        )
         name = f"{self.out_dir.name}/model.pt"
         meta["model_card"] = model_card(json.loads(json.dumps(meta)), name)
         path = self.out_dir / "model.pt"
@@ -391,23 +472,37 @@ class Trainer:
         return path
 
 
-def check_design(samples: list[Sample], manifest: str = "", allow_confounded: bool = False,
-                 unit_column: str | None = None, seed: int = 0):
+def check_design(
+    samples: list[Sample],
+    manifest: str = "",
+    allow_confounded: bool = False,
+    unit_column: str | None = None,
+    seed: int = 0,
+):
     """Audit the training manifest; refuse (one line) a label fully explained by a batch column."""
     from .audit import audit_samples
 
     audit = audit_samples(samples, manifest, unit_column, seed=seed, n_resamples=500)
     if audit.fully_confounded and not allow_confounded:
         column = next(c for c in audit.columns if c.column == audit.confounded_columns[0])
-        raise PhototoxError(f"{manifest or 'manifest'}: {column.sentence} A model trained on it may learn the "
-                            f"{column.column}, not the cells; pass --allow-confounded to train anyway "
-                            "(`phototox audit` explains)")
+        raise PhototoxError(
+            f"{manifest or 'manifest'}: {column.sentence} A model trained on it may learn the "
+            f"{column.column}, not the cells; pass --allow-confounded to train anyway "
+            "(`phototox audit` explains)"
+        )
     return audit
 
 
-def train(samples: list[Sample], out_dir: str | Path, config: TrainConfig, resume: bool = True,
-          manifest: str = "", progress: bool = True, allow_confounded: bool = False,
-          unit_column: str | None = None) -> Path:
+def train(
+    samples: list[Sample],
+    out_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = True,
+    manifest: str = "",
+    progress: bool = True,
+    allow_confounded: bool = False,
+    unit_column: str | None = None,
+) -> Path:
     """Train (or resume) and return the path of the written ``model.pt``."""
     trainer = Trainer(samples, out_dir, config, manifest, progress, allow_confounded, unit_column)
     if resume:

@@ -1,6 +1,6 @@
 """Regenerate the example .cppipe files from code (run after changing the module's settings).
 
-    python scripts/make_cellprofiler_pipelines.py
+python scripts/make_cellprofiler_pipelines.py
 """
 
 from __future__ import annotations

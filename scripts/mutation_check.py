@@ -42,38 +42,78 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("dense-constant", "dense grid replaced by a constant 0.51", ("phototox/dense.py",),
-             "    check_dense_stride(stride)\n    h, w = frame.shape\n",
-             "    check_dense_stride(stride)\n    h, w = frame.shape\n"
-             "    return np.full(((h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1), 0.51, np.float32)\n"),
-    Mutation("crop-normalisation-identity", "per-crop normalisation (exact path, training) is the identity",
-             ("phototox/normalise.py",),
-             "    return (crops - mean) / torch.where(std < EPS, torch.ones_like(std), std)",
-             "    return crops"),
-    Mutation("dense-normalisation-identity", "dense local normalisation is the identity (mean 0, std 1)",
-             ("phototox/dense.py",), "    x = frame.double()\n",
-             "    return torch.zeros(out_h, out_w), torch.ones(out_h, out_w)\n    x = frame.double()\n"),
-    Mutation("dense-stride-16", "dense grid at multiples of 16 px keeps the 16 px grid (ignores the stride)",
-             ("phototox/dense.py",), "        step = stride // NETWORK_STRIDE\n", "        step = 1\n"),
-    Mutation("dense-stitch-swapped", "shift-and-stitch offsets swapped between y and x (strides < 16)",
-             ("phototox/dense.py",), "            oy, ox = sy * stride, sx * stride\n",
-             "            oy, ox = sx * stride, sy * stride\n"),
-    Mutation("exact-half-stride", "exact windows cut at half the stride (same grid shape)", ("phototox/inference.py",),
-             "batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])",
-             "batch = torch.stack([tensor[y // 2:y // 2 + w, x // 2:x // 2 + w] for y, x in chunk])"),
-    Mutation("map-centres-half-stride", "upsampled map places window centres at half the stride",
-             ("phototox/windows.py",), "    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0\n",
-             "    ys = np.arange(grid.shape[0]) * (stride // 2) + (window - 1) / 2.0\n"),
-    Mutation("box-normalisation-identity", "box-contract frame normalisation is the identity (after the box merge)",
-             ("phototox/normalise.py",), "        return box_normalise(frame, contract.size)\n",
-             "        return np.ascontiguousarray(frame, dtype=np.float32)\n"),
+    Mutation(
+        "dense-constant",
+        "dense grid replaced by a constant 0.51",
+        ("phototox/dense.py",),
+        "    check_dense_stride(stride)\n    h, w = frame.shape\n",
+        "    check_dense_stride(stride)\n    h, w = frame.shape\n"
+        "    return np.full(((h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1), 0.51, np.float32)\n",
+    ),
+    Mutation(
+        "crop-normalisation-identity",
+        "per-crop normalisation (exact path, training) is the identity",
+        ("phototox/normalise.py",),
+        "    return (crops - mean) / torch.where(std < EPS, torch.ones_like(std), std)",
+        "    return crops",
+    ),
+    Mutation(
+        "dense-normalisation-identity",
+        "dense local normalisation is the identity (mean 0, std 1)",
+        ("phototox/dense.py",),
+        "    x = frame.double()\n",
+        "    return torch.zeros(out_h, out_w), torch.ones(out_h, out_w)\n    x = frame.double()\n",
+    ),
+    Mutation(
+        "dense-stride-16",
+        "dense grid at multiples of 16 px keeps the 16 px grid (ignores the stride)",
+        ("phototox/dense.py",),
+        "        step = stride // NETWORK_STRIDE\n",
+        "        step = 1\n",
+    ),
+    Mutation(
+        "dense-stitch-swapped",
+        "shift-and-stitch offsets swapped between y and x (strides < 16)",
+        ("phototox/dense.py",),
+        "            oy, ox = sy * stride, sx * stride\n",
+        "            oy, ox = sx * stride, sy * stride\n",
+    ),
+    Mutation(
+        "exact-half-stride",
+        "exact windows cut at half the stride (same grid shape)",
+        ("phototox/inference.py",),
+        "batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])",
+        "batch = torch.stack([tensor[y // 2:y // 2 + w, x // 2:x // 2 + w] for y, x in chunk])",
+    ),
+    Mutation(
+        "map-centres-half-stride",
+        "upsampled map places window centres at half the stride",
+        ("phototox/windows.py",),
+        "    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0\n",
+        "    ys = np.arange(grid.shape[0]) * (stride // 2) + (window - 1) / 2.0\n",
+    ),
+    Mutation(
+        "box-normalisation-identity",
+        "box-contract frame normalisation is the identity (after the box merge)",
+        ("phototox/normalise.py",),
+        "        return box_normalise(frame, contract.size)\n",
+        "        return np.ascontiguousarray(frame, dtype=np.float32)\n",
+    ),
 )
 
 
 def copy_tree(target: Path) -> None:
     """Copy the tracked and the untracked-but-not-ignored files of the repository to ``target``."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -110,7 +150,9 @@ def run_tests(root: Path, tests: list[str], marker: str | None) -> tuple[int, li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=[m.name for m in MUTATIONS], help="mutations to run (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", choices=[m.name for m in MUTATIONS], help="mutations to run (default: all)"
+    )
     parser.add_argument("--all-tests", action="store_true", help="run the slow tests too")
     parser.add_argument("--tests", nargs="+", default=TESTS, help="test files to run against each mutation")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")

@@ -42,8 +42,16 @@ def tiny_model_path(tmp_path_factory, synth_dataset) -> Path:
     from phototox.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tinyrun")
-    cfg = TrainConfig(iterations=6, batch_size=4, eval_every=3, checkpoint_every=3, val_fraction=0.25,
-                      device="cpu", base_lr=1e-3, augment=AugmentConfig(tps_warp=False))
+    cfg = TrainConfig(
+        iterations=6,
+        batch_size=4,
+        eval_every=3,
+        checkpoint_every=3,
+        val_fraction=0.25,
+        device="cpu",
+        base_lr=1e-3,
+        augment=AugmentConfig(tps_warp=False),
+    )
     return train(read_manifest(synth_dataset), out, cfg, progress=False)
 
 

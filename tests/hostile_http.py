@@ -127,7 +127,7 @@ def slowloris(port: int, connections: int = 200, drip_seconds: float = 3.0, prob
                 outcome["probe"] = probe()
             for s in list(pending):
                 try:
-                    s.send(request_bytes[position:position + 1])
+                    s.send(request_bytes[position : position + 1])
                 except OSError:
                     pending.discard(s)
             position = min(position + 1, len(request_bytes) - 1)

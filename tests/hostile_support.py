@@ -44,8 +44,9 @@ def run_main(args: list[str], capsys, cwd: Path | None = None) -> tuple[int, str
     return code, captured.out, captured.err
 
 
-def expect_refusal(args: list, root: Path, capsys, names: tuple[str, ...] = (), problem: str = "",
-                   cwd: Path | None = None) -> str:
+def expect_refusal(
+    args: list, root: Path, capsys, names: tuple[str, ...] = (), problem: str = "", cwd: Path | None = None
+) -> str:
     """The command must fail with one stderr line naming ``names`` and ``problem``, changing nothing under ``root``."""
     before = snapshot(root)
     code, _, err = run_main(args, capsys, cwd)
@@ -68,15 +69,25 @@ def expect_refusal(args: list, root: Path, capsys, names: tuple[str, ...] = (), 
 
 def run_cli_subprocess(args: list, cwd: Path, umask: int | None = None, timeout: float = 600) -> tuple[int, str, int]:
     """Run the real ``phototox`` entry point in a child process; return (exit code, stderr, peak RSS in KiB)."""
-    code = ("import resource, sys\n"
-            "from phototox.cli import main\n"
-            "rc = main(sys.argv[1:])\n"
-            "sys.stderr.write(f'\\nPEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import resource, sys\n"
+        "from phototox.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "sys.stderr.write(f'\\nPEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+        "sys.exit(rc)\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     preexec = (lambda: os.umask(umask)) if umask is not None else None
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=preexec, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     peak = int(lines[-1].split()[1]) if lines and lines[-1].startswith("PEAK_RSS_KB") else -1
     return proc.returncode, "\n".join(lines[:-1] if peak >= 0 else lines), peak
@@ -115,5 +126,4 @@ def small_dataset(root: Path) -> list[list]:
     return rows
 
 
-skip_if_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                                  reason="root ignores file permissions")
+skip_if_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")

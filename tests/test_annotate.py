@@ -16,14 +16,21 @@ import pytest
 import tifffile
 
 from phototox.annotate.db import AnnotationDB
-from phototox.annotate.export import concordant_label, export_manifest
+from phototox.annotate.export import concordant_label
 from phototox.annotate.items import make_items
 from phototox.annotate.report import ambiguity_estimate, build_report, cohen_kappa
 from phototox.annotate.server import AppConfig, make_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture()
@@ -165,15 +172,16 @@ def test_concurrent_annotators_lose_no_vote(app):
     server_csrf = None
 
     def session(index):
-        annotator, token = annotators[index]
+        _annotator, token = annotators[index]
         opener = urllib.request.build_opener()
         opener.addheaders = [("Cookie", f"phototox_annotator={token}")]
         page = opener.open(url + "/annotate").read().decode()
-        csrf = page.split("name=\"csrf\" value=\"")[1].split("\"")[0]
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
         ids = [item.id for item in db.items()]
         for k in range(20):
-            data = urllib.parse.urlencode({"item": ids[k % len(ids)], "label": "sick" if k % 2 else "healthy",
-                                           "csrf": csrf}).encode()
+            data = urllib.parse.urlencode(
+                {"item": ids[k % len(ids)], "label": "sick" if k % 2 else "healthy", "csrf": csrf}
+            ).encode()
             opener.open(urllib.request.Request(url + "/vote", data=data, method="POST")).read()
 
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -231,11 +239,26 @@ def test_export_rules_and_cli(tmp_path, images, capsys):
     db.add_items(make_items([str(images)], crop=256))
     (a, _), (b, _) = db.create_annotator("A"), db.create_annotator("B")
     items = db.items()
-    for item, (la, lb) in zip(items, [("sick", "sick"), ("healthy", "healthy"), ("sick", "healthy"), ("unsure", "sick")]):
+    for item, (la, lb) in zip(
+        items, [("sick", "sick"), ("healthy", "healthy"), ("sick", "healthy"), ("unsure", "sick")]
+    ):
         db.add_vote(item.id, a.id, la)
         db.add_vote(item.id, b.id, lb)
-    assert main(["annotate", "export", "--db", str(tmp_path / "v.sqlite"), "--out", str(tmp_path / "ex"),
-                 "--min-votes", "2"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "export",
+                "--db",
+                str(tmp_path / "v.sqlite"),
+                "--out",
+                str(tmp_path / "ex"),
+                "--min-votes",
+                "2",
+            ]
+        )
+        == 0
+    )
     samples = read_manifest(tmp_path / "ex" / "manifest.csv")
     assert [s.label_name for s in samples] == ["sick", "healthy"]
     assert samples[0].group == items[0].group and tifffile.imread(samples[0].path).shape[-2:] == (256, 256)

@@ -28,8 +28,15 @@ def _write_set(folder: Path, n: int, seed: int, brightness_follows_label: bool, 
         level = 1000 * (1.6 if (brightness_follows_label and label) else rng.uniform(0.8, 1.2))
         image = np.clip(level + 200 * texture / texture.std(), 0, 65535).astype(np.uint16)
         tifffile.imwrite(folder / f"im{i:03d}.tif", image)
-        rows.append([f"im{i:03d}.tif", "sick" if label else "healthy", f"field{i}", replicate_of(i, label),
-                     "drug" if label else "vehicle"])
+        rows.append(
+            [
+                f"im{i:03d}.tif",
+                "sick" if label else "healthy",
+                f"field{i}",
+                replicate_of(i, label),
+                "drug" if label else "vehicle",
+            ]
+        )
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -89,8 +96,10 @@ def test_nuisance_baseline_near_chance_on_balanced(balanced):
 
 
 def _samples(groups, replicates, labels):
-    return [Sample(Path(f"/x/{i}.tif"), lab, g, replicate=r)
-            for i, (g, r, lab) in enumerate(zip(groups, replicates, labels))]
+    return [
+        Sample(Path(f"/x/{i}.tif"), lab, g, replicate=r)
+        for i, (g, r, lab) in enumerate(zip(groups, replicates, labels))
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -138,8 +147,23 @@ def test_train_refuses_confounded_manifest_and_accepts_with_flag(synth_dataset, 
 
     manifest = _confound(synth_dataset, tmp_path)
     out = tmp_path / "run"
-    common = [str(manifest), "--out", str(out), "--iterations", "2", "--batch-size", "4", "--eval-every", "2",
-              "--checkpoint-every", "2", "--device", "cpu", "--quiet", "--no-tps"]
+    common = [
+        str(manifest),
+        "--out",
+        str(out),
+        "--iterations",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-tps",
+    ]
     assert main(["train", *common]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "replicate" in err and "--allow-confounded" in err
@@ -181,8 +205,26 @@ def test_crossval_trains_one_model_per_left_out_value(synth_dataset, tmp_path, c
     from phototox.models.weights import load_weights
 
     out = tmp_path / "cv"
-    assert main(["crossval", str(synth_dataset), "--split-by", "replicate", "--out", str(out), "--iterations", "2",
-                 "--batch-size", "4", "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "crossval",
+                str(synth_dataset),
+                "--split-by",
+                "replicate",
+                "--out",
+                str(out),
+                "--iterations",
+                "2",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "crossval.json").read_text())
     assert [f["held_out"] for f in summary["folds"]] == ["synthetic1", "synthetic2"]
     samples = read_manifest(synth_dataset)

@@ -3,9 +3,20 @@
 import numpy as np
 import pytest
 
-from phototox.augment import (AugmentConfig, Augmenter, add_noise, centre_crop, dihedral, gaussian_blur,
-                              normalisation_jitter, random_crop, tile_origins, tps_control_grid, tps_coordinates,
-                              tps_warp)
+from phototox.augment import (
+    AugmentConfig,
+    Augmenter,
+    add_noise,
+    centre_crop,
+    dihedral,
+    gaussian_blur,
+    normalisation_jitter,
+    random_crop,
+    tile_origins,
+    tps_control_grid,
+    tps_coordinates,
+    tps_warp,
+)
 
 
 @pytest.fixture()
@@ -82,7 +93,7 @@ def test_tiling_matches_the_paper():
 def test_crops_are_subarrays(image, rng):
     crop = random_crop(image, 220, rng)
     assert crop.shape == (220, 220)
-    hits = [(y, x) for y in range(37) for x in range(37) if np.array_equal(image[y:y + 220, x:x + 220], crop)]
+    hits = [(y, x) for y in range(37) for x in range(37) if np.array_equal(image[y : y + 220, x : x + 220], crop)]
     assert len(hits) == 1
     assert np.array_equal(centre_crop(image, 220), image[18:238, 18:238])
 

@@ -105,8 +105,9 @@ def test_config_defaults_and_paper_recipe():
 
 def test_augmenter_uses_acquisition_option(crop):
     on = Augmenter(AugmentConfig(tps_warp=False, noise=False, blur=False, dihedral=False, random_crop=False))
-    off = Augmenter(AugmentConfig(tps_warp=False, noise=False, blur=False, dihedral=False, random_crop=False,
-                                  acquisition=False))
+    off = Augmenter(
+        AugmentConfig(tps_warp=False, noise=False, blur=False, dihedral=False, random_crop=False, acquisition=False)
+    )
     a, b = on(crop, np.random.default_rng(0)), off(crop, np.random.default_rng(0))
     assert a.shape == b.shape == (220, 220)
     assert not np.allclose(a, b)

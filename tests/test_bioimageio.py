@@ -44,14 +44,25 @@ def test_description_has_what_the_zoo_needs(built):
     assert rdf["inputs"][0]["preprocessing"][0]["id"] == "zero_mean_unit_variance"
     assert rdf["config"]["deepimagej"]["allow_tiling"] is False
     assert "github_user" not in str(rdf)
-    assert {"rdf.yaml", "README.md", "cover.png", "weights.pt", "weights.onnx", "weights.torchscript.pt",
-            "deadnet.py", "test_input.npy", "test_output.npy"} <= names
+    assert {
+        "rdf.yaml",
+        "README.md",
+        "cover.png",
+        "weights.pt",
+        "weights.onnx",
+        "weights.torchscript.pt",
+        "deadnet.py",
+        "test_input.npy",
+        "test_output.npy",
+    } <= names
 
 
 def _tensors(package: Path):
     with zipfile.ZipFile(package) as archive:
-        return (np.load(io.BytesIO(archive.read("test_input.npy"))),
-                np.load(io.BytesIO(archive.read("test_output.npy"))))
+        return (
+            np.load(io.BytesIO(archive.read("test_input.npy"))),
+            np.load(io.BytesIO(archive.read("test_output.npy"))),
+        )
 
 
 def test_phototox_loads_the_zip_with_the_same_probabilities(built, tmp_path):
@@ -114,7 +125,7 @@ def test_corrupt_and_tampered_packages_are_refused(built, tmp_path):
     link = tmp_path / "link.zip"
     with zipfile.ZipFile(link, "w") as archive:
         info = zipfile.ZipInfo("weights.pt")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(ModelLoadError, match="symbolic link"):
         load_model(str(link))
@@ -176,11 +187,14 @@ def test_front_ends_take_the_package_as_their_model(built):
     import importlib.util
 
     from conftest import REPO
+
     from phototox.remote import PredictorPool, analyse_pixels
 
     x, expected = _tensors(built.package)
     pixels = x[0, 0]
-    line, sick_map = analyse_pixels(PredictorPool(str(built.package), "cpu"), pixels.ravel(), 220, 220, {"stride": "16"})
+    line, sick_map = analyse_pixels(
+        PredictorPool(str(built.package), "cpu"), pixels.ravel(), 220, 220, {"stride": "16"}
+    )
     values = dict(part.split("=", 1) for part in line.split(";"))
     assert float(values["mean_sick_probability"]) == pytest.approx(expected[0, 1], abs=1e-4)
     assert sick_map.shape == (220, 220)
@@ -189,8 +203,9 @@ def test_front_ends_take_the_package_as_their_model(built):
     from cellprofiler_core.preferences import set_headless
 
     set_headless()
-    spec = importlib.util.spec_from_file_location("measurephototoxicity",
-                                                  REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py")
+    spec = importlib.util.spec_from_file_location(
+        "measurephototoxicity", REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py"
+    )
     plugin = importlib.util.module_from_spec(spec)
     import sys
 

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from phototox.bootstrap import (bca_interval, bca_mean, cluster_accuracy_interval, paper_accuracy_interval,
-                                virtual_batch_accuracies)
+from phototox.bootstrap import (
+    bca_interval,
+    bca_mean,
+    cluster_accuracy_interval,
+    paper_accuracy_interval,
+    virtual_batch_accuracies,
+)
 
 
 def test_bca_mean_matches_scipy_on_skewed_data():

@@ -10,9 +10,9 @@ import tifffile
 
 from phototox.cli import main
 from phototox.controls import ControlReference
-from phototox.synth import render_field
 from phototox.models.registry import read_registry
 from phototox.models.weights import load_weights, sha256_of
+from phototox.synth import render_field
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,23 @@ def test_calibrate_changes_threshold_and_records_it(tmp_path, controls, capsys):
     # the controls' look is now in domain; with the shipped model it was not
     table = tmp_path / "r.csv"
     for model, expect in (("default", "True"), (str(out), "False")):
-        assert main(["predict", str(exposed), "--model", model, "--pixel-size", "0.434", "--stride", "32",
-                     "--out", str(table)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(exposed),
+                    "--model",
+                    model,
+                    "--pixel-size",
+                    "0.434",
+                    "--stride",
+                    "32",
+                    "--out",
+                    str(table),
+                ]
+            )
+            == 0
+        )
         row = next(csv.DictReader(table.open()))
         assert row["out_of_domain"] == expect, model
     assert row["vs_controls"] != "" and float(row["vs_controls_low"]) <= float(row["vs_controls"])
@@ -60,8 +75,10 @@ def test_calibrate_refuses_bad_requests(tmp_path, controls, capsys):
     assert main(["calibrate", *map(str, paths[:2]), "--out", str(tmp_path / "m.pt")]) == 1
     assert "at least 3" in capsys.readouterr().err
     assert main(["calibrate", *map(str, paths), "--out", str(tmp_path / "m.txt")]) == 1
-    assert main(["calibrate", str(paths[0]), str(paths[1]), str(tmp_path / "nope.tif"), "--out",
-                 str(tmp_path / "m.pt")]) == 1
+    assert (
+        main(["calibrate", str(paths[0]), str(paths[1]), str(tmp_path / "nope.tif"), "--out", str(tmp_path / "m.pt")])
+        == 1
+    )
     assert "nope.tif" in capsys.readouterr().err
     assert not list(tmp_path.glob("m.*"))
 

@@ -18,8 +18,16 @@ def test_training_writes_card_beside_weights_and_in_meta(tiny_model_path):
     meta = load_weights(tiny_model_path).meta
     assert meta["model_card"].startswith("# Model card")
     assert sha256_of(tiny_model_path) in card  # the file's card names the file's checksum
-    for section in ("## Training data", "## Split and training", "## Held-out evaluation", "## Design audit",
-                    "## Calibration", "## Domain check", "## Limits", "## Citations"):
+    for section in (
+        "## Training data",
+        "## Split and training",
+        "## Held-out evaluation",
+        "## Design audit",
+        "## Calibration",
+        "## Domain check",
+        "## Limits",
+        "## Citations",
+    ):
         assert section in card and section in meta["model_card"]
     assert meta["manifest"] in card
     counts = meta["data"]["label_counts"]
@@ -29,9 +37,14 @@ def test_training_writes_card_beside_weights_and_in_meta(tiny_model_path):
 
 
 def test_card_prints_keys_recorded_by_other_steps():
-    meta = {"pixel_size_um": 0.434, "domain_threshold": 3.25, "domain_stats": {"mean": [0.1, 0.2]},
-            "calibration": {"method": "temperature", "fitted_on": "held-out replicates"},
-            "config": {"arch": "deadnet-gap"}, "manifest": "/data/celldeath_u2os/manifest.csv"}
+    meta = {
+        "pixel_size_um": 0.434,
+        "domain_threshold": 3.25,
+        "domain_stats": {"mean": [0.1, 0.2]},
+        "calibration": {"method": "temperature", "fitted_on": "held-out replicates"},
+        "config": {"arch": "deadnet-gap"},
+        "manifest": "/data/celldeath_u2os/manifest.csv",
+    }
     card = model_card(meta, "m")
     assert "pixel size: 0.434 um/px" in card
     assert "domain_threshold: 3.25" in card and "domain_stats" in card
@@ -57,15 +70,31 @@ def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_datase
 
     image = min(synth_dataset.parent.glob("*.tif"))
     checksum = sha256_of(tiny_model_path)
-    assert main(["predict", str(image), "--model", str(tiny_model_path), "--out", str(tmp_path / "p.csv"),
-                 "--quiet"]) == 0
+    assert (
+        main(["predict", str(image), "--model", str(tiny_model_path), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    )
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert rows[0]["model_sha256"] == checksum and rows[0]["phototox_version"]
-    assert main(["predict", str(image), "--model", str(tiny_model_path), "--out", str(tmp_path / "p.json"),
-                 "--quiet"]) == 0
+    assert (
+        main(["predict", str(image), "--model", str(tiny_model_path), "--out", str(tmp_path / "p.json"), "--quiet"])
+        == 0
+    )
     assert json.loads((tmp_path / "p.json").read_text())[0]["model_sha256"] == checksum
-    assert main(["map", str(image), "--model", str(tiny_model_path), "--out", str(tmp_path / "maps"),
-                 "--quiet", "--no-overlay"]) == 0
+    assert (
+        main(
+            [
+                "map",
+                str(image),
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(tmp_path / "maps"),
+                "--quiet",
+                "--no-overlay",
+            ]
+        )
+        == 0
+    )
     with tifffile.TiffFile(tmp_path / "maps" / f"{image.stem}_map.tif") as tif:
         described = json.loads(tif.pages[0].description)
     assert described["model_sha256"] == checksum and described["model_name"].endswith("model.pt")
@@ -75,8 +104,22 @@ def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_datase
 def test_evaluate_writes_calibration_and_reliability(tiny_model_path, synth_dataset, tmp_path, capsys):
     from phototox.cli import main
 
-    assert main(["evaluate", str(synth_dataset), "--model", str(tiny_model_path), "--out", str(tmp_path),
-                 "--split-by", "replicate", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(synth_dataset),
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(tmp_path),
+                "--split-by",
+                "replicate",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "expected calibration error" in text and "per replicate" in text
     metrics = json.loads((tmp_path / "metrics.json").read_text())

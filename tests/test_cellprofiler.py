@@ -18,8 +18,10 @@ pytest.importorskip("cellprofiler_core", reason="CellProfiler is not installed (
 # cellprofiler package, which cellprofiler_core does not bring.
 CELLPROFILER_CLI = shutil.which("cellprofiler") or str(Path(sys.executable).parent / "cellprofiler")
 if not Path(CELLPROFILER_CLI).exists():
-    pytest.skip("the cellprofiler command is not installed (pip install --no-deps cellprofiler-nightly)",
-                allow_module_level=True)
+    pytest.skip(
+        "the cellprofiler command is not installed (pip install --no-deps cellprofiler-nightly)",
+        allow_module_level=True,
+    )
 
 PLUGINS = REPO / "plugins" / "cellprofiler"
 PIPELINE = REPO / "example_pipelines" / "measure_phototoxicity.cppipe"
@@ -81,8 +83,10 @@ def _run(pipeline_path: Path, files: list[Path], out: Path, model: str | None = 
 
 
 def _image_values(measurements, feature):
-    return [measurements.get_measurement("Image", f"Phototoxicity_{feature}_Phase", n)
-            for n in measurements.get_image_numbers()]
+    return [
+        measurements.get_measurement("Image", f"Phototoxicity_{feature}_Phase", n)
+        for n in measurements.get_image_numbers()
+    ]
 
 
 def test_pipeline_measures_and_saves_map(cp, tmp_path, tiny_model_path):
@@ -99,7 +103,7 @@ def test_pipeline_measures_and_saves_map(cp, tmp_path, tiny_model_path):
     for path in maps:
         sick_map = tifffile.imread(path)
         assert sick_map.shape == (260, 300) and sick_map.dtype == np.float32
-        assert 0 <= sick_map.min() and sick_map.max() <= 1
+        assert sick_map.min() >= 0 and sick_map.max() <= 1
     columns = {c[1] for c in module.get_measurement_columns(None)}
     assert columns == {f"Phototoxicity_{f}_Phase" for f in FEATURES}
     with open(tmp_path / "out" / "Image.csv") as handle:
@@ -129,7 +133,7 @@ def test_per_object_measurements(cp, tmp_path, tiny_model_path):
         count = int(labels.max())
         means = m.get_measurement("Cells", "Phototoxicity_NeighbourhoodSickProbability_Phase", n)
         assert len(means) == count
-        assert np.all((0 <= means) & (means <= 1))
+        assert np.all((means >= 0) & (means <= 1))
     columns = {c[:2] for c in module.get_measurement_columns(None)}
     assert ("Cells", "Phototoxicity_NeighbourhoodSickProbability_Phase") in columns
     assert not any(obj == "Cells" and "Class" in name for obj, name in columns)  # no per-cell verdict
@@ -159,8 +163,9 @@ def test_colour_image_gives_a_clear_module_error(cp, tmp_path, tiny_model_path):
     import imageio.v3 as iio
 
     iio.imwrite(path, colour)
-    pipeline_text = PIPELINE.read_text().replace("Select the image type:Grayscale image",
-                                                 "Select the image type:Color image", 1)
+    pipeline_text = PIPELINE.read_text().replace(
+        "Select the image type:Grayscale image", "Select the image type:Color image", 1
+    )
     colour_pipeline = tmp_path / "colour.cppipe"
     colour_pipeline.write_text(pipeline_text)
     _, errors, _ = _run(colour_pipeline, [path], tmp_path / "out", str(tiny_model_path))
@@ -170,9 +175,27 @@ def test_colour_image_gives_a_clear_module_error(cp, tmp_path, tiny_model_path):
 
 
 def _cellprofiler_cli(pipeline: Path, images: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CELLPROFILER_CLI, "-c", "-r", "-p", str(pipeline), "-i", str(images), "-o", str(out),
-                           "--plugins-directory", str(PLUGINS), "--enable-readers", "imageio_reader"],
-                          check=False, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            CELLPROFILER_CLI,
+            "-c",
+            "-r",
+            "-p",
+            str(pipeline),
+            "-i",
+            str(images),
+            "-o",
+            str(out),
+            "--plugins-directory",
+            str(PLUGINS),
+            "--enable-readers",
+            "imageio_reader",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _image_csv(out: Path) -> list[dict]:
@@ -210,8 +233,10 @@ def test_shipped_model_scores_sick_images_higher_on_real_data(tmp_path):
         (folder / Path(r["path"]).name).symlink_to(data / r["path"])
     proc = _cellprofiler_cli(PIPELINE, folder, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    scores = {row["FileName_Phase"]: float(row["Phototoxicity_MeanSickProbability_Phase"])
-              for row in _image_csv(tmp_path / "out")}
+    scores = {
+        row["FileName_Phase"]: float(row["Phototoxicity_MeanSickProbability_Phase"])
+        for row in _image_csv(tmp_path / "out")
+    }
     sick = [scores[Path(r["path"]).name] for r in chosen if r["label"] == "sick"]
     healthy = [scores[Path(r["path"]).name] for r in chosen if r["label"] == "healthy"]
     assert min(sick) > max(healthy)

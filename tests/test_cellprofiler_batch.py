@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import tifffile
-
 from conftest import REPO
 
 pytest.importorskip("cellprofiler_core", reason="CellProfiler is not installed (pip install -e '.[cellprofiler]')")
@@ -27,9 +26,28 @@ def _cli(pipeline: Path, images: Path, out: Path, *extra: str) -> subprocess.Com
     exe = shutil.which("cellprofiler") or str(Path(sys.executable).parent / "cellprofiler")
     if not Path(exe).exists():
         pytest.skip("the cellprofiler command is not installed (pip install --no-deps cellprofiler-nightly)")
-    return subprocess.run([exe, "-c", "-r", "-p", str(pipeline), "-i", str(images), "-o", str(out),
-                           "--plugins-directory", str(PLUGINS), "--enable-readers", "imageio_reader", *extra],
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [
+            exe,
+            "-c",
+            "-r",
+            "-p",
+            str(pipeline),
+            "-i",
+            str(images),
+            "-o",
+            str(out),
+            "--plugins-directory",
+            str(PLUGINS),
+            "--enable-readers",
+            "imageio_reader",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def _pipeline_with_model(tmp_path: Path, model: str) -> Path:
@@ -56,8 +74,10 @@ def test_split_runs_merge_to_one_run(tmp_path, tiny_model_path):
     pipeline = _pipeline_with_model(tmp_path, str(tiny_model_path))
     whole = _cli(pipeline, images, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
-    parts = [_cli(pipeline, images, tmp_path / f"part{k}", "-f", first, "-l", last)
-             for k, (first, last) in enumerate((("1", "3"), ("4", "6")))]
+    parts = [
+        _cli(pipeline, images, tmp_path / f"part{k}", "-f", first, "-l", last)
+        for k, (first, last) in enumerate((("1", "3"), ("4", "6")))
+    ]
     for part in parts:
         assert part.returncode == 0, part.stderr[-3000:]
     one, first, second = _rows(tmp_path / "whole"), _rows(tmp_path / "part0"), _rows(tmp_path / "part1")

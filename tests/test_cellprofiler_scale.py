@@ -7,7 +7,6 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import REPO
 
 pytest.importorskip("cellprofiler_core", reason="CellProfiler is not installed (pip install -e '.[cellprofiler]')")
@@ -18,8 +17,9 @@ def plugin():
     from cellprofiler_core.preferences import set_headless
 
     set_headless()
-    spec = importlib.util.spec_from_file_location("measurephototoxicity",
-                                                  REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py")
+    spec = importlib.util.spec_from_file_location(
+        "measurephototoxicity", REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)
     spec.loader.exec_module(module)
@@ -41,7 +41,7 @@ def test_validation_loads_nothing_and_creates_no_cache_folder(plugin, tmp_path, 
         module.model_location.value = typed
         try:
             module.validate_module(None)
-        except Exception as exc:  # noqa: BLE001 - partial ids may be refused, but only by a cheap check
+        except Exception as exc:
             assert "no such file" in str(exc)
     assert not (tmp_path / "cache").exists()
 
@@ -74,8 +74,18 @@ def test_threads_per_worker_setting_limits_torch(plugin, tiny_model_path):
 
 def test_revision_1_settings_upgrade_step_by_step(plugin):
     module = plugin.MeasurePhototoxicity()
-    old = ["Phase", "SicknessMap", plugin.MODEL_SHIPPED, "", "32", plugin.MODE_DENSE, "0.5", plugin.DEVICE_CPU,
-           "No", "None"]
+    old = [
+        "Phase",
+        "SicknessMap",
+        plugin.MODEL_SHIPPED,
+        "",
+        "32",
+        plugin.MODE_DENSE,
+        "0.5",
+        plugin.DEVICE_CPU,
+        "No",
+        "None",
+    ]
     values, revision = module.upgrade_settings(old, 1, "MeasurePhototoxicity")
     assert revision == module.variable_revision_number == 3
     assert len(values) == len(module.settings()) and values[10] == "1" and values[-1] == "model.pt"
@@ -103,7 +113,9 @@ def test_model_file_picker_is_portable_and_upgrades_from_revision_2(plugin, tmp_
     module.model_file.value = "mine.pt"
     assert module._model_spec() == str(tmp_path / "models" / "mine.pt")
     assert module.model_problem() == ""
-    assert module.model_directory in module.visible_settings() and module.model_location not in module.visible_settings()
+    assert (
+        module.model_directory in module.visible_settings() and module.model_location not in module.visible_settings()
+    )
     module.model_file.value = "other.pt"
     with pytest.raises(ValueError, match=r"other\.pt: no such file or folder"):
         module.prepare_run(None)

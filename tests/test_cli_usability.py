@@ -24,18 +24,26 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "phototox"):
 
 
 def test_every_option_of_every_command_has_help():
-    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}"
-               for name, parser in _subparsers(build_parser())
-               for action in parser._actions
-               if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
-               and not (action.help or "").strip()]
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _subparsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+        and not (action.help or "").strip()
+    ]
     assert not missing, "options without --help text:\n" + "\n".join(missing)
 
 
 def test_every_command_is_checked():
     names = {name for name, _ in _subparsers(build_parser())}
-    assert {"phototox synth", "phototox explain", "phototox dose-response", "phototox zoo", "phototox fiji",
-            "phototox serve"} <= names
+    assert {
+        "phototox synth",
+        "phototox explain",
+        "phototox dose-response",
+        "phototox zoo",
+        "phototox fiji",
+        "phototox serve",
+    } <= names
 
 
 def _run_without(modules: list[str], argv: list[str], cwd) -> subprocess.CompletedProcess:
@@ -47,16 +55,20 @@ def _run_without(modules: list[str], argv: list[str], cwd) -> subprocess.Complet
         from phototox.cli import main
         sys.exit(main({argv!r}))
     """)
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 @pytest.mark.slow  # a fresh interpreter per case (5-15 s each)
-@pytest.mark.parametrize(("modules", "argv", "extra"), [
-    (["onnx"], ["zoo", "build", "--out", "pkg"], "bioimageio"),
-    (["bioimageio", "bioimageio.core", "bioimageio.spec"], ["zoo", "build", "--out", "pkg"], "bioimageio"),
-    (["scyjava", "jpype"], ["fiji", "--headless", "--macro", "m.ijm"], "fiji"),
-])
+@pytest.mark.parametrize(
+    ("modules", "argv", "extra"),
+    [
+        (["onnx"], ["zoo", "build", "--out", "pkg"], "bioimageio"),
+        (["bioimageio", "bioimageio.core", "bioimageio.spec"], ["zoo", "build", "--out", "pkg"], "bioimageio"),
+        (["scyjava", "jpype"], ["fiji", "--headless", "--macro", "m.ijm"], "fiji"),
+    ],
+)
 def test_missing_extra_is_one_line_naming_it(tmp_path, modules, argv, extra):
     (tmp_path / "m.ijm").write_text('print("hello");\n')
     proc = _run_without(modules, argv, tmp_path)
@@ -67,10 +79,13 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, modules, argv, extra):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ijm"]  # nothing created
 
 
-@pytest.mark.parametrize(("module", "argv", "extra"), [
-    ("onnx", ["zoo", "build", "--out", "pkg"], "bioimageio"),
-    ("jpype", ["fiji", "--headless", "--macro", "m.ijm"], "fiji"),
-])
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("onnx", ["zoo", "build", "--out", "pkg"], "bioimageio"),
+        ("jpype", ["fiji", "--headless", "--macro", "m.ijm"], "fiji"),
+    ],
+)
 def test_missing_extra_is_reported_in_process(tmp_path, monkeypatch, capsys, module, argv, extra):
     from phototox.cli import main
 
@@ -94,7 +109,11 @@ def test_ci_runs_exactly_the_readmes_test_command():
     test_command = blocks[1].strip()
     assert test_command.startswith("python3 -m venv .venv && . .venv/bin/activate")  # self-contained
     assert "pytest" in test_command
-    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci_lines = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci_lines == [test_command]
 
 

@@ -9,9 +9,12 @@ from conftest import need_celldeath, need_usiigaci
 
 from phototox.dataset import CropDataset
 from phototox.inference import Predictor
-from phototox.models.loader import load_model
 from phototox.manifest import Sample
 from phototox.models.architectures import build_model
+from phototox.models.backends.torch import TorchBackend
+from phototox.models.base import LoadedModel
+from phototox.models.loader import load_model
+from phototox.models.weights import save_weights
 from phototox.normalise import (
     PER_CROP,
     Contract,
@@ -21,9 +24,6 @@ from phototox.normalise import (
     reflect_index,
 )
 from phototox.synth import render_field
-from phototox.models.backends.torch import TorchBackend
-from phototox.models.base import LoadedModel
-from phototox.models.weights import save_weights
 
 BOX = {"kind": "box", "size": 221, "edge": "reflect"}
 
@@ -35,7 +35,7 @@ def brute_force_box(frame: np.ndarray, size: int) -> np.ndarray:
     out = np.empty(frame.shape)
     for i in range(frame.shape[0]):
         for j in range(frame.shape[1]):
-            box = padded[i:i + size, j:j + size]
+            box = padded[i : i + size, j : j + size]
             out[i, j] = (frame[i, j] - box.mean()) / box.std()
     return out
 
@@ -79,8 +79,11 @@ def varied_predictor(contract: dict, field: np.ndarray) -> Predictor:
     """A random deadnet-gap whose head is set so P(sick) spans roughly 0.02-0.98 over ``field``."""
     torch.manual_seed(5)
     module = build_model("deadnet-gap").eval()
-    predictor = Predictor.create(LoadedModel(TorchBackend(module), "deadnet-gap", module.config(),
-                                             meta={"normalisation": contract}), "cpu", batch_size=16)
+    predictor = Predictor.create(
+        LoadedModel(TorchBackend(module), "deadnet-gap", module.config(), meta={"normalisation": contract}),
+        "cpu",
+        batch_size=16,
+    )
     frame = torch.from_numpy(predictor.normalised_frame(field))
     with torch.no_grad():
         feat = module.features(frame[None, None])[0]  # 128 channels on the 16 px grid
@@ -110,7 +113,7 @@ def test_dense_equals_exact_on_a_varied_model(field, stride):
 @pytest.mark.parametrize("stride", [8, 4])
 def test_shift_and_stitch_equals_exact(field, stride):
     predictor = varied_predictor(BOX, field)
-    part = field[:220 + 16, :220 + 32]
+    part = field[: 220 + 16, : 220 + 32]
     exact = predictor.exact_grid(part, stride)
     assert np.abs(predictor.dense_grid(part, stride) - exact).max() < 1e-4
 
@@ -125,7 +128,7 @@ def test_evaluation_windows_are_windows_of_the_normalised_frame(tmp_path, field)
     whole = box_normalise(field, 221)
     for index, ref in enumerate(data.refs[:3]):
         y, x = ref.y + 18, ref.x + 18  # centre 220 of the 256 crop
-        assert np.abs(data[index][0][0].numpy() - whole[y:y + 220, x:x + 220]).max() < 1e-5
+        assert np.abs(data[index][0][0].numpy() - whole[y : y + 220, x : x + 220]).max() < 1e-5
 
 
 def test_trained_models_record_their_contract(tmp_path):
@@ -147,14 +150,14 @@ def test_exact_mode_classifies_windows_of_the_normalised_frame(field):
     std = np.sqrt(uniform_filter(x * x, 221, mode="reflect") - mean**2)
     normalised = torch.from_numpy(((x - mean) / std)[:, :220].astype(np.float32))
     for i in range(exact.shape[0]):
-        window = normalised[32 * i:32 * i + 220]
+        window = normalised[32 * i : 32 * i + 220]
         with torch.no_grad():
             expected = torch.softmax(predictor.model.module(window[None, None]), dim=1)[0, 1]
         assert abs(float(expected) - float(exact[i, 0])) < 1e-4
 
 
 def _real_region(frame: np.ndarray) -> np.ndarray:
-    return frame[:220 + 16 * 4, :220 + 16 * 4].astype(np.float32)
+    return frame[: 220 + 16 * 4, : 220 + 16 * 4].astype(np.float32)
 
 
 @pytest.mark.slow
@@ -163,9 +166,11 @@ def _real_region(frame: np.ndarray) -> np.ndarray:
 def test_shipped_model_dense_equals_exact_on_real_images(name, stride):
     from phototox.images import read_frames
 
-    images = [min((need_celldeath() / "images").glob("U2_CPT*")),
-              min((need_celldeath() / "images").glob("U2_DMSO*")),
-              min((need_usiigaci() / "frames").glob("*.tif"))]
+    images = [
+        min((need_celldeath() / "images").glob("U2_CPT*")),
+        min((need_celldeath() / "images").glob("U2_DMSO*")),
+        min((need_usiigaci() / "frames").glob("*.tif")),
+    ]
     model = load_model(f"shipped:{name}")
     model.meta["normalisation"] = BOX  # force the box contract (the shipped v2 files predate it)
     predictor = Predictor.create(model, "cpu", batch_size=16)

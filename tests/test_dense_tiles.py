@@ -78,8 +78,11 @@ def test_box_bands_equal_the_whole_normalised_frame(field, region):
 @pytest.mark.parametrize("with_statistics", [False, True])
 def test_folded_trunk_computes_the_same_logits(module, field, with_statistics):
     frame = torch.from_numpy(box_normalise(field, 221))
-    stats = TileInputs(field, "local", CPU).region(0, field.shape[0], 0, field.shape[1])[1:] if with_statistics \
+    stats = (
+        TileInputs(field, "local", CPU).region(0, field.shape[0], 0, field.shape[1])[1:]
+        if with_statistics
         else (None, None)
+    )
     with torch.no_grad():
         reference = dense_logits(module, frame, *stats)
         folded = dense_logits(module, frame, *stats, trunk=FusedTrunk(module.features))
@@ -161,4 +164,6 @@ def test_integer_frames_are_cast_tile_by_tile(module, field, normalisation):
     frame = np.round(field).astype(np.uint16)
     box = 221 if normalisation == "box" else None
     as_float = dense_sick_grid(module, frame.astype(np.float32), 32, normalisation, tile_windows=3, box_size=box)
-    assert np.abs(dense_sick_grid(module, frame, 32, normalisation, tile_windows=3, box_size=box) - as_float).max() < 1e-6
+    assert (
+        np.abs(dense_sick_grid(module, frame, 32, normalisation, tile_windows=3, box_size=box) - as_float).max() < 1e-6
+    )

@@ -60,8 +60,14 @@ def test_domain_flag_on_sets():
 
     report = sets_report(Predictor.create(load_model(), "cpu"), n_strange=6)
     assert report["held-out celldeath fields"]["flagged"] == 0.0
-    for kind in ("inverted contrast", "heavy blur", "sparse bright spots", "pure noise", "4x too coarse",
-                 "4x too fine"):
+    for kind in (
+        "inverted contrast",
+        "heavy blur",
+        "sparse bright spots",
+        "pure noise",
+        "4x too coarse",
+        "4x too fine",
+    ):
         assert report[kind]["flagged"] >= 0.9, (kind, report[kind])
 
 

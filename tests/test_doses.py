@@ -38,8 +38,24 @@ def test_needs_three_doses():
 
 @pytest.mark.slow  # 500 bootstrap fits of a flat response (20-80 s on a busy 2-core machine)
 def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys):
-    assert main(["dose-response", str(synth_dataset), "--model", str(tiny_model_path), "--out", str(tmp_path / "d"),
-                 "--device", "cpu", "--quiet", "--unit", "a.u."]) == 0
+    assert (
+        main(
+            [
+                "dose-response",
+                str(synth_dataset),
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(tmp_path / "d"),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--unit",
+                "a.u.",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "d" / "dose_response.json").read_text())
     assert len(report["images"]) == 8 and report["unit"] == "a.u."
     assert (tmp_path / "d" / "dose_response.png").stat().st_size > 1000

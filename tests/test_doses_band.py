@@ -47,8 +47,10 @@ def test_a_safe_dose_between_measured_doses_is_said(tmp_path):
     assert fit.gap == (1.0, 8.0)
     text = format_fit(fit, "J/cm2")
     assert "gap between the measured doses 1 and 8 J/cm2" in text
-    rows = [{"path": f"i{i}", "dose": float(d), "mean_sick_probability": float(s)}
-            for i, (d, s) in enumerate(zip(doses, scores))]
+    rows = [
+        {"path": f"i{i}", "dose": float(d), "mean_sick_probability": float(s)}
+        for i, (d, s) in enumerate(zip(doses, scores))
+    ]
     png, js = write_dose_report(rows, fit, tmp_path, "J/cm2", {"model_name": "m"})
     record = json.loads(js.read_text())["fit"]
     assert record["gap"] == [1.0, 8.0] and len(record["band_low"]) == len(record["band_dose"])

@@ -16,7 +16,9 @@ class Toy(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
         self.fc = nn.Linear(8, 2)
 
     def forward(self, x):
@@ -100,11 +102,43 @@ def test_explain_and_class_model_commands(tmp_path, tiny_model_path, synth_datas
     image = tmp_path / "field.tif"
     tifffile.imwrite(image, render_field(260, 330, 0.8, seed=2).image)
     out = tmp_path / "why"
-    assert main(["explain", str(image), "--model", str(tiny_model_path), "--out", str(out), "--device", "cpu",
-                 "--reference", str(synth_dataset), "--max-reference-crops", "8"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--reference",
+                str(synth_dataset),
+                "--max-reference-crops",
+                "8",
+            ]
+        )
+        == 0
+    )
     heat = tifffile.imread(out / "field_gradcam.tif")
     assert heat.shape == (260, 330) and heat.dtype == np.float32 and heat.min() >= 0
     assert (out / "field_gradcam.png").is_file()
-    assert main(["class-model", "--model", str(tiny_model_path), "--out", str(out), "--iterations", "5",
-                 "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "class-model",
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(out),
+                "--iterations",
+                "5",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "class_model_sick.png").stat().st_size > 1000

@@ -8,13 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tifffile
-
 from conftest import REPO
 
 IJ_JAR = Path(os.environ.get("PHOTOTOX_IJ_JAR", "/usr/share/java/ij.jar"))
@@ -56,16 +53,24 @@ def _imagej_batch(home: Path, macro: str, tmp_path: Path, timeout: int = 120) ->
     """Run a macro in a standalone ImageJ (its own JVM, virtual display); return what it printed."""
     path = tmp_path / "macro.ijm"
     path.write_text(macro)
-    proc = subprocess.run(["xvfb-run", "-a", "java", f"-Dplugins.dir={home}", "-cp", str(IJ_JAR), "ij.ImageJ",
-                           "-batch", str(path)], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "java", f"-Dplugins.dir={home}", "-cp", str(IJ_JAR), "ij.ImageJ", "-batch", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.stdout + proc.stderr
 
 
 def _phototox_fiji(macro: str, tmp_path: Path, model: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     path = tmp_path / "macro.ijm"
     path.write_text(macro)
-    return subprocess.run(["xvfb-run", "-a", *PHOTOTOX, "fiji", "--model", str(model), "--device", "cpu",
-                           "--macro", str(path)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["xvfb-run", "-a", *PHOTOTOX, "fiji", "--model", str(model), "--device", "cpu", "--macro", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _api(model: Path, image: Path, stride: int, mode: str):
@@ -88,8 +93,12 @@ print("RESULT " + d2s(getResult("MeanSickProbability", nResults - 1), 6) + " " +
 @pytest.fixture(scope="module")
 def server(tiny_model_path):
     port = _free_port()
-    proc = subprocess.Popen([*PHOTOTOX, "serve", "--port", str(port), "--model", str(tiny_model_path), "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*PHOTOTOX, "serve", "--port", str(port), "--model", str(tiny_model_path), "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert "phototox serve" in line, line
     yield f"http://127.0.0.1:{port}"
@@ -105,7 +114,9 @@ def _check_measure(output: str, expected, shape) -> None:
     result = re.search(r"RESULT ([\d.]+) (\w+)", output)
     assert float(result.group(1)) == pytest.approx(expected.mean_sick_probability, abs=1e-5)
     assert result.group(2) == expected.label
-    assert float(re.search(r"MAPMEAN ([\d.]+)", output).group(1)) == pytest.approx(expected.mean_sick_probability, abs=1e-5)
+    assert float(re.search(r"MAPMEAN ([\d.]+)", output).group(1)) == pytest.approx(
+        expected.mean_sick_probability, abs=1e-5
+    )
 
 
 @pytest.mark.slow
@@ -159,7 +170,9 @@ def test_bad_input_is_reported_in_process(tmp_path, tiny_model_path, image):
 
 @pytest.mark.slow
 def test_bad_input_is_reported_through_the_server(tmp_path, image, plugin_home, server):
-    _check_bad_input(_imagej_batch(plugin_home, BAD_INPUT.format(image=image, opts=f"stride=32 server={server}"), tmp_path))
+    _check_bad_input(
+        _imagej_batch(plugin_home, BAD_INPUT.format(image=image, opts=f"stride=32 server={server}"), tmp_path)
+    )
 
 
 def test_errors_from_python_reach_the_macro(tmp_path, image, plugin_home, server):
@@ -193,14 +206,36 @@ def test_example_macros_run_as_they_are(tmp_path, tiny_model_path):
     movie = tmp_path / "movie.tif"
     tifffile.imwrite(movie, render_timelapse(4, 240, 240, 0.3), photometric="minisblack")
     base = [*PHOTOTOX, "fiji", "--model", str(tiny_model_path), "--device", "cpu", "--macro"]
-    batch = subprocess.run(["xvfb-run", "-a", *base, str(REPO / "example_pipelines" / "phototox_batch_folder.ijm"),
-                            "--args", f"input={data} output={out} stride=32"], capture_output=True, text=True, timeout=300)
+    batch = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            *base,
+            str(REPO / "example_pipelines" / "phototox_batch_folder.ijm"),
+            "--args",
+            f"input={data} output={out} stride=32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert batch.returncode == 0, batch.stdout + batch.stderr
     assert "2 image(s) analysed" in batch.stdout
     assert tifffile.imread(out / "f0_sickmap.tif").shape == (240, 260)
     assert len((out / "phototox_results.csv").read_text().strip().splitlines()) == 3
-    lapse = subprocess.run(["xvfb-run", "-a", *base, str(REPO / "example_pipelines" / "phototox_timelapse.ijm"),
-                            "--args", f"input={movie} output={out}"], capture_output=True, text=True, timeout=300)
+    lapse = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            *base,
+            str(REPO / "example_pipelines" / "phototox_timelapse.ijm"),
+            "--args",
+            f"input={movie} output={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lapse.returncode == 0, lapse.stdout + lapse.stderr
     maps = tifffile.imread(out / "movie_sickmap.tif")
     assert maps.shape == (4, 240, 240)

@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 IJ_JAR = Path(os.environ.get("PHOTOTOX_IJ_JAR", "/usr/share/java/ij.jar"))
@@ -49,8 +48,14 @@ def _class_major_versions(jar: Path) -> set[int]:
 def test_install_plugin_into_a_fiji_app(fiji_app, tmp_path, monkeypatch):
     monkeypatch.setenv("PHOTOTOX_CACHE", str(tmp_path / "cache"))
     env = {**os.environ, "PHOTOTOX_CACHE": str(tmp_path / "cache")}
-    run = subprocess.run([*PHOTOTOX, "fiji", "--install-plugin", str(fiji_app)], capture_output=True, text=True,
-                         env=env, check=False, timeout=300)
+    run = subprocess.run(
+        [*PHOTOTOX, "fiji", "--install-plugin", str(fiji_app)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     jar = fiji_app / "plugins" / "Phototox_.jar"
     assert jar.is_file() and stat.S_IMODE(jar.stat().st_mode) == 0o644
@@ -68,8 +73,9 @@ def test_install_plugin_into_a_fiji_app(fiji_app, tmp_path, monkeypatch):
 
 
 def test_install_refuses_a_folder_that_is_not_fiji(tmp_path):
-    run = subprocess.run([*PHOTOTOX, "fiji", "--install-plugin", str(tmp_path)], capture_output=True, text=True,
-                         check=False, timeout=120)
+    run = subprocess.run(
+        [*PHOTOTOX, "fiji", "--install-plugin", str(tmp_path)], capture_output=True, text=True, check=False, timeout=120
+    )
     assert run.returncode != 0
     assert len(run.stderr.strip().splitlines()) == 1 and "no plugins/" in run.stderr
 
@@ -78,9 +84,26 @@ def test_install_refuses_a_folder_that_is_not_fiji(tmp_path):
 def test_fiji_route_without_imagej2_fails_with_one_line(fiji_app, tmp_path, tiny_model_path):
     macro = tmp_path / "m.ijm"
     macro.write_text('print("hello");\n')
-    run = subprocess.run([*PHOTOTOX, "fiji", "--fiji", str(fiji_app), "--model", str(tiny_model_path), "--device",
-                          "cpu", "--headless", "--macro", str(macro)], capture_output=True, text=True, check=False,
-                         timeout=300, env={**os.environ, "PHOTOTOX_CACHE": str(tmp_path / "cache")})
+    run = subprocess.run(
+        [
+            *PHOTOTOX,
+            "fiji",
+            "--fiji",
+            str(fiji_app),
+            "--model",
+            str(tiny_model_path),
+            "--device",
+            "cpu",
+            "--headless",
+            "--macro",
+            str(macro),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "PHOTOTOX_CACHE": str(tmp_path / "cache")},
+    )
     assert run.returncode != 0
     lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, run.stderr
@@ -99,21 +122,56 @@ def test_java_dialog_default_stride_is_the_shared_one():
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run missing (apt-get install xvfb)")
 def test_a_call_without_model_uses_and_shows_the_bridge_model(tmp_path, tiny_model_path):
     macro = tmp_path / "m.ijm"
-    macro.write_text('newImage("f", "32-bit ramp", 240, 240, 1);\n'
-                     'print("DEFAULT " + call("phototox.Phototox.defaultModel"));\n'
-                     'run("Measure Phototoxicity", "stride=32");\n'
-                     'print("MODEL " + getResultString("Model", nResults - 1));\n')
-    run = subprocess.run(["xvfb-run", "-a", *PHOTOTOX, "fiji", "--model", str(tiny_model_path), "--device", "cpu",
-                          "--macro", str(macro)], capture_output=True, text=True, check=False, timeout=300)
+    macro.write_text(
+        'newImage("f", "32-bit ramp", 240, 240, 1);\n'
+        'print("DEFAULT " + call("phototox.Phototox.defaultModel"));\n'
+        'run("Measure Phototoxicity", "stride=32");\n'
+        'print("MODEL " + getResultString("Model", nResults - 1));\n'
+    )
+    run = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            *PHOTOTOX,
+            "fiji",
+            "--model",
+            str(tiny_model_path),
+            "--device",
+            "cpu",
+            "--macro",
+            str(macro),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"DEFAULT {tiny_model_path}" in run.stdout
     assert f"MODEL {tiny_model_path}" in run.stdout
 
 
 def _macro(tiny_model_path, name: str, args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["xvfb-run", "-a", *PHOTOTOX, "fiji", "--model", str(tiny_model_path), "--device", "cpu",
-                           "--macro", str(REPO / "example_pipelines" / name), "--args", args],
-                          capture_output=True, text=True, check=False, timeout=400)
+    return subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            *PHOTOTOX,
+            "fiji",
+            "--model",
+            str(tiny_model_path),
+            "--device",
+            "cpu",
+            "--macro",
+            str(REPO / "example_pipelines" / name),
+            "--args",
+            args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=400,
+    )
 
 
 @pytest.mark.slow

@@ -57,8 +57,10 @@ def app(tmp_path, images):
 def _post(port: int, path: str, form: dict, extra: str = "", host: str = "") -> tuple[str, bytes]:
     """(head, body) of a form POST, for ``request(port, *_post(...))``."""
     body = urllib.parse.urlencode(form).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}{extra}")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}{extra}"
+    )
     return head, body
 
 
@@ -105,8 +107,11 @@ def test_malformed_content_length_is_a_400(app, value, capfd):
     server = app()
     port = server.port
     body = "name=bob&token=" + "x" * 8000  # over the app's form limit, which -1 used to bypass
-    answer = request(port, f"POST /signin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: "
-                           f"application/x-www-form-urlencoded\r\nContent-Length: {value}\r\n\r\n{body}")
+    answer = request(
+        port,
+        f"POST /signin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: "
+        f"application/x-www-form-urlencoded\r\nContent-Length: {value}\r\n\r\n{body}",
+    )
     assert answer.status == 400 and answer.seconds < SLACK, (value, answer)
     assert not server.db.annotator_exists("bob")
     assert "Traceback" not in capfd.readouterr().err
@@ -117,10 +122,15 @@ def test_large_bodies_are_refused_unread(app):
     port = server.port
     token, _ = _signed_in(server)
     cookie = f"\r\nCookie: phototox_annotator={token}"
-    for path, extra, status in (("/vote", "", 403),  # not signed in: refused before the body
-                                ("/signin", "", 413), ("/vote", cookie, 413)):
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded"
-                f"\r\nContent-Length: {1 << 30}{extra}")
+    for path, extra, status in (
+        ("/vote", "", 403),  # not signed in: refused before the body
+        ("/signin", "", 413),
+        ("/vote", cookie, 413),
+    ):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded"
+            f"\r\nContent-Length: {1 << 30}{extra}"
+        )
         answer = request(port, head, b"a" * 65536)
         assert answer.status == status and answer.seconds < SLACK and answer.closed, (path, answer)
     assert MAX_BODY < 1 << 16
@@ -131,8 +141,10 @@ def test_a_declared_body_that_never_comes_frees_the_worker(app):
     port = server.port
     with connect(port) as sock:
         started = time.monotonic()
-        sock.sendall(f"POST /signin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: "
-                     f"application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nname=".encode())
+        sock.sendall(
+            f"POST /signin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: "
+            f"application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nname=".encode()
+        )
         answer = read_answer(sock, timeout=10, started=started)
     assert answer.status == 408 and answer.seconds < 1.5 + 1 + SLACK, answer
     assert request(port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}").status == 200
@@ -142,8 +154,9 @@ def test_slowloris_does_not_hold_a_thread_per_connection(app):
     limits = Limits(workers=4, queue=8, read_timeout=2.0)
     port = app(limits).port
     before = threading.active_count()
-    outcome = slowloris(port, connections=200, drip_seconds=3.0,
-                        probe=lambda: (threading.active_count(), threads_named("http-worker")))
+    outcome = slowloris(
+        port, connections=200, drip_seconds=3.0, probe=lambda: (threading.active_count(), threads_named("http-worker"))
+    )
     active, workers = outcome["probe"]
     assert workers <= limits.workers and active - before <= limits.workers + 1
     assert outcome["busy"] >= 200 - limits.workers - limits.queue - 5
@@ -162,10 +175,10 @@ def test_an_item_id_of_thirty_digits_is_a_404(app, capfd):
     token, csrf = _signed_in(server)
     cookie = f"\r\nCookie: phototox_annotator={token}"
     huge = "9" * 30
-    for path in (f"/item/{huge}/0.png", f"/item/1/{huge}.png", f"/item/{2 ** 63}/0.png"):
+    for path in (f"/item/{huge}/0.png", f"/item/1/{huge}.png", f"/item/{2**63}/0.png"):
         answer = request(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}{cookie}")
         assert answer.status == 404, path
-    for item in (huge, str(2 ** 63), "-1", "1e3"):
+    for item in (huge, str(2**63), "-1", "1e3"):
         answer = request(port, *_post(port, "/vote", {"item": item, "label": "sick", "csrf": csrf}, cookie))
         assert answer.status == 404, item
     assert server.db.votes() == []
@@ -196,8 +209,9 @@ def _one_line_error(capsys, code: int) -> str:
 @pytest.mark.parametrize("crop", ["0", "-5", "8"])
 def test_annotate_serve_refuses_a_crop_that_serves_nothing(images, tmp_path, capsys, crop):
     db = tmp_path / "v.sqlite"
-    err = _one_line_error(capsys, cli_main(["annotate", "serve", str(images), "--db", str(db), "--port", "0",
-                                            "--crop", crop]))
+    err = _one_line_error(
+        capsys, cli_main(["annotate", "serve", str(images), "--db", str(db), "--port", "0", "--crop", crop])
+    )
     assert "--crop" in err and not db.exists()
 
 
@@ -205,8 +219,9 @@ def test_annotate_export_refuses_negative_min_votes(images, tmp_path, capsys):
     db = AnnotationDB(tmp_path / "v.sqlite")
     db.add_items(make_items([str(images)], crop=256))
     out = tmp_path / "export"
-    err = _one_line_error(capsys, cli_main(["annotate", "export", "--db", str(db.path), "--out", str(out),
-                                            "--min-votes", "-3"]))
+    err = _one_line_error(
+        capsys, cli_main(["annotate", "export", "--db", str(db.path), "--out", str(out), "--min-votes", "-3"])
+    )
     assert "--min-votes" in err and not out.exists()
 
 
@@ -214,9 +229,11 @@ def test_a_database_that_is_not_sqlite_is_one_line(images, tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("not a database\n" * 100)
     digest = hashlib.sha256(text.read_bytes()).hexdigest()
-    for argv in (["annotate", "serve", str(images), "--db", str(text), "--port", "0"],
-                 ["annotate", "report", "--db", str(text), "--out", str(tmp_path / "r")],
-                 ["annotate", "export", "--db", str(text), "--out", str(tmp_path / "e")]):
+    for argv in (
+        ["annotate", "serve", str(images), "--db", str(text), "--port", "0"],
+        ["annotate", "report", "--db", str(text), "--out", str(tmp_path / "r")],
+        ["annotate", "export", "--db", str(text), "--out", str(tmp_path / "e")],
+    ):
         err = _one_line_error(capsys, cli_main(argv))
         assert "notes.txt" in err and "SQLite" in err, err
     foreign = tmp_path / "other.sqlite"
@@ -236,8 +253,9 @@ def test_port_in_use_is_one_line_and_creates_no_database(images, tmp_path, capsy
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        err = _one_line_error(capsys, cli_main(["annotate", "serve", str(images), "--db", str(db),
-                                                "--port", str(port)]))
+        err = _one_line_error(
+            capsys, cli_main(["annotate", "serve", str(images), "--db", str(db), "--port", str(port)])
+        )
     assert f"port {port} is already in use" in err and not db.exists()
 
 

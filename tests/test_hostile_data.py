@@ -32,6 +32,7 @@ def _predict(path, capsys, *extra) -> list[dict]:
 
 # --- float images near float32's limit ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(("dtype", "peak"), [(np.float32, 2.5e38), (np.float32, 3.0e38), (np.float64, 1e300)])
 def test_huge_finite_floats_give_the_same_answer_as_the_image_scaled_down(tmp_path, capsys, dtype, peak):
     image = write_field(tmp_path / "x.tif", dose=0.7).astype(np.float64)
@@ -52,8 +53,13 @@ def test_a_nan_result_is_an_error_never_a_class(tmp_path, capsys, monkeypatch):
     image = write_field(tmp_path / "x.tif").astype(np.float64)
     tifffile.imwrite(tmp_path / "huge.tif", (image / image.max() * 2.5e38).astype(np.float32))
     for mode in ("exact", "dense"):
-        expect_refusal(["predict", tmp_path / "huge.tif", "--model", SYNTH_MODEL, "--mode", mode, "--quiet"],
-                       tmp_path, capsys, names=("huge.tif",), problem="NaN")
+        expect_refusal(
+            ["predict", tmp_path / "huge.tif", "--model", SYNTH_MODEL, "--mode", mode, "--quiet"],
+            tmp_path,
+            capsys,
+            names=("huge.tif",),
+            problem="NaN",
+        )
 
 
 def test_check_finite_refuses_nan():
@@ -65,6 +71,7 @@ def test_check_finite_refuses_nan():
 
 
 # --- TIFF layouts ---------------------------------------------------------------------------------
+
 
 def _rgb(tmp_path) -> np.ndarray:
     grey = write_field(tmp_path / "grey.tif")
@@ -96,15 +103,25 @@ def test_multi_page_tiff_of_mixed_pages_is_refused(tmp_path, capsys, second):
     with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
         tif.write(grey, photometric="minisblack")
         tif.write(other, photometric="minisblack")
-    expect_refusal(["predict", tmp_path / "mixed.tif"], tmp_path, capsys, names=("mixed.tif", "2 images"),
-                   problem="different sizes or pixel types")
+    expect_refusal(
+        ["predict", tmp_path / "mixed.tif"],
+        tmp_path,
+        capsys,
+        names=("mixed.tif", "2 images"),
+        problem="different sizes or pixel types",
+    )
 
 
 def test_multi_channel_hyperstack_is_refused(tmp_path, capsys):
     grey = write_field(tmp_path / "grey.tif")
     tifffile.imwrite(tmp_path / "channels.tif", np.stack([grey, grey // 2]), imagej=True, metadata={"axes": "CYX"})
-    expect_refusal(["predict", tmp_path / "channels.tif"], tmp_path, capsys, names=("channels.tif", "2 channels"),
-                   problem="one grey")
+    expect_refusal(
+        ["predict", tmp_path / "channels.tif"],
+        tmp_path,
+        capsys,
+        names=("channels.tif", "2 channels"),
+        problem="one grey",
+    )
 
 
 # --- bounded memory for long images ----------------------------------------------------------------
@@ -119,8 +136,10 @@ def test_long_thin_map_memory_is_bounded(tmp_path):
 
     field = render_field(220, 1500, 0.5, seed=2).image
     tifffile.imwrite(tmp_path / "long.tif", np.tile(field.T, (8, 1))[:12000], photometric="minisblack")
-    code, err, peak_kb = run_cli_subprocess(["map", "long.tif", "--out", "o", "--model", SYNTH_MODEL, "--mode",
-                                             "exact", "--stride", "1000", "--quiet"], tmp_path)
+    code, err, peak_kb = run_cli_subprocess(
+        ["map", "long.tif", "--out", "o", "--model", SYNTH_MODEL, "--mode", "exact", "--stride", "1000", "--quiet"],
+        tmp_path,
+    )
     assert code == 0, err
     assert 0 < peak_kb < OVERLAY_RSS_BOUND_MB * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
     import imageio.v3 as iio
@@ -145,6 +164,7 @@ def test_overlay_of_a_long_image_is_bounded_and_says_it_is_stretched(tmp_path):
 
 # --- permissions: the user's umask ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_outputs_get_the_users_umask(tmp_path, capsys, umask, mode):
     write_field(tmp_path / "x.tif")
@@ -152,8 +172,9 @@ def test_outputs_get_the_users_umask(tmp_path, capsys, umask, mode):
     try:
         code, _, err = run_main(["map", tmp_path / "x.tif", "--out", tmp_path / "maps", *FAST], capsys)
         assert code == 0, err
-        code, _, err = run_main(["synth", "--out", tmp_path / "synth", "--doses", "0", "1", "--per-dose", "1",
-                                 "--size", "224"], capsys)
+        code, _, err = run_main(
+            ["synth", "--out", tmp_path / "synth", "--doses", "0", "1", "--per-dose", "1", "--size", "224"], capsys
+        )
         assert code == 0, err
         from phototox.images import atomic_path
 
@@ -180,8 +201,9 @@ def test_umask_is_read_without_changing_it():
 
 
 def test_synth_manifest_lists_its_files(tmp_path, capsys):
-    code, _, err = run_main(["synth", "--out", tmp_path, "--doses", "0", "1", "--per-dose", "1", "--size", "224"],
-                            capsys)
+    code, _, err = run_main(
+        ["synth", "--out", tmp_path, "--doses", "0", "1", "--per-dose", "1", "--size", "224"], capsys
+    )
     assert code == 0, err
     with (tmp_path / "manifest.csv").open() as handle:
         names = [row["path"] for row in csv.DictReader(handle)]

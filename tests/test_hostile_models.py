@@ -51,24 +51,45 @@ def gap_state() -> dict:
 
 
 def _payload(state: dict, **changes) -> dict:
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": "deadnet-gap",
-               "arch_kwargs": {"border": 3}, "classes": ["healthy", "sick"], "window": 220,
-               "state_dict": state, "meta": {}}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": "deadnet-gap",
+        "arch_kwargs": {"border": 3},
+        "classes": ["healthy", "sick"],
+        "window": 220,
+        "state_dict": state,
+        "meta": {},
+    }
     payload.update(changes)
     return payload
 
 
 def _rdf(weights_sha: str) -> dict:
     return {
-        "type": "model", "format_version": "0.5.3", "name": "hostile test package",
-        "inputs": [{"id": "phase", "axes": [{"type": "batch"}, {"type": "channel"},
-                                            {"type": "space", "id": "y", "size": 220},
-                                            {"type": "space", "id": "x", "size": 220}],
-                    "preprocessing": [{"id": "zero_mean_unit_variance"}]}],
+        "type": "model",
+        "format_version": "0.5.3",
+        "name": "hostile test package",
+        "inputs": [
+            {
+                "id": "phase",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel"},
+                    {"type": "space", "id": "y", "size": 220},
+                    {"type": "space", "id": "x", "size": 220},
+                ],
+                "preprocessing": [{"id": "zero_mean_unit_variance"}],
+            }
+        ],
         "outputs": [{"id": "p", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["h", "s"]}]}],
-        "weights": {"pytorch_state_dict": {
-            "source": "weights.pt", "sha256": weights_sha,
-            "architecture": {"callable": "DeadNetGAP", "source": "deadnet.py", "kwargs": {"border": 3}}}},
+        "weights": {
+            "pytorch_state_dict": {
+                "source": "weights.pt",
+                "sha256": weights_sha,
+                "architecture": {"callable": "DeadNetGAP", "source": "deadnet.py", "kwargs": {"border": 3}},
+            }
+        },
     }
 
 
@@ -109,6 +130,7 @@ def site(package_dir, tmp_path, monkeypatch):
 
 # --- remote packages ------------------------------------------------------------------------
 
+
 def test_remote_package_loads_and_writes_only_inside_its_cache_entry(site, tmp_path):
     before = tree(tmp_path)
     model = load_model(site + "/pkg/rdf.yaml")
@@ -119,8 +141,17 @@ def test_remote_package_loads_and_writes_only_inside_its_cache_entry(site, tmp_p
     assert len(entries) == 1  # one entry per URL
 
 
-@pytest.mark.parametrize("source", ["{tmp}/x/pwned.txt", "../../pwned.txt", "sub/../../../pwned.txt",
-                                    "..\\..\\pwned.txt", "http://127.0.0.1:1/pwned.txt", "C:/pwned.txt"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{tmp}/x/pwned.txt",
+        "../../pwned.txt",
+        "sub/../../../pwned.txt",
+        "..\\..\\pwned.txt",
+        "http://127.0.0.1:1/pwned.txt",
+        "C:/pwned.txt",
+    ],
+)
 def test_remote_weight_source_outside_the_package_is_refused_before_any_write(site, package_dir, tmp_path, source):
     rdf = yaml.safe_load((package_dir / "rdf.yaml").read_text())
     rdf["weights"]["pytorch_state_dict"]["source"] = source.format(tmp=tmp_path)
@@ -134,8 +165,17 @@ def test_remote_weight_source_outside_the_package_is_refused_before_any_write(si
     assert not (tmp_path / "x").exists() and not (tmp_path / "pwned.txt").exists()
 
 
-@pytest.mark.parametrize("bad", ["affable-shark/..", "affable-shark/../../etc", "affable-shark/1/../x",
-                                 "Affable-Shark/1", "affable-shark/1.2.3.4.5", "affable-shark/"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "affable-shark/..",
+        "affable-shark/../../etc",
+        "affable-shark/1/../x",
+        "Affable-Shark/1",
+        "affable-shark/1.2.3.4.5",
+        "affable-shark/",
+    ],
+)
 def test_malformed_zoo_ids_are_refused_without_network(bad, tmp_path, monkeypatch):
     monkeypatch.setenv("PHOTOTOX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PHOTOTOX_ZOO_URL", "http://127.0.0.1:1/{id}/rdf.yaml")
@@ -215,8 +255,7 @@ def test_a_dripping_download_fails_at_the_overall_deadline(slow_site, tmp_path, 
 
 
 def test_downloads_are_capped_in_size(slow_site, tmp_path, monkeypatch):
-    monkeypatch.setattr(limits, "LIMITS", limits.LoaderLimits(max_download_bytes=1024**2,
-                                                              max_package_bytes=1024**2))
+    monkeypatch.setattr(limits, "LIMITS", limits.LoaderLimits(max_download_bytes=1024**2, max_package_bytes=1024**2))
     with pytest.raises(ModelLoadError) as exc:  # no Content-Length: stopped while streaming
         load_model(slow_site + "/big.zip")
     assert "over the 1.0 MB limit" in one_line(exc)
@@ -227,6 +266,7 @@ def test_downloads_are_capped_in_size(slow_site, tmp_path, monkeypatch):
 
 
 # --- package files --------------------------------------------------------------------------
+
 
 def _zip(folder: Path, target: Path) -> Path:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -241,12 +281,12 @@ def _declare_size(path: Path, member: str, size: int) -> None:
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(member)
     local = info.header_offset
-    data[local + 22:local + 26] = size.to_bytes(4, "little")
+    data[local + 22 : local + 26] = size.to_bytes(4, "little")
     central = data.find(b"PK\x01\x02")
     while central != -1:
-        name_len = int.from_bytes(data[central + 28:central + 30], "little")
-        if data[central + 46:central + 46 + name_len] == member.encode():
-            data[central + 24:central + 28] = size.to_bytes(4, "little")
+        name_len = int.from_bytes(data[central + 28 : central + 30], "little")
+        if data[central + 46 : central + 46 + name_len] == member.encode():
+            data[central + 24 : central + 28] = size.to_bytes(4, "little")
         central = data.find(b"PK\x01\x02", central + 4)
     path.write_bytes(bytes(data))
 
@@ -430,8 +470,13 @@ def test_cli_refuses_a_hostile_model_with_one_line_and_exit_1(tmp_path, gap_stat
 
     tifffile.imwrite(image, (torch.rand(256, 256) * 1000).numpy().astype("uint16"))
     before = tree(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "phototox", "predict", str(image), "--model", str(path),
-                           "--device", "cpu"], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "phototox", "predict", str(image), "--model", str(path), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "arch_kwargs.n_classes" in lines[0] and str(path) in lines[0]
@@ -459,8 +504,14 @@ def test_memory_stays_bounded_on_absurd_declared_sizes(tmp_path, package_dir, ga
     bomb = _zip(package_dir, tmp_path / "bomb.zip")
     _declare_size(bomb, "weights.pt", 0xF0000000)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", RSS_PROBE, str(classes), str(bomb)], capture_output=True,
-                          text=True, timeout=120, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, str(classes), str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert sum(line.startswith("REFUSED") for line in lines) == 2, lines
@@ -470,8 +521,13 @@ def test_memory_stays_bounded_on_absurd_declared_sizes(tmp_path, package_dir, ga
 
 def test_limits_live_in_one_documented_place():
     fields = limits.LoaderLimits.__dataclass_fields__
-    assert {"max_weight_file_bytes", "max_description_bytes", "max_download_bytes", "download_deadline_s",
-            "max_package_bytes"} <= set(fields)
+    assert {
+        "max_weight_file_bytes",
+        "max_description_bytes",
+        "max_download_bytes",
+        "download_deadline_s",
+        "max_package_bytes",
+    } <= set(fields)
     source = Path(limits.__file__).read_text()
     for name in fields:  # each limit has a docstring right below it
         assert f"    {name}:" in source and source.split(f"    {name}:", 1)[1].splitlines()[1].strip().startswith('"""')

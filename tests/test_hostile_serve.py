@@ -39,8 +39,15 @@ def serve(tiny_model_path):
 
     def start(**kwargs):
         kwargs.setdefault("limits", Limits(read_timeout=1.5))
-        server, _ = make_server("127.0.0.1", 0, kwargs.pop("model", str(tiny_model_path)), "cpu",
-                                    kwargs.pop("token", None), kwargs.pop("max_pixels", 4_000_000), **kwargs)
+        server, _ = make_server(
+            "127.0.0.1",
+            0,
+            kwargs.pop("model", str(tiny_model_path)),
+            "cpu",
+            kwargs.pop("token", None),
+            kwargs.pop("max_pixels", 4_000_000),
+            **kwargs,
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append(server)
         return server
@@ -52,8 +59,10 @@ def serve(tiny_model_path):
 
 
 def _analyse_head(port: int, width: int, height: int, extra: str = "", query: str = "") -> str:
-    return (f"POST /v1/analyse?width={width}&height={height}{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/octet-stream\r\nContent-Length: {4 * width * height}{extra}")
+    return (
+        f"POST /v1/analyse?width={width}&height={height}{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {4 * width * height}{extra}"
+    )
 
 
 def _frame(width: int = 224, height: int = 224, seed: int = 0) -> bytes:
@@ -68,8 +77,12 @@ def test_host_header_must_name_the_server(serve):
     for host in (f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}", f"attacker.test.:{port}", "::1"):
         answer = request(port, f"GET /v1/status HTTP/1.1\r\nHost: {host}")
         assert answer.status == 403 and "Host" in one_line(answer), host
-    answer = request(port, f"POST /v1/analyse?width=224&height=224 HTTP/1.1\r\nHost: rebound.example:{port}\r\n"
-                           f"Content-Type: application/octet-stream\r\nContent-Length: {4 * 224 * 224}", _frame())
+    answer = request(
+        port,
+        f"POST /v1/analyse?width=224&height=224 HTTP/1.1\r\nHost: rebound.example:{port}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {4 * 224 * 224}",
+        _frame(),
+    )
     assert answer.status == 403
     assert request(port, "GET /v1/status HTTP/1.1").status == 400  # no Host at all
 
@@ -78,8 +91,12 @@ def test_cross_origin_browser_requests_are_refused(serve):
     port = serve().port
     own = f"\r\nOrigin: http://127.0.0.1:{port}"
     assert request(port, _analyse_head(port, 224, 224, own), _frame()).status == 200
-    for extra in ("\r\nOrigin: http://evil.example", "\r\nOrigin: null", f"\r\nOrigin: https://127.0.0.1:{port}",
-                  "\r\nSec-Fetch-Site: cross-site"):
+    for extra in (
+        "\r\nOrigin: http://evil.example",
+        "\r\nOrigin: null",
+        f"\r\nOrigin: https://127.0.0.1:{port}",
+        "\r\nSec-Fetch-Site: cross-site",
+    ):
         answer = request(port, _analyse_head(port, 224, 224, extra), _frame())
         assert answer.status == 403 and "cross" in one_line(answer), extra
         get = request(port, f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}{extra}")
@@ -95,11 +112,15 @@ def test_unexpected_methods_and_paths_are_refused(serve):
     for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"):
         answer = request(port, f"{method} /v1/analyse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0")
         assert answer.status in (405, 501) and one_line(answer), method
-    for head in (f"GET /v1/analyse HTTP/1.1\r\nHost: 127.0.0.1:{port}",
-                 f"GET /../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1:{port}",
-                 f"POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0"):
+    for head in (
+        f"GET /v1/analyse HTTP/1.1\r\nHost: 127.0.0.1:{port}",
+        f"GET /../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1:{port}",
+        f"POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0",
+    ):
         assert request(port, head).status == 404, head
-    assert request(port, f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked").status == 501
+    assert (
+        request(port, f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked").status == 501
+    )
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -122,8 +143,9 @@ def test_allow_list_and_bounded_model_cache(serve, tiny_model_path, tmp_path):
     for i in range(3):
         copies.append(tmp_path / f"m{i}.pt")
         shutil.copy(tiny_model_path, copies[-1])
-    server = serve(model=[str(tiny_model_path), str(copies[0])], allowed_models=(str(copies[1]), str(copies[2])),
-                   max_models=2)
+    server = serve(
+        model=[str(tiny_model_path), str(copies[0])], allowed_models=(str(copies[1]), str(copies[2])), max_models=2
+    )
     port = server.port
     for path in copies:
         answer = request(port, _analyse_head(port, 224, 224, query=f"&model={path}"), _frame())
@@ -136,9 +158,25 @@ def test_allow_list_and_bounded_model_cache(serve, tiny_model_path, tmp_path):
 def test_cli_serves_several_models_and_refuses_others(tiny_model_path, tmp_path):
     other = tmp_path / "b.pt"
     shutil.copy(tiny_model_path, other)
-    proc = subprocess.Popen([sys.executable, "-m", "phototox", "serve", "--port", "0", "--device", "cpu",
-                             "--model", str(tiny_model_path), "--model", str(other)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phototox",
+            "serve",
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--model",
+            str(tiny_model_path),
+            "--model",
+            str(other),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         port = int(line.split("127.0.0.1:")[1].split("/")[0])
@@ -183,8 +221,9 @@ def test_slowloris_does_not_hold_a_thread_per_connection(serve):
     limits = Limits(workers=4, queue=8, read_timeout=2.0)
     port = serve(limits=limits).port
     before = threading.active_count()
-    outcome = slowloris(port, connections=200, drip_seconds=3.0,
-                        probe=lambda: (threading.active_count(), threads_named("http-worker")))
+    outcome = slowloris(
+        port, connections=200, drip_seconds=3.0, probe=lambda: (threading.active_count(), threads_named("http-worker"))
+    )
     active, workers = outcome["probe"]
     assert workers <= limits.workers and active - before <= limits.workers + 1
     assert outcome["busy"] >= 200 - limits.workers - limits.queue - 5  # the rest answered 503 at once
@@ -204,8 +243,7 @@ def test_refusals_happen_before_reading_the_body(serve):
     server = serve(token="s3cret-token-for-tests")
     port = server.port
     gib = f"POST /v1/analyse?width=16384&height=16384 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {1 << 30}"
-    for head, status in ((gib, 401),
-                         (gib + "\r\nAuthorization: Bearer s3cret-token-for-tests", 413)):
+    for head, status in ((gib, 401), (gib + "\r\nAuthorization: Bearer s3cret-token-for-tests", 413)):
         answer = request(port, head, b"\0" * 65536, timeout=10)
         assert answer.status == status and answer.seconds < SLACK and answer.closed, answer
     # with Expect: 100-continue the client is told before it uploads anything
@@ -218,8 +256,9 @@ def test_refusals_happen_before_reading_the_body(serve):
 @pytest.mark.parametrize("value", ["-1", "abc", "1e3", "0x10", " ", "99999999999999999999"])
 def test_malformed_content_length_is_a_400(serve, value, caplog):
     port = serve().port
-    answer = request(port, _analyse_head(port, 224, 224).replace(f"Content-Length: {4 * 224 * 224}",
-                                                                   f"Content-Length: {value}"))
+    answer = request(
+        port, _analyse_head(port, 224, 224).replace(f"Content-Length: {4 * 224 * 224}", f"Content-Length: {value}")
+    )
     assert answer.status == 400 and "Content-Length" in one_line(answer), value
     assert "Traceback" not in caplog.text
     assert request(port, f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}").status == 200
@@ -270,9 +309,25 @@ def test_memory_stays_bounded_under_eleven_large_requests(tiny_model_path):
     """Eleven concurrent 2828x2828 requests (32 MB each, NaN so the analysis stops early): the server's
     peak RSS grows by less than 5 bodies (with no budget, all 11 bodies were held at once)."""
     side = 2828
-    proc = subprocess.Popen([sys.executable, "-m", "phototox", "serve", "--port", "0", "--device", "cpu",
-                             "--model", str(tiny_model_path), "--max-pixels", str(side * side)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phototox",
+            "serve",
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--model",
+            str(tiny_model_path),
+            "--max-pixels",
+            str(side * side),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         port = int(proc.stdout.readline().split("127.0.0.1:")[1].split("/")[0])
         assert request(port, _analyse_head(port, 224, 224), _frame()).status == 200  # warm up

@@ -84,10 +84,9 @@ def test_input_array_not_modified():
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
 
 
@@ -101,8 +100,11 @@ def test_cli_reports_bad_inputs_and_exits_nonzero(tmp_path, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "phototox", "map", str(tmp_path / "none.tif"), "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "phototox", "map", str(tmp_path / "none.tif"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "none.tif: no such file" in proc.stderr
     assert not (tmp_path / "o").exists()
 

@@ -71,8 +71,7 @@ def test_manifest_round_trip(tmp_path):
 @pytest.mark.parametrize("seed", range(5))
 def test_grouped_split_never_shares_a_group_and_keeps_both_classes(seed):
     rng = np.random.default_rng(seed)
-    samples = [Sample(path=f"{i}.tif", label=int(g % 2), group=f"g{g}")
-               for i, g in enumerate(rng.integers(0, 12, 80))]
+    samples = [Sample(path=f"{i}.tif", label=int(g % 2), group=f"g{g}") for i, g in enumerate(rng.integers(0, 12, 80))]
     train, test = grouped_split(samples, 0.3, seed)
     assert sorted(train + test) == list(range(len(samples)))
     assert not {samples[i].group for i in train} & {samples[i].group for i in test}

@@ -8,9 +8,9 @@ import tifffile
 from conftest import VARYING_MODEL
 
 from phototox.cli import main
-from phototox.settings import check_dense_stride
 from phototox.errors import PhototoxError
 from phototox.inference import object_means, summarise_map
+from phototox.settings import check_dense_stride
 from phototox.synth import render_field
 from phototox.windows import upsample_grid
 
@@ -49,7 +49,7 @@ def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
 def test_map_has_image_shape_and_lies_in_unit_interval(predictor, field, mode):
     result = predictor.analyse_frame(field, 32, mode)
     assert result.sick_map.shape == field.shape and result.sick_map.dtype == np.float32
-    assert 0.0 <= result.sick_map.min() and result.sick_map.max() <= 1.0
+    assert result.sick_map.min() >= 0.0 and result.sick_map.max() <= 1.0
     assert result.mean_sick_probability == pytest.approx(float(result.sick_map.mean()))
     assert result.label in ("healthy", "sick")
     assert 0.5 <= result.confidence <= 1.0
@@ -108,8 +108,25 @@ def test_map_command_writes_float_maps_overlays_and_summary(tmp_path, tiny_model
     iio.imwrite(single, (stack[0] >> 8).astype(np.uint8))
     before = movie.read_bytes()
     out = tmp_path / "out"
-    assert main(["map", str(movie), str(single), "--model", str(tiny_model_path), "--out", str(out), "--stride", "16",
-                 "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "map",
+                str(movie),
+                str(single),
+                "--model",
+                str(tiny_model_path),
+                "--out",
+                str(out),
+                "--stride",
+                "16",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     maps = tifffile.imread(out / "movie_map.tif")
     assert maps.shape == stack.shape and maps.dtype == np.float32
     assert tifffile.imread(out / "single_map.tif").shape == stack.shape[1:]
@@ -124,8 +141,24 @@ def test_predict_json_matches_the_python_api(tmp_path, varying_predictor, capsys
     frame = render_field(300, 300, 0.7, seed=4).image
     tifffile.imwrite(image, frame)
     capsys.readouterr()
-    assert main(["predict", str(image), "--model", VARYING_MODEL, "--device", "cpu", "--json",
-                 "--stride", "32", "--mode", "exact"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(image),
+                "--model",
+                VARYING_MODEL,
+                "--device",
+                "cpu",
+                "--json",
+                "--stride",
+                "32",
+                "--mode",
+                "exact",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)[0]
     api = varying_predictor.analyse(frame, stride=32, mode="exact")[0]
     assert row["mean_sick_probability"] == pytest.approx(api.mean_sick_probability, abs=1e-6)

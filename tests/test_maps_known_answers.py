@@ -25,7 +25,7 @@ def _field(dose: float, seed: int = 11, height: int = 252, width: int = 252) -> 
 def _crops(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Every window of ``frame`` at ``stride``, cut out by hand, and the grid's shape."""
     ys, xs = (window_origins(n, WINDOW, stride) for n in frame.shape)
-    return np.stack([frame[y:y + WINDOW, x:x + WINDOW] for y in ys for x in xs]), (len(ys), len(xs))
+    return np.stack([frame[y : y + WINDOW, x : x + WINDOW] for y in ys for x in xs]), (len(ys), len(xs))
 
 
 def test_the_fixture_model_outputs_span_most_of_the_unit_interval(varying_predictor):
@@ -52,7 +52,9 @@ def test_dense_equals_exact_where_the_normalisations_coincide(varying_predictor,
     exact = varying_predictor.exact_grid(field, stride)
     dense = varying_predictor.dense_grid(field, stride)
     assert exact.shape == dense.shape == tuple(len(window_origins(n, WINDOW, stride)) for n in field.shape)
-    assert exact.max() - exact.min() > 0.05  # the windows differ (measured ranges 0.03-0.10 at stride 4, to 0.02-0.29 at 16)
+    assert (
+        exact.max() - exact.min() > 0.05
+    )  # the windows differ (measured ranges 0.03-0.10 at stride 4, to 0.02-0.29 at 16)
     assert np.abs(exact - dense).max() < 1e-5  # measured 1.0e-6 (strides 4, 8, 16, 32)
 
 
@@ -75,7 +77,12 @@ def test_exact_grid_on_a_real_field_is_the_classification_of_its_crops(varying_p
 
 def test_dense_on_a_single_window_is_the_crops_classification(varying_predictor):
     one = _field(1.0)[:WINDOW, :WINDOW]
-    assert abs(float(varying_predictor.dense_grid(one, 16)[0, 0]) - float(varying_predictor.classify_windows(one[None])[0])) < 1e-5  # measured 2e-7
+    assert (
+        abs(
+            float(varying_predictor.dense_grid(one, 16)[0, 0]) - float(varying_predictor.classify_windows(one[None])[0])
+        )
+        < 1e-5
+    )  # measured 2e-7
 
 
 @pytest.mark.parametrize("mode", ["exact", "dense"])
@@ -112,7 +119,7 @@ def test_upsampling_reproduces_a_linear_grid_along_both_axes(stride):
     shape = (WINDOW + stride * (ny - 1) + 5, WINDOW + stride * (nx - 1) + 7)
     full = upsample_grid(grid, shape, WINDOW, stride)
     centre = (WINDOW - 1) / 2
-    y, x = np.mgrid[:shape[0], :shape[1]]
+    y, x = np.mgrid[: shape[0], : shape[1]]
     plane = 0.1 * (y - centre) / stride + 0.03 * (x - centre) / stride
     between = (y >= centre) & (y <= centre + stride * (ny - 1)) & (x >= centre) & (x <= centre + stride * (nx - 1))
     assert np.abs(full - plane)[between].max() < 1e-5

@@ -93,7 +93,7 @@ def test_interior_pooling_makes_dense_exact_without_normalisation_effects():
         dense = model.dense_head(model.features(image))[0]
         for i in range(4):
             for j in range(3):
-                crop = image[:, :, 16 * i:16 * i + 220, 16 * j:16 * j + 220]
+                crop = image[:, :, 16 * i : 16 * i + 220, 16 * j : 16 * j + 220]
                 assert torch.allclose(model(crop)[0], dense[:, i, j], atol=1e-4)
     with pytest.raises(ValueError):
         build_model("deadnet-gap", border=7)

@@ -74,7 +74,7 @@ def test_shipped_models_have_one_checksum_source_and_carry_their_card():
         assert registry.verify(name) == reg.entry(name).sha256
     celldeath = Predictor.from_spec("deadnet-gap-celldeath-v2", "cpu").model
     assert celldeath.pixel_size_um == pytest.approx(0.434)
-    assert any("10.1371/journal.pone.0253666" == c.get("doi") for c in celldeath.card["citations"])
+    assert any(c.get("doi") == "10.1371/journal.pone.0253666" for c in celldeath.card["citations"])
     assert celldeath.card["card_path"].endswith("MODEL_CARD.md")
     synthetic = Predictor.from_spec("deadnet-gap-synthetic-v2", "cpu").model
     assert synthetic.pixel_size_um is None and "phototox.synth" in synthetic.card["pixel_size_note"]
@@ -120,8 +120,13 @@ def test_ship_script_is_a_thin_call(tmp_path, tiny_model_path, monkeypatch):
     text = (repo / "scripts" / "ship_model.py").read_text()
     assert "registry.json" not in text.split('"""', 2)[2] and "from phototox.models.registry import ship" in text
     shutil.copyfile(tiny_model_path, tmp_path / "m.pt")
-    proc = subprocess.run([sys.executable, str(repo / "scripts" / "ship_model.py"), str(tmp_path / "m.pt"),
-                           "--name", "Bad Name"], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(repo / "scripts" / "ship_model.py"), str(tmp_path / "m.pt"), "--name", "Bad Name"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode != 0 and "lower-case words" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
 

@@ -32,7 +32,7 @@ def test_overlay_png_has_a_colour_bar_and_brightens_left_to_right(tmp_path):
     lum = relative_luminance(_png(path))
     h, w = lum.shape
     row = lum[h // 2, : int(0.8 * w)]
-    image_part = row[row.argmin():]  # from the darkest (P = 0) to the right edge of the image
+    image_part = row[row.argmin() :]  # from the darkest (P = 0) to the right edge of the image
     smooth = np.convolve(image_part, np.ones(9) / 9, mode="valid")
     assert smooth[-20:].mean() - smooth[:20].mean() > 0.25
     bar_found = False

@@ -43,17 +43,23 @@ def test_imagej_calibration(tmp_path, unit, factor):
 @pytest.mark.parametrize("value,unit,um", [(0.2, "\u00b5m", 0.2), (650, "nm", 0.65), (0.9, "um", 0.9)])
 def test_ome_physical_size(tmp_path, value, unit, um):
     path = tmp_path / "x.ome.tif"
-    tifffile.imwrite(path, FRAME, ome=True, metadata={"PhysicalSizeX": value, "PhysicalSizeXUnit": unit,
-                                                      "PhysicalSizeY": value, "PhysicalSizeYUnit": unit})
+    tifffile.imwrite(
+        path,
+        FRAME,
+        ome=True,
+        metadata={"PhysicalSizeX": value, "PhysicalSizeXUnit": unit, "PhysicalSizeY": value, "PhysicalSizeYUnit": unit},
+    )
     assert math.isclose(pixel_size_from_file(path)[0], um, rel_tol=1e-6)
 
 
 def test_unitless_default_dpi_and_pixel_units_are_ignored(tmp_path):
-    cases = {"none.tif": {"resolution": (3, 3), "resolutionunit": "NONE"},
-             "72.tif": {"resolution": (72, 72), "resolutionunit": "INCH"},
-             "96.tif": {"resolution": (96, 96), "resolutionunit": "INCH"},
-             "plain.tif": {},
-             "ijpixel.tif": {"imagej": True, "resolution": (1, 1), "metadata": {"unit": "pixel"}}}
+    cases = {
+        "none.tif": {"resolution": (3, 3), "resolutionunit": "NONE"},
+        "72.tif": {"resolution": (72, 72), "resolutionunit": "INCH"},
+        "96.tif": {"resolution": (96, 96), "resolutionunit": "INCH"},
+        "plain.tif": {},
+        "ijpixel.tif": {"imagej": True, "resolution": (1, 1), "metadata": {"unit": "pixel"}},
+    }
     for name, kwargs in cases.items():
         tifffile.imwrite(tmp_path / name, FRAME, **kwargs)
         um, why = pixel_size_from_file(tmp_path / name)

@@ -18,6 +18,7 @@ SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 @pytest.fixture(scope="module")
 def predictor():
     from phototox.inference import Predictor
+
     return Predictor.from_spec(SYNTH_MODEL, "cpu")
 
 
@@ -48,7 +49,7 @@ def test_spans_own_every_window_once_and_align(length, stride, per):
     owned = [i for first, count, _, _ in parts for i in range(first, first + count)]
     assert owned == list(range((length - 220) // stride + 1))
     for first, count, start, stop in parts:
-        assert start % stride == 0 and 0 <= start and stop <= length
+        assert start % stride == 0 and start >= 0 and stop <= length
         assert start <= max(0, first * stride - context)
         assert stop >= min(length, (first + count - 1) * stride + 220 + context)
 
@@ -89,8 +90,7 @@ def test_chunked_map_writes_the_in_memory_map(predictor, frame, tmp_path, monkey
     level1 = open_ome_zarr(tmp_path / "m.ome.zarr", level=1)
     assert level1.shape == ((frame.shape[0] + 1) // 2, (frame.shape[1] + 1) // 2)
     assert level1.pixel_size_um == pytest.approx(0.868)
-    np.testing.assert_allclose(level1[:4, :4], whole.sick_map[:8, :8].reshape(4, 2, 4, 2).mean(axis=(1, 3)),
-                               atol=2e-5)
+    np.testing.assert_allclose(level1[:4, :4], whole.sick_map[:8, :8].reshape(4, 2, 4, 2).mean(axis=(1, 3)), atol=2e-5)
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary folder left behind
 
 
@@ -100,8 +100,9 @@ def test_upsample_block_matches_upsample_grid(rng):
     grid = rng.random((7, 9)).astype(np.float32)
     full = upsample_grid(grid, (500, 560), 220, 40)
     for ys, xs in [((0, 500), (0, 560)), ((100, 333), (7, 300)), ((499, 500), (0, 1))]:
-        np.testing.assert_allclose(chunked.upsample_block(grid, 220, 40, ys, xs), full[ys[0]:ys[1], xs[0]:xs[1]],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            chunked.upsample_block(grid, 220, 40, ys, xs), full[ys[0] : ys[1], xs[0] : xs[1]], atol=1e-6
+        )
 
 
 @pytest.mark.slow

@@ -63,11 +63,13 @@ def _read_csv(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_dask_is_not_imported_without_the_flag(images, tmp_path):
-    code = ("import sys; from phototox.cli import main; "
-            f"rc = main(['predict', {str(images[0])!r}, '--model', {SYNTH_MODEL!r}, '--quiet', '--out', "
-            f"{str(tmp_path / 'p.csv')!r}]); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ome_zarr')); "
-            "print('LOADED', bad); sys.exit(rc or bool(bad))")
+    code = (
+        "import sys; from phototox.cli import main; "
+        f"rc = main(['predict', {str(images[0])!r}, '--model', {SYNTH_MODEL!r}, '--quiet', '--out', "
+        f"{str(tmp_path / 'p.csv')!r}]); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ome_zarr')); "
+        "print('LOADED', bad); sys.exit(rc or bool(bad))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LOADED []" in result.stdout
@@ -98,15 +100,15 @@ def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, clie
     settings = _settings()
     ledger_path = tmp_path / "run.ledger.jsonl"
     half = images[:4]
-    run_images("predict", half, settings, Ledger(ledger_path, settings.fingerprint()), client=client,
-               progress=False)
+    run_images("predict", half, settings, Ledger(ledger_path, settings.fingerprint()), client=client, progress=False)
     with ledger_path.open("a") as handle:  # the crash hit while the next record was being written
-        handle.write('{"key": "' + str(images[4]) + '|12')
+        handle.write('{"key": "' + str(images[4]) + "|12")
     calls = []
     original = Predictor.analyse
     monkeypatch.setattr(Predictor, "analyse", lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
-    rows = run_images("predict", images, settings, Ledger(ledger_path, settings.fingerprint()), client=client,
-                      progress=False)
+    rows = run_images(
+        "predict", images, settings, Ledger(ledger_path, settings.fingerprint()), client=client, progress=False
+    )
     assert sorted(calls) == sorted(str(p) for p in images[4:])  # only the missing half was computed
     assert [r["path"] for r in rows] == [str(p) for p in images]  # every image once, in input order
     records = [json.loads(line) for line in ledger_path.read_text().splitlines()[1:] if line.endswith("}")]
@@ -114,7 +116,8 @@ def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, clie
     assert len(keys) == len(set(keys)) == len(images)
     expected = _single_process_rows(images, settings)
     assert [r["mean_sick_probability"] for r in rows] == pytest.approx(
-        [r["mean_sick_probability"] for r in expected], abs=1e-6)
+        [r["mean_sick_probability"] for r in expected], abs=1e-6
+    )
     from phototox.errors import PhototoxError
 
     with pytest.raises(PhototoxError, match="other settings"):

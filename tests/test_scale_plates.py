@@ -81,8 +81,16 @@ def test_summaries_and_heatmap_one_cell_per_well(tmp_path, rng):
         for field in range(3):
             path = f"{well}_{field}.tif"
             placements.append(Placement(path, "P1", well, r, c, str(field)))
-            rows.append({"path": path, "frame": 0, "mean_sick_probability": float(rng.random()),
-                         "sick_area_fraction": 0.1, "threshold": 0.5, "model": "m"})
+            rows.append(
+                {
+                    "path": path,
+                    "frame": 0,
+                    "mean_sick_probability": float(rng.random()),
+                    "sick_area_fraction": 0.1,
+                    "threshold": 0.5,
+                    "model": "m",
+                }
+            )
     wells = summarise_wells(join_rows(placements, rows))
     matrix = plot_plate_heatmap(wells, (8, 12), tmp_path / "heat.png", "test")
     assert matrix.shape == (8, 12)
@@ -104,8 +112,9 @@ def test_plate_command_end_to_end(plate_layout, tmp_path):
     from phototox.cli import main
 
     out = tmp_path / "out"
-    assert main(["plate", str(plate_layout), "--out", str(out), "--model", SYNTH_MODEL, "--device", "cpu",
-                 "--quiet"]) == 0
+    assert (
+        main(["plate", str(plate_layout), "--out", str(out), "--model", SYNTH_MODEL, "--device", "cpu", "--quiet"]) == 0
+    )
     per_image, per_well, per_plate = (_read(out / f"per_{n}.csv") for n in ("image", "well", "plate"))
     assert len(per_image) == len(read_layout(plate_layout)) == 20
     assert {(w["well"], w["time"]) for w in per_well} == {(w, t) for w in WELLS for t in ("0", "1")}

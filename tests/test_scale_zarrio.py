@@ -43,8 +43,15 @@ def test_tiled_bigtiff_is_read_lazily_with_its_pixel_size(tmp_path, rng):
 
     image = rng.integers(0, 4000, (1000, 777), dtype=np.uint16)
     path = tmp_path / "big.tif"
-    tifffile.imwrite(path, image, bigtiff=True, tile=(256, 256), resolution=(1e4 / 0.65, 1e4 / 0.65),
-                     resolutionunit="CENTIMETER", photometric="minisblack")
+    tifffile.imwrite(
+        path,
+        image,
+        bigtiff=True,
+        tile=(256, 256),
+        resolution=(1e4 / 0.65, 1e4 / 0.65),
+        resolutionunit="CENTIMETER",
+        photometric="minisblack",
+    )
     lazy = open_tiff(path)
     assert lazy.shape == image.shape and lazy.pixel_size_um == pytest.approx(0.65)
     np.testing.assert_array_equal(lazy[300:700, 500:777], image[300:700, 500:777])
@@ -63,6 +70,8 @@ def test_refuses_what_it_cannot_map(tmp_path, rng):
         open_ome_zarr(tmp_path / "plain.zarr")
     import tifffile
 
-    tifffile.imwrite(tmp_path / "stack.tif", rng.integers(0, 255, (3, 300, 300), dtype=np.uint8), photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "stack.tif", rng.integers(0, 255, (3, 300, 300), dtype=np.uint8), photometric="minisblack"
+    )
     with pytest.raises(ImageInputError, match="stack.tif: chunked maps take one 2-D plane"):
         open_tiff(tmp_path / "stack.tif")

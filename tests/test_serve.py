@@ -30,8 +30,12 @@ def running(tiny_model_path):
 
 def _post(url, pixels, width, height, token=None, **params):
     query = "&".join(f"{k}={v}" for k, v in {"width": width, "height": height, **params}.items())
-    request = urllib.request.Request(f"{url}/v1/analyse?{query}", data=pixels.astype("<f4").tobytes(), method="POST",
-                                     headers={"Content-Type": "application/octet-stream"})
+    request = urllib.request.Request(
+        f"{url}/v1/analyse?{query}",
+        data=pixels.astype("<f4").tobytes(),
+        method="POST",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     return urllib.request.urlopen(request, timeout=60)
@@ -95,4 +99,8 @@ def test_token_required_off_loopback(running):
 def test_helpers():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
     assert parse_imagej_options("stride=32 model=[a b.pt] stack mode=dense") == {
-        "stride": "32", "model": "a b.pt", "stack": "", "mode": "dense"}
+        "stride": "32",
+        "model": "a b.pt",
+        "stack": "",
+        "mode": "dense",
+    }

@@ -38,15 +38,27 @@ def test_server_parameters_follow_the_settings():
     defaults = MapSettings()
     blank = settings_from({})  # colour is not a request parameter: the pixels arrive grey
     assert {k: blank[k] for k in ("stride", "mode", "threshold", "normalisation")} == {
-        k: getattr(defaults, k) for k in ("stride", "mode", "threshold", "normalisation")}
+        k: getattr(defaults, k) for k in ("stride", "mode", "threshold", "normalisation")
+    }
     parsed = settings_from({"stride": "16", "mode": "exact", "threshold": "0.3", "normalisation": "global"})
-    assert (parsed["stride"], parsed["mode"], parsed["threshold"], parsed["normalisation"]) == (16, "exact", 0.3,
-                                                                                              "global")
+    assert (parsed["stride"], parsed["mode"], parsed["threshold"], parsed["normalisation"]) == (
+        16,
+        "exact",
+        0.3,
+        "global",
+    )
 
 
-@pytest.mark.parametrize("params, field", [({"stride": "abc"}, "stride"), ({"mode": "fast"}, "mode"),
-                                           ({"threshold": "1.5"}, "threshold"), ({"stride": "12"}, "stride"),
-                                           ({"normalisation": "z"}, "normalisation")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"stride": "abc"}, "stride"),
+        ({"mode": "fast"}, "mode"),
+        ({"threshold": "1.5"}, "threshold"),
+        ({"stride": "12"}, "stride"),
+        ({"normalisation": "z"}, "normalisation"),
+    ],
+)
 def test_bad_values_name_the_option(params, field):
     with pytest.raises(PhototoxError, match=field) as caught:
         MapSettings.from_params(params)
@@ -55,8 +67,14 @@ def test_bad_values_name_the_option(params, field):
 
 def test_java_forwards_every_request_option():
     java = (REPO / "plugins" / "fiji" / "phototox_fiji" / "java" / "phototox" / "Options.java").read_text()
-    forwarded = set(re.search(r"FORWARDED = \{([^}]*)\}", java).group(1).replace('"', "").replace(" ", "")
-                    .replace("\n", "").split(","))
+    forwarded = set(
+        re.search(r"FORWARDED = \{([^}]*)\}", java)
+        .group(1)
+        .replace('"', "")
+        .replace(" ", "")
+        .replace("\n", "")
+        .split(",")
+    )
     request_options = set(option_names()) - {"colour"} | {"pixel_size", "model", "device"}
     assert request_options <= forwarded, f"Options.java does not forward {request_options - forwarded}"
 
@@ -66,8 +84,9 @@ def test_cellprofiler_defaults_follow_the_settings():
     from cellprofiler_core.preferences import set_headless
 
     set_headless()
-    spec = importlib.util.spec_from_file_location("measurephototoxicity_settings",
-                                                  REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py")
+    spec = importlib.util.spec_from_file_location(
+        "measurephototoxicity_settings", REPO / "plugins" / "cellprofiler" / "measurephototoxicity.py"
+    )
     plugin = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, plugin)
     spec.loader.exec_module(plugin)
@@ -76,4 +95,5 @@ def test_cellprofiler_defaults_follow_the_settings():
     assert int(module.stride.value) == defaults.stride
     assert float(module.threshold.value) == defaults.threshold
     assert {c.split()[0].lower() for c in module.mode.choices} == set(
-        MapSettings.__dataclass_fields__["mode"].metadata["choices"])
+        MapSettings.__dataclass_fields__["mode"].metadata["choices"]
+    )

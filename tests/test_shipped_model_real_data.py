@@ -41,7 +41,7 @@ def test_held_out_crops_are_classified_by_their_label(shipped):
     rows = _held_out(shipped)
     for label in ("sick", "healthy"):
         frame = read_frames(next(r["path"] for r in rows if r["label"] == label))[0]
-        crops = np.stack([frame[y:y + 220, x:x + 220] for y in (200, 500) for x in (300, 800)])
+        crops = np.stack([frame[y : y + 220, x : x + 220] for y in (200, 500) for x in (300, 800)])
         probs = shipped.classify_windows(crops)
         if label == "sick":
             assert probs.min() > 0.5, probs

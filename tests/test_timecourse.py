@@ -31,6 +31,7 @@ def _texture(rng, shape=(256, 256), sigma=2.0) -> np.ndarray:
 
 # --- frames, intervals, doses -------------------------------------------------------------------
 
+
 def test_frames_are_ordered_by_the_numbers_in_their_names(tmp_path, rng):
     for t in (1, 2, 10, 11, 3):
         tifffile.imwrite(tmp_path / f"pos_t{t}.tif", np.full((70, 80), t * 100, np.uint16))
@@ -43,8 +44,12 @@ def test_frames_are_ordered_by_the_numbers_in_their_names(tmp_path, rng):
 @pytest.mark.parametrize(("finterval", "unit", "minutes"), [(600, "sec", 10.0), (0.25, "hour", 15.0), (3, "min", 3.0)])
 def test_interval_from_imagej_metadata(tmp_path, finterval, unit, minutes):
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, np.zeros((3, 70, 70), np.uint16), imagej=True,
-                     metadata={"axes": "TYX", "finterval": finterval, "tunit": unit})
+    tifffile.imwrite(
+        path,
+        np.zeros((3, 70, 70), np.uint16),
+        imagej=True,
+        metadata={"axes": "TYX", "finterval": finterval, "tunit": unit},
+    )
     assert read_field(path).interval_min == pytest.approx(minutes)
     assert read_field(path, interval_min=2.0).interval_min == 2.0  # the flag wins
 
@@ -67,8 +72,20 @@ def test_missing_interval_single_frame_and_mixed_sizes_are_one_line_errors(tmp_p
 def test_cli_errors_are_one_line_and_create_nothing(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "single.tif", np.zeros((70, 70), np.uint16))
     out = tmp_path / "out"
-    code = main(["timecourse", str(tmp_path / "single.tif"), "--interval", "5", "--pixel-size", "1",
-                 "--no-sickness", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "timecourse",
+            str(tmp_path / "single.tif"),
+            "--interval",
+            "5",
+            "--pixel-size",
+            "1",
+            "--no-sickness",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "at least two frames" in err
     assert not out.exists()
@@ -76,8 +93,9 @@ def test_cli_errors_are_one_line_and_create_nothing(tmp_path, capsys):
 
 def test_doses_file_units_and_missing_fields(tmp_path):
     path = tmp_path / "doses.csv"
-    path.write_text("field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm,frames\n"
-                    "a,0,50,488,\nb,100,50,488,\nc,200,20,561,10\n")
+    path.write_text(
+        "field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm,frames\na,0,50,488,\nb,100,50,488,\nc,200,20,561,10\n"
+    )
     doses = read_doses(path, ["a", "b", "c"], {"a": 30, "b": 30, "c": 30})
     assert doses["a"].is_control and not doses["b"].is_control
     assert doses["b"].per_frame_j_cm2 == pytest.approx(100e-3 * 50e-3)  # W/cm2 x s = J/cm2
@@ -90,6 +108,7 @@ def test_doses_file_units_and_missing_fields(tmp_path):
 
 
 # --- activity -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("dy", "dx"), [(0, 2), (3, 4), (-5, 0)])
 def test_flow_recovers_a_known_translation(rng, dy, dx):
@@ -116,6 +135,7 @@ def test_confluence_matches_a_known_mask(rng):
 
 
 # --- mitosis ------------------------------------------------------------------------------------
+
 
 def _division_stack(starts: list[int], persistent_at: int, n_frames: int = 20, seed: int = 0):
     """Isolated cells on a grid: cell k rounds up at ``starts[k]`` for 4 frames, then two daughters.
@@ -179,6 +199,7 @@ def test_mitosis_detector_recall_on_crowded_synthetic_series():
 
 # --- onsets -------------------------------------------------------------------------------------
 
+
 def test_change_point_finds_a_known_step(rng):
     settings = OnsetSettings(n_boot=0)
     controls = rng.normal(0, 1, (4, 40))
@@ -187,8 +208,9 @@ def test_change_point_finds_a_known_step(rng):
     # the running median may move the step one frame early; persistence may move it later
     assert 18 <= onset_index(exposed, controls, settings) <= 22
     exposed[:, 20:] += 4.0
-    false = sum(onset_index(rng.normal(0, 1, (2, 40)), rng.normal(0, 1, (4, 40)), settings) is not None
-                for _ in range(30))
+    false = sum(
+        onset_index(rng.normal(0, 1, (2, 40)), rng.normal(0, 1, (4, 40)), settings) is not None for _ in range(30)
+    )
     assert false <= 3
 
 

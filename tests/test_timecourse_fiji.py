@@ -26,14 +26,24 @@ def test_macro_runs_timecourse_on_the_open_stack(tmp_path):
 
     stack, _ = render_dose_series(5, 224, 0.0, seed=4, n_cells=5)
     movie = tmp_path / "movie.tif"
-    write_tiff_atomic(movie, stack, imagej=True, resolution=(1 / PIXEL_UM, 1 / PIXEL_UM),
-                      metadata={"axes": "TYX", "finterval": 600, "tunit": "sec", "unit": "micron"})
+    write_tiff_atomic(
+        movie,
+        stack,
+        imagej=True,
+        resolution=(1 / PIXEL_UM, 1 / PIXEL_UM),
+        metadata={"axes": "TYX", "finterval": 600, "tunit": "sec", "unit": "micron"},
+    )
     before = movie.read_bytes()
     out = tmp_path / "report"
     exe = Path(sys.executable).parent / "phototox"
     args = f"input={movie} output={out} phototox={exe} extra=--no-sickness"
-    proc = subprocess.run(["xvfb-run", "-a", "java", "-cp", str(IJ_JAR), "ij.ImageJ", "-batch", str(MACRO), args],
-                          check=False, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "java", "-cp", str(IJ_JAR), "ij.ImageJ", "-batch", str(MACRO), args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert (out / "timecourse.csv").is_file(), proc.stdout + proc.stderr
     rows = (out / "timecourse.csv").read_text().splitlines()
     assert len(rows) == 1 + 5

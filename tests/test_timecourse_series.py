@@ -27,8 +27,20 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
 
     doses = write_dose_series(tmp_path / "series", n_frames=30, size=256, seed=0)
     out = tmp_path / "out"
-    code = main(["timecourse", *sorted(str(p) for p in (tmp_path / "series").glob("field*.tif")),
-                 "--doses", str(doses), "--out", str(out), "--no-sickness", "--bootstrap", "100", "--quiet"])
+    code = main(
+        [
+            "timecourse",
+            *sorted(str(p) for p in (tmp_path / "series").glob("field*.tif")),
+            "--doses",
+            str(doses),
+            "--out",
+            str(out),
+            "--no-sickness",
+            "--bootstrap",
+            "100",
+            "--quiet",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "timecourse.json").read_text())
     truth = {}
@@ -46,8 +58,13 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
     assert ordered == sorted(ordered, reverse=True) and len(set(ordered)) == len(ordered)
     for dose, true_min in truth.items():
         assert true_min - EARLY_TOLERANCE_MIN <= earliest[dose] <= true_min + LATE_TOLERANCE_MIN
-    for name in ("timecourse.csv", "timecourse_by_dose.csv", "timecourse_measures.png", "timecourse_onsets.png",
-                 "timecourse_report.md"):
+    for name in (
+        "timecourse.csv",
+        "timecourse_by_dose.csv",
+        "timecourse_measures.png",
+        "timecourse_onsets.png",
+        "timecourse_report.md",
+    ):
         assert (out / name).stat().st_size > 0
     assert doc["largest_dose_not_earlier_than_lowest"]["any"]["dose_J_per_cm2"] == min(truth)
 
@@ -60,8 +77,26 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
     # a single rounding event or a slow confluence drift in one quadrant is called a departure, and
     # the default model's P(sick) (trained on U2OS at 0.434 um/px) departs in the quadrant with the
     # illumination stripe at any persistence -- see the issue note.
-    code = main(["timecourse", str(data / "frames"), "--interval", "10.2", "--pixel-size", "0.87", "--split", "2x2",
-                 "--no-sickness", "--persistence", "6", "--bootstrap", "0", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "timecourse",
+            str(data / "frames"),
+            "--interval",
+            "10.2",
+            "--pixel-size",
+            "0.87",
+            "--split",
+            "2x2",
+            "--no-sickness",
+            "--persistence",
+            "6",
+            "--bootstrap",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "timecourse.json").read_text())
     assert doc["onset_statement"].startswith("no onset can be given")

@@ -1,5 +1,6 @@
 """Training recipe, determinism, resume, and a tiny end-to-end train -> evaluate -> predict run."""
 
+import itertools
 import json
 
 import numpy as np
@@ -10,15 +11,15 @@ from phototox.augment import AugmentConfig
 from phototox.cli import main
 from phototox.manifest import read_manifest
 from phototox.models.architectures import build_model
-from phototox.train import TrainConfig, Trainer, inv_lr, parameter_groups
 from phototox.models.weights import load_weights
+from phototox.train import TrainConfig, Trainer, inv_lr, parameter_groups
 
 
 def test_inv_schedule_is_caffes():
     assert inv_lr(3e-4, 0) == 3e-4
-    assert inv_lr(3e-4, 100_000) == pytest.approx(3e-4 * 2.0 ** -0.75)
+    assert inv_lr(3e-4, 100_000) == pytest.approx(3e-4 * 2.0**-0.75)
     values = [inv_lr(3e-4, i) for i in range(0, 50_000, 5000)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in itertools.pairwise(values))
 
 
 def test_conv_biases_have_no_weight_decay():
@@ -31,8 +32,15 @@ def test_conv_biases_have_no_weight_decay():
 
 
 def _config(**kw):
-    base = dict(iterations=4, batch_size=4, eval_every=2, checkpoint_every=2, val_fraction=0.25, device="cpu",
-                augment=AugmentConfig(tps_warp=True))
+    base = dict(
+        iterations=4,
+        batch_size=4,
+        eval_every=2,
+        checkpoint_every=2,
+        val_fraction=0.25,
+        device="cpu",
+        augment=AugmentConfig(tps_warp=True),
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -56,9 +64,30 @@ def test_training_is_deterministic_and_resume_matches(tmp_path, synth_dataset):
 @pytest.mark.slow
 def test_end_to_end_train_evaluate_predict(tmp_path, synth_dataset, capsys):
     run = tmp_path / "run"
-    assert main(["train", str(synth_dataset), "--out", str(run), "--iterations", "4", "--batch-size", "4",
-                 "--eval-every", "2", "--checkpoint-every", "2", "--val-fraction", "0.25", "--device", "cpu",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(synth_dataset),
+                "--out",
+                str(run),
+                "--iterations",
+                "4",
+                "--batch-size",
+                "4",
+                "--eval-every",
+                "2",
+                "--checkpoint-every",
+                "2",
+                "--val-fraction",
+                "0.25",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for name in ("model.pt", "model.pt.sha256", "config.json", "log.csv", "curves.png", "checkpoint.pt"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
@@ -66,8 +95,23 @@ def test_end_to_end_train_evaluate_predict(tmp_path, synth_dataset, capsys):
     model = load_weights(run / "model.pt")
     assert model.meta["trained_iterations"] == 4
 
-    assert main(["evaluate", str(synth_dataset), "--model", str(run / "model.pt"), "--out", str(tmp_path / "ev"),
-                 "--device", "cpu", "--held-out", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(synth_dataset),
+                "--model",
+                str(run / "model.pt"),
+                "--out",
+                str(tmp_path / "ev"),
+                "--device",
+                "cpu",
+                "--held-out",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["n_images"] == len(config["val_groups"])
     assert 0 <= metrics["crop_accuracy"] <= 1 and sum(map(sum, metrics["confusion_crops"])) == metrics["n_crops"]
@@ -106,7 +150,7 @@ def test_weights_file_with_code_is_not_executed(tmp_path):
 
     class Evil:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+            return (exec, ("open({!r}, 'w').write('pwned')".format(str(tmp_path / "pwned")),))
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "phototox-weights", "x": Evil()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)

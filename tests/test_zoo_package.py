@@ -41,8 +41,14 @@ def _rdf(package: Path) -> dict:
 
 def _bioimageio_test(source: Path, weight_format: str = "pytorch_state_dict") -> subprocess.CompletedProcess:
     env = {**os.environ, "BIOIMAGEIO_CACHE_WARNINGS_LIMIT": "0"}
-    return subprocess.run(["bioimageio", "test", str(source), "--weight-format", weight_format],
-                          check=False, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        ["bioimageio", "test", str(source), "--weight-format", weight_format],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_test_crop_is_intermediate_real_and_recorded(built):
@@ -86,7 +92,7 @@ def test_cover_readme_and_permissions(built, tmp_path):
 
     cover = iio.imread(io.BytesIO(_read(built.package, "cover.png")))
     assert cover.shape[1] == 2 * cover.shape[0]
-    left, right = cover[:, : cover.shape[1] // 2], cover[:, cover.shape[1] // 2:]
+    left, right = cover[:, : cover.shape[1] // 2], cover[:, cover.shape[1] // 2 :]
     assert left.std() > 10 and right.std() > 10 and abs(float(left.mean()) - float(right.mean())) > 1
     readme = _read(built.package, "README.md").decode()
     assert "## Validation" in readme and "pip install -e ." in readme and "git clone" in readme
@@ -121,18 +127,36 @@ def test_map_package_passes_and_matches_phototox_dense_map(built, tmp_path):
     frame = read_frames(root.parent / test["source_file"])[0]
     side = 752  # 496 + 16 * 16 px, around the intermediate test window
     y0, x0 = (int(np.clip(c + 110 - side // 2, 0, n - side)) for c, n in zip(test["crop_yx"], frame.shape))
-    image = frame[y0:y0 + side, x0:x0 + side]
+    image = frame[y0 : y0 + side, x0 : x0 + side]
     tifffile.imwrite(tmp_path / "field.tif", image)
-    run = subprocess.run(["phototox", "map", str(tmp_path / "field.tif"), "--mode", "dense", "--stride", "16",
-                          "--out", str(tmp_path / "maps"), "--no-overlay", "--quiet"],
-                         check=False, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            "phototox",
+            "map",
+            str(tmp_path / "field.tif"),
+            "--mode",
+            "dense",
+            "--stride",
+            "16",
+            "--out",
+            str(tmp_path / "maps"),
+            "--no-overlay",
+            "--quiet",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     reference = tifffile.imread(tmp_path / "maps" / "field_map.tif")
     model = load_model_description(built.map_package)
     halo = _rdf(built.map_package)["config"]["phototox"]["halo"]
     for blocks in (None, 0):  # whole image, then tiles of the smallest size with their halo
-        out = predict(model=model, inputs={"phase": image[None, None]},
-                      **({} if blocks is None else {"blocksize_parameter": blocks}))
+        out = predict(
+            model=model,
+            inputs={"phase": image[None, None]},
+            **({} if blocks is None else {"blocksize_parameter": blocks}),
+        )
         sick = out.members["sick_probability"].data.values[0, 0]
         assert sick.shape == image.shape
         assert np.abs(sick - reference)[halo:-halo, halo:-halo].max() < 1e-4

@@ -40,14 +40,25 @@ OPSET = 18
 ARCH_CALLABLES = {"deadnet": "DeadNet", "deadnet-gap": "DeadNetGAP"}
 DEADNET_CITATION = {
     "text": "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity from "
-            "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).",
-    "doi": "10.48550/arXiv.1701.06109"}
+    "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017).",
+    "doi": "10.48550/arXiv.1701.06109",
+}
 CELLDEATH_CITATION = {
     "text": "La Greca AD, Perez N, Castaneda S, et al. celldeath: A tool for detection of cell death in transmitted "
-            "light microscopy images by deep learning-based visual recognition. PLoS ONE 16(6): e0253666 (2021).",
-    "doi": "10.1371/journal.pone.0253666"}
-TAGS = ["phase-contrast", "phototoxicity", "cell-health", "classification", "pytorch", "2d",
-        "transmitted-light", "deadnet", "live-cell-imaging"]
+    "light microscopy images by deep learning-based visual recognition. PLoS ONE 16(6): e0253666 (2021).",
+    "doi": "10.1371/journal.pone.0253666",
+}
+TAGS = [
+    "phase-contrast",
+    "phototoxicity",
+    "cell-health",
+    "classification",
+    "pytorch",
+    "2d",
+    "transmitted-light",
+    "deadnet",
+    "live-cell-imaging",
+]
 
 
 @dataclass
@@ -76,8 +87,15 @@ def _test_crop(predictor, image: str | None, seed: int):
         return find_test_crop(predictor, seed=seed)
     frame = read_frames(image)[0]
     p, y, x = _best_in_frame(predictor, frame)
-    return TestCrop(frame[y:y + WINDOW, x:x + WINDOW].copy(), p, frame, y, x, Path(image).name,
-                    note="given with --test-image: its licence must allow redistribution in the package")
+    return TestCrop(
+        frame[y : y + WINDOW, x : x + WINDOW].copy(),
+        p,
+        frame,
+        y,
+        x,
+        Path(image).name,
+        note="given with --test-image: its licence must allow redistribution in the package",
+    )
 
 
 def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
@@ -94,17 +112,24 @@ def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
             fields = [(frame, "", Path(cover_image).name)] * 2
         else:
             print("phototox zoo: no real data for the cover; using synthetic fields", file=sys.stderr)
-            fields = [(render_field(440, 440, dose, seed=seed).image.astype(np.float32), label,
-                       f"phototox.synth dose {dose}") for dose, label in ((0.9, "sick"), (0.0, "healthy"))]
+            fields = [
+                (render_field(440, 440, dose, seed=seed).image.astype(np.float32), label, f"phototox.synth dose {dose}")
+                for dose, label in ((0.9, "sick"), (0.0, "healthy"))
+            ]
     panels = []
     for frame, label, source in fields:
         result = predictor.analyse_frame(frame, 16, "dense")
-        caption = (f"{label or 'image'}: {source}\nmodel calls it {result.label}, "
-                   f"mean P(sick) {result.mean_sick_probability:.2f}")
+        caption = (
+            f"{label or 'image'}: {source}\nmodel calls it {result.label}, "
+            f"mean P(sick) {result.mean_sick_probability:.2f}"
+        )
         panels.append((frame, result.sick_map, caption))
-    footer = ("phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5. Images: celldeath U2OS, "
-              "La Greca et al. 2021, MIT" if not cover_image and fields[0][2].startswith("celldeath") else
-              "phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5")
+    footer = (
+        "phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5. Images: celldeath U2OS, "
+        "La Greca et al. 2021, MIT"
+        if not cover_image and fields[0][2].startswith("celldeath")
+        else "phototox sickness maps (dense, 16 px grid); cyan: P(sick) = 0.5"
+    )
     write_cover(path, panels, footer)
     return "; ".join(f"{label}: {source}" for _, label, source in fields)
 
@@ -126,17 +151,25 @@ def own_card(card: str) -> str:
 def validation_section(card: str, meta: dict) -> str:
     """The held-out figures: the card's held-out section if it has one, else the last validation in meta."""
     lines = card.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and
-                  any(w in line.lower() for w in ("held-out", "held out", "validation"))), None)
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if line.startswith("## ") and any(w in line.lower() for w in ("held-out", "held out", "validation"))
+        ),
+        None,
+    )
     if start is not None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        body = "\n".join(lines[start + 1:end]).strip()
-        return f"## Validation\n\nFrom the model card, section \"{lines[start][3:]}\":\n\n{body}\n"
+        body = "\n".join(lines[start + 1 : end]).strip()
+        return f'## Validation\n\nFrom the model card, section "{lines[start][3:]}":\n\n{body}\n'
     last = (meta or {}).get("last_eval") or {}
     if "val_acc" in last:
-        return (f"## Validation\n\nLast validation during training (iteration {last.get('iteration')}): crop "
-                f"accuracy {last['val_acc']:.3f}, loss {last.get('val_loss', float('nan')):.3f}. No held-out "
-                "evaluation is recorded with this model: run `phototox evaluate --held-out` before trusting it.\n")
+        return (
+            f"## Validation\n\nLast validation during training (iteration {last.get('iteration')}): crop "
+            f"accuracy {last['val_acc']:.3f}, loss {last.get('val_loss', float('nan')):.3f}. No held-out "
+            "evaluation is recorded with this model: run `phototox evaluate --held-out` before trusting it.\n"
+        )
     return "## Validation\n\nNo held-out figures are recorded with this model.\n"
 
 
@@ -151,10 +184,13 @@ def _documentation(path: Path, loaded, model_spec: str, crop, zip_name: str, cov
     test = crop.provenance()
     licence = f"{test.get('licence')}; {test.get('citation', '')}".rstrip("; ")
     contract = contract_of(loaded)
-    trained = ("exactly as the model was trained." if contract.kind == "crop" else
-               f"an approximation: the model was trained with each pixel normalised by the {contract.size} px box "
-               "centred on it within the whole frame, which a lone window cannot reproduce (it has no context); "
-               "phototox itself applies the exact contract to whole frames.")
+    trained = (
+        "exactly as the model was trained."
+        if contract.kind == "crop"
+        else f"an approximation: the model was trained with each pixel normalised by the {contract.size} px box "
+        "centred on it within the whole frame, which a lone window cannot reproduce (it has no context); "
+        "phototox itself applies the exact contract to whole frames."
+    )
     usage = f"""
 {validation_section(card, loaded.meta)}
 ## Using this package
@@ -175,10 +211,10 @@ def _documentation(path: Path, loaded, model_spec: str, crop, zip_name: str, cov
 
 ## Test tensor
 
-`test_input.npy` is a real, intermediate crop (P(sick) = {test['p_sick']:.3f} for this model, chosen
+`test_input.npy` is a real, intermediate crop (P(sick) = {test["p_sick"]:.3f} for this model, chosen
 at build time so that a change to the preprocessing or the weights fails `bioimageio test`):
-`{test['source_file']}`, 220x220 px at (y, x) = {tuple(test['crop_yx'])}. Licence: {licence.rstrip('.')}.
-{test.get('note', '')}
+`{test["source_file"]}`, 220x220 px at (y, x) = {tuple(test["crop_yx"])}. Licence: {licence.rstrip(".")}.
+{test.get("note", "")}
 
 Cover: {cover_source}.
 
@@ -187,9 +223,16 @@ Built by phototox {phototox.__version__} from `{model_spec}` ({loaded.arch}).
     path.write_text(own_card(card) + "\n" + usage)
 
 
-def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str | None = None,
-                  cover_image: str | None = None, name: str | None = None, maintainer: str | None = None,
-                  map_folder: Path | None = None) -> Path:
+def stage_package(
+    model_spec: str,
+    folder: Path,
+    seed: int = 0,
+    test_image: str | None = None,
+    cover_image: str | None = None,
+    name: str | None = None,
+    maintainer: str | None = None,
+    map_folder: Path | None = None,
+) -> Path:
     """Write every file of the package into ``folder`` (and the map package into ``map_folder``).
 
     Returns the path of the classifier package's ``rdf.yaml``.
@@ -198,8 +241,10 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
     if loaded.arch not in ARCH_CALLABLES:
         raise PhototoxError(f"{model_spec}: only phototox DeadNet models can be packaged (got {loaded.arch})")
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
-             for k, v in loaded.module.state_dict().items()}
+    state = {
+        k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+        for k, v in loaded.module.state_dict().items()
+    }
     torch.save(state, folder / "weights.pt")
     shutil.copyfile(inspect.getsourcefile(phototox.models.architectures), folder / "deadnet.py")
 
@@ -222,9 +267,16 @@ def stage_package(model_spec: str, folder: Path, seed: int = 0, test_image: str 
     traced.save(str(folder / "weights.torchscript.pt"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(folder / "weights.onnx"), opset_version=OPSET, dynamo=False,
-                          input_names=["phase"], output_names=["probabilities"],
-                          dynamic_axes={"phase": {0: "batch"}, "probabilities": {0: "batch"}})
+        torch.onnx.export(
+            net,
+            (example,),
+            str(folder / "weights.onnx"),
+            opset_version=OPSET,
+            dynamo=False,
+            input_names=["phase"],
+            output_names=["probabilities"],
+            dynamic_axes={"phase": {0: "batch"}, "probabilities": {0: "batch"}},
+        )
     cover_source = _cover(folder / "cover.png", predictor, seed, cover_image)
     _documentation(folder / "README.md", loaded, model_spec, test, f"phototox-{loaded.arch}.zip", cover_source)
 
@@ -243,26 +295,37 @@ def training_data(meta: dict) -> dict:
     manifest = str((meta or {}).get("manifest") or "")
     if "celldeath" in manifest:
         return {
-            "type": "dataset", "format_version": "0.3.0",
+            "type": "dataset",
+            "format_version": "0.3.0",
             "source": "https://github.com/miriukaLab/celldeath",
             "authors": [{"name": "La Greca AD"}, {"name": "Perez N"}, {"name": "Miriuka SG"}],
             "tags": ["u2os", "transmitted-light", "cell-death"],
             "name": "celldeath U2OS transmitted-light images (La Greca et al., 2021)",
             "description": "U2OS cells, 20x transmitted light, 1280x960 8-bit: camptothecin 1 h (sick) vs DMSO "
-                           "(healthy). A drug insult, not light; label and replicate are confounded.",
-            "cite": [CELLDEATH_CITATION], "license": "MIT",
+            "(healthy). A drug insult, not light; label and replicate are confounded.",
+            "cite": [CELLDEATH_CITATION],
+            "license": "MIT",
         }
-    return {"type": "dataset", "format_version": "0.3.0", "name": f"phototox training set {Path(manifest).name or '(unrecorded)'}",
-            "description": f"the manifest this model was trained on, as recorded in its weights: {manifest or 'not recorded'}",
-            "authors": [{"name": "phototox developers"}], "cite": [DEADNET_CITATION], "license": "MIT"}
+    return {
+        "type": "dataset",
+        "format_version": "0.3.0",
+        "name": f"phototox training set {Path(manifest).name or '(unrecorded)'}",
+        "description": f"the manifest this model was trained on, as recorded in its weights: {manifest or 'not recorded'}",
+        "authors": [{"name": "phototox developers"}],
+        "cite": [DEADNET_CITATION],
+        "license": "MIT",
+    }
 
 
 def maintainers(github_user: str | None) -> list[dict]:
     """The zoo needs a GitHub user per maintainer; ``--maintainer USER`` or ``$PHOTOTOX_ZOO_MAINTAINER``."""
     user = github_user or os.environ.get("PHOTOTOX_ZOO_MAINTAINER")
     if not user:
-        print("phototox zoo: no --maintainer GITHUB_USER given; 'maintainers' is left empty (the zoo needs one "
-              "before upload, and bioimageio checks the user online)", file=sys.stderr)
+        print(
+            "phototox zoo: no --maintainer GITHUB_USER given; 'maintainers' is left empty (the zoo needs one "
+            "before upload, and bioimageio checks the user online)",
+            file=sys.stderr,
+        )
         return []
     return [{"github_user": user, "name": "phototox developers"}]
 
@@ -271,16 +334,15 @@ def description(loaded, folder: Path, name: str | None = None, maintainer: str |
     """The format 0.5 model description (files must already be in ``folder``)."""
     meta = loaded.meta or {}
     card = loaded.card or {}
-    citations = [c for c in card.get("citations") or [] if isinstance(c, dict) and c.get("text")] \
-        or [DEADNET_CITATION]
+    citations = [c for c in card.get("citations") or [] if isinstance(c, dict) and c.get("text")] or [DEADNET_CITATION]
     torch_version = torch.__version__.split("+")[0]
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
         "name": name or "phototox DeadNet-GAP phase-contrast cell health",
         "description": "Tells from a label-free phase-contrast window (220x220 px) whether the cells look "
-                       "healthy or sick (e.g. harmed by imaging light). DeadNet (Richmond et al., 2017) "
-                       "reimplemented by phototox; whole-image sickness maps with the phototox package.",
+        "healthy or sick (e.g. harmed by imaging light). DeadNet (Richmond et al., 2017) "
+        "reimplemented by phototox; whole-image sickness maps with the phototox package.",
         "authors": [{"name": "phototox developers"}],
         **({"maintainers": people} if (people := maintainers(maintainer)) else {}),
         "cite": citations,
@@ -290,44 +352,75 @@ def description(loaded, folder: Path, name: str | None = None, maintainer: str |
         "documentation": {"source": "README.md", "sha256": _sha256(folder / "README.md")},
         "covers": [{"source": "cover.png", "sha256": _sha256(folder / "cover.png")}],
         **(_training_data(card) or {"training_data": training_data(meta)}),
-        "inputs": [{
-            "id": "phase",
-            "description": "grey phase-contrast window, any intensity scale",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["phase"]},
-                     {"type": "space", "id": "y", "size": WINDOW}, {"type": "space", "id": "x", "size": WINDOW}],
-            "test_tensor": {"source": "test_input.npy", "sha256": _sha256(folder / "test_input.npy")},
-            "sample_tensor": {"source": "sample_input.png", "sha256": _sha256(folder / "sample_input.png")},
-            "data": {"type": "float32"},
-            "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["channel", "y", "x"]}}],
-        }],
-        "outputs": [{
-            "id": "probabilities",
-            "description": "class probabilities (softmax): healthy, sick",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(CLASSES)}],
-            "test_tensor": {"source": "test_output.npy", "sha256": _sha256(folder / "test_output.npy")},
-            "data": {"type": "float32", "range": [0.0, 1.0]},
-        }],
+        "inputs": [
+            {
+                "id": "phase",
+                "description": "grey phase-contrast window, any intensity scale",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["phase"]},
+                    {"type": "space", "id": "y", "size": WINDOW},
+                    {"type": "space", "id": "x", "size": WINDOW},
+                ],
+                "test_tensor": {"source": "test_input.npy", "sha256": _sha256(folder / "test_input.npy")},
+                "sample_tensor": {"source": "sample_input.png", "sha256": _sha256(folder / "sample_input.png")},
+                "data": {"type": "float32"},
+                "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["channel", "y", "x"]}}],
+            }
+        ],
+        "outputs": [
+            {
+                "id": "probabilities",
+                "description": "class probabilities (softmax): healthy, sick",
+                "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(CLASSES)}],
+                "test_tensor": {"source": "test_output.npy", "sha256": _sha256(folder / "test_output.npy")},
+                "data": {"type": "float32", "range": [0.0, 1.0]},
+            }
+        ],
         "weights": {
             "pytorch_state_dict": {
-                "source": "weights.pt", "sha256": _sha256(folder / "weights.pt"),
-                "architecture": {"source": "deadnet.py", "sha256": _sha256(folder / "deadnet.py"),
-                                 "callable": ARCH_CALLABLES[loaded.arch],
-                                 "kwargs": {**loaded.arch_kwargs, "softmax_output": True}},
+                "source": "weights.pt",
+                "sha256": _sha256(folder / "weights.pt"),
+                "architecture": {
+                    "source": "deadnet.py",
+                    "sha256": _sha256(folder / "deadnet.py"),
+                    "callable": ARCH_CALLABLES[loaded.arch],
+                    "kwargs": {**loaded.arch_kwargs, "softmax_output": True},
+                },
                 "pytorch_version": torch_version,
             },
-            "torchscript": {"source": "weights.torchscript.pt", "sha256": _sha256(folder / "weights.torchscript.pt"),
-                            "parent": "pytorch_state_dict", "pytorch_version": torch_version},
-            "onnx": {"source": "weights.onnx", "sha256": _sha256(folder / "weights.onnx"),
-                     "parent": "pytorch_state_dict", "opset_version": OPSET},
+            "torchscript": {
+                "source": "weights.torchscript.pt",
+                "sha256": _sha256(folder / "weights.torchscript.pt"),
+                "parent": "pytorch_state_dict",
+                "pytorch_version": torch_version,
+            },
+            "onnx": {
+                "source": "weights.onnx",
+                "sha256": _sha256(folder / "weights.onnx"),
+                "parent": "pytorch_state_dict",
+                "opset_version": OPSET,
+            },
         },
         "config": {
-            "deepimagej": {"allow_tiling": False, "pyramidal_model": False,
-                           "prediction": {"preprocess": [{"spec": None}], "postprocess": [{"spec": None}]}},
-            "phototox": {"model": loaded.label, "pixel_size_um": card.get("pixel_size_um"),
-                         "pixel_size_note": card.get("pixel_size_note", ""), "citations": citations,
-                         "training_data": card.get("training_data") or {}, "arch": loaded.arch, "window": WINDOW, "network_stride": 16, "classes": list(CLASSES),
-                         "trained_iterations": meta.get("trained_iterations"),
-                         "note": "a window classifier: crop 220 px windows (phototox does) instead of tiling"},
+            "deepimagej": {
+                "allow_tiling": False,
+                "pyramidal_model": False,
+                "prediction": {"preprocess": [{"spec": None}], "postprocess": [{"spec": None}]},
+            },
+            "phototox": {
+                "model": loaded.label,
+                "pixel_size_um": card.get("pixel_size_um"),
+                "pixel_size_note": card.get("pixel_size_note", ""),
+                "citations": citations,
+                "training_data": card.get("training_data") or {},
+                "arch": loaded.arch,
+                "window": WINDOW,
+                "network_stride": 16,
+                "classes": list(CLASSES),
+                "trained_iterations": meta.get("trained_iterations"),
+                "note": "a window classifier: crop 220 px windows (phototox does) instead of tiling",
+            },
         },
     }
 
@@ -338,12 +431,19 @@ def _training_data(card: dict) -> dict:
     citation = data.get("citation") or {}
     if not data.get("name") or not str(data.get("source", "")).startswith("https://") or not citation.get("text"):
         return {}  # e.g. synthetic training data: described under config.phototox only
-    return {"training_data": {
-        "type": "dataset", "format_version": "0.3.0", "name": data["name"], "source": data["source"],
-        "description": data.get("description", ""), "cite": [citation], "license": data.get("license", "MIT"),
-        "authors": [{"name": a} for a in data.get("authors") or []] or [{"name": "unknown"}],
-        "tags": list(data.get("tags") or []),
-    }}
+    return {
+        "training_data": {
+            "type": "dataset",
+            "format_version": "0.3.0",
+            "name": data["name"],
+            "source": data["source"],
+            "description": data.get("description", ""),
+            "cite": [citation],
+            "license": data.get("license", "MIT"),
+            "authors": [{"name": a} for a in data.get("authors") or []] or [{"name": "unknown"}],
+            "tags": list(data.get("tags") or []),
+        }
+    }
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
@@ -371,9 +471,17 @@ def run_bioimageio_tests(package: Path, formats=("pytorch_state_dict", "torchscr
     return statuses, details
 
 
-def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, test_image: str | None = None,
-          cover_image: str | None = None, run_tests: bool = True, name: str | None = None,
-          maintainer: str | None = None, with_map: bool = True) -> BuildResult:
+def build(
+    model_spec: str = "default",
+    out: str | Path = "dist",
+    seed: int = 0,
+    test_image: str | None = None,
+    cover_image: str | None = None,
+    run_tests: bool = True,
+    name: str | None = None,
+    maintainer: str | None = None,
+    with_map: bool = True,
+) -> BuildResult:
     """Stage, zip and (optionally) test the package; return where it is and how the tests went."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,8 +489,16 @@ def build(model_spec: str = "default", out: str | Path = "dist", seed: int = 0, 
     target = out / f"phototox-{loaded_arch}.zip"
     map_target = out / f"phototox-{loaded_arch}-map.zip" if with_map else None
     with tempfile.TemporaryDirectory() as tmp:
-        stage_package(model_spec, Path(tmp) / "package", seed, test_image, cover_image, name, maintainer,
-                      Path(tmp) / "map" if with_map else None)
+        stage_package(
+            model_spec,
+            Path(tmp) / "package",
+            seed,
+            test_image,
+            cover_image,
+            name,
+            maintainer,
+            Path(tmp) / "map" if with_map else None,
+        )
         zip_folder(Path(tmp) / "package", target)
         if map_target is not None:
             zip_folder(Path(tmp) / "map", map_target)

@@ -11,10 +11,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="model to package (default: the shipped model)")
     p.add_argument("--out", default="dist", help="output folder (default dist/)")
     p.add_argument("--name", help="package name")
-    p.add_argument("--test-image", help="image searched for an intermediate test window (default: redistributable real data, else synthetic)")
+    p.add_argument(
+        "--test-image",
+        help="image searched for an intermediate test window (default: redistributable real data, else synthetic)",
+    )
     p.add_argument("--cover-image", help="image shown with its sickness map on the cover (default synthetic)")
-    p.add_argument("--maintainer", metavar="GITHUB_USER", help="maintainer's GitHub user (the zoo needs one; "
-                   "default $PHOTOTOX_ZOO_MAINTAINER)")
+    p.add_argument(
+        "--maintainer",
+        metavar="GITHUB_USER",
+        help="maintainer's GitHub user (the zoo needs one; default $PHOTOTOX_ZOO_MAINTAINER)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic test and cover images")
     p.add_argument("--no-test", action="store_true", help="skip 'bioimageio test'")
     p.add_argument("--no-map", action="store_true", help="build only the window classifier, not the map package")
@@ -31,8 +37,17 @@ def run(args) -> int:
     require_extra("bioimageio", "phototox zoo build")
     from .build import build
 
-    result = build(args.model, args.out, args.seed, args.test_image, args.cover_image, not args.no_test, args.name,
-                   args.maintainer, not args.no_map)
+    result = build(
+        args.model,
+        args.out,
+        args.seed,
+        args.test_image,
+        args.cover_image,
+        not args.no_test,
+        args.name,
+        args.maintainer,
+        not args.no_map,
+    )
     print(f"package: {result.package}")
     if result.map_package:
         print(f"map package: {result.map_package}")

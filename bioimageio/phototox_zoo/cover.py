@@ -17,7 +17,7 @@ def _square(frame: np.ndarray, sick_map: np.ndarray) -> tuple[np.ndarray, np.nda
     h, w = frame.shape
     side = min(h, w)
     y, x = (h - side) // 2, (w - side) // 2
-    return frame[y:y + side, x:x + side], sick_map[y:y + side, x:x + side]
+    return frame[y : y + side, x : x + side], sick_map[y : y + side, x : x + side]
 
 
 def write_cover(path: Path, panels: list[tuple[np.ndarray, np.ndarray, str]], footer: str) -> None:
@@ -36,15 +36,25 @@ def write_cover(path: Path, panels: list[tuple[np.ndarray, np.ndarray, str]], fo
         shown = ax.imshow(sick_map, cmap="magma", vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
         ax.contour(sick_map, levels=[0.5], colors="cyan", linewidths=0.8)
         ax.set_axis_off()
-        ax.text(0.02, 0.98, caption, transform=ax.transAxes, va="top", ha="left", fontsize=11, color="white",
-                bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+        ax.text(
+            0.02,
+            0.98,
+            caption,
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            fontsize=11,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"},
+        )
     if shown is not None:
         bar = fig.add_axes((0.955, 0.08, 0.012, 0.4))
         fig.colorbar(shown, cax=bar)
         bar.tick_params(colors="white", labelsize=8)
         bar.set_title("P(sick)", color="white", fontsize=8)
-    fig.text(0.01, 0.01, footer, fontsize=7.5, color="white",
-             bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
+    fig.text(
+        0.01, 0.01, footer, fontsize=7.5, color="white", bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"}
+    )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=COVER_DPI)
     plt.close(fig)

@@ -44,7 +44,7 @@ def architecture_source() -> str:
     """``phototox/models/architectures.py`` followed by the map wrapper: one file that imports only torch."""
     model_src = Path(inspect.getsourcefile(phototox.models.architectures)).read_text()
     wrapper = Path(inspect.getsourcefile(map_module)).read_text()
-    return model_src.rstrip() + "\n\n\n" + wrapper[wrapper.index(MARKER):]
+    return model_src.rstrip() + "\n\n\n" + wrapper[wrapper.index(MARKER) :]
 
 
 def map_network(loaded) -> map_module.DeadNetMap:
@@ -65,7 +65,7 @@ def test_region(test) -> np.ndarray:
     cy, cx = test.y + WINDOW // 2, test.x + WINDOW // 2
     y = int(np.clip(cy - side_y // 2, 0, frame.shape[0] - side_y))
     x = int(np.clip(cx - side_x // 2, 0, frame.shape[1] - side_x))
-    return frame[y:y + side_y, x:x + side_x].astype(np.float32), (y, x)
+    return frame[y : y + side_y, x : x + side_x].astype(np.float32), (y, x)
 
 
 def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_common: dict) -> Path:
@@ -85,47 +85,72 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
     provenance = {**test.provenance(), "crop_yx": list(origin), "crop_size": list(region.shape)}
     provenance.pop("p_sick", None)
     card = (classifier_folder / "README.md").read_text()
-    card = card[:card.index("## Using this package")] if "## Using this package" in card else card
+    card = card[: card.index("## Using this package")] if "## Using this package" in card else card
     (folder / "README.md").write_text(card + _usage(loaded, region.shape, provenance))
     space = [{"type": "space", "id": axis, "size": {"min": MIN_SIZE, "step": NETWORK_STRIDE}} for axis in "yx"]
-    out_space = [{"type": "space", "id": axis, "size": {"tensor_id": "phase", "axis_id": axis}, "halo": HALO}
-                 for axis in "yx"]
+    out_space = [
+        {"type": "space", "id": axis, "size": {"tensor_id": "phase", "axis_id": axis}, "halo": HALO} for axis in "yx"
+    ]
     kwargs = {"arch": loaded.arch, "normalisation": normalisation_of(loaded.meta), **loaded.arch_kwargs}
     kwargs.pop("softmax_output", None)
     rdf = {
-        **{k: v for k, v in rdf_common.items() if k not in ("inputs", "outputs", "weights", "config", "covers",
-                                                            "documentation")},
+        **{
+            k: v
+            for k, v in rdf_common.items()
+            if k not in ("inputs", "outputs", "weights", "config", "covers", "documentation")
+        },
         "name": rdf_common["name"] + " (map)",
         "description": "Fully convolutional phototox map: any phase-contrast image in (from 224 px, 16 px steps), "
-                       "P(sick) at every pixel out, as 'phototox map --mode dense --stride 16' computes it "
-                       "(normalisation and upsampling inside the model).",
+        "P(sick) at every pixel out, as 'phototox map --mode dense --stride 16' computes it "
+        "(normalisation and upsampling inside the model).",
         "tags": [t for t in rdf_common["tags"] if t != "classification"] + ["semantic-segmentation", "probability-map"],
         "documentation": {"source": "README.md", "sha256": _sha256(folder / "README.md")},
         "covers": [{"source": "cover.png", "sha256": _sha256(folder / "cover.png")}],
-        "inputs": [{
-            "id": "phase", "description": "grey phase-contrast image, any intensity scale (normalised inside)",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["phase"]}, *space],
-            "test_tensor": {"source": "test_input.npy", "sha256": _sha256(folder / "test_input.npy")},
-            "data": {"type": "float32"},
-        }],
-        "outputs": [{
-            "id": "sick_probability", "description": "P(sick) at every pixel (window values, bilinear between "
-                                                     "window centres, edge values held)",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["p_sick"]}, *out_space],
-            "test_tensor": {"source": "test_output.npy", "sha256": _sha256(folder / "test_output.npy")},
-            "data": {"type": "float32", "range": [0.0, 1.0]},
-        }],
-        "weights": {"pytorch_state_dict": {
-            "source": "weights.pt", "sha256": _sha256(folder / "weights.pt"),
-            "architecture": {"source": "deadnet_map.py", "sha256": _sha256(folder / "deadnet_map.py"),
-                             "callable": "DeadNetMap", "kwargs": kwargs},
-            "pytorch_version": torch.__version__.split("+")[0],
-        }},
-        "config": {"phototox": {
-            "arch": loaded.arch, "window": WINDOW, "network_stride": NETWORK_STRIDE, "halo": HALO,
-            "normalisation": kwargs["normalisation"], "equivalent": "phototox map --mode dense --stride 16",
-            "tiling": "tile on a 16 px grid with a halo of at least 240 px; the map equals the untiled one away "
-                      "from the image border", "test_tensor": provenance}},
+        "inputs": [
+            {
+                "id": "phase",
+                "description": "grey phase-contrast image, any intensity scale (normalised inside)",
+                "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["phase"]}, *space],
+                "test_tensor": {"source": "test_input.npy", "sha256": _sha256(folder / "test_input.npy")},
+                "data": {"type": "float32"},
+            }
+        ],
+        "outputs": [
+            {
+                "id": "sick_probability",
+                "description": "P(sick) at every pixel (window values, bilinear between "
+                "window centres, edge values held)",
+                "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["p_sick"]}, *out_space],
+                "test_tensor": {"source": "test_output.npy", "sha256": _sha256(folder / "test_output.npy")},
+                "data": {"type": "float32", "range": [0.0, 1.0]},
+            }
+        ],
+        "weights": {
+            "pytorch_state_dict": {
+                "source": "weights.pt",
+                "sha256": _sha256(folder / "weights.pt"),
+                "architecture": {
+                    "source": "deadnet_map.py",
+                    "sha256": _sha256(folder / "deadnet_map.py"),
+                    "callable": "DeadNetMap",
+                    "kwargs": kwargs,
+                },
+                "pytorch_version": torch.__version__.split("+")[0],
+            }
+        },
+        "config": {
+            "phototox": {
+                "arch": loaded.arch,
+                "window": WINDOW,
+                "network_stride": NETWORK_STRIDE,
+                "halo": HALO,
+                "normalisation": kwargs["normalisation"],
+                "equivalent": "phototox map --mode dense --stride 16",
+                "tiling": "tile on a 16 px grid with a halo of at least 240 px; the map equals the untiled one away "
+                "from the image border",
+                "test_tensor": provenance,
+            }
+        },
     }
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True))
     return folder / "rdf.yaml"
@@ -133,9 +158,12 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
 
 def _usage(loaded, shape, provenance: dict) -> str:
     norm = normalisation_of(loaded.meta)
-    how = ("per-window normalisation folded after the first convolution, with the statistics of the 220 px box "
-           "around each position (phototox's dense 'local' normalisation)" if norm["kind"] == "local" else
-           f"box normalisation of the frame ({norm})")
+    how = (
+        "per-window normalisation folded after the first convolution, with the statistics of the 220 px box "
+        "around each position (phototox's dense 'local' normalisation)"
+        if norm["kind"] == "local"
+        else f"box normalisation of the frame ({norm})"
+    )
     return f"""## Using this package (map)
 
 * **Input**: one grey phase-contrast image (axes batch, channel, y, x), any bit depth, each side at least
@@ -162,8 +190,8 @@ pip install torch==2.13.0 && pip install -e .
 
 ## Test tensor
 
-A {shape[0]}x{shape[1]} px region of `{provenance['source_file']}` at (y, x) = {tuple(provenance['crop_yx'])}
-containing the classifier package's intermediate test window. Licence: {provenance.get('licence')}.
+A {shape[0]}x{shape[1]} px region of `{provenance["source_file"]}` at (y, x) = {tuple(provenance["crop_yx"])}
+containing the classifier package's intermediate test window. Licence: {provenance.get("licence")}.
 
 Built by phototox {phototox.__version__} ({loaded.arch}).
 """

@@ -16,12 +16,19 @@ def register(sub) -> None:
     s.add_argument("--db", required=True, help="SQLite file holding items, annotators and votes")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8780, help="TCP port (default 8780)")
-    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="also accept this name in the Host header (when --host is not loopback)")
+    s.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this name in the Host header (when --host is not loopback)",
+    )
     s.add_argument("--crop", type=int, default=256, help="side of the square crops shown (px)")
     s.add_argument("--frames", type=int, default=10, help="frames per item of a time-lapse (the paper: 10)")
     s.add_argument("--overlap-every", type=int, default=5, help="every Nth item is one scored by someone else")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random order in which each annotator sees the items")
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the random order in which each annotator sees the items"
+    )
     s.set_defaults(func=_serve)
 
     r = actions.add_parser("report", help="counts, agreement, Cohen's kappa, ambiguity, accuracy ceiling")
@@ -32,9 +39,15 @@ def register(sub) -> None:
     e = actions.add_parser("export", help="training manifest of concordant labels (crops written as TIFF)")
     e.add_argument("--db", required=True, help="the annotation database (SQLite) to export")
     e.add_argument("--out", required=True, help="folder for crops/ and manifest.csv")
-    e.add_argument("--rule", choices=("unanimous", "majority"), default="unanimous",
-                   help="how annotators' votes become a label (default unanimous)")
-    e.add_argument("--min-votes", type=int, default=1, help="export only items with at least this many votes (default 1)")
+    e.add_argument(
+        "--rule",
+        choices=("unanimous", "majority"),
+        default="unanimous",
+        help="how annotators' votes become a label (default unanimous)",
+    )
+    e.add_argument(
+        "--min-votes", type=int, default=1, help="export only items with at least this many votes (default 1)"
+    )
     e.set_defaults(func=_export)
 
 
@@ -65,8 +78,13 @@ def _serve(args) -> int:
     _at_least("--frames", args.frames, 1)
     _at_least("--overlap-every", args.overlap_every, 0)
     _at_least("--port", args.port, 0, 65535)
-    server = make_server(None, args.host, args.port, AppConfig(args.overlap_every, args.seed),  # port first:
-                         allowed_hosts=tuple(args.allow_host))
+    server = make_server(
+        None,
+        args.host,
+        args.port,
+        AppConfig(args.overlap_every, args.seed),  # port first:
+        allowed_hosts=tuple(args.allow_host),
+    )
     try:  # a port in use must not leave a new database behind
         rows = make_items(args.inputs, args.crop, args.frames)
         if not rows:
@@ -76,8 +94,11 @@ def _serve(args) -> int:
     except BaseException:
         server.server_close()
         raise
-    print(f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
-          f"open http://{args.host}:{server.server_address[1]}/", flush=True)
+    print(
+        f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
+        f"open http://{args.host}:{server.server_address[1]}/",
+        flush=True,
+    )
     return serve_until_interrupted(server)
 
 

@@ -88,9 +88,11 @@ class AnnotationDB:
         try:
             with self.connect() as con:
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if tables and not REQUIRED_TABLES <= tables:  # someone else's database: leave it alone
-                    raise PhototoxError(f"{self.path}: an SQLite database of something else (tables "
-                                        f"{', '.join(sorted(tables)[:5])}), not a phototox annotation database")
+                if tables and not tables >= REQUIRED_TABLES:  # someone else's database: leave it alone
+                    raise PhototoxError(
+                        f"{self.path}: an SQLite database of something else (tables "
+                        f"{', '.join(sorted(tables)[:5])}), not a phototox annotation database"
+                    )
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
         except sqlite3.Error as exc:
@@ -122,20 +124,26 @@ class AnnotationDB:
         """Insert (path, first, last, y, x, size, group, is_control) rows; existing ones are kept."""
         with self.transaction() as con:
             before = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-            con.executemany("INSERT OR IGNORE INTO items (path, first_frame, last_frame, y, x, size, grp, is_control) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", items)
+            con.executemany(
+                "INSERT OR IGNORE INTO items (path, first_frame, last_frame, y, x, size, grp, is_control) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                items,
+            )
             return con.execute("SELECT COUNT(*) FROM items").fetchone()[0] - before
 
     def item(self, item_id: int) -> Item | None:
         with self.connect() as con:
-            row = con.execute("SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items "
-                              "WHERE id = ?", (item_id,)).fetchone()
+            row = con.execute(
+                "SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items WHERE id = ?",
+                (item_id,),
+            ).fetchone()
         return Item(*row[:8], bool(row[8])) if row else None
 
     def items(self) -> list[Item]:
         with self.connect() as con:
-            rows = con.execute("SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items "
-                               "ORDER BY id").fetchall()
+            rows = con.execute(
+                "SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items ORDER BY id"
+            ).fetchall()
         return [Item(*r[:8], bool(r[8])) for r in rows]
 
     # -- annotators ---------------------------------------------------------------------------
@@ -143,8 +151,10 @@ class AnnotationDB:
         """Register a new name; return it with its freshly generated token (shown once)."""
         token = secrets.token_urlsafe(12)
         with self.transaction() as con:
-            cur = con.execute("INSERT INTO annotators (name, token_hash, created) VALUES (?, ?, ?)",
-                              (name, _hash_token(token), time.time()))
+            cur = con.execute(
+                "INSERT INTO annotators (name, token_hash, created) VALUES (?, ?, ?)",
+                (name, _hash_token(token), time.time()),
+            )
             return Annotator(cur.lastrowid, name), token
 
     def annotator_exists(self, name: str) -> bool:
@@ -176,8 +186,10 @@ class AnnotationDB:
         with self.transaction() as con:
             if con.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
                 raise ValueError(f"unknown item {item_id}")
-            cur = con.execute("INSERT INTO votes (item_id, annotator_id, label, created) VALUES (?, ?, ?, ?)",
-                              (item_id, annotator_id, label, time.time()))
+            cur = con.execute(
+                "INSERT INTO votes (item_id, annotator_id, label, created) VALUES (?, ?, ?, ?)",
+                (item_id, annotator_id, label, time.time()),
+            )
             return cur.lastrowid
 
     def votes(self) -> list[tuple[int, int, int, str, float]]:
@@ -200,14 +212,19 @@ class AnnotationDB:
 
     def seen_items(self, annotator_id: int) -> set[int]:
         with self.connect() as con:
-            return {r[0] for r in con.execute("SELECT DISTINCT item_id FROM votes WHERE annotator_id = ?",
-                                              (annotator_id,))}
+            return {
+                r[0] for r in con.execute("SELECT DISTINCT item_id FROM votes WHERE annotator_id = ?", (annotator_id,))
+            }
 
     def items_scored_by_others(self, annotator_id: int) -> set[int]:
         """Items that another annotator labelled (skips do not count)."""
         with self.connect() as con:
-            return {r[0] for r in con.execute("SELECT DISTINCT item_id FROM votes WHERE annotator_id != ? AND "
-                                              "label != 'skip'", (annotator_id,))}
+            return {
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT item_id FROM votes WHERE annotator_id != ? AND label != 'skip'", (annotator_id,)
+                )
+            }
 
     def items_scored_by_anyone(self) -> set[int]:
         with self.connect() as con:

@@ -37,7 +37,9 @@ def concordant_label(labels: list[str], rule: str, min_votes: int) -> str | None
     return label if top * 2 > len(labels) else None
 
 
-def export_manifest(db: AnnotationDB, out_dir: str | Path, rule: str = "unanimous", min_votes: int = 1) -> tuple[Path, int]:
+def export_manifest(
+    db: AnnotationDB, out_dir: str | Path, rule: str = "unanimous", min_votes: int = 1
+) -> tuple[Path, int]:
     """Write crops and ``manifest.csv`` into ``out_dir``; return the manifest path and row count."""
     out = Path(out_dir)
     (out / "crops").mkdir(parents=True, exist_ok=True)
@@ -52,8 +54,9 @@ def export_manifest(db: AnnotationDB, out_dir: str | Path, rule: str = "unanimou
             continue
         if item.path not in stacks:
             stacks[item.path] = read_frames(item.path, min_size=1)
-        crop = stacks[item.path][item.first_frame:item.last_frame + 1, item.y:item.y + item.size,
-                                 item.x:item.x + item.size]
+        crop = stacks[item.path][
+            item.first_frame : item.last_frame + 1, item.y : item.y + item.size, item.x : item.x + item.size
+        ]
         name = f"item{item.id:06d}.tif"
         write_tiff_atomic(out / "crops" / name, crop if len(crop) > 1 else crop[0])
         rows.append([f"crops/{name}", label, item.group, len(by_item[item.id]), int(item.is_control), item.path])

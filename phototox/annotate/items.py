@@ -54,8 +54,18 @@ def make_items(inputs: list[str], crop: int = 256, frames: int = 10) -> list[tup
             end = min(start + frames - 1, last)
             for y in range(0, stack.shape[1] - size + 1, size):
                 for x in range(0, stack.shape[2] - size + 1, size):
-                    rows.append((str(Path(source["path"]).resolve()), start, end, y, x, size, source["group"],
-                                 int(source["control"])))
+                    rows.append(
+                        (
+                            str(Path(source["path"]).resolve()),
+                            start,
+                            end,
+                            y,
+                            x,
+                            size,
+                            source["group"],
+                            int(source["control"]),
+                        )
+                    )
     return rows
 
 
@@ -69,7 +79,7 @@ def frame_png(path: str, frame: int, y: int, x: int, size: int) -> bytes:
     import imageio.v3 as iio
 
     stack = _stack(path)
-    crop = stack[frame, y:y + size, x:x + size]
+    crop = stack[frame, y : y + size, x : x + size]
     buffer = io.BytesIO()
     iio.imwrite(buffer, to_display_uint8(crop), extension=".png")
     return buffer.getvalue()

@@ -78,8 +78,16 @@ def build_report(db: AnnotationDB) -> dict:
         a = [by_item[item][i] for item in shared]
         b = [by_item[item][j] for item in shared]
         agree = sum(x == y for x, y in zip(a, b))
-        pairs.append({"a": name_i, "b": name_j, "overlaps": len(shared), "disagreements": len(shared) - agree,
-                      "agreement": agree / len(shared) if shared else float("nan"), "kappa": cohen_kappa(a, b)})
+        pairs.append(
+            {
+                "a": name_i,
+                "b": name_j,
+                "overlaps": len(shared),
+                "disagreements": len(shared) - agree,
+                "agreement": agree / len(shared) if shared else float("nan"),
+                "kappa": cohen_kappa(a, b),
+            }
+        )
 
     # overlaps as in the paper: each pair of labels given to one item by two annotators
     n_overlaps = sum(p["overlaps"] for p in pairs)
@@ -90,28 +98,40 @@ def build_report(db: AnnotationDB) -> dict:
     for who, name in annotators.items():
         labels = [label for (item, w), label in latest.items() if w == who and items[item].is_control]
         decided = [label for label in labels if label != "unsure"]
-        controls[name] = {"labelled": len(labels),
-                          "accuracy": sum(label == "healthy" for label in labels) / len(labels) if labels else None,
-                          "accuracy_decided": (sum(label == "healthy" for label in decided) / len(decided)
-                                               if decided else None)}
-    return {"annotators": counts, "pairs": pairs, "ambiguity": ambiguity, "controls": controls,
-            "items": len(items), "votes": len(db.votes())}
+        controls[name] = {
+            "labelled": len(labels),
+            "accuracy": sum(label == "healthy" for label in labels) / len(labels) if labels else None,
+            "accuracy_decided": (sum(label == "healthy" for label in decided) / len(decided) if decided else None),
+        }
+    return {
+        "annotators": counts,
+        "pairs": pairs,
+        "ambiguity": ambiguity,
+        "controls": controls,
+        "items": len(items),
+        "votes": len(db.votes()),
+    }
 
 
 def format_report(report: dict) -> str:
     lines = [f"{report['items']} items, {report['votes']} votes"]
     for name, c in report["annotators"].items():
-        lines.append(f"  {name:24s} healthy {c['healthy']:4d}  sick {c['sick']:4d}  unsure {c['unsure']:4d}  "
-                     f"skip {c['skip']:4d}")
+        lines.append(
+            f"  {name:24s} healthy {c['healthy']:4d}  sick {c['sick']:4d}  unsure {c['unsure']:4d}  skip {c['skip']:4d}"
+        )
     for p in report["pairs"]:
         if p["overlaps"]:
-            lines.append(f"  {p['a']} / {p['b']}: {p['overlaps']} overlaps, agreement {p['agreement']:.3f}, "
-                         f"kappa {p['kappa']:.3f}")
+            lines.append(
+                f"  {p['a']} / {p['b']}: {p['overlaps']} overlaps, agreement {p['agreement']:.3f}, "
+                f"kappa {p['kappa']:.3f}"
+            )
     amb = report["ambiguity"]
     if amb:
-        lines.append(f"disagreement {amb['disagreement_rate']:.1%} on {amb['overlaps']} overlaps -> ambiguous "
-                     f"{amb['ambiguous_fraction']:.1%}, {amb['ambiguous_after_filtering']:.1%} after filtering; "
-                     f"accuracy ceiling {amb['accuracy_ceiling']:.1%}")
+        lines.append(
+            f"disagreement {amb['disagreement_rate']:.1%} on {amb['overlaps']} overlaps -> ambiguous "
+            f"{amb['ambiguous_fraction']:.1%}, {amb['ambiguous_after_filtering']:.1%} after filtering; "
+            f"accuracy ceiling {amb['accuracy_ceiling']:.1%}"
+        )
     for name, c in report["controls"].items():
         if c["labelled"]:
             lines.append(f"  controls (known healthy) {name}: {c['labelled']} labelled, accuracy {c['accuracy']:.3f}")

@@ -73,8 +73,14 @@ class AnnotationServer(BoundedHTTPServer):
 
     busy_message = "annotation app busy; reload the page in a moment"
 
-    def __init__(self, address: tuple[str, int], db: AnnotationDB | None, config: AppConfig,
-                 limits: Limits | None = None, allowed_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        db: AnnotationDB | None,
+        config: AppConfig,
+        limits: Limits | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(address, _Handler, limits or ANNOTATION_LIMITS, allowed_hosts)
         self.db: AnnotationDB = db  # type: ignore[assignment]  # None only until set after binding
         self.config = config
@@ -86,8 +92,10 @@ class AnnotationServer(BoundedHTTPServer):
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 class _Handler(GuardedHandler):
@@ -105,8 +113,11 @@ class _Handler(GuardedHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "same-origin")  # "no-referrer" makes browsers send Origin: null
         script = f"'nonce-{nonce}'" if nonce else "'none'"
-        self.send_header("Content-Security-Policy", f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-                                                    f"script-src {script}; form-action 'self'; frame-ancestors 'none'")
+        self.send_header(
+            "Content-Security-Policy",
+            f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+            f"script-src {script}; form-action 'self'; frame-ancestors 'none'",
+        )
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -124,8 +135,12 @@ class _Handler(GuardedHandler):
     def _error(self, status: int, message: str, close: bool = False) -> None:
         if close:
             self.close_connection = True
-        self._html(status, "error", f"<h1>Sorry</h1><p class='error'>{html.escape(message)}</p>"
-                                    "<p><a href='/'>back</a></p>", {"Connection": "close"} if close else None)
+        self._html(
+            status,
+            "error",
+            f"<h1>Sorry</h1><p class='error'>{html.escape(message)}</p><p><a href='/'>back</a></p>",
+            {"Connection": "close"} if close else None,
+        )
 
     def _token(self) -> str:
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
@@ -148,8 +163,10 @@ class _Handler(GuardedHandler):
         data = self.read_body(length)
         if data is None:
             return None
-        return {k: v[-1] for k, v in urllib.parse.parse_qs(data.decode("utf-8", errors="replace"),
-                                                           keep_blank_values=True).items()}
+        return {
+            k: v[-1]
+            for k, v in urllib.parse.parse_qs(data.decode("utf-8", errors="replace"), keep_blank_values=True).items()
+        }
 
     # -- GET ----------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -167,7 +184,10 @@ class _Handler(GuardedHandler):
 
     def _signin_page(self, message: str = "", status: int = 200) -> None:
         error = f"<p class='error'>{html.escape(message)}</p>" if message else ""
-        self._html(status, self.server.config.title, f"""
+        self._html(
+            status,
+            self.server.config.title,
+            f"""
 <h1>{html.escape(self.server.config.title)}</h1>
 <p>Label short phase-contrast sequences as <b>healthy</b>, <b>sick</b> or <b>unsure</b>.
 New here? Enter a name and leave the token empty: you will get a token to sign in again.</p>
@@ -176,7 +196,8 @@ New here? Enter a name and leave the token empty: you will get a token to sign i
   <label>Name <input name="name" id="name" maxlength="{MAX_NAME}" required autofocus></label>
   <label>Token <input name="token" id="token" autocomplete="off"></label>
   <button type="submit" id="go">Sign in</button>
-</form>""")
+</form>""",
+        )
 
     def _annotate_page(self) -> None:
         annotator = self._annotator()
@@ -186,16 +207,20 @@ New here? Enter a name and leave the token empty: you will get a token to sign i
         item, overlap = next_item(db, annotator, config)
         done = db.count_votes(annotator.id)
         total = len(db.items())
-        header = (f"<p>Signed in as <b id='who'>{html.escape(annotator.name)}</b> &middot; "
-                  f"<span id='progress'>{done}</span> votes &middot; {total} items &middot; <a href='/progress'>progress</a></p>")
+        header = (
+            f"<p>Signed in as <b id='who'>{html.escape(annotator.name)}</b> &middot; "
+            f"<span id='progress'>{done}</span> votes &middot; {total} items &middot; <a href='/progress'>progress</a></p>"
+        )
         if item is None:
             return self._html(200, "all done", header + "<h1 id='done'>All items are labelled. Thank you!</h1>")
         frames = list(range(item.last_frame - item.first_frame + 1))
         csrf = self.server.csrf_for(self._token())
         nonce = secrets.token_urlsafe(12)
         strip = "".join(f"<img src='/item/{item.id}/{k}.png' alt='frame {k + 1}'>" for k in frames)
-        buttons = "".join(f"<button type='submit' name='label' value='{label}' id='btn-{label}'>"
-                          f"{label} <kbd>{key}</kbd></button>" for key, label in KEYS.items())
+        buttons = "".join(
+            f"<button type='submit' name='label' value='{label}' id='btn-{label}'>{label} <kbd>{key}</kbd></button>"
+            for key, label in KEYS.items()
+        )
         body = f"""{header}
 <div class="frames">
   <img class="movie" id="movie" src="/item/{item.id}/0.png" alt="item" data-item="{item.id}" data-overlap="{int(overlap)}">
@@ -232,11 +257,17 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
         for annotator in db.annotators():
             mine = {item for (item, who) in latest if who == annotator.id}
             others = {item for (item, who) in latest if who != annotator.id}
-            rows.append(f"<tr><td>{html.escape(annotator.name)}</td><td>{db.count_votes(annotator.id)}</td>"
-                        f"<td>{len(mine)}</td><td>{len(mine & others)}</td></tr>")
-        self._html(200, "progress", "<h1>Progress</h1><table><tr><th>annotator</th><th>votes</th><th>items labelled"
-                                    "</th><th>overlaps</th></tr>" + "".join(rows) + "</table><p><a href='/annotate'>"
-                                    "back</a></p>")
+            rows.append(
+                f"<tr><td>{html.escape(annotator.name)}</td><td>{db.count_votes(annotator.id)}</td>"
+                f"<td>{len(mine)}</td><td>{len(mine & others)}</td></tr>"
+            )
+        self._html(
+            200,
+            "progress",
+            "<h1>Progress</h1><table><tr><th>annotator</th><th>votes</th><th>items labelled"
+            "</th><th>overlaps</th></tr>" + "".join(rows) + "</table><p><a href='/annotate'>"
+            "back</a></p>",
+        )
 
     def _frame(self, item_id: int, k: int) -> None:
         if self._annotator() is None:
@@ -283,10 +314,14 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
             annotator, token = db.create_annotator(name)
         except sqlite3.IntegrityError:  # a race on the same new name
             return self._signin_page("That name was just taken; choose another.", 409)
-        self._html(200, "welcome", f"""<h1>Welcome, {html.escape(annotator.name)}</h1>
+        self._html(
+            200,
+            "welcome",
+            f"""<h1>Welcome, {html.escape(annotator.name)}</h1>
 <p>Your token is <code id="new-token">{html.escape(token)}</code>. Keep it: you need your name and this token
 to sign in again.</p><p><a href="/annotate" id="start">Start annotating</a></p>""",
-                   {"Set-Cookie": self._cookie(token)})
+            {"Set-Cookie": self._cookie(token)},
+        )
 
     @staticmethod
     def _cookie(token: str) -> str:
@@ -311,9 +346,14 @@ to sign in again.</p><p><a href="/annotate" id="start">Start annotating</a></p>"
         self._redirect("/annotate")
 
 
-def make_server(db: AnnotationDB | None, host: str = "127.0.0.1", port: int = 8780,
-                config: AppConfig | None = None, limits: Limits | None = None,
-                allowed_hosts: tuple[str, ...] = ()) -> AnnotationServer:
+def make_server(
+    db: AnnotationDB | None,
+    host: str = "127.0.0.1",
+    port: int = 8780,
+    config: AppConfig | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+) -> AnnotationServer:
     """The app's server bound to ``host:port`` (a port in use is a one-line PhototoxError).
 
     ``db`` may be set after binding (``server.db = ...``), before serving."""

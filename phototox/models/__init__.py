@@ -24,9 +24,18 @@ from __future__ import annotations
 from importlib import import_module
 
 _EXPORTS = {
-    "load_model": "loader", "SPEC_HELP": "loader", "LoadedModel": "base", "load_weights": "weights",
-    "save_weights": "weights", "list_models": "registry", "read_registry": "registry", "ship": "registry",
-    "verify": "registry", "cache_root": "cache", "LIMITS": "limits", "LoaderLimits": "limits",
+    "load_model": "loader",
+    "SPEC_HELP": "loader",
+    "LoadedModel": "base",
+    "load_weights": "weights",
+    "save_weights": "weights",
+    "list_models": "registry",
+    "read_registry": "registry",
+    "ship": "registry",
+    "verify": "registry",
+    "cache_root": "cache",
+    "LIMITS": "limits",
+    "LoaderLimits": "limits",
 }
 
 __all__ = [

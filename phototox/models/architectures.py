@@ -40,10 +40,18 @@ GRADCAM_LAYER = "relu4_2"
 
 # (name, in, out, kernel, padding) for each conv; "pool" entries are 2x2 max-pools.
 _TRUNK: tuple[tuple, ...] = (
-    ("1_1", 1, 16, 9, 0), ("1_2", 16, 16, 3, 1), ("pool", 1),
-    ("2_1", 16, 32, 3, 1), ("2_2", 32, 32, 3, 1), ("pool", 2),
-    ("3_1", 32, 64, 3, 1), ("3_2", 64, 64, 3, 1), ("pool", 3),
-    ("4_1", 64, 128, 3, 1), ("4_2", 128, 128, 3, 1), ("pool", 4),
+    ("1_1", 1, 16, 9, 0),
+    ("1_2", 16, 16, 3, 1),
+    ("pool", 1),
+    ("2_1", 16, 32, 3, 1),
+    ("2_2", 32, 32, 3, 1),
+    ("pool", 2),
+    ("3_1", 32, 64, 3, 1),
+    ("3_2", 64, 64, 3, 1),
+    ("pool", 3),
+    ("4_1", 64, 128, 3, 1),
+    ("4_2", 128, 128, 3, 1),
+    ("pool", 4),
 )
 TRUNK_CHANNELS = 128
 TRUNK_SIDE = 14  # conv4 map side after pool4 for a 220 crop
@@ -139,8 +147,7 @@ class DeadNetGAP(nn.Module):
 
     arch_name = "deadnet-gap"
 
-    def __init__(self, n_classes: int = 2, dropout: float = 0.5, softmax_output: bool = False,
-                 border: int = 3) -> None:
+    def __init__(self, n_classes: int = 2, dropout: float = 0.5, softmax_output: bool = False, border: int = 3) -> None:
         super().__init__()
         if not 0 <= border < TRUNK_SIDE // 2:
             raise ValueError(f"border must be 0..{TRUNK_SIDE // 2 - 1}, got {border}")
@@ -157,12 +164,12 @@ class DeadNetGAP(nn.Module):
 
     def head(self, feat: torch.Tensor) -> torch.Tensor:
         b = self.border
-        inner = feat[:, :, b:feat.shape[2] - b, b:feat.shape[3] - b]
+        inner = feat[:, :, b : feat.shape[2] - b, b : feat.shape[3] - b]
         return self.fc(self.dropout(inner.mean(dim=(2, 3))))
 
     def dense_head(self, feat: torch.Tensor) -> torch.Tensor:
         b = self.border
-        inner = feat[:, :, b:feat.shape[2] - b, b:feat.shape[3] - b]
+        inner = feat[:, :, b : feat.shape[2] - b, b : feat.shape[3] - b]
         pooled = F.avg_pool2d(inner, TRUNK_SIDE - 2 * b, stride=1)
         return F.conv2d(pooled, self.fc.weight[:, :, None, None], self.fc.bias)
 

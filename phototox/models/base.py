@@ -54,8 +54,10 @@ class LoadedModel:
         """The torch module (Grad-CAM, training, dense maps, packaging need one)."""
         module = getattr(self.backend, "module", None)
         if module is None:
-            raise PhototoxError(f"model {self.source} runs through {self.backend.weight_format} weights; "
-                                "this needs a phototox (PyTorch) model")
+            raise PhototoxError(
+                f"model {self.source} runs through {self.backend.weight_format} weights; "
+                "this needs a phototox (PyTorch) model"
+            )
         return module
 
     @property

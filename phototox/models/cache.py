@@ -47,8 +47,14 @@ def check_relative(reference: str, what: str) -> PurePosixPath:
         raise ModelLoadError(f"{what}: file reference must be a non-empty string, got {reference!r}")
     text = reference.replace("\\", "/")
     rel = PurePosixPath(text)
-    if (rel.is_absolute() or _WINDOWS_DRIVE.match(text) or "://" in text or ".." in rel.parts
-            or "\x00" in text or str(rel) in ("", ".")):
+    if (
+        rel.is_absolute()
+        or _WINDOWS_DRIVE.match(text)
+        or "://" in text
+        or ".." in rel.parts
+        or "\x00" in text
+        or str(rel) in ("", ".")
+    ):
         raise ModelLoadError(f"{what}: file reference {reference!r} points outside the package; refusing it")
     return rel
 
@@ -85,8 +91,10 @@ def _stream(url: str, max_bytes: int, what: str) -> Iterator[bytes]:
         with urllib.request.urlopen(url, timeout=limit.download_deadline_s) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ModelLoadError(f"{url}: {what} declares {int(declared) / 1e6:.1f} MB, over the "
-                                     f"{max_bytes / 1e6:.1f} MB limit; refusing it")
+                raise ModelLoadError(
+                    f"{url}: {what} declares {int(declared) / 1e6:.1f} MB, over the "
+                    f"{max_bytes / 1e6:.1f} MB limit; refusing it"
+                )
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -97,18 +105,20 @@ def _stream(url: str, max_bytes: int, what: str) -> Iterator[bytes]:
                     return
                 received += len(chunk)
                 if received > max_bytes:
-                    raise ModelLoadError(f"{url}: {what} is over the {max_bytes / 1e6:.1f} MB limit; "
-                                         "download stopped")
+                    raise ModelLoadError(f"{url}: {what} is over the {max_bytes / 1e6:.1f} MB limit; download stopped")
                 yield chunk
     except ModelLoadError:
         raise
     except TimeoutError:
-        raise ModelLoadError(f"{url}: download of {what} did not finish within "
-                             f"{limit.download_deadline_s:g} s; giving up") from None
+        raise ModelLoadError(
+            f"{url}: download of {what} did not finish within {limit.download_deadline_s:g} s; giving up"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ModelLoadError(f"{url}: cannot download {what} ({reason}); a zoo model needs the network the "
-                             f"first time, after which it is cached in {cache_root()}") from None
+        raise ModelLoadError(
+            f"{url}: cannot download {what} ({reason}); a zoo model needs the network the "
+            f"first time, after which it is cached in {cache_root()}"
+        ) from None
 
 
 def download(url: str, entry: Path, reference: str, what: str, max_bytes: int | None = None) -> Path:

@@ -25,8 +25,10 @@ from .base import LoadedModel
 from .weights import load_weights
 
 SHIPPED_ALIASES = {"", "default", "shipped"}
-SPEC_HELP = ("a shipped model's name (see `phototox models`; default: the shipped default), a .pt weight "
-             "file, a bioimage.io package (.zip or folder), a zoo id or a package URL")
+SPEC_HELP = (
+    "a shipped model's name (see `phototox models`; default: the shipped default), a .pt weight "
+    "file, a bioimage.io package (.zip or folder), a zoo id or a package URL"
+)
 
 
 def load_model(spec: str | Path | None = None) -> LoadedModel:
@@ -48,8 +50,7 @@ def load_model(spec: str | Path | None = None) -> LoadedModel:
     if path.suffix.lower() in (".pt", ".pth"):
         return load_weights(path)
     if path.exists():
-        raise ModelLoadError(f"{path}: unknown model format (expected .pt, a bioimage.io .zip or folder, "
-                             "or a zoo id)")
+        raise ModelLoadError(f"{path}: unknown model format (expected .pt, a bioimage.io .zip or folder, or a zoo id)")
     if package.looks_like_zoo_id(text):
         return package.load_package(package.fetch_remote(text), source=text)
     names = ", ".join(e.name for e in registry.list_models())

@@ -48,8 +48,10 @@ def looks_like_zoo_id(text: str) -> bool:
 def check_zoo_id(text: str) -> str:
     """The id if it matches :data:`ZOO_ID` exactly, else a one-line refusal."""
     if not ZOO_ID.match(text):
-        raise ModelLoadError(f"{text!r}: no such model file, and not a valid bioimage.io zoo id "
-                             "(expected adjective-animal or adjective-animal/VERSION, e.g. affable-shark/1.1)")
+        raise ModelLoadError(
+            f"{text!r}: no such model file, and not a valid bioimage.io zoo id "
+            "(expected adjective-animal or adjective-animal/VERSION, e.g. affable-shark/1.1)"
+        )
     return text
 
 
@@ -84,6 +86,7 @@ def _first_mapping(rdf: dict, key: str, where: str) -> dict:
 
 # --- package access ---------------------------------------------------------------------------
 
+
 class _PackageFiles:
     """Read-only, size-bounded access to the files of a zip or folder package."""
 
@@ -96,8 +99,10 @@ class _PackageFiles:
             names = [n for n in DESCRIPTION_NAMES if (location / n).is_file()]
         elif location.is_file():
             if location.stat().st_size > limit.max_package_bytes:
-                raise ModelLoadError(f"{location}: {location.stat().st_size / 1e6:.0f} MB is over the "
-                                     f"{limit.max_package_bytes / 1e6:.0f} MB limit for a package")
+                raise ModelLoadError(
+                    f"{location}: {location.stat().st_size / 1e6:.0f} MB is over the "
+                    f"{limit.max_package_bytes / 1e6:.0f} MB limit for a package"
+                )
             try:
                 self.zip = zipfile.ZipFile(location)
             except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -115,8 +120,9 @@ class _PackageFiles:
         limit = _limits.current()
         infos = self.zip.infolist()
         if len(infos) > limit.max_package_members:
-            raise ModelLoadError(f"{self.location}: {len(infos)} zip members, over the limit of "
-                                 f"{limit.max_package_members}; refusing it")
+            raise ModelLoadError(
+                f"{self.location}: {len(infos)} zip members, over the limit of {limit.max_package_members}; refusing it"
+            )
         total = 0
         for info in infos:
             name = info.filename
@@ -127,12 +133,16 @@ class _PackageFiles:
             if stat.S_ISLNK(mode):
                 raise ModelLoadError(f"{self.location}: zip member {name!r} is a symbolic link; refusing it")
             if info.file_size > limit.max_weight_file_bytes:
-                raise ModelLoadError(f"{self.location}: zip member {name!r} declares {info.file_size / 1e6:.0f} MB, "
-                                     f"over the {limit.max_weight_file_bytes / 1e6:.0f} MB limit; refusing it")
+                raise ModelLoadError(
+                    f"{self.location}: zip member {name!r} declares {info.file_size / 1e6:.0f} MB, "
+                    f"over the {limit.max_weight_file_bytes / 1e6:.0f} MB limit; refusing it"
+                )
             total += info.file_size
         if total > limit.max_package_bytes:
-            raise ModelLoadError(f"{self.location}: members declare {total / 1e6:.0f} MB in all, over the "
-                                 f"{limit.max_package_bytes / 1e6:.0f} MB limit; refusing it")
+            raise ModelLoadError(
+                f"{self.location}: members declare {total / 1e6:.0f} MB in all, over the "
+                f"{limit.max_package_bytes / 1e6:.0f} MB limit; refusing it"
+            )
 
     def _find_description(self) -> list[str]:
         assert self.zip is not None
@@ -164,8 +174,10 @@ class _PackageFiles:
         max_bytes = max_bytes or _limits.current().max_weight_file_bytes
         size = self.size(name)
         if size > max_bytes:
-            raise ModelLoadError(f"{self.location}: {name} is {size / 1e6:.1f} MB, over the "
-                                 f"{max_bytes / 1e6:.1f} MB limit; refusing it before reading")
+            raise ModelLoadError(
+                f"{self.location}: {name} is {size / 1e6:.1f} MB, over the "
+                f"{max_bytes / 1e6:.1f} MB limit; refusing it before reading"
+            )
         rel = cache.check_relative(name, str(self.location))
         if self.zip is not None:
             try:
@@ -215,8 +227,10 @@ def _checked_bytes(files: _PackageFiles, entry: dict, what: str) -> bytes:
     data = files.read(source)
     expected = entry.get("sha256")
     if expected and hashlib.sha256(data).hexdigest() != expected.lower():
-        raise ModelLoadError(f"{files.location}: {source} does not match its sha256 in the package "
-                             "description; the package is corrupt or has been tampered with")
+        raise ModelLoadError(
+            f"{files.location}: {source} does not match its sha256 in the package "
+            "description; the package is corrupt or has been tampered with"
+        )
     return data
 
 
@@ -236,13 +250,16 @@ def _architecture_of(entry: dict, where: str) -> tuple[str | None, dict]:
 
 
 def _check_preprocessing(rdf: dict, where: str) -> None:
-    steps = field_of(_first_mapping(rdf, "inputs", where), "preprocessing", list, where,
-                     "inputs[0].preprocessing") or []
+    steps = (
+        field_of(_first_mapping(rdf, "inputs", where), "preprocessing", list, where, "inputs[0].preprocessing") or []
+    )
     ids = [step.get("id") or step.get("name") for step in steps if isinstance(step, dict)]
     ids = [i for i in ids if i != "ensure_dtype"]
     if ids and ids != ["zero_mean_unit_variance"]:
-        raise ModelLoadError(f"{where}: input preprocessing {ids} is not the per-crop zero-mean, unit-variance "
-                             "normalisation phototox applies; this model cannot run here")
+        raise ModelLoadError(
+            f"{where}: input preprocessing {ids} is not the per-crop zero-mean, unit-variance "
+            "normalisation phototox applies; this model cannot run here"
+        )
 
 
 def chosen_weights(rdf: dict, where: str) -> tuple[str, dict]:
@@ -255,8 +272,10 @@ def chosen_weights(rdf: dict, where: str) -> tuple[str, dict]:
         if weight_format == "pytorch_state_dict" and _architecture_of(entry, where)[0] is None:
             continue  # not a phototox architecture: its code would have to run
         return weight_format, entry
-    raise ModelLoadError(f"{where}: no weights phototox can run safely (needs pytorch_state_dict of a "
-                         f"phototox architecture, or onnx); found {', '.join(map(str, weights))}")
+    raise ModelLoadError(
+        f"{where}: no weights phototox can run safely (needs pytorch_state_dict of a "
+        f"phototox architecture, or onnx); found {', '.join(map(str, weights))}"
+    )
 
 
 def load_package(location: str | os.PathLike, source: str | None = None) -> LoadedModel:
@@ -277,9 +296,18 @@ def load_package(location: str | os.PathLike, source: str | None = None) -> Load
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ModelLoadError(f"{where}: {entry['source']} is not a state dict")
-    return model_from_payload({"format": "phototox-weights", "arch": arch, "arch_kwargs": kwargs,
-                               "state_dict": state, "meta": {"bioimageio_name": name}}, source or where,
-                              checksum, _card_of(rdf))
+    return model_from_payload(
+        {
+            "format": "phototox-weights",
+            "arch": arch,
+            "arch_kwargs": kwargs,
+            "state_dict": state,
+            "meta": {"bioimageio_name": name},
+        },
+        source or where,
+        checksum,
+        _card_of(rdf),
+    )
 
 
 def _card_of(rdf: dict) -> dict:
@@ -296,14 +324,16 @@ def _card_of(rdf: dict) -> dict:
 
 # --- ONNX classifiers -------------------------------------------------------------------------
 
+
 def _load_onnx(rdf: dict, data: bytes, where: str, source: str, checksum: str) -> LoadedModel:
     window = _input_window(_first_mapping(rdf, "inputs", where), where)
     n_out = _output_channels(_first_mapping(rdf, "outputs", where))
     if n_out not in (None, 2):
         raise ModelLoadError(f"{where}: output has {n_out} classes; phototox needs healthy/sick (2)")
     backend = OnnxBackend(data, where)
-    return LoadedModel(backend, "onnx", {}, CLASSES, window, {"bioimageio_name": rdf.get("name", "")},
-                       source, checksum, _card_of(rdf))
+    return LoadedModel(
+        backend, "onnx", {}, CLASSES, window, {"bioimageio_name": rdf.get("name", "")}, source, checksum, _card_of(rdf)
+    )
 
 
 def _input_window(spec: dict, where: str) -> int:
@@ -313,8 +343,10 @@ def _input_window(spec: dict, where: str) -> int:
         for key in ("y", "x"):
             size = sizes.get(key)
             if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 4096:
-                raise ModelLoadError(f"{where}: field 'inputs[0].axes' {key} has no fixed size in 16..4096; "
-                                     "phototox needs a fixed window")
+                raise ModelLoadError(
+                    f"{where}: field 'inputs[0].axes' {key} has no fixed size in 16..4096; "
+                    "phototox needs a fixed window"
+                )
         if sizes["y"] != sizes["x"]:
             raise ModelLoadError(f"{where}: input window must be square, got {sizes['y']}x{sizes['x']}")
         return int(sizes["y"])
@@ -336,6 +368,7 @@ def _output_channels(spec: dict) -> int | None:
 
 
 # --- remote packages --------------------------------------------------------------------------
+
 
 def fetch_remote(spec: str) -> Path:
     """Download a zoo id or package URL once into its cache entry; return the local package path.
@@ -370,8 +403,13 @@ def fetch_remote(spec: str) -> Path:
             cache.safe_join(package, reference, f"{url}: weights.{weight_format}.source")
         entry.mkdir(parents=True, exist_ok=True)
         cache.download_bytes(data, package, "rdf.yaml", url)
-        cache.download(sources[chosen["source"]], package, chosen["source"], f"the {weight_format} weights",
-                       limit.max_weight_file_bytes)
+        cache.download(
+            sources[chosen["source"]],
+            package,
+            chosen["source"],
+            f"the {weight_format} weights",
+            limit.max_weight_file_bytes,
+        )
         target = package
     cache.write_marker(done, target.relative_to(entry).as_posix())
     return target

@@ -158,8 +158,9 @@ def format_models(check: bool = False) -> str:
             except ModelLoadError as exc:
                 status = f" [FAILED: {exc}]"
         pixel = f"{entry.pixel_size_um:g} um/px" if entry.pixel_size_um else "no scale"
-        lines.append(f"{mark} {entry.name:28s} {entry.arch:12s} {entry.sha256[:16]}  {pixel:12s} "
-                     f"{entry.summary}{status}")
+        lines.append(
+            f"{mark} {entry.name:28s} {entry.arch:12s} {entry.sha256[:16]}  {pixel:12s} {entry.summary}{status}"
+        )
     lines.append(f"(* default; use any name as --model NAME; files and MODEL_CARD.md in {registry.folder})")
     return "\n".join(lines)
 
@@ -172,8 +173,10 @@ def verify(name: str | None = None) -> str:
         raise ModelLoadError(f"{path}: shipped model {entry.name!r} is missing (broken installation?)")
     actual = sha256_of(path)
     if actual != entry.sha256:
-        raise ModelLoadError(f"{path}: checksum mismatch with the registry (expected {entry.sha256[:12]}..., "
-                             f"got {actual[:12]}...); the file is corrupt or has been modified")
+        raise ModelLoadError(
+            f"{path}: checksum mismatch with the registry (expected {entry.sha256[:12]}..., "
+            f"got {actual[:12]}...); the file is corrupt or has been modified"
+        )
     return actual
 
 
@@ -184,8 +187,9 @@ def load_registered(name: str | None = None) -> LoadedModel:
     return load_weights(registry.path(entry.name), entry.sha256, source=entry.name, card=entry.card_dict())
 
 
-def ship(weights: str | os.PathLike, name: str, folder: Path | None = None, default: bool = False,
-         **card) -> RegistryEntry:
+def ship(
+    weights: str | os.PathLike, name: str, folder: Path | None = None, default: bool = False, **card
+) -> RegistryEntry:
     """Copy a trained weight file into the shipped folder and register it (checksum, card).
 
     ``card`` takes the :data:`CARD_FIELDS` (``summary``, ``pixel_size_um``, ``training_data``...).
@@ -200,16 +204,17 @@ def ship(weights: str | os.PathLike, name: str, folder: Path | None = None, defa
     weights = Path(weights)
     size = weights.stat().st_size if weights.is_file() else 0
     if size > min(MAX_SHIPPED_BYTES, _limits.current().max_weight_file_bytes):
-        raise ModelLoadError(f"{weights}: over {MAX_SHIPPED_BYTES // 1024**2} MB; save it in half precision "
-                             "or ship the compact model")
+        raise ModelLoadError(
+            f"{weights}: over {MAX_SHIPPED_BYTES // 1024**2} MB; save it in half precision or ship the compact model"
+        )
     loaded = load_weights(weights)  # validates the format (and a sidecar checksum if present)
     target = folder / f"{name}.pt"
     with atomic_path(target) as tmp:
         shutil.copyfile(weights, tmp)
-    registry = (read_registry(folder) if (folder / REGISTRY_FILE).is_file()
-                else Registry(name, {}, folder))
-    entry = RegistryEntry(name=name, file=target.name, sha256=sha256_of(target), arch=loaded.arch,
-                          bytes=target.stat().st_size, **card)
+    registry = read_registry(folder) if (folder / REGISTRY_FILE).is_file() else Registry(name, {}, folder)
+    entry = RegistryEntry(
+        name=name, file=target.name, sha256=sha256_of(target), arch=loaded.arch, bytes=target.stat().st_size, **card
+    )
     registry.entries[name] = entry
     if default or len(registry.entries) == 1:
         registry.default = name

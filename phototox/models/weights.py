@@ -50,15 +50,28 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_weights(path: str | os.PathLike, model: nn.Module, arch: str, arch_kwargs: dict | None = None,
-                 meta: dict | None = None, half: bool = False) -> str:
+def save_weights(
+    path: str | os.PathLike,
+    model: nn.Module,
+    arch: str,
+    arch_kwargs: dict | None = None,
+    meta: dict | None = None,
+    half: bool = False,
+) -> str:
     """Write a weight file atomically, plus its ``.sha256`` sidecar; return the checksum."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch,
-        "arch_kwargs": dict(arch_kwargs or {}), "classes": list(CLASSES), "window": WINDOW,
-        "normalisation": "per-crop zero mean, unit variance", "state_dict": state,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs or {}),
+        "classes": list(CLASSES),
+        "window": WINDOW,
+        "normalisation": "per-crop zero mean, unit variance",
+        "state_dict": state,
         "meta": json.loads(json.dumps(meta or {})),
     }
     path = Path(path)
@@ -95,9 +108,10 @@ def load_payload_bytes(data: bytes, source: str) -> object:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # weights_only refuses anything but tensors and plain containers: globals, reducers, code
-        raise ModelLoadError(f"{source} is not a safe phototox model file (it contains executable objects); "
-                             "refusing it") from None
-    except Exception as exc:  # noqa: BLE001 -- torch raises many types for a file that is not a torch zip
+        raise ModelLoadError(
+            f"{source} is not a safe phototox model file (it contains executable objects); refusing it"
+        ) from None
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{source}: not a loadable phototox weight file ({reason[:200]})") from None
 
@@ -114,8 +128,9 @@ def read_weight_payload(path: str | os.PathLike, expected_sha256: str | None = N
     limit = _limits.current().max_weight_file_bytes
     size = path.stat().st_size
     if size > limit:
-        raise ModelLoadError(f"{path}: {size / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit for a "
-                             "model file; refusing it")
+        raise ModelLoadError(
+            f"{path}: {size / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit for a model file; refusing it"
+        )
     data = path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     verify_checksum(path, actual, expected_sha256 if expected_sha256 is not None else sidecar_checksum(path))
@@ -123,15 +138,19 @@ def read_weight_payload(path: str | os.PathLike, expected_sha256: str | None = N
 
 
 def _is_state_dict(value: object) -> bool:
-    return (isinstance(value, dict) and bool(value)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()))
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
 
 
 def validate_arch_kwargs(arch: object, kwargs: object, source: str) -> tuple[str, dict]:
     """Check an architecture name and its arguments against :data:`ARCH_KWARGS` (types, ranges)."""
     if not isinstance(arch, str) or arch not in ARCHITECTURES:
-        raise ModelLoadError(f"{source}: field 'arch' must be one of {', '.join(sorted(ARCHITECTURES))}, "
-                             f"got {str(arch)[:60]!r}")
+        raise ModelLoadError(
+            f"{source}: field 'arch' must be one of {', '.join(sorted(ARCHITECTURES))}, got {str(arch)[:60]!r}"
+        )
     if not isinstance(kwargs, dict):
         raise ModelLoadError(f"{source}: field 'arch_kwargs' must be a mapping, got {type(kwargs).__name__}")
     allowed = ARCH_KWARGS[arch]
@@ -141,38 +160,50 @@ def validate_arch_kwargs(arch: object, kwargs: object, source: str) -> tuple[str
             raise ModelLoadError(f"{source}: field 'arch_kwargs.{str(key)[:40]}' is not an argument of {arch}")
         ok = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
         if isinstance(value, bool) or not ok:
-            raise ModelLoadError(f"{source}: field 'arch_kwargs.{key}' must be a {kind.__name__}, "
-                                 f"got {type(value).__name__}")
+            raise ModelLoadError(
+                f"{source}: field 'arch_kwargs.{key}' must be a {kind.__name__}, got {type(value).__name__}"
+            )
     if kwargs.get("n_classes", len(CLASSES)) != len(CLASSES):
-        raise ModelLoadError(f"{source}: field 'arch_kwargs.n_classes' must be {len(CLASSES)} "
-                             f"({'/'.join(CLASSES)}), got {kwargs['n_classes']}")
+        raise ModelLoadError(
+            f"{source}: field 'arch_kwargs.n_classes' must be {len(CLASSES)} "
+            f"({'/'.join(CLASSES)}), got {kwargs['n_classes']}"
+        )
     if not 0.0 <= kwargs.get("dropout", 0.5) < 1.0:
         raise ModelLoadError(f"{source}: field 'arch_kwargs.dropout' must lie in [0, 1), got {kwargs['dropout']}")
     if not 0 <= kwargs.get("border", 0) < TRUNK_SIDE // 2:
-        raise ModelLoadError(f"{source}: field 'arch_kwargs.border' must be 0..{TRUNK_SIDE // 2 - 1}, "
-                             f"got {kwargs['border']}")
+        raise ModelLoadError(
+            f"{source}: field 'arch_kwargs.border' must be 0..{TRUNK_SIDE // 2 - 1}, got {kwargs['border']}"
+        )
     return arch, dict(kwargs)
 
 
 def validate_payload(payload: object, source: str) -> dict:
     """The payload as a checked dict; a one-line ModelLoadError naming the first bad field."""
     if isinstance(payload, dict) and _is_state_dict(payload):  # a bare DeadNet state dict
-        payload = {"format": "bare-state-dict", "state_dict": payload, "arch": guess_arch(payload, source),
-                   "arch_kwargs": {}, "meta": {}}
+        payload = {
+            "format": "bare-state-dict",
+            "state_dict": payload,
+            "arch": guess_arch(payload, source),
+            "arch_kwargs": {},
+            "meta": {},
+        }
     if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, "bare-state-dict"):
         raise ModelLoadError(f"{source}: not a phototox weight file (no '{FORMAT}' header)")
     version = payload.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise ModelLoadError(f"{source}: field 'format_version' must be an integer <= {FORMAT_VERSION}, "
-                             f"got {str(version)[:40]!r} (written by a newer phototox?)")
+        raise ModelLoadError(
+            f"{source}: field 'format_version' must be an integer <= {FORMAT_VERSION}, "
+            f"got {str(version)[:40]!r} (written by a newer phototox?)"
+        )
     arch, kwargs = validate_arch_kwargs(payload.get("arch"), payload.get("arch_kwargs", {}), source)
     classes = payload.get("classes", list(CLASSES))
     if not isinstance(classes, (list, tuple)) or tuple(classes) != CLASSES:
         raise ModelLoadError(f"{source}: field 'classes' must be {list(CLASSES)}, got {str(classes)[:80]}")
     window = payload.get("window", WINDOW)
     if not isinstance(window, int) or isinstance(window, bool) or window != WINDOW:
-        raise ModelLoadError(f"{source}: field 'window' must be {WINDOW} (the architecture's crop), "
-                             f"got {str(window)[:40]!r}")
+        raise ModelLoadError(
+            f"{source}: field 'window' must be {WINDOW} (the architecture's crop), got {str(window)[:40]!r}"
+        )
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not _is_state_dict(state):
         raise ModelLoadError(f"{source}: field 'state_dict' must map parameter names to tensors")
@@ -181,8 +212,7 @@ def validate_payload(payload: object, source: str) -> dict:
     meta = payload.get("meta", {})
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{source}: field 'meta' must be a mapping, got {type(meta).__name__}")
-    return {**payload, "arch": arch, "arch_kwargs": kwargs, "classes": list(CLASSES), "window": WINDOW,
-            "meta": meta}
+    return {**payload, "arch": arch, "arch_kwargs": kwargs, "classes": list(CLASSES), "window": WINDOW, "meta": meta}
 
 
 def guess_arch(state_dict: dict, source: str = "state dict") -> str:
@@ -201,12 +231,15 @@ def build_checked(arch: str, kwargs: dict, state: dict, source: str) -> nn.Modul
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise ModelLoadError(f"{source}: weights do not fit architecture {arch!r} "
-                             f"(missing {missing[:3]}, unexpected {extra[:3]})")
+        raise ModelLoadError(
+            f"{source}: weights do not fit architecture {arch!r} (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise ModelLoadError(f"{source}: weight {key!r} has shape {tuple(state[key].shape)}, "
-                                 f"architecture {arch!r} needs {tuple(tensor.shape)}")
+            raise ModelLoadError(
+                f"{source}: weight {key!r} has shape {tuple(state[key].shape)}, "
+                f"architecture {arch!r} needs {tuple(tensor.shape)}"
+            )
     module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return module.eval()
 
@@ -219,12 +252,14 @@ def model_from_payload(payload: dict, source: str, sha256: str = "", card: dict 
     if card is None:
         stored = meta.get("card")
         card = stored if isinstance(stored, dict) else {}
-    return LoadedModel(TorchBackend(module), payload["arch"], payload["arch_kwargs"], CLASSES, WINDOW, meta,
-                       source, sha256, dict(card))
+    return LoadedModel(
+        TorchBackend(module), payload["arch"], payload["arch_kwargs"], CLASSES, WINDOW, meta, source, sha256, dict(card)
+    )
 
 
-def load_weights(path: str | os.PathLike, expected_sha256: str | None = None, source: str | None = None,
-                 card: dict | None = None) -> LoadedModel:
+def load_weights(
+    path: str | os.PathLike, expected_sha256: str | None = None, source: str | None = None, card: dict | None = None
+) -> LoadedModel:
     """Load a phototox weight file (or a bare DeadNet state dict) safely."""
     payload, checksum = read_weight_payload(path, expected_sha256)
     return model_from_payload(payload, source or str(path), checksum, card)

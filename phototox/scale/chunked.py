@@ -45,18 +45,31 @@ class ChunkedResult:
 
     def summary(self) -> dict:
         """Scalar results, with the same keys as :meth:`FrameResult.summary`."""
-        return {"mean_sick_probability": self.mean_sick_probability, "sick_area_fraction": self.sick_area_fraction,
-                "label": self.label, "confidence": self.confidence, "threshold": self.threshold,
-                "stride": self.stride, "mode": self.mode,
-                "windows": int(self.grid_shape[0] * self.grid_shape[1])}
+        return {
+            "mean_sick_probability": self.mean_sick_probability,
+            "sick_area_fraction": self.sick_area_fraction,
+            "label": self.label,
+            "confidence": self.confidence,
+            "threshold": self.threshold,
+            "stride": self.stride,
+            "mode": self.mode,
+            "windows": int(self.grid_shape[0] * self.grid_shape[1]),
+        }
 
 
 def _as_float(block) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(block), dtype=np.float32)
 
 
-def chunked_grid(predictor: Predictor, frame, stride: int, mode: str = "dense", normalisation: str = "local",
-                 chunk: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def chunked_grid(
+    predictor: Predictor,
+    frame,
+    stride: int,
+    mode: str = "dense",
+    normalisation: str = "local",
+    chunk: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """The window grid of a lazily sliceable (H, W) frame, computed chunk by chunk.
 
     Equal (to float rounding) to ``predictor.dense_grid``/``exact_grid`` of the whole frame. The
@@ -66,8 +79,9 @@ def chunked_grid(predictor: Predictor, frame, stride: int, mode: str = "dense", 
     h, w = frame.shape[-2:]
     win = predictor.window
     contract = predictor.contract
-    context = halo(win, stride, mode, normalisation, box=contract.size if contract.kind == "box" else None,
-                   contract=contract.kind)
+    context = halo(
+        win, stride, mode, normalisation, box=contract.size if contract.kind == "box" else None, contract=contract.kind
+    )
     per_chunk = windows_per_chunk(chunk, stride)
     rows = spans(h, win, stride, per_chunk, context)
     cols = spans(w, win, stride, per_chunk, context)
@@ -77,10 +91,13 @@ def chunked_grid(predictor: Predictor, frame, stride: int, mode: str = "dense", 
             region = _as_float(frame[y0:y1, x0:x1])
             if not np.isfinite(region).all():
                 raise ImageInputError(f"NaN or infinite pixel values in rows {y0}-{y1}, columns {x0}-{x1}")
-            part = (predictor.exact_grid(region, stride) if mode == "exact"
-                    else predictor.dense_grid(region, stride, normalisation))
+            part = (
+                predictor.exact_grid(region, stride)
+                if mode == "exact"
+                else predictor.dense_grid(region, stride, normalisation)
+            )
             ly, lx = (first_y * stride - y0) // stride, (first_x * stride - x0) // stride
-            grid[first_y:first_y + count_y, first_x:first_x + count_x] = part[ly:ly + count_y, lx:lx + count_x]
+            grid[first_y : first_y + count_y, first_x : first_x + count_x] = part[ly : ly + count_y, lx : lx + count_x]
             if progress is not None:
                 progress(1)
     return grid
@@ -110,14 +127,23 @@ def upsample_block(grid: np.ndarray, window: int, stride: int, ys: tuple[int, in
     cx = np.arange(grid.shape[1]) * stride + (window - 1) / 2.0
     wy, fy = interpolation_weights(*ys, cy)
     wx, fx = interpolation_weights(*xs, cx)
-    sub = grid[fy:fy + wy.shape[1], fx:fx + wx.shape[1]].astype(np.float64)
+    sub = grid[fy : fy + wy.shape[1], fx : fx + wx.shape[1]].astype(np.float64)
     return np.clip(wy @ sub @ wx.T, 0.0, 1.0).astype(np.float32)
 
 
-def chunked_map(predictor: Predictor, frame, out: str | Path | None, stride: int = 32, mode: str = "dense",
-                threshold: float = 0.5, normalisation: str = "local", chunk: int = DEFAULT_CHUNK,
-                pixel_size_um: float | None = None, attrs: dict | None = None,
-                progress: Callable[[int], None] | None = None) -> ChunkedResult:
+def chunked_map(
+    predictor: Predictor,
+    frame,
+    out: str | Path | None,
+    stride: int = 32,
+    mode: str = "dense",
+    threshold: float = 0.5,
+    normalisation: str = "local",
+    chunk: int = DEFAULT_CHUNK,
+    pixel_size_um: float | None = None,
+    attrs: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChunkedResult:
     """Map a large frame chunk by chunk into an OME-Zarr image ``out`` (with a pyramid).
 
     Summary numbers are accumulated block by block and equal those of an in-memory map; with
@@ -146,11 +172,22 @@ def chunked_map(predictor: Predictor, frame, out: str | Path | None, stride: int
     mean = total / (h * w)
     label = CLASSES[1] if mean >= threshold else CLASSES[0]
     confidence = mean if label == CLASSES[1] else 1.0 - mean
-    return ChunkedResult(Path(out) if out else None, (h, w), grid.shape, mean, above / (h * w), label, confidence, threshold,
-                         int(stride), mode)
+    return ChunkedResult(
+        Path(out) if out else None,
+        (h, w),
+        grid.shape,
+        mean,
+        above / (h * w),
+        label,
+        confidence,
+        threshold,
+        int(stride),
+        mode,
+    )
 
 
-def in_memory_equivalent(predictor: Predictor, frame: np.ndarray, stride: int, mode: str, threshold: float,
-                         normalisation: str = "local") -> FrameResult:
+def in_memory_equivalent(
+    predictor: Predictor, frame: np.ndarray, stride: int, mode: str, threshold: float, normalisation: str = "local"
+) -> FrameResult:
     """The ordinary in-memory result of the same frame (for checks on frames that fit)."""
     return predictor.analyse_frame(np.asarray(frame, np.float32), stride, mode, threshold, normalisation)

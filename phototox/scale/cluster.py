@@ -42,8 +42,7 @@ class PredictorPlugin(WorkerPlugin):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.predictor = Predictor.from_spec(self.settings.model, self.settings.device,
-                                             self.settings.batch_size)
+        self.predictor = Predictor.from_spec(self.settings.model, self.settings.device, self.settings.batch_size)
         self.loads += 1
 
 
@@ -52,8 +51,9 @@ def worker_predictor():
     return get_worker().plugins[PLUGIN_NAME].predictor
 
 
-def _run_one(kind: str, path: str, settings: RunSettings, out_dir: str | None, stem: str | None,
-             overlay: bool, chunked: bool) -> list[dict]:
+def _run_one(
+    kind: str, path: str, settings: RunSettings, out_dir: str | None, stem: str | None, overlay: bool, chunked: bool
+) -> list[dict]:
     predictor = worker_predictor()
     if kind == "predict":
         return predict_image(predictor, path, settings)
@@ -64,8 +64,10 @@ def parse_local(spec: str) -> int:
     """``local:N`` -> N workers (``local`` alone: one per CPU core)."""
     name, _, count = spec.partition(":")
     if name != "local":
-        raise PhototoxError(f"--cluster {spec!r}: use local:N (N workers on this machine); for a running "
-                            "cluster pass --scheduler ADDRESS")
+        raise PhototoxError(
+            f"--cluster {spec!r}: use local:N (N workers on this machine); for a running "
+            "cluster pass --scheduler ADDRESS"
+        )
     if not count:
         return os.cpu_count() or 1
     if not count.isdigit() or int(count) < 1:
@@ -81,16 +83,27 @@ def connect(scheduler: str | None = None, cluster: str | None = None, processes:
         except (OSError, TimeoutError) as exc:
             raise PhototoxError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
     workers = parse_local(cluster or "local")
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
-                         silence_logs=logging.ERROR)
+    local = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0", silence_logs=logging.ERROR
+    )
     threads = max(1, (os.cpu_count() or 1) // workers)
     return Client(local), local, threads
 
 
-def run_images(kind: str, inputs: Iterable[str], settings: RunSettings, ledger: Ledger | None = None,
-               out_dir: str | None = None, stems: dict[str, str] | None = None, overlay: bool = True,
-               chunked: bool = False, scheduler: str | None = None, cluster: str | None = None,
-               client: Client | None = None, progress: bool = True) -> list[dict]:
+def run_images(
+    kind: str,
+    inputs: Iterable[str],
+    settings: RunSettings,
+    ledger: Ledger | None = None,
+    out_dir: str | None = None,
+    stems: dict[str, str] | None = None,
+    overlay: bool = True,
+    chunked: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    client: Client | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Process every input on the cluster; summary rows in input order (as the single-process run).
 
     Images already in ``ledger`` are not recomputed; each finished one is recorded at once.
@@ -109,12 +122,16 @@ def run_images(kind: str, inputs: Iterable[str], settings: RunSettings, ledger: 
             threads = None
         try:
             client.register_plugin(PredictorPlugin(settings, threads), name=PLUGIN_NAME)
-            futures = {client.submit(_run_one, kind, p, settings, out_dir, (stems or {}).get(p), overlay, chunked,
-                                     pure=False): p
-                       for p in todo}
+            futures = {
+                client.submit(
+                    _run_one, kind, p, settings, out_dir, (stems or {}).get(p), overlay, chunked, pure=False
+                ): p
+                for p in todo
+            }
             unique = len(set(keys.values()))
-            with tqdm(total=unique, initial=unique - len(todo), desc=f"{kind} on cluster", unit="image",
-                      disable=not progress) as bar:
+            with tqdm(
+                total=unique, initial=unique - len(todo), desc=f"{kind} on cluster", unit="image", disable=not progress
+            ) as bar:
                 for future in as_completed(futures):
                     path = futures[future]
                     try:

@@ -16,9 +16,12 @@ from ..errors import ImageInputError, PhototoxError
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
     """``--scheduler`` and ``--cluster`` (predict, map, plate)."""
     g = p.add_argument_group("cluster (needs the scale extra: pip install 'phototox[scale]')")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on a running Dask cluster, e.g. tcp://10.0.0.5:8786 (workers need phototox and "
-                        "the inputs/outputs on a shared filesystem)")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a running Dask cluster, e.g. tcp://10.0.0.5:8786 (workers need phototox and "
+        "the inputs/outputs on a shared filesystem)",
+    )
     g.add_argument("--cluster", metavar="local:N", help="start N Dask worker processes on this machine")
 
 
@@ -26,17 +29,23 @@ def add_map_scale_options(p: argparse.ArgumentParser) -> None:
     """Cluster options plus chunked maps of huge frames (map)."""
     add_cluster_options(p)
     g = p.add_argument_group("large frames")
-    g.add_argument("--chunked", action="store_true",
-                   help="map chunk by chunk into <stem>_map.ome.zarr (automatic for OME-Zarr inputs): "
-                        "for frames too large for memory")
+    g.add_argument(
+        "--chunked",
+        action="store_true",
+        help="map chunk by chunk into <stem>_map.ome.zarr (automatic for OME-Zarr inputs): "
+        "for frames too large for memory",
+    )
     g.add_argument("--chunk", type=int, default=2048, help="chunk side in pixels for --chunked (default 2048)")
 
 
 def wants_scale(args) -> bool:
     """Whether the run needs this subpackage (a cluster, chunked maps or an OME-Zarr input)."""
-    return bool(getattr(args, "scheduler", None) or getattr(args, "cluster", None)
-                or getattr(args, "chunked", False)
-                or any(str(p).rstrip("/").lower().endswith(".zarr") for p in getattr(args, "images", [])))
+    return bool(
+        getattr(args, "scheduler", None)
+        or getattr(args, "cluster", None)
+        or getattr(args, "chunked", False)
+        or any(str(p).rstrip("/").lower().endswith(".zarr") for p in getattr(args, "images", []))
+    )
 
 
 def _check_inputs(paths: list[Path]) -> None:
@@ -55,8 +64,14 @@ def _check_chunk(args) -> None:
         raise PhototoxError("give either --scheduler or --cluster, not both")
 
 
-def _run(kind: str, args, inputs: list[Path], ledger_path: Path | None, out_dir: Path | None = None,
-         stems: dict | None = None) -> list[dict]:
+def _run(
+    kind: str,
+    args,
+    inputs: list[Path],
+    ledger_path: Path | None,
+    out_dir: Path | None = None,
+    stems: dict | None = None,
+) -> list[dict]:
     """Through the cluster when asked, else in this process (chunked maps of OME-Zarr/--chunked)."""
     from .jobs import RunSettings
 
@@ -69,13 +84,25 @@ def _run(kind: str, args, inputs: list[Path], ledger_path: Path | None, out_dir:
         try:
             from .cluster import run_images
         except ImportError as exc:
-            raise PhototoxError(f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): "
-                                f"{exc}") from exc
+            raise PhototoxError(
+                f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): {exc}"
+            ) from exc
         from .ledger import Ledger
 
         ledger = Ledger(ledger_path, settings.fingerprint()) if ledger_path else None
-        rows = run_images(kind, paths, settings, ledger, str(out_dir) if out_dir else None, str_stems, overlay,
-                          chunked, args.scheduler, args.cluster, progress=not args.quiet)
+        rows = run_images(
+            kind,
+            paths,
+            settings,
+            ledger,
+            str(out_dir) if out_dir else None,
+            str_stems,
+            overlay,
+            chunked,
+            args.scheduler,
+            args.cluster,
+            progress=not args.quiet,
+        )
         return rows
     from tqdm import tqdm
 
@@ -86,8 +113,11 @@ def _run(kind: str, args, inputs: list[Path], ledger_path: Path | None, out_dir:
     predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
     rows = []
     for path in tqdm(paths, desc=kind, unit="image", disable=args.quiet or len(paths) < 2):
-        rows += (predict_image(predictor, path, settings) if kind == "predict"
-                 else map_image(predictor, path, str(out_dir), str_stems[path], settings, overlay, chunked))
+        rows += (
+            predict_image(predictor, path, settings)
+            if kind == "predict"
+            else map_image(predictor, path, str(out_dir), str_stems[path], settings, overlay, chunked)
+        )
     return rows
 
 
@@ -121,8 +151,12 @@ def map_scaled(args) -> int:
     _check_inputs(inputs)
     out = Path(args.out)
     stems = output_stems(inputs)
-    guard_outputs([out / f"{s}_map.tif" for s in stems.values()] + [out / f"{s}_map.ome.zarr" for s in stems.values()]
-                  + [out / "summary.csv"], inputs)
+    guard_outputs(
+        [out / f"{s}_map.tif" for s in stems.values()]
+        + [out / f"{s}_map.ome.zarr" for s in stems.values()]
+        + [out / "summary.csv"],
+        inputs,
+    )
     ledger = out / ".phototox-map.ledger.jsonl"
     rows = _run("map", args, inputs, ledger, out, stems)
     write_summary(out / "summary.csv", rows)
@@ -148,8 +182,10 @@ def plate_command(args) -> int:
     rows = _run("predict", args, inputs, out / ".phototox-plate.ledger.jsonl")
     written = write_plate_report(placements, rows, out, args.plate_format)
     (out / ".phototox-plate.ledger.jsonl").unlink(missing_ok=True)
-    print(f"{len(rows)} image rows over {len({(p.plate, p.well) for p in placements})} wells; wrote "
-          + ", ".join(str(p) for p in written))
+    print(
+        f"{len(rows)} image rows over {len({(p.plate, p.well) for p in placements})} wells; wrote "
+        + ", ".join(str(p) for p in written)
+    )
     return 0
 
 
@@ -158,13 +194,20 @@ def register(sub) -> None:
     from ..cli import _add_map, _add_model
 
     p = sub.add_parser("plate", help="a plate (or screen): per-well and per-plate summaries and heat maps")
-    p.add_argument("layout", help="layout CSV (path, well[, plate, field, time]) or a folder whose file names "
-                                  "carry the well (B03_s1 / r02c03f01)")
+    p.add_argument(
+        "layout",
+        help="layout CSV (path, well[, plate, field, time]) or a folder whose file names "
+        "carry the well (B03_s1 / r02c03f01)",
+    )
     _add_model(p)
     _add_map(p)
     p.add_argument("--out", required=True, help="folder for per_image/per_well/per_plate.csv and heat maps")
-    p.add_argument("--plate-format", type=int, choices=sorted(PLATE_SIZES), help="wells per plate (default: the "
-                   "smallest standard plate holding every well)")
+    p.add_argument(
+        "--plate-format",
+        type=int,
+        choices=sorted(PLATE_SIZES),
+        help="wells per plate (default: the smallest standard plate holding every well)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
     p.set_defaults(func=plate_command)

@@ -15,8 +15,9 @@ import math
 from ..errors import PhototoxError
 
 
-def normalisation_margin(window: int, mode: str, normalisation: str = "local", box: int | None = None,
-                         contract: str = "crop") -> int:
+def normalisation_margin(
+    window: int, mode: str, normalisation: str = "local", box: int | None = None, contract: str = "crop"
+) -> int:
     """Pixels of context a window needs beyond its own edges (each side).
 
     Under the ``box`` preprocessing contract (:mod:`phototox.normalise`) every pixel is normalised
@@ -30,20 +31,25 @@ def normalisation_margin(window: int, mode: str, normalisation: str = "local", b
     if mode == "exact":
         return 0
     if normalisation == "global":
-        raise PhototoxError("chunked maps need --normalisation local (global uses whole-frame statistics, "
-                            "which a chunk cannot see); or use --mode exact")
+        raise PhototoxError(
+            "chunked maps need --normalisation local (global uses whole-frame statistics, "
+            "which a chunk cannot see); or use --mode exact"
+        )
     box = window if box is None else box
     return math.ceil(box / 2)
 
 
-def halo(window: int, stride: int, mode: str, normalisation: str = "local", box: int | None = None,
-         contract: str = "crop") -> int:
+def halo(
+    window: int, stride: int, mode: str, normalisation: str = "local", box: int | None = None, contract: str = "crop"
+) -> int:
     """Context read around each chunk core, rounded up to the stride so grids stay aligned."""
     margin = normalisation_margin(window, mode, normalisation, box, contract)
     return stride * math.ceil(margin / stride)
 
 
-def spans(length: int, window: int, stride: int, windows_per_chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+def spans(
+    length: int, window: int, stride: int, windows_per_chunk: int, context: int
+) -> list[tuple[int, int, int, int]]:
     """Chunks along one axis as ``(first_window, n_windows, read_start, read_stop)``.
 
     ``read_start`` is a multiple of ``stride``, so window ``first_window`` sits at local index

@@ -30,11 +30,19 @@ class RunSettings:
 
     @classmethod
     def from_args(cls, args) -> RunSettings:
-        return cls(model=args.model, model_name=str(args.model), device=args.device,
-                   batch_size=args.batch_size, stride=args.stride, mode=args.mode, threshold=args.threshold,
-                   normalisation=args.normalisation, colour=args.colour,
-                   chunk=getattr(args, "chunk", None) or cls.chunk,
-                   pixel_size_um=getattr(args, "pixel_size", None))
+        return cls(
+            model=args.model,
+            model_name=str(args.model),
+            device=args.device,
+            batch_size=args.batch_size,
+            stride=args.stride,
+            mode=args.mode,
+            threshold=args.threshold,
+            normalisation=args.normalisation,
+            colour=args.colour,
+            chunk=getattr(args, "chunk", None) or cls.chunk,
+            pixel_size_um=getattr(args, "pixel_size", None),
+        )
 
     def fingerprint(self) -> dict:
         """The settings that change results (a ledger written with others cannot be resumed)."""
@@ -51,12 +59,19 @@ def predict_image(predictor: Predictor, path: str, settings: RunSettings) -> lis
 
     if is_zarr(path):
         return [chunked_row(predictor, path, None, settings)]
-    frames, results = _analyse(predictor, path, settings)
+    _frames, results = _analyse(predictor, path, settings)
     return summary_rows(str(path), results, predictor.model.label, provenance(predictor.model))
 
 
-def map_image(predictor: Predictor, path: str, out_dir: str, stem: str, settings: RunSettings,
-              overlay: bool = True, chunked: bool = False) -> list[dict]:
+def map_image(
+    predictor: Predictor,
+    path: str,
+    out_dir: str,
+    stem: str,
+    settings: RunSettings,
+    overlay: bool = True,
+    chunked: bool = False,
+) -> list[dict]:
     """Map outputs of one image, as ``phototox map`` writes them; summary rows returned.
 
     OME-Zarr inputs, and any input when ``chunked``, are mapped chunk by chunk into
@@ -77,8 +92,16 @@ def _analyse(predictor: Predictor, path: str, settings: RunSettings):
 
     frames = read_frames(path, colour=settings.colour, min_size=predictor.window)
     assessor = Assessor(predictor)
-    return frames, assessor.analyse(frames, str(path), path, settings.pixel_size_um, settings.stride, settings.mode,
-                                    settings.threshold, settings.normalisation)
+    return frames, assessor.analyse(
+        frames,
+        str(path),
+        path,
+        settings.pixel_size_um,
+        settings.stride,
+        settings.mode,
+        settings.threshold,
+        settings.normalisation,
+    )
 
 
 def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: RunSettings) -> dict:
@@ -87,8 +110,17 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
     from .zarrio import open_large
 
     frame = open_large(path)
-    result = chunked_map(predictor, frame, out, settings.stride, settings.mode, settings.threshold,
-                         settings.normalisation, settings.chunk, frame.pixel_size_um,
-                         attrs={"source": str(path), "model": predictor.model.label})
+    result = chunked_map(
+        predictor,
+        frame,
+        out,
+        settings.stride,
+        settings.mode,
+        settings.threshold,
+        settings.normalisation,
+        settings.chunk,
+        frame.pixel_size_um,
+        attrs={"source": str(path), "model": predictor.model.label},
+    )
     row = {"path": str(path), "frame": 0, **result.summary(), "model": predictor.model.label}
     return {**{k: row.get(k) for k in SUMMARY_FIELDS}, **provenance(predictor.model)}

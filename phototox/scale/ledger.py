@@ -45,8 +45,10 @@ class Ledger:
         except json.JSONDecodeError:
             header = None
         if not header or header.get("settings") != self.fingerprint:
-            raise PhototoxError(f"{self.path}: an interrupted run with other settings (model, stride, mode, "
-                                "threshold, ...); rerun with those settings to resume, or delete the file")
+            raise PhototoxError(
+                f"{self.path}: an interrupted run with other settings (model, stride, mode, "
+                "threshold, ...); rerun with those settings to resume, or delete the file"
+            )
         for line in lines[1:]:
             try:
                 record = json.loads(line)

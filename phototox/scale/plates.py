@@ -23,7 +23,9 @@ from ..images import atomic_path
 PLATE_FORMATS = {6: (2, 3), 12: (3, 4), 24: (4, 6), 48: (6, 8), 96: (8, 12), 384: (16, 24), 1536: (32, 48)}
 WELL_RE = re.compile(r"^([A-Za-z]{1,2})[-_ ]?0*(\d{1,2})$")
 NAME_PATTERNS = (
-    re.compile(r"(?:^|[_\-\s])(?P<well>[A-Pa-p]\d{2})(?:_s(?P<field>\d+))?(?:_w\d+)?(?:_t(?P<time>\d+))?(?=[_.\-\s]|$)"),
+    re.compile(
+        r"(?:^|[_\-\s])(?P<well>[A-Pa-p]\d{2})(?:_s(?P<field>\d+))?(?:_w\d+)?(?:_t(?P<time>\d+))?(?=[_.\-\s]|$)"
+    ),
     re.compile(r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})(?:p\d{2})?(?:-?ch\d+)?(?:sk(?P<time>\d+))?"),
 )
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
@@ -88,8 +90,17 @@ def read_layout(path: str | Path) -> list[Placement]:
                     raise ManifestError(f"{where}: row/column must be whole numbers from 1")
             image = Path(rec["path"])
             image = image if image.is_absolute() else path.parent / image
-            out.append(Placement(str(image), rec.get("plate") or "plate", well_name(r, c), r, c,
-                                 rec.get("field", ""), rec.get("time", "")))
+            out.append(
+                Placement(
+                    str(image),
+                    rec.get("plate") or "plate",
+                    well_name(r, c),
+                    r,
+                    c,
+                    rec.get("field", ""),
+                    rec.get("time", ""),
+                )
+            )
     if not out:
         raise ManifestError(f"{path}: the layout lists no images")
     return out
@@ -111,12 +122,22 @@ def layout_from_folder(root: str | Path) -> list[Placement]:
                 r, c = int(g["row"]) - 1, int(g["column"]) - 1
             rel = image.relative_to(root).parts
             plate = rel[0] if len(rel) > 1 else root.name
-            placements.append(Placement(str(image), plate, well_name(r, c), r, c, (g.get("field") or "").lstrip("0")
-                                        or (g.get("field") or ""), (g.get("time") or "")))
+            placements.append(
+                Placement(
+                    str(image),
+                    plate,
+                    well_name(r, c),
+                    r,
+                    c,
+                    (g.get("field") or "").lstrip("0") or (g.get("field") or ""),
+                    (g.get("time") or ""),
+                )
+            )
             break
     if not placements:
-        raise ManifestError(f"{root}: no image file names with a well (like B03_s1 or r02c03f01); "
-                            "give a layout CSV instead")
+        raise ManifestError(
+            f"{root}: no image file names with a well (like B03_s1 or r02c03f01); give a layout CSV instead"
+        )
     return placements
 
 
@@ -164,10 +185,32 @@ def join_rows(placements: list[Placement], rows: list[dict]) -> list[dict]:
     return out
 
 
-WELL_FIELDS = ("plate", "time", "well", "row", "column", "n_images", "mean_sick_probability", "sd_sick_probability",
-               "min_sick_probability", "max_sick_probability", "mean_sick_area_fraction", "threshold", "model")
-PLATE_FIELDS = ("plate", "time", "n_wells", "n_images", "mean_sick_probability", "sd_over_wells",
-                "wells_at_or_above_threshold", "threshold", "model")
+WELL_FIELDS = (
+    "plate",
+    "time",
+    "well",
+    "row",
+    "column",
+    "n_images",
+    "mean_sick_probability",
+    "sd_sick_probability",
+    "min_sick_probability",
+    "max_sick_probability",
+    "mean_sick_area_fraction",
+    "threshold",
+    "model",
+)
+PLATE_FIELDS = (
+    "plate",
+    "time",
+    "n_wells",
+    "n_images",
+    "mean_sick_probability",
+    "sd_over_wells",
+    "wells_at_or_above_threshold",
+    "threshold",
+    "model",
+)
 
 
 def summarise_wells(joined: list[dict]) -> list[dict]:
@@ -176,18 +219,30 @@ def summarise_wells(joined: list[dict]) -> list[dict]:
     for r in joined:
         groups.setdefault((r["plate"], r["time"], r["well"]), []).append(r)
     out = []
-    for (plate, time, well), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _time_key(kv[0][1]),
-                                                                               parse_well(kv[0][2], "")[::-1])):
+    for (plate, time, well), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], _time_key(kv[0][1]), parse_well(kv[0][2], "")[::-1])
+    ):
         probs = [float(m["mean_sick_probability"]) for m in members]
         mean, sd = _stats(probs)
         area, _ = _stats([float(m["sick_area_fraction"]) for m in members])
         r, c = parse_well(well, "")
-        out.append({"plate": plate, "time": time, "well": well, "row": row_name(r), "column": c + 1,
-                    "n_images": len(members), "mean_sick_probability": mean, "sd_sick_probability": sd,
-                    "min_sick_probability": float(np.nanmin(probs)) if not all(map(math.isnan, probs)) else math.nan,
-                    "max_sick_probability": float(np.nanmax(probs)) if not all(map(math.isnan, probs)) else math.nan,
-                    "mean_sick_area_fraction": area, "threshold": members[0]["threshold"],
-                    "model": members[0]["model"]})
+        out.append(
+            {
+                "plate": plate,
+                "time": time,
+                "well": well,
+                "row": row_name(r),
+                "column": c + 1,
+                "n_images": len(members),
+                "mean_sick_probability": mean,
+                "sd_sick_probability": sd,
+                "min_sick_probability": float(np.nanmin(probs)) if not all(map(math.isnan, probs)) else math.nan,
+                "max_sick_probability": float(np.nanmax(probs)) if not all(map(math.isnan, probs)) else math.nan,
+                "mean_sick_area_fraction": area,
+                "threshold": members[0]["threshold"],
+                "model": members[0]["model"],
+            }
+        )
     return out
 
 
@@ -201,10 +256,19 @@ def summarise_plates(wells: list[dict]) -> list[dict]:
         means = [m["mean_sick_probability"] for m in members]
         mean, sd = _stats(means)
         threshold = float(members[0]["threshold"])
-        out.append({"plate": plate, "time": time, "n_wells": len(members),
-                    "n_images": sum(m["n_images"] for m in members), "mean_sick_probability": mean,
-                    "sd_over_wells": sd, "wells_at_or_above_threshold": sum(1 for v in means if v >= threshold),
-                    "threshold": threshold, "model": members[0]["model"]})
+        out.append(
+            {
+                "plate": plate,
+                "time": time,
+                "n_wells": len(members),
+                "n_images": sum(m["n_images"] for m in members),
+                "mean_sick_probability": mean,
+                "sd_over_wells": sd,
+                "wells_at_or_above_threshold": sum(1 for v in means if v >= threshold),
+                "threshold": threshold,
+                "model": members[0]["model"],
+            }
+        )
     return out
 
 
@@ -247,8 +311,15 @@ def plot_plate_heatmap(wells: list[dict], shape: tuple[int, int], path: Path, ti
             for c in range(cols):
                 if count[r, c]:
                     text = f"{mean[r, c]:.2f}" + (f"\n±{sd[r, c]:.2f}" if cols <= 12 and not np.isnan(sd[r, c]) else "")
-                    ax.text(c, r, text, ha="center", va="center", fontsize=7 if cols <= 12 else 5,
-                            color="white" if mean[r, c] < 0.6 else "black")
+                    ax.text(
+                        c,
+                        r,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=7 if cols <= 12 else 5,
+                        color="white" if mean[r, c] < 0.6 else "black",
+                    )
     ax.set_xticks(range(cols), [str(c + 1) for c in range(cols)], fontsize=7)
     ax.set_yticks(range(rows), [row_name(r) for r in range(rows)], fontsize=7)
     ax.set_xticks(np.arange(-0.5, cols), minor=True)
@@ -266,8 +337,9 @@ def plot_plate_heatmap(wells: list[dict], shape: tuple[int, int], path: Path, ti
     return mean
 
 
-def write_plate_report(placements: list[Placement], rows: list[dict], out: Path,
-                       plate_format: int | None = None, pixel_note: str = "") -> list[Path]:
+def write_plate_report(
+    placements: list[Placement], rows: list[dict], out: Path, plate_format: int | None = None, pixel_note: str = ""
+) -> list[Path]:
     """per_image.csv, per_well.csv, per_plate.csv and one heat map per plate and time point."""
     from ..outputs import SUMMARY_FIELDS
 
@@ -275,7 +347,7 @@ def write_plate_report(placements: list[Placement], rows: list[dict], out: Path,
     wells = summarise_wells(joined)
     plates = summarise_plates(wells)
     written = [out / "per_image.csv", out / "per_well.csv", out / "per_plate.csv"]
-    write_csv(written[0], joined, ("plate", "well", "field", "time") + tuple(SUMMARY_FIELDS))
+    write_csv(written[0], joined, ("plate", "well", "field", "time", *tuple(SUMMARY_FIELDS)))
     write_csv(written[1], wells, WELL_FIELDS)
     write_csv(written[2], plates, PLATE_FIELDS)
     for plate in plates:
@@ -284,10 +356,12 @@ def write_plate_report(placements: list[Placement], rows: list[dict], out: Path,
         suffix = f"_t{plate['time']}" if plate["time"] else ""
         png = out / f"plate_{_safe(plate['plate'])}{suffix}_heatmap.png"
         when = f", time {plate['time']}" if plate["time"] else ""
-        title = (f"{plate['plate']}{when}: "
-                 f"mean P(sick) per well ({plate['n_images']} images, {plate['n_wells']} wells; "
-                 f"{plate['wells_at_or_above_threshold']} at or above {plate['threshold']:g})\n"
-                 f"model: {plate['model']}{pixel_note}")
+        title = (
+            f"{plate['plate']}{when}: "
+            f"mean P(sick) per well ({plate['n_images']} images, {plate['n_wells']} wells; "
+            f"{plate['wells_at_or_above_threshold']} at or above {plate['threshold']:g})\n"
+            f"model: {plate['model']}{pixel_note}"
+        )
         plot_plate_heatmap(members, shape, png, title)
         written.append(png)
     return written

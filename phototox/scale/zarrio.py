@@ -46,8 +46,9 @@ class LazyFrame:
 def is_zarr(path: str | os.PathLike) -> bool:
     """An OME-Zarr (or plain zarr) folder."""
     p = Path(path)
-    return p.suffix.lower() in ZARR_SUFFIXES or (p.is_dir() and any((p / n).exists() for n in
-                                                                    ("zarr.json", ".zattrs", ".zgroup")))
+    return p.suffix.lower() in ZARR_SUFFIXES or (
+        p.is_dir() and any((p / n).exists() for n in ("zarr.json", ".zattrs", ".zgroup"))
+    )
 
 
 def _single_plane(shape: tuple[int, ...], axes: tuple[str, ...], source: str) -> tuple[int, ...]:
@@ -56,9 +57,11 @@ def _single_plane(shape: tuple[int, ...], axes: tuple[str, ...], source: str) ->
         raise ImageInputError(f"{source}: expected the last two axes to be y, x; got {''.join(axes)} {shape}")
     extra = {a: n for a, n in zip(axes[:-2], shape[:-2]) if n != 1}
     if extra:
-        raise ImageInputError(f"{source}: chunked maps take one 2-D plane, but the image has "
-                              + ", ".join(f"{n} along {a}" for a, n in extra.items())
-                              + " (write one plane per OME-Zarr image)")
+        raise ImageInputError(
+            f"{source}: chunked maps take one 2-D plane, but the image has "
+            + ", ".join(f"{n} along {a}" for a, n in extra.items())
+            + " (write one plane per OME-Zarr image)"
+        )
     return (0,) * (len(shape) - 2)
 
 
@@ -84,7 +87,7 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         datasets = meta["datasets"]
         if not 0 <= level < len(datasets):
             raise ValueError(f"level {level} not among the {len(datasets)} levels")
-        axes_meta = meta.get("axes") or [{"name": n} for n in "tczyx"[-group[datasets[0]["path"]].ndim:]]
+        axes_meta = meta.get("axes") or [{"name": n} for n in "tczyx"[-group[datasets[0]["path"]].ndim :]]
         axes = tuple((a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta)
         array = group[datasets[level]["path"]]
         pixel_size = _pixel_size_from_ngff(meta, datasets[level], axes_meta)
@@ -96,8 +99,7 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
     return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
 
 
-_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3,
-               "mm": 1e3}
+_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3, "mm": 1e3}
 
 
 def _pixel_size_from_ngff(meta: dict, dataset: dict, axes_meta: list) -> float | None:
@@ -165,6 +167,7 @@ def open_large(path: str | os.PathLike) -> LazyFrame:
 
 # --- writing ----------------------------------------------------------------------------------
 
+
 def _pyramid_levels(shape: tuple[int, int], chunk: int) -> int:
     """Levels until the coarsest one fits in one chunk."""
     return 1 + max(0, math.ceil(math.log2(max(shape) / chunk))) if max(shape) > chunk else 1
@@ -178,8 +181,15 @@ class MapWriter:
     then. Pixel size (um) and axes go into the NGFF metadata.
     """
 
-    def __init__(self, out: str | os.PathLike, shape: tuple[int, int], chunk: int = 1024,
-                 pixel_size_um: float | None = None, attrs: dict | None = None, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        shape: tuple[int, int],
+        chunk: int = 1024,
+        pixel_size_um: float | None = None,
+        attrs: dict | None = None,
+        dtype: str = "float32",
+    ) -> None:
         import zarr
 
         self.out = Path(out)
@@ -195,21 +205,28 @@ class MapWriter:
         self.arrays = []
         h, w = self.shape
         for level in range(self.levels):
-            self.arrays.append(self.group.create_array(
-                str(level), shape=(h, w), chunks=(min(h, self.chunk), min(w, self.chunk)), dtype=self.dtype,
-                fill_value=float("nan") if self.dtype.kind == "f" else 0))
+            self.arrays.append(
+                self.group.create_array(
+                    str(level),
+                    shape=(h, w),
+                    chunks=(min(h, self.chunk), min(w, self.chunk)),
+                    dtype=self.dtype,
+                    fill_value=float("nan") if self.dtype.kind == "f" else 0,
+                )
+            )
             h, w = (h + 1) // 2, (w + 1) // 2
 
     def write(self, block: np.ndarray, y0: int, x0: int) -> None:
         """Level-0 block at (y0, x0); blocks should align with the chunk size."""
-        self.arrays[0][y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+        self.arrays[0][y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
 
     def write_grid(self, grid: np.ndarray, stride: int, window: int) -> None:
         """The window grid itself, beside the image (not part of the multiscale pyramid)."""
         array = self.group.create_array("grid", shape=grid.shape, chunks=grid.shape, dtype="float32")
         array[...] = grid
-        array.attrs.update({"stride_px": int(stride), "window_px": int(window),
-                            "centre_of_first_window_px": (window - 1) / 2.0})
+        array.attrs.update(
+            {"stride_px": int(stride), "window_px": int(window), "centre_of_first_window_px": (window - 1) / 2.0}
+        )
 
     def _downsample(self) -> None:
         """Each level the 2x2 mean of the level above (edges averaged over the pixels present)."""
@@ -218,23 +235,31 @@ class MapWriter:
             step = 2 * self.chunk
             for y0 in range(0, src.shape[0], step):
                 for x0 in range(0, src.shape[1], step):
-                    block = np.asarray(src[y0:y0 + step, x0:x0 + step], dtype=np.float64)
-                    dst[y0 // 2:(y0 + block.shape[0] + 1) // 2, x0 // 2:(x0 + block.shape[1] + 1) // 2] = _cast(_mean2x2(block), self.dtype)
+                    block = np.asarray(src[y0 : y0 + step, x0 : x0 + step], dtype=np.float64)
+                    dst[y0 // 2 : (y0 + block.shape[0] + 1) // 2, x0 // 2 : (x0 + block.shape[1] + 1) // 2] = _cast(
+                        _mean2x2(block), self.dtype
+                    )
 
     def _metadata(self) -> None:
         from ome_zarr.writer import write_multiscales_metadata
 
         size = self.pixel_size_um or 1.0
-        datasets = [{"path": str(level), "coordinateTransformations": [
-            {"type": "scale", "scale": [size * 2**level, size * 2**level]},
-            {"type": "translation", "translation": [size * (2**level - 1) / 2] * 2}]}
-            for level in range(self.levels)]
+        datasets = [
+            {
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [size * 2**level, size * 2**level]},
+                    {"type": "translation", "translation": [size * (2**level - 1) / 2] * 2},
+                ],
+            }
+            for level in range(self.levels)
+        ]
         unit = {"unit": "micrometer"} if self.pixel_size_um else {}
         axes = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
         write_multiscales_metadata(self.group, datasets, axes=axes, name=self.out.name)
         self.group.attrs.update({"phototox": {**self.attrs, "pixel_size_um": self.pixel_size_um}})
 
-    def __enter__(self) -> MapWriter:  # noqa: PYI034
+    def __enter__(self) -> MapWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -272,8 +297,13 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.round(values), info.min, info.max).astype(dtype)
 
 
-def write_ome_zarr(out: str | os.PathLike, image: np.ndarray, pixel_size_um: float | None = None,
-                   chunk: int = 1024, attrs: dict | None = None) -> Path:
+def write_ome_zarr(
+    out: str | os.PathLike,
+    image: np.ndarray,
+    pixel_size_um: float | None = None,
+    chunk: int = 1024,
+    attrs: dict | None = None,
+) -> Path:
     """Write an in-memory (H, W) array, dtype kept, as an OME-Zarr image with a pyramid."""
     image = np.asarray(image)
     with MapWriter(out, image.shape, chunk, pixel_size_um, attrs, dtype=image.dtype.str) as writer:

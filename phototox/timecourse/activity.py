@@ -37,8 +37,9 @@ def local_std(image: np.ndarray, size: int) -> np.ndarray:
     return np.sqrt(np.clip(mean_sq - mean * mean, 0, None))
 
 
-def foreground_mask(frame: np.ndarray, pixel_um: float, texture_um: float = 6.0, noise_factor: float = 2.0,
-                    min_area_um2: float = 150.0) -> np.ndarray:
+def foreground_mask(
+    frame: np.ndarray, pixel_um: float, texture_um: float = 6.0, noise_factor: float = 2.0, min_area_um2: float = 150.0
+) -> np.ndarray:
     """Cell-covered pixels of a phase-contrast frame (see module docstring)."""
     from skimage.filters import threshold_otsu
     from skimage.morphology import disk, remove_small_objects
@@ -85,8 +86,15 @@ def flow_field(previous: np.ndarray, current: np.ndarray, factor: int, method: s
     return np.asarray(flow) * factor
 
 
-def motion_um_per_min(previous: np.ndarray, current: np.ndarray, cells: np.ndarray, pixel_um: float,
-                      interval_min: float, factor: int, method: str = "ilk") -> float:
+def motion_um_per_min(
+    previous: np.ndarray,
+    current: np.ndarray,
+    cells: np.ndarray,
+    pixel_um: float,
+    interval_min: float,
+    factor: int,
+    method: str = "ilk",
+) -> float:
     """Mean optical-flow speed over the cell-covered pixels (``cells``: full-resolution mask), um/min."""
     flow = flow_field(previous, current, factor, method)
     speed = np.hypot(flow[0], flow[1])

@@ -11,31 +11,49 @@ from .pipeline import TimecourseSettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="STACK_OR_FOLDER",
-                   help="one field each: a multi-frame TIFF, or a folder of frames (sorted by the numbers in "
-                        "their names)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="STACK_OR_FOLDER",
+        help="one field each: a multi-frame TIFF, or a folder of frames (sorted by the numbers in their names)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--interval", type=float, help="minutes between frames (default: from the file's metadata)")
     p.add_argument("--pixel-size", type=float, help="micrometres per pixel (default: from the file's metadata)")
-    p.add_argument("--doses", help="CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm[, frames]; "
-                                   "fields with irradiance 0 are the controls")
+    p.add_argument(
+        "--doses",
+        help="CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm[, frames]; "
+        "fields with irradiance 0 are the controls",
+    )
     p.add_argument("--split", default="1x1", help="cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants")
     p.add_argument("--model", default="default", help="model for P(sick) (see 'phototox map --help')")
     p.add_argument("--no-sickness", action="store_true", help="skip DeadNet's P(sick); activity measures only")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--stride", type=int, default=32, help="dense map window step in pixels (default 32)")
     p.add_argument("--threshold", type=float, default=0.5, help="P(sick) threshold for the sick area")
-    p.add_argument("--flow", choices=("ilk", "tvl1"), default="ilk",
-                   help="scikit-image optical flow: iterative Lucas-Kanade (default, fast) or TV-L1")
+    p.add_argument(
+        "--flow",
+        choices=("ilk", "tvl1"),
+        default="ilk",
+        help="scikit-image optical flow: iterative Lucas-Kanade (default, fast) or TV-L1",
+    )
     p.add_argument("--z-threshold", type=float, default=3.0, help="departure from controls, in noise units")
     p.add_argument("--persistence", type=int, default=3, help="consecutive frames a departure must last")
-    p.add_argument("--baseline-frames", type=int, default=3,
-                   help="each field is taken relative to its first N frames before comparing (0: absolute)")
+    p.add_argument(
+        "--baseline-frames",
+        type=int,
+        default=3,
+        help="each field is taken relative to its first N frames before comparing (0: absolute)",
+    )
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of fields for the intervals")
     p.add_argument("--mitosis-min-diameter", type=float, default=18.0, help="um, rounded cell with its halo")
     p.add_argument("--mitosis-max-diameter", type=float, default=60.0, help="um")
-    p.add_argument("--mitosis-max-minutes", type=float, default=90.0,
-                   help="rounding lasting longer is a persistent round object, not a division")
+    p.add_argument(
+        "--mitosis-max-minutes",
+        type=float,
+        default=90.0,
+        help="rounding lasting longer is a persistent round object, not a division",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
@@ -52,10 +70,25 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
     if args.persistence < 1 or args.baseline_frames < 0 or args.bootstrap < 0 or args.z_threshold <= 0:
         raise PhototoxError("--persistence must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0")
     return TimecourseSettings(
-        interval_min=args.interval, pixel_um=args.pixel_size, split=parse_split(args.split), doses=args.doses,
-        model=None if args.no_sickness else args.model, device=args.device, stride=args.stride,
-        threshold=args.threshold, flow_method=args.flow,
-        onset=OnsetSettings(z_threshold=args.z_threshold, persistence=args.persistence,
-                            baseline_frames=args.baseline_frames, n_boot=args.bootstrap, seed=args.seed),
-        mitosis=MitosisSettings(min_diameter_um=args.mitosis_min_diameter, max_diameter_um=args.mitosis_max_diameter,
-                                max_rounding_min=args.mitosis_max_minutes))
+        interval_min=args.interval,
+        pixel_um=args.pixel_size,
+        split=parse_split(args.split),
+        doses=args.doses,
+        model=None if args.no_sickness else args.model,
+        device=args.device,
+        stride=args.stride,
+        threshold=args.threshold,
+        flow_method=args.flow,
+        onset=OnsetSettings(
+            z_threshold=args.z_threshold,
+            persistence=args.persistence,
+            baseline_frames=args.baseline_frames,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+        ),
+        mitosis=MitosisSettings(
+            min_diameter_um=args.mitosis_min_diameter,
+            max_diameter_um=args.mitosis_max_diameter,
+            max_rounding_min=args.mitosis_max_minutes,
+        ),
+    )

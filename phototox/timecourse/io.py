@@ -19,8 +19,19 @@ from ..errors import ImageInputError, ManifestError
 from ..images import RASTER_SUFFIXES, TIFF_SUFFIXES, as_grey_frames, read_raw
 
 FRAME_SUFFIXES = TIFF_SUFFIXES | RASTER_SUFFIXES
-_TIME_UNITS_TO_MIN = {"ms": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
-                      "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}
+_TIME_UNITS_TO_MIN = {
+    "ms": 1 / 60000,
+    "s": 1 / 60,
+    "sec": 1 / 60,
+    "second": 1 / 60,
+    "seconds": 1 / 60,
+    "min": 1.0,
+    "minute": 1.0,
+    "minutes": 1.0,
+    "h": 60.0,
+    "hour": 60.0,
+    "hours": 60.0,
+}
 
 
 @dataclass
@@ -73,8 +84,9 @@ def natural_key(name: str) -> list:
 
 def frame_files(folder: Path) -> list[Path]:
     """Image files of a folder in natural name order (hidden files skipped)."""
-    files = [p for p in folder.iterdir()
-             if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")]
+    files = [
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -91,7 +103,7 @@ def interval_from_metadata(path: Path) -> float | None:
                 unit = str(ij.get("tunit", "sec")).strip().lower()
                 return float(ij["finterval"]) * _TIME_UNITS_TO_MIN.get(unit, 1 / 60)
             ome = tif.ome_metadata
-    except Exception:  # noqa: BLE001 - unreadable metadata is no interval; the pixels are read (and checked) elsewhere
+    except Exception:
         return None
     if ome:
         match = re.search(r'TimeIncrement="([0-9.eE+-]+)"', ome)
@@ -112,9 +124,11 @@ def read_field(path: str | Path, interval_min: float | None = None, min_size: in
         for f in files:
             frame = as_grey_frames(read_raw(f), str(f), min_size=min_size)
             if frames and frame.shape[1:] != frames[0].shape[1:]:
-                raise ImageInputError(f"{f}: frame is {frame.shape[2]}x{frame.shape[1]} px but {files[0].name} is "
-                                      f"{frames[0].shape[2]}x{frames[0].shape[1]} px; all frames of a field "
-                                      "must have one size")
+                raise ImageInputError(
+                    f"{f}: frame is {frame.shape[2]}x{frame.shape[1]} px but {files[0].name} is "
+                    f"{frames[0].shape[2]}x{frames[0].shape[1]} px; all frames of a field "
+                    "must have one size"
+                )
             frames.append(frame)
         stack = np.concatenate(frames)
         meta_from = files[0]
@@ -141,9 +155,15 @@ def split_field(f: TimeField, rows: int, cols: int) -> list[TimeField]:
     out = []
     for i in range(rows):
         for j in range(cols):
-            sub = f.frames[:, ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
-            out.append(TimeField(f"{f.name}_r{i}c{j}", np.ascontiguousarray(sub), f.interval_min,
-                                 f"{f.source} [rows {ys[i]}:{ys[i + 1]}, cols {xs[j]}:{xs[j + 1]}]"))
+            sub = f.frames[:, ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
+            out.append(
+                TimeField(
+                    f"{f.name}_r{i}c{j}",
+                    np.ascontiguousarray(sub),
+                    f.interval_min,
+                    f"{f.source} [rows {ys[i]}:{ys[i + 1]}, cols {xs[j]}:{xs[j + 1]}]",
+                )
+            )
     return out
 
 
@@ -164,8 +184,9 @@ def read_doses(path: str | Path, field_names: list[str], frames_default: dict[st
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in DOSE_COLUMNS if c not in header]
         if missing:
-            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(DOSE_COLUMNS)}"
-                                ", optional frames)")
+            raise ManifestError(
+                f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(DOSE_COLUMNS)}, optional frames)"
+            )
         doses: dict[str, FieldDose] = {}
         for line, row in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
@@ -173,16 +194,18 @@ def read_doses(path: str | Path, field_names: list[str], frames_default: dict[st
             if name in doses:
                 raise ManifestError(f"{path}: line {line}: field {name!r} listed twice")
             if name not in frames_default:
-                raise ManifestError(f"{path}: line {line}: field {name!r} is not among the inputs "
-                                    f"({', '.join(field_names)})")
+                raise ManifestError(
+                    f"{path}: line {line}: field {name!r} is not among the inputs ({', '.join(field_names)})"
+                )
             try:
                 values = [float(row[c]) for c in DOSE_COLUMNS[1:]]
                 frames = int(row["frames"]) if row.get("frames") else frames_default[name]
             except ValueError as exc:
                 raise ManifestError(f"{path}: line {line}: not a number ({exc})") from None
             if any(not np.isfinite(v) or v < 0 for v in values) or frames < 0:
-                raise ManifestError(f"{path}: line {line}: irradiance, exposure, wavelength and frames must be "
-                                    "non-negative numbers")
+                raise ManifestError(
+                    f"{path}: line {line}: irradiance, exposure, wavelength and frames must be non-negative numbers"
+                )
             extra = {k: v for k, v in row.items() if k not in DOSE_COLUMNS and k != "frames"}
             doses[name] = FieldDose(values[0], values[1], frames, values[2], extra)
     absent = [n for n in field_names if n not in doses]
@@ -217,6 +240,6 @@ def pixel_size_from_metadata(path: str | Path) -> float | None:
                 if tag is not None:
                     num, den = tag.value
                     return float(den) / float(num) if num else None
-    except Exception:  # noqa: BLE001 - unreadable metadata is no pixel size
+    except Exception:
         return None
     return None

@@ -93,15 +93,19 @@ def detect_round_objects(frame: np.ndarray, pixel_um: float, settings: MitosisSe
     return np.array(out, dtype=float).reshape(-1, 3)
 
 
-def link_detections(detections: list[np.ndarray], pixel_um: float, link_um: float,
-                    max_gap_frames: int = 2) -> list[Track]:
+def link_detections(
+    detections: list[np.ndarray], pixel_um: float, link_um: float, max_gap_frames: int = 2
+) -> list[Track]:
     """Greedy nearest-neighbour linking of detections into tracks, bridging gaps of up to ``max_gap_frames``."""
     tracks: list[Track] = []
     limit = link_um / pixel_um
     for t, points in enumerate(detections):
         open_tracks = [tr for tr in tracks if t - tr.end <= max_gap_frames + 1]
-        pairs = sorted((float(np.hypot(*(np.array(tr.points[-1]) - p[:2]))), t - tr.end, i, j)
-                       for i, tr in enumerate(open_tracks) for j, p in enumerate(points))
+        pairs = sorted(
+            (float(np.hypot(*(np.array(tr.points[-1]) - p[:2]))), t - tr.end, i, j)
+            for i, tr in enumerate(open_tracks)
+            for j, p in enumerate(points)
+        )
         linked: set[int] = set()
         taken: set[int] = set()
         for dist, _, i, j in pairs:
@@ -115,8 +119,9 @@ def link_detections(detections: list[np.ndarray], pixel_um: float, link_um: floa
     return tracks
 
 
-def rounding_events(tracks: list[Track], interval_min: float, max_rounding_min: float, pixel_um: float = 1.0,
-                    nearby_um: float = 0.0) -> tuple[list[Track], list[Track]]:
+def rounding_events(
+    tracks: list[Track], interval_min: float, max_rounding_min: float, pixel_um: float = 1.0, nearby_um: float = 0.0
+) -> tuple[list[Track], list[Track]]:
     """Split tracks into mitotic-rounding events and persistent round objects.
 
     An event starts after the first frame, lasts at most ``max_rounding_min``, and does not start
@@ -131,9 +136,12 @@ def rounding_events(tracks: list[Track], interval_min: float, max_rounding_min: 
         if track.start == 0 or track.end - track.start + 1 > max_frames:
             continue
         y, x = track.points[0]
-        recent = any(track.start - max_frames <= f < track.start and np.hypot(py - y, px - x) <= limit
-                     for other in tracks if other is not track
-                     for f, (py, px) in zip(other.frames, other.points))
+        recent = any(
+            track.start - max_frames <= f < track.start and np.hypot(py - y, px - x) <= limit
+            for other in tracks
+            if other is not track
+            for f, (py, px) in zip(other.frames, other.points)
+        )
         if not recent:
             events.append(track)
     return events, persistent

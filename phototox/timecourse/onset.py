@@ -117,8 +117,7 @@ def first_persistent(z: np.ndarray, threshold: float, persistence: int) -> int |
 
 def onset_index(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0) -> int | None:
     """Frame index of the onset of ``exposed`` (n_e, T) against ``controls`` (n_c, T), or None."""
-    return first_persistent(departure_z(exposed, controls, settings, floor), settings.z_threshold,
-                            settings.persistence)
+    return first_persistent(departure_z(exposed, controls, settings, floor), settings.z_threshold, settings.persistence)
 
 
 @dataclass
@@ -143,12 +142,19 @@ class Onset:
         if self.low_min is None:
             return f"{self.time_min:.0f} {unit} ({self.direction}; no interval: bootstrap off)"
         high = "after the end of the recording" if self.high_min is None else f"{self.high_min:.0f}"
-        return (f"{self.time_min:.0f} {unit} ({self.direction}; 95% interval {self.low_min:.0f} to {high}; "
-                f"found in {100 * self.found_fraction:.0f}% of resamples)")
+        return (
+            f"{self.time_min:.0f} {unit} ({self.direction}; 95% interval {self.low_min:.0f} to {high}; "
+            f"found in {100 * self.found_fraction:.0f}% of resamples)"
+        )
 
 
-def bootstrap_onsets(series: dict[str, np.ndarray], groups: list[str], control_group: str,
-                     settings: OnsetSettings, floors: dict[str, float] | None = None) -> np.ndarray:
+def bootstrap_onsets(
+    series: dict[str, np.ndarray],
+    groups: list[str],
+    control_group: str,
+    settings: OnsetSettings,
+    floors: dict[str, float] | None = None,
+) -> np.ndarray:
     """Onset indices (n_boot, measures, exposed groups) from resampling fields; -1 where none is found."""
     rng = np.random.default_rng(settings.seed)
     groups_arr = np.asarray(groups)
@@ -169,8 +175,14 @@ def bootstrap_onsets(series: dict[str, np.ndarray], groups: list[str], control_g
     return out
 
 
-def find_onsets(series: dict[str, np.ndarray], groups: list[str], control_group: str | None, times: np.ndarray,
-                settings: OnsetSettings, floors: dict[str, float] | None = None) -> tuple[list[Onset], np.ndarray | None]:
+def find_onsets(
+    series: dict[str, np.ndarray],
+    groups: list[str],
+    control_group: str | None,
+    times: np.ndarray,
+    settings: OnsetSettings,
+    floors: dict[str, float] | None = None,
+) -> tuple[list[Onset], np.ndarray | None]:
     """Onset of every measure (``series``: name -> (fields, T)) for every exposed group, with intervals.
 
     ``floors``: per measure, the smallest noise level assumed (the smallest change worth reporting).
@@ -199,8 +211,9 @@ def find_onsets(series: dict[str, np.ndarray], groups: list[str], control_group:
                 lo_i, hi_i = np.quantile(b, [alpha, 1 - alpha], method="inverted_cdf")
                 low = None if np.isinf(lo_i) else float(times[int(lo_i)])
                 high = None if np.isinf(hi_i) else float(times[int(hi_i)])
-            onsets.append(Onset(measure, g, None if index is None else float(times[index]), low, high, found,
-                                direction))
+            onsets.append(
+                Onset(measure, g, None if index is None else float(times[index]), low, high, found, direction)
+            )
     return onsets, boot
 
 

@@ -37,16 +37,27 @@ MEASURES = {
     "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
 }
 CONTROL = "control"
-OUTPUT_NAMES = ("timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png",
-                "timecourse_onsets.png", "timecourse_report.md")
+OUTPUT_NAMES = (
+    "timecourse.csv",
+    "timecourse_by_dose.csv",
+    "timecourse.json",
+    "timecourse_measures.png",
+    "timecourse_onsets.png",
+    "timecourse_report.md",
+)
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
 LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
 
 
 # The smallest change worth reporting, on the onset detector's scale: one percentage point of P(sick)
 # or area, 5% in speed or confluence (log scale), 0.1 rounding events per hour.
-NOISE_FLOORS = {"mean_sick_probability": 0.01, "sick_area_fraction": 0.01, "motion_um_per_min": 0.05,
-                "confluence": 0.05, "mitotic_events_per_hour": 0.1}
+NOISE_FLOORS = {
+    "mean_sick_probability": 0.01,
+    "sick_area_fraction": 0.01,
+    "motion_um_per_min": 0.05,
+    "confluence": 0.05,
+    "mitotic_events_per_hour": 0.1,
+}
 
 
 def onset_scale(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -114,8 +125,10 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     lengths = {len(f.frames) for f in fields}
     intervals = {round(f.interval_min, 6) for f in fields}
     if len(lengths) != 1 or len(intervals) != 1:
-        raise ImageInputError(f"fields differ in frame count ({sorted(lengths)}) or interval ({sorted(intervals)} min); "
-                              "onsets compare fields frame by frame")
+        raise ImageInputError(
+            f"fields differ in frame count ({sorted(lengths)}) or interval ({sorted(intervals)} min); "
+            "onsets compare fields frame by frame"
+        )
     if settings.doses:
         doses = read_doses(settings.doses, names, {f.name: len(f.frames) for f in fields})
         for f in fields:
@@ -123,8 +136,9 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     return fields, float(pixel)
 
 
-def measure_field(f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None,
-                  progress=None) -> FieldSeries:
+def measure_field(
+    f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None, progress=None
+) -> FieldSeries:
     """All per-frame measures of one field."""
     n = len(f.frames)
     values = {k: np.full(n, np.nan) for k in MEASURES}
@@ -135,26 +149,43 @@ def measure_field(f: TimeField, pixel_um: float, settings: TimecourseSettings, a
         values["confluence"][t] = confluence(mask)
         if t > 0:
             cells = mask | masks[-1]
-            values["motion_um_per_min"][t] = motion_um_per_min(f.frames[t - 1], frame, cells, pixel_um,
-                                                               f.interval_min, factor, settings.flow_method)
+            values["motion_um_per_min"][t] = motion_um_per_min(
+                f.frames[t - 1], frame, cells, pixel_um, f.interval_min, factor, settings.flow_method
+            )
         masks = [mask]
         detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
         if assessor is not None:  # an Assessor: the frame is analysed at the model's pixel size
-            result = assessor.analyse_frame(frame, PixelSize(pixel_um, "timecourse"), f"{f.name} frame {t}",
-                                             settings.stride, "dense", settings.threshold)
+            result = assessor.analyse_frame(
+                frame,
+                PixelSize(pixel_um, "timecourse"),
+                f"{f.name} frame {t}",
+                settings.stride,
+                "dense",
+                settings.threshold,
+            )
             values["mean_sick_probability"][t] = result.mean_sick_probability
             values["sick_area_fraction"][t] = result.sick_area_fraction
         if progress is not None:
             progress(1)
     tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
-    events, persistent = rounding_events(tracks, f.interval_min, settings.mitosis.max_rounding_min,
-                                         pixel_um, 2 * settings.mitosis.link_um)
+    events, persistent = rounding_events(
+        tracks, f.interval_min, settings.mitosis.max_rounding_min, pixel_um, 2 * settings.mitosis.link_um
+    )
     started = events_per_frame(events, n)
     values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
     if assessor is None:
         del values["mean_sick_probability"], values["sick_area_fraction"]
-    return FieldSeries(f, values, np.array([len(d) for d in detections]), started, len(events), len(persistent),
-                       detections, events, persistent)
+    return FieldSeries(
+        f,
+        values,
+        np.array([len(d) for d in detections]),
+        started,
+        len(events),
+        len(persistent),
+        detections,
+        events,
+        persistent,
+    )
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
@@ -184,8 +215,9 @@ def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[di
     return out
 
 
-def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: TimecourseSettings,
-                   progress: bool = False) -> dict:
+def run_timecourse(
+    inputs: list[str | Path], out_dir: str | Path, settings: TimecourseSettings, progress: bool = False
+) -> dict:
     """Measure every field, find onsets against the controls, write CSV, JSON, PNG and Markdown."""
     from tqdm import tqdm
 
@@ -212,8 +244,10 @@ def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: Time
         model_name = assessor.predictor.model.label
         small = [f.name for f in fields if min(f.frames.shape[1:]) < assessor.predictor.window]
         if small:
-            raise ImageInputError(f"field {small[0]}: smaller than the model's {assessor.predictor.window} px window; "
-                                  "use a smaller --split or --no-sickness")
+            raise ImageInputError(
+                f"field {small[0]}: smaller than the model's {assessor.predictor.window} px window; "
+                "use a smaller --split or --no-sickness"
+            )
     start = time.perf_counter()
     total = sum(len(f.frames) for f in fields)
     series = []
@@ -231,9 +265,17 @@ def run_timecourse(inputs: list[str | Path], out_dir: str | Path, settings: Time
         onsets, boot = find_onsets(measures, groups, None, times, settings.onset) if settings.doses else ([], None)
         consistency = leave_one_out(series, settings.onset)
     context = {
-        "pixel_um": pixel_um, "interval_min": fields[0].interval_min, "model": model_name,
-        "flow_factor": flow_factor(pixel_um), "seconds": seconds, "frames": total,
-        "seconds_per_frame": seconds / total, "groups": groups, "control": control,
-        "group_doses": group_doses, "boot": boot, "consistency": consistency,
+        "pixel_um": pixel_um,
+        "interval_min": fields[0].interval_min,
+        "model": model_name,
+        "flow_factor": flow_factor(pixel_um),
+        "seconds": seconds,
+        "frames": total,
+        "seconds_per_frame": seconds / total,
+        "groups": groups,
+        "control": control,
+        "group_doses": group_doses,
+        "boot": boot,
+        "consistency": consistency,
     }
     return write_reports(out, series, measures, onsets, context, settings)

@@ -49,33 +49,56 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
         for o in onsets:
             if o.measure == m and o.time_min is not None:
                 ax.axvline(o.time_min / 60, color=colours.get(o.group), ls="--", lw=1)
-                ax.text(o.time_min / 60, 0.98, " onset", color=colours.get(o.group), fontsize=7, va="top",
-                        transform=ax.get_xaxis_transform())
+                ax.text(
+                    o.time_min / 60,
+                    0.98,
+                    " onset",
+                    color=colours.get(o.group),
+                    fontsize=7,
+                    va="top",
+                    transform=ax.get_xaxis_transform(),
+                )
         ax.set_xlabel("time (h)")
         ax.set_ylabel(MEASURES[m][0])
         ax.set_title(MEASURES[m][1], fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(measures):]:
+    for ax in axes.ravel()[len(measures) :]:
         ax.set_axis_off()
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     legend_title = "total light dose" if context["control"] is not None else "field"
-    spare = axes.ravel()[len(measures):]
+    spare = axes.ravel()[len(measures) :]
     if len(spare):
         spare[0].legend(handles, labels, loc="center", title=legend_title, fontsize=8, frameon=False)
     else:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), title=legend_title, fontsize=8,
-                   bbox_to_anchor=(0.5, 1.0 + 0.06 / rows))
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            ncol=min(len(labels), 6),
+            title=legend_title,
+            fontsize=8,
+            bbox_to_anchor=(0.5, 1.0 + 0.06 / rows),
+        )
     band = "lines: mean over fields, bands: range over fields; " if context["control"] is not None else ""
-    note = ("dashed: onset against controls at the same time point" if context["control"] is not None
-            else "no control fields: no onset can be given")
-    fig.text(0.5, -0.01, f"{band}{note}; pixel {context['pixel_um']:g} um, frame every "
-             f"{context['interval_min']:g} min", ha="center", fontsize=8)
+    note = (
+        "dashed: onset against controls at the same time point"
+        if context["control"] is not None
+        else "no control fields: no onset can be given"
+    )
+    fig.text(
+        0.5,
+        -0.01,
+        f"{band}{note}; pixel {context['pixel_um']:g} um, frame every {context['interval_min']:g} min",
+        ha="center",
+        fontsize=8,
+    )
     fig.tight_layout()
     write_png(fig, path)
 
 
-def plot_onsets(onsets, exposed: list[str], group_doses: dict[str, float], times: np.ndarray, measures: list[str],
-                path: Path) -> None:
+def plot_onsets(
+    onsets, exposed: list[str], group_doses: dict[str, float], times: np.ndarray, measures: list[str], path: Path
+) -> None:
     """Onset time (h, 95% interval) against cumulative dose, one marker series per measure."""
     from .pipeline import MEASURES
     from .report import write_png
@@ -100,8 +123,15 @@ def plot_onsets(onsets, exposed: list[str], group_doses: dict[str, float], times
         if none_x:
             ax.scatter(none_x, [end] * len(none_x), marker="^", color=line[0].get_color(), s=30)
     ax.axhline(end, color="grey", lw=0.8, ls=":")
-    ax.text(0.01, end, " end of recording (triangles: no onset)", fontsize=7, va="top", color="grey",
-            transform=ax.get_yaxis_transform())
+    ax.text(
+        0.01,
+        end,
+        " end of recording (triangles: no onset)",
+        fontsize=7,
+        va="top",
+        color="grey",
+        transform=ax.get_yaxis_transform(),
+    )
     ax.set_xscale("log")
     ticks = sorted(group_doses[g] for g in exposed)
     ax.set_xticks(ticks, [f"{d:g}" for d in ticks])

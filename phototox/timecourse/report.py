@@ -13,8 +13,10 @@ import numpy as np
 from ..images import atomic_path, write_text_atomic
 from .onset import largest_unaffected_dose
 
-CITATION_T98G = ("T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
-                 "DeadNet: Richmond et al. (2017), arXiv:1701.06109")
+CITATION_T98G = (
+    "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
+    "DeadNet: Richmond et al. (2017), arXiv:1701.06109"
+)
 
 
 def _csv_text(header: list[str], rows: list[list]) -> str:
@@ -33,17 +35,38 @@ def _fmt(value) -> str:
 
 def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
     measures = list(series[0].values)
-    header = ["field", "source", "group", "dose_J_per_cm2_total", "cumulative_dose_J_per_cm2", "frame", "time_min",
-              *measures, "round_objects", "rounding_events_started"]
+    header = [
+        "field",
+        "source",
+        "group",
+        "dose_J_per_cm2_total",
+        "cumulative_dose_J_per_cm2",
+        "frame",
+        "time_min",
+        *measures,
+        "round_objects",
+        "rounding_events_started",
+    ]
     rows = []
     for s, group in zip(series, groups):
         f = s.field
         cumulative = f.dose.cumulative_j_cm2(len(f.frames)) if f.dose else [None] * len(f.frames)
         total = f.dose.total_j_cm2 if f.dose else None
         for t in range(len(f.frames)):
-            rows.append([f.name, f.source, group, _fmt(total), _fmt(cumulative[t]), t, _fmt(f.times_min[t]),
-                         *[_fmt(s.values[m][t]) for m in measures], int(s.round_objects[t]),
-                         int(s.events_started[t])])
+            rows.append(
+                [
+                    f.name,
+                    f.source,
+                    group,
+                    _fmt(total),
+                    _fmt(cumulative[t]),
+                    t,
+                    _fmt(f.times_min[t]),
+                    *[_fmt(s.values[m][t]) for m in measures],
+                    int(s.round_objects[t]),
+                    int(s.events_started[t]),
+                ]
+            )
     return header, rows
 
 
@@ -73,8 +96,15 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
     return sorted(unique, key=lambda g: (g != control, group_doses.get(g, 0.0), g))
 
 
-def safe_dose_summary(onsets, boot, measures: list[str], exposed: list[str], group_doses: dict[str, float],
-                      times: np.ndarray, confidence: float) -> dict:
+def safe_dose_summary(
+    onsets,
+    boot,
+    measures: list[str],
+    exposed: list[str],
+    group_doses: dict[str, float],
+    times: np.ndarray,
+    confidence: float,
+) -> dict:
     """Largest dose whose onset is not earlier than the lowest dose's, per measure and for the earliest measure."""
     if not exposed or not group_doses:
         return {}
@@ -92,9 +122,14 @@ def safe_dose_summary(onsets, boot, measures: list[str], exposed: list[str], gro
             draws = []
             for b in boot:
                 idx = b.min(axis=0, where=b >= 0, initial=10**9) if m == "any" else b[i]
-                draws.append(largest_unaffected_dose({group_doses[g]: (None if idx[j] < 0 or idx[j] >= 10**9
-                                                                       else float(times[idx[j]]))
-                                                      for j, g in enumerate(exposed)}))
+                draws.append(
+                    largest_unaffected_dose(
+                        {
+                            group_doses[g]: (None if idx[j] < 0 or idx[j] >= 10**9 else float(times[idx[j]]))
+                            for j, g in enumerate(exposed)
+                        }
+                    )
+                )
             low, high = (float(q) for q in np.quantile(draws, [alpha, 1 - alpha], method="inverted_cdf"))
         result[m] = {"dose_J_per_cm2": estimate, "low": low, "high": high}
     return result
@@ -120,48 +155,88 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
     group_rows = []
     for g in order:
         for t in range(len(times)):
-            group_rows.append([g, _fmt(group_doses.get(g)), sum(1 for x in groups if x == g), t, _fmt(times[t]),
-                               *[_fmt(summary[g][m][k, t]) for m in measures for k in range(3)]])
-    group_header = ["group", "dose_J_per_cm2_total", "fields", "frame", "time_min",
-                    *[f"{m}_{k}" for m in measures for k in ("mean", "low95", "high95")]]
+            group_rows.append(
+                [
+                    g,
+                    _fmt(group_doses.get(g)),
+                    sum(1 for x in groups if x == g),
+                    t,
+                    _fmt(times[t]),
+                    *[_fmt(summary[g][m][k, t]) for m in measures for k in range(3)],
+                ]
+            )
+    group_header = [
+        "group",
+        "dose_J_per_cm2_total",
+        "fields",
+        "frame",
+        "time_min",
+        *[f"{m}_{k}" for m in measures for k in ("mean", "low95", "high95")],
+    ]
     write_text_atomic(out / "timecourse_by_dose.csv", _csv_text(group_header, group_rows))
 
     exposed = [g for g in order if g != control] if control is not None else []
-    safe = safe_dose_summary(onsets, context["boot"], list(measures), exposed, group_doses, times,
-                             settings.onset.confidence) if control is not None else {}
+    safe = (
+        safe_dose_summary(
+            onsets, context["boot"], list(measures), exposed, group_doses, times, settings.onset.confidence
+        )
+        if control is not None
+        else {}
+    )
     fit = _dose_response(series, groups, control)
     doc = {
         "what": "phototox timecourse: per-frame measures, onsets against control fields at the same time point",
-        "pixel_size_um": context["pixel_um"], "interval_min": context["interval_min"], "model": context["model"],
-        "model_note": ("P(sick) comes from DeadNet-style models trained on other cells and microscopes; check the "
-                       "model card (models/MODEL_CARD.md) for their domain before trusting it on these images"
-                       if context["model"] else "P(sick) not computed (--no-sickness)"),
+        "pixel_size_um": context["pixel_um"],
+        "interval_min": context["interval_min"],
+        "model": context["model"],
+        "model_note": (
+            "P(sick) comes from DeadNet-style models trained on other cells and microscopes; check the "
+            "model card (models/MODEL_CARD.md) for their domain before trusting it on these images"
+            if context["model"]
+            else "P(sick) not computed (--no-sickness)"
+        ),
         "flow": f"scikit-image optical_flow_{settings.flow_method} on {context['flow_factor']}x{context['flow_factor']}"
-                " block-averaged frames",
+        " block-averaged frames",
         "measures": {m: MEASURES[m][1] for m in measures},
-        "onset_settings": vars(settings.onset), "mitosis_settings": vars(settings.mitosis),
-        "fields": [{"field": s.field.name, "source": s.field.source, "group": g, "frames": len(s.field.frames),
-                    "dose": None if s.field.dose is None else {
-                        "irradiance_mW_per_cm2": s.field.dose.irradiance_mw_cm2,
-                        "exposure_ms_per_frame": s.field.dose.exposure_ms, "exposed_frames": s.field.dose.frames,
-                        "wavelength_nm": s.field.dose.wavelength_nm,
-                        "dose_per_frame_J_per_cm2": s.field.dose.per_frame_j_cm2,
-                        "total_dose_J_per_cm2": s.field.dose.total_j_cm2},
-                    "mitotic_rounding_events": s.n_events,
-                    "mitotic_rounding_events_per_hour": s.n_events / (len(s.field.frames) * s.field.interval_min / 60),
-                    "persistent_round_objects": s.n_persistent,
-                    "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
-                    "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent]}
-                   for s, g in zip(series, groups)],
+        "onset_settings": vars(settings.onset),
+        "mitosis_settings": vars(settings.mitosis),
+        "fields": [
+            {
+                "field": s.field.name,
+                "source": s.field.source,
+                "group": g,
+                "frames": len(s.field.frames),
+                "dose": None
+                if s.field.dose is None
+                else {
+                    "irradiance_mW_per_cm2": s.field.dose.irradiance_mw_cm2,
+                    "exposure_ms_per_frame": s.field.dose.exposure_ms,
+                    "exposed_frames": s.field.dose.frames,
+                    "wavelength_nm": s.field.dose.wavelength_nm,
+                    "dose_per_frame_J_per_cm2": s.field.dose.per_frame_j_cm2,
+                    "total_dose_J_per_cm2": s.field.dose.total_j_cm2,
+                },
+                "mitotic_rounding_events": s.n_events,
+                "mitotic_rounding_events_per_hour": s.n_events / (len(s.field.frames) * s.field.interval_min / 60),
+                "persistent_round_objects": s.n_persistent,
+                "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
+                "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent],
+            }
+            for s, g in zip(series, groups)
+        ],
         "control_group": control,
         "onsets": [vars(o) for o in onsets],
-        "onset_statement": None if control is not None else (
-            "no onset can be given: no control fields (zero-dose fields in a doses file)"),
+        "onset_statement": None
+        if control is not None
+        else ("no onset can be given: no control fields (zero-dose fields in a doses file)"),
         "largest_dose_not_earlier_than_lowest": safe,
         "between_field_consistency": context["consistency"],
         "dose_response_final_frame": fit,
-        "run_time": {"seconds": context["seconds"], "frames": context["frames"],
-                     "seconds_per_frame": context["seconds_per_frame"]},
+        "run_time": {
+            "seconds": context["seconds"],
+            "frames": context["frames"],
+            "seconds_per_frame": context["seconds_per_frame"],
+        },
         "citation": CITATION_T98G,
     }
     write_text_atomic(out / "timecourse.json", json.dumps(doc, indent=2, default=_json_default))
@@ -180,8 +255,13 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
 def _track(track, interval_min: float) -> dict:
     """A rounding track: first and last frame (0-based), start time, first position (field pixels y, x)."""
     y, x = track.points[0]
-    return {"first_frame": track.start, "last_frame": track.end, "start_min": track.start * interval_min,
-            "y_px": round(y, 1), "x_px": round(x, 1)}
+    return {
+        "first_frame": track.start,
+        "last_frame": track.end,
+        "start_min": track.start * interval_min,
+        "y_px": round(y, 1),
+        "x_px": round(x, 1),
+    }
 
 
 def _json_default(value):
@@ -204,29 +284,47 @@ def _dose_response(series, groups, control) -> dict | None:
         return None
     try:
         fit = fit_dose_response(doses, scores, margin=0.1, n_boot=200)
-    except (RuntimeError, ValueError, Exception) as exc:  # noqa: BLE001 - a flat response has no curve
+    except (RuntimeError, ValueError, Exception) as exc:
         return {"error": f"no fit: {exc}"}
-    return {"unit": "J/cm2", "note": "logistic fit of last-frame mean P(sick) against total dose "
-            "(phototox dose-response)", **vars(fit)}
+    return {
+        "unit": "J/cm2",
+        "note": "logistic fit of last-frame mean P(sick) against total dose (phototox dose-response)",
+        **vars(fit),
+    }
 
 
 def markdown(doc: dict, series, written: list[str]) -> str:
     """A short report for people."""
-    lines = ["# phototox timecourse", "",
-             (f"{len(series)} field(s), {doc['fields'][0]['frames']} frames every {doc['interval_min']:g} min, "
-             f"pixel size {doc['pixel_size_um']:g} um. Model: {doc['model'] or 'none (P(sick) skipped)'}. "
-             f"Motion: {doc['flow']}."), ""]
-    lines += ["## Fields", "", "| field | group | total dose (J/cm2) | rounding events | events/h | persistent round objects |",
-              "|---|---|---|---|---|---|"]
+    lines = [
+        "# phototox timecourse",
+        "",
+        (
+            f"{len(series)} field(s), {doc['fields'][0]['frames']} frames every {doc['interval_min']:g} min, "
+            f"pixel size {doc['pixel_size_um']:g} um. Model: {doc['model'] or 'none (P(sick) skipped)'}. "
+            f"Motion: {doc['flow']}."
+        ),
+        "",
+    ]
+    lines += [
+        "## Fields",
+        "",
+        "| field | group | total dose (J/cm2) | rounding events | events/h | persistent round objects |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in doc["fields"]:
         dose = "" if f["dose"] is None else f"{f['dose']['total_dose_J_per_cm2']:.4g}"
-        lines.append(f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
-                     f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |")
+        lines.append(
+            f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
+            f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |"
+        )
     lines += ["", "## Onsets (against the control fields at the same time point)", ""]
     if doc["onset_statement"]:
         lines.append(doc["onset_statement"] + ".")
     else:
-        lines += ["| measure | group | onset (min) | 95% interval (min) | resamples with onset |", "|---|---|---|---|---|"]
+        lines += [
+            "| measure | group | onset (min) | 95% interval (min) | resamples with onset |",
+            "|---|---|---|---|---|",
+        ]
         for o in doc["onsets"]:
             if o["note"]:
                 lines.append(f"| {o['measure']} | {o['group']} | {o['note']} | | |")
@@ -234,20 +332,42 @@ def markdown(doc: dict, series, written: list[str]) -> str:
             onset = "none" if o["time_min"] is None else f"{o['time_min']:.0f} ({o['direction']})"
             low = "" if o["low_min"] is None else f"{o['low_min']:.0f}"
             high = "end of recording" if o["high_min"] is None else f"{o['high_min']:.0f}"
-            lines.append(f"| {o['measure']} | {o['group']} | {onset} | {low} to {high} | {100 * o['found_fraction']:.0f}% |")
+            lines.append(
+                f"| {o['measure']} | {o['group']} | {onset} | {low} to {high} | {100 * o['found_fraction']:.0f}% |"
+            )
         safe = doc["largest_dose_not_earlier_than_lowest"].get("any")
         if safe:
             interval = "" if safe["low"] is None else f" (95% interval {safe['low']:.4g} to {safe['high']:.4g})"
-            lines += ["", (f"Largest dose whose earliest onset (any measure) is not earlier than the lowest dose's: "
-                      f"**{safe['dose_J_per_cm2']:.4g} J/cm2**{interval}.")]
+            lines += [
+                "",
+                (
+                    f"Largest dose whose earliest onset (any measure) is not earlier than the lowest dose's: "
+                    f"**{safe['dose_J_per_cm2']:.4g} J/cm2**{interval}."
+                ),
+            ]
     if doc["between_field_consistency"]:
         found = [c for c in doc["between_field_consistency"] if c["time_min"] is not None]
-        lines += ["", "## Between-field check (each field against all others as controls)", "",
-                  f"{len(found)} departure(s) in {len(doc['between_field_consistency'])} field x measure tests"
-                  + (": " + "; ".join(f"{c['field']} {c['measure']} at {c['time_min']:.0f} min" for c in found)
-                     if found else " -- the fields behave alike.")]
-    lines += ["", f"Run time: {doc['run_time']['seconds_per_frame']:.2f} s per frame.", "",
-              "Files: " + ", ".join(written) + ".", "", doc["model_note"] + ".", "", doc["citation"] + "."]
+        lines += [
+            "",
+            "## Between-field check (each field against all others as controls)",
+            "",
+            f"{len(found)} departure(s) in {len(doc['between_field_consistency'])} field x measure tests"
+            + (
+                ": " + "; ".join(f"{c['field']} {c['measure']} at {c['time_min']:.0f} min" for c in found)
+                if found
+                else " -- the fields behave alike."
+            ),
+        ]
+    lines += [
+        "",
+        f"Run time: {doc['run_time']['seconds_per_frame']:.2f} s per frame.",
+        "",
+        "Files: " + ", ".join(written) + ".",
+        "",
+        doc["model_note"] + ".",
+        "",
+        doc["citation"] + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -99,7 +99,6 @@ References
 import logging
 
 import numpy
-
 from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, COLTYPE_INTEGER
 from cellprofiler_core.image import Image
 from cellprofiler_core.module import Module
@@ -135,8 +134,10 @@ DEVICE_CPU = "CPU"
 DEVICE_GPU = "GPU (CUDA)"
 DEVICES = {DEVICE_AUTO: "auto", DEVICE_CPU: "cpu", DEVICE_GPU: "cuda"}
 
-INSTALL_HINT = ("the phototox package is not installed in the Python environment running CellProfiler "
-                "(pip install phototox from its repository; see example_pipelines/README.md)")
+INSTALL_HINT = (
+    "the phototox package is not installed in the Python environment running CellProfiler "
+    "(pip install phototox from its repository; see example_pipelines/README.md)"
+)
 
 
 def _phototox():
@@ -185,7 +186,7 @@ lists them) or a path.""",
             "Model file, package or zoo id",
             "",
             doc="A shipped model's name (e.g. 'deadnet-gap-synthetic-v2'), the path of a .pt weight file or "
-                "bioimage.io package, or a zoo id such as 'affable-shark'.",
+            "bioimage.io package, or a zoo id such as 'affable-shark'.",
         )
         self.stride = Integer(
             "Window stride (pixels)",
@@ -244,8 +245,11 @@ folder (or an elsewhere path) so the pipeline moves between machines.""",
             get_directory_fn=get_directory,
             set_directory_fn=set_directory,
             browse_msg="Choose a phototox .pt weight file or bioimage.io package (.zip)",
-            exts=[("phototox weights (*.pt)", "*.pt"), ("bioimage.io package (*.zip)", "*.zip"),
-                  ("All files (*.*)", "*.*")],
+            exts=[
+                ("phototox weights (*.pt)", "*.pt"),
+                ("bioimage.io package (*.zip)", "*.zip"),
+                ("All files (*.*)", "*.*"),
+            ],
             doc="A phototox .pt weight file or a bioimage.io package .zip in the folder above.",
         )
         self.threads = Integer(
@@ -261,9 +265,21 @@ oversubscribing them. Raise it when you run a single worker.""",
         self._predictor_key = None
 
     def settings(self):
-        return [self.image_name, self.map_name, self.model_choice, self.model_location, self.stride,
-                self.mode, self.threshold, self.device, self.wants_objects, self.objects_name, self.threads,
-                self.model_directory, self.model_file]
+        return [
+            self.image_name,
+            self.map_name,
+            self.model_choice,
+            self.model_location,
+            self.stride,
+            self.mode,
+            self.threshold,
+            self.device,
+            self.wants_objects,
+            self.objects_name,
+            self.threads,
+            self.model_directory,
+            self.model_file,
+        ]
 
     def visible_settings(self):
         result = [self.image_name, self.map_name, self.model_choice]
@@ -283,11 +299,14 @@ oversubscribing them. Raise it when you run a single worker.""",
                 f"plugin ({self.variable_revision_number}); update phototox"
             )
         if variable_revision_number == 1:  # 10 settings; revision 2 adds torch threads per worker
-            setting_values = list(setting_values) + ["1"]
+            setting_values = [*list(setting_values), "1"]
             variable_revision_number = 2
         if variable_revision_number == 2:  # 11 settings; revision 3 adds the model folder and file pickers
-            setting_values = list(setting_values) + [Directory.static_join_string("Default Input Folder", ""),
-                                                     "model.pt"]
+            setting_values = [
+                *list(setting_values),
+                Directory.static_join_string("Default Input Folder", ""),
+                "model.pt",
+            ]
             variable_revision_number = 3
         return setting_values, variable_revision_number
 
@@ -305,8 +324,9 @@ oversubscribing them. Raise it when you run a single worker.""",
         return self.model_location.value.strip()
 
     def _model_setting(self):
-        return {MODEL_CUSTOM: self.model_location, MODEL_FILE: self.model_file}.get(self.model_choice.value,
-                                                                                   self.model_choice)
+        return {MODEL_CUSTOM: self.model_location, MODEL_FILE: self.model_file}.get(
+            self.model_choice.value, self.model_choice
+        )
 
     def _mode(self):
         return "dense" if self.mode.value == MODE_DENSE else "exact"
@@ -329,18 +349,20 @@ oversubscribing them. Raise it when you run a single worker.""",
         try:
             phototox = _phototox()
         except ImportError as exc:
-            raise ValidationError(str(exc), self.model_choice)
+            raise ValidationError(str(exc), self.model_choice) from None
         try:
             phototox.devices.resolve_device(DEVICES[self.device.value])
         except phototox.errors.PhototoxError as exc:
-            raise ValidationError(str(exc), self.device)
+            raise ValidationError(str(exc), self.device) from None
         problem = self.model_problem()
         if problem:
             raise ValidationError(problem, self._model_setting())
         try:  # settings only: the model is loaded once, when the run starts (not on every keystroke)
-            phototox.inference.Predictor.check_settings(None, self.stride.value, self._mode(), self.threshold.value)
+            phototox.settings.MapSettings(
+                stride=int(self.stride.value), mode=self._mode(), threshold=float(self.threshold.value)
+            ).validate()
         except phototox.errors.PhototoxError as exc:
-            raise ValidationError(str(exc), self.stride)
+            raise ValidationError(str(exc), self.stride) from None
 
     def model_problem(self):
         """Why the model setting cannot work, checked cheaply (no loading, no download, no folders made)."""
@@ -382,11 +404,18 @@ oversubscribing them. Raise it when you run a single worker.""",
             except phototox.errors.ImageInputError as exc:
                 if "colour" not in str(exc):
                     raise
-                raise ValueError(f"{source} is a colour image whose channels differ; convert it to grey "
-                                 f"(ColorToGray) and choose the grey image in the setting "
-                                 f"'{self.image_name.text}'") from exc
-            result = predictor.analyse_frame(frames[0], self.stride.value, self._mode(), self.threshold.value,
-                                             mask=image.mask if image.has_mask else None)
+                raise ValueError(
+                    f"{source} is a colour image whose channels differ; convert it to grey "
+                    f"(ColorToGray) and choose the grey image in the setting "
+                    f"'{self.image_name.text}'"
+                ) from exc
+            result = predictor.analyse_frame(
+                frames[0],
+                self.stride.value,
+                self._mode(),
+                self.threshold.value,
+                mask=image.mask if image.has_mask else None,
+            )
         except phototox.errors.PhototoxError as exc:
             raise ValueError(str(exc)) from exc
         sick_map = result.sick_map
@@ -398,10 +427,13 @@ oversubscribing them. Raise it when you run a single worker.""",
         }
         for feature, value in measurements.items():
             workspace.measurements.add_image_measurement(self._feature(feature), value)
-        workspace.image_set.add(self.map_name.value, Image(sick_map.astype(numpy.float32), parent_image=image,
-                                                           convert=False))
-        statistics = [[image_name, feature, f"{value:.3f}" if isinstance(value, float) else str(value)]
-                      for feature, value in measurements.items()]
+        workspace.image_set.add(
+            self.map_name.value, Image(sick_map.astype(numpy.float32), parent_image=image, convert=False)
+        )
+        statistics = [
+            [image_name, feature, f"{value:.3f}" if isinstance(value, float) else str(value)]
+            for feature, value in measurements.items()
+        ]
         if self.wants_objects.value:
             objects = workspace.object_set.get_objects(self.objects_name.value)
             labels = objects.segmented
@@ -413,10 +445,14 @@ oversubscribing them. Raise it when you run a single worker.""",
             means, ids = phototox.inference.object_means(sick_map, labels)
             per_object = numpy.full(objects.count, numpy.nan)
             per_object[ids - 1] = means
-            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_NEIGHBOURHOOD),
-                                                   per_object)
-            statistics.append([self.objects_name.value, "neighbourhood P(sick), median of objects",
-                               f"{numpy.nanmedian(per_object):.3f}" if objects.count else "no objects"])
+            workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_NEIGHBOURHOOD), per_object)
+            statistics.append(
+                [
+                    self.objects_name.value,
+                    "neighbourhood P(sick), median of objects",
+                    f"{numpy.nanmedian(per_object):.3f}" if objects.count else "no objects",
+                ]
+            )
         if self.show_window:
             workspace.display_data.pixels = frames[0]
             workspace.display_data.sick_map = sick_map
@@ -432,8 +468,16 @@ oversubscribing them. Raise it when you run a single worker.""",
     def display(self, workspace, figure):
         figure.set_subplots((3, 1))
         figure.subplot_imshow_grayscale(0, 0, workspace.display_data.pixels, title=self.image_name.value)
-        figure.subplot_imshow(1, 0, workspace.display_data.sick_map, title=self.map_name.value,
-                              colormap="magma", vmin=0, vmax=1, sharexy=figure.subplot(0, 0))
+        figure.subplot_imshow(
+            1,
+            0,
+            workspace.display_data.sick_map,
+            title=self.map_name.value,
+            colormap="magma",
+            vmin=0,
+            vmax=1,
+            sharexy=figure.subplot(0, 0),
+        )
         figure.subplot_table(2, 0, workspace.display_data.statistics, col_labels=["Image/objects", "Feature", "Value"])
 
     # -- measurement bookkeeping --------------------------------------------------------------
@@ -441,11 +485,15 @@ oversubscribing them. Raise it when you run a single worker.""",
         return f"{CATEGORY}_{feature}_{self.image_name.value}"
 
     def get_measurement_columns(self, pipeline):
-        columns = [("Image", self._feature(f), COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT)
-                   for f in IMAGE_FEATURES]
+        columns = [
+            ("Image", self._feature(f), COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT)
+            for f in IMAGE_FEATURES
+        ]
         if self.wants_objects.value:
-            columns += [(self.objects_name.value, self._feature(f),
-                         COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT) for f in OBJECT_FEATURES]
+            columns += [
+                (self.objects_name.value, self._feature(f), COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT)
+                for f in OBJECT_FEATURES
+            ]
         return columns
 
     def get_categories(self, pipeline, object_name):

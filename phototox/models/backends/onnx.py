@@ -18,11 +18,12 @@ class OnnxBackend:
         try:
             import onnxruntime
         except ImportError as exc:
-            raise ModelLoadError(f"{source}: ONNX weights need onnxruntime "
-                                 '(pip install -e ".[bioimageio]" or pip install onnxruntime)') from exc
+            raise ModelLoadError(
+                f'{source}: ONNX weights need onnxruntime (pip install -e ".[bioimageio]" or pip install onnxruntime)'
+            ) from exc
         try:
             self.session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 -- onnxruntime raises its own classes for any bad model
+        except Exception as exc:
             raise ModelLoadError(f"{source}: ONNX weights cannot be loaded ({str(exc).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
 

@@ -67,8 +67,9 @@ def make_handler(pool: PredictorPool):
             try:
                 values = np.array(pixels, dtype=np.float32)  # a copy: never keep a view of Java memory
                 params = parse_imagej_options(str(options))
-                line, sick_map = analyse_pixels(pool, values, int(width), int(height), params,
-                                                source=f"ImageJ image ({int(width)}x{int(height)})")
+                line, sick_map = analyse_pixels(
+                    pool, values, int(width), int(height), params, source=f"ImageJ image ({int(width)}x{int(height)})"
+                )
                 map_out[:] = sick_map.ravel()
                 return line
             except PhototoxError as exc:  # the user's problem: say it plainly
@@ -80,8 +81,13 @@ def make_handler(pool: PredictorPool):
     return Handler()
 
 
-def start(model: str = "default", device: str = "auto", fiji_dir: str | os.PathLike | None = None,
-          ij_jar: str | os.PathLike | None = None, headless: bool = False) -> ImageJSession:
+def start(
+    model: str = "default",
+    device: str = "auto",
+    fiji_dir: str | os.PathLike | None = None,
+    ij_jar: str | os.PathLike | None = None,
+    headless: bool = False,
+) -> ImageJSession:
     """Start ImageJ (pyimagej for a Fiji folder, else ij.jar via scyjava) with the bridge ready."""
     import scyjava
 
@@ -89,8 +95,10 @@ def start(model: str = "default", device: str = "auto", fiji_dir: str | os.PathL
     if scyjava.jvm_started():
         raise FijiSetupError("a JVM is already running in this process; start ImageJ once per process")
     if fiji_dir is not None and not any(Path(fiji_dir).glob("jars/imagej-[0-9]*.jar")):
-        raise FijiSetupError(f"{fiji_dir}: no ImageJ2 jars (jars/imagej-*.jar), so pyimagej cannot start it; give a "
-                             "complete Fiji.app, or leave out --fiji to use ImageJ 1.x (--ij-jar)")
+        raise FijiSetupError(
+            f"{fiji_dir}: no ImageJ2 jars (jars/imagej-*.jar), so pyimagej cannot start it; give a "
+            "complete Fiji.app, or leave out --fiji to use ImageJ 1.x (--ij-jar)"
+        )
     plugin_jar = build_jar(find_ij_jar(ij_jar, fiji_dir), fiji_dir=fiji_dir)
     pool = PredictorPool(model, device)
     pool.get()  # load the model now: errors show before ImageJ starts

@@ -13,11 +13,13 @@ def register(sub) -> None:
     p = sub.add_parser("fiji", help="start ImageJ/Fiji with the phototox bridge (in-process route)")
     p.add_argument("--macro", help="run this .ijm macro file, print its log, and exit")
     p.add_argument("--args", default="", help="argument string passed to the macro (getArgument())")
-    p.add_argument("--fiji", help="a Fiji.app folder: start it with pyimagej (needs pyimagej, and the "
-                                   "network the first time)")
+    p.add_argument(
+        "--fiji", help="a Fiji.app folder: start it with pyimagej (needs pyimagej, and the network the first time)"
+    )
     p.add_argument("--ij-jar", help="ImageJ 1.x ij.jar to use without Fiji (default: Debian's libij-java)")
-    p.add_argument("--model", default="default",
-                   help="model for the bridge: shipped default, a .pt file, a package or a zoo id")
+    p.add_argument(
+        "--model", default="default", help="model for the bridge: shipped default, a .pt file, a package or a zoo id"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--headless", action="store_true", help="no display (macros that open windows fail)")
     p.add_argument("--build-jar", metavar="OUT", help="only build Phototox_.jar to OUT and exit")
@@ -33,8 +35,10 @@ def run(args) -> int:
             print(build_jar(args.ij_jar, args.build_jar))
             return 0
         if args.install_plugin:
-            print(f"installed {install_plugin(args.install_plugin, args.ij_jar)}; restart Fiji, then use "
-                  "Plugins>Phototox>Measure Phototoxicity (needs 'phototox serve' running, or 'phototox fiji')")
+            print(
+                f"installed {install_plugin(args.install_plugin, args.ij_jar)}; restart Fiji, then use "
+                "Plugins>Phototox>Measure Phototoxicity (needs 'phototox serve' running, or 'phototox fiji')"
+            )
             return 0
         from phototox.extras import require_extra
 

@@ -40,8 +40,9 @@ def find_ij_jar(explicit: str | os.PathLike | None = None, fiji_dir: str | os.Pa
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FijiSetupError("cannot find ImageJ's ij.jar: install Fiji (give --fiji), Debian's libij-java, "
-                         "or set PHOTOTOX_IJ_JAR")
+    raise FijiSetupError(
+        "cannot find ImageJ's ij.jar: install Fiji (give --fiji), Debian's libij-java, or set PHOTOTOX_IJ_JAR"
+    )
 
 
 JAVA_RELEASE = "8"
@@ -57,8 +58,10 @@ def find_javac(fiji_dir: str | os.PathLike | None = None) -> Path:
                 return found[0]
     javac = shutil.which("javac")
     if javac is None:
-        raise FijiSetupError("javac not found: Fiji's bundled Java is a runtime only; install a JDK (8 or newer) "
-                             "to build the ImageJ plugin")
+        raise FijiSetupError(
+            "javac not found: Fiji's bundled Java is a runtime only; install a JDK (8 or newer) "
+            "to build the ImageJ plugin"
+        )
     return Path(javac)
 
 
@@ -81,8 +84,11 @@ def cache_root() -> Path:
     return phototox_cache() / "fiji"
 
 
-def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-              fiji_dir: str | os.PathLike | None = None) -> Path:
+def build_jar(
+    ij_jar: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    fiji_dir: str | os.PathLike | None = None,
+) -> Path:
     """Compile the Java sources into ``Phototox_.jar`` (cached by source + ij.jar hash); return its path."""
     ij = find_ij_jar(ij_jar, fiji_dir)
     target = Path(out) if out else cache_root() / sources_digest(ij) / JAR_NAME
@@ -93,8 +99,11 @@ def build_jar(ij_jar: str | os.PathLike | None = None, out: str | os.PathLike | 
     with tempfile.TemporaryDirectory() as tmp:
         classes = Path(tmp) / "classes"
         sources = sorted(str(p) for p in (JAVA_SOURCES / "phototox").glob("*.java"))
-        proc = subprocess.run([javac, *_release_flags(javac), "-encoding", "UTF-8", "-cp", str(ij), "-d", str(classes),
-                               *sources], capture_output=True, text=True)
+        proc = subprocess.run(
+            [javac, *_release_flags(javac), "-encoding", "UTF-8", "-cp", str(ij), "-d", str(classes), *sources],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise FijiSetupError(f"javac failed:\n{proc.stderr}")
         from phototox.images import atomic_path
