@@ -183,7 +183,7 @@ print("DOWN " + call("phototox.Phototox.measure", "server=http://127.0.0.1:{_fre
 """
     output = _imagej_batch(plugin_home, macro, tmp_path)
     assert "STRIDE error: dense mode needs a stride that divides 16" in output
-    assert "MODEL error: phototox server: this server only serves" in output or "MODEL error: /no/such.pt" in output
+    assert "MODEL error: phototox server: model '/no/such.pt' is not one this server was" in output
     assert re.search(r"DOWN error: the phototox server at http://127.0.0.1:\d+ is not running", output)
 
 

@@ -10,7 +10,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_path):
-    from phototox.weights import load_weights
+    from phototox.models.weights import load_weights
 
     return load_weights(tiny_model_path)
 
