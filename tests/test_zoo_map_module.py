@@ -48,9 +48,9 @@ def test_normalisation_follows_the_model_contract(loaded):
     from phototox_zoo.map_package import normalisation_of
 
     assert normalisation_of({}) == {"kind": "local"}
-    assert normalisation_of({"normalisation": {"kind": "box", "size": 220}}) == {"kind": "box", "size": 220}
+    assert normalisation_of({"normalisation": {"kind": "box", "size": 221}}) == {"kind": "box", "size": 221}
     local = DeadNetMap(loaded.arch, {"kind": "local"}, **loaded.arch_kwargs)
-    box = DeadNetMap(loaded.arch, {"kind": "box", "size": 220}, **loaded.arch_kwargs)
+    box = DeadNetMap(loaded.arch, {"kind": "box", "size": 221}, **loaded.arch_kwargs)
     box.load_state_dict(local.state_dict())
     from phototox.synth import render_field
 

@@ -38,6 +38,25 @@ def _box_sums_2d(values: torch.Tensor, size: int) -> torch.Tensor:
     return integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
 
 
+def _mirror_index(length: int, margin: int, device: torch.device) -> torch.Tensor:
+    """Positions ``-margin .. length + margin - 1`` mirrored into the frame, edge repeated (phototox's rule)."""
+    index = torch.arange(-margin, length + margin, device=device) % (2 * length)
+    return torch.where(index < length, index, 2 * length - 1 - index)
+
+
+def _box_normalise(frame: torch.Tensor, size: int) -> torch.Tensor:
+    """Each pixel by the mean and std of the ``size`` box centred on it, the frame mirrored beyond its edges."""
+    r = size // 2
+    rows = _mirror_index(frame.shape[0], r, frame.device)
+    cols = _mirror_index(frame.shape[1], r, frame.device)
+    padded = frame.double()[rows][:, cols]
+    area = float(size * size)
+    mean = _box_sums_2d(padded, size) / area
+    std = (_box_sums_2d(padded * padded, size) / area - mean**2).clamp_min(0).sqrt()
+    std = torch.where(std < MAP_EPS, torch.ones_like(std), std)
+    return ((frame.double() - mean) / std).float()
+
+
 def _box_statistics(frame: torch.Tensor, size: int, out_h: int, out_w: int, offset: int) -> tuple:
     """Mean and std of the ``size`` box centred on each output position (boxes clamped inside the frame)."""
     h, w = frame.shape
@@ -100,8 +119,7 @@ class DeadNetMap(nn.Module):
         conv1 = self.net.features[0]
         if self.normalisation["kind"] == "box":
             size = int(self.normalisation.get("size", WINDOW))
-            mean, std = _box_statistics(frame, size, *frame.shape, offset=0)
-            normalised = (frame - mean) / torch.where(std < MAP_EPS, torch.ones_like(std), std)
+            normalised = _box_normalise(frame, size)
             return self.net.dense_head(self.net.features(normalised[None, None]))[0]
         out_h, out_w = frame.shape[0] - CONV1_SIZE + 1, frame.shape[1] - CONV1_SIZE + 1
         mean, std = _box_statistics(frame, WINDOW, out_h, out_w, offset=CONV1_SIZE // 2)
