@@ -88,29 +88,79 @@ public final class Phototox {
         }
     }
 
-    /** Analyse every frame to be processed (one, or each slice with the 'stack' option). */
+    /** Analyse every frame to be processed (one, or each slice with 'stack'; one channel of a hyperstack). */
     public static List<Result> analyse(ImagePlus imp, String options) throws PhototoxException {
         checkImage(imp, options);
-        int n = imp.getStackSize();
-        int first = n > 1 ? 1 : imp.getCurrentSlice();
+        options = withCalibration(imp, options);
+        List<Integer> indices = frameIndices(imp, options);
         List<Result> results = new ArrayList<>();
         ImageStack stack = imp.getStack();
-        for (int slice = first; slice <= (n > 1 ? n : first); slice++) {
-            if (n > 1) IJ.showStatus("phototox: slice " + slice + "/" + n);
-            ImageProcessor ip = stack.getProcessor(slice);
+        int n = indices.size();
+        for (int i = 0; i < n; i++) {
+            if (n > 1) IJ.showStatus("phototox: frame " + (i + 1) + "/" + n);
+            ImageProcessor ip = stack.getProcessor(indices.get(i));
             float[] pixels = (float[]) ip.convertToFloatProcessor().getPixels();
             results.add(analyseFrame(pixels.clone(), ip.getWidth(), ip.getHeight(), options));
-            IJ.showProgress(slice, n);
+            IJ.showProgress(i + 1, n);
         }
         return results;
+    }
+
+    /** Stack indices to analyse: the current slice, every slice ('stack'), or the frames of channel=N. */
+    static List<Integer> frameIndices(ImagePlus imp, String options) {
+        List<Integer> out = new ArrayList<>();
+        if (imp.getNChannels() > 1) {
+            int c = Options.getInt(options, "channel", 1);
+            if (Options.flag(options, "stack")) {
+                for (int t = 1; t <= imp.getNFrames(); t++) {
+                    for (int z = 1; z <= imp.getNSlices(); z++) out.add(imp.getStackIndex(c, z, t));
+                }
+            } else {
+                out.add(imp.getStackIndex(c, imp.getSlice(), imp.getFrame()));
+            }
+            return out;
+        }
+        int n = imp.getStackSize();
+        if (n > 1) {
+            for (int slice = 1; slice <= n; slice++) out.add(slice);
+        } else {
+            out.add(imp.getCurrentSlice());
+        }
+        return out;
+    }
+
+    /** Add pixel_size=UM from the image's spatial calibration (in microns) unless the options give one. */
+    static String withCalibration(ImagePlus imp, String options) {
+        if (Options.get(options, "pixel_size", null) != null) return options;
+        ij.measure.Calibration cal = imp.getCalibration();
+        if (cal == null || !cal.scaled() || cal.pixelWidth <= 0) return options;
+        String unit = cal.getUnit().toLowerCase();
+        boolean microns = unit.equals("micron") || unit.equals("microns") || unit.equals("um")
+                || unit.equals("\u00b5m") || unit.equals("\u03bcm");
+        if (!microns) return options;
+        return (options == null ? "" : options) + " pixel_size=" + cal.pixelWidth;
     }
 
     static void checkImage(ImagePlus imp, String options) throws PhototoxException {
         if (imp == null) throw new PhototoxException("no image is open; open a phase-contrast image first");
         String title = "'" + imp.getTitle() + "'";
-        if (imp.getType() == ImagePlus.COLOR_RGB || imp.getType() == ImagePlus.COLOR_256 || imp.isComposite()) {
+        if (imp.getType() == ImagePlus.COLOR_RGB || imp.getType() == ImagePlus.COLOR_256) {
             throw new PhototoxException(title + " is a colour image; phototox needs a grey phase-contrast image "
                     + "(Image>Type>8-bit or 16-bit, or pick the phase channel)");
+        }
+        int channels = imp.getNChannels();
+        if (channels > 1) {
+            int c = Options.getInt(options, "channel", 0);
+            if (c < 1 || c > channels) {
+                throw new PhototoxException(title + " has " + channels + " channels; add channel=N (1-" + channels
+                        + ") to analyse the phase-contrast channel");
+            }
+            int perChannel = imp.getNSlices() * imp.getNFrames();
+            if (perChannel > 1 && !Options.flag(options, "stack")) {
+                throw new PhototoxException(title + " has " + perChannel + " frames in channel " + c + "; add the "
+                        + "'stack' option to analyse every one");
+            }
+            return;
         }
         if (imp.getStackSize() > 1 && !Options.flag(options, "stack")) {
             throw new PhototoxException(title + " is a stack of " + imp.getStackSize() + " slices; add the 'stack' "
@@ -151,6 +201,9 @@ public final class Phototox {
             table.addValue("Confidence", r.number("confidence"));
             table.addValue("Label", r.text("label"));
             table.addValue("Model", r.text("model"));
+            table.addValue("PixelSize_um", r.text("pixel_size_um"));
+            table.addValue("PixelSizeSource", r.text("pixel_size_source"));
+            table.addValue("OutOfDomain", r.text("out_of_domain"));
             lastResult = r.line();
         }
         table.show("Results");
