@@ -11,6 +11,7 @@ pytest.importorskip("ome_zarr")
 from phototox.errors import PhototoxError
 from phototox.scale import chunked
 from phototox.scale.geometry import halo, spans
+from phototox.settings import MapSettings
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
@@ -135,5 +136,5 @@ def test_cli_on_an_ome_zarr_input_matches_the_tiff_run(frame, tmp_path, capsys):
     for source in (zarr_in, tmp_path / "field.tif"):
         assert main(["predict", str(source), "--json", *common]) == 0
         rows.append(json.loads(capsys.readouterr().out)[0])
-    assert rows[0]["stride"] == rows[1]["stride"] == 64  # predict's own default stride
+    assert rows[0]["stride"] == rows[1]["stride"] == MapSettings().stride  # the one default stride
     assert rows[0]["mean_sick_probability"] == pytest.approx(rows[1]["mean_sick_probability"], abs=1e-5)

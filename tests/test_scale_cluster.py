@@ -93,7 +93,7 @@ def test_cluster_rows_equal_single_process_rows_and_one_load_per_worker(images, 
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, client, tmp_path, monkeypatch):
-    from phototox.inference import Predictor
+    from phototox.assess import Assessor
     from phototox.scale.cluster import run_images
     from phototox.scale.ledger import Ledger
 
@@ -104,8 +104,8 @@ def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, clie
     with ledger_path.open("a") as handle:  # the crash hit while the next record was being written
         handle.write('{"key": "' + str(images[4]) + "|12")
     calls = []
-    original = Predictor.analyse
-    monkeypatch.setattr(Predictor, "analyse", lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
+    original = Assessor.analyse  # every image goes through the assessor (pixel size, domain, quality)
+    monkeypatch.setattr(Assessor, "analyse", lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
     rows = run_images(
         "predict", images, settings, Ledger(ledger_path, settings.fingerprint()), client=client, progress=False
     )
