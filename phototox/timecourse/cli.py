@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..errors import PhototoxError
+from ..settings import MapSettings
 from .mitosis import MitosisSettings
 from .onset import OnsetSettings
 from .pipeline import TimecourseSettings
+
+# the defaults live in the settings objects; the options only expose them
+MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,32 +33,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="model for P(sick) (see 'phototox map --help')")
     p.add_argument("--no-sickness", action="store_true", help="skip DeadNet's P(sick); activity measures only")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--stride", type=int, default=32, help="dense map window step in pixels (default 32)")
-    p.add_argument("--threshold", type=float, default=0.5, help="P(sick) threshold for the sick area")
+    p.add_argument(
+        "--stride", type=int, default=MAP.stride, help=f"dense map window step in pixels (default {MAP.stride})"
+    )
+    p.add_argument("--threshold", type=float, default=MAP.threshold, help="P(sick) threshold for the sick area")
     p.add_argument(
         "--flow",
         choices=("ilk", "tvl1"),
         default="ilk",
         help="scikit-image optical flow: iterative Lucas-Kanade (default, fast) or TV-L1",
     )
-    p.add_argument("--z-threshold", type=float, default=3.0, help="departure from controls, in noise units")
-    p.add_argument("--persistence", type=int, default=3, help="consecutive frames a departure must last")
+    p.add_argument(
+        "--z-threshold", type=float, default=ONSET.z_threshold, help="departure from controls, in noise units"
+    )
+    p.add_argument(
+        "--persistence", type=int, default=ONSET.persistence, help="consecutive frames a departure must last"
+    )
     p.add_argument(
         "--baseline-frames",
         type=int,
-        default=3,
+        default=ONSET.baseline_frames,
         help="each field is taken relative to its first N frames before comparing (0: absolute)",
     )
-    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of fields for the intervals")
-    p.add_argument("--mitosis-min-diameter", type=float, default=18.0, help="um, rounded cell with its halo")
-    p.add_argument("--mitosis-max-diameter", type=float, default=60.0, help="um")
+    p.add_argument(
+        "--bootstrap", type=int, default=ONSET.n_boot, help="bootstrap resamples of fields for the intervals"
+    )
+    p.add_argument(
+        "--mitosis-min-diameter", type=float, default=MITOSIS.min_diameter_um, help="um, rounded cell with its halo"
+    )
+    p.add_argument("--mitosis-max-diameter", type=float, default=MITOSIS.max_diameter_um, help="um")
     p.add_argument(
         "--mitosis-max-minutes",
         type=float,
-        default=90.0,
+        default=MITOSIS.max_rounding_min,
         help="rounding lasting longer is a persistent round object, not a division",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals (default 0)")
+    p.add_argument("--seed", type=int, default=ONSET.seed, help="random seed of the bootstrap intervals (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
 
