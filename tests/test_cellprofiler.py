@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from cellprofiler_support import run_cellprofiler
 from conftest import REPO, need_celldeath
 
 pytest.importorskip("cellprofiler_core", reason="CellProfiler is not installed (pip install -e '.[cellprofiler]')")
@@ -175,27 +176,7 @@ def test_colour_image_gives_a_clear_module_error(cp, tmp_path, tiny_model_path):
 
 
 def _cellprofiler_cli(pipeline: Path, images: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            CELLPROFILER_CLI,
-            "-c",
-            "-r",
-            "-p",
-            str(pipeline),
-            "-i",
-            str(images),
-            "-o",
-            str(out),
-            "--plugins-directory",
-            str(PLUGINS),
-            "--enable-readers",
-            "imageio_reader",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cellprofiler(pipeline, images, out, timeout=600)
 
 
 def _image_csv(out: Path) -> list[dict]:

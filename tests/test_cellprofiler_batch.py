@@ -5,49 +5,23 @@ stops a headless run before any image."""
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import tifffile
+from cellprofiler_support import run_cellprofiler
 from conftest import REPO
 
 pytest.importorskip("cellprofiler_core", reason="CellProfiler is not installed (pip install -e '.[cellprofiler]')")
 pytestmark = pytest.mark.slow
 
-PLUGINS = REPO / "plugins" / "cellprofiler"
 PIPELINE = REPO / "example_pipelines" / "measure_phototoxicity.cppipe"
 FEATURE = "Phototoxicity_MeanSickProbability_Phase"
 
 
 def _cli(pipeline: Path, images: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("cellprofiler") or str(Path(sys.executable).parent / "cellprofiler")
-    if not Path(exe).exists():
-        pytest.skip("the cellprofiler command is not installed (pip install --no-deps cellprofiler-nightly)")
-    return subprocess.run(
-        [
-            exe,
-            "-c",
-            "-r",
-            "-p",
-            str(pipeline),
-            "-i",
-            str(images),
-            "-o",
-            str(out),
-            "--plugins-directory",
-            str(PLUGINS),
-            "--enable-readers",
-            "imageio_reader",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_cellprofiler(pipeline, images, out, *extra)
 
 
 def _pipeline_with_model(tmp_path: Path, model: str) -> Path:
