@@ -54,7 +54,7 @@ def make_large_zarr(path: Path, size: int) -> Path:
 def _run_measured(args: list[str]) -> dict:
     """Run ``phototox ARGS`` in a child; wall time and the child's peak RSS (MiB)."""
     code = (
-        "import resource, sys; from phototox.cli import main; rc = main(sys.argv[1:]); "
+        "import resource, sys; from phototox.apps.cli import main; rc = main(sys.argv[1:]); "
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
     )
     start = time.perf_counter()

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PhototoxError
 from .manifest import Sample
 
 
@@ -64,6 +65,17 @@ class EvaluationReport:
             plot_reliability(self.calibration, out / "reliability.png", f"reliability: {self.provenance['model_name']}")
             written.append(out / "reliability.png")
         return written
+
+
+def held_out_indices(model_meta: dict, samples: list[Sample], model_name: str) -> list[int]:
+    """Indices of the samples whose group did not train the model (its card records ``train_groups``)."""
+    trained_on = set(model_meta.get("train_groups") or [])
+    if not trained_on:
+        raise PhototoxError(f"--held-out: model {model_name} does not record its training groups")
+    indices = [i for i, s in enumerate(samples) if s.group not in trained_on]
+    if not indices:
+        raise PhototoxError("--held-out: every image of the manifest was used to train this model")
+    return indices
 
 
 def evaluate_manifest(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import WINDOW
 from .errors import ImageInputError
-from .models.architectures import WINDOW
 
 ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}

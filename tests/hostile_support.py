@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.cli import main
+from phototox.apps.cli import main
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 """A shipped model that gives meaningful (varying) probabilities on phototox.synth fields."""
@@ -71,7 +71,7 @@ def run_cli_subprocess(args: list, cwd: Path, umask: int | None = None, timeout:
     """Run the real ``phototox`` entry point in a child process; return (exit code, stderr, peak RSS in KiB)."""
     code = (
         "import resource, sys\n"
-        "from phototox.cli import main\n"
+        "from phototox.apps.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "sys.stderr.write(f'\\nPEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
         "sys.exit(rc)\n"

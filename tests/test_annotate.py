@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from phototox.annotate.db import AnnotationDB
-from phototox.annotate.export import concordant_label
-from phototox.annotate.items import make_items
-from phototox.annotate.report import ambiguity_estimate, build_report, cohen_kappa
-from phototox.annotate.server import AppConfig, make_server
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.apps.annotate.export import concordant_label
+from phototox.apps.annotate.items import make_items
+from phototox.apps.annotate.report import ambiguity_estimate, build_report, cohen_kappa
+from phototox.apps.annotate.server import AppConfig, make_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_ARGS = [
@@ -227,7 +227,7 @@ def test_cohen_kappa_known_values():
 
 @pytest.mark.slow
 def test_export_rules_and_cli(tmp_path, images, capsys):
-    from phototox.cli import main
+    from phototox.apps.cli import main
     from phototox.manifest import read_manifest
 
     assert concordant_label(["sick", "sick"], "unanimous", 2) == "sick"

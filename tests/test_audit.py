@@ -143,7 +143,7 @@ def _confound(manifest: Path, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_train_refuses_confounded_manifest_and_accepts_with_flag(synth_dataset, tmp_path, capsys):
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     manifest = _confound(synth_dataset, tmp_path)
     out = tmp_path / "run"
@@ -190,7 +190,7 @@ def test_train_accepts_balanced_manifest_without_flag(synth_dataset):
 def test_cli_audit_on_real_data(tmp_path, capsys):
     from conftest import need_celldeath
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     data = need_celldeath()
     assert main(["audit", str(data / "manifest.csv"), "--out", str(tmp_path)]) == 0
@@ -201,7 +201,7 @@ def test_cli_audit_on_real_data(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_crossval_trains_one_model_per_left_out_value(synth_dataset, tmp_path, capsys):
-    from phototox.cli import main
+    from phototox.apps.cli import main
     from phototox.models.weights import load_weights
 
     out = tmp_path / "cv"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.controls import ControlReference
 from phototox.models.registry import read_registry
 from phototox.models.weights import load_weights, sha256_of

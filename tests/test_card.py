@@ -66,7 +66,7 @@ def test_card_for_user_model_is_its_own(tiny_model_path):
 def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_dataset, tmp_path):
     import tifffile
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     image = min(synth_dataset.parent.glob("*.tif"))
     checksum = sha256_of(tiny_model_path)
@@ -102,7 +102,7 @@ def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_datase
 
 @pytest.mark.slow
 def test_evaluate_writes_calibration_and_reliability(tiny_model_path, synth_dataset, tmp_path, capsys):
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     assert (
         main(

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from conftest import REPO
 
-from phototox.cli import build_parser
+from phototox.apps.cli import build_parser
 
 
 def _subparsers(parser: argparse.ArgumentParser, prefix: str = "phototox"):
@@ -52,7 +52,7 @@ def _run_without(modules: list[str], argv: list[str], cwd) -> subprocess.Complet
         import sys
         for name in {modules!r}:
             sys.modules[name] = None  # import raises ModuleNotFoundError, find_spec says missing
-        from phototox.cli import main
+        from phototox.apps.cli import main
         sys.exit(main({argv!r}))
     """)
     return subprocess.run(
@@ -87,7 +87,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, modules, argv, extra):
     ],
 )
 def test_missing_extra_is_reported_in_process(tmp_path, monkeypatch, capsys, module, argv, extra):
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.chdir(tmp_path)

@@ -77,7 +77,7 @@ def test_cli_warns_and_records_out_of_domain(tmp_path, capsys, rng):
 
     import tifffile
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     noise = tmp_path / "noise.tif"
     tifffile.imwrite(noise, rng.normal(1000, 50, (260, 300)).astype(np.uint16))

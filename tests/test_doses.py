@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.doses import fit_dose_response, logistic
 from phototox.errors import PhototoxError
 

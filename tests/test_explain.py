@@ -96,7 +96,7 @@ def test_class_model_raises_the_class_score(toy, init):
 def test_explain_and_class_model_commands(tmp_path, tiny_model_path, synth_dataset):
     import tifffile
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
     from phototox.synth import render_field
 
     image = tmp_path / "field.tif"

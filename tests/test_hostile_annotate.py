@@ -17,11 +17,11 @@ import pytest
 import tifffile
 from hostile_http import connect, read_answer, request, slowloris, threads_named
 
-from phototox.annotate.db import AnnotationDB
-from phototox.annotate.items import make_items
-from phototox.annotate.server import MAX_BODY, make_server
-from phototox.cli import main as cli_main
-from phototox.httpserve import Limits
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.apps.annotate.items import make_items
+from phototox.apps.annotate.server import MAX_BODY, make_server
+from phototox.apps.cli import main as cli_main
+from phototox.apps.httpserve import Limits
 
 SLACK = 3.0
 
@@ -191,13 +191,13 @@ def test_an_item_id_of_thirty_digits_is_a_404(app, capfd):
 @pytest.fixture(autouse=True)
 def _never_serve_forever(monkeypatch):
     """A CLI call that should have been refused fails the test instead of serving until killed."""
-    import phototox.httpserve
+    import phototox.apps.httpserve
 
     def refuse(server):
         server.server_close()
         raise AssertionError("the command started serving instead of refusing")
 
-    monkeypatch.setattr(phototox.httpserve, "serve_until_interrupted", refuse)
+    monkeypatch.setattr(phototox.apps.httpserve, "serve_until_interrupted", refuse)
 
 
 def _one_line_error(capsys, code: int) -> str:

@@ -26,9 +26,9 @@ from hostile_http import (
     threads_named,
 )
 
-from phototox.cli import main as cli_main
-from phototox.httpserve import Limits
-from phototox.serve import make_server
+from phototox.apps.cli import main as cli_main
+from phototox.apps.httpserve import Limits
+from phototox.apps.serve import make_server
 
 SLACK = 3.0  # seconds allowed beyond a stated bound on a busy machine
 

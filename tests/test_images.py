@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.errors import ImageInputError
 from phototox.images import as_grey_frames, atomic_path, read_frames
 

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from conftest import VARYING_MODEL
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.errors import PhototoxError
 from phototox.inference import object_means, summarise_map
 from phototox.settings import check_dense_stride

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import tifffile
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.errors import ModelLoadError
 from phototox.inference import Predictor
 from phototox.models import registry

@@ -123,7 +123,7 @@ def test_map_returns_at_the_original_size(tmp_path, rng):
 
 
 def test_cli_records_pixel_size_in_every_row(tmp_path, capsys):
-    from phototox.cli import main
+    from phototox.apps.cli import main
     from phototox.synth import render_field
 
     paths = []

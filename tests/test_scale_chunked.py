@@ -114,7 +114,7 @@ def test_cli_on_an_ome_zarr_input_matches_the_tiff_run(frame, tmp_path, capsys):
 
     import tifffile
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
     from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
 
     image = frame.astype(np.uint16)

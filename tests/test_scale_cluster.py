@@ -64,7 +64,7 @@ def _read_csv(path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_dask_is_not_imported_without_the_flag(images, tmp_path):
     code = (
-        "import sys; from phototox.cli import main; "
+        "import sys; from phototox.apps.cli import main; "
         f"rc = main(['predict', {str(images[0])!r}, '--model', {SYNTH_MODEL!r}, '--quiet', '--out', "
         f"{str(tmp_path / 'p.csv')!r}]); "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'ome_zarr')); "
@@ -129,7 +129,7 @@ def test_cli_map_on_a_local_cluster_equals_the_plain_run(images, tmp_path):
     """The real command with --cluster local:2 (worker processes) against the plain command."""
     import tifffile
 
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     subset = [str(p) for p in images[:3]]
     common = ["--model", SYNTH_MODEL, "--device", "cpu", "--stride", "32", "--quiet", "--no-overlay"]
@@ -145,7 +145,7 @@ def test_cli_map_on_a_local_cluster_equals_the_plain_run(images, tmp_path):
 
 def test_bad_cluster_spec_is_one_line(images, capsys):
     pytest.importorskip("distributed")
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     assert main(["predict", str(images[0]), "--cluster", "remote:3", "--quiet"]) == 1
     err = capsys.readouterr().err

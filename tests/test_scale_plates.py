@@ -109,7 +109,7 @@ def test_summaries_and_heatmap_one_cell_per_well(tmp_path, rng):
 
 @pytest.mark.slow
 def test_plate_command_end_to_end(plate_layout, tmp_path):
-    from phototox.cli import main
+    from phototox.apps.cli import main
 
     out = tmp_path / "out"
     assert (

@@ -8,8 +8,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+from phototox.apps.serve import is_loopback, make_server
 from phototox.remote import parse_imagej_options
-from phototox.serve import is_loopback, make_server
 
 
 @pytest.fixture()

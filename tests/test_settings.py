@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from phototox.cli import build_parser
+from phototox.apps.cli import build_parser
 from phototox.errors import PhototoxError
 from phototox.remote import settings_from
 from phototox.settings import MapSettings, option_names

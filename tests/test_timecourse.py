@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from phototox.cli import main
+from phototox.apps.cli import main
 from phototox.errors import ImageInputError, ManifestError
 from phototox.timecourse.activity import foreground_mask, motion_um_per_min
 from phototox.timecourse.io import natural_key, read_doses, read_field

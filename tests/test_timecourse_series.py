@@ -12,7 +12,7 @@ import json
 import pytest
 from conftest import need_usiigaci
 
-from phototox.cli import main
+from phototox.apps.cli import main
 
 # An onset is found after the true one (a departure must last ``persistence`` frames and the
 # synthetic cells slow down gradually, then die 60-120 min after the onset), never before it, and

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from phototox.apps.cli import main
 from phototox.augment import AugmentConfig
-from phototox.cli import main
 from phototox.manifest import read_manifest
 from phototox.models.architectures import build_model
 from phototox.models.weights import load_weights

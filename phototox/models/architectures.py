@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WINDOW = 220
-"""Side of the square crop the classifier sees, in pixels."""
+from ..defaults import WINDOW as WINDOW  # side of the square crop the classifier sees, in pixels
+
 NETWORK_STRIDE = 16
 """Step between neighbouring outputs of the dense (fully convolutional) map, in pixels."""
 CLASSES = ("healthy", "sick")

@@ -16,7 +16,9 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from ..images import atomic_path, read_frames, write_tiff_atomic
+import numpy as np
+
+from ...images import atomic_path, read_frames, write_tiff_atomic
 from .db import AnnotationDB
 
 RULES = ("unanimous", "majority")
@@ -44,13 +46,13 @@ def export_manifest(
     out = Path(out_dir)
     (out / "crops").mkdir(parents=True, exist_ok=True)
     by_item: dict[int, list[str]] = {}
-    for (item, _who), label in db.latest_labels().items():
-        by_item.setdefault(item, []).append(label)
+    for (item_id, _who), label in db.latest_labels().items():
+        by_item.setdefault(item_id, []).append(label)
     rows = []
-    stacks: dict[str, object] = {}
+    stacks: dict[str, np.ndarray] = {}
     for item in db.items():
-        label = concordant_label(by_item.get(item.id, []), rule, min_votes)
-        if label is None:
+        agreed = concordant_label(by_item.get(item.id, []), rule, min_votes)
+        if agreed is None:
             continue
         if item.path not in stacks:
             stacks[item.path] = read_frames(item.path, min_size=1)
@@ -59,7 +61,7 @@ def export_manifest(
         ]
         name = f"item{item.id:06d}.tif"
         write_tiff_atomic(out / "crops" / name, crop if len(crop) > 1 else crop[0])
-        rows.append([f"crops/{name}", label, item.group, len(by_item[item.id]), int(item.is_control), item.path])
+        rows.append([f"crops/{name}", agreed, item.group, len(by_item[item.id]), int(item.is_control), item.path])
     manifest = out / "manifest.csv"
     with atomic_path(manifest) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -15,10 +15,11 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..images import write_text_atomic
+from ...images import write_text_atomic
 from .db import AnnotationDB
 
 CATEGORIES = ("healthy", "sick", "unsure")
@@ -72,7 +73,7 @@ def build_report(db: AnnotationDB) -> dict:
     for (item, who), label in latest.items():
         by_item.setdefault(item, {})[who] = label
 
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for (i, name_i), (j, name_j) in itertools.combinations(sorted(annotators.items()), 2):
         shared = [item for item, labels in by_item.items() if i in labels and j in labels]
         a = [by_item[item][i] for item in shared]
@@ -140,7 +141,7 @@ def format_report(report: dict) -> str:
 
 def plot_report(report: dict, path: str | Path) -> None:
     """Bar chart of each annotator's labels, and the pairwise kappa matrix."""
-    from ..plots import _figure, _save
+    from ...plots import _figure, _save
 
     plt, fig = _figure(figsize=(10, 4))
     names = list(report["annotators"])

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PhototoxError
+from ...errors import PhototoxError
 
 LABELS = ("healthy", "sick", "unsure", "skip")
 REQUIRED_TABLES = {"items", "annotators", "votes"}
@@ -68,6 +68,19 @@ class Item:
     size: int
     group: str
     is_control: bool
+
+
+def _item(row: tuple) -> Item:
+    """An :class:`Item` from its ``items`` table row (``is_control`` stored as 0/1)."""
+    item_id, path, first, last, y, x, size, group, is_control = row
+    return Item(int(item_id), str(path), int(first), int(last), int(y), int(x), int(size), str(group), bool(is_control))
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made."""
+    if cursor.lastrowid is None:
+        raise RuntimeError("the database returned no row id for an INSERT")
+    return cursor.lastrowid
 
 
 @dataclass(frozen=True)
@@ -137,14 +150,14 @@ class AnnotationDB:
                 "SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items WHERE id = ?",
                 (item_id,),
             ).fetchone()
-        return Item(*row[:8], bool(row[8])) if row else None
+        return _item(row) if row else None
 
     def items(self) -> list[Item]:
         with self.connect() as con:
             rows = con.execute(
                 "SELECT id, path, first_frame, last_frame, y, x, size, grp, is_control FROM items ORDER BY id"
             ).fetchall()
-        return [Item(*r[:8], bool(r[8])) for r in rows]
+        return [_item(r) for r in rows]
 
     # -- annotators ---------------------------------------------------------------------------
     def create_annotator(self, name: str) -> tuple[Annotator, str]:
@@ -155,7 +168,7 @@ class AnnotationDB:
                 "INSERT INTO annotators (name, token_hash, created) VALUES (?, ?, ?)",
                 (name, _hash_token(token), time.time()),
             )
-            return Annotator(cur.lastrowid, name), token
+            return Annotator(_row_id(cur), name), token
 
     def annotator_exists(self, name: str) -> bool:
         with self.connect() as con:
@@ -190,7 +203,7 @@ class AnnotationDB:
                 "INSERT INTO votes (item_id, annotator_id, label, created) VALUES (?, ?, ?, ?)",
                 (item_id, annotator_id, label, time.time()),
             )
-            return cur.lastrowid
+            return _row_id(cur)
 
     def votes(self) -> list[tuple[int, int, int, str, float]]:
         """All votes: (vote id, item id, annotator id, label, time), oldest first."""

@@ -13,7 +13,7 @@ requires a bearer token (``--token``, or one generated and printed at start). Th
 must name the server and browsers on other sites are refused (``Origin``), so web pages cannot
 drive it. Only the models given at start (``--model``, repeatable, and ``--allow-model``) are
 served; the predictor cache holds at most ``--max-models``. Resources are bounded by
-:mod:`phototox.httpserve` (worker pool, queue, read deadlines), ``--max-pixels`` per request and
+:mod:`phototox.apps.httpserve` (worker pool, queue, read deadlines), ``--max-pixels`` per request and
 ``--max-pixels-in-flight`` across requests (beyond: ``503`` with ``Retry-After``).
 """
 
@@ -26,11 +26,12 @@ import secrets
 import threading
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__
-from .errors import PhototoxError
+from .. import __version__
+from ..errors import PhototoxError
 from .httpserve import (
     BoundedHTTPServer,
     GuardedHandler,
@@ -38,21 +39,24 @@ from .httpserve import (
     is_loopback,
     serve_until_interrupted,
 )
-from .models.loader import SHIPPED_ALIASES
-from .remote import PredictorPool, analyse_pixels
 
 __all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]
 
-LOGGER = logging.getLogger("phototox.serve")
+LOGGER = logging.getLogger("phototox.apps.serve")
 DEFAULT_PORT = 8765
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_MODELS = 4
 DRAIN_LIMIT = 16 << 20  # refused bodies up to 16 MiB are read and discarded (clean answer); larger: closed unread
 BODY_TYPES = ("", "application/octet-stream")
 
+if TYPE_CHECKING:  # the parser (phototox --help) must not import torch
+    from ..remote import PredictorPool
+
 
 def model_key(spec: str | None) -> str:
     """The identity of a model argument, for the allow-list: aliases folded, local paths resolved."""
+    from ..models.loader import SHIPPED_ALIASES
+
     text = (spec or "").strip()
     if text in SHIPPED_ALIASES:
         return "shipped"
@@ -210,6 +214,8 @@ class _Handler(GuardedHandler):
         data = self.read_body(4 * width * height)
         if data is None:
             return
+        from ..remote import analyse_pixels
+
         try:
             with self.server.analysis_lock:
                 line, sick_map = analyse_pixels(
@@ -264,6 +270,8 @@ def make_server(
         )
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
+    from ..remote import PredictorPool
+
     pool = PredictorPool(models[0], device, max(max_models, len(models)))
     server = PhototoxServer(
         host, port, pool, token, max_pixels, (*models[1:], *allowed_models), max_pixels_in_flight, limits, allowed_hosts

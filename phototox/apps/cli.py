@@ -12,160 +12,50 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .defaults import DEFAULT_STRIDE
-from .errors import PhototoxError, describe_os_error
-from .provenance import provenance
-
-DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
-DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
-
-
-# --- shared options ---------------------------------------------------------------------------
-
-
-def _add_model(p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model") -> None:
-    p.add_argument(
-        "--model",
-        default=default,
-        help="a shipped model's name (see `phototox models`), a .pt weight file, a bioimage.io "
-        f"package (.zip or folder), a zoo id or a package URL (default: {default_is})",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)"
-    )
-
-
-def _add_map(p: argparse.ArgumentParser) -> None:
-    """The map options, generated from :class:`phototox.settings.MapSettings` (defaults, choices, help)."""
-    from .settings import MapSettings
-
-    MapSettings.add_arguments(p)
-
-
-def _predictor(args):
-    from .inference import Predictor
-
-    return Predictor.from_spec(args.model, args.device, args.batch_size)
-
-
-def _add_pixel_size(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--pixel-size",
-        type=float,
-        metavar="UM",
-        help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
-        "is ASSUMED and every result says so); images are resampled to the model's pixel size",
-    )
-
-
-def _assessor(args, controls: bool = False):
-    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
-    from .assess import Assessor
-    from .controls import ControlReference, control_reference
-
-    assessor = Assessor(_predictor(args))
-    if controls and getattr(args, "controls", None):
-        _check_exist([Path(c) for c in args.controls])
-        assessor.controls = control_reference(
-            [Path(c) for c in args.controls],
-            assessor,
-            args.pixel_size,
-            stride=args.stride,
-            mode=args.mode,
-            threshold=args.threshold,
-            normalisation=args.normalisation,
-        )
-    elif controls:
-        assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)
-    return assessor
-
-
-def _check_exist(paths: list[Path]) -> None:
-    """Fail fast, before loading a model, when an input file is missing."""
-    from .errors import ImageInputError
-
-    for path in paths:
-        if not path.is_file():
-            raise ImageInputError(f"{path}: no such file")
-
+from ..defaults import DEFAULT_STRIDE, DEMO_MODEL
+from ..errors import PhototoxError, describe_os_error
+from ..provenance import provenance
+from .options import (
+    add_map_options,
+    add_model_options,
+    add_pixel_size_option,
+    assessor_from_args,
+    check_inputs_exist,
+    predictor_from_args,
+)
 
 # --- commands ---------------------------------------------------------------------------------
 
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
-    from .doses import (
-        dose_report_paths,
-        fit_dose_response,
-        format_fit,
-        write_dose_report,
-    )
-    from .images import write_tiff_atomic
-    from .inference import Predictor
-    from .outputs import (
-        format_rows,
-        map_output_paths,
-        summary_rows,
-        write_map_outputs,
-        write_summary,
-    )
-    from .planned import check_outputs, model_inputs
-    from .synth import render_field
+    from ..demo import DEMO_DOSES, demo_output_paths, run_demo
+    from ..doses import format_fit
+    from ..outputs import format_rows
+    from ..planned import check_outputs, model_inputs
 
     out = Path(args.out)
-    stems = [f"synthetic_dose{dose:g}" for dose in DEMO_DOSES]
-    check_outputs(
-        [out / "inputs" / f"{s}.tif" for s in stems]
-        + [p for s in stems for p in map_output_paths(out, s)]
-        + [out / "summary.csv", *dose_report_paths(out)],
-        model_inputs(args.model),
-    )
-    predictor = _predictor(args)
+    check_outputs(demo_output_paths(out), model_inputs(args.model))
+    predictor = predictor_from_args(args)
     print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
     print(
         "input: synthetic phase-contrast fields (phototox.synth) at light doses "
         f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data"
     )
-    rows, fields = [], []
-    for i, dose in enumerate(DEMO_DOSES):
-        field = render_field(args.size, int(args.size * 1.3125), dose, seed=args.seed + i)
-        stem = stems[i]
-        image_path = out / "inputs" / f"{stem}.tif"
-        write_tiff_atomic(image_path, field.image)
-        results = predictor.analyse(field.image, str(image_path), args.stride, args.mode, args.threshold)
-        write_map_outputs(
-            out, stem, field.image[None].astype("float32"), results, provenance=provenance(predictor.model)
-        )
-        rows += summary_rows(str(image_path), results, predictor.model.label, provenance(predictor.model))
-        fields.append(field)
-    write_summary(out / "summary.csv", rows)
-    print(format_rows(rows))
-    scores = [r["mean_sick_probability"] for r in rows]
-    try:
-        fit = fit_dose_response(list(DEMO_DOSES), scores, margin=0.1, n_boot=200)
-        write_dose_report(
-            [
-                {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
-                for r, d in zip(rows, DEMO_DOSES)
-            ],
-            fit,
-            out,
-            "(synthetic dose)",
-            provenance(predictor.model),
-        )
-        print(format_fit(fit, "(synthetic dose units)"))
-    except (RuntimeError, PhototoxError) as exc:  # a flat response has no curve to fit
-        print(f"no dose-response curve could be fitted: {exc}")
+    compare = predictor.model.source == DEMO_MODEL.removeprefix("shipped:")
+    result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold, compare)
+    print(format_rows(result.rows))
+    if result.fit is not None:
+        print(format_fit(result.fit, "(synthetic dose units)"))
+    else:
+        print(f"no dose-response curve could be fitted: {result.fit_error}")
     print(
         f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, dose_response.png"
     )
-    if predictor.model.source == DEMO_MODEL.removeprefix("shipped:"):
-        real = Predictor.from_spec("default", args.device)
-        called = [real.analyse(f.image, stride=args.stride, mode=args.mode)[0].mean_sick_probability for f in fields]
+    if result.default_model_scores:
         print(
             "the default model (trained on real U2OS images, drug-induced death) on the same fields: "
-            + ", ".join(f"{p:.2f}" for p in called)
+            + ", ".join(f"{p:.2f}" for p in result.default_model_scores)
             + "\n  -> out of its domain; see models/MODEL_CARD.md. Use it (or your fine-tuned model) on real images:"
             "\n     phototox map your_image.tif --out maps/"
         )
@@ -174,22 +64,22 @@ def cmd_demo(args) -> int:
 
 def cmd_predict(args) -> int:
     """Per-image sick probability for each input (each frame of a stack)."""
-    from .scale.commands import predict_scaled, wants_scale
+    from .scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
         return predict_scaled(args)
-    from .images import read_frames
-    from .outputs import format_rows, summary_rows, write_summary
-    from .planned import check_distinct_inputs, check_outputs, model_inputs
+    from ..images import read_frames
+    from ..outputs import format_rows, summary_rows, write_summary
+    from ..planned import check_distinct_inputs, check_outputs, model_inputs
 
     inputs = [Path(p) for p in args.images]
-    _check_exist(inputs)
+    check_inputs_exist(inputs)
     check_distinct_inputs(inputs)
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
-    from .assess import control_lines
-    from .batch import analyse_paths
+    from ..assess import control_lines
+    from ..batch import analyse_paths
 
-    assessor = _assessor(args, controls=True)
+    assessor = assessor_from_args(args, controls=True)
     window = assessor.predictor.window
     rows: list[dict] = []
 
@@ -221,12 +111,12 @@ def cmd_predict(args) -> int:
 
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
-    from .scale.commands import map_scaled, wants_scale
+    from .scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
         return map_scaled(args)
-    from .images import read_frames
-    from .outputs import (
+    from ..images import read_frames
+    from ..outputs import (
         format_rows,
         map_output_paths,
         output_stems,
@@ -234,19 +124,19 @@ def cmd_map(args) -> int:
         write_map_outputs,
         write_summary,
     )
-    from .planned import check_outputs, model_inputs
+    from ..planned import check_outputs, model_inputs
 
     inputs = [Path(p) for p in args.images]
-    _check_exist(inputs)
+    check_inputs_exist(inputs)
     out = Path(args.out)
     stems = output_stems(inputs)
     check_outputs(
         [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)] + [out / "summary.csv"],
         inputs + model_inputs(args.model),
     )
-    assessor = _assessor(args)
+    assessor = assessor_from_args(args)
     model = assessor.predictor.model
-    from .batch import analyse_paths
+    from ..batch import analyse_paths
 
     rows: list[dict] = []
 
@@ -276,10 +166,10 @@ def cmd_map(args) -> int:
 
 def cmd_train(args) -> int:
     """Train or fine-tune on a manifest, resumable from the output folder."""
-    from .augment import AugmentConfig
-    from .manifest import read_manifest
-    from .planned import check_outputs, model_inputs
-    from .train import TrainConfig, run_output_paths, train
+    from ..augment import AugmentConfig
+    from ..manifest import read_manifest
+    from ..planned import check_outputs, model_inputs
+    from ..train import TrainConfig, run_output_paths, train
 
     augment = AugmentConfig(
         tps_warp=not args.no_tps,
@@ -329,25 +219,20 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
-    from .evaluate import evaluation_output_paths
-    from .evaluate_report import evaluate_manifest
-    from .manifest import read_manifest
-    from .planned import check_outputs, model_inputs
+    from ..evaluate import evaluation_output_paths
+    from ..evaluate_report import evaluate_manifest, held_out_indices
+    from ..manifest import read_manifest
+    from ..planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     check_outputs(
         evaluation_output_paths(args.out) if args.out else [],
         [args.manifest, *(s.path for s in samples), *model_inputs(args.model)],
     )
-    predictor = _predictor(args)
+    predictor = predictor_from_args(args)
     indices = None
     if args.held_out:
-        trained_on = set(predictor.model.meta.get("train_groups") or [])
-        if not trained_on:
-            raise PhototoxError(f"--held-out: model {args.model} does not record its training groups")
-        indices = [i for i, s in enumerate(samples) if s.group not in trained_on]
-        if not indices:
-            raise PhototoxError("--held-out: every image of the manifest was used to train this model")
+        indices = held_out_indices(predictor.model.meta, samples, args.model)
         print(f"held-out evaluation: {len(indices)} of {len(samples)} images (the rest trained the model)")
     report = evaluate_manifest(
         predictor,
@@ -368,7 +253,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_audit(args) -> int:
     """Can this manifest separate biology from batch? Cross-tabulations and a nuisance baseline."""
-    from .audit import audit_manifest, format_audit
+    from ..audit import audit_manifest, format_audit
 
     result = audit_manifest(args.manifest, args.out, args.group_column, args.dose_threshold, args.seed)
     print(format_audit(result))
@@ -379,9 +264,9 @@ def cmd_audit(args) -> int:
 
 def cmd_crossval(args) -> int:
     """Leave-one-group-out: train without each value of a column, evaluate on it."""
-    from .crossval import crossvalidate, format_crossval
-    from .manifest import read_manifest
-    from .train import TrainConfig
+    from ..crossval import crossvalidate, format_crossval
+    from ..manifest import read_manifest
+    from ..train import TrainConfig
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     config = TrainConfig(
@@ -400,18 +285,18 @@ def cmd_crossval(args) -> int:
 
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
-    from .explain import explain_image
-    from .manifest import read_manifest
-    from .planned import check_outputs, model_inputs
+    from ..explain import explain_image
+    from ..manifest import read_manifest
+    from ..planned import check_outputs, model_inputs
 
     path, out = Path(args.image), Path(args.out)
-    _check_exist([path])
+    check_inputs_exist([path])
     reference = read_manifest(args.reference) if args.reference else []
     check_outputs(
         [out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"],
         [path, args.reference, *(s.path for s in reference), *model_inputs(args.model)],
     )
-    predictor = _predictor(args)
+    predictor = predictor_from_args(args)
     written = explain_image(
         predictor,
         path,
@@ -431,15 +316,15 @@ def cmd_explain(args) -> int:
 
 def cmd_class_model(args) -> int:
     """Class-model visualisation by gradient ascent; writes PNGs."""
-    from .explain import class_model
-    from .images import read_frames
-    from .planned import check_outputs, model_inputs
-    from .plots import plot_class_model
+    from ..explain import class_model
+    from ..images import read_frames
+    from ..planned import check_outputs, model_inputs
+    from ..plots import plot_class_model
 
     if args.init_image:
-        _check_exist([Path(args.init_image)])
+        check_inputs_exist([Path(args.init_image)])
     check_outputs([Path(args.out) / f"class_model_{args.target}.png"], [args.init_image, *model_inputs(args.model)])
-    predictor = _predictor(args)
+    predictor = predictor_from_args(args)
     class_index = 1 if args.target == "sick" else 0
     init = None
     if args.init_image:
@@ -466,21 +351,23 @@ def cmd_class_model(args) -> int:
 
 def cmd_dose_response(args) -> int:
     """Sickness against light dose; the largest safe dose with a bootstrap interval."""
-    from .doses import (
+    import numpy as np
+
+    from ..doses import (
         dose_report_paths,
         fit_dose_response,
         format_fit,
         score_samples,
         write_dose_report,
     )
-    from .manifest import read_manifest
-    from .planned import check_outputs, model_inputs
+    from ..manifest import read_manifest
+    from ..planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, require_labels=False)
     check_outputs(dose_report_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
-    assessor = _assessor(args)
+    assessor = assessor_from_args(args)
     predictor = assessor.predictor
-    from .settings import MapSettings
+    from ..settings import MapSettings
 
     rows = score_samples(
         predictor,
@@ -491,7 +378,10 @@ def cmd_dose_response(args) -> int:
         pixel_size_um=args.pixel_size,
     )
     fit = fit_dose_response(
-        [r["dose"] for r in rows], [r["mean_sick_probability"] for r in rows], args.margin, seed=args.seed
+        np.asarray([r["dose"] for r in rows], dtype=float),
+        np.asarray([r["mean_sick_probability"] for r in rows], dtype=float),
+        args.margin,
+        seed=args.seed,
     )
     print(format_fit(fit, args.unit))
     written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
@@ -501,7 +391,7 @@ def cmd_dose_response(args) -> int:
 
 def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
-    from .controls import calibrate_model
+    from ..controls import calibrate_model
 
     record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
     print(
@@ -514,8 +404,8 @@ def cmd_calibrate(args) -> int:
 
 def cmd_timecourse(args) -> int:
     """Time-lapse phototoxicity: per-frame measures, onsets against controls, table, plots, report."""
-    from .timecourse import TimecourseSettings, run_timecourse
-    from .timecourse.cli import settings_from_args
+    from ..timecourse import TimecourseSettings, run_timecourse
+    from .timecourse_options import settings_from_args
 
     settings: TimecourseSettings = settings_from_args(args)
     doc = run_timecourse(args.inputs, args.out, settings, progress=not args.quiet)
@@ -526,11 +416,11 @@ def cmd_timecourse(args) -> int:
 
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
-    from .planned import check_outputs
-    from .synth import dataset_output_paths, write_dataset
+    from ..planned import check_outputs
+    from ..synth import dataset_output_paths, write_dataset
 
     if args.timelapse:
-        from .synth_timelapse import write_dose_series
+        from ..synth_timelapse import write_dose_series
 
         print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
         return 0
@@ -542,7 +432,7 @@ def cmd_synth(args) -> int:
 
 def cmd_models(args) -> int:
     """List the shipped models (each name is a valid --model) with checksum and pixel size."""
-    from .models.registry import format_models
+    from ..models.registry import format_models
 
     print(format_models(check=args.verify))
     return 0
@@ -552,8 +442,8 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .scale.commands import add_cluster_options, add_map_scale_options
-    from .scale.commands import register as register_scale
+    from .scale_commands import add_cluster_options, add_map_scale_options
+    from .scale_commands import register as register_scale
 
     parser = argparse.ArgumentParser(
         prog="phototox",
@@ -565,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="maps of synthetic fields at five light doses (no download, no data)")
-    _add_model(p, DEMO_MODEL, "the model trained on phototox.synth fields")
+    add_model_options(p, DEMO_MODEL, "the model trained on phototox.synth fields")
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100, help="random seed of the synthetic fields (default 100)")
@@ -583,9 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="per-image sick probability")
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one row per frame)")
-    _add_model(p)
-    _add_map(p)
-    _add_pixel_size(p)
+    add_model_options(p)
+    add_map_options(p)
+    add_pixel_size_option(p)
     p.add_argument(
         "--controls",
         nargs="+",
@@ -601,9 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
     p.add_argument("images", nargs="+", help="image files (TIFF stacks: one map per frame)")
-    _add_model(p)
-    _add_map(p)
-    _add_pixel_size(p)
+    add_model_options(p)
+    add_map_options(p)
+    add_pixel_size_option(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument(
@@ -691,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
     p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
-    _add_model(p)
+    add_model_options(p)
     p.add_argument("--out", help="folder for metrics.json, per_image.csv, roc.png, image_scores.png")
     p.add_argument("--held-out", action="store_true", help="only images whose group did not train the model")
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
@@ -734,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="Grad-CAM heat map at conv4_2")
     p.add_argument("image", help="image file (the first frame of a stack is explained)")
-    _add_model(p)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="folder for the Grad-CAM TIFF and overlay PNG")
     p.add_argument("--target", choices=("sick", "healthy"), default="sick", help="class to explain (default sick)")
     p.add_argument(
@@ -745,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)"
     )
-    _add_pixel_size(p)
+    add_pixel_size_option(p)
     p.add_argument(
         "--stride",
         type=int,
@@ -763,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("class-model", help="class-model visualisation (gradient ascent)")
-    _add_model(p)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="folder for the class-model image")
     p.add_argument("--target", choices=("sick", "healthy"), default="sick", help="class to visualise (default sick)")
     p.add_argument("--init-image", help="start from this image (e.g. one of the other class) instead of zeros")
@@ -777,20 +667,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dose-response", help="sickness against light dose: the largest safe dose")
     p.add_argument("manifest", help="CSV with path and dose columns (dose 0 = unexposed controls)")
-    _add_model(p)
+    add_model_options(p)
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
-    _add_pixel_size(p)
-    _add_map(p)
+    add_pixel_size_option(p)
+    add_map_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_dose_response)
 
     p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
     p.add_argument("controls", nargs="+", metavar="CONTROL", help="control (unexposed) field images, 3 or more")
-    _add_model(p)
-    _add_pixel_size(p)
+    add_model_options(p)
+    add_pixel_size_option(p)
     p.add_argument("--out", required=True, help="the calibrated model file to write (.pt)")
     p.set_defaults(func=cmd_calibrate)
 
@@ -820,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")
-    from .timecourse.cli import add_arguments as add_timecourse_arguments
+    from .timecourse_options import add_arguments as add_timecourse_arguments
 
     add_timecourse_arguments(p)
     p.set_defaults(func=cmd_timecourse)
@@ -846,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unavailable(exc: ImportError) -> int:
-    from .extras import missing_extra_message
+    from ..extras import missing_extra_message
 
     raise PhototoxError(
         missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}"
@@ -865,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phototox: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
-        from .extras import missing_extra_message
+        from ..extras import missing_extra_message
 
         message = missing_extra_message(exc, f"phototox {args.command}")
         if message is None:

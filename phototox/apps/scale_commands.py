@@ -1,4 +1,4 @@
-"""Command-line glue for the scale features (kept out of cli.py so that stays thin).
+"""Command-line glue for the scale features: ``plate`` and the cluster/chunked options of ``predict``/``map``.
 
 Importing this module imports neither Dask nor zarr: they are loaded only when ``--scheduler``,
 ``--cluster``, ``--chunked`` or an OME-Zarr input asks for them.
@@ -73,52 +73,22 @@ def _run(
     stems: dict | None = None,
 ) -> list[dict]:
     """Through the cluster when asked, else in this process (chunked maps of OME-Zarr/--chunked)."""
-    from .jobs import RunSettings
+    from ..scale.jobs import RunSettings
+    from ..scale.run import run_paths
 
-    settings = RunSettings.from_args(args)
-    paths = [str(p) for p in inputs]
-    str_stems = {str(k): v for k, v in (stems or {}).items()}
-    overlay = not getattr(args, "no_overlay", False)
-    chunked = getattr(args, "chunked", False)
-    if args.scheduler or args.cluster:
-        try:
-            from .cluster import run_images
-        except ImportError as exc:
-            raise PhototoxError(
-                f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): {exc}"
-            ) from exc
-        from .ledger import Ledger
-
-        ledger = Ledger(ledger_path, settings.fingerprint()) if ledger_path else None
-        rows = run_images(
-            kind,
-            paths,
-            settings,
-            ledger,
-            str(out_dir) if out_dir else None,
-            str_stems,
-            overlay,
-            chunked,
-            args.scheduler,
-            args.cluster,
-            progress=not args.quiet,
-        )
-        return rows
-    from tqdm import tqdm
-
-    from ..inference import Predictor
-    from .jobs import map_image, predict_image
-
-    predictor = Predictor.from_spec(args.model, args.device, args.batch_size)
-    predictor.check_settings(args.stride, args.mode, args.threshold, args.normalisation)
-    rows = []
-    for path in tqdm(paths, desc=kind, unit="image", disable=args.quiet or len(paths) < 2):
-        rows += (
-            predict_image(predictor, path, settings)
-            if kind == "predict"
-            else map_image(predictor, path, str(out_dir), str_stems[path], settings, overlay, chunked)
-        )
-    return rows
+    return run_paths(
+        kind,
+        [str(p) for p in inputs],
+        RunSettings.from_args(args),
+        ledger_path=ledger_path,
+        out_dir=out_dir,
+        stems={str(k): v for k, v in (stems or {}).items()},
+        overlay=not getattr(args, "no_overlay", False),
+        chunked=getattr(args, "chunked", False),
+        scheduler=args.scheduler,
+        cluster=args.cluster,
+        progress=not args.quiet,
+    )
 
 
 def predict_scaled(args) -> int:
@@ -134,7 +104,7 @@ def predict_scaled(args) -> int:
         guard_outputs([out], inputs)
     ledger = out.with_name(f".{out.name}.ledger.jsonl") if out else None
     rows = _run("predict", args, inputs, ledger)
-    if out:
+    if out and ledger:
         write_summary(out, rows)
         ledger.unlink(missing_ok=True)
     print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
@@ -168,7 +138,7 @@ def map_scaled(args) -> int:
 
 def plate_command(args) -> int:
     """``phototox plate``: predict every image of a plate layout; per-well/plate CSVs and heat maps."""
-    from .plates import layout_from_folder, read_layout, write_plate_report
+    from ..scale.plates import layout_from_folder, read_layout, write_plate_report
 
     _check_chunk(args)
     source = Path(args.layout)
@@ -191,7 +161,7 @@ def plate_command(args) -> int:
 
 def register(sub) -> None:
     """The ``plate`` command."""
-    from ..cli import _add_map, _add_model
+    from .options import add_map_options, add_model_options
 
     p = sub.add_parser("plate", help="a plate (or screen): per-well and per-plate summaries and heat maps")
     p.add_argument(
@@ -199,8 +169,8 @@ def register(sub) -> None:
         help="layout CSV (path, well[, plate, field, time]) or a folder whose file names "
         "carry the well (B03_s1 / r02c03f01)",
     )
-    _add_model(p)
-    _add_map(p)
+    add_model_options(p)
+    add_map_options(p)
     p.add_argument("--out", required=True, help="folder for per_image/per_well/per_plate.csv and heat maps")
     p.add_argument(
         "--plate-format",

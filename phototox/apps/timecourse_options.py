@@ -6,9 +6,9 @@ import argparse
 
 from ..errors import PhototoxError
 from ..settings import MapSettings
-from .mitosis import MitosisSettings
-from .onset import OnsetSettings
-from .pipeline import TimecourseSettings
+from ..timecourse.mitosis import MitosisSettings
+from ..timecourse.onset import OnsetSettings
+from ..timecourse.pipeline import TimecourseSettings
 
 # the defaults live in the settings objects; the options only expose them
 MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()

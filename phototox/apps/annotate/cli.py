@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PhototoxError
+from ...errors import PhototoxError
 
 
 def register(sub) -> None:

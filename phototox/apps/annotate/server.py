@@ -69,7 +69,7 @@ def next_item(db: AnnotationDB, annotator: Annotator, config: AppConfig) -> tupl
 
 
 class AnnotationServer(BoundedHTTPServer):
-    """The app's server: bounded threads, queue and read deadlines (see :mod:`phototox.httpserve`)."""
+    """The app's server: bounded threads, queue and read deadlines (see :mod:`phototox.apps.httpserve`)."""
 
     busy_message = "annotation app busy; reload the page in a moment"
 

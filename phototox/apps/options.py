@@ -1,0 +1,75 @@
+"""Options and helpers every ``phototox`` command shares: model, map settings, pixel size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_model_options(
+    p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model"
+) -> None:
+    p.add_argument(
+        "--model",
+        default=default,
+        help="a shipped model's name (see `phototox models`), a .pt weight file, a bioimage.io "
+        f"package (.zip or folder), a zoo id or a package URL (default: {default_is})",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)"
+    )
+
+
+def add_map_options(p: argparse.ArgumentParser) -> None:
+    """The map options, generated from :class:`phototox.settings.MapSettings` (defaults, choices, help)."""
+    from ..settings import MapSettings
+
+    MapSettings.add_arguments(p)
+
+
+def predictor_from_args(args):
+    from ..inference import Predictor
+
+    return Predictor.from_spec(args.model, args.device, args.batch_size)
+
+
+def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="UM",
+        help="the images' pixel size in um/px (default: from the file's metadata, else the model's "
+        "is ASSUMED and every result says so); images are resampled to the model's pixel size",
+    )
+
+
+def assessor_from_args(args, controls: bool = False):
+    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
+    from ..assess import Assessor
+    from ..controls import ControlReference, control_reference
+
+    assessor = Assessor(predictor_from_args(args))
+    if controls and getattr(args, "controls", None):
+        check_inputs_exist([Path(c) for c in args.controls])
+        assessor.controls = control_reference(
+            [Path(c) for c in args.controls],
+            assessor,
+            args.pixel_size,
+            stride=args.stride,
+            mode=args.mode,
+            threshold=args.threshold,
+            normalisation=args.normalisation,
+        )
+    elif controls:
+        assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)
+    return assessor
+
+
+def check_inputs_exist(paths: list[Path]) -> None:
+    """Fail fast, before loading a model, when an input file is missing."""
+    from ..errors import ImageInputError
+
+    for path in paths:
+        if not path.is_file():
+            raise ImageInputError(f"{path}: no such file")
