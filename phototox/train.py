@@ -50,7 +50,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.3
     eval_every: int = 100
-    checkpoint_every: int = 100
+    checkpoint_every: int = 50
     balance_classes: bool = True
     seed: int = 0
     device: str = "auto"

@@ -97,3 +97,29 @@ def test_cellprofiler_defaults_follow_the_settings():
     assert {c.split()[0].lower() for c in module.mode.choices} == set(
         MapSettings.__dataclass_fields__["mode"].metadata["choices"]
     )
+
+
+# CLI option -> TrainConfig field, where the names differ
+_TRAIN_FIELD = {"lr": "base_lr"}
+
+
+def test_train_cli_defaults_are_the_train_configs():
+    """TrainConfig is the one source of training defaults: every CLI option that sets a field has its default."""
+    from phototox.augment import AugmentConfig
+    from phototox.train import TrainConfig
+
+    config, augment = TrainConfig(), AugmentConfig()
+    options = {a.dest: a for a in _subparser("train")._actions}
+    checked = 0
+    for dest, action in options.items():
+        name = _TRAIN_FIELD.get(dest, dest)
+        if name in TrainConfig.__dataclass_fields__ and name not in ("augment", "init", "pixel_size_um"):
+            assert action.default == getattr(config, name), f"--{dest.replace('_', '-')}"
+            if isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+                assert f"default {action.default:g}" in (action.help or "") or "%(default)" in (action.help or ""), dest
+            checked += 1
+        elif dest.startswith("no_") and dest != "no_acquisition":
+            field = {"no_tps": "tps_warp"}.get(dest, dest.removeprefix("no_"))
+            assert getattr(augment, field) is True, f"--{dest} switches off an augmentation that is off by default"
+            checked += 1
+    assert checked >= 15

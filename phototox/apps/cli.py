@@ -516,19 +516,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
     )
     p.add_argument("--init", help="start from weights: 'shipped' (fine-tuning) or a .pt file")
-    p.add_argument("--iterations", type=int, default=3000, help="training iterations (default 3000)")
-    p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
-    p.add_argument("--lr", type=float, default=3e-4, help="base learning rate (inv policy)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="1e-4 high-dose data, 1e-5 low-dose")
-    p.add_argument("--val-fraction", type=float, default=0.3, help="fraction of groups held out for validation")
-    p.add_argument("--eval-every", type=int, default=150, help="validate every N iterations (default 150)")
+    p.add_argument("--iterations", type=int, default=3000, help="training iterations (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default %(default)g)")
+    p.add_argument("--lr", type=float, default=3e-4, help="base learning rate of the inv policy (default %(default)g)")
     p.add_argument(
-        "--checkpoint-every", type=int, default=50, help="write a resumable checkpoint every N iterations (default 50)"
+        "--weight-decay",
+        type=float,
+        default=1e-4,
+        help="weight decay: 1e-4 high-dose data, 1e-5 low-dose (default %(default)g)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.3,
+        help="fraction of groups held out for validation (default %(default)g)",
+    )
+    p.add_argument("--eval-every", type=int, default=100, help="validate every N iterations (default %(default)g)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        help="write a resumable checkpoint every N iterations (default %(default)g)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of split, sampling and initialisation (default %(default)g)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads, 0: PyTorch's choice (default %(default)g)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default %(default)g)")
     p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
     p.add_argument("--group-column", help="manifest column that groups images (default: group/field)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -542,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="preprocessing contract saved with the model: 'box' (default; each pixel by the box "
         "centred on it, dense maps equal exact ones) or 'crop' (the paper's per-crop normalisation)",
     )
-    p.add_argument("--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default 221)")
+    p.add_argument(
+        "--box-size", type=int, default=221, help="side of the normalisation box, odd, px (default %(default)g)"
+    )
     p.add_argument(
         "--pixel-size",
         type=float,
