@@ -150,3 +150,53 @@ def test_bad_cluster_spec_is_one_line(images, capsys):
     assert main(["predict", str(images[0]), "--cluster", "remote:3", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--cluster 'remote:3'" in err
+
+
+@pytest.mark.slow
+def test_a_killed_cluster_run_resumes_where_it_stopped(tmp_path):
+    """The real command, killed with SIGKILL (process group, workers too) mid-run, then started again."""
+    pytest.importorskip("distributed")
+    import os
+    import signal
+    import time
+
+    import tifffile
+
+    from phototox.synth import render_field
+
+    paths = []
+    for i in range(16):
+        path = tmp_path / f"field_{i:02d}.tif"
+        tifffile.imwrite(path, render_field(400, 420, (i % 5) / 4, seed=70 + i).image, photometric="minisblack")
+        paths.append(str(path))
+    out, ledger = tmp_path / "run.csv", tmp_path / ".run.csv.ledger.jsonl"
+    command = [sys.executable, "-m", "phototox", "predict", *paths, "--model", SYNTH_MODEL, "--device", "cpu"]
+    command += ["--stride", "32", "--cluster", "local:1", "--out", str(out)]
+
+    def finished_records() -> int:
+        if not ledger.exists():
+            return 0
+        return sum(1 for line in ledger.read_text().splitlines()[1:] if line.endswith("}"))
+
+    with (tmp_path / "first.log").open("w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while finished_records() < 2 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    done_before = finished_records()
+    assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-2000:]
+    assert 2 <= done_before < len(paths)
+    assert not out.exists()  # no half-written result
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming: {done_before} of {len(paths)} images already done" in second.stderr
+    rows = _read_csv(out)
+    assert [r["path"] for r in rows] == paths  # each image once, in input order
+    expected = _single_process_rows(paths, _settings())
+    assert [float(r["mean_sick_probability"]) for r in rows] == pytest.approx(
+        [r["mean_sick_probability"] for r in expected], abs=1e-6
+    )
+    assert not ledger.exists()  # removed once the result is written

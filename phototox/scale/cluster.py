@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 
 from distributed import Client, LocalCluster, as_completed, get_worker
@@ -114,6 +115,12 @@ def run_images(
     keys = {p: input_key(p) for p in inputs}
     done = dict(ledger.done) if ledger is not None else {}
     todo = list(dict.fromkeys(p for p in inputs if keys[p] not in done))
+    if done and ledger is not None and progress:
+        finished = len({keys[p] for p in inputs if keys[p] in done})
+        print(
+            f"resuming: {finished} of {len(set(keys.values()))} images already done ({ledger.path})",
+            file=sys.stderr,
+        )
     owned = None
     if todo:
         if client is None:
