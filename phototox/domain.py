@@ -28,6 +28,7 @@ import torch
 
 from .errors import PhototoxError
 from .normalise import normalise_windows
+from .shapes import plane_shape
 from .windows import window_origins
 
 MAX_WINDOWS = 48
@@ -65,7 +66,7 @@ def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     w = predictor.window
     contract = predictor.contract
     tensor = torch.from_numpy(predictor.normalised_frame(frame))
-    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(frame.shape, w, max_windows)])
+    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(plane_shape(frame), w, max_windows)])
     border = int(getattr(module, "border", 0))
     out = []
     for start in range(0, len(crops), predictor.batch_size):
