@@ -60,8 +60,8 @@ def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     """
     module = predictor.model.module
     trunk = getattr(module, "features", None)
-    names = dict(trunk.named_children()) if trunk is not None else {}
-    if not {"relu3_2", "pool4"} <= set(names):
+    layers: dict[str, torch.nn.Module] = dict(trunk.named_children()) if trunk is not None else {}
+    if not {"relu3_2", "pool4"} <= set(layers):
         raise PhototoxError(f"model {predictor.model.source} exposes no DeadNet trunk; no domain check")
     w = predictor.window
     contract = predictor.contract
@@ -71,8 +71,8 @@ def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     out = []
     for start in range(0, len(crops), predictor.batch_size):
         x = normalise_windows(crops[start : start + predictor.batch_size], contract).to(predictor.device)[:, None]
-        conv3 = None
-        for name, layer in trunk.named_children():
+        conv3 = x  # replaced by the relu3_2 output, which the check above guarantees
+        for name, layer in layers.items():
             x = layer(x)
             if name == "relu3_2":
                 conv3 = x
