@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -20,6 +21,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..errors import PhototoxError
 from .jobs import RunSettings, map_image, predict_image
 from .ledger import Ledger, input_key
+
+if TYPE_CHECKING:
+    from ..inference import Predictor
 
 PLUGIN_NAME = "phototox-predictor"
 
@@ -32,7 +36,7 @@ class PredictorPlugin(WorkerPlugin):
     def __init__(self, settings: RunSettings, threads: int | None = None) -> None:
         self.settings = settings
         self.threads = threads
-        self.predictor = None
+        self.predictor: Predictor | None = None
         self.loads = 0
 
     def setup(self, worker=None) -> None:
@@ -57,6 +61,8 @@ def _run_one(
     predictor = worker_predictor()
     if kind == "predict":
         return predict_image(predictor, path, settings)
+    if out_dir is None or stem is None:
+        raise PhototoxError(f"{path}: a map job needs an output folder and a file stem")
     return map_image(predictor, path, out_dir, stem, settings, overlay, chunked)
 
 
