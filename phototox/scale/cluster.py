@@ -50,9 +50,12 @@ class PredictorPlugin(WorkerPlugin):
         self.loads += 1
 
 
-def worker_predictor():
+def worker_predictor() -> Predictor:
     """The predictor the plugin loaded on this worker."""
-    return get_worker().plugins[PLUGIN_NAME].predictor
+    plugin = get_worker().plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, PredictorPlugin) or plugin.predictor is None:
+        raise PhototoxError("this Dask worker has no phototox model loaded (its PredictorPlugin did not set up)")
+    return plugin.predictor
 
 
 def _run_one(
