@@ -38,6 +38,7 @@ from .pixelsize import (
     to_model_scale,
 )
 from .quality import quality_flags
+from .shapes import plane_shape
 
 TRUST_FIELDS = (
     "pixel_size_um",
@@ -115,7 +116,7 @@ class Assessor:
         except NotANumberError as exc:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
-            result.sick_map = np.clip(resample(result.sick_map, frame.shape, order=1), 0.0, 1.0)
+            result.sick_map = np.clip(resample(result.sick_map, plane_shape(frame), order=1), 0.0, 1.0)
             (result.mean_sick_probability, result.sick_area_fraction, result.label, result.confidence) = summarise_map(
                 result.sick_map, threshold
             )

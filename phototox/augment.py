@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from .normalise import PER_CROP, Contract, normalise_lone_window, normalise_region
+from .shapes import plane_shape
 
 CROP = 256
 CROP_STRIDE = 128
@@ -142,9 +143,9 @@ def tps_warp(
     image: np.ndarray, rng: np.random.Generator, spacing: int = 128, displacement_std: float = 4.0
 ) -> np.ndarray:
     """Warp smoothly: control points on a ``spacing`` grid move by N(0, std) px each."""
-    control = tps_control_grid(image.shape, spacing)
+    control = tps_control_grid(plane_shape(image), spacing)
     displaced = control + rng.normal(0.0, displacement_std, size=control.shape)
-    coords = tps_coordinates(image.shape, control, displaced, step=8)
+    coords = tps_coordinates(plane_shape(image), control, displaced, step=8)
     return ndimage.map_coordinates(image, coords, order=1, mode="reflect").astype(image.dtype)
 
 

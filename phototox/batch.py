@@ -37,6 +37,7 @@ def read_ahead(
         for path in paths:
             if stop.is_set():
                 return
+            item: tuple[Path, np.ndarray | None, BaseException | None]
             try:
                 item = (path, read(path), None)
             except BaseException as exc:

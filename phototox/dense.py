@@ -79,12 +79,9 @@ class FusedTrunk(nn.Module):
         index = 0
         while index < len(modules):
             layer = modules[index]
-            if (
-                isinstance(layer, nn.Conv2d)
-                and index + 1 < len(modules)
-                and isinstance(modules[index + 1], nn.BatchNorm2d)
-            ):
-                layers.append(_fold(layer, modules[index + 1]))
+            following = modules[index + 1] if index + 1 < len(modules) else None
+            if isinstance(layer, nn.Conv2d) and isinstance(following, nn.BatchNorm2d) and _foldable(following):
+                layers.append(_fold(layer, following))
                 index += 2
                 continue
             layers.append(nn.ReLU(inplace=True) if isinstance(layer, nn.ReLU) else layer)
@@ -95,31 +92,63 @@ class FusedTrunk(nn.Module):
         return self.layers(x)
 
 
+def _foldable(bn: nn.BatchNorm2d) -> bool:
+    """An affine BatchNorm with running statistics (eval mode applies a fixed affine map)."""
+    return bn.affine and bn.running_mean is not None and bn.running_var is not None
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    return values[0], values[1]
+
+
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """``conv`` followed by eval-mode ``bn`` as one convolution."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    """``conv`` followed by eval-mode ``bn`` (see :func:`_foldable`) as one convolution."""
+    running_mean, running_var = bn.running_mean, bn.running_var
+    if running_mean is None or running_var is None:
+        raise PhototoxError("a BatchNorm without running statistics cannot be folded into its convolution")
+    scale = bn.weight / torch.sqrt(running_var + bn.eps)
     fused = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
+        _pair(conv.kernel_size),
+        _pair(conv.stride),
+        conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        _pair(conv.dilation),
         conv.groups,
         bias=True,
+        padding_mode=conv.padding_mode,
     ).to(conv.weight.device)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(running_mean)
+    fused_bias = fused.bias
+    if fused_bias is None:  # never: built with bias=True
+        raise PhototoxError("fused convolution has no bias")
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused.to(memory_format=torch.channels_last)
+        fused_bias.copy_((bias - running_mean) * scale + bn.bias)
+    # torch's stubs omit Module.to(memory_format=...), which torch documents and accepts
+    return fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
-def dense_trunk(module: nn.Module, fuse: bool = True) -> nn.Module:
+def model_trunk(module: nn.Module) -> nn.Sequential:
+    """``module.features``: the convolutional trunk of a DeadNet-style model."""
+    features = module.features
+    if not isinstance(features, nn.Sequential):
+        raise PhototoxError(f"{type(module).__name__} has no convolutional trunk 'features'; no dense pass")
+    return features
+
+
+def _dense_head(module: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    head = getattr(module, "dense_head", None)
+    if head is None:
+        raise PhototoxError(f"{type(module).__name__} has no dense_head; no dense pass")
+    return head(features)
+
+
+def dense_trunk(module: nn.Module, fuse: bool = True) -> nn.Sequential | FusedTrunk:
     """The trunk a dense pass runs: :class:`FusedTrunk` (eval mode) or ``module.features`` itself."""
     if not fuse or module.training:
-        return module.features
-    return FusedTrunk(module.features)
+        return model_trunk(module)
+    return FusedTrunk(model_trunk(module))
 
 
 def dense_logits(
@@ -127,25 +156,28 @@ def dense_logits(
     frame: torch.Tensor,
     mean: torch.Tensor | None,
     std: torch.Tensor | None,
-    trunk: nn.Module | None = None,
+    trunk: nn.Sequential | FusedTrunk | None = None,
 ) -> torch.Tensor:
     """Logit grid (2, ny, nx) at 16 px steps for a frame region and its conv1 statistics.
 
     With ``mean``/``std`` None the region is already normalised (``box`` contract). ``trunk``
     (default ``module.features``) may be a :class:`FusedTrunk` of it.
     """
-    trunk = module.features if trunk is None else trunk
+    trunk = model_trunk(module) if trunk is None else trunk
     x = frame[None, None].contiguous(memory_format=torch.channels_last)
     if mean is None or std is None:
-        return module.dense_head(trunk(x))[0]
+        return _dense_head(module, trunk(x))[0]
     layers = trunk.layers if isinstance(trunk, FusedTrunk) else trunk
     conv1 = layers[0]
+    if not isinstance(conv1, nn.Conv2d):
+        raise PhototoxError(f"{type(module).__name__}'s trunk does not start with a convolution; no dense pass")
     # (conv1(x) - mean * sum(w)) / std + b, in place over the (memory-bound) conv1 output
     inverse = 1.0 / torch.where(std < EPS, torch.ones_like(std), std)
     y = F.conv2d(x, conv1.weight).mul_(inverse[None, None])
     y.addcmul_((mean * inverse)[None, None], -conv1.weight.sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
-    y.add_(conv1.bias.view(1, -1, 1, 1))
-    return module.dense_head(layers[1:](y))[0]
+    if conv1.bias is not None:
+        y.add_(conv1.bias.view(1, -1, 1, 1))
+    return _dense_head(module, layers[1:](y))[0]
 
 
 class TileInputs:
@@ -190,14 +222,14 @@ class TileInputs:
         tensor = part if torch.is_tensor(part) else torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
         return tensor.to(self.device, torch.float32)
 
-    def _box_band(self, y0: int, y1: int) -> np.ndarray:
+    def _box_band(self, y0: int, y1: int, box_size: int) -> np.ndarray:
         if self._band is None or self._band[:2] != (y0, y1):
             frame = self.frame.cpu().numpy() if torch.is_tensor(self.frame) else self.frame
             w = frame.shape[1]
             band = np.empty((y1 - y0, w), dtype=np.float32)
             for c0 in range(0, w, self.column_chunk):
                 c1 = min(c0 + self.column_chunk, w)
-                band[:, c0:c1] = normalise_region(frame, y0, y1, c0, c1, self.box_size)
+                band[:, c0:c1] = normalise_region(frame, y0, y1, c0, c1, box_size)
             self._band = (y0, y1, band)
         return self._band[2]
 
@@ -208,7 +240,7 @@ class TileInputs:
         if self.normalisation == "box":
             if self.box_size is None:
                 return self._raw(y0, y1, x0, x1), None, None
-            part = self._box_band(y0, y1)[:, x0:x1]
+            part = self._box_band(y0, y1, self.box_size)[:, x0:x1]
             return torch.from_numpy(np.ascontiguousarray(part)).to(self.device), None, None
         tile = (self._raw(y0, y1, x0, x1) - self.shift) / self.scale
         out_h, out_w = y1 - y0 - CONV1_KERNEL + 1, x1 - x0 - CONV1_KERNEL + 1
@@ -293,7 +325,7 @@ def dense_sick_grid(
 
 
 def _dense_offset(
-    module: nn.Module, trunk: nn.Module, inputs: TileInputs, oy: int, ox: int, tile_windows: int
+    module: nn.Module, trunk: nn.Sequential | FusedTrunk, inputs: TileInputs, oy: int, ox: int, tile_windows: int
 ) -> np.ndarray:
     """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled."""
     h, w = inputs.shape

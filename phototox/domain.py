@@ -28,6 +28,7 @@ import torch
 
 from .errors import PhototoxError
 from .normalise import normalise_windows
+from .shapes import plane_shape
 from .windows import window_origins
 
 MAX_WINDOWS = 48
@@ -59,19 +60,19 @@ def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     """
     module = predictor.model.module
     trunk = getattr(module, "features", None)
-    names = dict(trunk.named_children()) if trunk is not None else {}
-    if not {"relu3_2", "pool4"} <= set(names):
+    layers: dict[str, torch.nn.Module] = dict(trunk.named_children()) if trunk is not None else {}
+    if not {"relu3_2", "pool4"} <= set(layers):
         raise PhototoxError(f"model {predictor.model.source} exposes no DeadNet trunk; no domain check")
     w = predictor.window
     contract = predictor.contract
     tensor = torch.from_numpy(predictor.normalised_frame(frame))
-    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(frame.shape, w, max_windows)])
+    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(plane_shape(frame), w, max_windows)])
     border = int(getattr(module, "border", 0))
     out = []
     for start in range(0, len(crops), predictor.batch_size):
         x = normalise_windows(crops[start : start + predictor.batch_size], contract).to(predictor.device)[:, None]
-        conv3 = None
-        for name, layer in trunk.named_children():
+        conv3 = x  # replaced by the relu3_2 output, which the check above guarantees
+        for name, layer in layers.items():
             x = layer(x)
             if name == "relu3_2":
                 conv3 = x

@@ -62,7 +62,8 @@ def _fit(doses: np.ndarray, scores: np.ndarray) -> tuple[float, float, float, fl
     guess = (float(scores.min()), float(scores.max()), 4.0 / span, float(np.median(doses)))
     bounds = ([0.0, 0.0, 1e-6 / span, doses.min() - span], [1.0, 1.0, 1e3 / span, doses.max() + span])
     params, _ = curve_fit(logistic, doses, scores, p0=guess, bounds=bounds, maxfev=20000)
-    return tuple(float(p) for p in params)
+    bottom, top, slope, d50 = (float(p) for p in params)
+    return bottom, top, slope, d50
 
 
 def _safe_dose(params, baseline: float, margin: float, dose_max: float) -> float | None:
@@ -214,7 +215,11 @@ def write_dose_report(
         png,
         unit,
         band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
-        safe_interval=(fit.safe_dose_low, fit.safe_dose_high) if fit.safe_dose_low is not None else None,
+        safe_interval=(
+            (fit.safe_dose_low, fit.safe_dose_high)
+            if fit.safe_dose_low is not None and fit.safe_dose_high is not None
+            else None
+        ),
         gap=fit.gap,
         margin=fit.margin,
         baseline=fit.baseline,

@@ -6,18 +6,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import PhototoxError
 from .manifest import Sample
+
+if TYPE_CHECKING:  # evaluate imports torch; this module stays light until a report is made
+    from .audit import AuditResult
+    from .evaluate import Evaluation
 
 
 @dataclass
 class EvaluationReport:
     """Everything ``phototox evaluate`` prints and writes."""
 
-    evaluation: object
+    evaluation: Evaluation
     calibration: dict
-    audit: object | None
+    audit: AuditResult | None
     per_group: dict | None
     split_by: str | None
     provenance: dict

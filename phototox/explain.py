@@ -61,6 +61,8 @@ def activations_and_gradients(
     finally:
         handle.remove()
     activ = store["a"]
+    if activ.grad is None:
+        raise ValueError("the class logit does not depend on the chosen layer's output; no gradient for Grad-CAM")
     return activ.detach(), activ.grad.detach()
 
 
@@ -86,12 +88,15 @@ def reference_weights(
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(dataset))[:max_crops]
     module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
-    total, count = None, 0
+    total: torch.Tensor | None = None
+    count = 0
     for start in range(0, len(chosen), predictor.batch_size):
         crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
         w = gradcam_weights(module, layer, crops.to(predictor.device), class_index).sum(0)
         total = w if total is None else total + w
         count += len(crops)
+    if total is None:
+        raise ValueError(f"no crops to average (max_crops={max_crops})")
     return (total / count).cpu().numpy()
 
 
@@ -169,11 +174,11 @@ def gradcam_frame(
     activ = torch.cat(acts)
     alpha = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else torch.cat(grads).mean(0)
     cams = F.relu((activ * alpha.view(1, -1, 1, 1)).sum(1, keepdim=True))
-    cams = F.interpolate(cams, size=(window, window), mode="bilinear", align_corners=False)[:, 0].numpy()
+    cam_crops = F.interpolate(cams, size=(window, window), mode="bilinear", align_corners=False)[:, 0].numpy()
     blend = taper(window)
     heat = np.zeros(frame.shape, np.float64)
     total = np.zeros(frame.shape, np.float64)
-    for (y, x), cam in zip(positions, cams):
+    for (y, x), cam in zip(positions, cam_crops):
         heat[y : y + window, x : x + window] += cam * blend
         total[y : y + window, x : x + window] += blend
     return (heat / total).astype(np.float32)

@@ -29,6 +29,7 @@ from .normalise import (
     normalise_windows,
 )
 from .settings import MapSettings
+from .shapes import plane_shape
 from .windows import _interpolation_matrix, window_origins
 
 DEFAULT_MODE = "dense"
@@ -205,7 +206,7 @@ class Predictor:
             else self.dense_grid(frame, stride, normalisation)
         )
         check_finite(grid, f"model {self.model.source}")
-        sick_map = upsample_map(grid, frame.shape, self.window, stride)
+        sick_map = upsample_map(grid, plane_shape(frame), self.window, stride)
         return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
 
     def analyse(

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageInputError, PhototoxError
+from .shapes import plane_shape
 
 PLAUSIBLE_UM = (0.02, 20.0)
 """Pixel sizes (um/px) accepted; anything else is a unit mistake, not a microscope."""
@@ -238,7 +239,7 @@ def to_model_scale(frame: np.ndarray, factor: float, window: int, source: str = 
     """``frame`` resampled by ``factor``; refuses a result smaller than the model's window."""
     if factor == 1.0:
         return frame
-    shape = scaled_shape(frame.shape, factor)
+    shape = scaled_shape(plane_shape(frame), factor)
     if min(shape) < window:
         raise ImageInputError(
             f"{source}: at the model's pixel size the image is {shape[1]}x{shape[0]} px, "
@@ -279,7 +280,7 @@ def at_model_scale(
         print(assumed_warning(model_um), file=sys.stderr)
     factor = scale_factor(size.um, model_um)
     result = compute(to_model_scale(frame, factor, model.window, str(path or "image")))
-    return result if factor == 1.0 else resample(np.asarray(result, np.float32), frame.shape, order=1)
+    return result if factor == 1.0 else resample(np.asarray(result, np.float32), plane_shape(frame), order=1)
 
 
 def training_rescaler(samples: list, default_um: float | None, model_um: float | None, init: str = ""):

@@ -96,7 +96,7 @@ class PlannedOutputs:
 
     def check(self) -> PlannedOutputs:
         """Raise :class:`OutputError` (one line) for any clash or unwritable place; write nothing else."""
-        inputs = {}
+        inputs: dict[tuple[int, int], Path] = {}
         for path in self.inputs:
             identity = file_identity(path)
             if identity is not None:

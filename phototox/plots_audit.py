@@ -76,12 +76,12 @@ def roc_band(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 500, see
         return np.interp(grid, fpr, tpr)
 
     rng = np.random.default_rng(seed)
-    curves = []
+    resampled = []
     for _ in range(n_resamples):
         pick = rng.integers(0, len(scores), len(scores))
         if len(set(labels[pick].tolist())) == 2:
-            curves.append(tpr_at(scores[pick], labels[pick]))
-    curves = np.array(curves) if curves else np.array([tpr_at(scores, labels)])
+            resampled.append(tpr_at(scores[pick], labels[pick]))
+    curves = np.array(resampled) if resampled else np.array([tpr_at(scores, labels)])
     return grid, np.percentile(curves, 2.5, 0), tpr_at(scores, labels), np.percentile(curves, 97.5, 0)
 
 

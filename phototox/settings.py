@@ -99,7 +99,7 @@ class MapSettings:
             text = params.get(f.name)
             if text in (None, ""):
                 continue
-            kind = type(f.default)
+            kind: type[Any] = type(f.default)  # every option has a default (see _option)
             try:
                 values[f.name] = kind(text)
             except ValueError:

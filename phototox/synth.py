@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .shapes import plane_shape
+
 
 @dataclass
 class Field:
@@ -70,11 +72,13 @@ def _healthy_cell(
     theta, r = _star_shape(
         rng, rng.uniform(16, 26) * scale, rng.uniform(1.3, 2.6), int(rng.integers(1, 4)), rng.uniform(0, np.pi)
     )
-    body = _polygon_mask(phi.shape, cy, cx, theta, r)
+    body = _polygon_mask(plane_shape(phi), cy, cx, theta, r)
     thickness = ndimage.gaussian_filter(body.astype(float), 2.0) * rng.uniform(0.25, 0.4)
     ny, nx = cy + rng.normal(0, 3), cx + rng.normal(0, 3)
     nucleus = (
-        _polygon_mask(phi.shape, ny, nx, *_star_shape(rng, rng.uniform(7, 10) * scale, 1.3, 0, rng.uniform(0, np.pi)))
+        _polygon_mask(
+            plane_shape(phi), ny, nx, *_star_shape(rng, rng.uniform(7, 10) * scale, 1.3, 0, rng.uniform(0, np.pi))
+        )
         & body
     )
     thickness += ndimage.gaussian_filter(nucleus.astype(float), 1.5) * 0.35

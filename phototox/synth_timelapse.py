@@ -98,21 +98,25 @@ def render_dose_series(
         )
         for _ in range(n_cells)
     ]
-    truth = {"onset_frame": onset, "divisions": [], "failed_divisions": [], "deaths": []}
+    divisions: list[int] = []
+    failed_divisions: list[int] = []
+    deaths: list[int] = []
+    truth = {"onset_frame": onset, "divisions": divisions, "failed_divisions": failed_divisions, "deaths": deaths}
+    damage_start = n_frames if onset is None else onset  # no onset: never damaged within the recording
     stack = []
     reach = 80
     for t in range(n_frames):
-        damaged = onset is not None and t >= onset
-        speed = b.speed_px * (0.5 ** ((t - onset) / b.slowdown_frames) if damaged else 1.0)
+        damaged = t >= damage_start
+        speed = b.speed_px * (0.5 ** ((t - damage_start) / b.slowdown_frames) if damaged else 1.0)
         phi = np.zeros((size, size))
         labels = np.zeros((size, size), np.int32)
         born = []
         for i, c in enumerate(cells):
             if damaged and c.dead_at is None:
-                c.dead_at = onset + b.death_delay + int(rng.integers(0, b.death_spread))
+                c.dead_at = damage_start + b.death_delay + int(rng.integers(0, b.death_spread))
             dead = c.dead_at is not None and t >= c.dead_at
             if dead and c.dead_at == t:
-                truth["deaths"].append(t)
+                deaths.append(t)
             if not dead and c.rounding < 0:
                 c.heading += rng.normal(0, 0.4)
                 c.y = float(np.clip(c.y + speed * np.sin(c.heading), 0, size - 1))
@@ -120,7 +124,7 @@ def render_dose_series(
                 c.age += 1
                 if c.age >= c.cycle:
                     c.rounding = 0
-                    (truth["failed_divisions"] if damaged else truth["divisions"]).append(t)
+                    (failed_divisions if damaged else divisions).append(t)
             elif c.rounding >= 0 and not dead:
                 c.rounding += 1
                 if c.rounding >= b.rounding_frames and not damaged:

@@ -30,7 +30,7 @@ from .devices import resolve_device
 from .errors import PhototoxError
 from .images import atomic_path, write_text_atomic
 from .manifest import Sample, grouped_split
-from .models.architectures import DEFAULT_ARCH, build_model
+from .models.architectures import DEFAULT_ARCH, architecture_config, build_model
 from .models.loader import load_model
 from .models.weights import save_weights
 from .normalise import DEFAULT_BOX, KINDS, Contract
@@ -89,16 +89,16 @@ class TrainConfig:
             "lr_power": (0.0, True),
             "momentum": (0.0, True),
         }
-        for name, (low, inclusive) in reals.items():
+        for name, (bound, inclusive) in reals.items():
             value = getattr(self, name)
             ok = (
                 isinstance(value, (int, float))
                 and math.isfinite(value)
-                and (value >= low if inclusive else value > low)
+                and (value >= bound if inclusive else value > bound)
             )
             if not ok:
                 raise PhototoxError(
-                    f"{_option(name)}: must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}"
+                    f"{_option(name)}: must be a finite number {'>=' if inclusive else '>'} {bound:g}, got {value!r}"
                 )
         if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
             raise PhototoxError(
@@ -139,15 +139,16 @@ def inv_lr(base_lr: float, iteration: int, gamma: float = 1e-5, power: float = 0
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two optimiser groups: convolution biases without weight decay, everything else with it."""
-    no_decay, decay = [], []
+    no_decay: list[nn.Parameter] = []
+    decay: list[nn.Parameter] = []
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             (no_decay if isinstance(module, nn.Conv2d) and name == "bias" else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    order = np.random.default_rng([seed, epoch, 7]).permutation(n).tolist()
     return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
 
 
@@ -467,7 +468,7 @@ class Trainer:
         name = f"{self.out_dir.name}/model.pt"
         meta["model_card"] = model_card(json.loads(json.dumps(meta)), name)
         path = self.out_dir / "model.pt"
-        checksum = save_weights(path, self.model, self.config.arch, self.model.config(), meta)
+        checksum = save_weights(path, self.model, self.config.arch, architecture_config(self.model), meta)
         write_text_atomic(self.out_dir / "model_card.md", model_card(json.loads(json.dumps(meta)), name, checksum))
         return path
 

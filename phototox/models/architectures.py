@@ -195,6 +195,14 @@ def build_model(arch: str = DEFAULT_ARCH, **kwargs) -> nn.Module:
     return factory(**kwargs)
 
 
+def architecture_config(model: nn.Module) -> dict:
+    """``model.config()``: the constructor arguments a registered architecture saves with its weights."""
+    config = getattr(model, "config", None)
+    if not callable(config):
+        raise TypeError(f"{type(model).__name__} is not a phototox architecture (it has no config())")
+    return config()
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ImageInputError
 from ..inference import FrameResult, Predictor
 from ..models.architectures import CLASSES
+from ..shapes import plane_shape
 from .geometry import halo, spans, windows_per_chunk
 
 DEFAULT_CHUNK = 2048
@@ -175,7 +176,7 @@ def chunked_map(
     return ChunkedResult(
         Path(out) if out else None,
         (h, w),
-        grid.shape,
+        plane_shape(grid),
         mean,
         above / (h * w),
         label,

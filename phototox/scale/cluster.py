@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -21,6 +22,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..errors import PhototoxError
 from .jobs import RunSettings, map_image, predict_image
 from .ledger import Ledger, input_key
+
+if TYPE_CHECKING:
+    from ..inference import Predictor
 
 PLUGIN_NAME = "phototox-predictor"
 
@@ -33,7 +37,7 @@ class PredictorPlugin(WorkerPlugin):
     def __init__(self, settings: RunSettings, threads: int | None = None) -> None:
         self.settings = settings
         self.threads = threads
-        self.predictor = None
+        self.predictor: Predictor | None = None
         self.loads = 0
 
     def setup(self, worker=None) -> None:
@@ -47,9 +51,12 @@ class PredictorPlugin(WorkerPlugin):
         self.loads += 1
 
 
-def worker_predictor():
+def worker_predictor() -> Predictor:
     """The predictor the plugin loaded on this worker."""
-    return get_worker().plugins[PLUGIN_NAME].predictor
+    plugin = get_worker().plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, PredictorPlugin) or plugin.predictor is None:
+        raise PhototoxError("this Dask worker has no phototox model loaded (its PredictorPlugin did not set up)")
+    return plugin.predictor
 
 
 def _run_one(
@@ -58,6 +65,8 @@ def _run_one(
     predictor = worker_predictor()
     if kind == "predict":
         return predict_image(predictor, path, settings)
+    if out_dir is None or stem is None:
+        raise PhototoxError(f"{path}: a map job needs an output folder and a file stem")
     return map_image(predictor, path, out_dir, stem, settings, overlay, chunked)
 
 

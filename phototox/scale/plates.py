@@ -225,14 +225,14 @@ def summarise_wells(joined: list[dict]) -> list[dict]:
         probs = [float(m["mean_sick_probability"]) for m in members]
         mean, sd = _stats(probs)
         area, _ = _stats([float(m["sick_area_fraction"]) for m in members])
-        r, c = parse_well(well, "")
+        row, column = parse_well(well, "")
         out.append(
             {
                 "plate": plate,
                 "time": time,
                 "well": well,
-                "row": row_name(r),
-                "column": c + 1,
+                "row": row_name(row),
+                "column": column + 1,
                 "n_images": len(members),
                 "mean_sick_probability": mean,
                 "sd_sick_probability": sd,

@@ -12,10 +12,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ImageInputError, OutputError
+from ..shapes import plane_shape
 
 SPATIAL = ("y", "x")
 ZARR_SUFFIXES = (".zarr",)
@@ -25,7 +27,7 @@ ZARR_SUFFIXES = (".zarr",)
 class LazyFrame:
     """One 2-D plane of a large image, sliceable as ``frame[y0:y1, x0:x1]`` without reading the rest."""
 
-    array: object  # zarr array (any leading axes of size 1 are indexed away on read)
+    array: Any  # a zarr array, or any array with shape, dtype and slicing (leading size-1 axes indexed away on read)
     source: str
     pixel_size_um: float | None = None
     axes: tuple[str, ...] = SPATIAL
@@ -33,7 +35,8 @@ class LazyFrame:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(int(v) for v in self.array.shape[-2:])
+        h, w = self.array.shape[-2:]
+        return int(h), int(w)
 
     @property
     def dtype(self) -> np.dtype:
@@ -79,7 +82,7 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         raise ImageInputError(f"{path}: no such OME-Zarr folder")
     try:
         group = zarr.open_group(str(path), mode="r")
-        attrs = group.attrs.asdict()
+        attrs: dict[str, Any] = group.attrs.asdict()
         multiscales = attrs.get("ome", attrs).get("multiscales")
         if not multiscales:
             raise ValueError("no 'multiscales' metadata (not an OME-Zarr image)")
@@ -87,9 +90,11 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         datasets = meta["datasets"]
         if not 0 <= level < len(datasets):
             raise ValueError(f"level {level} not among the {len(datasets)} levels")
-        axes_meta = meta.get("axes") or [{"name": n} for n in "tczyx"[-group[datasets[0]["path"]].ndim :]]
+        axes_meta = meta.get("axes") or [
+            {"name": n} for n in "tczyx"[-_member_array(group, datasets[0]["path"]).ndim :]
+        ]
         axes = tuple((a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta)
-        array = group[datasets[level]["path"]]
+        array = _member_array(group, datasets[level]["path"])
         pixel_size = _pixel_size_from_ngff(meta, datasets[level], axes_meta)
     except ImageInputError:
         raise
@@ -97,6 +102,16 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         raise ImageInputError(f"{path}: not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from exc
     _check_dtype(np.dtype(array.dtype), str(path))
     return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
+
+
+def _member_array(group: Any, path: str) -> Any:
+    """The array ``path`` of a zarr group (ValueError if it names a group or nothing)."""
+    import zarr
+
+    member = group[str(path)]
+    if not isinstance(member, zarr.Array):
+        raise ValueError(f"{path!r} is a group, not an array")
+    return member
 
 
 _UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3, "mm": 1e3}
@@ -131,9 +146,9 @@ def open_tiff(path: str | os.PathLike) -> LazyFrame:
             axes = tuple(series.axes.lower().replace("s", "c"))
             pixel_size = _tiff_pixel_size(tif)
         store = tifffile.imread(path, aszarr=True)
-        array = zarr.open(store, mode="r")
-        if hasattr(array, "keys") and not hasattr(array, "shape"):  # a multi-level TIFF: take level 0
-            array = array["0"]
+        opened = zarr.open(store, mode="r")
+        # a multi-level TIFF opens as a group: take level 0
+        array = _member_array(opened, "0") if isinstance(opened, zarr.Group) else opened
     except Exception as exc:
         raise ImageInputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     _check_dtype(np.dtype(array.dtype), str(path))
@@ -306,6 +321,8 @@ def write_ome_zarr(
 ) -> Path:
     """Write an in-memory (H, W) array, dtype kept, as an OME-Zarr image with a pyramid."""
     image = np.asarray(image)
-    with MapWriter(out, image.shape, chunk, pixel_size_um, attrs, dtype=image.dtype.str) as writer:
+    if image.ndim != 2:
+        raise ValueError(f"write_ome_zarr takes one (H, W) plane, got an array of shape {image.shape}")
+    with MapWriter(out, plane_shape(image), chunk, pixel_size_um, attrs, dtype=image.dtype.str) as writer:
         writer.arrays[0][...] = image
     return Path(out)

@@ -108,8 +108,9 @@ def interval_from_metadata(path: Path) -> float | None:
     if ome:
         match = re.search(r'TimeIncrement="([0-9.eE+-]+)"', ome)
         if match:
-            unit = re.search(r'TimeIncrementUnit="([^"]+)"', ome)
-            return float(match.group(1)) * _TIME_UNITS_TO_MIN.get(unit.group(1).lower() if unit else "s", 1 / 60)
+            unit_match = re.search(r'TimeIncrementUnit="([^"]+)"', ome)
+            time_unit = unit_match.group(1).lower() if unit_match else "s"
+            return float(match.group(1)) * _TIME_UNITS_TO_MIN.get(time_unit, 1 / 60)
     return None
 
 
@@ -120,7 +121,7 @@ def read_field(path: str | Path, interval_min: float | None = None, min_size: in
         files = frame_files(path)
         if not files:
             raise ImageInputError(f"{path}: folder holds no image files ({', '.join(sorted(FRAME_SUFFIXES))})")
-        frames = []
+        frames: list[np.ndarray] = []
         for f in files:
             frame = as_grey_frames(read_raw(f), str(f), min_size=min_size)
             if frames and frame.shape[1:] != frames[0].shape[1:]:
@@ -236,7 +237,8 @@ def pixel_size_from_metadata(path: str | Path) -> float | None:
                     return float(match.group(1))
             ij = tif.imagej_metadata or {}
             if str(ij.get("unit", "")).lower() in ("um", "micron", "microns", "µm", "\\u00b5m"):
-                tag = tif.pages[0].tags.get("XResolution")
+                page = tif.pages[0]  # the first page is always a full TiffPage, never a TiffFrame
+                tag = page.tags.get("XResolution") if isinstance(page, tifffile.TiffPage) else None
                 if tag is not None:
                     num, den = tag.value
                     return float(den) / float(num) if num else None

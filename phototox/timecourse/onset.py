@@ -189,7 +189,7 @@ def find_onsets(
     """
     exposed_groups = [g for g in dict.fromkeys(groups) if g != control_group]
     n_controls = sum(1 for g in groups if g == control_group) if control_group is not None else 0
-    if n_controls < 2:
+    if control_group is None or n_controls < 2:
         note = NO_CONTROLS if n_controls == 0 else TOO_FEW_CONTROLS
         return [Onset(m, g, None, None, None, 0.0, "", note) for m in series for g in exposed_groups], None
     groups_arr = np.asarray(groups)
@@ -222,7 +222,7 @@ def largest_unaffected_dose(onset_times: dict[float, float | None]) -> float | N
     if not onset_times:
         return None
     doses = sorted(onset_times)
-    reference = onset_times[doses[0]]
-    reference = np.inf if reference is None else reference
-    ok = [d for d in doses if (np.inf if onset_times[d] is None else onset_times[d]) >= reference]
+    never = float("inf")
+    onset = {d: never if t is None else t for d, t in onset_times.items()}
+    ok = [d for d in doses if onset[d] >= onset[doses[0]]]
     return max(ok)

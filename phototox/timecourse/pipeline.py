@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,8 @@ class TimecourseSettings:
     stride: int = 32
     threshold: float = 0.5
     flow_method: str = "ilk"
-    onset: OnsetSettings = field(default_factory=OnsetSettings)
-    mitosis: MitosisSettings = field(default_factory=MitosisSettings)
+    onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
+    mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
 
 
 @dataclass
@@ -93,8 +94,8 @@ class FieldSeries:
     n_events: int
     n_persistent: int
     detections: list[np.ndarray]
-    events: list = field(default_factory=list)
-    persistent: list = field(default_factory=list)
+    events: list = dataclasses.field(default_factory=list)
+    persistent: list = dataclasses.field(default_factory=list)
 
 
 def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
@@ -107,9 +108,9 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     pixel = settings.pixel_um
     if pixel is None:
         found = {pixel_size_from_metadata(p) for p in inputs}
-        if None in found or len(found) != 1:
+        pixel = found.pop() if len(found) == 1 else None
+        if pixel is None:
             raise ImageInputError(f"{inputs[0]}: no (single) pixel size in the metadata; pass --pixel-size UM")
-        pixel = found.pop()
     if not np.isfinite(pixel) or pixel <= 0:
         raise PhototoxError(f"pixel size must be a positive number of micrometres, got {pixel}")
     rows, cols = settings.split
@@ -143,7 +144,8 @@ def measure_field(
     n = len(f.frames)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     factor = flow_factor(pixel_um)
-    masks, detections = [], []
+    masks: list[np.ndarray] = []
+    detections: list[np.ndarray] = []
     for t, frame in enumerate(f.frames):
         mask = foreground_mask(frame, pixel_um)
         values["confluence"][t] = confluence(mask)
@@ -190,12 +192,14 @@ def measure_field(
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
     """A group label per field (its cumulative dose), the control label, and each label's dose in J/cm2."""
-    if any(f.dose is None for f in fields):
+    field_doses = [f.dose for f in fields if f.dose is not None]
+    if len(field_doses) != len(fields):
         return [f.name for f in fields], None, {}
-    labels, doses = [], {}
-    for f in fields:
-        total = f.dose.total_j_cm2
-        label = CONTROL if f.dose.is_control else f"{total:.4g} J/cm2"
+    labels: list[str] = []
+    doses: dict[str, float] = {}
+    for dose in field_doses:
+        total = dose.total_j_cm2
+        label = CONTROL if dose.is_control else f"{total:.4g} J/cm2"
         labels.append(label)
         doses[label] = total
     return labels, (CONTROL if CONTROL in labels else None), doses
@@ -206,7 +210,7 @@ def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[di
     if len(series) < 3:
         return []
     names = [s.field.name for s in series]
-    out = []
+    out: list[dict] = []
     for i, s in enumerate(series):
         groups = [CONTROL if j != i else names[i] for j in range(len(series))]
         measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values})

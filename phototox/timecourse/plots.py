@@ -16,12 +16,15 @@ def _plt():
     return plt
 
 
-def _colours(order: list[str]) -> dict[str, str]:
+def _colours(order: list[str]) -> dict[str, str | tuple[float, float, float, float]]:
+    """A matplotlib colour per group: black for the controls, plasma (RGBA) by dose for the rest."""
     import matplotlib
 
     cmap = matplotlib.colormaps["plasma"]
     exposed = [g for g in order if g != "control"]
-    colours = {g: cmap(0.1 + 0.75 * i / max(1, len(exposed) - 1)) for i, g in enumerate(exposed)}
+    colours: dict[str, str | tuple[float, float, float, float]] = {
+        g: cmap(0.1 + 0.75 * i / max(1, len(exposed) - 1)) for i, g in enumerate(exposed)
+    }
     colours["control"] = "black"
     return colours
 

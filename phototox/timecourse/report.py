@@ -119,17 +119,18 @@ def safe_dose_summary(
         estimate = largest_unaffected_dose(point)
         low = high = None
         if boot is not None:
-            draws = []
+            draws: list[float] = []
             for b in boot:
                 idx = b.min(axis=0, where=b >= 0, initial=10**9) if m == "any" else b[i]
-                draws.append(
-                    largest_unaffected_dose(
-                        {
-                            group_doses[g]: (None if idx[j] < 0 or idx[j] >= 10**9 else float(times[idx[j]]))
-                            for j, g in enumerate(exposed)
-                        }
-                    )
+                dose = largest_unaffected_dose(
+                    {
+                        group_doses[g]: (None if idx[j] < 0 or idx[j] >= 10**9 else float(times[idx[j]]))
+                        for j, g in enumerate(exposed)
+                    }
                 )
+                if dose is None:  # only for no exposed group, refused above
+                    raise ValueError("no exposed group to find a safe dose for")
+                draws.append(dose)
             low, high = (float(q) for q in np.quantile(draws, [alpha, 1 - alpha], method="inverted_cdf"))
         result[m] = {"dose_J_per_cm2": estimate, "low": low, "high": high}
     return result
