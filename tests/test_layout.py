@@ -109,3 +109,11 @@ def test_the_command_line_parser_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_light_window_constant_is_the_networks():
+    """``defaults.WINDOW`` (for torch-free modules) repeats the architecture's, which zoo packages carry alone."""
+    from phototox.defaults import WINDOW
+    from phototox.models import architectures
+
+    assert architectures.WINDOW == WINDOW

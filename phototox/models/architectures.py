@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..defaults import WINDOW as WINDOW  # side of the square crop the classifier sees, in pixels
+WINDOW = 220
+"""Side of the square crop the classifier sees, in pixels (``phototox.defaults.WINDOW`` repeats it
+for modules that must not import torch; this file is packaged alone into zoo packages)."""
 
 NETWORK_STRIDE = 16
 """Step between neighbouring outputs of the dense (fully convolutional) map, in pixels."""
