@@ -28,11 +28,13 @@ def built(tmp_path_factory):
     return build("default", tmp_path_factory.mktemp("dist"))
 
 
+@pytest.mark.slow
 def test_bioimageio_test_passes_for_every_weight_format(built):
     assert set(built.statuses) == {"pytorch_state_dict", "torchscript", "onnx", "map pytorch_state_dict"}
     assert built.passed, built.details
 
 
+@pytest.mark.slow
 def test_description_has_what_the_zoo_needs(built):
     with zipfile.ZipFile(built.package) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
@@ -65,6 +67,7 @@ def _tensors(package: Path):
         )
 
 
+@pytest.mark.slow
 def test_phototox_loads_the_zip_with_the_same_probabilities(built, tmp_path):
     x, expected = _tensors(built.package)
     native = Predictor.create(load_model("default"), "cpu").classify_windows(x[:, 0])
@@ -76,6 +79,7 @@ def test_phototox_loads_the_zip_with_the_same_probabilities(built, tmp_path):
     assert np.allclose(Predictor.create(load_model(str(folder)), "cpu").classify_windows(x[:, 0]), native, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_only_package_runs_in_exact_mode(built, tmp_path):
     folder = tmp_path / "onnx"
     zipfile.ZipFile(built.package).extractall(folder)
@@ -98,6 +102,7 @@ def _rewrite(package: Path, target: Path, change) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_corrupt_and_tampered_packages_are_refused(built, tmp_path):
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(built.package.read_bytes()[:5000])
@@ -156,6 +161,7 @@ def web(built, tmp_path):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_zoo_id_and_url_are_fetched_once_then_cached(web, tmp_path, monkeypatch):
     base, server = web
     monkeypatch.setenv("PHOTOTOX_CACHE", str(tmp_path / "cache"))

@@ -13,6 +13,7 @@ from phototox.models.registry import load_registered, shipped_dir
 from phototox.models.weights import load_weights, sha256_of
 
 
+@pytest.mark.slow
 def test_training_writes_card_beside_weights_and_in_meta(tiny_model_path):
     card = (tiny_model_path.parent / "model_card.md").read_text()
     meta = load_weights(tiny_model_path).meta

@@ -51,6 +51,7 @@ def toy():
     return model
 
 
+@pytest.mark.slow
 def test_toy_model_learned_the_blob(toy):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 64)
@@ -60,6 +61,7 @@ def test_toy_model_learned_the_blob(toy):
     assert accuracy > 0.9
 
 
+@pytest.mark.slow
 def test_gradcam_highlights_the_planted_blob(toy):
     rng = np.random.default_rng(5)
     frame = rng.normal(0, 1, (128, 160)).astype(np.float32)
@@ -73,6 +75,7 @@ def test_gradcam_highlights_the_planted_blob(toy):
     assert inside > 3 * heat.mean()
 
 
+@pytest.mark.slow
 def test_class_averaged_weights_are_used_when_given(toy):
     rng = np.random.default_rng(2)
     crops = normalise_crops(torch.from_numpy(np.stack([_sample(rng, True) for _ in range(16)])))[:, None]
@@ -83,6 +86,7 @@ def test_class_averaged_weights_are_used_when_given(toy):
     assert a.max() > 0 and not np.allclose(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init", ["zeros", "opposite"])
 def test_class_model_raises_the_class_score(toy, init):
     start = None if init == "zeros" else _sample(np.random.default_rng(3), False)

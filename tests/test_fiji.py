@@ -19,6 +19,7 @@ pytestmark = [
     pytest.mark.skipif(not IJ_JAR.is_file(), reason=f"ImageJ not found at {IJ_JAR} (apt-get install libij-java)"),
     pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run missing (apt-get install xvfb)"),
     pytest.mark.skipif(shutil.which("javac") is None, reason="javac missing (install a JDK)"),
+    pytest.mark.slow,  # a real ImageJ JVM under Xvfb
 ]
 PHOTOTOX = [sys.executable, "-m", "phototox"]
 
@@ -127,6 +128,7 @@ def test_in_process_macro_matches_python(tmp_path, tiny_model_path, image, mode)
     _check_measure(proc.stdout, _api(tiny_model_path, image, 16, mode), (260, 300))
 
 
+@pytest.mark.slow
 def test_server_route_macro_matches_python(tmp_path, tiny_model_path, image, plugin_home, server):
     output = _imagej_batch(plugin_home, MEASURE.format(image=image, mode="dense", extra=f" server={server}"), tmp_path)
     _check_measure(output, _api(tiny_model_path, image, 16, "dense"), (260, 300))

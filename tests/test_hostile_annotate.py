@@ -150,6 +150,7 @@ def test_a_declared_body_that_never_comes_frees_the_worker(app):
     assert request(port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}").status == 200
 
 
+@pytest.mark.slow
 def test_slowloris_does_not_hold_a_thread_per_connection(app):
     limits = Limits(workers=4, queue=8, read_timeout=2.0)
     port = app(limits).port

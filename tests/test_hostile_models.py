@@ -231,6 +231,7 @@ def slow_site(tmp_path, monkeypatch):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_a_dripping_download_fails_at_the_overall_deadline(slow_site, tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "LIMITS", limits.LoaderLimits(download_deadline_s=2.0))
     outcome: list = []
@@ -373,6 +374,7 @@ def _leaves(node, path=()):
         yield path
 
 
+@pytest.mark.slow
 def test_any_field_replaced_by_any_type_is_a_one_line_error_or_loads(package_dir):
     """Fuzz: every node of the description replaced by each JSON type; never a traceback."""
     original = yaml.safe_load((package_dir / "rdf.yaml").read_text())
@@ -462,6 +464,7 @@ def test_oversized_weight_file_is_refused_by_size(tmp_path, monkeypatch, gap_sta
     assert "over the 0 MB limit for a model file" in one_line(exc)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_hostile_model_with_one_line_and_exit_1(tmp_path, gap_state):
     path = tmp_path / "classes.pt"
     torch.save(_payload(gap_state, arch_kwargs={"n_classes": 6_000_000}), path)
@@ -497,6 +500,7 @@ print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_on_absurd_declared_sizes(tmp_path, package_dir, gap_state):
     """Six million classes (3.2 GB before) and a 3.8 GB zip member (4 GB before) stay under 1.2 GB."""
     classes = tmp_path / "classes.pt"

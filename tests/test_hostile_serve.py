@@ -189,6 +189,7 @@ def test_cli_serves_several_models_and_refuses_others(tiny_model_path, tmp_path)
 
 
 # -- hangs ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_declared_body_that_never_comes_frees_the_worker(serve):
     server = serve(limits=Limits(workers=1, queue=4, read_timeout=1.5))
     port = server.port
@@ -217,6 +218,7 @@ def test_an_idle_kept_alive_connection_is_closed(serve):
         assert time.monotonic() - started < limits.idle_timeout + SLACK
 
 
+@pytest.mark.slow
 def test_slowloris_does_not_hold_a_thread_per_connection(serve):
     limits = Limits(workers=4, queue=8, read_timeout=2.0)
     port = serve(limits=limits).port
@@ -265,6 +267,7 @@ def test_malformed_content_length_is_a_400(serve, value, caplog):
 
 
 # -- load -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fifty_concurrent_requests_get_200_or_503_never_a_reset(serve):
     port = serve(limits=Limits(read_timeout=10)).port
     body = _frame(224, 224)

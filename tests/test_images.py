@@ -99,6 +99,7 @@ def test_cli_reports_bad_inputs_and_exits_nonzero(tmp_path, capsys):
     assert "absent.tif: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_exit_code(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "phototox", "map", str(tmp_path / "none.tif"), "--out", str(tmp_path / "o")],

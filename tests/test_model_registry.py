@@ -111,6 +111,7 @@ def test_ship_registers_verifies_and_detects_tampering(tmp_path, tiny_model_path
         load_weights(folder / entry.file, reg.entry("tiny-test-v1").sha256)
 
 
+@pytest.mark.slow
 def test_ship_script_is_a_thin_call(tmp_path, tiny_model_path, monkeypatch):
     import subprocess
     import sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_explain import WINDOW, toy  # noqa: F401 -- the trained toy classifier fixture
 
 from phototox.explain import covering_origins, gradcam_frame
@@ -71,6 +72,7 @@ def test_foreground_mask_finds_textured_cells_on_flat_background():
     assert foreground_mask(confluent).all()
 
 
+@pytest.mark.slow
 def test_gradcam_covers_every_pixel_up_to_the_far_edges(toy):  # noqa: F811
     assert list(covering_origins(150, WINDOW, 48)) == [0, 48, 86]
     rng = np.random.default_rng(5)

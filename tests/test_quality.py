@@ -36,12 +36,14 @@ def test_good_fields_raise_no_flag(fields):
         assert not (flags["out_of_focus"] or flags["saturated"] or flags["nearly_empty"]), flags
 
 
+@pytest.mark.slow
 def test_blur_is_out_of_focus(fields):
     for f in fields:
         assert quality_flags(ndimage.gaussian_filter(f, 6))["out_of_focus"]
         assert focus_measure(ndimage.gaussian_filter(f, 2)) < focus_measure(f)
 
 
+@pytest.mark.slow
 def test_clipping_is_saturated(fields):
     for f in fields:
         hi = np.percentile(f, 95)
