@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_maps.py", "tests/test_maps_known_answers.py", "tests/test_shipped_model_real_data.py"]
+TESTS = [
+    "tests/test_maps.py",
+    "tests/test_maps_known_answers.py",
+    "tests/test_contract.py",
+    "tests/test_dense_tiles.py",
+    "tests/test_shipped_model_real_data.py",
+]
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,10 @@ MUTATIONS = (
         "dense-constant",
         "dense grid replaced by a constant 0.51",
         ("phototox/dense.py",),
-        "    check_dense_stride(stride)\n    h, w = frame.shape\n",
-        "    check_dense_stride(stride)\n    h, w = frame.shape\n"
-        "    return np.full(((h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1), 0.51, np.float32)\n",
+        "    check_dense_stride(stride)\n    if device is None:\n",
+        "    check_dense_stride(stride)\n    h, w = frame.shape[0], frame.shape[1]\n"
+        "    return np.full(((h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1), 0.51, np.float32)\n"
+        "    if device is None:\n",
     ),
     Mutation(
         "crop-normalisation-identity",
@@ -82,8 +89,8 @@ MUTATIONS = (
         "exact-half-stride",
         "exact windows cut at half the stride (same grid shape)",
         ("phototox/inference.py",),
-        "batch = torch.stack([tensor[y:y + w, x:x + w] for y, x in chunk])",
-        "batch = torch.stack([tensor[y // 2:y // 2 + w, x // 2:x // 2 + w] for y, x in chunk])",
+        "batch = torch.stack([tensor[y : y + w, x : x + w] for y, x in chunk])",
+        "batch = torch.stack([tensor[y // 2 : y // 2 + w, x // 2 : x // 2 + w] for y, x in chunk])",
     ),
     Mutation(
         "map-centres-half-stride",
