@@ -76,7 +76,38 @@ def main() -> None:
     pipeline.add_module(export(7))
     with open(out / "measure_phototoxicity_objects.cppipe", "w") as handle:
         pipeline.dump(handle)
-    print("wrote", out / "measure_phototoxicity.cppipe", out / "measure_phototoxicity_objects.cppipe")
+
+    # 3. a time-lapse: frames <field>_t<frame>.tif grouped by field -> MeasureCellActivity per frame
+    pipeline, nat = base_pipeline("and (extension does isimage)", False)
+    metadata = next(m for m in pipeline.modules() if m.module_name == "Metadata")
+    metadata.wants_metadata.value = True
+    extraction = metadata.extraction_methods[0]
+    extraction.extraction_method.value = "Extract from file/folder names"
+    extraction.source.value = "File name"
+    extraction.file_regexp.value = "^(?P<Field>.*)_t(?P<Frame>[0-9]+)"
+    nat.assignment_method.value = "All images"
+    nat.single_image_provider.value = "Phase"
+    groups = next(m for m in pipeline.modules() if m.module_name == "Groups")
+    groups.wants_groups.value = True
+    groups.grouping_metadata[0].metadata_choice.value = "Field"
+    activity = module("MeasureCellActivity")
+    activity.image_name.value = "Phase"
+    activity.set_module_num(5)
+    pipeline.add_module(activity)
+    pipeline.add_module(export(6))
+    with open(out / "measure_cell_activity.cppipe", "w") as handle:
+        pipeline.dump(handle)
+    print(
+        "wrote",
+        *(
+            out / n
+            for n in (
+                "measure_phototoxicity.cppipe",
+                "measure_phototoxicity_objects.cppipe",
+                "measure_cell_activity.cppipe",
+            )
+        ),
+    )
 
 
 def measure(num):
