@@ -76,7 +76,7 @@ def _mitotic_cell(phi: np.ndarray, cy: float, cx: float, radius: float) -> None:
 
 
 def render_dose_series(
-    n_frames: int = 30,
+    n_frames: int = 36,
     size: int = 256,
     dose_per_frame: float = 0.0,
     seed: int = 0,
@@ -164,7 +164,7 @@ def write_dose_series(
     out_dir: str | Path,
     irradiances: tuple[float, ...] = (0.0, 0.0, 0.0, 100.0, 100.0, 200.0, 200.0, 400.0, 400.0),
     exposure_ms: float = 50.0,
-    n_frames: int = 30,
+    n_frames: int = 36,
     size: int = 256,
     seed: int = 0,
     biology: TimelapseBiology | None = None,

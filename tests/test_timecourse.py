@@ -201,7 +201,7 @@ def test_mitosis_detector_recall_on_crowded_synthetic_series():
 
 
 def test_change_point_finds_a_known_step(rng):
-    settings = OnsetSettings(n_boot=0)
+    settings = OnsetSettings(n_boot=0, persistence=3)
     controls = rng.normal(0, 1, (4, 40))
     exposed = rng.normal(0, 1, (2, 40))
     exposed[:, 20:] -= 4.0
@@ -231,3 +231,13 @@ def test_largest_unaffected_dose():
     assert largest_unaffected_dose({0.1: None, 0.2: None, 0.4: 100.0}) == 0.2
     assert largest_unaffected_dose({0.1: 200.0, 0.2: 250.0, 0.4: 100.0}) == 0.2
     assert largest_unaffected_dose({0.1: 200.0, 0.2: 150.0}) == 0.1
+
+
+def test_persistence_is_an_hour_of_frames_unless_given():
+    from phototox.timecourse.onset import OnsetSettings
+
+    assert OnsetSettings().persistence_frames(10.2) == 6
+    assert OnsetSettings().persistence_frames(30.0) == 3  # never fewer than 3 frames
+    assert OnsetSettings().persistence_frames(1.0) == 60
+    assert OnsetSettings(persistence=4).persistence_frames(10.2) == 4
+    assert OnsetSettings().for_interval(20.0).persistence == 3

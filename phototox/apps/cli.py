@@ -722,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timelapse",
         action="store_true",
-        help="write a time-lapse dose series (9 fields, 30 frames, doses.csv) for 'phototox timecourse'",
+        help="write a time-lapse dose series (9 fields, 36 frames of 10 min, doses.csv) for 'phototox timecourse'",
     )
     p.set_defaults(func=cmd_synth)
 

@@ -47,7 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--z-threshold", type=float, default=ONSET.z_threshold, help="departure from controls, in noise units"
     )
     p.add_argument(
-        "--persistence", type=int, default=ONSET.persistence, help="consecutive frames a departure must last"
+        "--persistence",
+        type=int,
+        default=ONSET.persistence,
+        help=f"consecutive frames a departure must last (default: {ONSET.persistence_min:g} minutes of frames, at least 3)",
     )
     p.add_argument(
         "--baseline-frames",
@@ -81,7 +84,12 @@ def parse_split(text: str) -> tuple[int, int]:
 
 
 def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
-    if args.persistence < 1 or args.baseline_frames < 0 or args.bootstrap < 0 or args.z_threshold <= 0:
+    if (
+        (args.persistence is not None and args.persistence < 1)
+        or args.baseline_frames < 0
+        or args.bootstrap < 0
+        or args.z_threshold <= 0
+    ):
         raise PhototoxError("--persistence must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0")
     return TimecourseSettings(
         interval_min=args.interval,

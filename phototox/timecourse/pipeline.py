@@ -61,6 +61,11 @@ NOISE_FLOORS = {
 }
 
 
+# P(sick) measures: their onsets are withheld when more than this share of frames is out of the model's domain
+SICKNESS_MEASURES = ("mean_sick_probability", "sick_area_fraction")
+MAX_OUT_OF_DOMAIN = 0.5
+
+
 def onset_scale(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The series the onset detector sees: log(value + floor) for the measures in ``LOG_SCALE``."""
     return {m: np.log(v + LOG_SCALE[m]) if m in LOG_SCALE else v for m, v in measures.items()}
@@ -96,6 +101,7 @@ class FieldSeries:
     detections: list[np.ndarray]
     events: list = dataclasses.field(default_factory=list)
     persistent: list = dataclasses.field(default_factory=list)
+    out_of_domain: np.ndarray | None = None  # per frame, when P(sick) was computed with a domain check
 
 
 def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
@@ -138,11 +144,12 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
 
 
 def measure_field(
-    f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None, progress=None
+    f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None, progress=None, domain=None
 ) -> FieldSeries:
-    """All per-frame measures of one field."""
+    """All per-frame measures of one field (``domain``: the model's domain statistics, to flag frames)."""
     n = len(f.frames)
     values = {k: np.full(n, np.nan) for k in MEASURES}
+    out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     factor = flow_factor(pixel_um)
     masks: list[np.ndarray] = []
     detections: list[np.ndarray] = []
@@ -164,7 +171,10 @@ def measure_field(
                 settings.stride,
                 "dense",
                 settings.threshold,
+                domain=domain,
             )
+            if out_of_domain is not None:
+                out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
             values["mean_sick_probability"][t] = result.mean_sick_probability
             values["sick_area_fraction"][t] = result.sick_area_fraction
         if progress is not None:
@@ -187,6 +197,7 @@ def measure_field(
         detections,
         events,
         persistent,
+        out_of_domain,
     )
 
 
@@ -205,7 +216,22 @@ def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[st
     return labels, (CONTROL if CONTROL in labels else None), doses
 
 
-def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[dict]:
+def sickness_withheld(series: list[FieldSeries]) -> str:
+    """Why P(sick) onsets are not given (most frames outside the model's domain), or ""."""
+    flags = [s.out_of_domain for s in series if s.out_of_domain is not None]
+    if not flags:
+        return ""
+    share = float(np.mean(np.concatenate(flags)))
+    if share <= MAX_OUT_OF_DOMAIN:
+        return ""
+    return (
+        f"no P(sick) onset is given: {100 * share:.0f}% of the frames lie outside the model's domain "
+        "(its numbers are not comparable there); refit the domain on your control fields with "
+        "'phototox calibrate' and pass that model with --model"
+    )
+
+
+def leave_one_out(series: list[FieldSeries], settings: OnsetSettings, exclude: tuple[str, ...] = ()) -> list[dict]:
     """Each field against all the others as controls: healthy fields must show no onset."""
     if len(series) < 3:
         return []
@@ -213,7 +239,7 @@ def leave_one_out(series: list[FieldSeries], settings: OnsetSettings) -> list[di
     out: list[dict] = []
     for i, s in enumerate(series):
         groups = [CONTROL if j != i else names[i] for j in range(len(series))]
-        measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values})
+        measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values if m not in exclude})
         onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings, NOISE_FLOORS)
         out.extend({"field": names[i], **vars(o)} for o in onsets)
     return out
@@ -243,7 +269,8 @@ def run_timecourse(
         from ..assess import Assessor
         from ..inference import Predictor
 
-        assessor = Assessor(Predictor.from_spec(settings.model, settings.device), domain_check=False)
+        # frames outside the model's domain are counted, not announced one by one
+        assessor = Assessor(Predictor.from_spec(settings.model, settings.device), warn=lambda _line: None)
         assessor.predictor.check_settings(settings.stride, "dense", settings.threshold)
         model_name = assessor.predictor.model.label
         small = [f.name for f in fields if min(f.frames.shape[1:]) < assessor.predictor.window]
@@ -252,22 +279,26 @@ def run_timecourse(
                 f"field {small[0]}: smaller than the model's {assessor.predictor.window} px window; "
                 "use a smaller --split or --no-sickness"
             )
+    domain = assessor.domain if assessor is not None else None
     start = time.perf_counter()
     total = sum(len(f.frames) for f in fields)
     series = []
     with tqdm(total=total, desc="timecourse", unit="frame", disable=not progress) as bar:
         for f in fields:
-            series.append(measure_field(f, pixel_um, settings, assessor, bar.update))
+            series.append(measure_field(f, pixel_um, settings, assessor, bar.update, domain))
     seconds = time.perf_counter() - start
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
     times = fields[0].times_min
+    onset_settings = settings.onset.for_interval(fields[0].interval_min)
+    withheld = sickness_withheld(series)
+    tested = {m: v for m, v in measures.items() if not (withheld and m in SICKNESS_MEASURES)}
     if control is not None:
-        onsets, boot = find_onsets(onset_scale(measures), groups, control, times, settings.onset, NOISE_FLOORS)
+        onsets, boot = find_onsets(onset_scale(tested), groups, control, times, onset_settings, NOISE_FLOORS)
         consistency = []
     else:
-        onsets, boot = find_onsets(measures, groups, None, times, settings.onset) if settings.doses else ([], None)
-        consistency = leave_one_out(series, settings.onset)
+        onsets, boot = find_onsets(tested, groups, None, times, onset_settings) if settings.doses else ([], None)
+        consistency = leave_one_out(series, onset_settings, exclude=SICKNESS_MEASURES if withheld else ())
     context = {
         "pixel_um": pixel_um,
         "interval_min": fields[0].interval_min,
@@ -281,5 +312,7 @@ def run_timecourse(
         "group_doses": group_doses,
         "boot": boot,
         "consistency": consistency,
+        "persistence_frames": onset_settings.persistence_frames(),
+        "sickness_withheld": withheld,
     }
     return write_reports(out, series, measures, onsets, context, settings)

@@ -47,6 +47,9 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
         "round_objects",
         "rounding_events_started",
     ]
+    flagged = series[0].out_of_domain is not None
+    if flagged:
+        header.append("out_of_domain")
     rows = []
     for s, group in zip(series, groups):
         f = s.field
@@ -65,6 +68,7 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
                     *[_fmt(s.values[m][t]) for m in measures],
                     int(s.round_objects[t]),
                     int(s.events_started[t]),
+                    *([int(s.out_of_domain[t])] if flagged else []),
                 ]
             )
     return header, rows
@@ -177,9 +181,10 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
     write_text_atomic(out / "timecourse_by_dose.csv", _csv_text(group_header, group_rows))
 
     exposed = [g for g in order if g != control] if control is not None else []
+    onset_measures = list(dict.fromkeys(o.measure for o in onsets))  # P(sick) is absent when withheld
     safe = (
         safe_dose_summary(
-            onsets, context["boot"], list(measures), exposed, group_doses, times, settings.onset.confidence
+            onsets, context["boot"], onset_measures, exposed, group_doses, times, settings.onset.confidence
         )
         if control is not None
         else {}
@@ -199,7 +204,11 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         "flow": f"scikit-image optical_flow_{settings.flow_method} on {context['flow_factor']}x{context['flow_factor']}"
         " block-averaged frames",
         "measures": {m: MEASURES[m][1] for m in measures},
-        "onset_settings": vars(settings.onset),
+        "onset_settings": {**vars(settings.onset), "persistence_frames": context["persistence_frames"]},
+        "sickness_onsets_withheld": context["sickness_withheld"] or None,
+        "out_of_domain_frames": {
+            s.field.name: int(s.out_of_domain.sum()) for s in series if s.out_of_domain is not None
+        },
         "mitosis_settings": vars(settings.mitosis),
         "fields": [
             {
@@ -246,7 +255,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
     plot_measures(summary, order, times, onsets, context, out / "timecourse_measures.png")
     written = ["timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png"]
     if control is not None and exposed:
-        plot_onsets(onsets, exposed, group_doses, times, list(measures), out / "timecourse_onsets.png")
+        plot_onsets(onsets, exposed, group_doses, times, onset_measures, out / "timecourse_onsets.png")
         written.append("timecourse_onsets.png")
     write_text_atomic(out / "timecourse_report.md", markdown(doc, series, written))
     doc["written"] = [str(out / w) for w in [*written, "timecourse_report.md"]]
@@ -318,7 +327,18 @@ def markdown(doc: dict, series, written: list[str]) -> str:
             f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
             f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |"
         )
-    lines += ["", "## Onsets (against the control fields at the same time point)", ""]
+    persist = doc["onset_settings"]
+    lines += [
+        "",
+        "## Onsets (against the control fields at the same time point)",
+        "",
+        f"A departure counts when it exceeds {persist['z_threshold']:g} noise units for "
+        f"{persist['persistence_frames']} consecutive frames "
+        f"({persist['persistence_frames'] * doc['interval_min']:.0f} min).",
+        "",
+    ]
+    if doc["sickness_onsets_withheld"]:
+        lines += [doc["sickness_onsets_withheld"] + ".", ""]
     if doc["onset_statement"]:
         lines.append(doc["onset_statement"] + ".")
     else:
