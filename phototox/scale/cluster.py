@@ -124,12 +124,10 @@ def run_images(
     keys = {p: input_key(p) for p in inputs}
     done = dict(ledger.done) if ledger is not None else {}
     todo = list(dict.fromkeys(p for p in inputs if keys[p] not in done))
-    if done and ledger is not None and progress:
-        finished = len({keys[p] for p in inputs if keys[p] in done})
-        print(
-            f"resuming: {finished} of {len(set(keys.values()))} images already done ({ledger.path})",
-            file=sys.stderr,
-        )
+    unique = len(set(keys.values()))
+    if done and ledger is not None and progress:  # counted from what is skipped, not from the ledger
+        skipped = unique - len({keys[p] for p in todo})
+        print(f"resuming: {skipped} of {unique} images already done ({ledger.path})", file=sys.stderr)
     owned = None
     if todo:
         if client is None:
@@ -144,7 +142,6 @@ def run_images(
                 ): p
                 for p in todo
             }
-            unique = len(set(keys.values()))
             with tqdm(
                 total=unique, initial=unique - len(todo), desc=f"{kind} on cluster", unit="image", disable=not progress
             ) as bar:
