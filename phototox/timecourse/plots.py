@@ -31,7 +31,7 @@ def _colours(order: list[str]) -> dict[str, str | tuple[float, float, float, flo
 
 def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
     """One panel per measure; x: time (h); a line and 95% band per group; dashed line at each onset."""
-    from .pipeline import MEASURES
+    from .pipeline import MEASURES, SICKNESS_MEASURES
     from .report import write_png
 
     plt = _plt()
@@ -64,6 +64,11 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
         ax.set_xlabel("time (h)")
         ax.set_ylabel(MEASURES[m][0])
         ax.set_title(MEASURES[m][1], fontsize=8)
+        if context.get("sickness_withheld") and m in SICKNESS_MEASURES:
+            ax.set_title(
+                MEASURES[m][1] + "\nframes outside the model's domain: not interpretable, no onset", fontsize=8
+            )
+            ax.set_facecolor("0.93")
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(measures) :]:
         ax.set_axis_off()
