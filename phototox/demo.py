@@ -21,7 +21,7 @@ from .provenance import provenance
 from .synth import render_field
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
-__all__ = ["DEMO_DOSES", "DEMO_MODEL", "DemoResult", "demo_output_paths", "run_demo"]
+__all__ = ["DEMO_DOSES", "DEMO_MODEL", "DemoResult", "default_model_scores", "demo_output_paths", "run_demo"]
 
 
 @dataclass
@@ -31,7 +31,7 @@ class DemoResult:
     rows: list[dict]
     fit: DoseResponse | None
     fit_error: str | None = None
-    default_model_scores: list[float] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # the synthetic fields, one per dose
 
 
 def demo_stems() -> list[str]:
@@ -57,13 +57,8 @@ def run_demo(
     stride: int,
     mode: str,
     threshold: float,
-    compare_default: bool = False,
 ) -> DemoResult:
-    """Render, map and fit the dose series into ``out``.
-
-    ``compare_default`` also scores the fields with the default (real-data) model, to show that
-    a model trained on U2OS images sees synthetic fields as out of its domain.
-    """
+    """Render, map and fit the dose series into ``out``."""
     rows, fields = [], []
     for i, (stem, dose) in enumerate(zip(demo_stems(), DEMO_DOSES)):
         synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i)
@@ -75,20 +70,22 @@ def run_demo(
         rows += summary_rows(str(image_path), results, predictor.model.label, meta)
         fields.append(synthetic)
     write_summary(out / "summary.csv", rows)
-    result = DemoResult(rows, None)
+    result = DemoResult(rows, None, images=[f.image for f in fields])
     scores = [r["mean_sick_probability"] for r in rows]
     try:
-        result.fit = fit_dose_response(np.asarray(DEMO_DOSES), np.asarray(scores), margin=0.1, n_boot=200)
+        fit = fit_dose_response(np.asarray(DEMO_DOSES), np.asarray(scores), margin=0.1, n_boot=200)
         points = [
             {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
             for r, d in zip(rows, DEMO_DOSES)
         ]
-        write_dose_report(points, result.fit, out, "(synthetic dose)", provenance(predictor.model))
+        write_dose_report(points, fit, out, "(synthetic dose)", provenance(predictor.model))
+        result.fit = fit
     except (RuntimeError, PhototoxError) as exc:  # a flat response has no curve to fit
         result.fit_error = str(exc)
-    if compare_default:
-        real = Predictor.from_spec("default", str(predictor.device))
-        result.default_model_scores = [
-            real.analyse(f.image, stride=stride, mode=mode)[0].mean_sick_probability for f in fields
-        ]
     return result
+
+
+def default_model_scores(images: list[np.ndarray], device: str, stride: int, mode: str) -> list[float]:
+    """Mean P(sick) of the default (real-data) model on the demo fields: it sees them as out of its domain."""
+    real = Predictor.from_spec("default", device)
+    return [real.analyse(image, stride=stride, mode=mode)[0].mean_sick_probability for image in images]

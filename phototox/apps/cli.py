@@ -29,7 +29,7 @@ from .options import (
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
-    from ..demo import DEMO_DOSES, demo_output_paths, run_demo
+    from ..demo import DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
     from ..doses import format_fit
     from ..outputs import format_rows
     from ..planned import check_outputs, model_inputs
@@ -42,8 +42,7 @@ def cmd_demo(args) -> int:
         "input: synthetic phase-contrast fields (phototox.synth) at light doses "
         f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data"
     )
-    compare = predictor.model.source == DEMO_MODEL.removeprefix("shipped:")
-    result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold, compare)
+    result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold)
     print(format_rows(result.rows))
     if result.fit is not None:
         print(format_fit(result.fit, "(synthetic dose units)"))
@@ -52,10 +51,11 @@ def cmd_demo(args) -> int:
     print(
         f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, dose_response.png"
     )
-    if result.default_model_scores:
+    if predictor.model.source == DEMO_MODEL.removeprefix("shipped:"):
+        scores = default_model_scores(result.images, str(predictor.device), args.stride, args.mode)
         print(
             "the default model (trained on real U2OS images, drug-induced death) on the same fields: "
-            + ", ".join(f"{p:.2f}" for p in result.default_model_scores)
+            + ", ".join(f"{p:.2f}" for p in scores)
             + "\n  -> out of its domain; see models/MODEL_CARD.md. Use it (or your fine-tuned model) on real images:"
             "\n     phototox map your_image.tif --out maps/"
         )

@@ -42,7 +42,7 @@ from .httpserve import (
 
 __all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]
 
-LOGGER = logging.getLogger("phototox.apps.serve")
+LOGGER = logging.getLogger("phototox.serve")
 DEFAULT_PORT = 8765
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_MODELS = 4

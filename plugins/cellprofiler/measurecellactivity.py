@@ -17,9 +17,10 @@ motion by scikit-image's iterative Lucas-Kanade optical flow at about 3 um
 per pixel over the pixels cells cover in either frame, rounded cells by a
 bright, round, solid object test. See ``example_pipelines/README.md``.
 
-**Time-lapses in CellProfiler.** Load the frames in time order and group
-them by field with the **Groups** module (for example on a ``Field``
-metadata tag); each group is processed in order by one worker, and the first
+**Time-lapses in CellProfiler.** Load the frames and group them by field
+with the **Groups** module (for example on a ``Field`` metadata tag); each
+group is processed in file-name order by one worker (number frames with
+leading zeros: ``t001``, ``t002``, ...), and the first
 frame of each group has no motion value (there is no previous frame). This
 follows CellProfiler's convention for measurements that need the previous
 frame (as in **TrackObjects**).
@@ -40,7 +41,7 @@ Measurements made by this module
 -  *Confluence:* fraction of the field covered by cells (0-1).
 -  *MotionUmPerMin:* mean optical-flow speed over the cell-covered pixels
    since the previous frame of the group, in micrometres per minute
-   (empty for the first frame of each group).
+   (NaN for the first frame of each group).
 -  *RoundedCells:* number of round, bright objects (cells rounded up, as in
    mitosis) in this frame.
 -  *PixelSizeUm*, *FrameIntervalMin:* the pixel size and frame interval the
