@@ -19,6 +19,7 @@ import numpy as np
 
 from .controls import ControlReference
 from .domain import DomainStats, domain_warning, window_features
+from .errors import ImageInputError
 from .inference import (
     DEFAULT_MODE,
     DEFAULT_STRIDE,
@@ -105,8 +106,15 @@ class Assessor:
         normalisation: str = "local",
         domain: DomainStats | None = None,
         window_progress=None,
+        mask: np.ndarray | None = None,
     ) -> FrameResult:
-        """One frame at the model's scale, map back at the frame's size, trust fields in ``extra``."""
+        """One frame at the model's scale, map back at the frame's size, trust fields in ``extra``.
+
+        ``mask`` (the frame's size) restricts the summary numbers to its pixels, as in
+        :meth:`Predictor.analyse_frame`.
+        """
+        if mask is not None and mask.shape != frame.shape:
+            raise ImageInputError(f"{source}: mask of shape {mask.shape} does not match the image shape {frame.shape}")
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         try:
@@ -117,8 +125,9 @@ class Assessor:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
             result.sick_map = np.clip(resample(result.sick_map, plane_shape(frame), order=1), 0.0, 1.0)
+        if factor != 1.0 or mask is not None:
             (result.mean_sick_probability, result.sick_area_fraction, result.label, result.confidence) = summarise_map(
-                result.sick_map, threshold
+                result.sick_map, threshold, mask
             )
         meta = self.predictor.model.meta
         extra: dict = {

@@ -27,7 +27,17 @@ if not Path(CELLPROFILER_CLI).exists():
 PLUGINS = REPO / "plugins" / "cellprofiler"
 PIPELINE = REPO / "example_pipelines" / "measure_phototoxicity.cppipe"
 OBJECTS_PIPELINE = REPO / "example_pipelines" / "measure_phototoxicity_objects.cppipe"
-FEATURES = ("MeanSickProbability", "SickAreaFraction", "Class", "Confidence")
+FEATURES = (
+    "MeanSickProbability",
+    "SickAreaFraction",
+    "Class",
+    "Confidence",
+    "PixelSizeUm",
+    "PixelSizeAssumed",
+    "ModelPixelSizeUm",
+    "DomainScore",
+    "OutOfDomain",
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +132,30 @@ def test_map_matches_the_python_api(cp, tmp_path, tiny_model_path):
     # CellProfiler scales 16-bit pixels to [0, 1]; crop normalisation makes that irrelevant
     api = Predictor.create(load_weights(tiny_model_path), "cpu").analyse(tifffile.imread(images[0]))[0]
     assert _image_values(m, "MeanSickProbability")[0] == pytest.approx(api.mean_sick_probability, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_pixel_size_setting_resamples_to_the_models_scale(cp, tmp_path):
+    """The shipped model (0.434 um/px): an image at half that pixel size is analysed at the model's scale."""
+    from phototox.assess import Assessor
+    from phototox.inference import Predictor
+    from phototox.pixelsize import PixelSize
+
+    images = _images(tmp_path / "in", doses=(0.5,), size=(500, 520))
+    assumed, errors, _ = _run(PIPELINE, images, tmp_path / "out0")
+    assert not errors
+    given, errors, _ = _run(PIPELINE, images, tmp_path / "out1", pixel_size=0.217)
+    assert not errors
+    assert _image_values(assumed, "PixelSizeAssumed") == [1] and _image_values(given, "PixelSizeAssumed") == [0]
+    assert _image_values(given, "PixelSizeUm") == [pytest.approx(0.217)]
+    assert _image_values(given, "ModelPixelSizeUm") == [pytest.approx(0.434)]
+    assert _image_values(given, "OutOfDomain")[0] in (0, 1)
+    frame = tifffile.imread(images[0]).astype(np.float32)
+    api = Assessor(Predictor.from_spec("default", "cpu")).analyse_frame(frame, PixelSize(0.217, "user"), "api")
+    assert _image_values(given, "MeanSickProbability")[0] == pytest.approx(api.mean_sick_probability, abs=1e-4)
+    assert api.extra["model_pixel_size_um"] == pytest.approx(0.434)
+    saved = tifffile.imread(tmp_path / "out1" / f"{images[0].stem}_sickmap.tiff")
+    assert saved.shape == frame.shape  # the map comes back at the image's size
 
 
 def test_per_object_measurements(cp, tmp_path, tiny_model_path):

@@ -60,6 +60,14 @@ Measurements made by this module
    cells are called sick), else 0 (healthy).
 -  *Confidence:* probability of the called class (MeanSickProbability for
    sick, 1 - MeanSickProbability for healthy).
+-  *PixelSizeUm*, *PixelSizeAssumed*, *ModelPixelSizeUm:* the image's pixel
+   size used (from the setting), 1 when it was not given and the model's was
+   assumed, and the model's own. The image is resampled to the model's pixel
+   size before it is analysed.
+-  *DomainScore*, *OutOfDomain:* how unlike the model's training images the
+   image is, and 1 when that is beyond the model's threshold: the numbers
+   above are then not trustworthy (another microscope, stain or cell type;
+   ``phototox calibrate`` on your control fields refits the check).
 
 **Object measurements** (``Phototoxicity_<Feature>_<Image>``):
 
@@ -115,9 +123,24 @@ F_AREA = "SickAreaFraction"
 F_CLASS = "Class"
 F_CONFIDENCE = "Confidence"
 F_NEIGHBOURHOOD = "NeighbourhoodSickProbability"
-IMAGE_FEATURES = (F_MEAN, F_AREA, F_CLASS, F_CONFIDENCE)
+F_PIXEL_SIZE = "PixelSizeUm"
+F_PIXEL_ASSUMED = "PixelSizeAssumed"
+F_MODEL_PIXEL_SIZE = "ModelPixelSizeUm"
+F_DOMAIN_SCORE = "DomainScore"
+F_OUT_OF_DOMAIN = "OutOfDomain"
+IMAGE_FEATURES = (
+    F_MEAN,
+    F_AREA,
+    F_CLASS,
+    F_CONFIDENCE,
+    F_PIXEL_SIZE,
+    F_PIXEL_ASSUMED,
+    F_MODEL_PIXEL_SIZE,
+    F_DOMAIN_SCORE,
+    F_OUT_OF_DOMAIN,
+)
 OBJECT_FEATURES = (F_NEIGHBOURHOOD,)
-INTEGER_FEATURES = (F_CLASS,)
+INTEGER_FEATURES = (F_CLASS, F_PIXEL_ASSUMED, F_OUT_OF_DOMAIN)
 try:  # the one default shared by every phototox front end (no torch import)
     from phototox.defaults import DEFAULT_STRIDE
 except ImportError:  # phototox missing: validation says so
@@ -143,6 +166,7 @@ INSTALL_HINT = (
 def _phototox():
     """Import phototox (and with it torch) only when the module is used, not when plugins load."""
     try:
+        import phototox.assess
         import phototox.inference
         import phototox.models.architectures
 
@@ -154,7 +178,7 @@ def _phototox():
 class MeasurePhototoxicity(Module):
     module_name = "MeasurePhototoxicity"
     category = "Measurement"
-    variable_revision_number = 3
+    variable_revision_number = 4
     doi = {
         "Please cite the following when using MeasurePhototoxicity:": "https://doi.org/10.48550/arXiv.1701.06109",
         "If you use the shipped model, also cite its training data:": "https://doi.org/10.1371/journal.pone.0253666",
@@ -261,8 +285,22 @@ CPU threads each CellProfiler worker gives the network. CellProfiler runs one
 worker per core; one thread each (the default) uses every core without
 oversubscribing them. Raise it when you run a single worker.""",
         )
+        self.pixel_size = Float(
+            "Pixel size (micrometres per pixel; 0: assume the model's)",
+            0.0,
+            minval=0.0,
+            maxval=20.0,
+            doc="""\
+The size of one pixel in the specimen, in micrometres (camera pixel size divided
+by the total magnification). The image is resampled to the pixel size the model
+was trained at before it is analysed, and the map is returned at the image's
+size, so P(sick) does not change with magnification. 0 assumes the model's pixel
+size (0.434 um for the shipped model) and records PixelSizeAssumed = 1: set it
+whenever your objective or camera differs.""",
+        )
         self._predictor = None
         self._predictor_key = None
+        self._assessor = None
 
     def settings(self):
         return [
@@ -279,6 +317,7 @@ oversubscribing them. Raise it when you run a single worker.""",
             self.threads,
             self.model_directory,
             self.model_file,
+            self.pixel_size,
         ]
 
     def visible_settings(self):
@@ -287,7 +326,8 @@ oversubscribing them. Raise it when you run a single worker.""",
             result.append(self.model_location)
         elif self.model_choice.value == MODEL_FILE:
             result += [self.model_directory, self.model_file]
-        result += [self.stride, self.mode, self.threshold, self.device, self.threads, self.wants_objects]
+        result += [self.pixel_size, self.stride, self.mode, self.threshold, self.device, self.threads]
+        result.append(self.wants_objects)
         if self.wants_objects.value:
             result.append(self.objects_name)
         return result
@@ -308,6 +348,9 @@ oversubscribing them. Raise it when you run a single worker.""",
                 "model.pt",
             ]
             variable_revision_number = 3
+        if variable_revision_number == 3:  # 13 settings; revision 4 adds the pixel size (0: the model's)
+            setting_values = [*list(setting_values), "0.0"]
+            variable_revision_number = 4
         return setting_values, variable_revision_number
 
     def volumetric(self):
@@ -342,6 +385,13 @@ oversubscribing them. Raise it when you run a single worker.""",
             self._predictor = phototox.inference.Predictor.from_spec(key[0], key[1])
             self._predictor_key = key
         return self._predictor
+
+    def get_assessor(self):
+        """The predictor with the model's pixel size and domain check (phototox.assess); warnings go to the log."""
+        predictor = self.get_predictor()
+        if self._assessor is None or self._assessor.predictor is not predictor:
+            self._assessor = _phototox().assess.Assessor(predictor, warn=LOGGER.warning)
+        return self._assessor
 
     def validate_module(self, pipeline):
         if self.model_choice.value == MODEL_CUSTOM and not self.model_location.value.strip():
@@ -409,21 +459,34 @@ oversubscribing them. Raise it when you run a single worker.""",
                     f"(ColorToGray) and choose the grey image in the setting "
                     f"'{self.image_name.text}'"
                 ) from exc
-            result = predictor.analyse_frame(
+            assessor = self.get_assessor()
+            user_um = float(self.pixel_size.value) or None
+            size = assessor.pixel_size(user_um, None)
+            result = assessor.analyse_frame(
                 frames[0],
+                size,
+                source,
                 self.stride.value,
                 self._mode(),
                 self.threshold.value,
+                domain=assessor.domain,
                 mask=image.mask if image.has_mask else None,
             )
         except phototox.errors.PhototoxError as exc:
             raise ValueError(str(exc)) from exc
         sick_map = result.sick_map
+        extra = result.extra
+        nan = float("nan")
         measurements = {
             F_MEAN: result.mean_sick_probability,
             F_AREA: result.sick_area_fraction,
             F_CLASS: int(result.label == phototox.models.architectures.CLASSES[1]),
             F_CONFIDENCE: result.confidence,
+            F_PIXEL_SIZE: nan if size.um is None else float(size.um),
+            F_PIXEL_ASSUMED: int(size.source != "user"),
+            F_MODEL_PIXEL_SIZE: nan if assessor.model_um is None else float(assessor.model_um),
+            F_DOMAIN_SCORE: float(extra.get("domain_score", nan)),
+            F_OUT_OF_DOMAIN: int(bool(extra.get("out_of_domain", False))),
         }
         for feature, value in measurements.items():
             workspace.measurements.add_image_measurement(self._feature(feature), value)
@@ -464,6 +527,7 @@ oversubscribing them. Raise it when you run a single worker.""",
             self._predictor.release()
         self._predictor = None
         self._predictor_key = None
+        self._assessor = None
 
     def display(self, workspace, figure):
         figure.set_subplots((3, 1))
