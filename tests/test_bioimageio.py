@@ -46,6 +46,16 @@ def test_description_has_what_the_zoo_needs(built):
     assert rdf["inputs"][0]["preprocessing"][0]["id"] == "zero_mean_unit_variance"
     assert rdf["config"]["deepimagej"]["allow_tiling"] is False
     assert "github_user" not in str(rdf)
+    # the expected pixel size: the shipped model's training scale on both space axes, and said in the README
+    space = [a for a in rdf["inputs"][0]["axes"] if a["type"] == "space"]
+    assert [(a["unit"], a["scale"]) for a in space] == [("micrometer", 0.434)] * 2
+    with zipfile.ZipFile(built.package) as archive:
+        assert "Expected pixel size: 0.434 um per pixel" in archive.read("README.md").decode()
+    if built.map_package:
+        with zipfile.ZipFile(built.map_package) as archive:
+            map_rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        for tensor in (*map_rdf["inputs"], *map_rdf["outputs"]):
+            assert {a.get("scale") for a in tensor["axes"] if a["type"] == "space"} == {0.434}
     assert {
         "rdf.yaml",
         "README.md",

@@ -34,6 +34,7 @@ from phototox.images import atomic_path, read_frames, write_text_atomic
 from phototox.inference import Predictor
 from phototox.models.architectures import CLASSES, WINDOW, build_model
 from phototox.normalise import contract_of, normalise_crops
+from phototox.pixelsize import model_pixel_size
 
 FORMAT_VERSION = "0.5.12"
 OPSET = 18
@@ -198,6 +199,7 @@ def _documentation(path: Path, loaded, model_spec: str, crop, zip_name: str, cov
 * **Input**: one grey phase-contrast window of 220x220 px (axes batch, channel, y, x), any bit depth.
   The package normalises it to zero mean and unit variance (`zero_mean_unit_variance`, per sample),
   {trained}
+* **Pixel size**: {pixel_size_sentence(loaded.meta)}
 * **Output**: probabilities of the classes `healthy` and `sick` (axes batch, channel).
 * **Whole images**: this package classifies one window; do not let a consumer tile an image with it.
   For a picture, use the companion *map* package (`-map.zip`, fully convolutional, any size) or
@@ -330,6 +332,24 @@ def maintainers(github_user: str | None) -> list[dict]:
     return [{"github_user": user, "name": "phototox developers"}]
 
 
+def physical_scale(meta: dict | None) -> dict:
+    """``unit``/``scale`` for a space axis: the pixel size (um) the model was trained at, when it records one."""
+    um = model_pixel_size(meta or {})
+    return {"unit": "micrometer", "scale": float(um)} if um else {}
+
+
+def pixel_size_sentence(meta: dict | None) -> str:
+    """What the package's README says about the expected pixel size."""
+    um = model_pixel_size(meta or {})
+    if not um:
+        return "The model records no pixel size: use images at the scale of its training data."
+    return (
+        f"**Expected pixel size: {um:g} um per pixel** (the scale of the training images; also the `scale` of the "
+        "space axes in rdf.yaml). Resample your image to it first (phototox does, from `--pixel-size` or the "
+        "file's metadata): the same cells imaged at another magnification give other probabilities."
+    )
+
+
 def description(loaded, folder: Path, name: str | None = None, maintainer: str | None = None) -> dict:
     """The format 0.5 model description (files must already be in ``folder``)."""
     meta = loaded.meta or {}
@@ -359,8 +379,8 @@ def description(loaded, folder: Path, name: str | None = None, maintainer: str |
                 "axes": [
                     {"type": "batch"},
                     {"type": "channel", "channel_names": ["phase"]},
-                    {"type": "space", "id": "y", "size": WINDOW},
-                    {"type": "space", "id": "x", "size": WINDOW},
+                    {"type": "space", "id": "y", "size": WINDOW, **physical_scale(meta)},
+                    {"type": "space", "id": "x", "size": WINDOW, **physical_scale(meta)},
                 ],
                 "test_tensor": {"source": "test_input.npy", "sha256": _sha256(folder / "test_input.npy")},
                 "sample_tensor": {"source": "sample_input.png", "sha256": _sha256(folder / "sample_input.png")},

@@ -23,6 +23,7 @@ import phototox.models.architectures
 from phototox.models.architectures import NETWORK_STRIDE, WINDOW
 
 from . import map_module
+from .build import physical_scale, pixel_size_sentence
 
 HALO = 240
 """Output halo in px: >= 110 (window half-width) + 110 (normalisation box half-width) + 16 (grid step)."""
@@ -87,9 +88,11 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
     card = (classifier_folder / "README.md").read_text()
     card = card[: card.index("## Using this package")] if "## Using this package" in card else card
     (folder / "README.md").write_text(card + _usage(loaded, region.shape, provenance))
-    space = [{"type": "space", "id": axis, "size": {"min": MIN_SIZE, "step": NETWORK_STRIDE}} for axis in "yx"]
+    scale = physical_scale(loaded.meta)
+    space = [{"type": "space", "id": axis, "size": {"min": MIN_SIZE, "step": NETWORK_STRIDE}, **scale} for axis in "yx"]
     out_space = [
-        {"type": "space", "id": axis, "size": {"tensor_id": "phase", "axis_id": axis}, "halo": HALO} for axis in "yx"
+        {"type": "space", "id": axis, "size": {"tensor_id": "phase", "axis_id": axis}, "halo": HALO, **scale}
+        for axis in "yx"
     ]
     kwargs = {"arch": loaded.arch, "normalisation": normalisation_of(loaded.meta), **loaded.arch_kwargs}
     kwargs.pop("softmax_output", None)
@@ -169,6 +172,7 @@ def _usage(loaded, shape, provenance: dict) -> str:
 * **Input**: one grey phase-contrast image (axes batch, channel, y, x), any bit depth, each side at least
   {MIN_SIZE} px and {MIN_SIZE} + a multiple of {NETWORK_STRIDE}. Crop or pad your image to such a size.
 * **Output**: P(sick) at every pixel, the size of the input.
+* **Pixel size**: {pixel_size_sentence(loaded.meta)}
 * **Inside the model**: {how}; windows every {NETWORK_STRIDE} px from the top-left corner; bilinear
   upsampling between window centres. The result equals `phototox map IMAGE --mode dense --stride 16`.
 * **Tiling**: each tile needs a halo of {HALO} px (110 px window half-width + 110 px normalisation box
