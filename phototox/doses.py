@@ -230,6 +230,25 @@ def write_dose_report(
     return [png, report]
 
 
+def compare_with_controls(rows: list[dict], reference=None):
+    """Add each row's P(sick) against the controls' (``vs_controls``, with its 95% interval).
+
+    The reference is ``reference`` (a :class:`phototox.controls.ControlReference`, e.g. from
+    ``--controls`` files or a calibrated model), else the manifest's unexposed images (dose 0) when
+    there are at least two; returns the reference used, or None when there is none.
+    """
+    from .controls import ControlReference
+
+    if reference is None:
+        unexposed = [r["mean_sick_probability"] for r in rows if r["dose"] == 0]
+        if len(unexposed) < 2:
+            return None
+        reference = ControlReference(np.asarray(unexposed), f"the {len(unexposed)} unexposed (dose 0) images")
+    for row in rows:
+        row.update(reference.compare(row["mean_sick_probability"]))
+    return reference
+
+
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
     lines = [

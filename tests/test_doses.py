@@ -59,4 +59,31 @@ def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys)
     report = json.loads((tmp_path / "d" / "dose_response.json").read_text())
     assert len(report["images"]) == 8 and report["unit"] == "a.u."
     assert (tmp_path / "d" / "dose_response.png").stat().st_size > 1000
-    assert "baseline P(sick)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "baseline P(sick)" in out
+    # the manifest's two dose-0 images are the controls: every image is reported against them
+    assert "against your controls (the 2 unexposed (dose 0) images" in out
+    rows = report["images"]
+    control_mean = sum(r["mean_sick_probability"] for r in rows if r["dose"] == 0) / 2
+    for r in rows:
+        assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - control_mean, abs=1e-4)
+        assert r["vs_controls_low"] <= r["vs_controls"] <= r["vs_controls_high"]
+
+
+@pytest.mark.slow
+def test_dose_response_against_control_files(tmp_path, synth_dataset, tiny_model_path, capsys):
+    """--controls FILES: the same dose-0 fields given as files give the same comparison."""
+    import csv
+
+    with open(synth_dataset, newline="") as handle:
+        unexposed = [r["path"] for r in csv.DictReader(handle) if float(r["dose"]) == 0]
+    controls = [str(synth_dataset.parent / p) for p in unexposed]
+    common = ["--model", str(tiny_model_path), "--device", "cpu", "--quiet"]
+    assert main(["dose-response", str(synth_dataset), "--out", str(tmp_path / "a"), *common]) == 0
+    assert (
+        main(["dose-response", str(synth_dataset), "--out", str(tmp_path / "b"), "--controls", *controls, *common]) == 0
+    )
+    a = json.loads((tmp_path / "a" / "dose_response.json").read_text())["images"]
+    b = json.loads((tmp_path / "b" / "dose_response.json").read_text())["images"]
+    assert [r["vs_controls"] for r in a] == pytest.approx([r["vs_controls"] for r in b], abs=1e-4)
+    assert "against your controls (2 control files" in capsys.readouterr().out

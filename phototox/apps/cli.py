@@ -354,6 +354,7 @@ def cmd_dose_response(args) -> int:
     import numpy as np
 
     from ..doses import (
+        compare_with_controls,
         dose_report_paths,
         fit_dose_response,
         format_fit,
@@ -364,9 +365,15 @@ def cmd_dose_response(args) -> int:
     from ..planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, require_labels=False)
-    check_outputs(dose_report_paths(args.out), [args.manifest, *(s.path for s in samples), *model_inputs(args.model)])
-    assessor = assessor_from_args(args)
+    controls = [Path(p) for p in args.controls or []]
+    check_outputs(
+        dose_report_paths(args.out),
+        [args.manifest, *(s.path for s in samples), *controls, *model_inputs(args.model)],
+    )
+    assessor = assessor_from_args(args, controls=bool(args.controls))
     predictor = assessor.predictor
+    from ..assess import control_lines
+    from ..controls import ControlReference
     from ..settings import MapSettings
 
     rows = score_samples(
@@ -384,6 +391,13 @@ def cmd_dose_response(args) -> int:
         seed=args.seed,
     )
     print(format_fit(fit, args.unit))
+    reference = compare_with_controls(rows, assessor.controls if args.controls else None)
+    recorded = ControlReference.from_meta(predictor.model.meta)
+    if reference is None and recorded is not None:  # no dose-0 images: the calibrated model's controls
+        reference = compare_with_controls(rows, recorded)
+    if reference is not None:
+        print(f"against your controls ({reference.source}, mean P(sick) {reference.mean:.3f}):")
+        print("\n".join(control_lines(rows)))
     written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -688,6 +702,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
     p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
+    p.add_argument(
+        "--controls",
+        nargs="+",
+        metavar="FILE",
+        help="your control fields: report each image against them (default: the manifest's dose-0 images, "
+        "else the controls recorded by 'phototox calibrate' in the model)",
+    )
     add_pixel_size_option(p)
     add_map_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap intervals")
