@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the parser must not import torch
+    from ..assess import Assessor
+    from ..inference import Predictor
 
 
 def add_model_options(
     p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model"
 ) -> None:
+    """``--model``, ``--device`` and ``--batch-size`` (any registry name, weight file, package, zoo id or URL)."""
     p.add_argument(
         "--model",
         default=default,
@@ -28,13 +34,15 @@ def add_map_options(p: argparse.ArgumentParser) -> None:
     MapSettings.add_arguments(p)
 
 
-def predictor_from_args(args):
+def predictor_from_args(args: argparse.Namespace) -> Predictor:
+    """The predictor that ``--model``, ``--device`` and ``--batch-size`` name (the one way from a spec)."""
     from ..inference import Predictor
 
     return Predictor.from_spec(args.model, args.device, args.batch_size)
 
 
 def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
+    """``--pixel-size UM``: the images' pixel size (else the file's metadata, else the model's, assumed)."""
     p.add_argument(
         "--pixel-size",
         type=float,
@@ -44,7 +52,7 @@ def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def assessor_from_args(args, controls: bool = False):
+def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Assessor:
     """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
     from ..assess import Assessor
     from ..controls import ControlReference, control_reference
