@@ -131,27 +131,38 @@ def memory_table(sizes: list[int], model: str, device: str) -> list[dict]:
     return rows
 
 
-def dense_rows(predictor: Predictor, frame: np.ndarray, strides=(16, 32), repeats: int = 3) -> list[dict]:
-    """Dense timing only (median of ``repeats`` after a warm-up), with windows/s, Mpx/s and GFLOP/s."""
+def dense_rows(
+    predictor: Predictor, frame: np.ndarray, strides=(16, 32), repeats: int = 3, engines=("auto",)
+) -> list[dict]:
+    """Dense timing only (median of ``repeats`` after a warm-up), with windows/s, Mpx/s and GFLOP/s.
+
+    Each engine (:mod:`phototox.dense_engine`) is timed in turn at each stride, in the same run.
+    """
     device = predictor.device
     trunk_frame_flops = count_flops(predictor.model.module.features, torch.zeros(1, 1, *frame.shape, device=device))
     rows = []
     for stride in strides:
         windows = ((frame.shape[0] - WINDOW) // stride + 1) * ((frame.shape[1] - WINDOW) // stride + 1)
         shifts = max(1, (16 // stride) ** 2)
-        seconds = timed(lambda s=stride: predictor.dense_grid(frame, s), device, repeats=repeats)
-        rows.append(
-            {
-                "mode": "dense",
-                "stride": stride,
-                "windows": windows,
-                "seconds_per_frame": seconds,
-                "windows_per_s": windows / seconds,
-                "mpx_per_s": frame.size / seconds / 1e6,
-                "gflops": trunk_frame_flops * shifts / seconds / 1e9,
-            }
-        )
+        for engine in engines:
+            predictor.dense_engine = engine
+            seconds = timed(lambda s=stride: predictor.dense_grid(frame, s), device, repeats=repeats)
+            rows.append(_dense_row(engine, stride, windows, seconds, frame, trunk_frame_flops * shifts))
+    predictor.dense_engine = "auto"
     return rows
+
+
+def _dense_row(engine: str, stride: int, windows: int, seconds: float, frame: np.ndarray, flops: float) -> dict:
+    return {
+        "mode": "dense",
+        "engine": engine,
+        "stride": stride,
+        "windows": windows,
+        "seconds_per_frame": seconds,
+        "windows_per_s": windows / seconds,
+        "mpx_per_s": frame.size / seconds / 1e6,
+        "gflops": flops / seconds / 1e9,
+    }
 
 
 def agreement(exact: np.ndarray, dense: np.ndarray, threshold: float = 0.5) -> dict:
@@ -284,6 +295,12 @@ def main() -> int:
     parser.add_argument("--dense-only", action="store_true", help="time dense maps only (and report peak RSS)")
     parser.add_argument("--repeats", type=int, default=3, help="dense repeats (median) with --dense-only")
     parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["torch", "onnxruntime"],
+        help="dense engines timed in turn with --dense-only (box-contract models; others always run on torch)",
+    )
+    parser.add_argument(
         "--memory",
         type=int,
         nargs="+",
@@ -310,12 +327,12 @@ def main() -> int:
         frame = render_field(1024, 1344, 0.75, seed=0).image.astype(np.float32)
     gflops_peak = matmul_gflops(device)
     if args.dense_only:
-        rows = dense_rows(predictor, frame, repeats=args.repeats)
+        rows = dense_rows(predictor, frame, repeats=args.repeats, engines=tuple(args.engines))
         gflops_peak = max(gflops_peak, matmul_gflops(device))  # matmul measured before and after, best kept
         print(f"threads {torch.get_num_threads()}, float32 matmul {gflops_peak:.1f} GFLOP/s")
         for r in rows:
             print(
-                f"dense stride {r['stride']:2d}: {r['seconds_per_frame']:.3f} s/frame {r['windows_per_s']:.0f} windows/s "
+                f"dense {r['engine']:11s} stride {r['stride']:2d}: {r['seconds_per_frame']:.3f} s/frame {r['windows_per_s']:.0f} windows/s "
                 f"{r['mpx_per_s']:.2f} Mpx/s {r['gflops']:.1f} GFLOP/s {100 * r['gflops'] / gflops_peak:.1f}% of matmul, "
                 f"peak RSS {peak_rss_mib():.0f} MiB"
             )

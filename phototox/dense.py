@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dense_engine import TileRunner, tile_runner
 from .errors import PhototoxError
 from .models.architectures import NETWORK_STRIDE, WINDOW
 from .normalise import EPS, normalise_region
@@ -87,6 +88,7 @@ class FusedTrunk(nn.Module):
             layers.append(nn.ReLU(inplace=True) if isinstance(layer, nn.ReLU) else layer)
             index += 1
         self.layers = nn.Sequential(*layers)
+        self.eval()  # folding is only valid in eval mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -289,6 +291,7 @@ def dense_sick_grid(
     box_size: int | None = None,
     device: torch.device | str | None = None,
     fuse: bool = True,
+    engine: str = "auto",
 ) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.windows.window_origins` for ``stride``.
 
@@ -299,16 +302,20 @@ def dense_sick_grid(
     windows, each prepared on demand (:class:`TileInputs`), so memory is bounded for any frame
     size. ``device`` defaults to the module's. ``fuse`` runs the BatchNorm-folded
     :class:`FusedTrunk` (the same numbers up to float rounding; False runs ``module.features``).
+    ``engine`` (:mod:`phototox.dense_engine`) runs box-contract tiles on ONNX Runtime or PyTorch.
     """
     check_dense_stride(stride)
     if device is None:
         device = next(module.parameters()).device
     inputs = TileInputs(frame, normalisation, torch.device(device), box_size)
     trunk = dense_trunk(module, fuse)
+    runner = None
+    if normalisation == "box" and hasattr(module, "dense_head"):
+        runner = tile_runner(trunk, module, torch.device(device), engine)
     h, w = inputs.shape
     ny, nx = (h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1
     if stride % NETWORK_STRIDE == 0:
-        base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows)
+        base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows, runner)
         step = stride // NETWORK_STRIDE
         return np.ascontiguousarray(base[::step, ::step][:ny, :nx])
     shifts = NETWORK_STRIDE // stride
@@ -318,16 +325,25 @@ def dense_sick_grid(
             oy, ox = sy * stride, sx * stride
             if oy > h - WINDOW or ox > w - WINDOW:
                 continue
-            part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows)
+            part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows, runner)
             target = grid[sy::shifts, sx::shifts]
             target[...] = part[: target.shape[0], : target.shape[1]]
     return grid
 
 
 def _dense_offset(
-    module: nn.Module, trunk: nn.Sequential | FusedTrunk, inputs: TileInputs, oy: int, ox: int, tile_windows: int
+    module: nn.Module,
+    trunk: nn.Sequential | FusedTrunk,
+    inputs: TileInputs,
+    oy: int,
+    ox: int,
+    tile_windows: int,
+    runner: TileRunner | None = None,
 ) -> np.ndarray:
-    """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled."""
+    """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled.
+
+    ``runner`` (box contract) maps a normalised tile to its logits; else :func:`dense_logits`.
+    """
     h, w = inputs.shape
     ny = (h - oy - WINDOW) // NETWORK_STRIDE + 1
     nx = (w - ox - WINDOW) // NETWORK_STRIDE + 1
@@ -338,7 +354,11 @@ def _dense_offset(
         for j0 in range(0, nx, tile_windows):
             j1 = min(j0 + tile_windows, nx)
             x0, x1 = ox + NETWORK_STRIDE * j0, ox + NETWORK_STRIDE * (j1 - 1) + WINDOW
-            logits = dense_logits(module, *inputs.region(y0, y1, x0, x1), trunk=trunk)
+            region, mean, std = inputs.region(y0, y1, x0, x1)
+            if runner is not None and mean is None:
+                logits = runner(region[None, None].contiguous(memory_format=torch.channels_last))
+            else:
+                logits = dense_logits(module, region, mean, std, trunk=trunk)
             probs = torch.softmax(logits.float(), dim=0)[1]
             out[i0:i1, j0:j1] = probs[: i1 - i0, : j1 - j0].cpu().numpy()
     return out

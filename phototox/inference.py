@@ -68,6 +68,8 @@ class Predictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 8
     tile_windows: int = 48
+    dense_engine: str = "auto"
+    """Runtime of box-contract dense tiles (:mod:`phototox.dense_engine`): same numbers, any engine."""
 
     @classmethod
     def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> Predictor:
@@ -176,6 +178,7 @@ class Predictor:
             self.tile_windows,
             box_size=box_size,
             device=self.device,
+            engine=self.dense_engine,
         )
 
     # -- frames -------------------------------------------------------------------------------
