@@ -170,10 +170,20 @@ def model_pixel_size(meta: dict) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def resolve_pixel_size(user_um: float | None, path: str | os.PathLike | None, model_um: float | None) -> PixelSize:
-    """Decide which pixel size an image has: the user's, the file's, else the model's (assumed)."""
+def resolve_pixel_size(
+    user_um: float | None,
+    path: str | os.PathLike | None,
+    model_um: float | None,
+    metadata_um: float | None = None,
+) -> PixelSize:
+    """Decide which pixel size an image has: the user's, the file's, else the model's (assumed).
+
+    ``metadata_um`` is a size already read from the file (OME-Zarr/TIFF opened lazily); else
+    ``path`` is read for one."""
     if user_um is not None:
         return PixelSize(check_plausible(float(user_um), "--pixel-size"), "user")
+    if metadata_um is not None:
+        return PixelSize(check_plausible(float(metadata_um), f"{path or 'image'} metadata"), "file", "image metadata")
     if path is not None:
         um, detail = pixel_size_from_file(path)
         if um is not None:

@@ -20,8 +20,10 @@ import numpy as np
 from ..errors import ImageInputError
 from ..inference import FrameResult, Predictor
 from ..models.architectures import CLASSES
+from ..pixelsize import scaled_shape
 from ..shapes import plane_shape
 from .geometry import halo, spans, windows_per_chunk
+from .rescale import GridMapView, ResampledView
 
 DEFAULT_CHUNK = 2048
 """Core side of a compute chunk in pixels (rounded down to whole windows of the stride)."""
@@ -144,11 +146,15 @@ def chunked_map(
     pixel_size_um: float | None = None,
     attrs: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    factor: float = 1.0,
 ) -> ChunkedResult:
     """Map a large frame chunk by chunk into an OME-Zarr image ``out`` (with a pyramid).
 
     Summary numbers are accumulated block by block and equal those of an in-memory map; with
-    ``out=None`` only they are computed (``phototox predict`` of a large image).
+    ``out=None`` only they are computed (``phototox predict`` of a large image). ``factor``
+    (:func:`phototox.pixelsize.scale_factor`) resamples the frame lazily to the model's pixel
+    size (:class:`.rescale.ResampledView`); the map comes back at the frame's size, as
+    :class:`phototox.assess.Assessor` returns in-memory maps.
     """
     from contextlib import nullcontext
 
@@ -156,14 +162,28 @@ def chunked_map(
 
     predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
-    grid = chunked_grid(predictor, frame, stride, mode, normalisation, chunk, progress)
+    scaled = frame if factor == 1.0 else ResampledView(frame, scaled_shape((h, w), factor))
+    if min(scaled.shape[-2:]) < predictor.window:
+        raise ImageInputError(
+            f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "
+            f"smaller than the {predictor.window} px window"
+        )
+    grid = chunked_grid(predictor, scaled, stride, mode, normalisation, chunk, progress)
+    sick_map: GridMapView | ResampledView
+    if factor == 1.0:
+        sick_map = GridMapView(grid, (h, w), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs))
+    else:
+        at_model_scale = GridMapView(
+            grid, tuple(scaled.shape[-2:]), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs)
+        )
+        sick_map = ResampledView(at_model_scale, (h, w), order=1)
     total, above = 0.0, 0
     with MapWriter(out, (h, w), STORE_CHUNK, pixel_size_um, attrs) if out else nullcontext() as writer:
         for y0 in range(0, h, STORE_CHUNK):
             y1 = min(h, y0 + STORE_CHUNK)
             for x0 in range(0, w, STORE_CHUNK):
                 x1 = min(w, x0 + STORE_CHUNK)
-                block = upsample_block(grid, predictor.window, stride, (y0, y1), (x0, x1))
+                block = np.clip(sick_map[y0:y1, x0:x1], 0.0, 1.0)
                 total += float(block.sum(dtype=np.float64))
                 above += int((block >= threshold).sum())
                 if writer is not None:

@@ -3,12 +3,14 @@ cluster worker, so their outputs agree image for image. No Dask here."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..images import read_frames
 from ..inference import Predictor
 from ..outputs import SUMMARY_FIELDS, summary_rows, write_map_outputs
+from ..pixelsize import assumed_warning, model_pixel_size, resolve_pixel_size, scale_factor
 from ..provenance import provenance
 
 
@@ -110,6 +112,10 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
     from .zarrio import open_large
 
     frame = open_large(path)
+    model_um = model_pixel_size(predictor.model.meta)
+    size = resolve_pixel_size(settings.pixel_size_um, None, model_um, frame.pixel_size_um)
+    if size.source in ("assumed", "unknown"):
+        print(f"{path}: {assumed_warning(model_um)}", file=sys.stderr)
     result = chunked_map(
         predictor,
         frame,
@@ -119,8 +125,17 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
         settings.threshold,
         settings.normalisation,
         settings.chunk,
-        frame.pixel_size_um,
-        attrs={"source": str(path), "model": predictor.model.label},
+        size.um,
+        attrs={"source": str(path), "model": predictor.model.label, "pixel_size": size.describe()},
+        factor=scale_factor(size.um, model_um),
     )
-    row = {"path": str(path), "frame": 0, **result.summary(), "model": predictor.model.label}
+    row = {
+        "path": str(path),
+        "frame": 0,
+        **result.summary(),
+        "model": predictor.model.label,
+        "pixel_size_um": size.um,
+        "pixel_size_source": size.source if size.source != "assumed" else "assumed (model's)",
+        "model_pixel_size_um": model_um,
+    }
     return {**{k: row.get(k) for k in SUMMARY_FIELDS}, **provenance(predictor.model)}
