@@ -36,7 +36,6 @@ from phototox.pixelsize import PixelSize, resample, scaled_shape
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data")) / "celldeath_u2os" / "images"
-BASE_IMAGES = ("U2_DMSO_1h_RGB_0012_N1.png", "U2_DMSO_1h_RGB_0019_N1.png", "U2_DMSO_1h_RGB_0021_N1.png")
 SOURCE_UM = 0.434
 BASE_FACTOR = 0.5  # base images at 0.868 um/px
 SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -84,22 +83,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--scan", action="store_true", help="list P(sick) of every celldeath image at 0.868 um/px")
+    parser.add_argument("--model", default=None, help="model to test (default: the shipped default)")
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        help="celldeath base images (default: the three whose P(sick) at 0.868 um/px is nearest 0.5, from a scan)",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (see ../shared/data/README.md)")
         return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    assessor = Assessor(Predictor.create(load_model(), "cpu"), domain_check=False, warn=lambda line: None)
+    assessor = Assessor(Predictor.create(load_model(args.model), "cpu"), domain_check=False, warn=lambda line: None)
     base_um = SOURCE_UM / BASE_FACTOR
-    if args.scan:
-        for path in sorted(DATA.iterdir()):
+    names = list(args.images or [])
+    if args.scan or not names:
+        scan = {}
+        for path in sorted(DATA.glob("*.png")):
             r = assessor.analyse_frame(base_image(path.name), PixelSize(base_um, "user"), path.name, 32)
-            print(f"{path.name:32s} {r.mean_sick_probability:.3f}")
-        return 0
+            scan[path.name] = r.mean_sick_probability
+            if args.scan:
+                print(f"{path.name:32s} {r.mean_sick_probability:.3f}")
+        if args.scan:
+            return 0
+        names = sorted(scan, key=lambda n: abs(scan[n] - 0.5))[:3]
+        intermediate = [n for n in names if 0.2 <= scan[n] <= 0.8]
+        print(
+            f"base images (P(sick) at {base_um:.3f} um/px nearest 0.5): "
+            + ", ".join(f"{n} {scan[n]:.3f}" for n in names)
+        )
+        if len(intermediate) < 3:
+            print(f"warning: only {len(intermediate)} of them lie in 0.2-0.8; the comparison is weaker")
     results = {}
-    print(f"model: shipped default ({assessor.model_um} um/px); base images at {base_um:.3f} um/px; dense, stride 32")
+    print(
+        f"model: {assessor.predictor.model.label} ({assessor.model_um} um/px); base images at {base_um:.3f} um/px; dense, stride 32"
+    )
     print(f"{'image':28s} {'':6s} " + " ".join(f"{s:>6g}x" for s in SCALES) + "   spread  max map MAD  spread(>=0.75x)")
-    for name in BASE_IMAGES:
+    for name in names:
         res = measure(assessor, base_image(name), base_um)
         results[name] = res
         for key in ("before", "after"):
@@ -108,14 +128,14 @@ def main() -> int:
                 f"{name[:28]:28s} {key:6s} {ps}   {res[key]['spread']:6.3f}  {res[key]['max_map_mad']:6.3f}       {res[key]['spread_from_075']:6.3f}"
             )
     secs = {
-        k: {s: float(np.mean([results[n][k][s]["seconds"] for n in BASE_IMAGES])) for s in SCALES}
+        k: {s: float(np.mean([results[n][k][s]["seconds"] for n in names])) for s in SCALES}
         for k in ("before", "after")
     }
     print(
         "mean seconds per image, before/after: "
         + ", ".join(f"{s:g}x {secs['before'][s]:.2f}/{secs['after'][s]:.2f}" for s in SCALES)
     )
-    ok = all(results[n]["after"]["spread"] <= 0.1 and results[n]["after"]["max_map_mad"] <= 0.1 for n in BASE_IMAGES)
+    ok = all(results[n]["after"]["spread"] <= 0.1 and results[n]["after"]["max_map_mad"] <= 0.1 for n in names)
     print("targets (spread <= 0.1 and map MAD <= 0.1 after, all scales): " + ("met" if ok else "NOT met"))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "seconds": secs}, indent=2, default=str))
