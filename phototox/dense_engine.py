@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +34,7 @@ TileRunner = Callable[[torch.Tensor], torch.Tensor]
 
 _SESSIONS: OrderedDict[str, object] = OrderedDict()
 _MAX_SESSIONS = 4
+_SESSIONS_LOCK = threading.Lock()  # the HTTP server maps from several threads
 _LOG = logging.getLogger(__name__)
 
 
@@ -69,9 +71,10 @@ def _onnxruntime():
 def _session(function: nn.Module, onnxruntime) -> object:
     """An ONNX Runtime session computing ``function`` for any tile size (cached per weights)."""
     key = f"{_weights_key(function)}-{torch.get_num_threads()}"
-    if key in _SESSIONS:
-        _SESSIONS.move_to_end(key)
-        return _SESSIONS[key]
+    with _SESSIONS_LOCK:
+        if key in _SESSIONS:
+            _SESSIONS.move_to_end(key)
+            return _SESSIONS[key]
     buffer = io.BytesIO()
     example = torch.zeros(1, 1, 252, 252)
     with warnings.catch_warnings(), torch.no_grad():
@@ -90,9 +93,10 @@ def _session(function: nn.Module, onnxruntime) -> object:
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    _SESSIONS[key] = session
-    while len(_SESSIONS) > _MAX_SESSIONS:
-        _SESSIONS.popitem(last=False)
+    with _SESSIONS_LOCK:
+        _SESSIONS[key] = session
+        while len(_SESSIONS) > _MAX_SESSIONS:
+            _SESSIONS.popitem(last=False)
     return session
 
 
