@@ -115,21 +115,26 @@ def t98g_report(model_spec: str = "default") -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", default="default", help="model to test (default: the shipped default)")
     parser.add_argument("--no-t98g", action="store_true")
     parser.add_argument("--only-t98g", action="store_true")
     args = parser.parse_args()
     if not CELLDEATH.is_dir():
         print(f"skipped: {CELLDEATH} not found (see ../shared/data/README.md)")
         return 0
-    report = {} if args.only_t98g else sets_report(Predictor.create(load_model(), "cpu"))
+    report = (
+        {}
+        if args.only_t98g
+        else sets_report(Predictor.create(load_model(None if args.model == "default" else args.model), "cpu"))
+    )
     if report:
-        print(f"shipped model, domain threshold {report['threshold']:.3f}")
+        print(f"model {args.model}, domain threshold {report['threshold']:.3f}")
     for kind, v in report.items():
         if kind != "threshold":
             extreme = f"max {v['max_score']:.2f}" if "max_score" in v else f"min {v['min_score']:.2f}"
             print(f"  {kind:28s} n={v['n']:3d}  flagged {100 * v['flagged']:5.1f}%  (score {extreme})")
     if not args.no_t98g and T98G.is_dir():
-        t = t98g_report()
+        t = t98g_report(args.model)
         report["t98g"] = t
         print(
             f"T98G frames t20-t37 at 0.87 um/px (n={t['tested']}): flagged {100 * t['before']['flagged']:.0f}% "

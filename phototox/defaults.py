@@ -14,4 +14,4 @@ WINDOW = 220
 ``phototox.models.architectures.WINDOW``, which zoo packages carry alone (tests/test_layout.py checks)."""
 
 # The model `phototox demo` runs by default: trained on phototox.synth fields, like the demo.
-DEMO_MODEL = "shipped:deadnet-gap-synthetic-v2"
+DEMO_MODEL = "shipped:deadnet-gap-synthetic-v3"

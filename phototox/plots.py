@@ -111,7 +111,7 @@ def plot_map_overlay(
                 [],
                 color="#00d5ff",
                 lw=1.2,
-                label=contour_label or f"{label} = {threshold:g} (the threshold: sicker inside)",
+                label=contour_label or f"{label} = {threshold:g} (the threshold; the brighter side is sicker)",
             )
         )
     if mask is not None and 0 < mask.mean() < 1:

@@ -61,7 +61,7 @@ def test_card_for_shipped_default_is_the_curated_one():
 def test_card_for_user_model_is_its_own(tiny_model_path):
     card = card_for_model(load_weights(tiny_model_path))
     assert sha256_of(tiny_model_path) in card
-    assert "celldeath-v2" not in card.splitlines()[0]
+    assert "celldeath-v3" not in card.splitlines()[0]
 
 
 def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_dataset, tmp_path):
@@ -141,5 +141,5 @@ def test_zoo_package_of_user_model_carries_its_card(tiny_model_path, tmp_path):
     readme = (rdf.parent / "README.md").read_text()
     assert readme.startswith(load_weights(tiny_model_path).meta["model_card"].splitlines()[0])
     assert sha256_of(tiny_model_path) in readme
-    assert "deadnet-gap-celldeath-v2" not in readme
+    assert "deadnet-gap-celldeath-v3" not in readme
     assert np.load(rdf.parent / "test_output.npy").shape == (1, 2)

@@ -72,19 +72,23 @@ def test_shipped_models_have_one_checksum_source_and_carry_their_card():
     assert not list(reg.folder.glob("*.sha256"))  # the registry is the only checksum of a shipped file
     for name in reg.entries:
         assert registry.verify(name) == reg.entry(name).sha256
-    celldeath = Predictor.from_spec("deadnet-gap-celldeath-v2", "cpu").model
+    assert reg.default == "deadnet-gap-celldeath-v3"
+    celldeath = Predictor.from_spec("deadnet-gap-celldeath-v3", "cpu").model
     assert celldeath.pixel_size_um == pytest.approx(0.434)
+    assert celldeath.meta["normalisation"]["kind"] == "box" and celldeath.meta["domain"]["n_images"] == 24
     assert any(c.get("doi") == "10.1371/journal.pone.0253666" for c in celldeath.card["citations"])
     assert celldeath.card["card_path"].endswith("MODEL_CARD.md")
-    synthetic = Predictor.from_spec("deadnet-gap-synthetic-v2", "cpu").model
-    assert synthetic.pixel_size_um is None and "phototox.synth" in synthetic.card["pixel_size_note"]
+    for name in ("deadnet-gap-synthetic-v2", "deadnet-gap-synthetic-v3"):
+        synthetic = Predictor.from_spec(name, "cpu").model
+        assert synthetic.pixel_size_um is None and "phototox.synth" in synthetic.card["pixel_size_note"]
+    assert "domain" in Predictor.from_spec("deadnet-gap-synthetic-v3", "cpu").model.meta
 
 
 def test_zoo_builder_takes_training_data_and_citations_from_the_model():
     pytest.importorskip("bioimageio.core")
     from phototox_zoo.build import _training_data
 
-    celldeath = registry.read_registry().entry("deadnet-gap-celldeath-v2").card_dict()
+    celldeath = registry.read_registry().entry("deadnet-gap-celldeath-v3").card_dict()
     entry = _training_data(celldeath)["training_data"]
     assert entry["source"] == "https://github.com/miriukaLab/celldeath" and "0.434" in entry["description"]
     assert _training_data(registry.read_registry().entry("deadnet-gap-synthetic-v2").card_dict()) == {}
