@@ -19,6 +19,7 @@ from phototox.inference import Predictor
 from phototox.models.loader import load_model
 
 pytest.importorskip("bioimageio.core", reason="bioimage.io packages not installed (pip install -e '.[bioimageio]')")
+from phototox_zoo.build import as_packaged  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,22 @@ def _tensors(package: Path):
 @pytest.mark.slow
 def test_phototox_loads_the_zip_with_the_same_probabilities(built, tmp_path):
     x, expected = _tensors(built.package)
-    native = Predictor.create(load_model("default"), "cpu").classify_windows(x[:, 0])
+    shipped = load_model("default")
     packaged = Predictor.create(load_model(str(built.package)), "cpu").classify_windows(x[:, 0])
-    assert np.allclose(packaged, native, atol=1e-6)
+    # the package normalises each lone window to zero mean, unit variance (all bioimage.io can say):
+    # the shipped model under that rule must give the package's numbers
+    as_declared = Predictor.create(as_packaged(shipped), "cpu").classify_windows(x[:, 0])
+    assert np.allclose(packaged, as_declared, atol=1e-6)
     assert np.allclose(packaged, expected[:, 1], atol=1e-5)
     folder = tmp_path / "unzipped"
     zipfile.ZipFile(built.package).extractall(folder)
-    assert np.allclose(Predictor.create(load_model(str(folder)), "cpu").classify_windows(x[:, 0]), native, atol=1e-6)
+    unzipped = Predictor.create(load_model(str(folder)), "cpu").classify_windows(x[:, 0])
+    assert np.allclose(unzipped, as_declared, atol=1e-6)
+    if shipped.meta.get("normalisation", {}).get("kind") == "box":
+        # phototox's own lone-window rule (mirrored box) differs; the package README says so
+        native = Predictor.create(shipped, "cpu").classify_windows(x[:, 0])
+        assert np.abs(native - packaged).max() < 0.2
+        assert "an approximation" in zipfile.ZipFile(built.package).read("README.md").decode()
 
 
 @pytest.mark.slow
