@@ -19,7 +19,7 @@ from phototox.inference import Predictor
 from phototox.models.loader import load_model
 
 pytest.importorskip("bioimageio.core", reason="bioimage.io packages not installed (pip install -e '.[bioimageio]')")
-from phototox_zoo.build import as_packaged  # noqa: E402
+from phototox_zoo.build import as_packaged
 
 
 @pytest.fixture(scope="module")
