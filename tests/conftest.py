@@ -96,3 +96,23 @@ def periodic_field(height: int = 252, width: int = 284) -> np.ndarray:
     tile = render_field(220, 220, 0.0, seed=5).image.astype(np.float32)
     tile[:, 110:] = render_field(220, 220, 1.0, seed=6).image[:, 110:]
     return np.tile(tile, (-(-height // 220), -(-width // 220)))[:height, :width]
+
+
+def random_deadnet_gap(seed: int, affine: bool = False):
+    """An eval-mode random deadnet-gap whose BatchNorms have non-trivial running statistics
+    (and, with ``affine``, non-trivial scales and shifts), so folding them into convolutions matters."""
+    import torch
+
+    from phototox.models.architectures import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("deadnet-gap").eval()
+    with torch.no_grad():
+        for layer in model.features:
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 2.0)
+                if affine:
+                    layer.weight.uniform_(0.5, 1.5)
+                    layer.bias.uniform_(-0.2, 0.2)
+    return model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_deadnet_gap
 
 from phototox import dense_engine
 from phototox.dense import dense_sick_grid
@@ -24,13 +25,8 @@ def field() -> np.ndarray:
 def module(field) -> torch.nn.Module:
     """A random deadnet-gap with non-trivial BatchNorm statistics, its head rescaled so that
     P(sick) spreads over about 0.1-0.9 on ``field`` (a random head gives 0.52-0.53 everywhere)."""
-    torch.manual_seed(5)
-    model = build_model("deadnet-gap").eval()
+    model = random_deadnet_gap(5)
     with torch.no_grad():
-        for layer in model.features:
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.running_mean.uniform_(-0.5, 0.5)
-                layer.running_var.uniform_(0.5, 2.0)
         probs = dense_sick_grid(model, field, 32, "box", box_size=221, engine="torch").astype(np.float64)
         logits = np.log(probs / (1 - probs))
         gain = 2.0 / max(logits.std(), 1e-6)

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import random_deadnet_gap
 
 from phototox.dense import (
     CONV1_KERNEL,
@@ -21,7 +22,6 @@ from phototox.dense import (
     frame_moments,
 )
 from phototox.inference import Predictor, upsample_map
-from phototox.models.architectures import build_model
 from phototox.normalise import box_normalise
 from phototox.synth import render_field
 from phototox.windows import upsample_grid
@@ -38,15 +38,8 @@ def field() -> np.ndarray:
 @pytest.fixture(scope="module")
 def module() -> torch.nn.Module:
     """A random deadnet-gap with non-trivial BatchNorm statistics (so folding them matters)."""
-    torch.manual_seed(2)
-    model = build_model("deadnet-gap").eval()
+    model = random_deadnet_gap(2, affine=True)
     with torch.no_grad():
-        for layer in model.features:
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.running_mean.uniform_(-0.5, 0.5)
-                layer.running_var.uniform_(0.5, 2.0)
-                layer.weight.uniform_(0.5, 1.5)
-                layer.bias.uniform_(-0.2, 0.2)
         model.fc.weight.mul_(200.0)  # spread P(sick) over the field
     return model
 
