@@ -169,14 +169,10 @@ def chunked_map(
             f"smaller than the {predictor.window} px window"
         )
     grid = chunked_grid(predictor, scaled, stride, mode, normalisation, chunk, progress)
-    sick_map: GridMapView | ResampledView
-    if factor == 1.0:
-        sick_map = GridMapView(grid, (h, w), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs))
-    else:
-        at_model_scale = GridMapView(
-            grid, tuple(scaled.shape[-2:]), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs)
-        )
-        sick_map = ResampledView(at_model_scale, (h, w), order=1)
+    at_model_scale = GridMapView(
+        grid, tuple(scaled.shape[-2:]), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs)
+    )
+    sick_map = at_model_scale if factor == 1.0 else ResampledView(at_model_scale, (h, w), order=1)
     total, above = 0.0, 0
     with MapWriter(out, (h, w), STORE_CHUNK, pixel_size_um, attrs) if out else nullcontext() as writer:
         for y0 in range(0, h, STORE_CHUNK):
