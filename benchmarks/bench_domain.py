@@ -9,7 +9,10 @@ strange -- inverted contrast, heavy blur (Gaussian sigma 8 px), fluorescence-lik
 spots on a dark background (the brightest 0.5% of high-passed pixels as spots), pure noise (the
 field's mean and SD), 4x wrong pixel size both ways (a 4x smaller copy, and a 4x enlarged central
 crop, both analysed as if at 0.434 um/px). Target: every held-out field unflagged, >= 90% of each
-strange kind flagged. Then the T98G time-lapse (Tsai et al. 2019; 0.87 um/px given): flag rate
+strange kind flagged. A flag is either check of :mod:`phototox.domain` failing (trunk score above
+its threshold, or fine detail above its limit). Also reported, as a second in-domain set: copies of
+the held-out fields resampled by 0.5x and 2x and analysed at their TRUE pixel size (brought back to
+the model's scale as ``predict`` does); they should stay unflagged. Then the T98G time-lapse (Tsai et al. 2019; 0.87 um/px given): flag rate
 of frames t20-t37 before and after ``calibrate`` on frames t01, t05, t09, t13 (held apart).
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from phototox.domain import DomainStats, window_features
+from phototox.domain import DomainStats, domain_features
 from phototox.images import read_frames
 from phototox.inference import Predictor
 from phototox.manifest import read_manifest
@@ -71,22 +74,41 @@ def held_out_fields(model) -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def flag_rate(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> tuple[float, list[float]]:
-    scores = [stats.image_score(window_features(predictor, f)) for f in frames]
-    return float(np.mean([s > stats.threshold for s in scores])), scores
+def flag_rate(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> tuple[float, dict]:
+    """Share of frames flagged out of domain, and the extremes of both checks' values."""
+    verdicts = [stats.verdict(domain_features(predictor, f)) for f in frames]
+    scores = [v.score for v in verdicts]
+    fine = [v.fine_detail for v in verdicts]
+    extremes = {
+        "min_score": min(scores),
+        "max_score": max(scores),
+        "min_fine_detail": min(fine),
+        "max_fine_detail": max(fine),
+        "flagged_by_score": float(np.mean([v.score > v.threshold for v in verdicts])),
+        "flagged_by_fine_detail": float(np.mean([v.too_fine for v in verdicts])),
+    }
+    return float(np.mean([v.out_of_domain for v in verdicts])), extremes
+
+
+def _true_size_copy(f: np.ndarray, zoom: float, window: int) -> np.ndarray:
+    """``f`` resampled by ``zoom`` (a different pixel size), then brought back to the model's scale."""
+    return to_model_scale(resample(f, scaled_shape(f.shape, zoom)), 1 / zoom, window)
 
 
 def sets_report(predictor: Predictor, seed: int = 0, n_strange: int | None = None) -> dict:
     stats = DomainStats.from_meta(predictor.model.meta)
     fields = held_out_fields(predictor.model)
     rng = np.random.default_rng(seed)
-    out = {"threshold": stats.threshold}
-    rate, scores = flag_rate(predictor, stats, [f for _, f in fields])
-    out["held-out celldeath fields"] = {"n": len(fields), "flagged": rate, "max_score": max(scores)}
+    out = {"threshold": stats.threshold, "fine_detail_limit": stats.fine_detail_limit}
+    rate, extremes = flag_rate(predictor, stats, [f for _, f in fields])
+    out["held-out celldeath fields"] = {"n": len(fields), "flagged": rate, **extremes}
     sources = fields[:n_strange] if n_strange else fields
+    for zoom in (0.5, 2.0):
+        rate, extremes = flag_rate(predictor, stats, [_true_size_copy(f, zoom, predictor.window) for _, f in sources])
+        out[f"{zoom:g}x copies at true size"] = {"n": len(sources), "flagged": rate, **extremes}
     for kind, make in STRANGE.items():
-        rate, scores = flag_rate(predictor, stats, [make(f, rng) for _, f in sources])
-        out[kind] = {"n": len(sources), "flagged": rate, "min_score": min(scores)}
+        rate, extremes = flag_rate(predictor, stats, [make(f, rng) for _, f in sources])
+        out[kind] = {"n": len(sources), "flagged": rate, **extremes}
     return out
 
 
@@ -106,8 +128,14 @@ def t98g_report(model_spec: str = "default") -> dict:
             stats = DomainStats.from_meta(predictor.model.meta)
             factor = scale_factor(T98G_UM, predictor.model.meta.get("pixel_size_um"))
             scaled = [to_model_scale(read_frames(p)[0], factor, predictor.window) for p in tested]
-            rate, scores = flag_rate(predictor, stats, scaled)
-            out[key] = {"threshold": stats.threshold, "flagged": rate, "median_score": float(np.median(scores))}
+            verdicts = [stats.verdict(domain_features(predictor, f)) for f in scaled]
+            out[key] = {
+                "threshold": stats.threshold,
+                "fine_detail_limit": stats.fine_detail_limit,
+                "flagged": float(np.mean([v.out_of_domain for v in verdicts])),
+                "median_score": float(np.median([v.score for v in verdicts])),
+                "max_fine_detail": max(v.fine_detail for v in verdicts),
+            }
     out["control_p_sick"] = record["control_p_sick"]
     return out
 
@@ -128,20 +156,29 @@ def main() -> int:
         else sets_report(Predictor.create(load_model(None if args.model == "default" else args.model), "cpu"))
     )
     if report:
-        print(f"model {args.model}, domain threshold {report['threshold']:.3f}")
+        print(
+            f"model {args.model}: domain threshold {report['threshold']:.3f}, fine-detail limit "
+            f"{report['fine_detail_limit']}"
+        )
     for kind, v in report.items():
-        if kind != "threshold":
-            extreme = f"max {v['max_score']:.2f}" if "max_score" in v else f"min {v['min_score']:.2f}"
-            print(f"  {kind:28s} n={v['n']:3d}  flagged {100 * v['flagged']:5.1f}%  (score {extreme})")
+        if isinstance(v, dict):
+            print(
+                f"  {kind:30s} n={v['n']:3d}  flagged {100 * v['flagged']:5.1f}%  (by score "
+                f"{100 * v['flagged_by_score']:5.1f}%, by fine detail {100 * v['flagged_by_fine_detail']:5.1f}%; "
+                f"score {v['min_score']:.2f}-{v['max_score']:.2f}, fine detail "
+                f"{v['min_fine_detail']:.2f}-{v['max_fine_detail']:.2f})"
+            )
     if not args.no_t98g and T98G.is_dir():
         t = t98g_report(args.model)
         report["t98g"] = t
         print(
             f"T98G frames t20-t37 at 0.87 um/px (n={t['tested']}): flagged {100 * t['before']['flagged']:.0f}% "
             f"before calibrate (threshold {t['before']['threshold']:.2f}, median score "
-            f"{t['before']['median_score']:.2f}), {100 * t['after']['flagged']:.0f}% after calibrate on "
+            f"{t['before']['median_score']:.2f}; fine-detail limit {t['before']['fine_detail_limit']}, max "
+            f"{t['before']['max_fine_detail']:.2f}), {100 * t['after']['flagged']:.0f}% after calibrate on "
             f"{len(t['controls'])} frames t01-t13 (threshold {t['after']['threshold']:.2f}, median score "
-            f"{t['after']['median_score']:.2f}); control P(sick) {', '.join(f'{v:.2f}' for v in t['control_p_sick'])}"
+            f"{t['after']['median_score']:.2f}; fine-detail limit {t['after']['fine_detail_limit']}); "
+            f"control P(sick) {', '.join(f'{v:.2f}' for v in t['control_p_sick'])}"
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

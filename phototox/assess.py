@@ -3,7 +3,7 @@
 For every frame it (1) decides the image's pixel size (user, file, else the model's, assumed and
 said so), (2) resamples the frame to the model's pixel size, (3) runs the unchanged Predictor,
 (4) brings the map back to the image's own size, and adds to the result: the pixel sizes used,
-the domain score and ``out_of_domain`` flag (:mod:`phototox.domain`), the quality flags
+the domain score, fine detail and ``out_of_domain`` flag (:mod:`phototox.domain`), the quality flags
 (:mod:`phototox.quality`) and, when control fields are known, the difference to them
 (:mod:`phototox.controls`). The map's ``stride`` is in pixels at the model's scale.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .controls import ControlReference
-from .domain import DomainStats, domain_warning, window_features
+from .domain import DomainStats, domain_features, domain_warning
 from .errors import ImageInputError
 from .inference import (
     DEFAULT_MODE,
@@ -47,6 +47,8 @@ TRUST_FIELDS = (
     "model_pixel_size_um",
     "domain_score",
     "domain_threshold",
+    "fine_detail",
+    "fine_detail_limit",
     "out_of_domain",
     "out_of_focus",
     "saturated",
@@ -136,14 +138,10 @@ class Assessor:
             "model_pixel_size_um": self.model_um,
         }
         if domain is not None:
-            score = domain.image_score(window_features(self.predictor, scaled))
-            extra.update(
-                domain_score=round(score, 4),
-                domain_threshold=round(domain.threshold, 4),
-                out_of_domain=bool(score > domain.threshold),
-            )
-            if score > domain.threshold:
-                self.warn(domain_warning(source, score, domain.threshold))
+            verdict = domain.verdict(domain_features(self.predictor, scaled))
+            extra.update(verdict.fields())
+            if verdict.out_of_domain:
+                self.warn(domain_warning(source, verdict))
         focus_reference = (meta.get("quality") or {}).get("focus_reference")
         extra.update(quality_flags(frame, scaled, focus_reference))
         if self.controls is not None:

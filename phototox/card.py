@@ -175,18 +175,39 @@ def model_card(meta: dict, name: str, sha256: str = "") -> str:
             "Not calibrated: P(sick) is the network's raw softmax output. Read it as a score, not a "
             "frequency, unless the held-out ECE above is small."
         )
-    extra = [(k, meta[k]) for k in DOMAIN_KEYS if k in meta and k not in ("pixel_size_um", "calibration")]
+    extra = [(k, meta[k]) for k in DOMAIN_KEYS if k in meta and k not in ("pixel_size_um", "calibration", "domain")]
     extra += [(k, v) for k, v in meta.items() if k.startswith(("domain", "threshold")) and k not in DOMAIN_KEYS]
     lines += ["", "## Domain check", ""]
-    if extra:
-        lines += [f"- {k}: {_compact(v)}" for k, v in extra]
-    else:
+    if isinstance(meta.get("domain"), dict):
+        lines += _domain_lines(meta["domain"])
+    lines += [f"- {k}: {_compact(v)}" for k, v in extra]
+    if not extra and not isinstance(meta.get("domain"), dict):
         lines.append("No domain statistics recorded: results do not say whether an image resembles the training data.")
     lines += ["", "## Limits", "", _scope(meta, data, audit), "", "## Citations", "", f"- {DEADNET}"]
     manifest = str(meta.get("manifest") or "").lower()
     lines += [f"- {text}" for key, text in KNOWN_DATA.items() if key in manifest]
     lines += [f"- {c}" for c in meta.get("citations") or []]
     return "\n".join(lines) + "\n"
+
+
+def _domain_lines(domain: dict) -> list[str]:
+    """The domain entry in words (its mean and precision matrix are data, not card text)."""
+    lines = [
+        f"- trunk score: {domain.get('feature', '?')}; {domain.get('aggregate', '')}; threshold "
+        f"{domain.get('threshold')} ({domain.get('rule', '?')}), fitted on {domain.get('fitted_on', '?')} "
+        f"({domain.get('n_windows', '?')} windows, {domain.get('made', '?')})"
+    ]
+    fine = domain.get("fine_detail")
+    if isinstance(fine, dict):
+        lines.append(
+            f"- fine detail: {fine.get('statistic')}; limit {fine.get('limit')} ({fine.get('rule')}); fitting "
+            f"images' range {fine.get('range')}"
+        )
+    else:
+        lines.append(
+            "- no fine-detail limit (fitted before phototox checked fine detail): the trunk score alone decides"
+        )
+    return lines
 
 
 def _counts(counts: dict | list | None) -> str:

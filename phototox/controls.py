@@ -126,7 +126,14 @@ def calibrate_model(
         # all frames of a file form one field (one leave-one-out unit)
         scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])
     previous = dict(model.meta.get("domain") or {})
-    domain = compute_domain_stats(assessor.predictor, scaled, f"{len(paths)} user control fields", assessor.model_um)
+    previous_fine = previous.get("fine_detail") or {}
+    domain = compute_domain_stats(
+        assessor.predictor,
+        scaled,
+        f"{len(paths)} user control fields",
+        assessor.model_um,
+        base_fine_detail=previous_fine or None,
+    )
     meta = dict(model.meta)
     meta["domain"] = domain
     meta["calibration"] = {
@@ -140,6 +147,8 @@ def calibrate_model(
         "control_p_sick": [round(v, 5) for v in p_sick],
         "previous_domain_threshold": previous.get("threshold"),
         "domain_threshold": domain["threshold"],
+        "previous_fine_detail_limit": previous_fine.get("limit"),
+        "fine_detail_limit": domain["fine_detail"]["limit"],
         "probability_refit": False,
         "note": "domain statistics and threshold refitted on these control fields; P(sick) itself is the "
         "model's raw output (no probability recalibration on single-class controls)",

@@ -12,10 +12,26 @@ left inverted-contrast fields below the threshold; adding conv3 texture statisti
 six kinds of strange image in benchmarks/bench_domain.py.)
 
 Threshold: leave-one-image-out over the fitting images (each image scored by statistics fitted
-without it), then ``max * (1 + MARGIN)``. The statistics, threshold and how they were made live in
-the model file's ``meta["domain"]``; :func:`compute_domain_stats` makes them for a new model (call
-it at training time with the training images) and ``phototox calibrate`` refits them on a user's
-own control fields.
+without it), then ``max * (1 + MARGIN)``.
+
+Fine detail, a second, one-sided check for a pixel size given too fine (cells look smaller than the
+model learned them): the trunk is tolerant of scale (the retrain's resampling jitter taught it
+so), and 2 of 11 fields made 4x too coarse scored just under its threshold. Per window,
+``log(energy at 4-16 px periods / energy at 32-128 px periods)`` of the normalised, Hann-tapered
+window: detail within cells against the scale of whole cells (1.7-7 um against 14-56 um at
+0.434 um/px); an image's value is the median over the same windows. The limit is the fitting
+images' largest value plus ``MARGIN`` of their range. Only the upper side is checked: an image of
+lower resolution upsampled to the model's scale has legitimately less fine detail, and blur beyond
+that is left to the trunk score and the ``out_of_focus`` flag. Damage raises fine detail too
+(fragmenting cells; celldeath's sick fields lie higher than its healthy ones), so refitted on a
+user's healthy control fields the limit allows the base model's whole training range above the
+controls: after ``calibrate`` it catches only gross scale errors.
+
+``out_of_domain`` is either check failing. Few windows (an image smaller than about 2x2 windows)
+make both checks noisier. The statistics, threshold, limit and how they were made live in the
+model file's ``meta["domain"]``; :func:`compute_domain_stats` makes them for a new model (call it
+at training time with the training images) and ``phototox calibrate`` refits them on a user's own
+control fields.
 """
 
 from __future__ import annotations
@@ -34,6 +50,12 @@ from .windows import window_origins
 MAX_WINDOWS = 48
 MARGIN = 0.10
 FEATURE = "conv3_2 mean+std and pooled conv4 mean, per 220 px window, under the model's preprocessing contract"
+FINE_DETAIL = (
+    "log(energy at 4-16 px periods / energy at 32-128 px periods) of each Hann-tapered window under the "
+    "model's preprocessing contract, median over windows"
+)
+FINE_BAND = (1 / 16, 1 / 4)  # cycles per pixel: detail within cells
+COARSE_BAND = (1 / 128, 1 / 32)  # cycles per pixel: the scale of whole cells
 MIN_IMAGES = 3
 
 
@@ -51,45 +73,121 @@ def window_grid(shape: tuple[int, int], window: int, max_windows: int = MAX_WIND
     return positions
 
 
-@torch.no_grad()
-def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS) -> np.ndarray:
-    """(n_windows, 256) trunk features of a frame already at the model's scale.
+def _contract_windows(predictor, frame: np.ndarray, max_windows: int):
+    """Batches of the grid's windows, normalised as the network receives them, (n, 1, w, w)."""
+    w = predictor.window
+    tensor = torch.from_numpy(predictor.normalised_frame(frame))
+    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(plane_shape(frame), w, max_windows)])
+    for start in range(0, len(crops), predictor.batch_size):
+        yield normalise_windows(crops[start : start + predictor.batch_size], predictor.contract)[:, None]
 
-    Per window: the mean and standard deviation over space of the 64 conv3_2 channels (texture at
-    the cell scale) and the mean of the 128 conv4 channels over the cells the head pools.
+
+def fine_detail(windows: torch.Tensor) -> np.ndarray:
+    """Per window of (n, 1, h, w): ``log(fine-band energy / coarse-band energy)`` (:data:`FINE_DETAIL`)."""
+    x = windows[:, 0].double()
+    x = x - x.mean(dim=(1, 2), keepdim=True)
+    h, w = x.shape[1:]
+    taper = torch.outer(
+        torch.hann_window(h, periodic=False, dtype=torch.float64),
+        torch.hann_window(w, periodic=False, dtype=torch.float64),
+    )
+    power = torch.fft.rfft2(x * taper).abs() ** 2
+    radius = torch.sqrt(
+        torch.fft.fftfreq(h, dtype=torch.float64)[:, None] ** 2
+        + torch.fft.rfftfreq(w, dtype=torch.float64)[None, :] ** 2
+    )
+
+    def energy(band: tuple[float, float]) -> torch.Tensor:
+        return power[:, (radius > band[0]) & (radius <= band[1])].sum(1)
+
+    tiny = torch.finfo(torch.float64).tiny
+    return torch.log((energy(FINE_BAND) + tiny) / (energy(COARSE_BAND) + tiny)).numpy()
+
+
+@dataclass
+class WindowFeatures:
+    """A frame's domain features: trunk features (n_windows, 256) and fine detail (n_windows,)."""
+
+    trunk: np.ndarray
+    fine_detail: np.ndarray
+
+
+@torch.no_grad()
+def domain_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS) -> WindowFeatures:
+    """Both checks' features of a frame already at the model's scale, from one pass over its windows.
+
+    Trunk features per window: the mean and standard deviation over space of the 64 conv3_2
+    channels (texture at the cell scale) and the mean of the 128 conv4 channels over the cells the
+    head pools.
     """
     module = predictor.model.module
     trunk = getattr(module, "features", None)
     layers: dict[str, torch.nn.Module] = dict(trunk.named_children()) if trunk is not None else {}
     if not {"relu3_2", "pool4"} <= set(layers):
         raise PhototoxError(f"model {predictor.model.source} exposes no DeadNet trunk; no domain check")
-    w = predictor.window
-    contract = predictor.contract
-    tensor = torch.from_numpy(predictor.normalised_frame(frame))
-    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(plane_shape(frame), w, max_windows)])
     border = int(getattr(module, "border", 0))
-    out = []
-    for start in range(0, len(crops), predictor.batch_size):
-        x = normalise_windows(crops[start : start + predictor.batch_size], contract).to(predictor.device)[:, None]
+    trunk_out, fine_out = [], []
+    for batch in _contract_windows(predictor, frame, max_windows):
+        fine_out.append(fine_detail(batch))
+        x = batch.to(predictor.device)
         conv3 = x  # replaced by the relu3_2 output, which the check above guarantees
         for name, layer in layers.items():
             x = layer(x)
             if name == "relu3_2":
                 conv3 = x
         inner = x[:, :, border : x.shape[2] - border, border : x.shape[3] - border]
-        out.append(
+        trunk_out.append(
             torch.cat([conv3.mean(dim=(2, 3)), conv3.std(dim=(2, 3)), inner.mean(dim=(2, 3))], 1).float().cpu().numpy()
         )
-    return np.concatenate(out).astype(np.float64)
+    return WindowFeatures(np.concatenate(trunk_out).astype(np.float64), np.concatenate(fine_out))
+
+
+def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS) -> np.ndarray:
+    """(n_windows, 256) trunk features of a frame already at the model's scale (:func:`domain_features`)."""
+    return domain_features(predictor, frame, max_windows).trunk
+
+
+@dataclass
+class DomainVerdict:
+    """One image's domain check: trunk score, fine detail, and whether either lies outside."""
+
+    score: float
+    threshold: float
+    fine_detail: float | None
+    fine_detail_limit: float | None
+
+    @property
+    def too_fine(self) -> bool:
+        return (
+            self.fine_detail_limit is not None
+            and self.fine_detail is not None
+            and self.fine_detail > self.fine_detail_limit
+        )
+
+    @property
+    def out_of_domain(self) -> bool:
+        return self.score > self.threshold or self.too_fine
+
+    def fields(self) -> dict:
+        """The result-row fields of this verdict (fine detail blank for models without its limit)."""
+        limit, value = self.fine_detail_limit, self.fine_detail
+        return {
+            "domain_score": round(self.score, 4),
+            "domain_threshold": round(self.threshold, 4),
+            "fine_detail": None if limit is None or value is None else round(value, 4),
+            "fine_detail_limit": None if limit is None else round(limit, 4),
+            "out_of_domain": self.out_of_domain,
+        }
 
 
 @dataclass
 class DomainStats:
-    """Mean and precision of in-domain window features, and the image-score threshold."""
+    """Mean and precision of in-domain window features, the image-score threshold and fine-detail limit."""
 
     mean: np.ndarray
     precision: np.ndarray
     threshold: float
+    fine_detail_limit: float | None = None
 
     def window_scores(self, features: np.ndarray) -> np.ndarray:
         diff = features - self.mean
@@ -99,12 +197,25 @@ class DomainStats:
     def image_score(self, features: np.ndarray) -> float:
         return float(np.median(self.window_scores(features)))
 
+    def verdict(self, features: WindowFeatures) -> DomainVerdict:
+        """Both checks on one image's features."""
+        return DomainVerdict(
+            self.image_score(features.trunk),
+            self.threshold,
+            float(np.median(features.fine_detail)),
+            self.fine_detail_limit,
+        )
+
     @classmethod
     def from_meta(cls, meta: dict) -> DomainStats | None:
         d = meta.get("domain")
         if not isinstance(d, dict) or "mean" not in d:
             return None
-        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["precision"], np.float64), float(d["threshold"]))
+        fine = d.get("fine_detail")
+        limit = float(fine["limit"]) if isinstance(fine, dict) and "limit" in fine else None
+        return cls(
+            np.asarray(d["mean"], np.float64), np.asarray(d["precision"], np.float64), float(d["threshold"]), limit
+        )
 
 
 def fit_gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +244,40 @@ def fit_domain(per_image: list[np.ndarray], margin: float = MARGIN) -> tuple[Dom
     return DomainStats(mean, precision, threshold), report
 
 
+def fit_fine_detail(per_image: list[float], base_range: float | None = None, margin: float = MARGIN) -> dict:
+    """The fine-detail limit of images of known good scale.
+
+    Training images (both classes): the largest value plus ``margin`` of their range. Control
+    fields (``base_range``: the base model's training range): the largest value plus
+    ``(1 + margin) * base_range``, because healthy controls cannot show the finer detail of damaged,
+    fragmenting cells (celldeath's sick training fields reach 0.6 higher than its healthy ones,
+    phototox.synth's most damaged about 1.5 higher than its undamaged): the check then catches only
+    gross scale errors.
+    """
+    values = np.asarray(per_image, np.float64)
+    spread = float(values.max() - values.min())
+    if base_range is None:
+        allowance, rule = margin * spread, f"largest fitting image + {margin:g} x their range"
+    else:
+        allowance = (1 + margin) * base_range
+        rule = f"largest control field + {1 + margin:g} x the base model's training range ({base_range:.4f})"
+    return {
+        "statistic": FINE_DETAIL,
+        "limit": round(float(values.max() + allowance), 4),
+        "range": [round(float(values.min()), 4), round(float(values.max()), 4)],
+        "range_used": round(spread if base_range is None else base_range, 4),
+        "rule": rule + " (one-sided: flags finer detail only)",
+    }
+
+
 def domain_meta(
-    stats: DomainStats, report: dict, fitted_on: str, n_images: int, n_windows: int, pixel_size_um: float | None
+    stats: DomainStats,
+    report: dict,
+    fitted_on: str,
+    n_images: int,
+    n_windows: int,
+    pixel_size_um: float | None,
+    fine: dict | None = None,
 ) -> dict:
     """The ``meta["domain"]`` entry of a model file."""
     return {
@@ -149,29 +292,54 @@ def domain_meta(
         "pixel_size_um": pixel_size_um,
         "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **report,
+        **({"fine_detail": fine} if fine else {}),
     }
 
 
 def compute_domain_stats(
-    predictor, images: list, fitted_on: str, pixel_size_um: float | None = None, margin: float = MARGIN
+    predictor,
+    images: list,
+    fitted_on: str,
+    pixel_size_um: float | None = None,
+    margin: float = MARGIN,
+    base_fine_detail: dict | None = None,
 ) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
     Each item of ``images`` is one field: a 2-D frame, or a list/stack of frames of the same field
     (one leave-one-out unit). Call it at training time with the training images (never the
-    validation ones, which are the test of the threshold).
+    validation ones, which are the test of the threshold). ``base_fine_detail``: the base model's
+    ``fine_detail`` entry when refitting on control fields (:func:`fit_fine_detail`).
     """
-    per_image = []
+    per_image, fine = [], []
     for item in images:
         frames = [item] if np.ndim(item) == 2 else list(item)
-        per_image.append(np.concatenate([window_features(predictor, f) for f in frames]))
+        features = [domain_features(predictor, f) for f in frames]
+        per_image.append(np.concatenate([f.trunk for f in features]))
+        fine.append(float(np.median(np.concatenate([f.fine_detail for f in features]))))
     stats, report = fit_domain(per_image, margin)
-    return domain_meta(stats, report, fitted_on, len(per_image), int(sum(len(f) for f in per_image)), pixel_size_um)
+    return domain_meta(
+        stats,
+        report,
+        fitted_on,
+        len(per_image),
+        int(sum(len(f) for f in per_image)),
+        pixel_size_um,
+        fit_fine_detail(fine, None if not base_fine_detail else float(base_fine_detail["range_used"]), margin),
+    )
 
 
-def domain_warning(source: str, score: float, threshold: float) -> str:
-    """The one-line CLI warning for an out-of-domain image."""
+def domain_warning(source: str, verdict: DomainVerdict) -> str:
+    """The one-line CLI warning for an out-of-domain image, naming the check(s) that failed."""
+    reasons = []
+    if verdict.score > verdict.threshold:
+        reasons.append(f"score {verdict.score:.2f} > {verdict.threshold:.2f}")
+    if verdict.too_fine:
+        reasons.append(
+            f"fine detail {verdict.fine_detail:.2f} > {verdict.fine_detail_limit:.2f}: finer than the model knows, "
+            "as if the cells were smaller; is the pixel size right?"
+        )
     return (
-        f"phototox: warning: {source}: OUT OF DOMAIN (score {score:.2f} > {threshold:.2f}): "
+        f"phototox: warning: {source}: OUT OF DOMAIN ({'; '.join(reasons)}): "
         "unlike the model's training images; its P(sick) is not to be trusted"
     )

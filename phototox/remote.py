@@ -32,6 +32,7 @@ RESULT_KEYS = (
     "pixel_size_source",
     "model_pixel_size_um",
     "domain_score",
+    "fine_detail",
     "out_of_domain",
     "out_of_focus",
     "saturated",

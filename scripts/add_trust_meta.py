@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
     parser.add_argument("--manifest", required=True)
-    parser.add_argument("--pixel-size", type=float, required=True, help="um/px the model was trained at")
+    parser.add_argument("--pixel-size", type=float, help="um/px the model was trained at (omit when unknown)")
     args = parser.parse_args()
 
     registry = read_registry()

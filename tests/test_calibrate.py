@@ -44,6 +44,12 @@ def test_calibrate_changes_threshold_and_records_it(tmp_path, controls, capsys):
     assert record["controls"] == [p.name for p in paths] and len(record["control_p_sick"]) == 4
     assert record["probability_refit"] is False
     assert "user control fields" in after["domain"]["fitted_on"]
+    # fine detail: refitted above the controls with room for damaged cells' finer detail
+    fine = after["domain"]["fine_detail"]
+    assert record["previous_fine_detail_limit"] == before["domain"]["fine_detail"]["limit"]
+    assert (
+        record["fine_detail_limit"] == fine["limit"] > fine["range"][1] + before["domain"]["fine_detail"]["range_used"]
+    )
     # the controls' look is now in domain; with the shipped model it was not
     table = tmp_path / "r.csv"
     for model, expect in (("default", "True"), (str(out), "False")):

@@ -36,6 +36,7 @@ FEATURES = (
     "PixelSizeAssumed",
     "ModelPixelSizeUm",
     "DomainScore",
+    "FineDetail",
     "OutOfDomain",
 )
 

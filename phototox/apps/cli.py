@@ -409,7 +409,8 @@ def cmd_calibrate(args) -> int:
 
     record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
     print(
-        f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']} "
+        f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']}, "
+        f"fine-detail limit {record['previous_fine_detail_limit']} -> {record['fine_detail_limit']} "
         f"(refitted on {len(record['controls'])} control fields); control P(sick) "
         + ", ".join(f"{v:.3f}" for v in record["control_p_sick"])
     )

@@ -64,9 +64,11 @@ Measurements made by this module
    size used (from the setting), 1 when it was not given and the model's was
    assumed, and the model's own. The image is resampled to the model's pixel
    size before it is analysed.
--  *DomainScore*, *OutOfDomain:* how unlike the model's training images the
-   image is, and 1 when that is beyond the model's threshold: the numbers
-   above are then not trustworthy (another microscope, stain or cell type;
+-  *DomainScore*, *FineDetail*, *OutOfDomain:* how unlike the model's
+   training images the image is, how fine its detail is (it rises when cells
+   look smaller than in training, e.g. a wrong pixel size), and 1 when either
+   is beyond the model's limits: the numbers above are then not trustworthy
+   (another microscope, stain or cell type, or a wrong pixel size;
    ``phototox calibrate`` on your control fields refits the check).
 
 **Object measurements** (``Phototoxicity_<Feature>_<Image>``):
@@ -127,6 +129,7 @@ F_PIXEL_SIZE = "PixelSizeUm"
 F_PIXEL_ASSUMED = "PixelSizeAssumed"
 F_MODEL_PIXEL_SIZE = "ModelPixelSizeUm"
 F_DOMAIN_SCORE = "DomainScore"
+F_FINE_DETAIL = "FineDetail"
 F_OUT_OF_DOMAIN = "OutOfDomain"
 IMAGE_FEATURES = (
     F_MEAN,
@@ -137,6 +140,7 @@ IMAGE_FEATURES = (
     F_PIXEL_ASSUMED,
     F_MODEL_PIXEL_SIZE,
     F_DOMAIN_SCORE,
+    F_FINE_DETAIL,
     F_OUT_OF_DOMAIN,
 )
 OBJECT_FEATURES = (F_NEIGHBOURHOOD,)
@@ -486,6 +490,7 @@ whenever your objective or camera differs.""",
             F_PIXEL_ASSUMED: int(size.source != "user"),
             F_MODEL_PIXEL_SIZE: nan if assessor.model_um is None else float(assessor.model_um),
             F_DOMAIN_SCORE: float(extra.get("domain_score", nan)),
+            F_FINE_DETAIL: nan if extra.get("fine_detail") is None else float(extra["fine_detail"]),
             F_OUT_OF_DOMAIN: int(bool(extra.get("out_of_domain", False))),
         }
         for feature, value in measurements.items():
