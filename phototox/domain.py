@@ -142,11 +142,6 @@ def domain_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS
     return WindowFeatures(np.concatenate(trunk_out).astype(np.float64), np.concatenate(fine_out))
 
 
-def window_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS) -> np.ndarray:
-    """(n_windows, 256) trunk features of a frame already at the model's scale (:func:`domain_features`)."""
-    return domain_features(predictor, frame, max_windows).trunk
-
-
 @dataclass
 class DomainVerdict:
     """One image's domain check: trunk score, fine detail, and whether either lies outside."""
