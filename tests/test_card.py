@@ -53,9 +53,36 @@ def test_card_prints_keys_recorded_by_other_steps():
     assert "La Greca" in card  # the data set is cited when the manifest is recognisably it
 
 
+def test_card_states_both_domain_checks_in_words_not_the_statistics():
+    """The domain entry: threshold, fitting images and fine-detail limit; never the mean vector."""
+    from phototox.domain import fit_fine_detail
+
+    domain = {"feature": "trunk", "threshold": 1.23, "fitted_on": "7 training images", "mean": [0.123456] * 256}
+    card = model_card({"domain": {**domain, "fine_detail": fit_fine_detail([-1.0, 0.5])}}, "m")
+    section = card[card.index("## Domain check") : card.index("## Limits")]
+    assert "threshold 1.23" in section and "7 training images" in section
+    assert "limit 0.65" in section and "0.123456" not in section
+    older = model_card({"domain": domain}, "m")
+    assert "no fine-detail limit" in older and "trunk score alone" in older
+
+
 def test_card_for_shipped_default_is_the_curated_one():
     loaded = load_registered()
     assert card_for_model(loaded) == (shipped_dir() / "MODEL_CARD.md").read_text()
+
+
+def test_curated_card_names_the_registered_checksum_of_each_model_it_describes():
+    """A re-shipped file (new meta, new checksum) must not leave the card quoting the old one."""
+    import re
+
+    from phototox.models.registry import read_registry
+
+    registry = read_registry()
+    card = (shipped_dir() / "MODEL_CARD.md").read_text()
+    quoted = set(re.findall(r"`([0-9a-f]{64})`", card))
+    registered = {entry.sha256 for entry in registry.entries.values()}
+    assert registry.entry().sha256 in quoted
+    assert quoted <= registered, quoted - registered
 
 
 def test_card_for_user_model_is_its_own(tiny_model_path):
