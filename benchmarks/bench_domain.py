@@ -12,8 +12,9 @@ crop, both analysed as if at 0.434 um/px). Target: every held-out field unflagge
 strange kind flagged. A flag is either check of :mod:`phototox.domain` failing (trunk score above
 its threshold, or fine detail above its limit). Also reported, as a second in-domain set: copies of
 the held-out fields resampled by 0.5x and 2x and analysed at their TRUE pixel size (brought back to
-the model's scale as ``predict`` does); they should stay unflagged. Then the T98G time-lapse (Tsai et al. 2019; 0.87 um/px given): flag rate
-of frames t20-t37 before and after ``calibrate`` on frames t01, t05, t09, t13 (held apart).
+the model's scale as ``predict`` does); they should stay unflagged. Then the T98G time-lapse (Tsai
+et al. 2019; 0.87 um/px given): flag rate of frames t20-t37 before and after ``calibrate`` on
+frames t01, t05, t09, t13 (held apart).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from phototox.domain import DomainStats, domain_features
+from phototox.domain import DomainStats, DomainVerdict, domain_features
 from phototox.images import read_frames
 from phototox.inference import Predictor
 from phototox.manifest import read_manifest
@@ -74,9 +75,13 @@ def held_out_fields(model) -> list[tuple[str, np.ndarray]]:
     ]
 
 
+def verdicts_of(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> list[DomainVerdict]:
+    return [stats.verdict(domain_features(predictor, f)) for f in frames]
+
+
 def flag_rate(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> tuple[float, dict]:
     """Share of frames flagged out of domain, and the extremes of both checks' values."""
-    verdicts = [stats.verdict(domain_features(predictor, f)) for f in frames]
+    verdicts = verdicts_of(predictor, stats, frames)
     scores = [v.score for v in verdicts]
     fine = [v.fine_detail for v in verdicts]
     extremes = {
@@ -128,7 +133,7 @@ def t98g_report(model_spec: str = "default") -> dict:
             stats = DomainStats.from_meta(predictor.model.meta)
             factor = scale_factor(T98G_UM, predictor.model.meta.get("pixel_size_um"))
             scaled = [to_model_scale(read_frames(p)[0], factor, predictor.window) for p in tested]
-            verdicts = [stats.verdict(domain_features(predictor, f)) for f in scaled]
+            verdicts = verdicts_of(predictor, stats, scaled)
             out[key] = {
                 "threshold": stats.threshold,
                 "fine_detail_limit": stats.fine_detail_limit,

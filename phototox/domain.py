@@ -148,16 +148,12 @@ class DomainVerdict:
 
     score: float
     threshold: float
-    fine_detail: float | None
-    fine_detail_limit: float | None
+    fine_detail: float
+    fine_detail_limit: float | None  # None: a model fitted before this check
 
     @property
     def too_fine(self) -> bool:
-        return (
-            self.fine_detail_limit is not None
-            and self.fine_detail is not None
-            and self.fine_detail > self.fine_detail_limit
-        )
+        return self.fine_detail_limit is not None and self.fine_detail > self.fine_detail_limit
 
     @property
     def out_of_domain(self) -> bool:
@@ -165,11 +161,11 @@ class DomainVerdict:
 
     def fields(self) -> dict:
         """The result-row fields of this verdict (fine detail blank for models without its limit)."""
-        limit, value = self.fine_detail_limit, self.fine_detail
+        limit = self.fine_detail_limit
         return {
             "domain_score": round(self.score, 4),
             "domain_threshold": round(self.threshold, 4),
-            "fine_detail": None if limit is None or value is None else round(value, 4),
+            "fine_detail": None if limit is None else round(self.fine_detail, 4),
             "fine_detail_limit": None if limit is None else round(limit, 4),
             "out_of_domain": self.out_of_domain,
         }
@@ -272,7 +268,7 @@ def domain_meta(
     n_images: int,
     n_windows: int,
     pixel_size_um: float | None,
-    fine: dict | None = None,
+    fine: dict,
 ) -> dict:
     """The ``meta["domain"]`` entry of a model file."""
     return {
@@ -287,7 +283,7 @@ def domain_meta(
         "pixel_size_um": pixel_size_um,
         "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **report,
-        **({"fine_detail": fine} if fine else {}),
+        "fine_detail": fine,
     }
 
 
