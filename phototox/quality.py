@@ -12,8 +12,10 @@ number is doubtful:
   maximum or at its minimum. Real detector noise leaves a handful of pixels at the extremes; a
   clipped (saturated or underexposed) image leaves a plateau. ``saturated`` above ``CLIP_LIMIT``.
 * ``foreground_fraction`` -- fraction of pixels whose local standard deviation (7x7 px) exceeds
-  ``FOREGROUND_K`` times the pixel noise (estimated robustly from the median absolute difference
-  between neighbouring pixels). ``nearly_empty`` below ``EMPTY_LIMIT``.
+  ``FOREGROUND_K`` times the noise, both after a Gaussian of ``SMOOTH_SIGMA`` px: the pixel noise
+  (estimated robustly from the median absolute difference between neighbouring pixels) shrinks by
+  ``2 sqrt(pi) SMOOTH_SIGMA`` while cell-sized structure stays, so a noisy low-light field of
+  smooth cells is not mistaken for an empty one. ``nearly_empty`` below ``EMPTY_LIMIT``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DEFAULT_FOCUS_REFERENCE = 0.044
 """Median focus measure of the shipped celldeath model's training images (0.434 um/px)."""
 CLIP_LIMIT = 0.01
 FOREGROUND_K = 2.0
+SMOOTH_SIGMA = 2.0
 EMPTY_LIMIT = 0.05
 QUALITY_FIELDS = ("focus", "out_of_focus", "clipped_fraction", "saturated", "foreground_fraction", "nearly_empty")
 
@@ -53,11 +56,12 @@ def noise_sigma(frame: np.ndarray) -> float:
 
 
 def foreground_fraction(frame: np.ndarray) -> float:
-    """Fraction of pixels whose 7x7 local standard deviation exceeds FOREGROUND_K x the noise."""
+    """Fraction of pixels whose smoothed 7x7 local standard deviation exceeds FOREGROUND_K x the smoothed noise."""
     f = frame.astype(np.float64)
-    mean = ndimage.uniform_filter(f, 7)
-    local_sd = np.sqrt(np.maximum(ndimage.uniform_filter(f * f, 7) - mean * mean, 0.0))
-    sigma = noise_sigma(f)
+    smooth = ndimage.gaussian_filter(f, SMOOTH_SIGMA)
+    mean = ndimage.uniform_filter(smooth, 7)
+    local_sd = np.sqrt(np.maximum(ndimage.uniform_filter(smooth * smooth, 7) - mean * mean, 0.0))
+    sigma = noise_sigma(f) / (2 * np.sqrt(np.pi) * SMOOTH_SIGMA)  # white noise after the Gaussian
     if sigma == 0:
         return float((local_sd > 0).mean())
     return float((local_sd > FOREGROUND_K * sigma).mean())

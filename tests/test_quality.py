@@ -62,6 +62,15 @@ def test_empty_and_mostly_empty_fields(fields, rng):
     assert foreground_fraction(f) > 0.1
 
 
+def test_low_light_field_of_cells_is_not_empty(fields, rng):
+    """Low light: pixel noise as strong as the cells' contrast. The cells are still there."""
+    for f in fields:
+        noisy = (f + rng.normal(0, f.std(), f.shape)).astype(np.float32)
+        assert foreground_fraction(noisy) > 0.1 and not quality_flags(noisy)["nearly_empty"]
+    pure = rng.normal(fields[0].mean(), fields[0].std(), fields[0].shape)
+    assert quality_flags(pure)["nearly_empty"]  # the same noise without cells is empty
+
+
 def test_noise_estimate_tracks_the_noise(rng):
     for sigma in (2.0, 10.0):
         assert noise_sigma(rng.normal(100, sigma, (300, 300))) == pytest.approx(sigma, rel=0.1)
