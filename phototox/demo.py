@@ -58,13 +58,22 @@ def run_demo(
     mode: str,
     threshold: float,
 ) -> DemoResult:
-    """Render, map and fit the dose series into ``out``."""
+    """Render, map and fit the dose series into ``out``.
+
+    Through :class:`~phototox.assess.Assessor`, as ``phototox map`` does, so the rows say the pixel
+    size used and whether each field is in the model's domain.
+    """
+    from .assess import Assessor
+
+    assessor = Assessor(predictor)
     rows, fields = [], []
     for i, (stem, dose) in enumerate(zip(demo_stems(), DEMO_DOSES)):
         synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i)
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, synthetic.image)
-        results = predictor.analyse(synthetic.image, str(image_path), stride, mode, threshold)
+        results = assessor.analyse(
+            synthetic.image[None], str(image_path), image_path, stride=stride, mode=mode, threshold=threshold
+        )
         meta = provenance(predictor.model)
         write_map_outputs(out, stem, synthetic.image[None].astype("float32"), results, provenance=meta)
         rows += summary_rows(str(image_path), results, predictor.model.label, meta)
