@@ -6,8 +6,8 @@
 
 Inputs are synthetic (phototox.synth) fields; large frames are tiled from a few rendered 1024 px
 fields and written block by block, so generating them never holds the frame. Every measurement
-runs the real command in a fresh subprocess; peak memory is that process's maximum RSS (Linux
-ru_maxrss of the child, which includes Dask worker processes only when they are children).
+runs the real command in a fresh subprocess; peak memory is that process's own peak RSS (VmHWM;
+Dask worker processes are not included).
 Results are appended as JSON lines to benchmarks/results/scale.jsonl.
 """
 
@@ -54,8 +54,9 @@ def make_large_zarr(path: Path, size: int) -> Path:
 def _run_measured(args: list[str]) -> dict:
     """Run ``phototox ARGS`` in a child; wall time and the child's peak RSS (MiB)."""
     code = (
-        "import resource, sys; from phototox.apps.cli import main; rc = main(sys.argv[1:]); "
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        "import sys; from phototox.apps.cli import main; rc = main(sys.argv[1:]); "
+        "print('PEAK_KB', next(int(v.split()[1]) for v in open('/proc/self/status') if v.startswith('VmHWM:'))); "
+        "sys.exit(rc)"
     )
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -15,6 +15,18 @@ from phototox.apps.cli import main
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 """A shipped model that gives meaningful (varying) probabilities on phototox.synth fields."""
 
+PEAK_RSS_KB_SOURCE = (
+    "def peak_rss_kb():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1])\n"
+    "    import resource\n"
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+)
+"""Source of ``peak_rss_kb()`` for a child process: its own peak RSS in KiB (VmHWM). Not ``ru_maxrss``:
+on Linux a child's ``ru_maxrss`` starts at its parent's RSS at fork time and survives ``exec``, so
+inside a large pytest process it measured the parent (1.8 GB on CI for a 0.5 GB child)."""
+
 
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every file and folder under ``root``: files by (size, mtime_ns, mode), folders as 'dir'."""
@@ -70,10 +82,9 @@ def expect_refusal(
 def run_cli_subprocess(args: list, cwd: Path, umask: int | None = None, timeout: float = 600) -> tuple[int, str, int]:
     """Run the real ``phototox`` entry point in a child process; return (exit code, stderr, peak RSS in KiB)."""
     code = (
-        "import resource, sys\n"
-        "from phototox.apps.cli import main\n"
+        "import sys\n" + PEAK_RSS_KB_SOURCE + "from phototox.apps.cli import main\n"
         "rc = main(sys.argv[1:])\n"
-        "sys.stderr.write(f'\\nPEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+        "sys.stderr.write(f'\\nPEAK_RSS_KB {peak_rss_kb()}\\n')\n"
         "sys.exit(rc)\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -127,10 +127,8 @@ def test_multi_channel_hyperstack_is_refused(tmp_path, capsys):
 
 # --- bounded memory for long images ----------------------------------------------------------------
 
-OVERLAY_RSS_BOUND_MB = (
-    1800  # measured 516 MB alone, up to 1152 MB inside the full suite; the old overlay took 2.6 GB here
-)
-"""Peak RSS allowed for mapping a 12000 x 220 image (measured ~500 MB; ~2.6 GB before the cap)."""
+OVERLAY_RSS_BOUND_MB = 1800
+"""Peak RSS allowed for mapping a 12000 x 220 image (child's VmHWM 530 MB, also beside a 2 GB parent; ~2.6 GB before the overlay cap)."""
 
 
 @pytest.mark.slow

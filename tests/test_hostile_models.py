@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hostile_support import PEAK_RSS_KB_SOURCE
 
 from phototox.errors import ModelLoadError
 from phototox.models import limits
@@ -486,8 +487,10 @@ def test_cli_refuses_a_hostile_model_with_one_line_and_exit_1(tmp_path, gap_stat
     assert tree(tmp_path) == before
 
 
-RSS_PROBE = """
-import resource, sys
+RSS_PROBE = (
+    PEAK_RSS_KB_SOURCE
+    + """
+import sys
 from phototox.errors import ModelLoadError
 from phototox.models.loader import load_model
 for spec in sys.argv[1:]:
@@ -496,8 +499,9 @@ for spec in sys.argv[1:]:
         print("LOADED", spec)
     except ModelLoadError as exc:
         print("REFUSED", exc)
-print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print("PEAK_MB", peak_rss_kb() / 1024)
 """
+)
 
 
 @pytest.mark.slow
@@ -520,7 +524,7 @@ def test_memory_stays_bounded_on_absurd_declared_sizes(tmp_path, package_dir, ga
     lines = proc.stdout.splitlines()
     assert sum(line.startswith("REFUSED") for line in lines) == 2, lines
     peak = float(lines[-1].split()[1])
-    assert peak < 2000, f"peak RSS {peak:.0f} MB"  # measured 272 MB alone, 1215 MB in the full suite; old: 3.2 GB
+    assert peak < 2000, f"peak RSS {peak:.0f} MB"  # measured 272 MB; old: 3.2 GB
 
 
 def test_limits_live_in_one_documented_place():
