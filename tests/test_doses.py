@@ -37,7 +37,6 @@ def test_needs_three_doses():
 
 
 @pytest.mark.slow  # 500 bootstrap fits of a flat response (20-80 s on a busy 2-core machine)
-@pytest.mark.slow
 def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys):
     assert (
         main(

@@ -241,3 +241,41 @@ def test_persistence_is_an_hour_of_frames_unless_given():
     assert OnsetSettings().persistence_frames(1.0) == 60
     assert OnsetSettings(persistence=4).persistence_frames(10.2) == 4
     assert OnsetSettings().for_interval(20.0).persistence == 3
+
+
+# --- worker processes -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_processes_measure_the_same_as_one_process(tmp_path):
+    """Fields measured in two spawned processes give exactly the serial measures, in field order."""
+    import csv
+    import io
+    import json
+
+    from phototox.synth_timelapse import write_dose_series
+
+    doses = write_dose_series(tmp_path / "series", irradiances=(0.0, 0.0, 400.0), n_frames=8, size=192, seed=3)
+    fields = sorted(str(p) for p in (tmp_path / "series").glob("field*.tif"))
+    docs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        common = ["--doses", str(doses), "--no-sickness", "--bootstrap", "0", "--quiet"]
+        assert main(["timecourse", *fields, *common, "--out", str(out), "--workers", str(workers)]) == 0
+        docs[workers] = json.loads((out / "timecourse.json").read_text())
+        assert docs[workers]["run_time"]["activity_workers"] == workers
+        docs[workers]["csv"] = (out / "timecourse.csv").read_text()
+    assert docs[1]["csv"] == docs[2]["csv"]
+    rows = list(csv.DictReader(io.StringIO(docs[1]["csv"])))
+    assert len({row["field"] for row in rows}) == 3
+    for measure in ("confluence", "motion_um_per_min"):
+        values = np.array([float(row[measure]) for row in rows if row[measure]])
+        assert len(values) >= 3 * 7 and np.ptp(values) > 0, f"the fixture's {measure} must vary"
+
+
+def test_workers_below_one_are_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["timecourse", str(tmp_path), "--no-sickness", "--workers", "0", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "--workers" in err
+    assert not out.exists()

@@ -38,6 +38,8 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
             "--no-sickness",
             "--bootstrap",
             "100",
+            "--workers",
+            "2",  # the nine fields in two processes (identical measures: test_timecourse.py)
             "--quiet",
         ]
     )
@@ -89,6 +91,8 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
             "--no-sickness",
             "--bootstrap",
             "0",
+            "--workers",
+            "2",
             "--out",
             str(out),
             "--quiet",

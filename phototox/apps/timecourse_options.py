@@ -71,6 +71,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=MITOSIS.max_rounding_min,
         help="rounding lasting longer is a persistent round object, not a division",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=TimecourseSettings.workers,
+        help="processes measuring motion, confluence and rounding of different fields at once; each holds "
+        "one field's frames (default %(default)s; P(sick) always runs in the main process)",
+    )
     p.add_argument("--seed", type=int, default=ONSET.seed, help="random seed of the bootstrap intervals (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
@@ -89,8 +96,11 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         or args.baseline_frames < 0
         or args.bootstrap < 0
         or args.z_threshold <= 0
+        or args.workers < 1
     ):
-        raise PhototoxError("--persistence must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0")
+        raise PhototoxError(
+            "--persistence and --workers must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0"
+        )
     return TimecourseSettings(
         interval_min=args.interval,
         pixel_um=args.pixel_size,
@@ -101,6 +111,7 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         stride=args.stride,
         threshold=args.threshold,
         flow_method=args.flow,
+        workers=args.workers,
         onset=OnsetSettings(
             z_threshold=args.z_threshold,
             persistence=args.persistence,

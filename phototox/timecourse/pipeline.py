@@ -84,6 +84,7 @@ class TimecourseSettings:
     stride: int = 32
     threshold: float = 0.5
     flow_method: str = "ilk"
+    workers: int = 1  # processes measuring the activity of different fields at once
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
 
@@ -143,40 +144,98 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     return fields, float(pixel)
 
 
-def measure_field(
-    f: TimeField, pixel_um: float, settings: TimecourseSettings, assessor=None, progress=None, domain=None
-) -> FieldSeries:
-    """All per-frame measures of one field (``domain``: the model's domain statistics, to flag frames)."""
-    n = len(f.frames)
-    values = {k: np.full(n, np.nan) for k in MEASURES}
-    out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
+@dataclass
+class FieldActivity:
+    """The model-free measures of one field: per-frame confluence and motion, round objects per frame."""
+
+    confluence: np.ndarray
+    motion_um_per_min: np.ndarray
+    detections: list[np.ndarray]
+
+
+def measure_activity(
+    frames: np.ndarray, interval_min: float, pixel_um: float, flow_method: str, mitosis: MitosisSettings, progress=None
+) -> FieldActivity:
+    """Confluence, motion and round objects of every frame of one field (no model involved)."""
+    n = len(frames)
+    activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), [])
     factor = flow_factor(pixel_um)
-    masks: list[np.ndarray] = []
-    detections: list[np.ndarray] = []
-    for t, frame in enumerate(f.frames):
+    previous_mask = None
+    for t, frame in enumerate(frames):
         mask = foreground_mask(frame, pixel_um)
-        values["confluence"][t] = confluence(mask)
-        if t > 0:
-            cells = mask | masks[-1]
-            values["motion_um_per_min"][t] = motion_um_per_min(
-                f.frames[t - 1], frame, cells, pixel_um, f.interval_min, factor, settings.flow_method
+        activity.confluence[t] = confluence(mask)
+        if previous_mask is not None:
+            activity.motion_um_per_min[t] = motion_um_per_min(
+                frames[t - 1], frame, mask | previous_mask, pixel_um, interval_min, factor, flow_method
             )
-        masks = [mask]
-        detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
-        if assessor is not None:  # an Assessor: the frame is analysed at the model's pixel size
-            result = assessor.analyse_frame(
-                frame,
-                PixelSize(pixel_um, "timecourse"),
-                f"{f.name} frame {t}",
-                settings.stride,
-                "dense",
-                settings.threshold,
-                domain=domain,
-            )
-            if out_of_domain is not None:
-                out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
-            values["mean_sick_probability"][t] = result.mean_sick_probability
-            values["sick_area_fraction"][t] = result.sick_area_fraction
+        previous_mask = mask
+        activity.detections.append(detect_round_objects(frame, pixel_um, mitosis))
+        if progress is not None:
+            progress(1)
+    return activity
+
+
+def _activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings) -> FieldActivity:
+    """:func:`measure_activity` of one field, as a picklable job for a worker process."""
+    return measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis)
+
+
+def measure_activities(
+    fields: list[TimeField], pixel_um: float, settings: TimecourseSettings, progress=None
+) -> list[FieldActivity]:
+    """:func:`measure_activity` of every field, in ``settings.workers`` processes (each holds one field)."""
+    workers = min(settings.workers, len(fields))
+    if workers <= 1:
+        return [
+            measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis, progress)
+            for f in fields
+        ]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: the parent may hold a PyTorch model and its thread pools
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {pool.submit(_activity_of, f, pixel_um, settings): len(f.frames) for f in fields}
+        for job in as_completed(jobs):
+            if progress is not None:
+                progress(jobs[job])
+        return [job.result() for job in jobs]
+
+
+def measure_field(
+    f: TimeField,
+    pixel_um: float,
+    settings: TimecourseSettings,
+    assessor=None,
+    progress=None,
+    domain=None,
+    activity: FieldActivity | None = None,
+) -> FieldSeries:
+    """All per-frame measures of one field (``domain``: the model's domain statistics, to flag frames;
+    ``activity``: its model-free measures when already computed)."""
+    n = len(f.frames)
+    if activity is None:
+        activity = measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis)
+    values = {k: np.full(n, np.nan) for k in MEASURES}
+    values["confluence"] = activity.confluence
+    values["motion_um_per_min"] = activity.motion_um_per_min
+    detections = activity.detections
+    out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
+    for t, frame in enumerate(f.frames if assessor is not None else ()):
+        # an Assessor: the frame is analysed at the model's pixel size
+        result = assessor.analyse_frame(
+            frame,
+            PixelSize(pixel_um, "timecourse"),
+            f"{f.name} frame {t}",
+            settings.stride,
+            "dense",
+            settings.threshold,
+            domain=domain,
+        )
+        if out_of_domain is not None:
+            out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
+        values["mean_sick_probability"][t] = result.mean_sick_probability
+        values["sick_area_fraction"][t] = result.sick_area_fraction
         if progress is not None:
             progress(1)
     tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
@@ -282,10 +341,13 @@ def run_timecourse(
     domain = assessor.domain if assessor is not None else None
     start = time.perf_counter()
     total = sum(len(f.frames) for f in fields)
-    series = []
-    with tqdm(total=total, desc="timecourse", unit="frame", disable=not progress) as bar:
-        for f in fields:
-            series.append(measure_field(f, pixel_um, settings, assessor, bar.update, domain))
+    passes = 1 if assessor is None else 2  # activity, then P(sick) frame by frame
+    with tqdm(total=total * passes, desc="timecourse", unit="frame", disable=not progress) as bar:
+        activities = measure_activities(fields, pixel_um, settings, bar.update)
+        series = [
+            measure_field(f, pixel_um, settings, assessor, bar.update, domain, activity)
+            for f, activity in zip(fields, activities)
+        ]
     seconds = time.perf_counter() - start
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
@@ -307,6 +369,7 @@ def run_timecourse(
         "seconds": seconds,
         "frames": total,
         "seconds_per_frame": seconds / total,
+        "workers": max(1, min(settings.workers, len(fields))),
         "groups": groups,
         "control": control,
         "group_doses": group_doses,

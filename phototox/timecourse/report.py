@@ -246,6 +246,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
             "seconds": context["seconds"],
             "frames": context["frames"],
             "seconds_per_frame": context["seconds_per_frame"],
+            "activity_workers": context["workers"],
         },
         "citation": CITATION_T98G,
     }
@@ -381,7 +382,8 @@ def markdown(doc: dict, series, written: list[str]) -> str:
         ]
     lines += [
         "",
-        f"Run time: {doc['run_time']['seconds_per_frame']:.2f} s per frame.",
+        f"Run time: {doc['run_time']['seconds_per_frame']:.2f} s per frame "
+        f"(activity measured in {doc['run_time']['activity_workers']} process(es)).",
         "",
         "Files: " + ", ".join(written) + ".",
         "",
