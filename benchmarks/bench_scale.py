@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -59,13 +58,12 @@ def _run_measured(args: list[str]) -> dict:
         "sys.exit(rc)"
     )
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     peak = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("PEAK_KB"))
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 1024, 1), "children_before_kb": before}
+    return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 1024, 1)}
 
 
 def bench_memory(sizes: list[int], in_memory: list[int], chunk: int, mode: str = "dense", stride: int = 32) -> None:
@@ -188,7 +186,6 @@ def _emit(record: dict) -> None:
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    record.pop("children_before_kb", None)
     print(json.dumps(record), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as handle:

@@ -17,15 +17,20 @@ SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 PEAK_RSS_KB_SOURCE = (
     "def peak_rss_kb():\n"
-    "    for line in open('/proc/self/status'):\n"
-    "        if line.startswith('VmHWM:'):\n"
-    "            return int(line.split()[1])\n"
-    "    import resource\n"
-    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "    try:\n"
+    "        for line in open('/proc/self/status'):\n"
+    "            if line.startswith('VmHWM:'):\n"
+    "                return int(line.split()[1])\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    import resource, sys\n"
+    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "    return peak // 1024 if sys.platform == 'darwin' else peak\n"
 )
 """Source of ``peak_rss_kb()`` for a child process: its own peak RSS in KiB (VmHWM). Not ``ru_maxrss``:
 on Linux a child's ``ru_maxrss`` starts at its parent's RSS at fork time and survives ``exec``, so
-inside a large pytest process it measured the parent (1.8 GB on CI for a 0.5 GB child)."""
+inside a large pytest process it measured the parent (1.8 GB on CI for a 0.5 GB child). Without
+``/proc`` (macOS) it falls back to ``ru_maxrss``, an upper bound there."""
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

@@ -127,7 +127,7 @@ def test_multi_channel_hyperstack_is_refused(tmp_path, capsys):
 
 # --- bounded memory for long images ----------------------------------------------------------------
 
-OVERLAY_RSS_BOUND_MB = 1800
+OVERLAY_RSS_BOUND_MB = 1000
 """Peak RSS allowed for mapping a 12000 x 220 image (child's VmHWM 530 MB, also beside a 2 GB parent; ~2.6 GB before the overlay cap)."""
 
 

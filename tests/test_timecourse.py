@@ -8,7 +8,7 @@ import tifffile
 from scipy import ndimage
 
 from phototox.apps.cli import main
-from phototox.errors import ImageInputError, ManifestError
+from phototox.errors import ImageInputError, ManifestError, PhototoxError
 from phototox.timecourse.activity import foreground_mask, motion_um_per_min
 from phototox.timecourse.io import natural_key, read_doses, read_field
 from phototox.timecourse.mitosis import (
@@ -279,3 +279,18 @@ def test_workers_below_one_are_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "--workers" in err
     assert not out.exists()
+
+
+def test_a_failing_worker_stops_the_run_and_counts_no_progress(rng):
+    """The first field that fails in a worker raises in the caller; failed fields advance no progress."""
+    from phototox.timecourse.io import TimeField
+    from phototox.timecourse.pipeline import TimecourseSettings, measure_activities
+
+    frames = np.stack([_texture(rng, (96, 96)) for _ in range(3)]).astype(np.float32)
+    fields = [TimeField(f"f{k}", frames, 10.0, "memory") for k in range(3)]
+    done: list[int] = []
+    with pytest.raises(ValueError, match="unknown flow method"):
+        measure_activities(fields, 1.0, TimecourseSettings(workers=2, flow_method="bogus"), done.append)
+    assert done == []
+    with pytest.raises(PhototoxError, match="workers must be >= 1"):
+        measure_activities(fields, 1.0, TimecourseSettings(workers=0))

@@ -75,8 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=TimecourseSettings.workers,
-        help="processes measuring motion, confluence and rounding of different fields at once; each holds "
-        "one field's frames (default %(default)s; P(sick) always runs in the main process)",
+        help="processes measuring motion, confluence and rounding, one field each at a time (1: this process; "
+        "at most one per field, so split a single stack with --split to gain); each holds one field's frames. "
+        "P(sick) runs afterwards in this process (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=ONSET.seed, help="random seed of the bootstrap intervals (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")

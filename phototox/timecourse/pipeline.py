@@ -175,30 +175,59 @@ def measure_activity(
     return activity
 
 
-def _activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings) -> FieldActivity:
-    """:func:`measure_activity` of one field, as a picklable job for a worker process."""
-    return measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis)
+def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
+    """:func:`measure_activity` of one field with the run's settings (also the job of a worker process)."""
+    return measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis, progress)
+
+
+def activity_workers(settings: TimecourseSettings, n_fields: int) -> int:
+    """Processes that measure activity: ``settings.workers``, at most one per field (1: this process)."""
+    if settings.workers < 1:
+        raise PhototoxError(f"workers must be >= 1 (1: this process), got {settings.workers}")
+    return max(1, min(settings.workers, n_fields))
+
+
+def _exit_quietly_on_interrupt() -> None:
+    """Worker initialiser: Ctrl-C ends a worker without a traceback (the main process reports it)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def measure_activities(
     fields: list[TimeField], pixel_um: float, settings: TimecourseSettings, progress=None
 ) -> list[FieldActivity]:
-    """:func:`measure_activity` of every field, in ``settings.workers`` processes (each holds one field)."""
-    workers = min(settings.workers, len(fields))
-    if workers <= 1:
-        return [
-            measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis, progress)
-            for f in fields
-        ]
+    """:func:`measure_activity` of every field, in field order, in :func:`activity_workers` processes.
+
+    Each worker holds one field's frames at a time; ``progress`` advances by a field's frames when
+    that field is done. Worker processes are spawned: a script calling this with ``workers > 1``
+    needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    workers = activity_workers(settings, len(fields))
+    if workers == 1:
+        return [activity_of(f, pixel_um, settings, progress) for f in fields]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: the parent may hold a PyTorch model and its thread pools
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = {pool.submit(_activity_of, f, pixel_um, settings): len(f.frames) for f in fields}
-        for job in as_completed(jobs):
-            if progress is not None:
-                progress(jobs[job])
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_quietly_on_interrupt) as pool:
+        jobs = {pool.submit(activity_of, f, pixel_um, settings): len(f.frames) for f in fields}
+        try:
+            for job in as_completed(jobs):
+                job.result()  # the first failure stops the run
+                if progress is not None:
+                    progress(jobs[job])
+        except BrokenProcessPool:
+            raise PhototoxError(
+                "a timecourse worker process stopped (interrupted, or out of memory: "
+                f"then rerun with fewer --workers than {workers})"
+            ) from None
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         return [job.result() for job in jobs]
 
 
@@ -211,33 +240,36 @@ def measure_field(
     domain=None,
     activity: FieldActivity | None = None,
 ) -> FieldSeries:
-    """All per-frame measures of one field (``domain``: the model's domain statistics, to flag frames;
-    ``activity``: its model-free measures when already computed)."""
+    """All per-frame measures of one field.
+
+    ``activity``: its model-free measures when already computed (else measured here); ``domain``:
+    the model's domain statistics, to flag frames; ``progress`` advances once per frame given P(sick).
+    """
     n = len(f.frames)
     if activity is None:
-        activity = measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis)
+        activity = activity_of(f, pixel_um, settings)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     values["confluence"] = activity.confluence
     values["motion_um_per_min"] = activity.motion_um_per_min
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
-    for t, frame in enumerate(f.frames if assessor is not None else ()):
-        # an Assessor: the frame is analysed at the model's pixel size
-        result = assessor.analyse_frame(
-            frame,
-            PixelSize(pixel_um, "timecourse"),
-            f"{f.name} frame {t}",
-            settings.stride,
-            "dense",
-            settings.threshold,
-            domain=domain,
-        )
-        if out_of_domain is not None:
-            out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
-        values["mean_sick_probability"][t] = result.mean_sick_probability
-        values["sick_area_fraction"][t] = result.sick_area_fraction
-        if progress is not None:
-            progress(1)
+    if assessor is not None:  # each frame is analysed at the model's pixel size
+        for t, frame in enumerate(f.frames):
+            result = assessor.analyse_frame(
+                frame,
+                PixelSize(pixel_um, "timecourse"),
+                f"{f.name} frame {t}",
+                settings.stride,
+                "dense",
+                settings.threshold,
+                domain=domain,
+            )
+            if out_of_domain is not None:
+                out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
+            values["mean_sick_probability"][t] = result.mean_sick_probability
+            values["sick_area_fraction"][t] = result.sick_area_fraction
+            if progress is not None:
+                progress(1)
     tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
     events, persistent = rounding_events(
         tracks, f.interval_min, settings.mitosis.max_rounding_min, pixel_um, 2 * settings.mitosis.link_um
@@ -318,6 +350,7 @@ def run_timecourse(
         raise PhototoxError("phototox timecourse needs scikit-image: pip install 'phototox[timecourse]'") from None
     if settings.flow_method not in FLOW_METHODS:
         raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
+    activity_workers(settings, 1)  # refuse a bad worker count before reading anything
     fields, pixel_um = load_fields(inputs, settings)
     out = Path(out_dir)
     if any(Path(p).resolve() == out.resolve() for p in inputs):
@@ -369,7 +402,7 @@ def run_timecourse(
         "seconds": seconds,
         "frames": total,
         "seconds_per_frame": seconds / total,
-        "workers": max(1, min(settings.workers, len(fields))),
+        "workers": activity_workers(settings, len(fields)),
         "groups": groups,
         "control": control,
         "group_doses": group_doses,
