@@ -198,7 +198,9 @@ def _domain_lines(domain: dict) -> list[str]:
         f"({domain.get('n_windows', '?')} windows, {domain.get('made', '?')})"
     ]
     fine = domain.get("fine_detail")
-    if isinstance(fine, dict):
+    if isinstance(fine, dict) and fine.get("limit") is None:
+        lines.append(f"- fine detail: {fine.get('rule')}")
+    elif isinstance(fine, dict):
         lines.append(
             f"- fine detail: {fine.get('statistic')}; limit {fine.get('limit')} ({fine.get('rule')}); fitting "
             f"images' range {fine.get('range')}"

@@ -132,7 +132,8 @@ def calibrate_model(
         scaled,
         f"{len(paths)} user control fields",
         assessor.model_um,
-        base_fine_detail=previous_fine or None,
+        base_fine_detail=previous_fine,
+        on_controls=True,
     )
     meta = dict(model.meta)
     meta["domain"] = domain

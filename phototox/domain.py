@@ -203,7 +203,7 @@ class DomainStats:
         if not isinstance(d, dict) or "mean" not in d:
             return None
         fine = d.get("fine_detail")
-        limit = float(fine["limit"]) if isinstance(fine, dict) and "limit" in fine else None
+        limit = float(fine["limit"]) if isinstance(fine, dict) and fine.get("limit") is not None else None
         return cls(
             np.asarray(d["mean"], np.float64), np.asarray(d["precision"], np.float64), float(d["threshold"]), limit
         )
@@ -235,28 +235,42 @@ def fit_domain(per_image: list[np.ndarray], margin: float = MARGIN) -> tuple[Dom
     return DomainStats(mean, precision, threshold), report
 
 
-def fit_fine_detail(per_image: list[float], base_range: float | None = None, margin: float = MARGIN) -> dict:
+def fit_fine_detail(
+    per_image: list[float], base_range: float | None = None, margin: float = MARGIN, on_controls: bool = False
+) -> dict:
     """The fine-detail limit of images of known good scale.
 
     Training images (both classes): the largest value plus ``margin`` of their range. Control
-    fields (``base_range``: the base model's training range): the largest value plus
-    ``(1 + margin) * base_range``, because healthy controls cannot show the finer detail of damaged,
-    fragmenting cells (celldeath's sick training fields reach 0.6 higher than its healthy ones,
-    phototox.synth's most damaged about 1.5 higher than its undamaged): the check then catches only
-    gross scale errors.
+    fields (``on_controls``): the largest value plus ``(1 + margin) * base_range``, the base model's
+    training range, because healthy controls cannot show the finer detail of damaged, fragmenting
+    cells (celldeath's sick training fields reach 0.6 higher than its healthy ones, phototox.synth's
+    most damaged about 1.5 higher than its undamaged): the check then catches only gross scale
+    errors. Control fields of a base model that records no range get no limit (``limit`` None).
     """
     values = np.asarray(per_image, np.float64)
     spread = float(values.max() - values.min())
-    if base_range is None:
-        allowance, rule = margin * spread, f"largest fitting image + {margin:g} x their range"
-    else:
-        allowance = (1 + margin) * base_range
-        rule = f"largest control field + {1 + margin:g} x the base model's training range ({base_range:.4f})"
-    return {
+    entry: dict = {
         "statistic": FINE_DETAIL,
-        "limit": round(float(values.max() + allowance), 4),
         "range": [round(float(values.min()), 4), round(float(values.max()), 4)],
-        "range_used": round(spread if base_range is None else base_range, 4),
+    }
+    if on_controls and base_range is None:
+        return {
+            **entry,
+            "limit": None,
+            "range_used": None,
+            "rule": "no limit: the base model records no fine-detail range, and healthy control fields alone "
+            "cannot bound the finer detail of damaged cells; the trunk score alone decides",
+        }
+    if base_range is not None and on_controls:
+        range_used, factor = base_range, 1 + margin
+        rule = f"largest control field + {factor:g} x the base model's training range ({base_range:.4f})"
+    else:
+        range_used, factor = spread, margin
+        rule = f"largest fitting image + {margin:g} x their range"
+    return {
+        **entry,
+        "limit": round(float(values.max() + factor * range_used), 4),
+        "range_used": round(range_used, 4),
         "rule": rule + " (one-sided: flags finer detail only)",
     }
 
@@ -294,13 +308,15 @@ def compute_domain_stats(
     pixel_size_um: float | None = None,
     margin: float = MARGIN,
     base_fine_detail: dict | None = None,
+    on_controls: bool = False,
 ) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
     Each item of ``images`` is one field: a 2-D frame, or a list/stack of frames of the same field
     (one leave-one-out unit). Call it at training time with the training images (never the
-    validation ones, which are the test of the threshold). ``base_fine_detail``: the base model's
-    ``fine_detail`` entry when refitting on control fields (:func:`fit_fine_detail`).
+    validation ones, which are the test of the threshold). ``on_controls``: the images are a user's
+    control fields and ``base_fine_detail`` the base model's ``fine_detail`` entry, if any
+    (:func:`fit_fine_detail`).
     """
     per_image, fine = [], []
     for item in images:
@@ -309,6 +325,8 @@ def compute_domain_stats(
         per_image.append(np.concatenate([f.trunk for f in features]))
         fine.append(float(np.median(np.concatenate([f.fine_detail for f in features]))))
     stats, report = fit_domain(per_image, margin)
+    base_range = (base_fine_detail or {}).get("range_used")
+    base_range = None if base_range is None else float(base_range)
     return domain_meta(
         stats,
         report,
@@ -316,7 +334,7 @@ def compute_domain_stats(
         len(per_image),
         int(sum(len(f) for f in per_image)),
         pixel_size_um,
-        fit_fine_detail(fine, None if not base_fine_detail else float(base_fine_detail["range_used"]), margin),
+        fit_fine_detail(fine, base_range, margin, on_controls),
     )
 
 

@@ -76,6 +76,25 @@ def test_calibrate_changes_threshold_and_records_it(tmp_path, controls, capsys):
     assert "your controls by" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_calibrating_a_model_without_fine_detail_range_sets_no_fine_detail_limit(tmp_path, controls, capsys):
+    """v2 records no fine-detail range: healthy controls alone must not bound it (damage raises it)."""
+    import json
+
+    paths, exposed = controls
+    out = tmp_path / "v2-calibrated.pt"
+    base = ["--model", "shipped:deadnet-gap-celldeath-v2", "--pixel-size", "0.434"]
+    assert main(["calibrate", *map(str, paths), "--out", str(out), *base]) == 0
+    fine = load_weights(out).meta["domain"]["fine_detail"]
+    assert fine["limit"] is None and "no limit" in fine["rule"]
+    capsys.readouterr()
+    assert main(["predict", str(exposed), "--model", str(out), "--pixel-size", "0.434", "--json"]) == 0
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)[0]
+    assert row["fine_detail_limit"] is None and row["out_of_domain"] is False
+    assert "OUT OF DOMAIN" not in captured.err
+
+
 def test_calibrate_refuses_bad_requests(tmp_path, controls, capsys):
     paths, _ = controls
     assert main(["calibrate", *map(str, paths[:2]), "--out", str(tmp_path / "m.pt")]) == 1

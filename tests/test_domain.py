@@ -90,9 +90,16 @@ def test_fine_detail_limit_rule():
     """Training images: largest + 10% of their range; controls: largest + 1.1 x the base model's range."""
     fit = fit_fine_detail([-2.0, -1.0, 0.0])
     assert fit["limit"] == pytest.approx(0.2) and fit["range"] == [-2.0, 0.0] and fit["range_used"] == 2.0
-    controls = fit_fine_detail([-0.7, -0.65, -0.6], base_range=2.0)
+    controls = fit_fine_detail([-0.7, -0.65, -0.6], base_range=2.0, on_controls=True)
     assert controls["limit"] == pytest.approx(-0.6 + 2.2) and "base model" in controls["rule"]
     assert controls["range_used"] == 2.0  # handed on when these controls' model is calibrated again
+    # controls of a model without a recorded range: no limit (healthy fields cannot bound damage)
+    unbounded = fit_fine_detail([-0.7, -0.65, -0.6], on_controls=True)
+    assert unbounded["limit"] is None and unbounded["range_used"] is None
+    stats = DomainStats.from_meta(
+        {"domain": {"mean": [0.0], "precision": [[1.0]], "threshold": 1.0, "fine_detail": unbounded}}
+    )
+    assert stats is not None and stats.fine_detail_limit is None
 
 
 def test_verdict_without_fine_detail_limit_is_the_score_alone():
