@@ -153,31 +153,24 @@ class FieldActivity:
     detections: list[np.ndarray]
 
 
-def measure_activity(
-    frames: np.ndarray, interval_min: float, pixel_um: float, flow_method: str, mitosis: MitosisSettings, progress=None
-) -> FieldActivity:
-    """Confluence, motion and round objects of every frame of one field (no model involved)."""
-    n = len(frames)
+def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
+    """Confluence, motion and round objects of every frame of one field (no model; a worker's job)."""
+    n = len(f.frames)
     activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), [])
     factor = flow_factor(pixel_um)
     previous_mask = None
-    for t, frame in enumerate(frames):
+    for t, frame in enumerate(f.frames):
         mask = foreground_mask(frame, pixel_um)
         activity.confluence[t] = confluence(mask)
         if previous_mask is not None:
             activity.motion_um_per_min[t] = motion_um_per_min(
-                frames[t - 1], frame, mask | previous_mask, pixel_um, interval_min, factor, flow_method
+                f.frames[t - 1], frame, mask | previous_mask, pixel_um, f.interval_min, factor, settings.flow_method
             )
         previous_mask = mask
-        activity.detections.append(detect_round_objects(frame, pixel_um, mitosis))
+        activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
         if progress is not None:
             progress(1)
     return activity
-
-
-def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
-    """:func:`measure_activity` of one field with the run's settings (also the job of a worker process)."""
-    return measure_activity(f.frames, f.interval_min, pixel_um, settings.flow_method, settings.mitosis, progress)
 
 
 def activity_workers(settings: TimecourseSettings, n_fields: int) -> int:
@@ -198,7 +191,7 @@ def _exit_quietly_on_interrupt() -> None:
 def measure_activities(
     fields: list[TimeField], pixel_um: float, settings: TimecourseSettings, progress=None
 ) -> list[FieldActivity]:
-    """:func:`measure_activity` of every field, in field order, in :func:`activity_workers` processes.
+    """:func:`activity_of` every field, in field order, in :func:`activity_workers` processes.
 
     Each worker holds one field's frames at a time; ``progress`` advances by a field's frames when
     that field is done. Worker processes are spawned: a script calling this with ``workers > 1``
@@ -233,21 +226,17 @@ def measure_activities(
 
 def measure_field(
     f: TimeField,
+    activity: FieldActivity,
     pixel_um: float,
     settings: TimecourseSettings,
     assessor=None,
     progress=None,
     domain=None,
-    activity: FieldActivity | None = None,
 ) -> FieldSeries:
-    """All per-frame measures of one field.
-
-    ``activity``: its model-free measures when already computed (else measured here); ``domain``:
-    the model's domain statistics, to flag frames; ``progress`` advances once per frame given P(sick).
-    """
+    """All per-frame measures of one field: its ``activity`` (:func:`activity_of`), P(sick) with an
+    ``assessor`` (``domain``: the model's domain statistics, to flag frames; ``progress`` advances
+    once per frame), and the rounding events."""
     n = len(f.frames)
-    if activity is None:
-        activity = activity_of(f, pixel_um, settings)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     values["confluence"] = activity.confluence
     values["motion_um_per_min"] = activity.motion_um_per_min
@@ -378,7 +367,7 @@ def run_timecourse(
     with tqdm(total=total * passes, desc="timecourse", unit="frame", disable=not progress) as bar:
         activities = measure_activities(fields, pixel_um, settings, bar.update)
         series = [
-            measure_field(f, pixel_um, settings, assessor, bar.update, domain, activity)
+            measure_field(f, activity, pixel_um, settings, assessor, bar.update, domain)
             for f, activity in zip(fields, activities)
         ]
     seconds = time.perf_counter() - start
