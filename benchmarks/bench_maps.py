@@ -29,6 +29,7 @@ from torch import nn
 
 from phototox.inference import Predictor
 from phototox.models.architectures import WINDOW
+from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +98,7 @@ def memory_probe(size: int, model: str, device: str, stride: int = 32) -> dict:
     frame = np.random.default_rng(0).random((size, size), dtype=np.float32) * 100 + 1000
     before = peak_rss_mib()
     start = time.perf_counter()
-    result = predictor.analyse_frame(frame, stride=stride, mode="dense")
+    result = predictor.analyse_frame(frame, MapSettings(stride=stride, mode="dense"))
     return {
         "size": size,
         "stride": stride,

@@ -34,6 +34,7 @@ from phototox.images import read_frames
 from phototox.inference import Predictor
 from phototox.manifest import read_manifest
 from phototox.models.loader import load_model
+from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -90,7 +91,7 @@ def measure(spec: str) -> dict:
     }
 
     def p_sick(frame: np.ndarray) -> float:
-        return float(predictor.analyse_frame(frame.astype(np.float32), 32, "dense").mean_sick_probability)
+        return float(predictor.analyse_frame(frame.astype(np.float32), MapSettings(stride=32)).mean_sick_probability)
 
     fields = []
     for sample in held_out:

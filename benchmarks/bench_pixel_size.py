@@ -33,6 +33,7 @@ from phototox.images import read_frames
 from phototox.inference import Predictor
 from phototox.models.loader import load_model
 from phototox.pixelsize import PixelSize, resample, scaled_shape
+from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data")) / "celldeath_u2os" / "images"
@@ -54,9 +55,9 @@ def measure(assessor: Assessor, base: np.ndarray, base_um: float, stride: int = 
         frame = base if scale == 1.0 else resample(base, scaled_shape(base.shape, scale))
         true_um = base_um / scale
         t0 = time.perf_counter()
-        before = assessor.predictor.analyse_frame(frame, stride)
+        before = assessor.predictor.analyse_frame(frame, MapSettings(stride=stride))
         t1 = time.perf_counter()
-        after = assessor.analyse_frame(frame, PixelSize(true_um, "user"), "bench", stride)
+        after = assessor.analyse(frame, MapSettings(stride=stride), PixelSize(true_um, "user"), "bench")[0]
         t2 = time.perf_counter()
         for key, r, secs in (("before", before, t1 - t0), ("after", after, t2 - t1)):
             back = resample(r.sick_map, base.shape, order=1)
@@ -100,7 +101,9 @@ def main() -> int:
     if args.scan or not names:
         scan = {}
         for path in sorted(DATA.glob("*.png")):
-            r = assessor.analyse_frame(base_image(path.name), PixelSize(base_um, "user"), path.name, 32)
+            r = assessor.analyse(base_image(path.name), MapSettings(stride=32), PixelSize(base_um, "user"), path.name)[
+                0
+            ]
             scan[path.name] = r.mean_sick_probability
             if args.scan:
                 print(f"{path.name:32s} {r.mean_sick_probability:.3f}")

@@ -26,6 +26,7 @@ from phototox.batch import analyse_paths
 from phototox.images import read_frames
 from phototox.inference import Predictor
 from phototox.models.loader import load_model
+from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -50,17 +51,19 @@ def main() -> int:
         return read_frames(path, min_size=predictor.window)
 
     quiet = Assessor(predictor, warn=lambda line: None)
-    quiet.analyse(read(paths[0]), paths[0].name, paths[0], None, args.stride, args.mode)  # warm-up
+    settings = MapSettings(stride=args.stride, mode=args.mode)
+    quiet.analyse(read(paths[0]), settings, quiet.pixel_size(None, paths[0]), paths[0].name)  # warm-up
     start = time.perf_counter()
     for path in paths:  # the same work, one image after the other
-        quiet.analyse(read(path), str(path), path, None, args.stride, args.mode)
+        quiet.analyse(read(path), settings, quiet.pixel_size(None, path), str(path))
     before = time.perf_counter() - start
     start = time.perf_counter()
-    analyse_paths(quiet, paths, read, args.stride, args.mode, 0.5, quiet=True)
+    analyse_paths(quiet, paths, read, settings, quiet=True)
     after = time.perf_counter() - start
     start = time.perf_counter()
     for path in paths:  # the map alone: no pixel-size, domain or quality checks
-        predictor.analyse(read(path), str(path), args.stride, args.mode)
+        for frame in read(path):
+            predictor.analyse_frame(frame, settings)
     map_only = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {

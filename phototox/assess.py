@@ -1,11 +1,16 @@
-"""A thin layer around :meth:`Predictor.analyse_frame` that makes each answer say how far to trust it.
+"""The front door: every front end analyses images through :class:`Assessor`.
 
-For every frame it (1) decides the image's pixel size (user, file, else the model's, assumed and
-said so), (2) resamples the frame to the model's pixel size, (3) runs the unchanged Predictor,
-(4) brings the map back to the image's own size, and adds to the result: the pixel sizes used,
-the domain score, fine detail and ``out_of_domain`` flag (:mod:`phototox.domain`), the quality flags
-(:mod:`phototox.quality`) and, when control fields are known, the difference to them
-(:mod:`phototox.controls`). The map's ``stride`` is in pixels at the model's scale.
+CLI (predict, map, dose-response, calibrate), HTTP server and ImageJ bridge (:mod:`phototox.remote`),
+CellProfiler, time-course, plates and chunked maps all call :meth:`Assessor.analyse` (or, for
+frames too large for memory, :meth:`Assessor.trust_of_region`). For every frame it (1) takes the
+image's pixel size (:meth:`Assessor.pixel_size`: user, file, else the model's, assumed and said
+so), (2) resamples the frame to the model's pixel size, (3) runs the one inference path
+(:meth:`phototox.inference.Predictor.analyse_frame`) with :class:`~phototox.settings.MapSettings`
+validated once when they were made, (4) brings the map back to the image's own size, and fills the
+result's typed :class:`~phototox.schema.Trust`: pixel sizes, domain score, fine detail and
+``out_of_domain`` (:mod:`phototox.domain`), quality flags (:mod:`phototox.quality`) and, when
+control fields are known, the difference to them (:mod:`phototox.controls`). The map's ``stride``
+is in pixels at the model's scale.
 """
 
 from __future__ import annotations
@@ -20,15 +25,7 @@ import numpy as np
 from .controls import ControlReference
 from .domain import DomainStats, domain_features, domain_warning
 from .errors import ImageInputError
-from .inference import (
-    DEFAULT_MODE,
-    DEFAULT_STRIDE,
-    DEFAULT_THRESHOLD,
-    FrameResult,
-    NotANumberError,
-    Predictor,
-    summarise_map,
-)
+from .inference import FrameResult, NotANumberError, Predictor, summarise_map
 from .pixelsize import (
     PixelSize,
     assumed_warning,
@@ -39,28 +36,12 @@ from .pixelsize import (
     to_model_scale,
 )
 from .quality import quality_flags
+from .schema import Trust, columns
+from .settings import MapSettings
 from .shapes import plane_shape
 
-TRUST_FIELDS = (
-    "pixel_size_um",
-    "pixel_size_source",
-    "model_pixel_size_um",
-    "domain_score",
-    "domain_threshold",
-    "fine_detail",
-    "fine_detail_limit",
-    "out_of_domain",
-    "out_of_focus",
-    "saturated",
-    "nearly_empty",
-    "focus",
-    "clipped_fraction",
-    "foreground_fraction",
-    "vs_controls",
-    "vs_controls_low",
-    "vs_controls_high",
-)
-"""Columns this layer adds to every result row (blank where not known)."""
+TRUST_FIELDS = columns("trust") + columns("controls")
+"""Columns this layer fills in every result row (blank where not known)."""
 
 
 def _stderr(line: str) -> None:
@@ -90,91 +71,95 @@ class Assessor:
             self.warned.add(key)
             self.warn(line)
 
-    def pixel_size(self, user_um: float | None, path: str | os.PathLike | None) -> PixelSize:
+    def pixel_size(
+        self, user_um: float | None, path: str | os.PathLike | None = None, metadata_um: float | None = None
+    ) -> PixelSize:
         """The image's pixel size; warns once per run when it had to be assumed."""
-        size = resolve_pixel_size(user_um, path, self.model_um)
+        size = resolve_pixel_size(user_um, path, self.model_um, metadata_um)
         if size.source in ("assumed", "unknown"):
             self._warn_once("assumed", assumed_warning(self.model_um))
         return size
 
-    def analyse_frame(
+    def analyse(
+        self,
+        frames: np.ndarray,
+        settings: MapSettings,
+        pixel_size: PixelSize,
+        source: str = "image",
+        mask: np.ndarray | None = None,
+        progress: Callable[[int], None] | None = None,
+        window_progress: Callable[[int], None] | None = None,
+    ) -> list[FrameResult]:
+        """Every frame of a validated (T, H, W) stack (or one (H, W) frame) with its trust verdicts.
+
+        ``mask`` (the frame's size) restricts the summary numbers to its pixels. ``progress`` is
+        called once per frame, ``window_progress`` per batch of windows (exact mode).
+        """
+        frames = np.asarray(frames)
+        stack = frames[None] if frames.ndim == 2 else frames
+        domain = self.domain
+        results = []
+        for i, frame in enumerate(stack):
+            name = source if len(stack) == 1 else f"{source} frame {i}"
+            results.append(self._analyse_frame(frame, settings, pixel_size, name, domain, mask, window_progress))
+            if progress is not None:
+                progress(1)
+        return results
+
+    def _analyse_frame(
         self,
         frame: np.ndarray,
+        settings: MapSettings,
         size: PixelSize,
-        source: str = "image",
-        stride: int = DEFAULT_STRIDE,
-        mode: str = DEFAULT_MODE,
-        threshold: float = DEFAULT_THRESHOLD,
-        normalisation: str = "local",
-        domain: DomainStats | None = None,
-        window_progress=None,
-        mask: np.ndarray | None = None,
+        source: str,
+        domain: DomainStats | None,
+        mask: np.ndarray | None,
+        window_progress: Callable[[int], None] | None,
     ) -> FrameResult:
-        """One frame at the model's scale, map back at the frame's size, trust fields in ``extra``.
-
-        ``mask`` (the frame's size) restricts the summary numbers to its pixels, as in
-        :meth:`Predictor.analyse_frame`.
-        """
+        """One frame at the model's scale, map back at the frame's size, trust verdicts filled."""
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"{source}: mask of shape {mask.shape} does not match the image shape {frame.shape}")
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         try:
-            result = self.predictor.analyse_frame(
-                scaled, stride, mode, threshold, normalisation, window_progress=window_progress
-            )
+            result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress)
         except NotANumberError as exc:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
             result.sick_map = np.clip(resample(result.sick_map, plane_shape(frame), order=1), 0.0, 1.0)
         if factor != 1.0 or mask is not None:
             (result.mean_sick_probability, result.sick_area_fraction, result.label, result.confidence) = summarise_map(
-                result.sick_map, threshold, mask
+                result.sick_map, settings.threshold, mask
             )
-        meta = self.predictor.model.meta
-        extra: dict = {
-            "pixel_size_um": None if size.um is None else round(size.um, 5),
-            "pixel_size_source": size.source if size.source != "assumed" else "assumed (model's)",
-            "model_pixel_size_um": self.model_um,
-        }
-        if domain is not None:
-            verdict = domain.verdict(domain_features(self.predictor, scaled))
-            extra.update(verdict.fields())
-            if verdict.out_of_domain:
-                self.warn(domain_warning(source, verdict))
-        focus_reference = (meta.get("quality") or {}).get("focus_reference")
-        extra.update(quality_flags(frame, scaled, focus_reference))
+        result.trust = self._trust(frame, scaled, size, source, domain)
         if self.controls is not None:
-            extra.update(self.controls.compare(result.mean_sick_probability))
-        result.extra = extra
+            result.trust.set(self.controls.compare(result.mean_sick_probability))
         return result
 
-    def analyse(
-        self,
-        frames: np.ndarray,
-        source: str,
-        path: str | os.PathLike | None = None,
-        pixel_size_um: float | None = None,
-        stride: int = DEFAULT_STRIDE,
-        mode: str = DEFAULT_MODE,
-        threshold: float = DEFAULT_THRESHOLD,
-        normalisation: str = "local",
-        progress=None,
-        window_progress=None,
-    ) -> list[FrameResult]:
-        """Every frame of a validated (T, H, W) stack; ``path`` is read for its pixel size."""
-        self.predictor.check_settings(stride, mode, threshold, normalisation)
-        size = self.pixel_size(pixel_size_um, path)
-        domain = self.domain
-        results = []
-        for i, frame in enumerate(frames):
-            name = source if len(frames) == 1 else f"{source} frame {i}"
-            results.append(
-                self.analyse_frame(frame, size, name, stride, mode, threshold, normalisation, domain, window_progress)
-            )
-            if progress is not None:
-                progress(1)
-        return results
+    def _trust(
+        self, frame: np.ndarray, scaled: np.ndarray, size: PixelSize, source: str, domain: DomainStats | None
+    ) -> Trust:
+        """Pixel sizes, domain verdict and quality flags of a frame (``scaled``: at the model's scale)."""
+        trust = Trust(
+            pixel_size_um=None if size.um is None else round(size.um, 5),
+            pixel_size_source=size.source if size.source != "assumed" else "assumed (model's)",
+            model_pixel_size_um=self.model_um,
+        )
+        if domain is not None:
+            verdict = domain.verdict(domain_features(self.predictor, scaled))
+            trust.set(verdict.fields())
+            if verdict.out_of_domain:
+                self.warn(domain_warning(source, verdict))
+        focus_reference = (self.predictor.model.meta.get("quality") or {}).get("focus_reference")
+        return trust.set(quality_flags(frame, scaled, focus_reference))
+
+    def trust_of_region(self, region: np.ndarray, scaled: np.ndarray, size: PixelSize, source: str) -> Trust:
+        """Trust verdicts of a frame too large for memory, from one region read of it.
+
+        ``region`` is a crop at the image's scale and ``scaled`` the same crop at the model's
+        (chunked maps read the central crop); the verdicts then describe that crop.
+        """
+        return self._trust(region, scaled, size, source, self.domain)
 
 
 def control_lines(rows: list[dict]) -> list[str]:

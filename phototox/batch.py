@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .inference import FrameResult, summarise_map
+from .settings import MapSettings
 
 if TYPE_CHECKING:
     from .assess import Assessor
@@ -68,10 +69,7 @@ def analyse_paths(
     assessor: Assessor,
     paths: list[Path],
     read: Callable[[Path], np.ndarray],
-    stride: int,
-    mode: str,
-    threshold: float,
-    normalisation: str = "local",
+    settings: MapSettings,
     quiet: bool = False,
     on_result: Callable[[Path, np.ndarray, list[FrameResult]], None] | None = None,
     pixel_size_um: float | None = None,
@@ -86,24 +84,15 @@ def analyse_paths(
     from tqdm import tqdm
 
     predictor = assessor.predictor
-    predictor.check_settings(stride, mode, threshold, normalisation)
+    stride, mode = settings.stride, settings.mode
     with tqdm(total=len(paths), desc="images", unit="image", disable=quiet or len(paths) < 2) as images_bar:
         for path, frames in read_ahead(paths, read):
             total = predictor.window_count(frames.shape, stride) * len(frames) if mode == "exact" else 0
             with tqdm(
                 total=total, desc=path.name, unit="window", leave=False, disable=quiet or mode != "exact"
             ) as windows_bar:
-                results = assessor.analyse(
-                    frames,
-                    str(path),
-                    path,
-                    pixel_size_um,
-                    stride,
-                    mode,
-                    threshold,
-                    normalisation,
-                    window_progress=windows_bar.update,
-                )
+                size = assessor.pixel_size(pixel_size_um, path)
+                results = assessor.analyse(frames, settings, size, str(path), window_progress=windows_bar.update)
             if on_result is not None:
                 on_result(path, frames, results)
             images_bar.update(1)

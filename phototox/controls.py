@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PhototoxError
+from .settings import MapSettings
 
 N_BOOT = 2000
 MIN_CONTROLS = 3
@@ -74,13 +75,13 @@ def _read(path: Path, assessor, pixel_size_um: float | None):
 
 
 def control_reference(
-    paths: list[Path], assessor, pixel_size_um: float | None = None, **map_settings
+    paths: list[Path], assessor, settings: MapSettings, pixel_size_um: float | None = None
 ) -> ControlReference:
     """P(sick) of each control file (mean over its frames), as a reference for other images."""
     values = []
     for path in paths:
         frames, size = _read(path, assessor, pixel_size_um)
-        results = [assessor.analyse_frame(f, size, str(path), **map_settings) for f in frames]
+        results = assessor.analyse(frames, settings, size, str(path))
         values.append(float(np.mean([r.mean_sick_probability for r in results])))
     return ControlReference(np.asarray(values), f"{len(paths)} control files")
 
@@ -104,6 +105,7 @@ def calibrate_model(
     from .models.weights import save_weights
     from .pixelsize import scale_factor, to_model_scale
 
+    settings = MapSettings(stride=stride, mode=mode)
     paths = [Path(p) for p in control_paths]
     for path in paths:
         if not path.is_file():
@@ -121,7 +123,7 @@ def calibrate_model(
         frames, size = _read(path, assessor, pixel_size_um)
         factor = scale_factor(size.um, assessor.model_um)
         sizes.append(size.describe())
-        per_frame = [assessor.analyse_frame(f, size, str(path), stride, mode).mean_sick_probability for f in frames]
+        per_frame = [r.mean_sick_probability for r in assessor.analyse(frames, settings, size, str(path))]
         p_sick.append(float(np.mean(per_frame)))
         # all frames of a file form one field (one leave-one-out unit)
         scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .assess import Assessor
 from .defaults import DEMO_MODEL
 from .doses import DoseResponse, dose_report_paths, fit_dose_response, write_dose_report
 from .errors import PhototoxError
@@ -18,6 +19,7 @@ from .images import write_tiff_atomic
 from .inference import Predictor
 from .outputs import map_output_paths, summary_rows, write_map_outputs, write_summary
 from .provenance import provenance
+from .settings import MapSettings
 from .synth import render_field
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -63,17 +65,15 @@ def run_demo(
     Through :class:`~phototox.assess.Assessor`, as ``phototox map`` does, so the rows say the pixel
     size used and whether each field is in the model's domain.
     """
-    from .assess import Assessor
-
     assessor = Assessor(predictor)
+    settings = MapSettings(stride=stride, mode=mode, threshold=threshold)
     rows, fields = [], []
     for i, (stem, dose) in enumerate(zip(demo_stems(), DEMO_DOSES)):
         synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i)
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, synthetic.image)
-        results = assessor.analyse(
-            synthetic.image[None], str(image_path), image_path, stride=stride, mode=mode, threshold=threshold
-        )
+        pixel_size = assessor.pixel_size(None, image_path)
+        results = assessor.analyse(synthetic.image[None], settings, pixel_size, str(image_path))
         meta = provenance(predictor.model)
         write_map_outputs(out, stem, synthetic.image[None].astype("float32"), results, provenance=meta)
         rows += summary_rows(str(image_path), results, predictor.model.label, meta)
@@ -96,5 +96,7 @@ def run_demo(
 
 def default_model_scores(images: list[np.ndarray], device: str, stride: int, mode: str) -> list[float]:
     """Mean P(sick) of the default (real-data) model on the demo fields: it sees them as out of its domain."""
-    real = Predictor.from_spec("default", device)
-    return [real.analyse(image, stride=stride, mode=mode)[0].mean_sick_probability for image in images]
+    real = Assessor(Predictor.from_spec("default", device), warn=lambda _line: None)
+    settings = MapSettings(stride=stride, mode=mode)
+    size = real.pixel_size(None)  # the demo fields carry no pixel size: the model's, as for the demo model
+    return [real.analyse(image, settings, size)[0].mean_sick_probability for image in images]

@@ -20,6 +20,8 @@ images in float64), ``global`` uses the whole frame's statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,7 @@ from .errors import PhototoxError
 from .models.architectures import NETWORK_STRIDE, WINDOW
 from .normalise import EPS, normalise_region
 from .settings import NORMALISATIONS, check_dense_stride
+from .windows import window_count
 
 """Dense approximations of the per-crop contract (``box`` frames need none)."""
 CONV1_KERNEL = 9
@@ -292,6 +295,7 @@ def dense_sick_grid(
     device: torch.device | str | None = None,
     fuse: bool = True,
     engine: str = "auto",
+    on_engine: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.windows.window_origins` for ``stride``.
 
@@ -302,7 +306,8 @@ def dense_sick_grid(
     windows, each prepared on demand (:class:`TileInputs`), so memory is bounded for any frame
     size. ``device`` defaults to the module's. ``fuse`` runs the BatchNorm-folded
     :class:`FusedTrunk` (the same numbers up to float rounding; False runs ``module.features``).
-    ``engine`` (:mod:`phototox.dense_engine`) runs box-contract tiles on ONNX Runtime or PyTorch.
+    ``engine`` (:mod:`phototox.dense_engine`) runs box-contract tiles on ONNX Runtime or PyTorch;
+    ``on_engine`` is told which one did ("torch" or "onnxruntime").
     """
     check_dense_stride(stride)
     if device is None:
@@ -312,8 +317,10 @@ def dense_sick_grid(
     runner = None
     if normalisation == "box" and hasattr(module, "dense_head"):
         runner = tile_runner(trunk, module, torch.device(device), engine)
+    if on_engine is not None:
+        on_engine(getattr(runner, "engine", "torch"))
     h, w = inputs.shape
-    ny, nx = (h - WINDOW) // stride + 1, (w - WINDOW) // stride + 1
+    ny, nx = window_count(h, WINDOW, stride), window_count(w, WINDOW, stride)
     if stride % NETWORK_STRIDE == 0:
         base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows, runner)
         step = stride // NETWORK_STRIDE
@@ -345,8 +352,8 @@ def _dense_offset(
     ``runner`` (box contract) maps a normalised tile to its logits; else :func:`dense_logits`.
     """
     h, w = inputs.shape
-    ny = (h - oy - WINDOW) // NETWORK_STRIDE + 1
-    nx = (w - ox - WINDOW) // NETWORK_STRIDE + 1
+    ny = window_count(h - oy, WINDOW, NETWORK_STRIDE)
+    nx = window_count(w - ox, WINDOW, NETWORK_STRIDE)
     out = np.empty((ny, nx), dtype=np.float32)
     for i0 in range(0, ny, tile_windows):
         i1 = min(i0 + tile_windows, ny)

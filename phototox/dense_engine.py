@@ -26,8 +26,9 @@ from torch import nn
 
 from .errors import PhototoxError
 
-ENGINES = ("auto", "torch", "onnxruntime")
-"""``auto``: ONNX Runtime on CPU when installed, else PyTorch."""
+ENGINES = ("auto", "torch", "onnx")
+"""``auto``: ONNX Runtime on CPU when installed, else PyTorch; ``onnx`` insists on ONNX Runtime
+(``onnxruntime`` is accepted for it). Results name the runtime that ran: torch or onnxruntime."""
 
 TileRunner = Callable[[torch.Tensor], torch.Tensor]
 """Maps a normalised (1, 1, h, w) channels-last tile to its logit grid (2, ny, nx)."""
@@ -100,42 +101,52 @@ def _session(function: nn.Module, onnxruntime) -> object:
     return session
 
 
+def check_engine(engine: str) -> str:
+    """The engine's canonical name (``onnxruntime`` means ``onnx``); one line for an unknown one."""
+    engine = "onnx" if engine == "onnxruntime" else engine
+    if engine not in ENGINES:
+        raise PhototoxError(f"unknown dense engine {engine!r} (--engine); use one of {', '.join(ENGINES)}")
+    return engine
+
+
 def tile_runner(trunk: nn.Module, model: nn.Module, device: torch.device, engine: str = "auto") -> TileRunner:
     """The function a dense pass applies to each normalised tile, on the engine asked for.
 
     ``trunk`` is ``model``'s trunk or its :class:`phototox.dense.FusedTrunk`; ``model`` has a
     ``dense_head``. A model in training mode always runs on PyTorch.
-    ``engine`` "onnxruntime" insists (one error if ONNX Runtime is missing or the device is not the
+    ``engine`` "onnx" insists (one error if ONNX Runtime is missing or the device is not the
     CPU); "auto" uses it when it can and PyTorch otherwise; "torch" always uses PyTorch.
     """
-    if engine not in ENGINES:
-        raise PhototoxError(f"unknown dense engine {engine!r}; use one of {', '.join(ENGINES)}")
+    engine = check_engine(engine)
     function = _DenseFunction(trunk, model)
     function.training = model.training  # the caller's mode (submodules untouched)
 
     def with_torch(x: torch.Tensor) -> torch.Tensor:
         return function(x)[0]
 
+    with_torch.engine = "torch"  # type: ignore[attr-defined]
+
     if engine == "torch" or function.training:
         return with_torch
     onnxruntime = _onnxruntime()
     if device.type != "cpu" or onnxruntime is None:
-        if engine == "onnxruntime":
+        if engine == "onnx":
             raise PhototoxError(
-                "dense engine onnxruntime needs the onnxruntime package and a CPU device "
-                '(pip install -e ".[bioimageio]")'
+                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[bioimageio]")'
             )
         return with_torch
     try:
         session = _session(function, onnxruntime)
     except Exception as exc:  # an export or runtime the model does not support: PyTorch computes the same
-        if engine == "onnxruntime":
-            raise PhototoxError(f"dense engine onnxruntime: this model cannot be exported ({exc})") from None
+        if engine == "onnx":
+            raise PhototoxError(f"dense engine onnx: this model cannot be exported ({exc})") from None
         _LOG.debug("dense pass falls back to PyTorch: %s", exc)
         return with_torch
 
     def with_onnxruntime(x: torch.Tensor) -> torch.Tensor:
         tile = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(session.run(None, {"tile": tile})[0][0])  # type: ignore[attr-defined]
+
+    with_onnxruntime.engine = "onnxruntime"  # type: ignore[attr-defined]
 
     return with_onnxruntime

@@ -26,6 +26,7 @@ from .errors import PhototoxError
 from .images import read_frames, write_text_atomic
 from .inference import Predictor
 from .manifest import Sample
+from .pixelsize import manifest_pixel_size
 from .settings import MapSettings
 
 
@@ -148,8 +149,12 @@ def score_samples(
     """
     from tqdm import tqdm
 
-    settings = (settings or MapSettings(stride=stride, mode=mode)).validate()
-    stride, mode, threshold, normalisation = settings.stride, settings.mode, settings.threshold, settings.normalisation
+    from .assess import Assessor
+
+    settings = settings or MapSettings(stride=stride, mode=mode)
+    quiet = assessor is None
+    if assessor is None:  # the front door without trust checks
+        assessor = Assessor(predictor, warn=lambda _line: None, domain_check=False)
     rows = []
     for sample in tqdm(samples, disable=not progress, desc="scoring", unit="image"):
         if sample.dose is None:
@@ -157,25 +162,18 @@ def score_samples(
         frames = read_frames(sample.path, colour=settings.colour, min_size=predictor.window)
         if sample.frames is not None:
             frames = frames[sample.frames[0] : sample.frames[1] + 1]
-        if assessor is None:
-            results = [predictor.analyse_frame(f, stride, mode, threshold, normalisation) for f in frames]
-            trust = {}
-        else:
-            from .pixelsize import manifest_pixel_size
-
-            row_um = manifest_pixel_size(sample.extra, str(sample.path))
-            size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
-            results = [
-                assessor.analyse_frame(
-                    f, size, str(sample.path), stride, mode, threshold, normalisation, domain=assessor.domain
-                )
-                for f in frames
-            ]
-            trust = {
+        row_um = manifest_pixel_size(sample.extra, str(sample.path))
+        size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
+        results = assessor.analyse(frames, settings, size, str(sample.path))
+        trust = (
+            {}
+            if quiet
+            else {
                 "pixel_size_um": size.um,
                 "pixel_size_source": size.source,
-                "out_of_domain": any(r.extra.get("out_of_domain") for r in results),
+                "out_of_domain": any(bool(r.trust.out_of_domain) for r in results),
             }
+        )
         rows.append(
             {
                 "path": str(sample.path),

@@ -11,11 +11,13 @@ import importlib.util
 from .errors import PhototoxError
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "bioimageio": ("bioimageio.core", "bioimageio.spec", "onnx", "onnxruntime"),
-    "fiji": ("scyjava", "jpype"),
     "cellprofiler": ("cellprofiler_core", "cellprofiler_library"),
+    "bioimageio": ("bioimageio.core", "bioimageio.spec", "pydantic", "onnx", "onnxruntime"),
+    "fiji": ("scyjava", "jpype", "imagej"),
+    "scale": ("dask", "distributed", "zarr", "ome_zarr"),
+    "test": ("pytest", "playwright", "ruff", "mypy", "hypothesis"),
 }
-"""Importable modules of each extra declared in pyproject.toml."""
+"""Importable modules of each extra declared in pyproject.toml (``tests/test_extras.py`` checks both ways)."""
 
 
 def install_hint(extra: str) -> str:
@@ -40,7 +42,7 @@ def require_extra(extra: str, purpose: str) -> None:
 
 
 def extra_for_module(name: str | None) -> str | None:
-    """The extra that provides module ``name`` (or one of its parents), if any."""
+    """The extra that provides module ``name`` (or one of its parents), if any (core modules: None)."""
     while name:
         for extra, modules in EXTRA_MODULES.items():
             if name in modules:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from .errors import ImageInputError
 ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+FRAME_SUFFIXES = TIFF_SUFFIXES | RASTER_SUFFIXES
+"""Files a folder of time-lapse frames may hold."""
 SAFE_MAGNITUDE = 2.0**24
 """Float images whose largest magnitude exceeds this are scaled down by a power of two (exact),
 so per-crop statistics cannot overflow float32 (normalisation makes the result scale-free)."""
@@ -245,3 +248,16 @@ def to_display_uint8(frame: np.ndarray, low: float = 1.0, high: float = 99.5) ->
     lo, hi = np.percentile(frame, [low, high])
     scaled = (frame.astype(np.float32) - lo) / max(float(hi - lo), 1e-6)
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def natural_key(name: str) -> list:
+    """Sort key comparing digit runs as numbers: frame2 < frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files of a folder in natural name order (hidden files skipped)."""
+    files = [
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: natural_key(p.name))

@@ -1,24 +1,25 @@
 """The one inference path every front end calls: model + preprocessing + window/dense map.
 
-``Predictor.analyse(frames)`` turns a (T, H, W) stack into per-frame results: the sickness map at
-the image's size (bilinear upsampling of the window grid), its mean, the fraction of the area
-above the threshold, the image-level class and its confidence. The CLI, CellProfiler module,
-Fiji bridge, HTTP server and bioimage.io checks all go through here.
+``Predictor.analyse_frame(frame, settings)`` turns one frame, already at the model's pixel size,
+into its sickness map (bilinear upsampling of the window grid), its mean, the fraction of the area
+above the threshold, the image-level class and its confidence. Front ends do not call it
+directly: they call :class:`phototox.assess.Assessor`, which adds the pixel size, domain, quality
+and control verdicts around this one path (the front door). :class:`MapSettings` are validated
+once, when they are made; nothing here validates them again.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from .defaults import DEFAULT_STRIDE
 from .dense import dense_sick_grid
 from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
-from .images import as_grey_frames
 from .models.architectures import CLASSES
 from .models.base import LoadedModel
 from .normalise import (
@@ -28,12 +29,10 @@ from .normalise import (
     normalise_lone_window,
     normalise_windows,
 )
-from .settings import MapSettings
+from .schema import Trust
+from .settings import DEFAULT_SETTINGS, MapSettings
 from .shapes import plane_shape
-from .windows import _interpolation_matrix, window_origins
-
-DEFAULT_MODE = "dense"
-DEFAULT_THRESHOLD = 0.5
+from .windows import upsample_map, window_origins
 
 
 @dataclass
@@ -49,15 +48,23 @@ class FrameResult:
     threshold: float
     stride: int
     mode: str
-    extra: dict = field(default_factory=dict)  # pixel size, domain and quality fields (phototox.assess)
+    engine: str = "torch"
+    trust: Trust = field(default_factory=Trust)  # pixel size, domain, quality, controls (phototox.assess)
 
     def summary(self) -> dict:
-        """The scalar results as a JSON-friendly dict."""
-        out = asdict(self)
-        del out["sick_map"], out["grid"]
-        out["windows"] = int(self.grid.size)
-        out.update(out.pop("extra"))
-        return out
+        """The scalar results under their :mod:`phototox.schema` column names."""
+        return {
+            "mean_sick_probability": self.mean_sick_probability,
+            "sick_area_fraction": self.sick_area_fraction,
+            "label": self.label,
+            "confidence": self.confidence,
+            "threshold": self.threshold,
+            "stride": self.stride,
+            "mode": self.mode,
+            "windows": int(self.grid.size),
+            "engine": self.engine,
+            **self.trust.as_dict(),
+        }
 
 
 @dataclass
@@ -72,29 +79,37 @@ class Predictor:
     """Runtime of box-contract dense tiles (:mod:`phototox.dense_engine`): same numbers, any engine."""
 
     @classmethod
-    def create(cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None) -> Predictor:
+    def create(
+        cls, model: LoadedModel, device: str = "auto", batch_size: int | None = None, engine: str = "auto"
+    ) -> Predictor:
         """Move the model to ``device`` in channels-last layout (2-3x faster convolutions on CPU).
 
         ``batch_size`` defaults to 8 windows on CPU (larger batches fall out of cache and run
-        slower, see benchmarks/README.md) and 64 on accelerators.
+        slower, see benchmarks/README.md) and 64 on accelerators. ``engine`` runs dense tiles
+        (:data:`phototox.dense_engine.ENGINES`); every result names the runtime that ran.
         """
+        from .dense_engine import check_engine
+
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
         ):
             raise PhototoxError(f"batch size (--batch-size) must be a whole number >= 1, got {batch_size!r}")
+        engine = check_engine(engine)
         dev = resolve_device(device)
         model.to(dev)
-        return cls(model, dev, batch_size or (8 if dev.type == "cpu" else 64))
+        return cls(model, dev, batch_size or (8 if dev.type == "cpu" else 64), dense_engine=engine)
 
     @classmethod
-    def from_spec(cls, spec: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
+    def from_spec(
+        cls, spec: str | None = None, device: str = "auto", batch_size: int | None = None, engine: str = "auto"
+    ) -> Predictor:
         """The one way from a model argument (a shipped name, file, package, zoo id or URL) to a predictor.
 
         See :mod:`phototox.models.loader` for what ``spec`` may be; ``None`` is the shipped default.
         """
         from .models.loader import load_model
 
-        return cls.create(load_model(spec), device, batch_size)
+        return cls.create(load_model(spec), device, batch_size, engine)
 
     @property
     def window(self) -> int:
@@ -156,12 +171,18 @@ class Predictor:
                 progress(len(chunk))
         return probs.reshape(len(ys), len(xs))
 
-    def dense_grid(self, frame: np.ndarray, stride: int, normalisation: str = "local") -> np.ndarray:
+    def dense_grid(
+        self,
+        frame: np.ndarray,
+        stride: int,
+        normalisation: str = "local",
+        on_engine: Callable[[str], None] | None = None,
+    ) -> np.ndarray:
         """Window grid from one fully convolutional pass (shift-and-stitch below 16 px).
 
         Under the ``box`` contract this equals :meth:`exact_grid` to float precision for
         ``deadnet-gap`` models; ``normalisation`` ("local"/"global") only chooses the
-        approximation used for per-crop models.
+        approximation used for per-crop models. ``on_engine`` hears which runtime ran the tiles.
         """
         if not self.model.backend.supports_dense:
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
@@ -179,69 +200,40 @@ class Predictor:
             box_size=box_size,
             device=self.device,
             engine=self.dense_engine,
+            on_engine=on_engine,
         )
 
     # -- frames -------------------------------------------------------------------------------
-    def check_settings(self, stride: int, mode: str, threshold: float, normalisation: str = "local") -> None:
-        """Validate map settings before any work is done (:meth:`phototox.settings.MapSettings.validate`)."""
-        MapSettings(stride=stride, mode=mode, threshold=threshold, normalisation=normalisation).validate()
-
     def analyse_frame(
         self,
         frame: np.ndarray,
-        stride: int = DEFAULT_STRIDE,
-        mode: str = DEFAULT_MODE,
-        threshold: float = DEFAULT_THRESHOLD,
-        normalisation: str = "local",
+        settings: MapSettings = DEFAULT_SETTINGS,
         mask: np.ndarray | None = None,
-        window_progress=None,
+        window_progress: Callable[[int], None] | None = None,
     ) -> FrameResult:
         """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given).
 
+        ``frame`` is at the model's pixel size; the map is at the frame's size.
         ``window_progress`` (exact mode) is called with the number of windows done after each batch.
         """
-        self.check_settings(stride, mode, threshold, normalisation)
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
-        grid = (
-            self.exact_grid(frame, stride, window_progress)
-            if mode == "exact"
-            else self.dense_grid(frame, stride, normalisation)
-        )
+        engine = ["torch"]
+        if settings.mode == "exact":
+            grid = self.exact_grid(frame, settings.stride, window_progress)
+        else:
+            grid = self.dense_grid(frame, settings.stride, settings.normalisation, on_engine=engine.append)
         check_finite(grid, f"model {self.model.source}")
-        sick_map = upsample_map(grid, plane_shape(frame), self.window, stride)
-        return FrameResult(sick_map, grid, *summarise_map(sick_map, threshold, mask), threshold, int(stride), mode)
-
-    def analyse(
-        self,
-        image: np.ndarray,
-        source: str = "image",
-        stride: int = DEFAULT_STRIDE,
-        mode: str = DEFAULT_MODE,
-        threshold: float = DEFAULT_THRESHOLD,
-        normalisation: str = "local",
-        colour: str = "refuse",
-        progress=None,
-        window_progress=None,
-    ) -> list[FrameResult]:
-        """Validate an image or stack (any accepted layout) and analyse every frame.
-
-        ``progress`` is called once per frame, ``window_progress`` per batch of windows (exact mode).
-        """
-        self.check_settings(stride, mode, threshold, normalisation)
-        frames = as_grey_frames(image, source, colour=colour, min_size=self.window)
-        results = []
-        for index, frame in enumerate(frames):
-            try:
-                results.append(
-                    self.analyse_frame(frame, stride, mode, threshold, normalisation, window_progress=window_progress)
-                )
-            except NotANumberError as exc:
-                where = f"{source}{f' frame {index}' if len(frames) > 1 else ''}"
-                raise NotANumberError(f"{where}: {exc}") from None
-            if progress is not None:
-                progress(1)
-        return results
+        sick_map = upsample_map(grid, plane_shape(frame), self.window, settings.stride)
+        return FrameResult(
+            sick_map,
+            grid,
+            *summarise_map(sick_map, settings.threshold, mask),
+            settings.threshold,
+            int(settings.stride),
+            settings.mode,
+            engine[-1],
+        )
 
     def window_count(self, shape: tuple[int, ...], stride: int) -> int:
         """Number of windows of one (..., H, W) frame at ``stride``."""
@@ -254,24 +246,6 @@ class Predictor:
 
 class NotANumberError(PhototoxError):
     """The model produced NaN or infinite probabilities: an error, never a class."""
-
-
-def upsample_map(
-    grid: np.ndarray, shape: tuple[int, int], window: int, stride: int, band_rows: int = 1024
-) -> np.ndarray:
-    """:func:`~phototox.windows.upsample_grid` clipped to [0, 1], in bands of rows.
-
-    The result is the only (H, W) array: float64 temporaries stay a band high for any frame.
-    """
-    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0
-    xs = np.arange(grid.shape[1]) * stride + (window - 1) / 2.0
-    wy = _interpolation_matrix(shape[0], ys)
-    across = grid.astype(np.float64) @ _interpolation_matrix(shape[1], xs).T  # (ny, W)
-    out = np.empty(shape, dtype=np.float32)
-    for y0 in range(0, shape[0], band_rows):
-        band = out[y0 : y0 + band_rows]
-        np.clip(wy[y0 : y0 + band_rows] @ across, 0.0, 1.0, out=band, casting="same_kind")
-    return out
 
 
 def check_finite(probabilities: np.ndarray, what: str) -> np.ndarray:

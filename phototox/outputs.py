@@ -8,26 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .assess import TRUST_FIELDS
 from .errors import OutputError
 from .images import atomic_path, write_text_atomic, write_tiff_atomic
 from .inference import FrameResult
 from .plots import plot_map_overlay
+from .schema import columns
 
-SUMMARY_FIELDS = (
-    "path",
-    "frame",
-    "mean_sick_probability",
-    "sick_area_fraction",
-    "label",
-    "confidence",
-    "threshold",
-    "stride",
-    "mode",
-    "windows",
-    "model",
-    *TRUST_FIELDS,
-)
+SUMMARY_FIELDS = columns()
+"""Columns of every summary row, from the one result schema (:mod:`phototox.schema`); provenance follows."""
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -121,19 +109,13 @@ def write_map_outputs(
 
 def trust_caption(result: FrameResult) -> str:
     """Second title line of an overlay: pixel size used, domain and quality flags (blank if unknown)."""
-    e = result.extra
-    if not e:
+    t = result.trust
+    if t.pixel_size_source is None:
         return ""
-    size = (
-        "pixel size unknown"
-        if e.get("pixel_size_um") is None
-        else f"{e['pixel_size_um']:g} um/px ({e.get('pixel_size_source')})"
-    )
-    flags = [
-        k.replace("_", " ").upper() for k in ("out_of_domain", "out_of_focus", "saturated", "nearly_empty") if e.get(k)
-    ]
+    size = "pixel size unknown" if t.pixel_size_um is None else f"{t.pixel_size_um:g} um/px ({t.pixel_size_source})"
+    flags = [k.replace("_", " ").upper() for k in t.flags]
     return f"\n{size}" + (
-        f"; {', '.join(flags)}" if flags else "; in the model's domain" if "out_of_domain" in e else ""
+        f"; {', '.join(flags)}" if flags else "; in the model's domain" if t.out_of_domain is not None else ""
     )
 
 

@@ -8,8 +8,8 @@ the model sees it; maps go back to the image's own size afterwards.
 Where the image's pixel size comes from, in order: the user (``--pixel-size``), the file (TIFF
 resolution tags with a centimetre or inch unit, ImageJ ``unit=micron`` metadata, OME-XML
 ``PhysicalSizeX/Y``), else the model's own pixel size is *assumed* and every result says so.
-Unitless resolution tags and the 72/96 dpi defaults of image editors are ignored; values outside
-0.02-20 um/px are refused.
+Files are read by the one metadata reader, :mod:`phototox.imagemeta` (unitless resolution tags
+and the 72/96 dpi defaults of image editors are ignored; values outside 0.02-20 um/px are refused).
 
 Cost: resampling by a factor ``s`` per side multiplies the pixels (and the compute) by ``s**2``;
 a 10x-objective image (about 0.65-0.9 um/px) brought to the shipped model's 0.434 um/px is
@@ -18,43 +18,20 @@ upsampled 1.5-2x and costs 2.3-4x more.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ImageInputError, PhototoxError
+from .imagemeta import check_plausible, read_metadata
 from .shapes import plane_shape
 
-PLAUSIBLE_UM = (0.02, 20.0)
-"""Pixel sizes (um/px) accepted; anything else is a unit mistake, not a microscope."""
-DEFAULT_DPI = (72.0, 96.0)
-"""Resolutions written by image editors and screen-capture tools, never by a microscope."""
 SOURCES = ("user", "file", "assumed", "unknown")
 SCALE_TOLERANCE = 0.02
 """Relative pixel-size difference below which a frame is not resampled."""
-
-_UNIT_UM = {
-    "micron": 1.0,
-    "microns": 1.0,
-    "um": 1.0,
-    "\u00b5m": 1.0,
-    "\u03bcm": 1.0,
-    "micrometer": 1.0,
-    "micrometre": 1.0,
-    "nm": 1e-3,
-    "nanometer": 1e-3,
-    "mm": 1e3,
-    "millimeter": 1e3,
-    "cm": 1e4,
-    "m": 1e6,
-    "meter": 1e6,
-    "\\u00b5m": 1.0,
-}
 
 
 @dataclass(frozen=True)
@@ -71,97 +48,13 @@ class PixelSize:
         return f"{self.um:.4g} um/px ({self.source}{': ' + self.detail if self.detail else ''})"
 
 
-def check_plausible(um: float, where: str) -> float:
-    """Return ``um`` if it is a plausible light-microscope pixel size, else raise one line."""
-    if not isinstance(um, (int, float)) or not math.isfinite(um) or not PLAUSIBLE_UM[0] <= um <= PLAUSIBLE_UM[1]:
-        raise PhototoxError(
-            f"{where}: pixel size {um!r} um/px is implausible "
-            f"(expected {PLAUSIBLE_UM[0]}-{PLAUSIBLE_UM[1]} um/px; check the unit)"
-        )
-    return float(um)
-
-
-# --- reading files ----------------------------------------------------------------------------
-
-
-def _ome_pixel_size(xml: str) -> float | None:
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
-        return None
-    for element in root.iter():
-        if element.tag.split("}")[-1] != "Pixels":
-            continue
-        sizes = []
-        for axis in ("X", "Y"):
-            value = element.get(f"PhysicalSize{axis}")
-            if value is None:
-                continue
-            unit = element.get(f"PhysicalSize{axis}Unit", "\u00b5m")
-            if unit.lower() not in _UNIT_UM and unit not in _UNIT_UM:
-                return None
-            sizes.append(float(value) * _UNIT_UM.get(unit, _UNIT_UM.get(unit.lower(), 1.0)))
-        if sizes:
-            return float(np.mean(sizes))
-    return None
-
-
-def _rational(value) -> float | None:
-    try:
-        if isinstance(value, tuple):
-            return value[0] / value[1] if value[1] else None
-        return float(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-
-
-def _tiff_pixel_size(path: Path) -> tuple[float | None, str]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        if tif.is_ome and tif.ome_metadata:
-            um = _ome_pixel_size(tif.ome_metadata)
-            if um is not None:
-                return um, "OME-XML PhysicalSizeX/Y"
-        page = tif.pages.first
-        tags = page.tags
-        xres = _rational(tags["XResolution"].value) if "XResolution" in tags else None
-        yres = _rational(tags["YResolution"].value) if "YResolution" in tags else None
-        res = float(np.mean([r for r in (xres, yres) if r])) if (xres or yres) else None
-        ij = tif.imagej_metadata or {}
-        unit = str(ij.get("unit", "")).strip()
-        if ij and unit:
-            factor = _UNIT_UM.get(unit) or _UNIT_UM.get(unit.lower())
-            if factor and res:
-                return factor / res, f"ImageJ calibration (unit {unit})"
-            return None, f"ImageJ unit {unit!r} is not a length"
-        if res is None or "ResolutionUnit" not in tags:
-            return None, "no resolution tags"
-        unit_code = int(tags["ResolutionUnit"].value)
-        if unit_code == 2:  # inch
-            if any(abs(res - d) < 1e-6 for d in DEFAULT_DPI):
-                return None, f"{res:g} dpi is an image editor's default, not a microscope's"
-            return 25400.0 / res, "TIFF resolution tags (inch)"
-        if unit_code == 3:  # centimetre
-            return 1e4 / res, "TIFF resolution tags (centimetre)"
-        return None, "resolution tags without a unit"
-
-
 def pixel_size_from_file(path: str | os.PathLike) -> tuple[float | None, str]:
-    """Pixel size in um/px recorded in an image file, or ``(None, why not)``.
+    """Pixel size in um/px recorded in an image file, or ``(None, why not)`` (:func:`read_metadata`).
 
     Reads only metadata. An implausible recorded value raises a one-line PhototoxError.
     """
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None, f"{path.suffix or 'this'} files carry no pixel size phototox reads"
-    try:
-        um, detail = _tiff_pixel_size(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # metadata damage is not fatal here
-        return None, f"unreadable metadata ({type(exc).__name__})"
-    if um is not None:
-        check_plausible(um, f"{path} ({detail})")
-    return um, detail
+    meta = read_metadata(path)
+    return meta.pixel_size_um, meta.pixel_size_detail
 
 
 def model_pixel_size(meta: dict) -> float | None:

@@ -2,7 +2,8 @@
 
 Both front ends receive raw float32 pixels plus ``key=value`` settings and hand back a result
 line (``mean_sick_probability=0.41;sick_area_fraction=0.3;label=healthy;...``) and the map.
-This module is that shared path, on top of :class:`phototox.inference.Predictor`.
+This module is that shared path, through the front door :class:`phototox.assess.Assessor`; the
+line's keys are the schema's (:func:`phototox.schema.columns`).
 """
 
 from __future__ import annotations
@@ -13,31 +14,15 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .assess import Assessor
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
 from .inference import FrameResult, Predictor
+from .schema import columns
 from .settings import MapSettings
 
-RESULT_KEYS = (
-    "mean_sick_probability",
-    "sick_area_fraction",
-    "label",
-    "confidence",
-    "threshold",
-    "stride",
-    "mode",
-    "windows",
-    "model",
-    "pixel_size_um",
-    "pixel_size_source",
-    "model_pixel_size_um",
-    "domain_score",
-    "fine_detail",
-    "out_of_domain",
-    "out_of_focus",
-    "saturated",
-    "nearly_empty",
-)
+RESULT_KEYS = columns(line=True)
+"""Keys of the result line, from the one result schema (:mod:`phototox.schema`)."""
 _OPTION = re.compile(r"(\w+)=\[([^\]]*)\]|(\w+)=(\S+)|(\w+)")
 
 
@@ -94,16 +79,9 @@ def _number(params: dict, key: str, default, kind):
         raise PhototoxError(f"setting {key}={value!r} is not a valid {kind.__name__}") from None
 
 
-def settings_from(params: dict) -> dict:
-    """Validated analysis settings from request parameters (strings): :class:`MapSettings` and the pixel size."""
-    settings = MapSettings.from_params(params)
-    return {
-        "stride": settings.stride,
-        "mode": settings.mode,
-        "threshold": settings.threshold,
-        "normalisation": settings.normalisation,
-        "pixel_size": _number(params, "pixel_size", None, float),
-    }
+def settings_from(params: dict) -> tuple[MapSettings, float | None]:
+    """Validated :class:`MapSettings` and the pixel size (um/px, or None) from request parameters (strings)."""
+    return MapSettings.from_params(params), _number(params, "pixel_size", None, float)
 
 
 def format_result(result: FrameResult, model: str) -> str:
@@ -125,22 +103,10 @@ def analyse_pixels(
     pixels = np.asarray(pixels, dtype=np.float32)
     if width < 1 or height < 1 or pixels.size != width * height:
         raise ImageInputError(f"{source}: got {pixels.size} pixels for a {width}x{height} image")
-    settings = settings_from(params)
+    settings, pixel_size_um = settings_from(params)
     model = params.get("model") or None
     predictor = pool.get(model, params.get("device") or None)
     frame = as_grey_frames(pixels.reshape(height, width), source, min_size=predictor.window)[0]
-    from .assess import Assessor
-
     assessor = Assessor(predictor, warn=lambda line: None)  # the flags travel in the result line
-    size = assessor.pixel_size(settings["pixel_size"], None)
-    result = assessor.analyse_frame(
-        frame,
-        size,
-        source,
-        settings["stride"],
-        settings["mode"],
-        settings["threshold"],
-        settings["normalisation"],
-        domain=assessor.domain,
-    )
+    result = assessor.analyse(frame, settings, assessor.pixel_size(pixel_size_um), source)[0]
     return format_result(result, predictor.model.label), result.sick_map.astype(np.float32)

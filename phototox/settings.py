@@ -2,8 +2,8 @@
 
 One frozen dataclass holds each option's default, its allowed values, its validation and its help
 text. The command line (:meth:`MapSettings.add_arguments`), the HTTP server and the ImageJ bridge
-(:meth:`MapSettings.from_params`, via :mod:`phototox.remote`) and :meth:`Predictor.check_settings
-<phototox.inference.Predictor.check_settings>` are generated from it; the CellProfiler module and
+(:meth:`MapSettings.from_params`, via :mod:`phototox.remote`) are generated from it, and every
+map is made from one (validated when it is made, never again per frame); the CellProfiler module and
 the Java option list are checked against it by ``tests/test_settings.py``, which fails when they
 drift. This module imports nothing heavy (the CLI parser reads it before torch is loaded).
 """
@@ -11,7 +11,7 @@ drift. This module imports nothing heavy (the CLI parser reads it before torch i
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .defaults import DEFAULT_STRIDE
@@ -51,6 +51,9 @@ class MapSettings:
         NORMALISATIONS,
     )
     colour: str = _option("refuse", "what to do with colour images whose channels differ", COLOUR_RULES)
+
+    def __post_init__(self) -> None:
+        self.validate()  # settings are validated once, when they are made; a MapSettings is always valid
 
     def validate(self) -> MapSettings:
         """Return ``self`` if every option is valid; else one error naming the option and the problem."""
@@ -106,9 +109,9 @@ class MapSettings:
                 raise PhototoxError(f"setting {f.name}={text!r} is not a valid {kind.__name__}") from None
         return cls(**values).validate()
 
-    def with_(self, **changes: Any) -> MapSettings:
-        """A validated copy with some options changed."""
-        return replace(self, **changes).validate()
+
+DEFAULT_SETTINGS = MapSettings()
+"""Every option at its default."""
 
 
 def option_names() -> tuple[str, ...]:

@@ -124,14 +124,18 @@ def test_pipeline_measures_and_saves_map(cp, tmp_path, tiny_model_path):
 
 
 def test_map_matches_the_python_api(cp, tmp_path, tiny_model_path):
+    from phototox.assess import Assessor
     from phototox.inference import Predictor
     from phototox.models.weights import load_weights
+    from phototox.settings import MapSettings
 
     images = _images(tmp_path / "in", doses=(0.5,))
     m, errors, _ = _run(PIPELINE, images, tmp_path / "out", str(tiny_model_path))
     assert not errors
     # CellProfiler scales 16-bit pixels to [0, 1]; crop normalisation makes that irrelevant
-    api = Predictor.create(load_weights(tiny_model_path), "cpu").analyse(tifffile.imread(images[0]))[0]
+    assessor = Assessor(Predictor.create(load_weights(tiny_model_path), "cpu"), warn=lambda line: None)
+    frame = tifffile.imread(images[0]).astype(np.float32)
+    api = assessor.analyse(frame, MapSettings(), assessor.pixel_size(None))[0]
     assert _image_values(m, "MeanSickProbability")[0] == pytest.approx(api.mean_sick_probability, abs=1e-4)
 
 
@@ -141,6 +145,7 @@ def test_pixel_size_setting_resamples_to_the_models_scale(cp, tmp_path):
     from phototox.assess import Assessor
     from phototox.inference import Predictor
     from phototox.pixelsize import PixelSize
+    from phototox.settings import MapSettings
 
     images = _images(tmp_path / "in", doses=(0.5,), size=(500, 520))
     assumed, errors, _ = _run(PIPELINE, images, tmp_path / "out0")
@@ -152,9 +157,9 @@ def test_pixel_size_setting_resamples_to_the_models_scale(cp, tmp_path):
     assert _image_values(given, "ModelPixelSizeUm") == [pytest.approx(0.434)]
     assert _image_values(given, "OutOfDomain")[0] in (0, 1)
     frame = tifffile.imread(images[0]).astype(np.float32)
-    api = Assessor(Predictor.from_spec("default", "cpu")).analyse_frame(frame, PixelSize(0.217, "user"), "api")
+    api = Assessor(Predictor.from_spec("default", "cpu")).analyse(frame, MapSettings(), PixelSize(0.217, "user"))[0]
     assert _image_values(given, "MeanSickProbability")[0] == pytest.approx(api.mean_sick_probability, abs=1e-4)
-    assert api.extra["model_pixel_size_um"] == pytest.approx(0.434)
+    assert api.trust.model_pixel_size_um == pytest.approx(0.434)
     saved = tifffile.imread(tmp_path / "out1" / f"{images[0].stem}_sickmap.tiff")
     assert saved.shape == frame.shape  # the map comes back at the image's size
 

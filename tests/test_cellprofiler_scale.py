@@ -46,8 +46,23 @@ def test_validation_loads_nothing_and_creates_no_cache_folder(plugin, tmp_path, 
     assert not (tmp_path / "cache").exists()
 
 
+def test_every_registry_name_and_alias_is_accepted(plugin):
+    """The module asks the model loader: every shipped name (e.g. deadnet-gap-celldeath-v2) is a model."""
+    from phototox.models.registry import list_models
+
+    module = plugin.MeasurePhototoxicity()
+    module.model_choice.value = plugin.MODEL_CUSTOM
+    names = [e.name for e in list_models()]
+    assert "deadnet-gap-celldeath-v2" in names
+    for name in [*names, *(f"shipped:{n}" for n in names), "default", "affable-shark", "https://example.org/m.zip"]:
+        module.model_location.value = name
+        assert module.model_problem() == "", name
+    module.model_location.value = "deadnet-gap-nonexistent-v9.pt"
+    assert "no such file" in module.model_problem()
+
+
 def test_stride_default_is_the_shared_one(plugin):
-    from phototox.inference import DEFAULT_STRIDE
+    from phototox.defaults import DEFAULT_STRIDE
 
     assert plugin.MeasurePhototoxicity().stride.value == DEFAULT_STRIDE
 

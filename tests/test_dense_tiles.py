@@ -21,10 +21,10 @@ from phototox.dense import (
     dense_sick_grid,
     frame_moments,
 )
-from phototox.inference import Predictor, upsample_map
+from phototox.inference import Predictor
 from phototox.normalise import box_normalise
 from phototox.synth import render_field
-from phototox.windows import upsample_grid
+from phototox.windows import upsample_grid, upsample_map
 
 CPU = torch.device("cpu")
 REGIONS = [(0, 220, 0, 220), (16, 268, 32, 300), (80, 316, 100, 316), (0, 316, 0, 316)]
@@ -127,7 +127,7 @@ PROBE = textwrap.dedent("""
     predictor.tile_windows = 16
     frame = np.random.default_rng(0).random((size, size), dtype=np.float32) * 100 + 1000
     before = peak()
-    result = predictor.analyse_frame(frame, stride=32, mode="dense")
+    result = predictor.analyse_frame(frame, MapSettings(stride=32, mode="dense"))
     print(json.dumps({"extra": peak() - before, "map": result.sick_map.nbytes}))
 """)
 

@@ -75,10 +75,15 @@ def _phototox_fiji(macro: str, tmp_path: Path, model: Path, timeout: int = 240) 
 
 
 def _api(model: Path, image: Path, stride: int, mode: str):
+    from phototox.assess import Assessor
+    from phototox.images import as_grey_frames
     from phototox.inference import Predictor
     from phototox.models.weights import load_weights
+    from phototox.settings import MapSettings
 
-    return Predictor.create(load_weights(model), "cpu").analyse(tifffile.imread(image), stride=stride, mode=mode)[0]
+    assessor = Assessor(Predictor.create(load_weights(model), "cpu"), warn=lambda line: None)
+    frames = as_grey_frames(tifffile.imread(image), str(image))
+    return assessor.analyse(frames, MapSettings(stride=stride, mode=mode), assessor.pixel_size(None, image))[0]
 
 
 MEASURE = """

@@ -111,7 +111,7 @@ def test_fiji_route_without_imagej2_fails_with_one_line(fiji_app, tmp_path, tiny
 
 
 def test_java_dialog_default_stride_is_the_shared_one():
-    from phototox.inference import DEFAULT_STRIDE
+    from phototox.defaults import DEFAULT_STRIDE
 
     source = (REPO / "plugins/fiji/phototox_fiji/java/phototox/Measure_Phototoxicity.java").read_text()
     assert f"static final int DEFAULT_STRIDE = {DEFAULT_STRIDE};" in source

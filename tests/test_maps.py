@@ -8,9 +8,10 @@ import tifffile
 from conftest import VARYING_MODEL
 
 from phototox.apps.cli import main
+from phototox.assess import TRUST_FIELDS, Assessor
 from phototox.errors import PhototoxError
 from phototox.inference import object_means, summarise_map
-from phototox.settings import check_dense_stride
+from phototox.settings import MapSettings, check_dense_stride
 from phototox.synth import render_field
 from phototox.windows import upsample_grid
 
@@ -47,7 +48,7 @@ def test_shift_and_stitch_interleaves_the_16px_grid(predictor, field):
 
 @pytest.mark.parametrize("mode", ["exact", "dense"])
 def test_map_has_image_shape_and_lies_in_unit_interval(predictor, field, mode):
-    result = predictor.analyse_frame(field, 32, mode)
+    result = predictor.analyse_frame(field, MapSettings(stride=32, mode=mode))
     assert result.sick_map.shape == field.shape and result.sick_map.dtype == np.float32
     assert result.sick_map.min() >= 0.0 and result.sick_map.max() <= 1.0
     assert result.mean_sick_probability == pytest.approx(float(result.sick_map.mean()))
@@ -68,10 +69,12 @@ def test_invalid_settings_are_refused(predictor, field):
     with pytest.raises(PhototoxError, match="divides 16"):
         check_dense_stride(12)
     with pytest.raises(PhototoxError, match="threshold"):
-        predictor.analyse_frame(field, 32, "dense", threshold=1.5)
+        MapSettings(stride=32, mode="dense", threshold=1.5)
     with pytest.raises(PhototoxError, match="map mode"):
-        predictor.analyse_frame(field, 32, "fast")
-    assert predictor.analyse_frame(field[:240, :240], 12, "exact").grid.size == 4  # exact takes any stride
+        MapSettings(stride=32, mode="fast")
+    assert (
+        predictor.analyse_frame(field[:240, :240], MapSettings(stride=12, mode="exact")).grid.size == 4
+    )  # exact takes any stride
 
 
 def test_object_means():
@@ -160,5 +163,8 @@ def test_predict_json_matches_the_python_api(tmp_path, varying_predictor, capsys
         == 0
     )
     row = json.loads(capsys.readouterr().out)[0]
-    api = varying_predictor.analyse(frame, stride=32, mode="exact")[0]
+    front_door = Assessor(varying_predictor, warn=lambda line: None)
+    api = front_door.analyse(frame, MapSettings(stride=32, mode="exact"), front_door.pixel_size(None, image))[0]
     assert row["mean_sick_probability"] == pytest.approx(api.mean_sick_probability, abs=1e-6)
+    assert row["engine"] == api.engine == "torch"  # exact mode runs on PyTorch, and the row says so
+    assert {k: row[k] for k in TRUST_FIELDS} == api.trust.as_dict()

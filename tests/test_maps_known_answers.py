@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import periodic_field
 
+from phototox.settings import MapSettings
 from phototox.synth import render_field
 from phototox.windows import window_origins
 
@@ -36,7 +37,10 @@ def test_the_fixture_model_outputs_span_most_of_the_unit_interval(varying_predic
 
 @pytest.mark.parametrize("mode", ["exact", "dense"])
 def test_map_mean_increases_with_dose(varying_predictor, mode):
-    means = [varying_predictor.analyse_frame(_field(dose), 32, mode).mean_sick_probability for dose in (0.0, 0.5, 1.0)]
+    means = [
+        varying_predictor.analyse_frame(_field(dose), MapSettings(stride=32, mode=mode)).mean_sick_probability
+        for dose in (0.0, 0.5, 1.0)
+    ]
     # measured exact 0.007, 0.225, 0.708; dense 0.006, 0.174, 0.767
     assert means[0] < 0.1 and means[2] > 0.5
     assert np.all(np.diff(means) > 0.05), means
@@ -63,7 +67,7 @@ def test_each_grid_value_is_the_classification_of_its_crop(varying_predictor, mo
     field = periodic_field()
     crops, shape = _crops(field, 32)
     expected = varying_predictor.classify_windows(crops).reshape(shape)
-    grid = varying_predictor.analyse_frame(field, 32, mode).grid
+    grid = varying_predictor.analyse_frame(field, MapSettings(stride=32, mode=mode)).grid
     assert np.abs(grid - expected).max() < 1e-5  # measured 0 (exact), 1.0e-6 (dense)
 
 
@@ -89,10 +93,12 @@ def test_dense_on_a_single_window_is_the_crops_classification(varying_predictor)
 def test_maps_ignore_brightness_and_contrast(varying_predictor, mode):
     """Per-crop normalisation: a * image + b gives the same map for any a > 0 and b."""
     field = _field(0.7)
-    base = varying_predictor.analyse_frame(field, 32, mode).grid
+    base = varying_predictor.analyse_frame(field, MapSettings(stride=32, mode=mode)).grid
     assert base.max() - base.min() > 0.05  # measured exact 0.34 .. 0.47, dense 0.32 .. 0.95
     for scaled in (3 * field + 500, field / 1000):
-        assert np.abs(varying_predictor.analyse_frame(scaled, 32, mode).grid - base).max() < 2e-5  # measured 4.3e-6
+        assert (
+            np.abs(varying_predictor.analyse_frame(scaled, MapSettings(stride=32, mode=mode)).grid - base).max() < 2e-5
+        )  # measured 4.3e-6
 
 
 def test_tiling_equals_the_whole_frame(varying_predictor):

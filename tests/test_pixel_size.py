@@ -106,19 +106,20 @@ def test_map_returns_at_the_original_size(tmp_path, rng):
     from phototox.assess import Assessor
     from phototox.inference import Predictor
     from phototox.models.loader import load_model
+    from phototox.settings import MapSettings
     from phototox.synth import render_field
 
     lines = []
     assessor = Assessor(Predictor.create(load_model(), "cpu"), warn=lines.append)
     frame = render_field(300, 330, 0.5, seed=1).image.astype(np.float32)
     for um in (0.35, 0.434, 0.868):
-        result = assessor.analyse(frame[None], "f", None, um, stride=32)[0]
+        result = assessor.analyse(frame[None], MapSettings(stride=32), assessor.pixel_size(um), "f")[0]
         assert result.sick_map.shape == frame.shape
-        assert result.extra["pixel_size_um"] == um and result.extra["pixel_size_source"] == "user"
+        assert result.trust.pixel_size_um == um and result.trust.pixel_size_source == "user"
     assert not any("ASSUMED" in line for line in lines)
     for _ in range(2):
-        result = assessor.analyse(frame[None], "f", None, None, stride=32)[0]
-    assert result.extra["pixel_size_source"].startswith("assumed")
+        result = assessor.analyse(frame[None], MapSettings(stride=32), assessor.pixel_size(None), "f")[0]
+    assert result.trust.pixel_size_source.startswith("assumed")
     assert sum("ASSUMED" in line for line in lines) == 1  # once per run
 
 

@@ -10,8 +10,8 @@ pytest.importorskip("ome_zarr")
 
 from phototox.errors import PhototoxError
 from phototox.scale import chunked
-from phototox.scale.geometry import halo, spans
 from phototox.settings import MapSettings
+from phototox.windows import halo, spans, upsample_block
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
@@ -58,10 +58,12 @@ def test_spans_own_every_window_once_and_align(length, stride, per):
 @pytest.mark.slow
 @pytest.mark.parametrize("stride,mode", [(32, "dense"), (16, "dense"), (64, "exact")])
 def test_chunked_grid_equals_in_memory_grid(predictor, frame, stride, mode):
-    whole = predictor.analyse_frame(frame, stride, mode)
+    whole = predictor.analyse_frame(frame, MapSettings(stride=stride, mode=mode))
     assert whole.grid.std() > 0.05  # the fixture gives varied outputs, so the comparison can fail
     parts = []
-    grid = chunked.chunked_grid(predictor, frame, stride, mode, chunk=128, progress=parts.append)
+    grid = chunked.chunked_grid(
+        predictor, frame, MapSettings(stride=stride, mode=mode), chunk=128, progress=parts.append
+    )
     assert len(parts) > 4  # several chunks in each direction
     np.testing.assert_allclose(grid, whole.grid, atol=2e-5)
 
@@ -71,7 +73,7 @@ def test_too_small_halo_changes_the_map(predictor, frame, monkeypatch):
     """The guard: with less context than the normalisation box needs, chunk edges show."""
     whole = predictor.dense_grid(frame, 32)
     monkeypatch.setattr(chunked, "halo", lambda *a, **k: 32)
-    grid = chunked.chunked_grid(predictor, frame, 32, "dense", chunk=128)
+    grid = chunked.chunked_grid(predictor, frame, MapSettings(stride=32), chunk=128)
     assert np.abs(grid - whole).max() > 1e-3
 
 
@@ -80,8 +82,10 @@ def test_chunked_map_writes_the_in_memory_map(predictor, frame, tmp_path, monkey
     from phototox.scale.zarrio import open_ome_zarr
 
     monkeypatch.setattr(chunked, "STORE_CHUNK", 256)  # several stored blocks and pyramid levels
-    result = chunked.chunked_map(predictor, frame, tmp_path / "m.ome.zarr", 32, chunk=128, pixel_size_um=0.434)
-    whole = predictor.analyse_frame(frame, 32, "dense")
+    result = chunked.chunked_map(
+        predictor, frame, tmp_path / "m.ome.zarr", MapSettings(stride=32), chunk=128, pixel_size_um=0.434
+    )
+    whole = predictor.analyse_frame(frame, MapSettings(stride=32, mode="dense"))
     lazy = open_ome_zarr(tmp_path / "m.ome.zarr")
     assert lazy.shape == frame.shape and lazy.pixel_size_um == pytest.approx(0.434)
     np.testing.assert_allclose(lazy[:, :], whole.sick_map, atol=2e-5)
@@ -101,9 +105,7 @@ def test_upsample_block_matches_upsample_grid(rng):
     grid = rng.random((7, 9)).astype(np.float32)
     full = upsample_grid(grid, (500, 560), 220, 40)
     for ys, xs in [((0, 500), (0, 560)), ((100, 333), (7, 300)), ((499, 500), (0, 1))]:
-        np.testing.assert_allclose(
-            chunked.upsample_block(grid, 220, 40, ys, xs), full[ys[0] : ys[1], xs[0] : xs[1]], atol=1e-6
-        )
+        np.testing.assert_allclose(upsample_block(grid, 220, 40, ys, xs), full[ys[0] : ys[1], xs[0] : xs[1]], atol=1e-6)
 
 
 @pytest.mark.slow

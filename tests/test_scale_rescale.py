@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from phototox.pixelsize import PixelSize, resample, scaled_shape
 from phototox.scale.rescale import ResampledView
+from phototox.settings import MapSettings
 
 pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
@@ -65,13 +66,17 @@ def test_chunked_map_at_another_pixel_size_equals_the_in_memory_assessment(tmp_p
     right = render_field(300, 200, 1.0, seed=22).image
     frame = np.concatenate([left, right], axis=1).astype(np.float32)  # 300 x 400 at 0.8 um/px
 
-    reference = Assessor(predictor, domain_check=False).analyse_frame(frame, PixelSize(0.8, "user"), stride=32)
+    reference = Assessor(predictor, domain_check=False).analyse(frame, MapSettings(stride=32), PixelSize(0.8, "user"))[
+        0
+    ]
     assert reference.sick_map.std() > 0.05, "the map must vary, or the comparison proves nothing"
     monkeypatch.setattr(chunked, "STORE_CHUNK", 128)  # several blocks, each resampled on its own
-    result = chunked.chunked_map(predictor, frame, tmp_path / "m.ome.zarr", 32, chunk=256, factor=0.8 / 0.5)
+    result = chunked.chunked_map(
+        predictor, frame, tmp_path / "m.ome.zarr", MapSettings(stride=32), chunk=256, factor=0.8 / 0.5
+    )
     stored = open_ome_zarr(tmp_path / "m.ome.zarr")
     assert stored.shape == frame.shape
     np.testing.assert_allclose(stored[:, :], reference.sick_map, atol=1e-4)
     assert result.mean_sick_probability == pytest.approx(reference.mean_sick_probability, abs=1e-4)
-    unscaled = chunked.chunked_map(predictor, frame, None, 32, chunk=256)
+    unscaled = chunked.chunked_map(predictor, frame, None, MapSettings(stride=32), chunk=256)
     assert abs(unscaled.mean_sick_probability - result.mean_sick_probability) > 0.01  # the scale matters here

@@ -10,6 +10,7 @@ import pytest
 
 from phototox.apps.serve import is_loopback, make_server
 from phototox.remote import parse_imagej_options
+from phototox.settings import MapSettings
 
 
 @pytest.fixture()
@@ -50,7 +51,9 @@ def test_analyse_returns_map_and_numbers(running, tiny_model_path):
     with _post(url, frame, 260, 240, stride=16, mode="exact") as response:
         values = dict(kv.split("=") for kv in response.headers["X-Phototox-Result"].split(";"))
         sick_map = np.frombuffer(response.read(), "<f4").reshape(240, 260)
-    expected = Predictor.create(load_weights(tiny_model_path), "cpu").analyse_frame(frame, 16, "exact")
+    expected = Predictor.create(load_weights(tiny_model_path), "cpu").analyse_frame(
+        frame, MapSettings(stride=16, mode="exact")
+    )
     assert float(values["mean_sick_probability"]) == pytest.approx(expected.mean_sick_probability, abs=1e-5)
     assert np.allclose(sick_map, expected.sick_map, atol=1e-6)
     with urllib.request.urlopen(f"{url}/v1/status") as response:

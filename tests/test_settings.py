@@ -36,12 +36,10 @@ def test_cli_options_are_generated_from_the_settings(command):
 
 def test_server_parameters_follow_the_settings():
     defaults = MapSettings()
-    blank = settings_from({})  # colour is not a request parameter: the pixels arrive grey
-    assert {k: blank[k] for k in ("stride", "mode", "threshold", "normalisation")} == {
-        k: getattr(defaults, k) for k in ("stride", "mode", "threshold", "normalisation")
-    }
-    parsed = settings_from({"stride": "16", "mode": "exact", "threshold": "0.3", "normalisation": "global"})
-    assert (parsed["stride"], parsed["mode"], parsed["threshold"], parsed["normalisation"]) == (
+    blank, pixel_size = settings_from({})  # colour is not a request parameter: the pixels arrive grey
+    assert blank == defaults and pixel_size is None
+    parsed, _ = settings_from({"stride": "16", "mode": "exact", "threshold": "0.3", "normalisation": "global"})
+    assert (parsed.stride, parsed.mode, parsed.threshold, parsed.normalisation) == (
         16,
         "exact",
         0.3,

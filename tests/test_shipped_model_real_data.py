@@ -52,7 +52,16 @@ def test_held_out_crops_are_classified_by_their_label(shipped):
 @pytest.mark.slow
 def test_held_out_fields_score_sick_high_and_healthy_low(shipped):
     rows = _held_out(shipped)
-    scores = {r["field"]: shipped.analyse(read_frames(r["path"]), r["path"])[0].mean_sick_probability for r in rows}
+    from phototox.assess import Assessor
+    from phototox.settings import MapSettings
+
+    api = Assessor(shipped, warn=lambda line: None, domain_check=False)
+    scores = {
+        r["field"]: api.analyse(read_frames(r["path"]), MapSettings(), api.pixel_size(None, r["path"]))[
+            0
+        ].mean_sick_probability
+        for r in rows
+    }
     sick = [scores[r["field"]] for r in rows if r["label"] == "sick"]
     healthy = [scores[r["field"]] for r in rows if r["label"] == "healthy"]
     # measured with v3 (default dense map, stride 32): sick 0.967-0.999, healthy 0.008-0.252
@@ -64,11 +73,12 @@ def test_held_out_fields_score_sick_high_and_healthy_low(shipped):
 def test_t98g_healthy_time_lapse_is_called_healthy(shipped):
     """At its true pixel size (0.87 um/px, as `phototox predict --pixel-size 0.87` runs it)."""
     from phototox.assess import Assessor
+    from phototox.settings import MapSettings
 
     assessor = Assessor(shipped, warn=lambda line: None)
     frames = sorted((need_usiigaci() / "frames").glob("*.tif"))
     for path in (frames[0], frames[-1]):
-        result = assessor.analyse(read_frames(path), path.name, path, pixel_size_um=0.87)[0]
+        result = assessor.analyse(read_frames(path), MapSettings(), assessor.pixel_size(0.87, path), path.name)[0]
         # measured with v3: 0.060-0.090 mean P(sick) over all 37 frames
         assert result.label == "healthy" and result.mean_sick_probability < 0.2, (path.name, result.summary())
-        assert result.extra["pixel_size_source"] == "user" and result.extra["model_pixel_size_um"] == 0.434
+        assert result.trust.pixel_size_source == "user" and result.trust.model_pixel_size_um == 0.434

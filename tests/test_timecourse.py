@@ -9,8 +9,9 @@ from scipy import ndimage
 
 from phototox.apps.cli import main
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
+from phototox.images import natural_key
 from phototox.timecourse.activity import foreground_mask, motion_um_per_min
-from phototox.timecourse.io import natural_key, read_doses, read_field
+from phototox.timecourse.io import read_doses, read_field
 from phototox.timecourse.mitosis import (
     detect_round_objects,
     link_detections,

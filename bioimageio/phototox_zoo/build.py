@@ -35,6 +35,7 @@ from phototox.inference import Predictor
 from phototox.models.architectures import CLASSES, WINDOW, build_model
 from phototox.normalise import contract_of, normalise_crops
 from phototox.pixelsize import model_pixel_size
+from phototox.settings import MapSettings
 
 FORMAT_VERSION = "0.5.12"
 OPSET = 18
@@ -131,7 +132,7 @@ def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
             ]
     panels = []
     for frame, label, source in fields:
-        result = predictor.analyse_frame(frame, 16, "dense")
+        result = predictor.analyse_frame(frame, MapSettings(stride=16, mode="dense"))
         caption = (
             f"{label or 'image'}: {source}\nmodel calls it {result.label}, "
             f"mean P(sick) {result.mean_sick_probability:.2f}"

@@ -78,6 +78,7 @@ def cmd_predict(args) -> int:
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     from ..assess import control_lines
     from ..batch import analyse_paths
+    from ..settings import MapSettings
 
     assessor = assessor_from_args(args, controls=True)
     window = assessor.predictor.window
@@ -92,10 +93,7 @@ def cmd_predict(args) -> int:
         assessor,
         inputs,
         lambda p: read_frames(p, colour=args.colour, min_size=window),
-        args.stride,
-        args.mode,
-        args.threshold,
-        args.normalisation,
+        MapSettings.from_args(args),
         args.quiet,
         on_result=keep,
         pixel_size_um=args.pixel_size,
@@ -137,6 +135,7 @@ def cmd_map(args) -> int:
     assessor = assessor_from_args(args)
     model = assessor.predictor.model
     from ..batch import analyse_paths
+    from ..settings import MapSettings
 
     rows: list[dict] = []
 
@@ -150,10 +149,7 @@ def cmd_map(args) -> int:
         assessor,
         inputs,
         lambda p: read_frames(p, colour=args.colour, min_size=model.window),
-        args.stride,
-        args.mode,
-        args.threshold,
-        args.normalisation,
+        MapSettings.from_args(args),
         args.quiet,
         on_result=write,
         pixel_size_um=args.pixel_size,

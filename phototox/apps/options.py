@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the parser must not import torch
 def add_model_options(
     p: argparse.ArgumentParser, default: str = "default", default_is: str = "the shipped model"
 ) -> None:
-    """``--model``, ``--device`` and ``--batch-size`` (any registry name, weight file, package, zoo id or URL)."""
+    """``--model``, ``--device``, ``--batch-size`` and ``--engine`` (any registry name, weight file, package, zoo id or URL)."""
     p.add_argument(
         "--model",
         default=default,
@@ -24,6 +24,13 @@ def add_model_options(
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument(
         "--batch-size", type=int, default=None, help="windows per batch in exact mode (default 8 on CPU, 64 on a GPU)"
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="runtime of dense maps: torch, onnx (ONNX Runtime, CPU), auto = onnx when installed, else torch; "
+        "the same numbers to 1e-4, and every result names the one used (default: auto)",
     )
 
 
@@ -38,7 +45,7 @@ def predictor_from_args(args: argparse.Namespace) -> Predictor:
     """The predictor that ``--model``, ``--device`` and ``--batch-size`` name (the one way from a spec)."""
     from ..inference import Predictor
 
-    return Predictor.from_spec(args.model, args.device, args.batch_size)
+    return Predictor.from_spec(args.model, args.device, args.batch_size, getattr(args, "engine", "auto"))
 
 
 def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
@@ -56,18 +63,13 @@ def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Asse
     """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
     from ..assess import Assessor
     from ..controls import ControlReference, control_reference
+    from ..settings import MapSettings
 
     assessor = Assessor(predictor_from_args(args))
     if controls and getattr(args, "controls", None):
         check_inputs_exist([Path(c) for c in args.controls])
         assessor.controls = control_reference(
-            [Path(c) for c in args.controls],
-            assessor,
-            args.pixel_size,
-            stride=args.stride,
-            mode=args.mode,
-            threshold=args.threshold,
-            normalisation=args.normalisation,
+            [Path(c) for c in args.controls], assessor, MapSettings.from_args(args), args.pixel_size
         )
     elif controls:
         assessor.controls = ControlReference.from_meta(assessor.predictor.model.meta)

@@ -31,27 +31,48 @@ SPEC_HELP = (
 )
 
 
-def load_model(spec: str | Path | None = None) -> LoadedModel:
-    """Resolve a model argument (see module docstring) to a loaded, eval-mode model."""
+def spec_kind(spec: str | Path | None = None) -> str:
+    """What a model argument names, checked without loading or downloading anything.
+
+    One of ``shipped``, ``url``, ``package``, ``weights``, ``zoo``; a one-line
+    :class:`ModelLoadError` when it names nothing phototox can load. Front ends that validate
+    settings before a run (CellProfiler) ask this, so they accept exactly what :func:`load_model` does.
+    """
     text = "" if spec is None else str(spec).strip()
-    if text in SHIPPED_ALIASES:
-        return registry.load_registered()
-    if text.startswith("shipped:"):
-        return registry.load_registered(text.split(":", 1)[1])
-    if registry.is_registered(text):
-        return registry.load_registered(text)
+    if text in SHIPPED_ALIASES or text.startswith("shipped:") or registry.is_registered(text):
+        return "shipped"
     from . import package
 
     if text.startswith(("http://", "https://")):
-        return package.load_package(package.fetch_remote(text), source=text)
+        return "url"
     path = Path(text).expanduser()
-    if path.is_dir() or path.suffix.lower() == ".zip":
-        return package.load_package(path)
+    if path.is_dir():
+        return "package"
+    if path.suffix.lower() in (".zip", ".pt", ".pth") and not path.exists():
+        raise ModelLoadError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".zip":
+        return "package"
     if path.suffix.lower() in (".pt", ".pth"):
-        return load_weights(path)
+        return "weights"
     if path.exists():
         raise ModelLoadError(f"{path}: unknown model format (expected .pt, a bioimage.io .zip or folder, or a zoo id)")
     if package.looks_like_zoo_id(text):
-        return package.load_package(package.fetch_remote(text), source=text)
+        return "zoo"
     names = ", ".join(e.name for e in registry.list_models())
-    raise ModelLoadError(f"{text}: no such model file, package, shipped model ({names}) or zoo id")
+    raise ModelLoadError(f"{text}: no such file or folder, shipped model ({names}), zoo id or URL")
+
+
+def load_model(spec: str | Path | None = None) -> LoadedModel:
+    """Resolve a model argument (see module docstring) to a loaded, eval-mode model."""
+    text = "" if spec is None else str(spec).strip()
+    kind = spec_kind(text)
+    if kind == "shipped":
+        if text in SHIPPED_ALIASES:
+            return registry.load_registered()
+        return registry.load_registered(text.split(":", 1)[1] if text.startswith("shipped:") else text)
+    from . import package
+
+    if kind in ("url", "zoo"):
+        return package.load_package(package.fetch_remote(text), source=text)
+    path = Path(text).expanduser()
+    return package.load_package(path) if kind == "package" else load_weights(path)

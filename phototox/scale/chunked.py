@@ -2,7 +2,7 @@
 
 The frame is read lazily (an OME-Zarr or TIFF opened by :mod:`.zarrio`, or any array that can be
 sliced). Pass 1 computes the window grid chunk by chunk, each chunk read with the context
-:func:`~phototox.scale.geometry.halo` says its windows need, through the same
+:func:`~phototox.windows.halo` says its windows need, through the same
 :class:`~phototox.inference.Predictor` grids as an in-memory map. Pass 2 upsamples the grid block
 by block exactly as :func:`phototox.windows.upsample_grid` does, accumulates the summary numbers and
 writes the full-resolution map (level 0) and a 2x-downsampled pyramid. Memory is bounded by the
@@ -12,17 +12,19 @@ chunk size, never by the frame size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageInputError
-from ..inference import FrameResult, Predictor
+from ..inference import Predictor
 from ..models.architectures import CLASSES
 from ..pixelsize import scaled_shape
+from ..schema import Trust
+from ..settings import DEFAULT_SETTINGS, MapSettings
 from ..shapes import plane_shape
-from .geometry import halo, spans, windows_per_chunk
+from ..windows import halo, spans, upsample_block, windows_per_chunk
 from .rescale import GridMapView, ResampledView
 
 DEFAULT_CHUNK = 2048
@@ -45,6 +47,8 @@ class ChunkedResult:
     threshold: float
     stride: int
     mode: str
+    engine: str = "torch"
+    trust: Trust = field(default_factory=Trust)
 
     def summary(self) -> dict:
         """Scalar results, with the same keys as :meth:`FrameResult.summary`."""
@@ -56,6 +60,8 @@ class ChunkedResult:
             "threshold": self.threshold,
             "stride": self.stride,
             "mode": self.mode,
+            "engine": self.engine,
+            **self.trust.as_dict(),
             "windows": int(self.grid_shape[0] * self.grid_shape[1]),
         }
 
@@ -67,18 +73,17 @@ def _as_float(block) -> np.ndarray:
 def chunked_grid(
     predictor: Predictor,
     frame,
-    stride: int,
-    mode: str = "dense",
-    normalisation: str = "local",
+    settings: MapSettings,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    on_engine: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """The window grid of a lazily sliceable (H, W) frame, computed chunk by chunk.
 
     Equal (to float rounding) to ``predictor.dense_grid``/``exact_grid`` of the whole frame. The
     grid is 1/stride^2 of the frame; it is returned in memory.
     """
-    predictor.check_settings(stride, mode, 0.5, normalisation)
+    stride, mode, normalisation = settings.stride, settings.mode, settings.normalisation
     h, w = frame.shape[-2:]
     win = predictor.window
     contract = predictor.contract
@@ -97,7 +102,7 @@ def chunked_grid(
             part = (
                 predictor.exact_grid(region, stride)
                 if mode == "exact"
-                else predictor.dense_grid(region, stride, normalisation)
+                else predictor.dense_grid(region, stride, normalisation, on_engine)
             )
             ly, lx = (first_y * stride - y0) // stride, (first_x * stride - x0) // stride
             grid[first_y : first_y + count_y, first_x : first_x + count_x] = part[ly : ly + count_y, lx : lx + count_x]
@@ -106,42 +111,11 @@ def chunked_grid(
     return grid
 
 
-def interpolation_weights(start: int, stop: int, centres: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rows ``start:stop`` of :func:`phototox.windows._interpolation_matrix`, restricted to the
-    centres they touch: ``(weights (stop-start, k), first centre index)``."""
-    n = len(centres)
-    if n == 1:
-        return np.ones((stop - start, 1)), 0
-    pos = np.clip(np.arange(start, stop, dtype=np.float64), centres[0], centres[-1])
-    step = centres[1] - centres[0]
-    left = np.clip(((pos - centres[0]) // step).astype(int), 0, n - 2)
-    frac = (pos - centres[left]) / step
-    first = int(left.min())
-    weights = np.zeros((stop - start, int(left.max()) + 2 - first))
-    rows = np.arange(stop - start)
-    weights[rows, left - first] = 1.0 - frac
-    weights[rows, left + 1 - first] += frac
-    return weights, first
-
-
-def upsample_block(grid: np.ndarray, window: int, stride: int, ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
-    """Block ``[ys[0]:ys[1], xs[0]:xs[1]]`` of ``upsample_grid(grid, ...)`` without the rest."""
-    cy = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0
-    cx = np.arange(grid.shape[1]) * stride + (window - 1) / 2.0
-    wy, fy = interpolation_weights(*ys, cy)
-    wx, fx = interpolation_weights(*xs, cx)
-    sub = grid[fy : fy + wy.shape[1], fx : fx + wx.shape[1]].astype(np.float64)
-    return np.clip(wy @ sub @ wx.T, 0.0, 1.0).astype(np.float32)
-
-
 def chunked_map(
     predictor: Predictor,
     frame,
     out: str | Path | None,
-    stride: int = 32,
-    mode: str = "dense",
-    threshold: float = 0.5,
-    normalisation: str = "local",
+    settings: MapSettings = DEFAULT_SETTINGS,
     chunk: int = DEFAULT_CHUNK,
     pixel_size_um: float | None = None,
     attrs: dict | None = None,
@@ -154,13 +128,13 @@ def chunked_map(
     ``out=None`` only they are computed (``phototox predict`` of a large image). ``factor``
     (:func:`phototox.pixelsize.scale_factor`) resamples the frame lazily to the model's pixel
     size (:class:`.rescale.ResampledView`); the map comes back at the frame's size, as
-    :class:`phototox.assess.Assessor` returns in-memory maps.
+    :class:`phototox.assess.Assessor` returns in-memory maps. Front ends call it through
+    :func:`phototox.scale.jobs.chunked_row`, which adds the trust verdicts.
     """
     from contextlib import nullcontext
 
     from .zarrio import MapWriter
 
-    predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
     scaled = frame if factor == 1.0 else ResampledView(frame, scaled_shape((h, w), factor))
     if min(scaled.shape[-2:]) < predictor.window:
@@ -168,7 +142,9 @@ def chunked_map(
             f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "
             f"smaller than the {predictor.window} px window"
         )
-    grid = chunked_grid(predictor, scaled, stride, mode, normalisation, chunk, progress)
+    stride, threshold = settings.stride, settings.threshold
+    engine = ["torch"]
+    grid = chunked_grid(predictor, scaled, settings, chunk, progress, engine.append)
     at_model_scale = GridMapView(
         grid, tuple(scaled.shape[-2:]), lambda g, ys, xs: upsample_block(g, predictor.window, stride, ys, xs)
     )
@@ -199,12 +175,6 @@ def chunked_map(
         confidence,
         threshold,
         int(stride),
-        mode,
+        settings.mode,
+        engine[-1],
     )
-
-
-def in_memory_equivalent(
-    predictor: Predictor, frame: np.ndarray, stride: int, mode: str, threshold: float, normalisation: str = "local"
-) -> FrameResult:
-    """The ordinary in-memory result of the same frame (for checks on frames that fit)."""
-    return predictor.analyse_frame(np.asarray(frame, np.float32), stride, mode, threshold, normalisation)

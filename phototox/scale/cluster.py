@@ -47,7 +47,9 @@ class PredictorPlugin(WorkerPlugin):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.predictor = Predictor.from_spec(self.settings.model, self.settings.device, self.settings.batch_size)
+        self.predictor = Predictor.from_spec(
+            self.settings.model, self.settings.device, self.settings.batch_size, self.settings.engine
+        )
         self.loads += 1
 
 

@@ -7,11 +7,15 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ..assess import Assessor
 from ..images import read_frames
 from ..inference import Predictor
 from ..outputs import SUMMARY_FIELDS, summary_rows, write_map_outputs
-from ..pixelsize import assumed_warning, model_pixel_size, resolve_pixel_size, scale_factor
+from ..pixelsize import scale_factor, to_model_scale
 from ..provenance import provenance
+from ..settings import MapSettings
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class RunSettings:
     model_name: str = "the shipped default model"
     device: str = "auto"
     batch_size: int | None = None
+    engine: str = "auto"
     stride: int = 32
     mode: str = "dense"
     threshold: float = 0.5
@@ -30,6 +35,14 @@ class RunSettings:
     chunk: int = 2048
     pixel_size_um: float | None = None
 
+    def __post_init__(self) -> None:
+        self.map_settings  # noqa: B018 -- the map settings are validated once, when the run's settings are made
+
+    @property
+    def map_settings(self) -> MapSettings:
+        """The :class:`MapSettings` of this run."""
+        return MapSettings(self.stride, self.mode, self.threshold, self.normalisation, self.colour)
+
     @classmethod
     def from_args(cls, args) -> RunSettings:
         return cls(
@@ -37,6 +50,7 @@ class RunSettings:
             model_name=str(args.model),
             device=args.device,
             batch_size=args.batch_size,
+            engine=getattr(args, "engine", "auto"),
             stride=args.stride,
             mode=args.mode,
             threshold=args.threshold,
@@ -49,7 +63,7 @@ class RunSettings:
     def fingerprint(self) -> dict:
         """The settings that change results (a ledger written with others cannot be resumed)."""
         out = asdict(self)
-        del out["device"], out["batch_size"]
+        del out["device"], out["batch_size"], out["engine"]  # same numbers on any of them
         return out
 
 
@@ -89,53 +103,45 @@ def map_image(
 
 
 def _analyse(predictor: Predictor, path: str, settings: RunSettings):
-    """Frames of one file and their results at the model's pixel size, with the trust fields."""
-    from ..assess import Assessor
-
+    """Frames of one file and their results at the model's pixel size, with the trust verdicts."""
     frames = read_frames(path, colour=settings.colour, min_size=predictor.window)
     assessor = Assessor(predictor)
-    return frames, assessor.analyse(
-        frames,
-        str(path),
-        path,
-        settings.pixel_size_um,
-        settings.stride,
-        settings.mode,
-        settings.threshold,
-        settings.normalisation,
-    )
+    size = assessor.pixel_size(settings.pixel_size_um, path)
+    return frames, assessor.analyse(frames, settings.map_settings, size, str(path))
+
+
+TRUST_CROP = 2048
+"""Side (pixels at the model's scale) of the central crop whose trust verdicts stand for a chunked frame."""
 
 
 def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: RunSettings) -> dict:
-    """Map a large image chunk by chunk into an OME-Zarr map (``out``, if given); its one summary row."""
+    """Map a large image chunk by chunk into an OME-Zarr map (``out``, if given); its one summary row.
+
+    Its trust verdicts (domain, quality) come from the central crop of at most
+    :data:`TRUST_CROP` px at the model's scale (memory stays bounded for any frame).
+    """
     from .chunked import chunked_map
     from .zarrio import open_large
 
     frame = open_large(path)
-    model_um = model_pixel_size(predictor.model.meta)
-    size = resolve_pixel_size(settings.pixel_size_um, None, model_um, frame.pixel_size_um)
-    if size.source in ("assumed", "unknown"):
-        print(f"{path}: {assumed_warning(model_um)}", file=sys.stderr)
+    assessor = Assessor(predictor, warn=lambda line: print(f"{path}: {line}", file=sys.stderr))
+    size = assessor.pixel_size(settings.pixel_size_um, None, frame.pixel_size_um)
+    factor = scale_factor(size.um, assessor.model_um)
     result = chunked_map(
         predictor,
         frame,
         out,
-        settings.stride,
-        settings.mode,
-        settings.threshold,
-        settings.normalisation,
+        settings.map_settings,
         settings.chunk,
         size.um,
         attrs={"source": str(path), "model": predictor.model.label, "pixel_size": size.describe()},
-        factor=scale_factor(size.um, model_um),
+        factor=factor,
     )
-    row = {
-        "path": str(path),
-        "frame": 0,
-        **result.summary(),
-        "model": predictor.model.label,
-        "pixel_size_um": size.um,
-        "pixel_size_source": size.source if size.source != "assumed" else "assumed (model's)",
-        "model_pixel_size_um": model_um,
-    }
+    h, w = frame.shape
+    side = max(predictor.window, int(TRUST_CROP / factor))
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = np.asarray(frame[y0 : y0 + side, x0 : x0 + side], np.float32)
+    scaled = to_model_scale(crop, factor, predictor.window, str(path))
+    result.trust = assessor.trust_of_region(crop, scaled, size, str(path))
+    row = {"path": str(path), "frame": 0, **result.summary(), "model": predictor.model.label}
     return {**{k: row.get(k) for k in SUMMARY_FIELDS}, **provenance(predictor.model)}

@@ -59,8 +59,7 @@ def run_paths(
     from ..inference import Predictor
     from .jobs import map_image, predict_image
 
-    predictor = Predictor.from_spec(settings.model, settings.device, settings.batch_size)
-    predictor.check_settings(settings.stride, settings.mode, settings.threshold, settings.normalisation)
+    predictor = Predictor.from_spec(settings.model, settings.device, settings.batch_size, settings.engine)
     rows: list[dict] = []
     for path in tqdm(paths, desc=kind, unit="image", disable=not progress or len(paths) < 2):
         if kind == "predict":

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageInputError, OutputError
+from ..errors import ImageInputError, OutputError, PhototoxError
+from ..imagemeta import check_plausible, ngff_pixel_size, tiff_metadata
 from ..shapes import plane_shape
 
 SPATIAL = ("y", "x")
@@ -95,8 +96,10 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         ]
         axes = tuple((a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta)
         array = _member_array(group, datasets[level]["path"])
-        pixel_size = _pixel_size_from_ngff(meta, datasets[level], axes_meta)
-    except ImageInputError:
+        pixel_size = ngff_pixel_size({**meta, "axes": axes_meta}, datasets[level])
+        if pixel_size is not None:
+            check_plausible(pixel_size, f"{path} (NGFF scale)")
+    except PhototoxError:
         raise
     except Exception as exc:
         raise ImageInputError(f"{path}: not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from exc
@@ -114,24 +117,6 @@ def _member_array(group: Any, path: str) -> Any:
     return member
 
 
-_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3, "mm": 1e3}
-
-
-def _pixel_size_from_ngff(meta: dict, dataset: dict, axes_meta: list) -> float | None:
-    """The y pixel size in micrometres from the dataset's (and the image's) scale transforms."""
-    scale = None
-    for transforms in (dataset.get("coordinateTransformations") or [], meta.get("coordinateTransformations") or []):
-        for t in transforms:
-            if t.get("type") == "scale":
-                values = list(t["scale"])
-                scale = values if scale is None else [a * b for a, b in zip(scale, values)]
-    if scale is None:
-        return None
-    unit = axes_meta[-2].get("unit") if isinstance(axes_meta[-2], dict) else None
-    factor = _UNIT_TO_UM.get(str(unit).lower()) if unit else None
-    return None if factor is None else float(scale[-2]) * factor
-
-
 def open_tiff(path: str | os.PathLike) -> LazyFrame:
     """Open a (tiled, Big-) TIFF lazily through tifffile's zarr store."""
     import tifffile
@@ -144,35 +129,17 @@ def open_tiff(path: str | os.PathLike) -> LazyFrame:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             axes = tuple(series.axes.lower().replace("s", "c"))
-            pixel_size = _tiff_pixel_size(tif)
+            pixel_size = tiff_metadata(tif, str(path)).pixel_size_um
         store = tifffile.imread(path, aszarr=True)
         opened = zarr.open(store, mode="r")
         # a multi-level TIFF opens as a group: take level 0
         array = _member_array(opened, "0") if isinstance(opened, zarr.Group) else opened
+    except PhototoxError:
+        raise
     except Exception as exc:
         raise ImageInputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     _check_dtype(np.dtype(array.dtype), str(path))
     return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
-
-
-def _tiff_pixel_size(tif) -> float | None:
-    """Pixel size (um) from ImageJ metadata or the resolution tags, when they say micrometres."""
-    page = tif.pages[0]
-    ij = tif.imagej_metadata or {}
-    tags = page.tags
-    if "YResolution" not in tags:
-        return None
-    num, den = tags["YResolution"].value
-    if not num:
-        return None
-    per_unit = num / den
-    unit = str(ij.get("unit", "")).lower().replace("\\u00b5", "u").replace("µ", "u")
-    if unit in ("micron", "um", "microns", "micrometer"):
-        return 1.0 / per_unit
-    res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
-    if res_unit == 3:  # centimetre
-        return 1e4 / per_unit
-    return None  # inch (the default) means no physical calibration in practice
 
 
 def open_large(path: str | os.PathLike) -> LazyFrame:

@@ -9,29 +9,14 @@ from ``--interval`` (minutes) or the file's metadata (ImageJ ``finterval``, OME-
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageInputError, ManifestError
-from ..images import RASTER_SUFFIXES, TIFF_SUFFIXES, as_grey_frames, read_raw
-
-FRAME_SUFFIXES = TIFF_SUFFIXES | RASTER_SUFFIXES
-_TIME_UNITS_TO_MIN = {
-    "ms": 1 / 60000,
-    "s": 1 / 60,
-    "sec": 1 / 60,
-    "second": 1 / 60,
-    "seconds": 1 / 60,
-    "min": 1.0,
-    "minute": 1.0,
-    "minutes": 1.0,
-    "h": 60.0,
-    "hour": 60.0,
-    "hours": 60.0,
-}
+from ..imagemeta import read_metadata
+from ..images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
 
 
 @dataclass
@@ -77,41 +62,9 @@ class FieldDose:
         return self.total_j_cm2 == 0.0
 
 
-def natural_key(name: str) -> list:
-    """Sort key comparing digit runs as numbers: frame2 < frame10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """Image files of a folder in natural name order (hidden files skipped)."""
-    files = [
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
-    ]
-    return sorted(files, key=lambda p: natural_key(p.name))
-
-
 def interval_from_metadata(path: Path) -> float | None:
-    """Frame interval in minutes from ImageJ (``finterval``, ``tunit``) or OME-XML metadata, or None."""
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            ij = tif.imagej_metadata or {}
-            if ij.get("finterval"):
-                unit = str(ij.get("tunit", "sec")).strip().lower()
-                return float(ij["finterval"]) * _TIME_UNITS_TO_MIN.get(unit, 1 / 60)
-            ome = tif.ome_metadata
-    except Exception:
-        return None
-    if ome:
-        match = re.search(r'TimeIncrement="([0-9.eE+-]+)"', ome)
-        if match:
-            unit_match = re.search(r'TimeIncrementUnit="([^"]+)"', ome)
-            time_unit = unit_match.group(1).lower() if unit_match else "s"
-            return float(match.group(1)) * _TIME_UNITS_TO_MIN.get(time_unit, 1 / 60)
-    return None
+    """Frame interval in minutes from the file's metadata (:func:`phototox.imagemeta.read_metadata`), or None."""
+    return read_metadata(path).interval_min
 
 
 def read_field(path: str | Path, interval_min: float | None = None, min_size: int = 64) -> TimeField:
@@ -216,32 +169,7 @@ def read_doses(path: str | Path, field_names: list[str], frames_default: dict[st
 
 
 def pixel_size_from_metadata(path: str | Path) -> float | None:
-    """Pixel size in micrometres from ImageJ (XResolution + unit) or OME-XML (PhysicalSizeX), or None."""
-    path = Path(path)
-    if path.is_dir():
-        files = frame_files(path)
-        if not files:
-            return None
-        path = files[0]
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    import tifffile
+    """Pixel size in micrometres from the file's (or folder's first frame's) metadata, or None.
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            ome = tif.ome_metadata
-            if ome:
-                match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome)
-                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
-                if match and (unit is None or unit.group(1) in ("µm", "um", "micron")):
-                    return float(match.group(1))
-            ij = tif.imagej_metadata or {}
-            if str(ij.get("unit", "")).lower() in ("um", "micron", "microns", "µm", "\\u00b5m"):
-                page = tif.pages[0]  # the first page is always a full TiffPage, never a TiffFrame
-                tag = page.tags.get("XResolution") if isinstance(page, tifffile.TiffPage) else None
-                if tag is not None:
-                    num, den = tag.value
-                    return float(den) / float(num) if num else None
-    except Exception:
-        return None
-    return None
+    The same answer as every other command (:func:`phototox.imagemeta.read_metadata`)."""
+    return read_metadata(path).pixel_size_um

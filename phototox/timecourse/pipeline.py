@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import ImageInputError, PhototoxError
 from ..images import guard_outputs
 from ..pixelsize import PixelSize
+from ..settings import MapSettings
 from .activity import (
     FLOW_METHODS,
     confluence,
@@ -243,22 +244,13 @@ def measure_field(
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     if assessor is not None:  # each frame is analysed at the model's pixel size
-        for t, frame in enumerate(f.frames):
-            result = assessor.analyse_frame(
-                frame,
-                PixelSize(pixel_um, "timecourse"),
-                f"{f.name} frame {t}",
-                settings.stride,
-                "dense",
-                settings.threshold,
-                domain=domain,
-            )
+        map_settings = MapSettings(stride=settings.stride, mode="dense", threshold=settings.threshold)
+        results = assessor.analyse(f.frames, map_settings, PixelSize(pixel_um, "timecourse"), f.name, progress=progress)
+        for t, result in enumerate(results):
             if out_of_domain is not None:
-                out_of_domain[t] = bool(result.extra.get("out_of_domain", False))
+                out_of_domain[t] = bool(result.trust.out_of_domain)
             values["mean_sick_probability"][t] = result.mean_sick_probability
             values["sick_area_fraction"][t] = result.sick_area_fraction
-            if progress is not None:
-                progress(1)
     tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
     events, persistent = rounding_events(
         tracks, f.interval_min, settings.mitosis.max_rounding_min, pixel_um, 2 * settings.mitosis.link_um
@@ -336,7 +328,9 @@ def run_timecourse(
     try:
         import skimage  # noqa: F401
     except ImportError:
-        raise PhototoxError("phototox timecourse needs scikit-image: pip install 'phototox[timecourse]'") from None
+        raise PhototoxError(
+            "phototox timecourse needs scikit-image, a core dependency: reinstall phototox (pip install -e .)"
+        ) from None
     if settings.flow_method not in FLOW_METHODS:
         raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
     activity_workers(settings, 1)  # refuse a bad worker count before reading anything
@@ -351,8 +345,8 @@ def run_timecourse(
         from ..inference import Predictor
 
         # frames outside the model's domain are counted, not announced one by one
+        MapSettings(stride=settings.stride, mode="dense", threshold=settings.threshold)  # refuse bad ones first
         assessor = Assessor(Predictor.from_spec(settings.model, settings.device), warn=lambda _line: None)
-        assessor.predictor.check_settings(settings.stride, "dense", settings.threshold)
         model_name = assessor.predictor.model.label
         small = [f.name for f in fields if min(f.frames.shape[1:]) < assessor.predictor.window]
         if small:

@@ -71,7 +71,7 @@ F_INTERVAL = "FrameIntervalMin"
 FEATURES = (F_CONFLUENCE, F_MOTION, F_ROUNDED, F_PIXEL_SIZE, F_INTERVAL)
 INTEGER_FEATURES = (F_ROUNDED,)
 INSTALL_HINT = (
-    "MeasureCellActivity needs the phototox package with its timecourse extra (pip install 'phototox[timecourse]')"
+    "MeasureCellActivity needs the phototox package (pip install -e . in its repository; scikit-image comes with it)"
 )
 PREVIOUS_FRAME = "previous_frame"
 PREVIOUS_CELLS = "previous_cells"

@@ -120,31 +120,40 @@ from cellprofiler_core.setting.text import Directory, Filename, Float, ImageName
 LOGGER = logging.getLogger(__name__)
 
 CATEGORY = "Phototoxicity"
-F_MEAN = "MeanSickProbability"
-F_AREA = "SickAreaFraction"
-F_CLASS = "Class"
-F_CONFIDENCE = "Confidence"
 F_NEIGHBOURHOOD = "NeighbourhoodSickProbability"
-F_PIXEL_SIZE = "PixelSizeUm"
-F_PIXEL_ASSUMED = "PixelSizeAssumed"
-F_MODEL_PIXEL_SIZE = "ModelPixelSizeUm"
-F_DOMAIN_SCORE = "DomainScore"
-F_FINE_DETAIL = "FineDetail"
-F_OUT_OF_DOMAIN = "OutOfDomain"
-IMAGE_FEATURES = (
-    F_MEAN,
-    F_AREA,
-    F_CLASS,
-    F_CONFIDENCE,
-    F_PIXEL_SIZE,
-    F_PIXEL_ASSUMED,
-    F_MODEL_PIXEL_SIZE,
-    F_DOMAIN_SCORE,
-    F_FINE_DETAIL,
-    F_OUT_OF_DOMAIN,
-)
+try:  # the one result schema names the measurements (a light import: no torch)
+    from phototox.schema import COLUMNS
+
+    IMAGE_FEATURES = tuple(c.cellprofiler for c in COLUMNS if c.cellprofiler)
+except ImportError:  # phototox missing: validation says so; nothing is measured
+    COLUMNS, IMAGE_FEATURES = (), ()
+
+
+def image_measurements(row: dict) -> dict:
+    """CellProfiler's image measurements of a result row (:meth:`FrameResult.summary`), by the schema.
+
+    Classes and flags become 0/1, the pixel-size source ``PixelSizeAssumed`` (1 unless the user
+    gave it), unknown numbers NaN.
+    """
+    out = {}
+    for c in COLUMNS:
+        if not c.cellprofiler:
+            continue
+        value = row.get(c.name)
+        if c.name == "label":
+            value = int(value == "sick")
+        elif c.name == "pixel_size_source":
+            value = int(value != "user")
+        elif c.kind is bool:
+            value = int(bool(value))
+        out[c.cellprofiler] = float("nan") if value is None else value
+    return out
+
+
 OBJECT_FEATURES = (F_NEIGHBOURHOOD,)
-INTEGER_FEATURES = (F_CLASS, F_PIXEL_ASSUMED, F_OUT_OF_DOMAIN)
+INTEGER_FEATURES = tuple(
+    c.cellprofiler for c in COLUMNS if c.cellprofiler and (c.kind is bool or c.name in ("label", "pixel_size_source"))
+)
 try:  # the one default shared by every phototox front end (no torch import)
     from phototox.defaults import DEFAULT_STRIDE
 except ImportError:  # phototox missing: validation says so
@@ -173,6 +182,8 @@ def _phototox():
         import phototox.assess
         import phototox.inference
         import phototox.models.architectures
+        import phototox.models.loader
+        import phototox.settings
 
         return phototox
     except ImportError as exc:
@@ -414,26 +425,18 @@ whenever your objective or camera differs.""",
         try:  # settings only: the model is loaded once, when the run starts (not on every keystroke)
             phototox.settings.MapSettings(
                 stride=int(self.stride.value), mode=self._mode(), threshold=float(self.threshold.value)
-            ).validate()
+            )
         except phototox.errors.PhototoxError as exc:
             raise ValidationError(str(exc), self.stride) from None
 
     def model_problem(self):
         """Why the model setting cannot work, checked cheaply (no loading, no download, no folders made)."""
-        spec = self._model_spec()
-        if spec == "default":
-            return ""
-        import re
-        from pathlib import Path
-
-        path = Path(spec).expanduser()
-        if path.exists():
-            if path.is_file() and path.suffix.lower() not in (".pt", ".pth", ".zip", ".yaml"):
-                return f"Model file {spec}: not a .pt weight file or a bioimage.io package (.zip, rdf.yaml)"
-            return ""
-        if re.fullmatch(r"https?://\S+", spec) or re.fullmatch(r"[a-z]+(-[a-z]+)+(/[\w.]+)?", spec):
-            return ""  # a URL or a zoo id such as 'affable-shark': fetched (and cached) when the run starts
-        return f"Model {spec}: no such file or folder, and not a bioimage.io zoo id or URL"
+        phototox = _phototox()
+        try:  # the loader's own rule: every registry name, file, package, zoo id or URL it accepts
+            phototox.models.loader.spec_kind(self._model_spec())
+        except phototox.errors.PhototoxError as exc:
+            return f"Model: {exc}"
+        return ""
 
     def prepare_run(self, workspace):
         """Load the model before the first image set: a bad model stops the run with one line."""
@@ -466,33 +469,15 @@ whenever your objective or camera differs.""",
             assessor = self.get_assessor()
             user_um = float(self.pixel_size.value) or None
             size = assessor.pixel_size(user_um, None)
-            result = assessor.analyse_frame(
-                frames[0],
-                size,
-                source,
-                self.stride.value,
-                self._mode(),
-                self.threshold.value,
-                domain=assessor.domain,
-                mask=image.mask if image.has_mask else None,
+            settings = phototox.settings.MapSettings(
+                stride=int(self.stride.value), mode=self._mode(), threshold=float(self.threshold.value)
             )
+            mask = image.mask if image.has_mask else None
+            result = assessor.analyse(frames[0], settings, size, source, mask=mask)[0]
         except phototox.errors.PhototoxError as exc:
             raise ValueError(str(exc)) from exc
         sick_map = result.sick_map
-        extra = result.extra
-        nan = float("nan")
-        measurements = {
-            F_MEAN: result.mean_sick_probability,
-            F_AREA: result.sick_area_fraction,
-            F_CLASS: int(result.label == phototox.models.architectures.CLASSES[1]),
-            F_CONFIDENCE: result.confidence,
-            F_PIXEL_SIZE: nan if size.um is None else float(size.um),
-            F_PIXEL_ASSUMED: int(size.source != "user"),
-            F_MODEL_PIXEL_SIZE: nan if assessor.model_um is None else float(assessor.model_um),
-            F_DOMAIN_SCORE: float(extra.get("domain_score", nan)),
-            F_FINE_DETAIL: nan if extra.get("fine_detail") is None else float(extra["fine_detail"]),
-            F_OUT_OF_DOMAIN: int(bool(extra.get("out_of_domain", False))),
-        }
+        measurements = image_measurements(result.summary())
         for feature, value in measurements.items():
             workspace.measurements.add_image_measurement(self._feature(feature), value)
         workspace.image_set.add(
