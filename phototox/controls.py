@@ -95,6 +95,7 @@ def calibrate_model(
     stride: int = 32,
     mode: str = "dense",
     warn=None,
+    engine: str = "auto",
 ) -> dict:
     """Write ``out``: the model with domain statistics refitted on controls and their P(sick) recorded."""
     from .assess import Assessor
@@ -117,7 +118,9 @@ def calibrate_model(
         raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
     guard_outputs([out], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
     model = load_model(model_spec)
-    assessor = Assessor(Predictor.create(model, device), domain_check=False, **({"warn": warn} if warn else {}))
+    assessor = Assessor(
+        Predictor.create(model, device, engine=engine), domain_check=False, **({"warn": warn} if warn else {})
+    )
     scaled, p_sick, sizes = [], [], []
     for path in paths:
         frames, size = _read(path, assessor, pixel_size_um)

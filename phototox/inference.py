@@ -1,4 +1,4 @@
-"""The one inference path every front end calls: model + preprocessing + window/dense map.
+"""The one inference path, under the front door (:class:`phototox.assess.Assessor`): model + preprocessing + window/dense map.
 
 ``Predictor.analyse_frame(frame, settings)`` turns one frame, already at the model's pixel size,
 into its sickness map (bilinear upsampling of the window grid), its mean, the fraction of the area
@@ -69,7 +69,7 @@ class FrameResult:
 
 @dataclass
 class Predictor:
-    """A loaded model on a device, with the map settings every front end shares."""
+    """A loaded model on a device: window grids and maps of frames already at the model's pixel size."""
 
     model: LoadedModel
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""The shipped model on real images, through `Predictor` (the path every front end takes).
+"""The shipped model on real images, through `Assessor` (the front door every front end takes).
 
 celldeath U2OS (La Greca et al., PLoS ONE 2021, MIT): only the fields the model did not train on
 (its ``val_groups``); sick = camptothecin 1 h, healthy = DMSO. Label and replicate are confounded

@@ -403,7 +403,7 @@ def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
     from ..controls import calibrate_model
 
-    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device)
+    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine)
     print(
         f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']}, "
         f"fine-detail limit {record['previous_fine_detail_limit']} -> {record['fine_detail_limit']} "
