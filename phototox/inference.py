@@ -208,6 +208,7 @@ class Predictor:
         self,
         frame: np.ndarray,
         settings: MapSettings = DEFAULT_SETTINGS,
+        *,
         mask: np.ndarray | None = None,
         window_progress: Callable[[int], None] | None = None,
     ) -> FrameResult:
@@ -216,6 +217,10 @@ class Predictor:
         ``frame`` is at the model's pixel size; the map is at the frame's size.
         ``window_progress`` (exact mode) is called with the number of windows done after each batch.
         """
+        if not isinstance(settings, MapSettings):
+            raise TypeError(
+                f"settings must be a MapSettings, got {type(settings).__name__} (stride, mode moved into it)"
+            )
         if mask is not None and mask.shape != frame.shape:
             raise ImageInputError(f"mask of shape {mask.shape} does not match the image shape {frame.shape}")
         engine = ["torch"]

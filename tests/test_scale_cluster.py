@@ -105,7 +105,7 @@ def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, clie
         handle.write('{"key": "' + str(images[4]) + "|12")
     calls = []
     original = Assessor.analyse  # every image goes through the assessor (pixel size, domain, quality)
-    monkeypatch.setattr(Assessor, "analyse", lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
+    monkeypatch.setattr(Assessor, "analyse", lambda self, *a, **k: calls.append(a[3]) or original(self, *a, **k))
     rows = run_images(
         "predict", images, settings, Ledger(ledger_path, settings.fingerprint()), client=client, progress=False
     )

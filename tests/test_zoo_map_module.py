@@ -19,11 +19,12 @@ def test_map_module_equals_phototox_dense_map(loaded):
     from phototox_zoo.map_package import map_network
 
     from phototox.inference import Predictor
+    from phototox.settings import MapSettings
     from phototox.synth import render_field
 
     for shape, dose in (((256, 272), 0.5), ((304, 288), 0.9)):
         frame = render_field(*shape, dose, seed=5).image.astype(np.float32)
-        reference = Predictor.create(loaded, "cpu").analyse_frame(frame, 16, "dense").sick_map
+        reference = Predictor.create(loaded, "cpu").analyse_frame(frame, MapSettings(stride=16, mode="dense")).sick_map
         with torch.no_grad():
             out = map_network(loaded)(torch.from_numpy(frame)[None, None])[0, 0].numpy()
         assert out.shape == frame.shape
