@@ -96,8 +96,8 @@ MUTATIONS = (
         "map-centres-half-stride",
         "upsampled map places window centres at half the stride",
         ("phototox/windows.py",),
-        "    ys = np.arange(grid.shape[0]) * stride + (window - 1) / 2.0\n",
-        "    ys = np.arange(grid.shape[0]) * (stride // 2) + (window - 1) / 2.0\n",
+        "    return np.arange(count) * stride + (window - 1) / 2.0\n",
+        "    return np.arange(count) * (stride // 2) + (window - 1) / 2.0\n",
     ),
     Mutation(
         "box-normalisation-identity",
