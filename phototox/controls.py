@@ -103,11 +103,13 @@ def calibrate_model(
     from .models.loader import load_model
     from .models.weights import save_weights
     from .pixelsize import scale_factor, to_model_scale
+    from .planned import check_distinct_inputs
 
     paths = [Path(p) for p in control_paths]
     for path in paths:
         if not path.is_file():
             raise PhototoxError(f"{path}: no such control file")
+    check_distinct_inputs(paths)  # one field given twice would weigh double and shrink the spread
     if len(paths) < MIN_CONTROLS:
         raise PhototoxError(f"calibrate needs at least {MIN_CONTROLS} control fields (files), got {len(paths)}")
     out = Path(out)
