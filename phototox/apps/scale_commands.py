@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import ImageInputError, PhototoxError
+from ..errors import ImageInputError, ManifestError, PhototoxError
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -147,7 +147,10 @@ def plate_command(args) -> int:
     inputs = [Path(p.path) for p in placements]
     _check_inputs(inputs)
     for plate in sorted({p.plate for p in placements}):  # every well fits its plate, before any image is read
-        plate_shape([p for p in placements if p.plate == plate], args.plate_format)
+        try:
+            plate_shape([p for p in placements if p.plate == plate], args.plate_format)
+        except ManifestError as exc:
+            raise ManifestError(f"{source}: plate {plate}: {exc}") from None
     out = Path(args.out)
     ledger = out / ".phototox-plate.ledger.jsonl"
     check_outputs(

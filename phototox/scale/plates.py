@@ -102,11 +102,12 @@ def read_layout(path: str | Path, check_files: bool = True) -> list[Placement]:
 def _layout_position(rec: dict[str, str], where: str) -> tuple[int, int]:
     """0-based (row, column) of one layout row, from ``well`` or ``row``/``column``."""
     if rec.get("well"):
-        return parse_well(rec["well"], where)
-    try:
-        r, c = int(rec.get("row", "")) - 1, int(rec.get("column", "")) - 1
-    except ValueError:
-        raise ManifestError(f"{where}: no well, and row/column are not whole numbers from 1") from None
+        r, c = parse_well(rec["well"], where)
+    else:
+        try:
+            r, c = int(rec.get("row", "")) - 1, int(rec.get("column", "")) - 1
+        except ValueError:
+            raise ManifestError(f"{where}: no well, and row/column are not whole numbers from 1") from None
     rows, cols = PLATE_FORMATS[max(PLATE_FORMATS)]
     if not (0 <= r < rows and 0 <= c < cols):
         raise ManifestError(f"{where}: row {r + 1}, column {c + 1} lies outside a 1536-well plate")
