@@ -95,7 +95,10 @@ def test_audit_refuses_to_write_over_an_image(tmp_path, capsys):
     expect_refusal(["audit", manifest, "--out", tmp_path], tmp_path, capsys, ("audit.png",), "overwrite an input")
 
 
-def test_plate_refuses_a_heat_map_over_an_input_named_like_it(tmp_path, capsys):
+def test_plate_refuses_a_heat_map_over_an_input_named_like_it(tmp_path, capsys, monkeypatch):
+    import phototox.apps.scale_commands as commands
+
+    monkeypatch.setattr(commands, "_run", lambda *a, **k: pytest.fail("images read before the outputs were checked"))
     write_field(tmp_path / "plate_plate_heatmap.png")
     write_field(tmp_path / "b.tif", seed=2)
     layout = _layout(tmp_path / "layout.csv", ["plate_plate_heatmap.png,B03,", "b.tif,B04,"])
@@ -186,6 +189,19 @@ def test_plate_time_cannot_leave_out(tmp_path):
     }
     assert snapshot(tmp_path / "in") == before
     assert "escaped" in written[-1].name and written[-1].parent == out
+
+
+def test_plate_heat_map_named_by_a_stack_frame_is_checked_before_writing(tmp_path):
+    from phototox.scale.plates import Placement, write_plate_report
+
+    image = tmp_path / "plate_plate_t1_heatmap.png"  # the heat map of frame 1, known only after reading
+    write_field(image)
+    placements = [Placement(str(image), "plate", "B03", 1, 2)]
+    row = {"path": str(image), "mean_sick_probability": 0.2, "sick_area_fraction": 0.1, "threshold": 0.5, "model": "m"}
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match="plate_plate_t1_heatmap.png.*overwrite an input"):
+        write_plate_report(placements, [{**row, "frame": 0}, {**row, "frame": 1}], tmp_path)
+    assert snapshot(tmp_path) == before
 
 
 # --- silent wrong answers ---------------------------------------------------------------------
