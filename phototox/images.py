@@ -215,9 +215,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it over ``target`` only on success.
 
     The temporary file (``mkstemp`` makes it 0600) gets the mode a plain ``open(target, "w")``
-    would give, ``0666 & ~umask``, before it replaces ``target``.
+    would give, ``0666 & ~umask``, before it replaces ``target``. ``..`` in ``target`` is taken
+    lexically (as :mod:`phototox.planned` checked it), so no folder is created only to be left.
     """
-    target = Path(target)
+    target = Path(os.path.normpath(target))  # nothere/../x.csv is x.csv: no stray folder "nothere"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

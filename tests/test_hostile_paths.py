@@ -15,6 +15,7 @@ import pytest
 from hostile_support import (
     SYNTH_MODEL,
     expect_refusal,
+    run_main,
     small_dataset,
     snapshot,
     write_field,
@@ -77,6 +78,61 @@ def test_calibrate_out_through_dotdot_is_its_model(tmp_path, capsys):
         tmp_path,
         capsys,
         (str(model.name),),
+        "overwrite an input",
+        tmp_path,
+    )
+
+
+def test_predict_out_through_a_missing_folder_creates_no_folder(tmp_path, capsys):
+    write_field(tmp_path / "x.tif")
+    code, _, err = run_main(["predict", "x.tif", "--out", "nothere/../y.csv", "--model", SYNTH_MODEL], capsys, tmp_path)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif", "y.csv"]
+
+
+def test_train_refuses_a_manifest_named_like_its_model_card(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "model_card.md", small_dataset(tmp_path))
+    expect_refusal(
+        ["train", manifest, "--out", tmp_path, "--iterations", "1", "--quiet"],
+        tmp_path,
+        capsys,
+        ("model_card.md",),
+        "overwrite an input",
+    )
+
+
+def _annotation_db(path: Path, image: Path):
+    from phototox.apps.annotate.db import AnnotationDB
+
+    db = AnnotationDB(path)
+    db.add_items([(str(image), 0, 0, 0, 0, 64, "g", 0)])
+    annotator, _ = db.create_annotator("ann")
+    db.add_vote(db.items()[0].id, annotator.id, "sick")
+    return db
+
+
+def test_annotate_report_refuses_a_database_named_like_it(tmp_path, capsys):
+    write_field(tmp_path / "a.tif")
+    _annotation_db(tmp_path / "annotation_report.json", tmp_path / "a.tif")
+    expect_refusal(
+        ["annotate", "report", "--db", "annotation_report.json", "--out", "."],
+        tmp_path,
+        capsys,
+        ("annotation_report.json",),
+        "overwrite an input",
+        tmp_path,
+    )
+
+
+def test_annotate_export_refuses_a_crop_over_an_item_image(tmp_path, capsys):
+    image = tmp_path / "out" / "crops" / "item000001.tif"
+    write_field(image)
+    _annotation_db(tmp_path / "a.db", image)
+    expect_refusal(
+        ["annotate", "export", "--db", "a.db", "--out", "out"],
+        tmp_path,
+        capsys,
+        ("item000001.tif",),
         "overwrite an input",
         tmp_path,
     )
