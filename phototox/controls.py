@@ -115,7 +115,8 @@ def calibrate_model(
     out = Path(out)
     if out.suffix.lower() not in (".pt", ".pth"):
         raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
-    guard_outputs([out], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
+    sidecar = out.with_name(out.name + ".sha256")  # save_weights writes the checksum beside the model
+    guard_outputs([out, sidecar], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
     model = load_model(model_spec)
     assessor = Assessor(Predictor.create(model, device), domain_check=False, **({"warn": warn} if warn else {}))
     scaled, p_sick, sizes = [], [], []

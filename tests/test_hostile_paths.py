@@ -138,6 +138,21 @@ def test_annotate_export_refuses_a_crop_over_an_item_image(tmp_path, capsys):
     )
 
 
+def test_calibrate_refuses_a_control_named_like_the_checksum_sidecar(tmp_path, capsys):
+    for i in range(2):
+        write_field(tmp_path / f"c{i}.tif", seed=i)
+    write_field(tmp_path / "cal.pt.sha256.png", seed=3)
+    os.rename(tmp_path / "cal.pt.sha256.png", tmp_path / "cal.pt.sha256")
+    expect_refusal(
+        ["calibrate", "c0.tif", "c1.tif", "cal.pt.sha256", "--out", "cal.pt", "--device", "cpu"],
+        tmp_path,
+        capsys,
+        ("cal.pt.sha256",),
+        "overwrite an input",
+        tmp_path,
+    )
+
+
 @pytest.mark.parametrize("name", ["audit.json", "audit.md"])
 def test_audit_refuses_to_write_over_its_manifest(tmp_path, capsys, name):
     manifest = write_manifest(tmp_path / name, small_dataset(tmp_path))
