@@ -314,6 +314,11 @@ def _ci(d: dict) -> str:
     return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
 
 
+def audit_output_paths(out_dir: str | Path) -> list[Path]:
+    """The files :func:`write_audit_report` writes: audit.md, audit.json and audit.png in ``out_dir``."""
+    return [Path(out_dir) / name for name in ("audit.md", "audit.json", "audit.png")]
+
+
 def write_audit_report(
     result: AuditResult, samples: list[Sample], out_dir: str | Path, extra: dict | None = None
 ) -> list[Path]:
@@ -321,13 +326,12 @@ def write_audit_report(
     from .images import write_text_atomic
     from .plots_audit import plot_audit
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    markdown, record_path, png = audit_output_paths(out_dir)
     record = {**(extra or {}), **result.as_dict()}
-    write_text_atomic(out / "audit.json", json.dumps(record, indent=2))
-    plot_audit(result, np.array([s.label for s in samples]), out / "audit.png")
-    write_text_atomic(out / "audit.md", audit_markdown(result, extra))
-    return [out / "audit.md", out / "audit.json", out / "audit.png"]
+    write_text_atomic(record_path, json.dumps(record, indent=2))
+    plot_audit(result, np.array([s.label for s in samples]), png)
+    write_text_atomic(markdown, audit_markdown(result, extra))
+    return [markdown, record_path, png]
 
 
 def audit_markdown(result: AuditResult, extra: dict | None = None) -> str:
@@ -403,8 +407,11 @@ def audit_manifest(
     """Read a manifest, audit it, and write the report when ``out_dir`` is given (``phototox audit``)."""
     from . import __version__
     from .manifest import read_manifest
+    from .planned import check_outputs
 
     samples = read_manifest(manifest, dose_threshold=dose_threshold, group_column=group_column)
+    if out_dir is not None:
+        check_outputs(audit_output_paths(out_dir), [manifest, *(s.path for s in samples)])
     result = audit_samples(samples, str(manifest), group_column, seed=seed)
     if out_dir is not None:
         write_audit_report(result, samples, out_dir, {"phototox_version": __version__})

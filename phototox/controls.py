@@ -105,18 +105,21 @@ def calibrate_model(
     from .models.loader import load_model
     from .models.weights import save_weights
     from .pixelsize import scale_factor, to_model_scale
+    from .planned import check_distinct_inputs
 
     settings = MapSettings(stride=stride, mode=mode)
     paths = [Path(p) for p in control_paths]
     for path in paths:
         if not path.is_file():
             raise PhototoxError(f"{path}: no such control file")
+    check_distinct_inputs(paths)  # one field given twice would weigh double and shrink the spread
     if len(paths) < MIN_CONTROLS:
         raise PhototoxError(f"calibrate needs at least {MIN_CONTROLS} control fields (files), got {len(paths)}")
     out = Path(out)
     if out.suffix.lower() not in (".pt", ".pth"):
         raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
-    guard_outputs([out], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
+    sidecar = out.with_name(out.name + ".sha256")  # save_weights writes the checksum beside the model
+    guard_outputs([out, sidecar], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
     model = load_model(model_spec)
     assessor = Assessor(
         Predictor.create(model, device, engine=engine), domain_check=False, **({"warn": warn} if warn else {})

@@ -14,7 +14,6 @@ Two questions, two tools:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -133,8 +132,21 @@ def format_per_group(column: str, table: dict) -> str:
     return "\n".join(lines)
 
 
-def _safe(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", value)[:60] or "empty"
+def fold_dirs(folds: list[Fold], out_dir: str | Path) -> dict[str, Path]:
+    """One run folder per fold, ``fold_<value>``: distinct values always get distinct folders
+    (:func:`phototox.planned.unique_names`), so no fold reuses another fold's model."""
+    from .planned import unique_names
+
+    names = unique_names((f.value for f in folds), "--split-by value")
+    return {f.value: Path(out_dir) / f"fold_{names[f.value]}" for f in folds}
+
+
+def crossval_output_paths(folds: list[Fold], out_dir: str | Path) -> list[Path]:
+    """Every file :func:`crossvalidate` may write: each fold's run files and crossval.json."""
+    from .train import run_output_paths
+
+    runs = [p for d in fold_dirs(folds, out_dir).values() for p in run_output_paths(d)]
+    return [*runs, Path(out_dir) / "crossval.json"]
 
 
 def crossvalidate(
@@ -145,12 +157,15 @@ def crossvalidate(
     from .images import write_text_atomic
     from .inference import Predictor
     from .models.weights import load_weights
+    from .planned import check_outputs
     from .train import train
 
     out = Path(out_dir)
     folds = logo_folds(samples, column)
     if len(folds) < 2:
         raise ManifestError(f"--split-by {column}: needs at least two values (found {len(folds)})")
+    dirs = fold_dirs(folds, out)
+    check_outputs(crossval_output_paths(folds, out), [manifest or None, *(s.path for s in samples)], root=out)
     fold_config = replace(config, val_fraction=0.0)
     results, pooled_scores, pooled_labels = [], [], []
     for fold in folds:
@@ -169,10 +184,9 @@ def crossvalidate(
             )
             results.append(record)
             continue
-        fold_dir = out / f"fold_{_safe(fold.value)}"
         path = train(
             [samples[i] for i in fold.train],
-            fold_dir,
+            dirs[fold.value],
             fold_config,
             resume=True,
             manifest=manifest,
@@ -217,7 +231,6 @@ def crossvalidate(
             + f"; pooled image accuracy {summary['pooled_image_accuracy']:.3f}"
             + ("" if np.isnan(auc) else f", pooled image AUC {auc:.3f}")
         )
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "crossval.json", json.dumps(summary, indent=2))
     return summary
 

@@ -131,6 +131,17 @@ def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarr
     )
 
 
+def _single_channel(image: np.ndarray, source: str) -> np.ndarray:
+    """Drop a trailing axis of one channel; refuse two (e.g. grey and alpha), describing the image as it is."""
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    height, width = image.shape[-3:-1]
+    raise ImageInputError(
+        f"{source}: a {width}x{height} px image with {image.shape[-1]} channels (shape {image.shape}); "
+        "phototox expects one grey phase-contrast channel -- save that channel on its own"
+    )
+
+
 def _scale_to_safe_range(image: np.ndarray) -> np.ndarray:
     """Scale a float image by a power of two (exact) so its largest magnitude is at most 2**24.
 
@@ -167,6 +178,8 @@ def as_grey_frames(
             bad = int((~np.isfinite(image)).sum())
             raise ImageInputError(f"{source}: contains {bad} NaN or infinite pixel value(s)")
         image = _scale_to_safe_range(image)
+    if image.ndim >= 3 and image.shape[-1] in (1, 2) and image.shape[-2] > 4:  # (Y, X, C) with 1 or 2 channels
+        image = _single_channel(image, source)
     if image.ndim >= 3 and image.shape[-1] in (3, 4) and image.shape[-2] > 4:
         image = _drop_grey_channels(image, source, colour)
     if image.ndim == 2:
@@ -205,9 +218,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it over ``target`` only on success.
 
     The temporary file (``mkstemp`` makes it 0600) gets the mode a plain ``open(target, "w")``
-    would give, ``0666 & ~umask``, before it replaces ``target``.
+    would give, ``0666 & ~umask``, before it replaces ``target``. ``..`` in ``target`` is taken
+    lexically (as :mod:`phototox.planned` checked it), so no folder is created only to be left.
     """
-    target = Path(target)
+    target = Path(os.path.normpath(target))  # nothere/../x.csv is x.csv: no stray folder "nothere"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

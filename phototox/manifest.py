@@ -71,17 +71,13 @@ def read_manifest(
     require_labels: bool = True,
 ) -> list[Sample]:
     """Read and validate a manifest CSV (see module docstring)."""
+    from .tables import read_csv
+
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"{path}: not a readable CSV file ({exc})") from exc
+    header, rows = read_csv(path, "manifest")
     if not rows:
         raise ManifestError(f"{path}: manifest has no rows")
-    columns = {c.strip().lower(): c for c in rows[0] if c is not None}
+    columns = {c.strip().lower(): c for c in header}
     if "path" not in columns:
         raise ManifestError(f"{path}: manifest needs a 'path' column (found: {', '.join(columns)})")
     if group_column is not None and group_column.lower() not in columns:

@@ -1,16 +1,24 @@
 """Planned outputs: every file a command will write, checked against its inputs before any work.
 
 A command lists its inputs (images, manifests, model files) and the exact files it will write,
-then calls :meth:`PlannedOutputs.check` before loading a model or reading pixels. The check
-refuses, with one line naming both paths, any output that is the same file as an input (same
-path, a symbolic link to it or a hard link: compared by device and inode), two outputs that are
-one file, an output that is a folder, and an output folder that cannot be created or written
-(under a file, read-only, permission denied, a pseudo file system such as ``/proc``).
+then calls :meth:`PlannedOutputs.check` before loading a model or reading pixels. Every path is
+resolved first, without creating anything: lexically (``..`` taken against the absolute path)
+and through links (the longest existing prefix), so ``nothere/../x.tif`` is ``x.tif`` before the
+folder ``nothere`` exists. The check refuses, with one line naming both paths, any output that is
+the same file as an input (by either resolution, or a hard link: compared by device and inode),
+two outputs that are one file, an output outside the plan's root folder (``--out``), an output
+that is a folder, and an output folder that cannot be created or written (under a file,
+read-only, permission denied, a pseudo file system such as ``/proc``).
+
+Names derived from user data (wells, times, plates, crossval folds) go through
+:func:`unique_names`: safe characters only, and distinct values always get distinct names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +34,27 @@ def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
+
+
+def resolved(path: str | os.PathLike) -> tuple[str, str]:
+    """``(lexical, real)``: the absolute path with ``..`` taken lexically, and through existing links.
+
+    Neither needs the path to exist; ``os.path.realpath`` resolves the longest existing prefix and
+    appends the rest, which is where the kernel lands once missing folders are created.
+    """
+    try:
+        text = os.fspath(path)
+        return os.path.normcase(os.path.normpath(os.path.abspath(text))), os.path.normcase(os.path.realpath(text))
+    except (OSError, ValueError):  # embedded NUL and the like: compared as spelled
+        return str(path), str(path)
+
+
+def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """True when ``path`` lies inside ``root`` (or is it), lexically and through links."""
+    try:
+        return all(os.path.commonpath([p, r]) == r for p, r in zip(resolved(path), resolved(root), strict=True))
+    except ValueError:  # different drives (Windows) or a path that could not be resolved
+        return False
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -45,6 +74,44 @@ def check_distinct_inputs(paths: Iterable[str | os.PathLike]) -> None:
             same = "given twice" if str(seen[identity]) == str(path) else f"is the same file as {seen[identity]}"
             raise PhototoxError(f"{path}: input {same}; list each image once")
         seen[identity] = path
+
+
+SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 60
+
+
+def safe_name(value: str, hashed: bool = False) -> str:
+    """``value`` as one file-name part: safe characters only, no leading dot, at most ~70 characters.
+
+    A value that is not already such a name (or any value when ``hashed``) gets a short hash of
+    itself appended, so two values that differ only in unsafe characters (``x y``, ``x/y``) or
+    beyond the length limit never share a name; a safe value keeps its name unchanged.
+    """
+    text = SAFE_NAME_CHARS.sub("_", value).lstrip(".")[:MAX_NAME] or "empty"
+    if text == value and not hashed:
+        return text
+    return f"{text}-{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def unique_names(values: Iterable[str], what: str = "value") -> dict[str, str]:
+    """``{value: name}`` of distinct file-name parts for distinct values (see :func:`safe_name`).
+
+    Names are compared ignoring case (macOS and Windows fold ``A`` and ``a``); a value whose name
+    is taken gets the hashed form; should that be taken too, one line names both values.
+    """
+    names: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for value in sorted(set(values)):
+        for name in dict.fromkeys((safe_name(value), safe_name(value, hashed=True))):
+            if name.lower() not in owner:
+                break
+        else:
+            raise PhototoxError(
+                f"{what}s {owner[name.lower()]!r} and {value!r} would share the output name {name!r}; rename one"
+            )
+        owner[name.lower()] = value
+        names[value] = name
+    return names
 
 
 def _first_existing(path: Path) -> Path:
@@ -85,6 +152,8 @@ class PlannedOutputs:
     outputs: list[Path] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
     option: str = "--out"
+    root: Path | None = None
+    """When given, every output must lie inside this folder (resolved lexically and through links)."""
 
     def add_outputs(self, *paths: str | os.PathLike) -> PlannedOutputs:
         self.outputs += [Path(p) for p in paths]
@@ -94,26 +163,38 @@ class PlannedOutputs:
         self.inputs += [Path(p) for p in paths if p is not None]
         return self
 
+    def _input_index(self) -> dict:
+        """Every input by device/inode and by both resolved spellings of its path."""
+        index: dict = {}
+        for path in self.inputs:
+            for key in (file_identity(path), *resolved(path)):
+                if key is not None:
+                    index.setdefault(key, path)
+        return index
+
+    def check_one(self, out: str | os.PathLike, inputs: dict | None = None) -> None:
+        """Refuse one output (also one named only once the data are read) that would replace an input
+        or leave the root folder."""
+        index = self._input_index() if inputs is None else inputs
+        clash = next((index[k] for k in (file_identity(out), *resolved(out)) if k is not None and k in index), None)
+        if clash is not None:
+            raise OutputError(f"{out}: this output would overwrite an input ({clash}); choose another {self.option}")
+        if self.root is not None and not is_within(out, self.root):
+            raise OutputError(f"{out}: this output would be written outside {self.root}; refused")
+
     def check(self) -> PlannedOutputs:
         """Raise :class:`OutputError` (one line) for any clash or unwritable place; write nothing else."""
-        inputs: dict[tuple[int, int], Path] = {}
-        for path in self.inputs:
-            identity = file_identity(path)
-            if identity is not None:
-                inputs.setdefault(identity, path)
+        inputs = self._input_index()
         planned: dict[str, Path] = {}
         for out in self.outputs:
-            key = os.path.normcase(os.path.abspath(out))
-            if key in planned:
+            keys = set(resolved(out))
+            if keys & planned.keys():
                 raise OutputError(
                     f"{out}: two outputs of this command would be the same file; rename one of the inputs"
                 )
-            planned[key] = out
+            planned.update(dict.fromkeys(keys, out))
+            self.check_one(out, inputs)
             identity = file_identity(out)
-            if identity in inputs:
-                raise OutputError(
-                    f"{out}: this output would overwrite an input ({inputs[identity]}); choose another {self.option}"
-                )
             if os.path.lexists(out) and not os.path.isfile(out):
                 raise OutputError(
                     f"{out}: an output file would replace this folder or special file; choose another {self.option}"
@@ -130,10 +211,14 @@ class PlannedOutputs:
 
 
 def check_outputs(
-    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None], option: str = "--out"
-) -> None:
-    """Shorthand: ``PlannedOutputs(outputs, inputs).check()``."""
-    PlannedOutputs(option=option).add_outputs(*outputs).add_inputs(*inputs).check()
+    outputs: Iterable[str | os.PathLike],
+    inputs: Iterable[str | os.PathLike | None],
+    option: str = "--out",
+    root: str | os.PathLike | None = None,
+) -> PlannedOutputs:
+    """Shorthand: ``PlannedOutputs(outputs, inputs).check()``; returns the checked plan."""
+    plan = PlannedOutputs(option=option, root=Path(root) if root is not None else None)
+    return plan.add_outputs(*outputs).add_inputs(*inputs).check()
 
 
 def model_inputs(spec: str | None) -> list[Path]:

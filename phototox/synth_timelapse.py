@@ -160,9 +160,18 @@ def render_dose_series(
     return np.stack(stack), truth
 
 
+DOSE_SERIES_IRRADIANCES = (0.0, 0.0, 0.0, 100.0, 100.0, 200.0, 200.0, 400.0, 400.0)
+"""mW/cm2 of the fields :func:`write_dose_series` writes by default (zero: controls)."""
+
+
+def dose_series_paths(out_dir: str | Path, n_fields: int = len(DOSE_SERIES_IRRADIANCES)) -> list[Path]:
+    """The files :func:`write_dose_series` writes: one TIFF per field and doses.csv."""
+    return [Path(out_dir) / f"field{k:02d}.tif" for k in range(n_fields)] + [Path(out_dir) / "doses.csv"]
+
+
 def write_dose_series(
     out_dir: str | Path,
-    irradiances: tuple[float, ...] = (0.0, 0.0, 0.0, 100.0, 100.0, 200.0, 200.0, 400.0, 400.0),
+    irradiances: tuple[float, ...] = DOSE_SERIES_IRRADIANCES,
     exposure_ms: float = 50.0,
     n_frames: int = 36,
     size: int = 256,

@@ -116,7 +116,7 @@ class TrainConfig:
         return cls(**values)
 
 
-RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "curves.png", "model.pt", "model.pt.sha256")
+RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "curves.png", "model.pt", "model.pt.sha256", "model_card.md")
 """Every file a training run writes in its folder."""
 
 _OPTIONS = {"base_lr": "--lr"}

@@ -431,8 +431,9 @@ def cmd_synth(args) -> int:
     from ..synth import dataset_output_paths, write_dataset
 
     if args.timelapse:
-        from ..synth_timelapse import write_dose_series
+        from ..synth_timelapse import dose_series_paths, write_dose_series
 
+        check_outputs(dose_series_paths(args.out), [])
         print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
         return 0
     check_outputs(dataset_output_paths(args.out, list(args.doses), args.per_dose), [])

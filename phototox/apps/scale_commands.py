@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import ImageInputError, PhototoxError
+from ..errors import ImageInputError, ManifestError, PhototoxError
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -100,9 +100,9 @@ def predict_scaled(args) -> int:
     inputs = [Path(p) for p in args.images]
     _check_inputs(inputs)
     out = Path(args.out) if args.out else None
-    if out:
-        guard_outputs([out], inputs)
     ledger = out.with_name(f".{out.name}.ledger.jsonl") if out else None
+    if out and ledger:
+        guard_outputs([out, ledger], inputs)
     rows = _run("predict", args, inputs, ledger)
     if out and ledger:
         write_summary(out, rows)
@@ -124,7 +124,7 @@ def map_scaled(args) -> int:
     guard_outputs(
         [out / f"{s}_map.tif" for s in stems.values()]
         + [out / f"{s}_map.ome.zarr" for s in stems.values()]
-        + [out / "summary.csv"],
+        + [out / "summary.csv", out / ".phototox-map.ledger.jsonl"],
         inputs,
     )
     ledger = out / ".phototox-map.ledger.jsonl"
@@ -138,20 +138,29 @@ def map_scaled(args) -> int:
 
 def plate_command(args) -> int:
     """``phototox plate``: predict every image of a plate layout; per-well/plate CSVs and heat maps."""
-    from ..scale.plates import layout_from_folder, read_layout, write_plate_report
+    from ..planned import check_outputs, model_inputs
+    from ..scale.plates import layout_from_folder, plate_report_paths, plate_shape, read_layout, write_plate_report
 
     _check_chunk(args)
     source = Path(args.layout)
     placements = layout_from_folder(source) if source.is_dir() else read_layout(source)
     inputs = [Path(p.path) for p in placements]
     _check_inputs(inputs)
+    for plate in sorted({p.plate for p in placements}):  # every well fits its plate, before any image is read
+        try:
+            plate_shape([p for p in placements if p.plate == plate], args.plate_format)
+        except ManifestError as exc:
+            raise ManifestError(f"{source}: plate {plate}: {exc}") from None
     out = Path(args.out)
-    from ..images import guard_outputs
-
-    guard_outputs([out / n for n in ("per_image.csv", "per_well.csv", "per_plate.csv")], inputs)
-    rows = _run("predict", args, inputs, out / ".phototox-plate.ledger.jsonl")
+    ledger = out / ".phototox-plate.ledger.jsonl"
+    check_outputs(
+        [*plate_report_paths(placements, out), ledger],
+        [*inputs, None if source.is_dir() else source, *model_inputs(args.model)],
+        root=out,
+    )
+    rows = _run("predict", args, inputs, ledger)
     written = write_plate_report(placements, rows, out, args.plate_format)
-    (out / ".phototox-plate.ledger.jsonl").unlink(missing_ok=True)
+    ledger.unlink(missing_ok=True)
     print(
         f"{len(rows)} image rows over {len({(p.plate, p.well) for p in placements})} wells; wrote "
         + ", ".join(str(p) for p in written)

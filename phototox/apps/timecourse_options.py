@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import PhototoxError
 from ..settings import MapSettings
@@ -102,6 +103,7 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         raise PhototoxError(
             "--persistence and --workers must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0"
         )
+    _check_mitosis(args)
     return TimecourseSettings(
         interval_min=args.interval,
         pixel_um=args.pixel_size,
@@ -126,3 +128,17 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
             max_rounding_min=args.mitosis_max_minutes,
         ),
     )
+
+
+def _check_mitosis(args: argparse.Namespace) -> None:
+    """Refuse rounding-detector sizes and durations that are not positive finite numbers (min < max)."""
+    low, high, minutes = args.mitosis_min_diameter, args.mitosis_max_diameter, args.mitosis_max_minutes
+    for option, value in (
+        ("--mitosis-min-diameter", low),
+        ("--mitosis-max-diameter", high),
+        ("--mitosis-max-minutes", minutes),
+    ):
+        if not math.isfinite(value) or value <= 0:
+            raise PhototoxError(f"{option} must be a positive number, got {value:g}")
+    if low >= high:
+        raise PhototoxError(f"--mitosis-min-diameter ({low:g}) must be below --mitosis-max-diameter ({high:g})")

@@ -39,22 +39,25 @@ class Ledger:
             self._append({"settings": fingerprint})
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
         try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
-        if not header or header.get("settings") != self.fingerprint:
+            lines = self.path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise PhototoxError(
+                f"{self.path}: not a phototox ledger (not UTF-8 text); delete the file to start the run afresh"
+            ) from None
+        header = _record(lines[0]) if lines else None
+        if header is None or header.get("settings") != self.fingerprint:
             raise PhototoxError(
                 f"{self.path}: an interrupted run with other settings (model, stride, mode, "
                 "threshold, ...); rerun with those settings to resume, or delete the file"
             )
         for line in lines[1:]:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the half-written last line of a crashed run
-            self.done[record["key"]] = record["rows"]
+            record = _record(line)
+            rows = record.get("rows") if record else None
+            if not (record and isinstance(record.get("key"), str) and isinstance(rows, list)):
+                continue  # the half-written last line of a crashed run (or a foreign one): redone
+            if all(isinstance(r, dict) for r in rows):
+                self.done[record["key"]] = rows
 
     def _append(self, record: dict) -> None:
         text = json.dumps(record, allow_nan=True) + "\n"
@@ -78,3 +81,12 @@ class Ledger:
     def remove(self) -> None:
         """Delete the ledger once the run's final outputs are written."""
         self.path.unlink(missing_ok=True)
+
+
+def _record(line: str) -> dict | None:
+    """One ledger line as a JSON object, or None when it is not one (torn, foreign, not JSON)."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None

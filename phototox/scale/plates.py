@@ -10,6 +10,7 @@ taken from the first folder below the given root. Numbers per well are the mean 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Placement:
     column: int  # 0-based
     field: str = ""
     time: str = ""
+    line: int = dataclasses.field(default=0, compare=False)  # of the layout CSV; 0 from file names
 
 
 def row_name(index: int) -> str:
@@ -65,45 +67,78 @@ def well_name(row: int, column: int) -> str:
     return f"{row_name(row)}{column + 1:02d}"
 
 
-def read_layout(path: str | Path) -> list[Placement]:
-    """A layout CSV (see module docstring); paths relative to the CSV's folder."""
+def read_layout(path: str | Path, check_files: bool = True) -> list[Placement]:
+    """A layout CSV (see module docstring); paths relative to the CSV's folder.
+
+    Checked completely before any image is read (:func:`check_layout`): wells, missing files, an
+    image listed twice; every problem names the layout file and its line(s).
+    """
+    from ..tables import read_csv
+
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such layout file")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = {f.lower().strip(): f for f in reader.fieldnames or []}
-        if "path" not in fields or not ("well" in fields or {"row", "column"} <= fields.keys()):
-            raise ManifestError(f"{path}: a plate layout needs columns path and well (or row and column)")
-        out = []
-        for n, raw in enumerate(reader, start=2):
-            rec = {k: (raw.get(v) or "").strip() for k, v in fields.items()}
-            where = f"{path}, line {n}"
-            if "well" in fields and rec["well"]:
-                r, c = parse_well(rec["well"], where)
-            else:
-                try:
-                    r, c = int(rec["row"]) - 1, int(rec["column"]) - 1
-                except ValueError:
-                    raise ManifestError(f"{where}: row/column must be whole numbers from 1") from None
-                if r < 0 or c < 0:
-                    raise ManifestError(f"{where}: row/column must be whole numbers from 1")
-            image = Path(rec["path"])
-            image = image if image.is_absolute() else path.parent / image
-            out.append(
-                Placement(
-                    str(image),
-                    rec.get("plate") or "plate",
-                    well_name(r, c),
-                    r,
-                    c,
-                    rec.get("field", ""),
-                    rec.get("time", ""),
-                )
-            )
+    header, rows = read_csv(path, "layout")
+    fields = {f.lower().strip(): f for f in header}
+    if "path" not in fields or not ("well" in fields or {"row", "column"} <= fields.keys()):
+        raise ManifestError(f"{path}: a plate layout needs columns path and well (or row and column)")
+    out = []
+    for n, raw in enumerate(rows, start=2):
+        rec = {k: (raw.get(v) or "").strip() for k, v in fields.items()}
+        where = f"{path}, line {n}"
+        r, c = _layout_position(rec, where)
+        if not rec["path"]:
+            raise ManifestError(f"{where}: empty path")
+        image = Path(rec["path"])
+        image = image if image.is_absolute() else path.parent / image
+        if check_files and not image.is_file():
+            raise ManifestError(f"{where}: image {image}: no such file")
+        plate = rec.get("plate") or "plate"
+        out.append(Placement(str(image), plate, well_name(r, c), r, c, rec.get("field", ""), rec.get("time", ""), n))
     if not out:
         raise ManifestError(f"{path}: the layout lists no images")
+    check_layout(out, str(path))
     return out
+
+
+def _layout_position(rec: dict[str, str], where: str) -> tuple[int, int]:
+    """0-based (row, column) of one layout row, from ``well`` or ``row``/``column``."""
+    if rec.get("well"):
+        r, c = parse_well(rec["well"], where)
+    else:
+        try:
+            r, c = int(rec.get("row", "")) - 1, int(rec.get("column", "")) - 1
+        except ValueError:
+            raise ManifestError(f"{where}: no well, and row/column are not whole numbers from 1") from None
+    rows, cols = PLATE_FORMATS[max(PLATE_FORMATS)]
+    if not (0 <= r < rows and 0 <= c < cols):
+        raise ManifestError(f"{where}: row {r + 1}, column {c + 1} lies outside a 1536-well plate")
+    return r, c
+
+
+def _where(p: Placement) -> str:
+    return f"line {p.line}" if p.line else p.path
+
+
+def check_layout(placements: list[Placement], source: str) -> None:
+    """Refuse an image placed twice: in two wells, or the same place on two rows (counted twice).
+
+    Images are compared as files (any spelling, symbolic or hard link). One line names ``source``
+    (the layout file or folder) and both rows.
+    """
+    from ..planned import file_identity, resolved
+
+    seen: dict[object, Placement] = {}
+    for p in placements:
+        key = file_identity(p.path) or resolved(p.path)[1]
+        first = seen.setdefault(key, p)
+        if first is p:
+            continue
+        here = f"{source}, {_where(first)} and {_where(p)}"
+        if (first.plate, first.well) != (p.plate, p.well):
+            raise ManifestError(
+                f"{here}: the image {p.path} is placed in two wells ({first.plate} {first.well} and "
+                f"{p.plate} {p.well}); each image belongs to one well"
+            )
+        raise ManifestError(f"{here}: the image {p.path} is listed twice; list each image once")
 
 
 def layout_from_folder(root: str | Path) -> list[Placement]:
@@ -138,6 +173,7 @@ def layout_from_folder(root: str | Path) -> list[Placement]:
         raise ManifestError(
             f"{root}: no image file names with a well (like B03_s1 or r02c03f01); give a layout CSV instead"
         )
+    check_layout(placements, str(root))
     return placements
 
 
@@ -337,24 +373,53 @@ def plot_plate_heatmap(wells: list[dict], shape: tuple[int, int], path: Path, ti
     return mean
 
 
+TABLE_NAMES = ("per_image.csv", "per_well.csv", "per_plate.csv")
+
+
+def heatmap_paths(keys: list[tuple[str, str]], out: Path) -> dict[tuple[str, str], Path]:
+    """One heat map per (plate, time): ``plate_<plate>[_t<time>]_heatmap.png`` in ``out``.
+
+    Plate and time names come from user data; :func:`phototox.planned.unique_names` makes them
+    safe file-name parts and keeps distinct values apart (``../x`` stays inside ``out``).
+    """
+    from ..planned import unique_names
+
+    plates = unique_names((p for p, _ in keys), "plate")
+    times = unique_names((t for _, t in keys if t), "time")
+    return {(p, t): out / f"plate_{plates[p]}{f'_t{times[t]}' if t else ''}_heatmap.png" for p, t in keys}
+
+
+def plate_report_paths(placements: list[Placement], out: Path, keys: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Every file :func:`write_plate_report` writes (heat maps of the layout's times unless ``keys``)."""
+    keys = keys if keys is not None else sorted({(p.plate, p.time) for p in placements})
+    return [out / n for n in TABLE_NAMES] + list(heatmap_paths(keys, out).values())
+
+
 def write_plate_report(
     placements: list[Placement], rows: list[dict], out: Path, plate_format: int | None = None, pixel_note: str = ""
 ) -> list[Path]:
-    """per_image.csv, per_well.csv, per_plate.csv and one heat map per plate and time point."""
+    """per_image.csv, per_well.csv, per_plate.csv and one heat map per plate and time point.
+
+    Every path is checked against the images and kept inside ``out`` before the first is written
+    (times of stacks are known only now).
+    """
     from ..outputs import SUMMARY_FIELDS
+    from ..planned import check_outputs
 
     joined = join_rows(placements, rows)
     wells = summarise_wells(joined)
     plates = summarise_plates(wells)
-    written = [out / "per_image.csv", out / "per_well.csv", out / "per_plate.csv"]
+    keys = [(plate["plate"], plate["time"]) for plate in plates]
+    check_outputs(plate_report_paths(placements, out, keys), [p.path for p in placements], root=out)
+    maps = heatmap_paths(keys, out)
+    written = [out / n for n in TABLE_NAMES]
     write_csv(written[0], joined, ("plate", "well", "field", "time", *tuple(SUMMARY_FIELDS)))
     write_csv(written[1], wells, WELL_FIELDS)
     write_csv(written[2], plates, PLATE_FIELDS)
     for plate in plates:
         members = [w for w in wells if w["plate"] == plate["plate"] and w["time"] == plate["time"]]
         shape = plate_shape([p for p in placements if p.plate == plate["plate"]], plate_format)
-        suffix = f"_t{plate['time']}" if plate["time"] else ""
-        png = out / f"plate_{_safe(plate['plate'])}{suffix}_heatmap.png"
+        png = maps[(plate["plate"], plate["time"])]
         when = f", time {plate['time']}" if plate["time"] else ""
         title = (
             f"{plate['plate']}{when}: "
@@ -365,7 +430,3 @@ def write_plate_report(
         plot_plate_heatmap(members, shape, png, title)
         written.append(png)
     return written
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "plate"

@@ -8,7 +8,6 @@ from ``--interval`` (minutes) or the file's metadata (ImageJ ``finterval``, OME-
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,44 +123,66 @@ def split_field(f: TimeField, rows: int, cols: int) -> list[TimeField]:
 DOSE_COLUMNS = ("field", "irradiance_mW_per_cm2", "exposure_ms", "wavelength_nm")
 
 
+def parse_doses(path: str | Path) -> list[tuple[int, str, FieldDose, bool]]:
+    """Every row of a doses CSV as ``(line, field, dose, frames_given)``, checked on its own.
+
+    Encoding, columns, numbers (finite, non-negative; ``frames`` a whole number) and duplicate
+    fields are refused with the file and line named, before any image is read. Without a
+    ``frames`` cell the dose's ``frames`` is 0 until :func:`read_doses` knows the series length.
+    """
+    from ..tables import read_csv
+
+    path = Path(path)
+    header, rows = read_csv(path, "doses")
+    header = [h.strip() for h in header]
+    missing = [c for c in DOSE_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(
+            f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(DOSE_COLUMNS)}, optional frames)"
+        )
+    out: list[tuple[int, str, FieldDose, bool]] = []
+    first: dict[str, int] = {}
+    for line, raw in enumerate(rows, start=2):
+        row = {k.strip(): v.strip() for k, v in raw.items()}
+        name = row["field"]
+        if name in first:
+            raise ManifestError(f"{path}: lines {first[name]} and {line}: field {name!r} listed twice")
+        first[name] = line
+        try:
+            values = [float(row[c]) for c in DOSE_COLUMNS[1:]]
+            frames = int(row["frames"]) if row.get("frames") else 0
+        except ValueError as exc:
+            raise ManifestError(f"{path}: line {line}: not a number ({exc})") from None
+        if any(not np.isfinite(v) or v < 0 for v in values) or frames < 0:
+            raise ManifestError(
+                f"{path}: line {line}: irradiance, exposure, wavelength and frames must be non-negative numbers"
+            )
+        extra = {k: v for k, v in row.items() if k not in DOSE_COLUMNS and k != "frames"}
+        out.append((line, name, FieldDose(values[0], values[1], frames, values[2], extra), bool(row.get("frames"))))
+    return out
+
+
 def read_doses(path: str | Path, field_names: list[str], frames_default: dict[str, int]) -> dict[str, FieldDose]:
     """Read a doses CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm and optional frames.
 
-    ``frames`` is the number of exposed frames (default: every frame of the field). Controls have
-    irradiance 0. Every field must appear once; unknown fields are an error.
+    ``frames`` is the number of exposed frames (default: every frame of the field), at most the
+    field's frame count. Controls have irradiance 0. Every field must appear once; unknown fields
+    are an error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such doses file")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in DOSE_COLUMNS if c not in header]
-        if missing:
+    doses: dict[str, FieldDose] = {}
+    for line, name, dose, frames_given in parse_doses(path):
+        if name not in frames_default:
             raise ManifestError(
-                f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(DOSE_COLUMNS)}, optional frames)"
+                f"{path}: line {line}: field {name!r} is not among the inputs ({', '.join(field_names)})"
             )
-        doses: dict[str, FieldDose] = {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            name = row["field"]
-            if name in doses:
-                raise ManifestError(f"{path}: line {line}: field {name!r} listed twice")
-            if name not in frames_default:
-                raise ManifestError(
-                    f"{path}: line {line}: field {name!r} is not among the inputs ({', '.join(field_names)})"
-                )
-            try:
-                values = [float(row[c]) for c in DOSE_COLUMNS[1:]]
-                frames = int(row["frames"]) if row.get("frames") else frames_default[name]
-            except ValueError as exc:
-                raise ManifestError(f"{path}: line {line}: not a number ({exc})") from None
-            if any(not np.isfinite(v) or v < 0 for v in values) or frames < 0:
-                raise ManifestError(
-                    f"{path}: line {line}: irradiance, exposure, wavelength and frames must be non-negative numbers"
-                )
-            extra = {k: v for k, v in row.items() if k not in DOSE_COLUMNS and k != "frames"}
-            doses[name] = FieldDose(values[0], values[1], frames, values[2], extra)
+        if not frames_given:
+            dose.frames = frames_default[name]
+        elif dose.frames > frames_default[name]:
+            raise ManifestError(
+                f"{path}: line {line}: frames {dose.frames} is more than the {frames_default[name]} frames "
+                f"of field {name!r}"
+            )
+        doses[name] = dose
     absent = [n for n in field_names if n not in doses]
     if absent:
         raise ManifestError(f"{path}: no dose for field(s) {', '.join(absent)}")

@@ -20,7 +20,7 @@ from .activity import (
     foreground_mask,
     motion_um_per_min,
 )
-from .io import TimeField, pixel_size_from_metadata, read_doses, read_field, split_field
+from .io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from .mitosis import (
     MitosisSettings,
     detect_round_objects,
@@ -113,6 +113,8 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     for p in inputs:
         if not Path(p).exists():
             raise ImageInputError(f"{p}: no such file or folder")
+    if settings.doses:
+        parse_doses(settings.doses)  # the table's own problems, before any frame is read
     pixel = settings.pixel_um
     if pixel is None:
         found = {pixel_size_from_metadata(p) for p in inputs}
@@ -334,11 +336,13 @@ def run_timecourse(
     if settings.flow_method not in FLOW_METHODS:
         raise PhototoxError(f"unknown flow method {settings.flow_method!r}; use one of {FLOW_METHODS}")
     activity_workers(settings, 1)  # refuse a bad worker count before reading anything
-    fields, pixel_um = load_fields(inputs, settings)
     out = Path(out_dir)
     if any(Path(p).resolve() == out.resolve() for p in inputs):
         raise PhototoxError(f"{out}: the output folder is an input folder; choose another --out")
-    guard_outputs([out / name for name in OUTPUT_NAMES], [Path(p) for p in inputs])
+    guard_outputs(
+        [out / name for name in OUTPUT_NAMES], [*map(Path, inputs), *map(Path, filter(None, [settings.doses]))]
+    )
+    fields, pixel_um = load_fields(inputs, settings)
     assessor, model_name = None, None
     if settings.model is not None:
         from ..assess import Assessor

@@ -13,6 +13,7 @@ import hmac
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,25 @@ class Annotator:
     name: str
 
 
+CONFUSABLES = str.maketrans(
+    # Cyrillic and Greek letters drawn like Latin ones, and digits drawn like letters (after casefold)
+    "аеорсухіјѕԁӏһԛԝαοριτνκεχυ01|",
+    "aeopcyxijsdlhqwaopitvkexuoll",
+)
+
+
+class LookalikeNameError(PhototoxError, sqlite3.IntegrityError):
+    """A new annotator name that reads like an existing one (case, width, look-alike letters, spaces)."""
+
+
+def name_key(name: str) -> str:
+    """What a name looks like to a reader: NFKC, no invisible format characters, case folded,
+    look-alike Cyrillic/Greek letters and digits mapped to Latin, spaces collapsed."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
+    return " ".join(unicodedata.normalize("NFKC", text).translate(CONFUSABLES).split())
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -161,9 +181,17 @@ class AnnotationDB:
 
     # -- annotators ---------------------------------------------------------------------------
     def create_annotator(self, name: str) -> tuple[Annotator, str]:
-        """Register a new name; return it with its freshly generated token (shown once)."""
+        """Register a new name; return it with its freshly generated token (shown once).
+
+        A name that looks like an existing one (:func:`name_key`) is refused with
+        :class:`LookalikeNameError`, an ``sqlite3.IntegrityError`` as for a name taken twice.
+        """
         token = secrets.token_urlsafe(12)
+        key = name_key(name)
         with self.transaction() as con:
+            for (taken,) in con.execute("SELECT name FROM annotators"):
+                if name_key(taken) == key:
+                    raise LookalikeNameError(f"annotator name {name!r} looks like the existing name {taken!r}")
             cur = con.execute(
                 "INSERT INTO annotators (name, token_hash, created) VALUES (?, ?, ?)",
                 (name, _hash_token(token), time.time()),

@@ -42,15 +42,26 @@ def concordant_label(labels: list[str], rule: str, min_votes: int) -> str | None
 def export_manifest(
     db: AnnotationDB, out_dir: str | Path, rule: str = "unanimous", min_votes: int = 1
 ) -> tuple[Path, int]:
-    """Write crops and ``manifest.csv`` into ``out_dir``; return the manifest path and row count."""
+    """Write crops and ``manifest.csv`` into ``out_dir``; return the manifest path and row count.
+
+    Every crop and the manifest are checked against the database and the items' images first.
+    """
+    from ...planned import check_outputs
+
     out = Path(out_dir)
+    items = db.items()
+    check_outputs(
+        [out / "manifest.csv", *(out / "crops" / f"item{item.id:06d}.tif" for item in items)],
+        [db.path, *sorted({item.path for item in items})],
+        root=out,
+    )
     (out / "crops").mkdir(parents=True, exist_ok=True)
     by_item: dict[int, list[str]] = {}
     for (item_id, _who), label in db.latest_labels().items():
         by_item.setdefault(item_id, []).append(label)
     rows = []
     stacks: dict[str, np.ndarray] = {}
-    for item in db.items():
+    for item in items:
         agreed = concordant_label(by_item.get(item.id, []), rule, min_votes)
         if agreed is None:
             continue

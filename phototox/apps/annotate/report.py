@@ -170,7 +170,11 @@ def plot_report(report: dict, path: str | Path) -> None:
 
 
 def write_report(db: AnnotationDB, out_dir: str | Path) -> dict:
+    """annotation_report.json and .png in ``out_dir`` (never over the database)."""
+    from ...planned import check_outputs
+
     out = Path(out_dir)
+    check_outputs([out / "annotation_report.json", out / "annotation_report.png"], [db.path])
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(db)
     write_text_atomic(out / "annotation_report.json", json.dumps(report, indent=2))
