@@ -117,6 +117,7 @@ PROBE = textwrap.dedent("""
     import numpy as np
     import torch
     from phototox.inference import Predictor
+    from phototox.settings import MapSettings
     torch.set_num_threads(1)
     def peak():
         for line in open("/proc/self/status"):
