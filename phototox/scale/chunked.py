@@ -11,6 +11,7 @@ chunk size, never by the frame size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from ..errors import ImageInputError
 from ..inference import FrameResult, Predictor
 from ..models.architectures import CLASSES
-from ..pixelsize import scaled_shape
+from ..pixelsize import check_resampling
 from ..shapes import plane_shape
 from .geometry import halo, spans, windows_per_chunk
 from .rescale import GridMapView, ResampledView
@@ -162,7 +163,11 @@ def chunked_map(
 
     predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
-    scaled = frame if factor == 1.0 else ResampledView(frame, scaled_shape((h, w), factor))
+    if factor != 1.0:  # lazy, so only the enlargement is bounded, not the pixels
+        frame_source = str(getattr(frame, "source", "image"))
+        scaled = ResampledView(frame, check_resampling((h, w), factor, frame_source, math.inf))
+    else:
+        scaled = frame
     if min(scaled.shape[-2:]) < predictor.window:
         raise ImageInputError(
             f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "
