@@ -163,11 +163,10 @@ def chunked_map(
 
     predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
+    scaled = frame
     if factor != 1.0:  # lazy, so only the enlargement is bounded, not the pixels
         frame_source = str(getattr(frame, "source", "image"))
         scaled = ResampledView(frame, check_resampling((h, w), factor, frame_source, math.inf))
-    else:
-        scaled = frame
     if min(scaled.shape[-2:]) < predictor.window:
         raise ImageInputError(
             f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "
