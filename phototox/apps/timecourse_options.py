@@ -12,6 +12,10 @@ from ..timecourse.pipeline import TimecourseSettings
 
 # the defaults live in the settings objects; the options only expose them
 MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()
+MAX_SPLIT = 32
+"""Most pseudo-fields per side of ``--split`` (each must also keep at least 64 px a side)."""
+INTERVAL_RANGE_MIN = (0.001, 10080.0)
+"""Plausible ``--interval`` between frames, minutes: 60 ms to one week."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,11 +88,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_split(text: str) -> tuple[int, int]:
+    """``ROWSxCOLS``, each 1..:data:`MAX_SPLIT`, checked before any image is read."""
     try:
         rows, cols = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise PhototoxError(f"--split must look like 2x2 (rows x columns), got {text!r}") from None
+        raise PhototoxError(f"--split must look like 2x2 (rows x columns), got {text[:40]!r}") from None
+    if not (1 <= rows <= MAX_SPLIT and 1 <= cols <= MAX_SPLIT):
+        raise PhototoxError(f"--split {text[:40]}: rows and columns must each be 1..{MAX_SPLIT}")
     return rows, cols
+
+
+def check_interval(minutes: float | None) -> float | None:
+    """``--interval`` if absent or within :data:`INTERVAL_RANGE_MIN`, else one line."""
+    low, high = INTERVAL_RANGE_MIN
+    if minutes is not None and not low <= minutes <= high:  # NaN fails both comparisons
+        raise PhototoxError(f"--interval must be {low:g}-{high:g} minutes between frames, got {minutes:g}")
+    return minutes
 
 
 def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
@@ -103,7 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
             "--persistence and --workers must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0"
         )
     return TimecourseSettings(
-        interval_min=args.interval,
+        interval_min=check_interval(args.interval),
         pixel_um=args.pixel_size,
         split=parse_split(args.split),
         doses=args.doses,
