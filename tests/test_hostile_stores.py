@@ -130,3 +130,21 @@ def test_absurd_stores_stay_under_2_gb_in_a_child(tmp_path):
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1 and str(store) in lines[0], err
         assert 0 < peak_kb < 2 << 20, f"peak RSS {peak_kb / 1024:.0f} MB"
+
+
+def test_resampling_a_store_is_bounded_before_any_read():
+    """A 40000^2 store brought 2x larger (6.4 Gpx) is refused, naming it, before any chunk is read."""
+    from types import SimpleNamespace
+
+    from phototox.scale.chunked import chunked_map
+
+    class Declared:
+        shape, source = (40_000, 40_000), "big.zarr"
+
+        def __getitem__(self, key):
+            raise AssertionError("read before the check")
+
+    predictor = SimpleNamespace(check_settings=lambda *args: None, window=220)
+    with pytest.raises(ImageInputError) as exc:
+        chunked_map(predictor, Declared(), None, factor=2.0)
+    assert one_line(exc).startswith("big.zarr: ") and "over the limit" in str(exc.value)

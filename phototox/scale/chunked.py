@@ -11,7 +11,6 @@ chunk size, never by the frame size.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..pixelsize import check_resampling
 from ..shapes import plane_shape
 from .geometry import halo, spans, windows_per_chunk
 from .rescale import GridMapView, ResampledView
+from .zarrio import MAX_STORE_PIXELS
 
 DEFAULT_CHUNK = 2048
 """Core side of a compute chunk in pixels (rounded down to whole windows of the stride)."""
@@ -164,9 +164,9 @@ def chunked_map(
     predictor.check_settings(stride, mode, threshold, normalisation)
     h, w = (int(v) for v in frame.shape[-2:])
     scaled = frame
-    if factor != 1.0:  # lazy, so only the enlargement is bounded, not the pixels
+    if factor != 1.0:  # lazy: bounded as a store is, not by the in-memory budget
         frame_source = str(getattr(frame, "source", "image"))
-        scaled = ResampledView(frame, check_resampling((h, w), factor, frame_source, math.inf))
+        scaled = ResampledView(frame, check_resampling((h, w), factor, frame_source, MAX_STORE_PIXELS))
     if min(scaled.shape[-2:]) < predictor.window:
         raise ImageInputError(
             f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "
