@@ -235,3 +235,26 @@ def test_memory_stays_bounded_on_hostile_metadata(tmp_path, gap_state):
     assert sum(line.startswith("REFUSED") for line in lines) == 3, lines
     peak = float(lines[-1].split()[1])
     assert peak < 2048, f"peak RSS {peak:.0f} MB"
+
+
+def test_package_card_pixel_size_is_checked(tmp_path, gap_state):
+    """A package's config.phototox.pixel_size_um goes through the same schema as a weight file's meta."""
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    torch.save(gap_state, buffer)
+    (folder / "weights.pt").write_bytes(buffer.getvalue())
+    rdf = {
+        "type": "model",
+        "weights": {
+            "pytorch_state_dict": {
+                "source": "weights.pt",
+                "architecture": {"callable": "DeadNetGAP", "kwargs": {"border": 3}},
+            }
+        },
+        "config": {"phototox": {"pixel_size_um": "0.4 um"}},
+    }
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    with pytest.raises(ModelLoadError) as exc:
+        load_model(str(folder))
+    assert str(folder) in one_line(exc) and "'card.pixel_size_um' must be a number" in str(exc.value)

@@ -31,6 +31,7 @@ from . import limits as _limits
 from .architectures import ARCHITECTURES, CLASSES
 from .backends import WEIGHT_PRIORITY, OnnxBackend
 from .base import LoadedModel
+from .metaschema import check_meta
 from .weights import load_payload_bytes, model_from_payload, validate_arch_kwargs
 
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
@@ -349,10 +350,10 @@ def _load_onnx(rdf: dict, data: bytes, where: str, source: str, checksum: str) -
     n_out = _output_channels(_first_mapping(rdf, "outputs", where))
     if n_out not in (None, 2):
         raise ModelLoadError(f"{where}: output has {n_out} classes; phototox needs healthy/sick (2)")
+    card = _card_of(rdf)
+    meta = check_meta({"bioimageio_name": rdf.get("name", "")}, where, card)
     backend = OnnxBackend(data, where)
-    return LoadedModel(
-        backend, "onnx", {}, CLASSES, window, {"bioimageio_name": rdf.get("name", "")}, source, checksum, _card_of(rdf)
-    )
+    return LoadedModel(backend, "onnx", {}, CLASSES, window, meta, source, checksum, card)
 
 
 def _input_window(spec: dict, where: str) -> int:
