@@ -121,7 +121,7 @@ def check_chunks_present(array: Any, source: str) -> None:
     if present < expected:
         raise ImageInputError(
             f"{source}: {expected - present} of {expected} chunks are missing from the store "
-            "(a partial copy or an interrupted write?); refusing to read them as empty"
+            "(an interrupted write or copy, or a writer that skips empty chunks); refusing to read them as zeros"
         )
 
 
