@@ -136,3 +136,21 @@ def test_worker_failure_is_one_line_without_dask_logs(tmp_path, capsys):
     tifffile.imwrite(tiny, np.ones((40, 40), np.uint16))
     args = ["predict", good, tiny, "--cluster", "local:1", "--quiet", "--device", "cpu"]
     expect_refusal(args, tmp_path, capsys, names=(str(tiny),))
+
+
+def test_a_real_scheduler_is_reached_within_the_deadline():
+    pytest.importorskip("distributed")
+    import logging
+
+    from distributed import LocalCluster
+
+    from phototox.scale.cluster import client_within
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0", silence_logs=logging.CRITICAL
+    ) as local:
+        client = client_within(local.scheduler_address, 30)
+        try:
+            assert client.submit(lambda x: x + 1, 1).result(timeout=30) == 2
+        finally:
+            client.close()
