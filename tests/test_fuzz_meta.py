@@ -245,3 +245,36 @@ def test_ome_zarr_attributes_open_or_are_one_line(store, data):
     except PhototoxError as exc:
         one_line_refusal(exc)
     assert tree(path.parent) == before
+
+
+@pytest.fixture(scope="module")
+def store_v2(tmp_path_factory) -> tuple[Path, dict]:
+    """A zarr v2 OME-Zarr image (attributes in ``.zattrs``)."""
+    import zarr
+
+    path = tmp_path_factory.mktemp("zarr2") / "img.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=(64, 64), chunks=(32, 32), dtype="uint16", fill_value=0)
+    array[...] = (np.random.default_rng(1).random((64, 64)) * 1000 + 1).astype(np.uint16)
+    axes = [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}]
+    scale = [{"type": "scale", "scale": [0.434, 0.434]}]
+    group.attrs["multiscales"] = [
+        {"version": "0.4", "axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+    ]
+    return path, json.loads((path / ".zattrs").read_text())
+
+
+@settings(FUZZ, max_examples=150)
+@given(data=st.data())
+def test_ome_zarr_v2_zattrs_open_or_are_one_line(store_v2, data):
+    path, original = store_v2
+    (path / ".zattrs").write_text(json.dumps(data.draw(attributes(original)), allow_nan=True))
+    before = tree(path.parent)
+    try:
+        frame = open_ome_zarr(path)
+        frame[0:8, 0:8]
+        if frame.pixel_size_um is not None and math.isfinite(frame.pixel_size_um):
+            resolve_pixel_size(None, path, 0.434, frame.pixel_size_um)
+    except PhototoxError as exc:
+        one_line_refusal(exc)
+    assert tree(path.parent) == before
