@@ -26,14 +26,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one field each: a multi-frame TIFF, or a folder of frames (sorted by the numbers in their names)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--interval", type=float, help="minutes between frames (default: from the file's metadata)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        help=f"minutes between frames, {INTERVAL_RANGE_MIN[0]:g}-{INTERVAL_RANGE_MIN[1]:g} "
+        "(default: from the file's metadata)",
+    )
     p.add_argument("--pixel-size", type=float, help="micrometres per pixel (default: from the file's metadata)")
     p.add_argument(
         "--doses",
         help="CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm[, frames]; "
         "fields with irradiance 0 are the controls",
     )
-    p.add_argument("--split", default="1x1", help="cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants")
+    p.add_argument(
+        "--split",
+        default="1x1",
+        help=f"cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants (1..{MAX_SPLIT} a side, each at least 64 px)",
+    )
     p.add_argument("--model", default="default", help="model for P(sick) (see 'phototox map --help')")
     p.add_argument("--no-sickness", action="store_true", help="skip DeadNet's P(sick); activity measures only")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
