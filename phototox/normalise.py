@@ -42,6 +42,9 @@ EPS = 1e-6
 """Standard deviations below this are treated as blank (the pixel is only shifted, not scaled)."""
 DEFAULT_BOX = 221
 """Default side of the normalisation box, px: the 220 px window's scale, odd so it is centred."""
+MAX_BOX = 1001
+"""Largest box side accepted, px: a box sizes the halo every band and tile allocates
+(``size // 2`` px each side), so a model's metadata may not make it unbounded."""
 KINDS = ("box", "crop")
 EDGE = "reflect"
 BAND_ROWS = 512
@@ -60,8 +63,11 @@ class Contract:
         if self.kind not in KINDS:
             raise PhototoxError(f"unknown normalisation {self.kind!r}; use one of {', '.join(KINDS)}")
         if self.kind == "box":
-            if not isinstance(self.size, (int, np.integer)) or self.size < 3 or self.size % 2 == 0:
-                raise PhototoxError(f"normalisation box size must be an odd whole number >= 3, got {self.size!r}")
+            size = self.size
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size % 2 == 0:
+                raise PhototoxError(f"normalisation box size must be an odd whole number, got {str(size)[:40]!r}")
+            if not 3 <= size <= MAX_BOX:
+                raise PhototoxError(f"normalisation box size must lie in 3..{MAX_BOX} px, got {size}")
             if self.edge != EDGE:
                 raise PhototoxError(f"normalisation edge rule {self.edge!r} is not supported (only {EDGE!r})")
 
@@ -88,11 +94,11 @@ def contract_from_meta(value: object) -> Contract:
     if value is None:
         return PER_CROP
     if not isinstance(value, dict):
-        raise PhototoxError(f"model metadata 'normalisation' must be a mapping, got {value!r}")
+        raise PhototoxError(f"model metadata 'normalisation' must be a mapping, got {type(value).__name__}")
     kind = value.get("kind", "crop")
     if kind == "crop":
         return PER_CROP
-    return Contract(str(kind), int(value.get("size", DEFAULT_BOX)), str(value.get("edge", EDGE)))
+    return Contract(str(kind)[:40], value.get("size", DEFAULT_BOX), str(value.get("edge", EDGE))[:40])
 
 
 def contract_of(model) -> Contract:

@@ -32,6 +32,11 @@ from .shapes import plane_shape
 SOURCES = ("user", "file", "assumed", "unknown")
 SCALE_TOLERANCE = 0.02
 """Relative pixel-size difference below which a frame is not resampled."""
+MAX_UPSAMPLING = 8.0
+"""Largest factor per side by which an image is enlarged to the model's scale (64x the pixels): a
+2x objective's 3.2 um/px brought to 0.434 um/px is 7.4x; more means a wrong pixel size."""
+MAX_RESAMPLED_PIXELS = 64_000_000
+"""Largest frame resampled in memory (256 MB as float32), so no pixel size sizes an allocation."""
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,25 @@ def scaled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
     return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
 
 
+def check_resampling(shape: tuple[int, int], factor: float, source: str, max_pixels: float = MAX_RESAMPLED_PIXELS):
+    """Refuse (one line naming ``source``) enlarging by more than :data:`MAX_UPSAMPLING` per side or
+    to more than ``max_pixels``; return the resampled shape."""
+    scaled = scaled_shape(shape, factor)
+    if factor > MAX_UPSAMPLING or scaled[0] * scaled[1] > max_pixels:
+        raise ImageInputError(
+            f"{source}: at the model's pixel size the {shape[1]}x{shape[0]} px image would be resampled "
+            f"{factor:.3g}x per side to {scaled[1]}x{scaled[0]} px, over the limit of {MAX_UPSAMPLING:g}x "
+            f"and {max_pixels / 1e6:g} Mpx; check the image's and the model's pixel sizes"
+        )
+    return scaled
+
+
 def to_model_scale(frame: np.ndarray, factor: float, window: int, source: str = "image") -> np.ndarray:
-    """``frame`` resampled by ``factor``; refuses a result smaller than the model's window."""
+    """``frame`` resampled by ``factor`` (bounded by :func:`check_resampling`); refuses a result
+    smaller than the model's window."""
     if factor == 1.0:
         return frame
-    shape = scaled_shape(plane_shape(frame), factor)
+    shape = check_resampling(plane_shape(frame), factor, source)
     if min(shape) < window:
         raise ImageInputError(
             f"{source}: at the model's pixel size the image is {shape[1]}x{shape[0]} px, "

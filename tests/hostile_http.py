@@ -21,8 +21,9 @@ class Answer:
     closed: bool = False  # the server closed the connection after answering
 
 
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=timeout)
+def connect(port: int, timeout: float = 5.0, source: str | None = None) -> socket.socket:
+    """A connection to the server, from ``source`` (another loopback address: another client) if given."""
+    sock = socket.create_connection((HOST, port), timeout=timeout, source_address=(source, 0) if source else None)
     sock.settimeout(timeout)
     return sock
 
@@ -82,10 +83,10 @@ def _closed_within(sock: socket.socket, end: float) -> bool:
     return False
 
 
-def request(port: int, head: str, body: bytes = b"", timeout: float = 10.0) -> Answer:
+def request(port: int, head: str, body: bytes = b"", timeout: float = 10.0, source: str | None = None) -> Answer:
     """Send ``head`` (request line + headers, CRLF-joined, without the blank line) and ``body``."""
     started = time.monotonic()
-    with connect(port, timeout) as sock:
+    with connect(port, timeout, source) as sock:
         try:
             sock.sendall(head.encode("latin-1") + b"\r\n\r\n" + body)
         except (ConnectionResetError, BrokenPipeError):
@@ -153,3 +154,48 @@ def slowloris(port: int, connections: int = 200, drip_seconds: float = 3.0, prob
         for s in socks:
             s.close()
     return outcome
+
+
+def trickle_headers(port: int, connections: int, seconds: float, every: float = 0.3) -> dict:
+    """``connections`` clients from 127.0.0.1 each sending one header line every ``every`` seconds
+    for ``seconds`` (never finishing the head); counts 503 answers and connections the server
+    closed. Every socket is closed at the end."""
+    socks, outcome = [], {"busy": 0, "closed": 0}
+    try:
+        for _ in range(connections):
+            s = connect(port)
+            s.sendall(f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            s.setblocking(False)
+            socks.append(s)
+        pending, end, line = set(socks), time.monotonic() + seconds, 0
+        while time.monotonic() < end and pending:
+            line += 1
+            for s in list(pending):
+                try:
+                    s.send(f"X-Slow-{line}: a\r\n".encode())
+                except OSError:
+                    pending.discard(s)
+                    outcome["closed"] += 1
+            ready, _, _ = select.select(list(pending), [], [], every)
+            for s in ready:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                pending.discard(s)
+                outcome["busy" if data.startswith(b"HTTP/1.1 503") else "closed"] += 1
+    finally:
+        for s in socks:
+            s.close()
+    return outcome
+
+
+def served_within(port: int, head: str, deadline: float, source: str | None = None) -> float | None:
+    """Seconds until ``head`` is answered 200 (retrying 503s), or None when ``deadline`` passes."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        answer = request(port, head, timeout=max(0.5, deadline - (time.monotonic() - started)), source=source)
+        if answer.status == 200:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None

@@ -84,16 +84,31 @@ def expect_refusal(
     return line
 
 
-def run_cli_subprocess(args: list, cwd: Path, umask: int | None = None, timeout: float = 600) -> tuple[int, str, int]:
-    """Run the real ``phototox`` entry point in a child process; return (exit code, stderr, peak RSS in KiB)."""
+def run_cli_subprocess(
+    args: list, cwd: Path, umask: int | None = None, timeout: float = 600, max_address_bytes: int | None = None
+) -> tuple[int, str, int]:
+    """Run the real ``phototox`` entry point in a child process; return (exit code, stderr, peak RSS in KiB).
+
+    ``max_address_bytes`` limits the child's address space (``ulimit -v``), so a runaway allocation
+    fails there instead of swapping the machine."""
     code = (
         "import sys\n" + PEAK_RSS_KB_SOURCE + "from phototox.apps.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "sys.stderr.write(f'\\nPEAK_RSS_KB {peak_rss_kb()}\\n')\n"
         "sys.exit(rc)\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    preexec = (lambda: os.umask(umask)) if umask is not None else None
+    repo = str(Path(__file__).resolve().parents[1])  # this checkout's phototox, not an installed one
+    path = os.pathsep.join(filter(None, (repo, os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+    def preexec() -> None:
+        if umask is not None:
+            os.umask(umask)
+        if max_address_bytes is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (max_address_bytes, max_address_bytes))
+
     proc = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)],
         cwd=cwd,

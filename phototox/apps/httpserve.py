@@ -6,12 +6,19 @@ What it guarantees, whatever the clients do:
   connections; up to ``queue`` accepted connections wait for a worker; any connection beyond
   that is answered ``503`` with ``Retry-After`` straight away and closed after at most a second
   (never reset under the answer, never left to time out);
-* **time**: the request line and headers must arrive within ``read_timeout`` seconds of the
-  request's first byte being awaited (``idle_timeout`` for the next request on a kept-alive
-  connection), and a declared body within ``read_timeout`` plus one
+* **one client**: at most ``per_address`` connections from one client address are accepted at
+  once (waiting or served); beyond that its connections are answered ``503`` at once;
+* **time**: the request line and headers of a connection's first request must arrive within
+  ``read_timeout`` seconds of its acceptance (time spent waiting for a worker counts; the
+  deadline is absolute, not per line), ``idle_timeout`` for the next request on a kept-alive
+  connection. A head still incomplete ``head_grace`` seconds after a worker took it is *slow*:
+  at most ``slow_heads`` workers (half of them by default) may wait on slow heads at once, and a
+  slow head beyond that budget is dropped, so clients trickling header lines never hold the
+  whole pool. A declared body must arrive within ``read_timeout`` plus one
   second per MiB (:data:`BODY_SECONDS_PER_MIB`), counted across reads, so a client sending a
   byte at a time (slowloris) or declaring a body it never sends frees its worker in bounded time;
-* **what it accepts**: the ``Host`` header must name the bound address, a loopback name or an
+* **what it accepts**: the request target must be a path (absolute-form ``GET http://...``
+  targets are refused, 400); the ``Host`` header must name the bound address, a loopback name or an
   allowed host, with the bound port (DNS rebinding); a request carrying an ``Origin`` other
   than the server's own, or ``Sec-Fetch-Site: cross-site``, is refused (browsers on other sites);
   ``Content-Length`` must be a plain non-negative number and ``Transfer-Encoding`` is refused;
@@ -53,6 +60,14 @@ class Limits:
     write_timeout: float = 60.0
     backlog: int = 256
     overflow_slots: int = 256
+    per_address: int = 16  # connections from one client address at once (waiting or served)
+    head_grace: float = 0.5  # a request head taking longer than this is slow
+    slow_heads: int = 0  # workers that may wait on slow heads at once (0: half the workers)
+
+    @property
+    def slow_head_budget(self) -> int:
+        """Workers that may wait on slow request heads at once."""
+        return self.slow_heads or max(1, self.workers // 2)
 
 
 def is_loopback(host: str) -> bool:
@@ -74,7 +89,8 @@ def _busy_answer(message: str) -> bytes:
 
 
 class _DeadlineSocketReader(io.RawIOBase):
-    """Raw reads from a socket that fail with TimeoutError once the handler's deadline passes."""
+    """Raw reads from a socket that fail with TimeoutError once the handler's deadline passes, or
+    once its request head turns slow while the server's slow-head budget is spent."""
 
     def __init__(self, sock: socket.socket, handler: GuardedHandler) -> None:
         self.sock, self.handler = sock, handler
@@ -83,14 +99,26 @@ class _DeadlineSocketReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        remaining = self.handler.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("request not received in time")
-        self.sock.settimeout(remaining)
-        try:
-            return self.sock.recv_into(buffer)
-        finally:
-            self.sock.settimeout(self.handler.server.limits.write_timeout)
+        handler = self.handler
+        while True:
+            now = time.monotonic()
+            wait = handler.deadline - now
+            if wait <= 0:  # only what has already arrived (a request that waited for a worker)
+                wait = 0.0
+                handler.grace_end = None
+            elif handler.grace_end is not None:  # a head not yet counted as slow
+                if now >= handler.grace_end:
+                    handler.count_slow_head()
+                else:
+                    wait = min(wait, handler.grace_end - now)
+            self.sock.settimeout(wait)
+            try:
+                return self.sock.recv_into(buffer)
+            except (TimeoutError, BlockingIOError):
+                if handler.grace_end is None or time.monotonic() >= handler.deadline:
+                    raise TimeoutError("request not received in time") from None
+            finally:
+                self.sock.settimeout(handler.server.limits.write_timeout)
 
 
 class _Linger:
@@ -161,8 +189,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.extra_hosts = {h.lower() for h in allowed_hosts}
         self._slots = threading.BoundedSemaphore(self.limits.workers + self.limits.queue)
+        self.slow_heads = threading.BoundedSemaphore(self.limits.slow_head_budget)
         self._in_flight = 0
+        self._per_address: dict[str, int] = {}
         self._count_lock = threading.Lock()
+        self._accepted = threading.local()
         try:
             super().__init__(address, handler)
         except OSError as exc:
@@ -181,37 +212,56 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         """Connections accepted but not yet given a worker."""
         return max(0, self._in_flight - self.limits.workers)
 
+    @property
+    def accepted_at(self) -> float:
+        """When the connection the calling worker serves was accepted (monotonic seconds)."""
+        return getattr(self._accepted, "at", time.monotonic())
+
     # -- admission ----------------------------------------------------------------------------
     def process_request(self, request, client_address) -> None:
+        address = str(client_address[0])
+        with self._count_lock:
+            if self._per_address.get(address, 0) >= self.limits.per_address:
+                return self._refuse_busy(request, "server busy: too many connections from your address")
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         if not self._slots.acquire(blocking=False):
+            self._forget(address)
             return self._refuse_busy(request)
         with self._count_lock:
             self._in_flight += 1
         try:
-            self._workers.submit(self._work, request, client_address)
+            self._workers.submit(self._work, request, client_address, time.monotonic())
         except RuntimeError:  # shutting down
-            self._release()
+            self._release(address)
             self.shutdown_request(request)
 
-    def _release(self) -> None:
+    def _forget(self, address: str) -> None:
+        with self._count_lock:
+            left = self._per_address.pop(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left
+
+    def _release(self, address: str) -> None:
         with self._count_lock:
             self._in_flight -= 1
+        self._forget(address)
         self._slots.release()
 
-    def _work(self, request, client_address) -> None:
+    def _work(self, request, client_address, accepted: float) -> None:
+        self._accepted.at = accepted
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            self._release()
+            self._release(str(client_address[0]))
 
-    def _refuse_busy(self, request) -> None:
+    def _refuse_busy(self, request, message: str | None = None) -> None:
         """503 at once (a small write never blocks a fresh socket), then linger: the close is clean."""
         try:
             request.setblocking(False)
-            request.send(_busy_answer(self.busy_message))
+            request.send(_busy_answer(message or self.busy_message))
             request.shutdown(socket.SHUT_WR)
         except OSError:
             request.close()
@@ -279,6 +329,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
     server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
     deadline = 0.0
+    grace_end: float | None = None  # while a head is read and not yet counted as slow
+    holds_slow_head = False
     error_prefix = "server"
     expect_continue = False  # the client waits for "100 Continue" before sending the body
 
@@ -290,20 +342,41 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         limits = self.server.limits
-        wait = limits.read_timeout if not self.requests_on_connection else min(limits.read_timeout, limits.idle_timeout)
-        self.deadline = time.monotonic() + wait
+        now = time.monotonic()
+        if self.requests_on_connection:
+            self.deadline = now + min(limits.read_timeout, limits.idle_timeout)
+        else:  # absolute from acceptance: time spent waiting for a worker counts
+            self.deadline = self.server.accepted_at + limits.read_timeout
+        self.grace_end = now + limits.head_grace
         self.requests_on_connection += 1
         self.expect_continue = False
         try:
             super().handle_one_request()
         except TimeoutError:
             self.close_connection = True
+        finally:
+            self.head_done()
         if self.server.waiting:  # others are waiting for a worker: do not hold this one for keep-alive
             self.close_connection = True
+
+    def count_slow_head(self) -> None:
+        """Count this head as slow; TimeoutError when the server's slow-head budget is spent."""
+        self.grace_end = None
+        if not self.server.slow_heads.acquire(blocking=False):
+            raise TimeoutError("slow request head while the slow-head budget is spent")
+        self.holds_slow_head = True
+
+    def head_done(self) -> None:
+        """The head is read (or abandoned): leave the slow-head budget."""
+        self.grace_end = None
+        if self.holds_slow_head:
+            self.holds_slow_head = False
+            self.server.slow_heads.release()
 
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
+        self.head_done()
         problem = self.request_problem()
         if problem:
             status, message = problem
@@ -313,6 +386,11 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def request_problem(self) -> tuple[int, str] | None:
         """(status, message) when the request must be refused before any handler runs."""
+        if not self.path.startswith("/"):  # absolute-form (http://host/...), authority-form or *
+            return (
+                400,
+                f"{self.error_prefix}: the request target must be a path such as /v1/status (got {self.path[:80]!r})",
+            )
         host = self.headers.get("Host")
         if host is None or len(self.headers.get_all("Host") or []) != 1:
             return 400, f"{self.error_prefix}: a request needs exactly one Host header"

@@ -325,6 +325,13 @@ def register(sub) -> None:
         help="seconds a request's headers may take to arrive (its body: plus 1 s per MiB)",
     )
     p.add_argument(
+        "--per-address",
+        type=int,
+        default=Limits.per_address,
+        help="connections one client address may hold at once (waiting or served); beyond: 503 at once. "
+        "Behind a proxy every client has the proxy's address: raise it there",
+    )
+    p.add_argument(
         "--allow-host",
         action="append",
         default=[],
@@ -337,8 +344,8 @@ def register(sub) -> None:
 def _run(args) -> int:
     if not 0 <= args.port <= 65535:
         raise PhototoxError(f"--port must be 0-65535, got {args.port}")
-    if args.workers < 1 or args.max_models < 1 or args.queue < 0:
-        raise PhototoxError("--workers and --max-models must be at least 1, --queue at least 0")
+    if args.workers < 1 or args.max_models < 1 or args.queue < 0 or args.per_address < 1:
+        raise PhototoxError("--workers, --max-models and --per-address must be at least 1, --queue at least 0")
     if not 0 < args.read_timeout <= 3600:
         raise PhototoxError(f"--read-timeout must be between 0 and 3600 seconds, got {args.read_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -352,7 +359,9 @@ def _run(args) -> int:
         allowed_models=tuple(args.allow_model),
         max_models=args.max_models,
         max_pixels_in_flight=args.max_pixels_in_flight,
-        limits=Limits(workers=args.workers, queue=args.queue, read_timeout=args.read_timeout),
+        limits=Limits(
+            workers=args.workers, queue=args.queue, read_timeout=args.read_timeout, per_address=args.per_address
+        ),
         allowed_hosts=tuple(args.allow_host),
     )
     predictor = server.pool.get()

@@ -13,6 +13,10 @@ from ..timecourse.pipeline import TimecourseSettings
 
 # the defaults live in the settings objects; the options only expose them
 MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()
+MAX_SPLIT = 32
+"""Most pseudo-fields per side of ``--split`` (each must also keep at least 64 px a side)."""
+INTERVAL_RANGE_MIN = (0.001, 10080.0)
+"""Plausible ``--interval`` between frames, minutes: 60 ms to one week."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,14 +27,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one field each: a multi-frame TIFF, or a folder of frames (sorted by the numbers in their names)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--interval", type=float, help="minutes between frames (default: from the file's metadata)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        help=f"minutes between frames, {INTERVAL_RANGE_MIN[0]:g}-{INTERVAL_RANGE_MIN[1]:g} "
+        "(default: from the file's metadata)",
+    )
     p.add_argument("--pixel-size", type=float, help="micrometres per pixel (default: from the file's metadata)")
     p.add_argument(
         "--doses",
         help="CSV: field, irradiance_mW_per_cm2, exposure_ms, wavelength_nm[, frames]; "
         "fields with irradiance 0 are the controls",
     )
-    p.add_argument("--split", default="1x1", help="cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants")
+    p.add_argument(
+        "--split",
+        default="1x1",
+        help=f"cut each field into ROWSxCOLS pseudo-fields, e.g. 2x2 quadrants (1..{MAX_SPLIT} a side, each at least 64 px)",
+    )
     p.add_argument("--model", default="default", help="model for P(sick) (see 'phototox map --help')")
     p.add_argument("--no-sickness", action="store_true", help="skip DeadNet's P(sick); activity measures only")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -85,11 +98,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_split(text: str) -> tuple[int, int]:
+    """``ROWSxCOLS``, each 1..:data:`MAX_SPLIT`, checked before any image is read."""
     try:
         rows, cols = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise PhototoxError(f"--split must look like 2x2 (rows x columns), got {text!r}") from None
+        raise PhototoxError(f"--split must look like 2x2 (rows x columns), got {text[:40]!r}") from None
+    if not (1 <= rows <= MAX_SPLIT and 1 <= cols <= MAX_SPLIT):
+        raise PhototoxError(f"--split {text[:40]}: rows and columns must each be 1..{MAX_SPLIT}")
     return rows, cols
+
+
+def check_interval(minutes: float | None) -> float | None:
+    """``--interval`` if absent or within :data:`INTERVAL_RANGE_MIN`, else one line."""
+    low, high = INTERVAL_RANGE_MIN
+    if minutes is not None and not low <= minutes <= high:  # NaN fails both comparisons
+        raise PhototoxError(f"--interval must be {low:g}-{high:g} minutes between frames, got {minutes:g}")
+    return minutes
 
 
 def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
@@ -105,7 +129,7 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         )
     _check_mitosis(args)
     return TimecourseSettings(
-        interval_min=args.interval,
+        interval_min=check_interval(args.interval),
         pixel_um=args.pixel_size,
         split=parse_split(args.split),
         doses=args.doses,

@@ -6,7 +6,8 @@ itself, with ``yaml.safe_load``, after checking its size; every field it uses is
 are chosen by :data:`~phototox.models.backends.WEIGHT_PRIORITY`: ``pytorch_state_dict`` of a
 phototox architecture (loaded into phototox's classes with ``weights_only=True`` after its sha256
 is checked), else ``onnx`` (exact mode only). Zip members are read in memory after their declared
-sizes are checked; a member whose path is absolute, climbs out with ``..`` or is a link makes the
+sizes are checked, inflated through a counting stream that stops at the limit whatever the header
+declares; a member whose path is absolute, climbs out with ``..`` or is a link makes the
 whole package invalid. Remote packages are downloaded into one cache entry each
 (:mod:`phototox.models.cache`); every file reference is checked before any byte is written.
 """
@@ -30,6 +31,7 @@ from . import limits as _limits
 from .architectures import ARCHITECTURES, CLASSES
 from .backends import WEIGHT_PRIORITY, OnnxBackend
 from .base import LoadedModel
+from .metaschema import check_meta
 from .weights import load_payload_bytes, model_from_payload, validate_arch_kwargs
 
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
@@ -38,6 +40,8 @@ ZOO_ID = re.compile(r"^[a-z]+(?:-[a-z]+)+(?:/[0-9]+(?:\.[0-9]+){0,3})?$")
 ZOO_ID_LIKE = re.compile(r"^[A-Za-z]+(?:-[A-Za-z]+)+(?:/.*)?$")
 DEFAULT_ZOO_URL = "https://hypha.aicell.io/bioimage-io/artifacts/{id}/files/rdf.yaml"
 CLASS_NAMES = {cls.__name__: name for name, cls in ARCHITECTURES.items()}
+INFLATE_CHUNK = 1 << 20
+"""Bytes inflated from a zip member per read, so one read never allocates more."""
 
 
 def looks_like_zoo_id(text: str) -> bool:
@@ -181,10 +185,26 @@ class _PackageFiles:
         rel = cache.check_relative(name, str(self.location))
         if self.zip is not None:
             try:
-                return self.zip.read(self.prefix + str(rel))
+                return self._inflate(self.prefix + str(rel), max_bytes)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
                 raise ModelLoadError(f"{self.location}: zip member {name!r} is corrupt ({exc})") from None
         return cache.safe_join(self.location, name, str(self.location)).read_bytes()
+
+    def _inflate(self, member: str, max_bytes: int) -> bytes:
+        """A zip member inflated :data:`INFLATE_CHUNK` bytes at a time, counted: refused as soon as
+        more than ``max_bytes`` come out, whatever its header declares (a forged small size)."""
+        assert self.zip is not None
+        parts, total = [], 0
+        with self.zip.open(member) as stream:
+            while chunk := stream.read(INFLATE_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ModelLoadError(
+                        f"{self.location}: zip member {member!r} inflates beyond "
+                        f"{max_bytes / 1e6:.1f} MB, the limit; refusing it"
+                    )
+                parts.append(chunk)
+        return b"".join(parts)
 
 
 def parse_description(data: bytes, where: str) -> dict:
@@ -330,10 +350,10 @@ def _load_onnx(rdf: dict, data: bytes, where: str, source: str, checksum: str) -
     n_out = _output_channels(_first_mapping(rdf, "outputs", where))
     if n_out not in (None, 2):
         raise ModelLoadError(f"{where}: output has {n_out} classes; phototox needs healthy/sick (2)")
+    card = _card_of(rdf)
+    meta = check_meta({"bioimageio_name": rdf.get("name", "")}, where, card)
     backend = OnnxBackend(data, where)
-    return LoadedModel(
-        backend, "onnx", {}, CLASSES, window, {"bioimageio_name": rdf.get("name", "")}, source, checksum, _card_of(rdf)
-    )
+    return LoadedModel(backend, "onnx", {}, CLASSES, window, meta, source, checksum, card)
 
 
 def _input_window(spec: dict, where: str) -> int:

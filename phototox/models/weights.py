@@ -4,7 +4,8 @@ A weight file is a ``torch.save`` of plain data only -- architecture name and ar
 names, window size, state dict and JSON-like metadata -- read back with ``weights_only=True`` so a
 tampered file cannot run code. Before anything is allocated the file's size is checked against
 :mod:`phototox.models.limits`, and every field's type and range against what the architecture
-accepts (a payload declaring six million classes or a window of 0 is refused in one line).
+accepts (a payload declaring six million classes or a window of 0 is refused in one line), and its
+metadata against :mod:`phototox.models.metaschema`.
 
 Checksums: a shipped model's is its registry entry (:mod:`phototox.models.registry`), and only
 that. A file outside the registry (a trained ``model.pt``) gets a ``<file>.sha256`` sidecar
@@ -31,6 +32,7 @@ from . import limits as _limits
 from .architectures import ARCHITECTURES, CLASSES, TRUNK_SIDE, WINDOW, build_model
 from .backends.torch import TorchBackend
 from .base import LoadedModel
+from .metaschema import check_meta
 
 FORMAT = "phototox-weights"
 FORMAT_VERSION = 1
@@ -247,11 +249,11 @@ def build_checked(arch: str, kwargs: dict, state: dict, source: str) -> nn.Modul
 def model_from_payload(payload: dict, source: str, sha256: str = "", card: dict | None = None) -> LoadedModel:
     """A LoadedModel (torch backend) from a payload checked by :func:`validate_payload`."""
     payload = validate_payload(payload, source)
-    module = build_checked(payload["arch"], payload["arch_kwargs"], payload["state_dict"], source)
-    meta = dict(payload["meta"])
+    meta = dict(check_meta(payload["meta"], source, card))
     if card is None:
         stored = meta.get("card")
         card = stored if isinstance(stored, dict) else {}
+    module = build_checked(payload["arch"], payload["arch_kwargs"], payload["state_dict"], source)
     return LoadedModel(
         TorchBackend(module), payload["arch"], payload["arch_kwargs"], CLASSES, WINDOW, meta, source, sha256, dict(card)
     )

@@ -20,12 +20,13 @@ import numpy as np
 from ..errors import ImageInputError
 from ..inference import Predictor
 from ..models.architectures import CLASSES
-from ..pixelsize import scaled_shape
+from ..pixelsize import check_resampling
 from ..schema import Trust
 from ..settings import DEFAULT_SETTINGS, MapSettings
 from ..shapes import plane_shape
 from ..windows import halo, spans, upsample_block, windows_per_chunk
 from .rescale import GridMapView, ResampledView
+from .zarrio import MAX_STORE_PIXELS
 
 DEFAULT_CHUNK = 2048
 """Core side of a compute chunk in pixels (rounded down to whole windows of the stride)."""
@@ -136,7 +137,10 @@ def chunked_map(
     from .zarrio import MapWriter
 
     h, w = (int(v) for v in frame.shape[-2:])
-    scaled = frame if factor == 1.0 else ResampledView(frame, scaled_shape((h, w), factor))
+    scaled = frame
+    if factor != 1.0:  # lazy: bounded as a store is, not by the in-memory budget
+        frame_source = str(getattr(frame, "source", "image"))
+        scaled = ResampledView(frame, check_resampling((h, w), factor, frame_source, MAX_STORE_PIXELS))
     if min(scaled.shape[-2:]) < predictor.window:
         raise ImageInputError(
             f"at the model's pixel size the image is {scaled.shape[-1]}x{scaled.shape[-2]} px, "

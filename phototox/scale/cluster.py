@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from ..inference import Predictor
 
 PLUGIN_NAME = "phototox-predictor"
+SCHEDULER_DEADLINE_S = 30.0
+"""Whole time allowed to reach a scheduler and get its first answer (connection, handshake and
+registration together: distributed's own timeout covers the connection only, and a port that
+accepts but never answers held a client for good)."""
+SCHEDULER_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})/?$"
+)
+"""``[PROTOCOL://]HOST:PORT`` of a Dask scheduler."""
 
 
 class PredictorPlugin(WorkerPlugin):
@@ -87,16 +97,61 @@ def parse_local(spec: str) -> int:
     return int(count)
 
 
+def check_scheduler(address: str) -> str:
+    """``address`` if it has the form of :data:`SCHEDULER_ADDRESS` with a port in 1..65535, else one line."""
+    text = address.strip()
+    match = SCHEDULER_ADDRESS.match(text)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise PhototoxError(
+            f"--scheduler {address[:100]!r}: not a scheduler address (expected [tcp://]HOST:PORT, e.g. tcp://10.0.0.5:8786)"
+        )
+    return text
+
+
+def client_within(address: str, deadline: float) -> Client:
+    """A client of the scheduler at ``address``, connected and answered within ``deadline`` seconds.
+
+    The attempt runs in a daemon thread that is abandoned (and ends with the process) when the
+    deadline passes; distributed's own logging is silenced meanwhile, so a failure is one line.
+    """
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["client"] = Client(address, timeout=f"{deadline:g}s")
+        except Exception as exc:  # whatever distributed raises, reported in one line below
+            outcome["error"] = exc
+
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        thread = threading.Thread(target=attempt, name="phototox-scheduler-connect", daemon=True)
+        thread.start()
+        thread.join(deadline)
+    finally:
+        quiet.setLevel(level)
+    if "client" in outcome:
+        return outcome["client"]
+    if "error" in outcome:
+        reason = " ".join(str(outcome["error"]).split())[:200] or type(outcome["error"]).__name__
+        raise PhototoxError(f"--scheduler {address}: cannot connect ({reason})")
+    raise PhototoxError(
+        f"--scheduler {address}: no answer within {deadline:g} s (is a Dask scheduler listening there?)"
+    )
+
+
 def connect(scheduler: str | None = None, cluster: str | None = None, processes: bool = True):
     """A Dask client (and the LocalCluster it owns, or None) plus torch threads per worker."""
     if scheduler:
-        try:
-            return Client(scheduler, timeout="30s"), None, None
-        except (OSError, TimeoutError) as exc:
-            raise PhototoxError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
+        return client_within(check_scheduler(scheduler), SCHEDULER_DEADLINE_S), None, None
     workers = parse_local(cluster or "local")
     local = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0", silence_logs=logging.ERROR
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=logging.CRITICAL,  # failures reach the user as one line, not as worker logs
     )
     threads = max(1, (os.cpu_count() or 1) // workers)
     return Client(local), local, threads

@@ -1,6 +1,13 @@
 """Large images in and out: OME-Zarr (NGFF) via ``ome-zarr``/``zarr``, TIFF (tiled, BigTIFF) via
 ``tifffile``'s zarr store. Everything is opened lazily: slicing reads only the chunks it touches.
 
+A store is checked before any pixel is read or allocated (:func:`check_store`,
+:func:`check_array`): no link leaving the store, no metadata file over
+:data:`MAX_METADATA_BYTES`, a declared plane of at most :data:`MAX_STORE_PIXELS` pixels in at most
+:data:`MAX_CHUNKS` chunks of at most :data:`MAX_CHUNK_BYTES` each, and every chunk present (zarr
+would read a missing one as its fill value: zeros analysed as an image). A chunk that does not
+decode is a one-line error naming the store. Every error names the store.
+
 Needs the ``scale`` extra (``pip install -e ".[scale]"``).
 """
 
@@ -22,6 +29,17 @@ from ..shapes import plane_shape
 
 SPATIAL = ("y", "x")
 ZARR_SUFFIXES = (".zarr",)
+MAX_STORE_PIXELS = 1 << 32
+"""Largest plane read chunk by chunk (65536 x 65536 px; a whole 25 mm slide at 0.4 um/px)."""
+MAX_CHUNKS = 1_000_000
+"""Most stored chunks in one plane (each is a file, listed before work)."""
+MAX_CHUNK_BYTES = 256 << 20
+"""Largest stored chunk, decoded (a read decodes whole chunks)."""
+MAX_METADATA_BYTES = 16 << 20
+"""Largest metadata file of a store (``zarr.json``, ``.zattrs``, ``.zarray``, ``.zgroup``)."""
+MAX_STORE_ENTRIES = 4_000_000
+"""Most files and folders looked at when a store is checked."""
+METADATA_NAMES = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
 
 
 @dataclass
@@ -44,7 +62,68 @@ class LazyFrame:
         return np.dtype(self.array.dtype)
 
     def __getitem__(self, key) -> np.ndarray:
-        return np.asarray(self.array[self.lead + tuple(key)])
+        try:
+            return np.asarray(self.array[self.lead + tuple(key)])
+        except MemoryError:
+            raise
+        except Exception as exc:  # a codec or store error on a corrupt chunk
+            raise ImageInputError(f"{self.source}: a chunk cannot be read ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_store(path: Path) -> None:
+    """Refuse a store with a link leaving it or an oversized metadata file (nothing is read)."""
+    root = path.resolve()
+    seen = 0
+    for folder, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            seen += 1
+            if seen > MAX_STORE_ENTRIES:
+                raise ImageInputError(f"{path}: more than {MAX_STORE_ENTRIES} files in the store; refusing it")
+            entry = Path(folder) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise ImageInputError(f"{path}: {entry.relative_to(path)} is a link leaving the store; refusing it")
+            if name in METADATA_NAMES and entry.is_file() and entry.stat().st_size > MAX_METADATA_BYTES:
+                raise ImageInputError(
+                    f"{path}: metadata file {entry.relative_to(path)} is over {MAX_METADATA_BYTES >> 20} MB; refusing it"
+                )
+
+
+def check_array(array: Any, source: str) -> None:
+    """Refuse a declared shape or chunking over the limits (module docstring), before any read."""
+    shape = tuple(int(n) for n in array.shape)
+    chunks = tuple(int(n) for n in getattr(array, "chunks", shape) or shape)
+    if len(shape) < 2 or min(shape) < 1 or len(chunks) != len(shape) or min(chunks) < 1:
+        raise ImageInputError(f"{source}: declared shape {shape} or chunks {chunks} is empty or malformed")
+    pixels = math.prod(shape)
+    if pixels > MAX_STORE_PIXELS:
+        raise ImageInputError(
+            f"{source}: declares {'x'.join(map(str, shape))} = {pixels:.3g} pixels, over the limit of "
+            f"{MAX_STORE_PIXELS:.3g}; refusing it"
+        )
+    chunk_bytes = math.prod(chunks) * np.dtype(array.dtype).itemsize
+    if chunk_bytes > MAX_CHUNK_BYTES:
+        raise ImageInputError(
+            f"{source}: chunks of {'x'.join(map(str, chunks))} px ({chunk_bytes / 2**20:.3g} MB) are over the "
+            f"{MAX_CHUNK_BYTES >> 20} MB limit; rechunk the store"
+        )
+    count = math.prod(math.ceil(n / c) for n, c in zip(shape, chunks))
+    if count > MAX_CHUNKS:
+        raise ImageInputError(f"{source}: {count} chunks, over the limit of {MAX_CHUNKS}; rechunk the store")
+
+
+def check_chunks_present(array: Any, source: str) -> None:
+    """Refuse a store missing chunks (zarr would read them as its fill value)."""
+    present, expected = int(array.nchunks_initialized), int(array.nchunks)
+    if present < expected:
+        raise ImageInputError(
+            f"{source}: {expected - present} of {expected} chunks are missing from the store "
+            "(an interrupted write or copy, or a writer that skips empty chunks); refusing to read them as zeros"
+        )
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
@@ -81,6 +160,7 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
     path = Path(path)
     if not path.exists():
         raise ImageInputError(f"{path}: no such OME-Zarr folder")
+    check_store(path)
     try:
         group = zarr.open_group(str(path), mode="r")
         attrs: dict[str, Any] = group.attrs.asdict()
@@ -99,11 +179,13 @@ def open_ome_zarr(path: str | os.PathLike, level: int = 0) -> LazyFrame:
         pixel_size = ngff_pixel_size({**meta, "axes": axes_meta}, datasets[level])
         if pixel_size is not None:
             check_plausible(pixel_size, f"{path} (NGFF scale)")
+        _check_dtype(np.dtype(array.dtype), str(path))
+        check_array(array, str(path))
+        check_chunks_present(array, str(path))
     except PhototoxError:
         raise
     except Exception as exc:
-        raise ImageInputError(f"{path}: not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from exc
-    _check_dtype(np.dtype(array.dtype), str(path))
+        raise ImageInputError(f"{path}: not a readable OME-Zarr image ({_one_line(exc)})") from None
     return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
 
 
@@ -137,8 +219,9 @@ def open_tiff(path: str | os.PathLike) -> LazyFrame:
     except PhototoxError:
         raise
     except Exception as exc:
-        raise ImageInputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
+        raise ImageInputError(f"{path}: not a readable TIFF file ({_one_line(exc)})") from None
     _check_dtype(np.dtype(array.dtype), str(path))
+    check_array(array, str(path))
     return LazyFrame(array, str(path), pixel_size, axes, _single_plane(array.shape, axes, str(path)))
 
 
@@ -194,6 +277,7 @@ class MapWriter:
                     chunks=(min(h, self.chunk), min(w, self.chunk)),
                     dtype=self.dtype,
                     fill_value=float("nan") if self.dtype.kind == "f" else 0,
+                    config={"write_empty_chunks": True},  # every chunk stored: a missing one is damage
                 )
             )
             h, w = (h + 1) // 2, (w + 1) // 2

@@ -100,9 +100,20 @@ def read_field(path: str | Path, interval_min: float | None = None, min_size: in
     return TimeField(name, stack, float(interval_min), str(path))
 
 
+MIN_SPLIT_SIDE = 64
+"""Smallest side of a ``--split`` pseudo-field, px (as of any frame :func:`read_field` accepts)."""
+
+
 def split_field(f: TimeField, rows: int, cols: int) -> list[TimeField]:
-    """Cut a field into ``rows`` x ``cols`` pseudo-fields (e.g. quadrants acting as controls for one another)."""
+    """Cut a field into ``rows`` x ``cols`` pseudo-fields (e.g. quadrants acting as controls for one another).
+
+    Each must keep at least :data:`MIN_SPLIT_SIDE` px a side; checked before any is cut."""
     _t, h, w = f.frames.shape
+    if rows < 1 or cols < 1 or h // rows < MIN_SPLIT_SIDE or w // cols < MIN_SPLIT_SIDE:
+        raise ImageInputError(
+            f"{f.source}: --split {rows}x{cols} of a {w}x{h} px field leaves pseudo-fields smaller than "
+            f"{MIN_SPLIT_SIDE}x{MIN_SPLIT_SIDE} px"
+        )
     ys = np.linspace(0, h, rows + 1).astype(int)
     xs = np.linspace(0, w, cols + 1).astype(int)
     out = []
