@@ -403,12 +403,17 @@ def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
     from ..controls import calibrate_model
 
-    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine)
+    record = calibrate_model(
+        args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine, alpha=args.alpha
+    )
     print(
         f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']}, "
         f"fine-detail limit {record['previous_fine_detail_limit']} -> {record['fine_detail_limit']} "
-        f"(refitted on {len(record['controls'])} control fields); control P(sick) "
+        f"(refitted on {record['n_fields']} control fields); control P(sick) "
         + ", ".join(f"{v:.3f}" for v in record["control_p_sick"])
+        + f"\ndomain threshold: {record['domain_threshold_rule']}"
+        + f"\nfalse-alarm rate reachable with {record['n_fields']} fields: {record['false_alarm_rate']:.3f} "
+        "(a new field like these controls is called out of domain at most this often)"
     )
     return 0
 
@@ -713,10 +718,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dose_response)
 
     p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
-    p.add_argument("controls", nargs="+", metavar="CONTROL", help="control (unexposed) field images, 3 or more")
+    p.add_argument(
+        "controls",
+        nargs="+",
+        metavar="CONTROL",
+        help="control (unexposed) field images, 3 or more distinct fields (the frames of one file are one field)",
+    )
     add_model_options(p)
     add_pixel_size_option(p)
     p.add_argument("--out", required=True, help="the calibrated model file to write (.pt)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="false-alarm rate of the domain check on fields like the controls (default 0.05; k fields reach "
+        "no less than 1/(k+1))",
+    )
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
