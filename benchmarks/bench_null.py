@@ -182,10 +182,11 @@ def _field_values(name: str, compute) -> np.ndarray:
 
 def _assessor():
     from phototox.assess import Assessor
-    from phototox.defaults import DEMO_MODEL
     from phototox.inference import Predictor
 
-    return Assessor(Predictor.from_spec(DEMO_MODEL, "cpu"), warn=lambda line: None, domain_check=False)
+    predictor = Predictor.from_spec("default", "cpu")
+    print(f"model: {predictor.model.label}", file=sys.stderr)
+    return Assessor(predictor, warn=lambda line: None, domain_check=False)
 
 
 def t98g_quadrants() -> np.ndarray:

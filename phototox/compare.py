@@ -148,7 +148,7 @@ def interval(
     return (*_bootstrap_t(t, c, confidence, n_boot, seed), f"studentised bootstrap ({n_boot} resamples)")
 
 
-def _caveat(level: Level, n_test: int, n_control: int) -> str:
+def replicate_caveat(level: Level, n_test: int, n_control: int) -> str:
     if level == "replicate" and min(n_test, n_control) >= MIN_REPLICATES:
         return ""
     have = "no replicate labels" if level == "field" else f"{min(n_test, n_control)} replicate(s) in an arm"
@@ -215,7 +215,7 @@ def compare(
         f"{readout}: test - control {effect:+.3g}, {confidence:.0%} CI [{low:+.3g}, {high:+.3g}] "
         f"({method}, {units}): {verdict}"
         + (" (not evidence of no harm: see the non-inferiority test)" if verdict == NO_DIFFERENCE else "")
-        + _caveat(level, t.size, c.size)
+        + replicate_caveat(level, t.size, c.size)
     )
     return Comparison(effect, low, high, verdict, level, t.size, c.size, method, words, confidence)
 
@@ -281,7 +281,7 @@ def non_inferiority(
     words = (
         f"{readout}: harm {harm:+.3g}, upper one-sided {confidence:.0%} bound {upper:+.3g} "
         f"{'<' if verdict == HARMLESS else '>='} margin {bound} ({method}, {units}): {verdict}"
-        + _caveat(level, t.size, c.size)
+        + replicate_caveat(level, t.size, c.size)
     )
     return NonInferiority(harm, upper, margin, margin_abs, verdict, level, t.size, c.size, method, words, confidence)
 

@@ -179,6 +179,7 @@ def score_samples(
                 "path": str(sample.path),
                 "dose": sample.dose,
                 "group": sample.group,
+                **{k: sample.extra[k] for k in ("replicate", "field") if sample.extra.get(k) not in (None, "")},
                 "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])),
                 **trust,
             }
@@ -191,10 +192,24 @@ def dose_report_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / "dose_response.png", Path(out_dir) / "dose_response.json"]
 
 
+SAFE_DOSE_FIELDS = ("margin", "safe_dose", "safe_dose_low", "safe_dose_high", "gap")
+"""The fit's "largest safe dose" entries, left out of a report that carries non-inferiority verdicts."""
+
+
 def write_dose_report(
-    rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "", provenance: dict | None = None
+    rows: list[dict],
+    fit: DoseResponse,
+    out_dir: str | Path,
+    unit: str = "",
+    provenance: dict | None = None,
+    tests=None,
 ) -> list[Path]:
-    """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum)."""
+    """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum).
+
+    With ``tests`` (:class:`phototox.dose_tests.DoseTests`) the report carries the per-dose
+    non-inferiority verdicts instead of the curve's "largest safe dose", and the plot draws each
+    dose's interval and the margin.
+    """
     from .plots import plot_dose_response
 
     out = Path(out_dir)
@@ -204,26 +219,37 @@ def write_dose_report(
     grid = np.linspace(0, doses.max(), 200)
     png, report = dose_report_paths(out)
     model = (provenance or {}).get("model_name")
+    judged = tests is not None
     plot_dose_response(
         doses,
         scores,
         grid,
         fit.curve(grid),
-        fit.safe_dose,
+        None if judged else fit.safe_dose,
         png,
         unit,
         band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
         safe_interval=(
             (fit.safe_dose_low, fit.safe_dose_high)
-            if fit.safe_dose_low is not None and fit.safe_dose_high is not None
+            if not judged and fit.safe_dose_low is not None and fit.safe_dose_high is not None
             else None
         ),
-        gap=fit.gap,
-        margin=fit.margin,
+        gap=None if judged else fit.gap,
+        margin=None if judged else fit.margin,
         baseline=fit.baseline,
         title=f"{len(rows)} images" + (f", model {model}" if model else ""),
+        dose_tests=tests,
     )
-    record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
+    curve = asdict(fit)
+    if judged:
+        curve = {k: v for k, v in curve.items() if k not in SAFE_DOSE_FIELDS}
+    record = {
+        "fit": curve,
+        **({"dose_tests": tests.as_dict()} if judged else {}),
+        "unit": unit,
+        "images": rows,
+        **({"provenance": provenance} if provenance else {}),
+    }
     write_text_atomic(report, json.dumps(record, indent=2))
     return [png, report]
 
@@ -247,14 +273,18 @@ def compare_with_controls(rows: list[dict], reference=None):
     return reference
 
 
+def format_curve(fit: DoseResponse, unit: str = "") -> str:
+    """The fitted curve, described (no dose is judged by it: see :mod:`phototox.dose_tests`)."""
+    unit = f" {unit}" if unit else ""
+    return (
+        f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+        f"half-effect dose {fit.d50:.3g}{unit} (a description of the curve; no dose is judged by it)"
+    )
+
+
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
-    lines = [
-        (
-            f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
-            f"half-effect dose {fit.d50:.3g}{unit}"
-        )
-    ]
+    lines = [format_curve(fit, unit.strip())]
     if fit.safe_dose is None:
         lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
     else:

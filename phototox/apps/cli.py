@@ -28,9 +28,10 @@ from .options import (
 
 
 def cmd_demo(args) -> int:
-    """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
+    """Synthetic fields at five light doses -> maps, overlays, a table, a dose-response curve and per-dose tests."""
     from ..demo import DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
-    from ..doses import format_fit
+    from ..dose_tests import format_dose_tests
+    from ..doses import format_curve
     from ..outputs import format_rows
     from ..planned import check_outputs, model_inputs
 
@@ -45,7 +46,9 @@ def cmd_demo(args) -> int:
     result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold)
     print(format_rows(result.rows))
     if result.fit is not None:
-        print(format_fit(result.fit, "(synthetic dose units)"))
+        print(format_curve(result.fit, "(synthetic dose units)"))
+        if result.tests is not None:
+            print("\n".join(format_dose_tests(result.tests, "(synthetic dose units)")))
     else:
         print(f"no dose-response curve could be fitted: {result.fit_error}")
     print(
@@ -346,14 +349,15 @@ def cmd_class_model(args) -> int:
 
 
 def cmd_dose_response(args) -> int:
-    """Sickness against light dose; the largest safe dose with a bootstrap interval."""
+    """Sickness against light dose: the fitted curve, and which doses are shown harmless (non-inferiority)."""
     import numpy as np
 
+    from ..dose_tests import format_dose_tests, judge_doses
     from ..doses import (
         compare_with_controls,
         dose_report_paths,
         fit_dose_response,
-        format_fit,
+        format_curve,
         score_samples,
         write_dose_report,
     )
@@ -383,18 +387,23 @@ def cmd_dose_response(args) -> int:
     fit = fit_dose_response(
         np.asarray([r["dose"] for r in rows], dtype=float),
         np.asarray([r["mean_sick_probability"] for r in rows], dtype=float),
-        args.margin,
         seed=args.seed,
     )
-    print(format_fit(fit, args.unit))
+    print(format_curve(fit, args.unit))
+    tests = None
+    if any(r["dose"] == 0 for r in rows):
+        tests = judge_doses(rows, args.margin, seed=args.seed)
+        print("\n".join(format_dose_tests(tests, args.unit)))
+    else:
+        print("no zero-light controls (dose 0) in the manifest: no dose can be tested, none is called harmless")
     reference = compare_with_controls(rows, assessor.controls if args.controls else None)
     recorded = ControlReference.from_meta(predictor.model.meta)
     if reference is None and recorded is not None:  # no dose-0 images: the calibrated model's controls
         reference = compare_with_controls(rows, recorded)
     if reference is not None:
-        print(f"against your controls ({reference.source}, mean P(sick) {reference.mean:.3f}):")
+        print(f"each image against your controls ({reference.source}, mean P(sick) {reference.mean:.3f}):")
         print("\n".join(control_lines(rows)))
-    written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
+    written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model), tests)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -698,11 +707,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_class_model)
 
-    p = sub.add_parser("dose-response", help="sickness against light dose: the largest safe dose")
+    p = sub.add_parser(
+        "dose-response", help="sickness against light dose: which doses are shown harmless (non-inferiority)"
+    )
     p.add_argument("manifest", help="CSV with path and dose columns (dose 0 = unexposed controls)")
     add_model_options(p)
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
-    p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        help="non-inferiority margin: the largest harm accepted, as a fraction of the zero-light controls' "
+        "mean P(sick) (default 0.2 = 20%%)",
+    )
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
     p.add_argument(
         "--controls",
