@@ -98,11 +98,11 @@ def judge_doses(rows: list[dict], margin: float = DEFAULT_MARGIN, seed: int = 0)
     doses = sorted(by_dose)
     comparisons = {d: compare(_arm(by_dose[d], f"dose {d:g}"), controls, seed=seed) for d in doses}
     top = comparisons[doses[-1]]
-    sensitive = (
+    sensitive = bool(
         not control_ood
         and doses[-1] not in ood
         and top.verdict == SICKER
-        and top.effect > margin * controls.units().mean()
+        and top.effect > margin * float(controls.units().mean())
     )
     sensitivity = (
         f"sensitivity shown: the highest dose {doses[-1]:g} is {SICKER} than the controls by {top.effect:+.3g}, "

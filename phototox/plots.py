@@ -197,10 +197,12 @@ def _draw_dose_tests(ax, tests, control_mean: float) -> None:
         ls=":",
         label=f"margin: controls' mean + {tests.margin:.0%}",
     )
+    drawn = 0
     for d in tests.doses:
         c = d.comparison
         if c.low is None or c.high is None:
             continue
+        drawn += 1
         colour = "tab:green" if d.verdict.startswith("harmless") else "tab:red"
         ax.errorbar(
             [d.dose],
@@ -216,7 +218,9 @@ def _draw_dose_tests(ax, tests, control_mean: float) -> None:
         0.02,
         0.97,
         "squares: each dose's mean with its 95% interval against the controls\n"
-        "green = harmless (non-inferior), red = not shown harmless / not tested",
+        "green = harmless (non-inferior), red = not shown harmless / not tested"
+        if drawn
+        else "no dose could be tested against the controls (one field or dish per dose): none is called harmless",
         transform=ax.transAxes,
         va="top",
         fontsize=7,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,7 @@ HARMS = {1.0: 0.02, 2.0: 0.10, 3.0: 0.30, 4.0: 1.0}
 @pytest.mark.parametrize(("margin", "noel"), [(0.05, 1.0), (0.2, 2.0), (0.5, 3.0)])
 def test_margin_changes_the_no_observed_effect_dose(margin, noel):
     tests = judge_doses(rows_for(HARMS), margin)
+    json.dumps(tests.as_dict())  # plain types: dose_response.json carries it
     assert tests.sensitive and tests.no_observed_effect_dose == noel
     assert [d.dose for d in tests.doses if d.verdict == HARMLESS] == [d for d in HARMS if d <= noel]
 
