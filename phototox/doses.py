@@ -6,11 +6,12 @@ scores every image, fits a logistic dose-response curve
 
     P(sick | dose) = bottom + (top - bottom) / (1 + exp(-slope * (dose - d50)))
 
-and reports the **largest safe dose**: the highest dose at which the fitted sickness stays within
-``margin`` of the unexposed baseline (dose 0 images where present, else the fitted bottom), with
-a bootstrap confidence interval over images. The bootstrap also gives a 95% band around the fitted
-curve, and the report says when the safe dose falls in a gap between measured doses (the curve
-interpolates there: no image was taken at that dose).
+as a description (bottom, top, half-effect dose, a 95% bootstrap band over images). Which doses
+are harmless is NOT read off this curve: ``phototox dose-response`` tests every dose for
+non-inferiority against the dose-0 controls (:mod:`phototox.dose_tests`, issue 25). The curve's
+"largest safe dose" (fitted sickness within an absolute ``margin`` of baseline: an absence of
+evidence) is still computed by :func:`fit_dose_response` for library callers, but no command
+reports it.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def score_samples(
                 "path": str(sample.path),
                 "dose": sample.dose,
                 "group": sample.group,
-                **{k: sample.extra[k] for k in ("replicate", "field") if sample.extra.get(k) not in (None, "")},
+                "replicate": sample.replicate,  # "" when the manifest names none
+                "field": sample.group,  # the manifest's group/field/position, else the file
                 "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])),
                 **trust,
             }

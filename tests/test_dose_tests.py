@@ -93,3 +93,25 @@ def test_bad_requests():
         judge_doses([r for r in rows_for(HARMS) if r["dose"] != 0], 0.2)
     with pytest.raises(PhototoxError, match="margin"):
         judge_doses(rows_for(HARMS), 0.0)
+
+
+@pytest.mark.slow  # scores 8 images and fits the descriptive curve (500 bootstrap fits)
+def test_a_manifest_with_one_replicate_per_dose_prints_the_warning(tmp_path, synth_dataset, tiny_model_path, capsys):
+    import csv
+
+    from phototox.apps.cli import main
+
+    with synth_dataset.open() as fh:  # the manifest
+        rows = list(csv.DictReader(fh))
+    manifest = tmp_path / "one_replicate.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "path": str(synth_dataset.parent / row["path"]), "replicate": "day1"})
+    common = ["--model", str(tiny_model_path), "--device", "cpu", "--quiet", "--out", str(tmp_path / "d")]
+    assert main(["dose-response", str(manifest), *common]) == 0
+    out = capsys.readouterr().out
+    assert "cannot test: one replicate per arm" in out
+    assert "1 replicate(s) in an arm: this describes these dishes, not the biology" in out
+    assert "harmless (non-inferior)" not in out.replace("dose is shown harmless", "")
