@@ -108,7 +108,7 @@ class Assessor:
                 progress(1)
         if self.controls is not None:  # the frames of one call are one field: one comparison
             field_value = float(np.mean([r.mean_sick_probability for r in results]))
-            compared = self.controls.compare(field_value)
+            compared = self.controls.compare(field_value, source)
             for r in results:
                 r.trust.set(compared)
         return results
@@ -181,12 +181,17 @@ def control_lines(rows: list[dict]) -> list[str]:
         if r.get("vs_controls") in (None, "") or r["path"] in seen:
             continue
         seen.add(r["path"])
-        d, lo, hi = (float(r[k]) for k in ("vs_controls", "vs_controls_low", "vs_controls_high"))
         frames = [float(x["mean_sick_probability"]) for x in rows if x["path"] == r["path"]]
         what = f"P(sick) {np.mean(frames):.3f}" + (f" (mean of {len(frames)} frames)" if len(frames) > 1 else "")
+        lo, hi = r.get("vs_controls_low"), r.get("vs_controls_high")
+        interval = (
+            f", 95% prediction interval [{float(lo):+.3f}, {float(hi):+.3f}]"
+            if lo not in (None, "") and hi not in (None, "")
+            else ""
+        )
         lines.append(
             f"{os.path.basename(str(r['path']))}: {r.get('vs_controls_verdict')}: {what}, difference to the control "
-            f"fields' mean {d:+.3f}, 95% prediction interval [{lo:+.3f}, {hi:+.3f}]"
+            f"fields' mean {float(r['vs_controls']):+.3f}{interval}"
         )
     return [CONTROLS_HEADER, *lines] if lines else []
 

@@ -38,6 +38,8 @@ class ControlReference:
 
     values: np.ndarray
     source: str
+    paths: tuple[str, ...] = ()
+    """the control files (resolved), parallel to ``values``, when known: a control is compared with the others"""
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)
@@ -52,8 +54,24 @@ class ControlReference:
         """One field's P(sick) against the control fields (prediction interval for a new field)."""
         return check_new_field(p_sick, self.values)
 
-    def compare(self, p_sick: float) -> dict:
-        """The ``controls`` result columns of one field with this P(sick)."""
+    def compare(self, p_sick: float, path: str | os.PathLike | None = None) -> dict:
+        """The ``controls`` result columns of one field with this P(sick).
+
+        When ``path`` is one of the control files, it is compared with the OTHER control fields
+        (never with itself); with fewer than 2 others it cannot be tested.
+        """
+        key = _key(path) if path is not None else None
+        if key is not None and key in self.paths:
+            others = np.delete(self.values, self.paths.index(key))
+            if others.size < 2:
+                return {
+                    "vs_controls": round(float(p_sick - others.mean()), 4),
+                    "vs_controls_low": None,
+                    "vs_controls_high": None,
+                    "vs_controls_verdict": f"cannot test: one of {self.values.size} control fields, "
+                    f"{others.size} other",
+                }
+            return ControlReference(others, self.source).compare(p_sick)
         result = self.check(p_sick)
         return {
             "vs_controls": round(result.difference, 4),
@@ -67,6 +85,10 @@ class ControlReference:
         cal = meta.get("calibration") or {}
         values = cal.get("control_p_sick")
         return cls(np.asarray(values), "the model's recorded controls") if values else None
+
+
+def _key(path: str | os.PathLike) -> str:
+    return str(Path(path).resolve())
 
 
 def _stderr(line: str) -> None:
@@ -90,7 +112,7 @@ def control_reference(
         frames, size = _read(path, assessor, pixel_size_um)
         results = assessor.analyse(frames, settings, size, str(path))
         values.append(float(np.mean([r.mean_sick_probability for r in results])))
-    return ControlReference(np.asarray(values), f"{len(paths)} control files")
+    return ControlReference(np.asarray(values), f"{len(paths)} control files", tuple(_key(p) for p in paths))
 
 
 def distinct_fields(paths: list[Path], warn=None) -> list[Path]:

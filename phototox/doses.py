@@ -261,17 +261,22 @@ def compare_with_controls(rows: list[dict], reference=None):
 
     The reference is ``reference`` (a :class:`phototox.controls.ControlReference`, e.g. from
     ``--controls`` files or a calibrated model), else the manifest's unexposed images (dose 0) when
-    there are at least two; returns the reference used, or None when there is none.
+    there are at least two; returns the reference used, or None when there is none. A control
+    image is compared with the other controls, never with itself.
     """
     from .controls import ControlReference
 
     if reference is None:
-        unexposed = [r["mean_sick_probability"] for r in rows if r["dose"] == 0]
+        unexposed = [r for r in rows if r["dose"] == 0]
         if len(unexposed) < 2:
             return None
-        reference = ControlReference(np.asarray(unexposed), f"the {len(unexposed)} unexposed (dose 0) images")
+        reference = ControlReference(
+            np.asarray([r["mean_sick_probability"] for r in unexposed]),
+            f"the {len(unexposed)} unexposed (dose 0) images",
+            tuple(str(Path(r["path"]).resolve()) for r in unexposed),
+        )
     for row in rows:
-        row.update(reference.compare(row["mean_sick_probability"]))
+        row.update(reference.compare(row["mean_sick_probability"], row["path"]))
     return reference
 
 

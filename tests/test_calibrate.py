@@ -145,6 +145,18 @@ def test_control_reference_interval():
         ControlReference(np.array([0.1]), "one")
 
 
+def test_a_control_file_is_compared_with_the_other_controls_not_itself(tmp_path):
+    paths = [tmp_path / f"c{i}.tif" for i in range(3)]
+    ref = ControlReference(np.array([0.10, 0.20, 0.12]), "test", tuple(str(p.resolve()) for p in paths))
+    own = ref.compare(0.20, paths[1])
+    assert own == ControlReference(np.array([0.10, 0.12]), "others").compare(0.20)
+    assert own["vs_controls"] == pytest.approx(0.09)
+    assert ref.compare(0.20)["vs_controls"] == pytest.approx(0.20 - 0.14)  # another file: all three
+    two = ControlReference(np.array([0.1, 0.2]), "two", (str(paths[0].resolve()), str(paths[1].resolve())))
+    alone = two.compare(0.1, paths[0])
+    assert alone["vs_controls_low"] is None and alone["vs_controls_verdict"].startswith("cannot test")
+
+
 def test_frames_of_a_test_file_are_one_field_against_the_controls(varying_predictor):
     """Every frame of one analysed stack carries the comparison of the stack's mean with the controls."""
     from phototox.assess import Assessor, control_lines

@@ -71,9 +71,14 @@ def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys)
     # the manifest's two dose-0 images are the controls: every image is reported against them
     assert "each image against your controls (the 2 unexposed (dose 0) images" in out
     rows = report["images"]
-    control_mean = sum(r["mean_sick_probability"] for r in rows if r["dose"] == 0) / 2
+    control = [r["mean_sick_probability"] for r in rows if r["dose"] == 0]
     for r in rows:
-        assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - control_mean, abs=1e-4)
+        if r["dose"] == 0:  # a control is compared with the OTHER control, never itself: one left, no test
+            other = control[1] if r["mean_sick_probability"] == control[0] else control[0]
+            assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - other, abs=1e-4)
+            assert r["vs_controls_low"] is None and r["vs_controls_verdict"].startswith("cannot test")
+            continue
+        assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - sum(control) / 2, abs=1e-4)
         assert r["vs_controls_low"] <= r["vs_controls"] <= r["vs_controls_high"]
     # --controls FILES: the same dose-0 fields given as files give the same comparison
     controls = [r["path"] for r in rows if r["dose"] == 0]
