@@ -93,7 +93,9 @@ class Assessor:
         """Every frame of a validated (T, H, W) stack (or one (H, W) frame) with its trust verdicts.
 
         ``mask`` (the frame's size) restricts the summary numbers to its pixels. ``progress`` is
-        called once per frame, ``window_progress`` per batch of windows (exact mode).
+        called once per frame, ``window_progress`` per batch of windows (exact mode). With
+        controls, the frames are one field: every frame carries the comparison of their mean
+        P(sick) with the control fields.
         """
         frames = np.asarray(frames)
         stack = frames[None] if frames.ndim == 2 else frames
@@ -104,6 +106,11 @@ class Assessor:
             results.append(self._analyse_frame(frame, settings, pixel_size, name, domain, mask, window_progress))
             if progress is not None:
                 progress(1)
+        if self.controls is not None:  # the frames of one call are one field: one comparison
+            field_value = float(np.mean([r.mean_sick_probability for r in results]))
+            compared = self.controls.compare(field_value, source)
+            for r in results:
+                r.trust.set(compared)
         return results
 
     def _analyse_frame(
@@ -132,8 +139,6 @@ class Assessor:
                 result.sick_map, settings.threshold, mask
             )
         result.trust = self._trust(frame, scaled, size, source, domain)
-        if self.controls is not None:
-            result.trust.set(self.controls.compare(result.mean_sick_probability))
         return result
 
     def _trust(
@@ -162,20 +167,33 @@ class Assessor:
         return self._trust(region, scaled, size, source, self.domain)
 
 
+CONTROLS_HEADER = (
+    "against your controls: each file is one field, compared with the spread of the control fields "
+    "(95% prediction interval for one new control field); one field can be 'unlike your controls' or show "
+    "no difference, never 'sicker' (that needs several fields or dishes per arm)"
+)
+
+
 def control_lines(rows: list[dict]) -> list[str]:
-    """'sicker than your controls by X, CI [a, b]' for each row that has a control comparison."""
-    lines = []
+    """One line per file with a control comparison: the verdict, the difference and its prediction interval."""
+    lines, seen = [], set()
     for r in rows:
-        if r.get("vs_controls") in (None, ""):
+        if r.get("vs_controls") in (None, "") or r["path"] in seen:
             continue
-        d, lo, hi = r["vs_controls"], r["vs_controls_low"], r["vs_controls_high"]
-        word = "sicker than" if d >= 0 else "healthier than"
-        name = os.path.basename(str(r["path"])) + (f" frame {r['frame']}" if r.get("frame") else "")
-        lines.append(
-            f"{name}: P(sick) {r['mean_sick_probability']:.3f}, {word} your controls by {abs(d):.3f} "
-            f"(difference {d:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] over control fields)"
+        seen.add(r["path"])
+        frames = [float(x["mean_sick_probability"]) for x in rows if x["path"] == r["path"]]
+        what = f"P(sick) {np.mean(frames):.3f}" + (f" (mean of {len(frames)} frames)" if len(frames) > 1 else "")
+        lo, hi = r.get("vs_controls_low"), r.get("vs_controls_high")
+        interval = (
+            f", 95% prediction interval [{float(lo):+.3f}, {float(hi):+.3f}]"
+            if lo not in (None, "") and hi not in (None, "")
+            else ""
         )
-    return lines
+        lines.append(
+            f"{os.path.basename(str(r['path']))}: {r.get('vs_controls_verdict')}: {what}, difference to the control "
+            f"fields' mean {float(r['vs_controls']):+.3f}{interval}"
+        )
+    return [CONTROLS_HEADER, *lines] if lines else []
 
 
 def training_trust_meta(

@@ -2,10 +2,12 @@
 
 Every phototoxicity experiment has unexposed (or minimally exposed) control fields. Two uses:
 
-* :class:`ControlReference` -- each image's P(sick) minus the mean P(sick) of the control fields,
-  with a 95% percentile-bootstrap interval over control fields (the controls are resampled; the
-  image's own number is taken as given). This answers "is this field sicker than my controls?"
-  on the user's microscope, which the absolute P(sick) of a model trained elsewhere cannot.
+* :class:`ControlReference` -- one field's P(sick) (a test file: the mean over its frames) against
+  the control fields (one value per control file), by a 95% prediction interval for one new control
+  field (:func:`phototox.compare.check_new_field`): ``unlike your controls`` only outside it, else
+  ``no difference shown``. One test field is one unit, so it can never be called ``sicker``; that
+  needs arms of several fields (:func:`phototox.compare.compare`). The old rule (bootstrap of the
+  control mean, the test value taken as exact) called 9 of 18 healthy T98G frames "sicker" (issue 25).
 * :func:`calibrate_model` -- refits the domain statistics and threshold on the control fields
   (so "in domain" means "like my controls") and records the control P(sick) distribution in the
   new model file's ``meta["calibration"]``. It never refits the probability itself: controls
@@ -17,46 +19,65 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .compare import FieldCheck, check_new_field
 from .errors import PhototoxError
 from .settings import MapSettings
 
-N_BOOT = 2000
 MIN_CONTROLS = 3
 
 
 @dataclass
 class ControlReference:
-    """Mean P(sick) of control fields and its bootstrap distribution."""
+    """P(sick) of each control field (one value per control file) and the comparison of a new field with them."""
 
     values: np.ndarray
     source: str
-    n_boot: int = N_BOOT
-    seed: int = 0
+    paths: tuple[str, ...] = ()
+    """the control files (resolved), parallel to ``values``, when known: a control is compared with the others"""
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)
         if self.values.size < 2 or not np.isfinite(self.values).all():
             raise PhototoxError(f"{self.source}: need at least 2 control fields with a P(sick), got {self.values.size}")
-        rng = np.random.default_rng(self.seed)
-        picks = rng.integers(0, self.values.size, size=(self.n_boot, self.values.size))
-        self.boot_means = self.values[picks].mean(axis=1)
 
     @property
     def mean(self) -> float:
         return float(self.values.mean())
 
-    def compare(self, p_sick: float) -> dict:
-        """Difference to the controls' mean P(sick) with its 95% interval."""
-        low, high = np.percentile(p_sick - self.boot_means, [2.5, 97.5])
+    def check(self, p_sick: float) -> FieldCheck:
+        """One field's P(sick) against the control fields (prediction interval for a new field)."""
+        return check_new_field(p_sick, self.values)
+
+    def compare(self, p_sick: float, path: str | os.PathLike | None = None) -> dict:
+        """The ``controls`` result columns of one field with this P(sick).
+
+        When ``path`` is one of the control files, it is compared with the OTHER control fields
+        (never with itself); with fewer than 2 others it cannot be tested.
+        """
+        key = _key(path) if path is not None else None
+        if key is not None and key in self.paths:
+            others = np.delete(self.values, self.paths.index(key))
+            if others.size < 2:
+                return {
+                    "vs_controls": round(float(p_sick - others.mean()), 4),
+                    "vs_controls_low": None,
+                    "vs_controls_high": None,
+                    "vs_controls_verdict": f"cannot test: one of {self.values.size} control fields, "
+                    f"{others.size} other",
+                }
+            return ControlReference(others, self.source).compare(p_sick)
+        result = self.check(p_sick)
         return {
-            "vs_controls": round(float(p_sick - self.mean), 4),
-            "vs_controls_low": round(float(low), 4),
-            "vs_controls_high": round(float(high), 4),
+            "vs_controls": round(result.difference, 4),
+            "vs_controls_low": round(result.low, 4),
+            "vs_controls_high": round(result.high, 4),
+            "vs_controls_verdict": result.verdict,
         }
 
     @classmethod
@@ -64,6 +85,14 @@ class ControlReference:
         cal = meta.get("calibration") or {}
         values = cal.get("control_p_sick")
         return cls(np.asarray(values), "the model's recorded controls") if values else None
+
+
+def _key(path: str | os.PathLike) -> str:
+    return str(Path(path).resolve())
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _read(path: Path, assessor, pixel_size_um: float | None):
@@ -83,7 +112,37 @@ def control_reference(
         frames, size = _read(path, assessor, pixel_size_um)
         results = assessor.analyse(frames, settings, size, str(path))
         values.append(float(np.mean([r.mean_sick_probability for r in results])))
-    return ControlReference(np.asarray(values), f"{len(paths)} control files")
+    return ControlReference(np.asarray(values), f"{len(paths)} control files", tuple(_key(p) for p in paths))
+
+
+def distinct_fields(paths: list[Path], warn=None) -> list[Path]:
+    """The control files as fields: the same file twice, a link to it or an identical copy is one field.
+
+    Refuses (one line) a missing file and fewer than :data:`MIN_CONTROLS` distinct fields; warns
+    about the files it counts once.
+    """
+    import hashlib
+
+    first: dict[str, Path] = {}
+    repeats = []
+    for path in paths:
+        if not path.is_file():
+            raise PhototoxError(f"{path}: no such control file")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in first:
+            repeats.append(f"{path} is the same field as {first[digest]}")
+        else:
+            first[digest] = path
+    fields = list(first.values())
+    said = f" ({'; '.join(repeats)})" if repeats else ""
+    if len(fields) < MIN_CONTROLS:
+        raise PhototoxError(
+            f"calibrate needs at least {MIN_CONTROLS} control fields (files; the frames of one file are one field), "
+            f"got {len(fields)}{said}"
+        )
+    if repeats:
+        (warn or _stderr)(f"phototox: warning: counted once{said}")
+    return fields
 
 
 def calibrate_model(
@@ -96,8 +155,14 @@ def calibrate_model(
     mode: str = "dense",
     warn=None,
     engine: str = "auto",
+    alpha: float = 0.05,
 ) -> dict:
-    """Write ``out``: the model with domain statistics refitted on controls and their P(sick) recorded."""
+    """Write ``out``: the model with domain statistics refitted on controls and their P(sick) recorded.
+
+    Each distinct control file is one field (:func:`distinct_fields`); the domain threshold is the
+    conformal order statistic of the leave-one-field-out scores at false-alarm rate ``alpha``
+    (:func:`phototox.domain.conformal_threshold`).
+    """
     from .assess import Assessor
     from .domain import compute_domain_stats
     from .images import guard_outputs
@@ -109,12 +174,8 @@ def calibrate_model(
 
     settings = MapSettings(stride=stride, mode=mode)
     paths = [Path(p) for p in control_paths]
-    for path in paths:
-        if not path.is_file():
-            raise PhototoxError(f"{path}: no such control file")
-    check_distinct_inputs(paths)  # one field given twice would weigh double and shrink the spread
-    if len(paths) < MIN_CONTROLS:
-        raise PhototoxError(f"calibrate needs at least {MIN_CONTROLS} control fields (files), got {len(paths)}")
+    check_distinct_inputs(paths)  # one file listed twice (any spelling, any link) is a mistake: refused
+    paths = distinct_fields(paths, warn)  # identical copies are one field: counted once, and said so
     out = Path(out)
     if out.suffix.lower() not in (".pt", ".pth"):
         raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
@@ -142,6 +203,7 @@ def calibrate_model(
         assessor.model_um,
         base_fine_detail=previous_fine,
         on_controls=True,
+        alpha=alpha,
     )
     meta = dict(model.meta)
     meta["domain"] = domain
@@ -156,6 +218,9 @@ def calibrate_model(
         "control_p_sick": [round(v, 5) for v in p_sick],
         "previous_domain_threshold": previous.get("threshold"),
         "domain_threshold": domain["threshold"],
+        "domain_threshold_rule": domain["rule"],
+        "false_alarm_rate": domain["conformal"]["false_alarm_rate"],
+        "n_fields": domain["conformal"]["n_fields"],
         "previous_fine_detail_limit": previous_fine.get("limit"),
         "fine_detail_limit": domain["fine_detail"]["limit"],
         "probability_refit": False,

@@ -13,6 +13,7 @@ import numpy as np
 
 from .assess import Assessor
 from .defaults import DEMO_MODEL
+from .dose_tests import DoseTests, judge_doses
 from .doses import DoseResponse, dose_report_paths, fit_dose_response, write_dose_report
 from .errors import PhototoxError
 from .images import write_tiff_atomic
@@ -33,6 +34,8 @@ class DemoResult:
     rows: list[dict]
     fit: DoseResponse | None
     fit_error: str | None = None
+    tests: DoseTests | None = None
+    """Non-inferiority per dose: one field per dose, so every dose is 'cannot test' (said, not hidden)."""
     images: list[np.ndarray] = field(default_factory=list)  # the synthetic fields, one per dose
 
 
@@ -87,7 +90,8 @@ def run_demo(
             {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
             for r, d in zip(rows, DEMO_DOSES)
         ]
-        write_dose_report(points, fit, out, "(synthetic dose)", provenance(predictor.model))
+        result.tests = judge_doses(points)
+        write_dose_report(points, fit, out, "(synthetic dose)", provenance(predictor.model), result.tests)
         result.fit = fit
     except (RuntimeError, PhototoxError) as exc:  # a flat response has no curve to fit
         result.fit_error = str(exc)

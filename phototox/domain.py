@@ -12,7 +12,13 @@ left inverted-contrast fields below the threshold; adding conv3 texture statisti
 six kinds of strange image in benchmarks/bench_domain.py.)
 
 Threshold: leave-one-image-out over the fitting images (each image scored by statistics fitted
-without it), then ``max * (1 + MARGIN)``.
+without it), then ``max * (1 + MARGIN)`` for training images. On a user's control fields
+(``phototox calibrate``) it is conformal (:func:`conformal_threshold`): the
+``ceil((k + 1)(1 - alpha))``-th smallest of the k held-out field scores, so that a new field like
+the controls is flagged with probability at most ``alpha`` (or ``1/(k + 1)``, the least k fields can
+reach), and each image gets a p-value ``(1 + #held-out field scores >= its score) / (k + 1)``. (The
+held-out scores come from statistics fitted on k - 1 fields, a new image's from all k: slightly
+conservative.)
 
 Fine detail, a second, one-sided check for a pixel size given too fine (cells look smaller than the
 model learned them): the trunk is tolerant of scale (the retrain's resampling jitter taught it
@@ -37,6 +43,7 @@ control fields.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +64,8 @@ FINE_DETAIL = (
 FINE_BAND = (1 / 16, 1 / 4)  # cycles per pixel: detail within cells
 COARSE_BAND = (1 / 128, 1 / 32)  # cycles per pixel: the scale of whole cells
 MIN_IMAGES = 3
+ALPHA = 0.05
+"""Default false-alarm rate of a control-fitted (conformal) domain threshold."""
 
 
 def window_grid(shape: tuple[int, int], window: int, max_windows: int = MAX_WINDOWS) -> list[tuple[int, int]]:
@@ -150,6 +159,8 @@ class DomainVerdict:
     threshold: float
     fine_detail: float
     fine_detail_limit: float | None  # None: a model fitted before this check
+    p_value: float | None = None
+    """conformal p-value against the held-out control fields (control-fitted domains only)"""
 
     @property
     def too_fine(self) -> bool:
@@ -168,6 +179,7 @@ class DomainVerdict:
             "fine_detail": None if limit is None else round(self.fine_detail, 4),
             "fine_detail_limit": None if limit is None else round(limit, 4),
             "out_of_domain": self.out_of_domain,
+            "domain_p_value": None if self.p_value is None else round(self.p_value, 4),
         }
 
 
@@ -179,6 +191,14 @@ class DomainStats:
     precision: np.ndarray
     threshold: float
     fine_detail_limit: float | None = None
+    field_scores: np.ndarray | None = None
+    """held-out control field scores of a conformal (control-fitted) threshold, else None"""
+
+    def p_value(self, score: float) -> float | None:
+        """``(1 + #held-out control field scores >= score) / (k + 1)``; None without control fields."""
+        if self.field_scores is None:
+            return None
+        return float((1 + np.sum(self.field_scores >= score)) / (self.field_scores.size + 1))
 
     def window_scores(self, features: np.ndarray) -> np.ndarray:
         diff = features - self.mean
@@ -190,11 +210,9 @@ class DomainStats:
 
     def verdict(self, features: WindowFeatures) -> DomainVerdict:
         """Both checks on one image's features."""
+        score = self.image_score(features.trunk)
         return DomainVerdict(
-            self.image_score(features.trunk),
-            self.threshold,
-            float(np.median(features.fine_detail)),
-            self.fine_detail_limit,
+            score, self.threshold, float(np.median(features.fine_detail)), self.fine_detail_limit, self.p_value(score)
         )
 
     @classmethod
@@ -204,8 +222,13 @@ class DomainStats:
             return None
         fine = d.get("fine_detail")
         limit = float(fine["limit"]) if isinstance(fine, dict) and fine.get("limit") is not None else None
+        held_out = d.get("loo_scores") if isinstance(d.get("conformal"), dict) else None
         return cls(
-            np.asarray(d["mean"], np.float64), np.asarray(d["precision"], np.float64), float(d["threshold"]), limit
+            np.asarray(d["mean"], np.float64),
+            np.asarray(d["precision"], np.float64),
+            float(d["threshold"]),
+            limit,
+            None if held_out is None else np.asarray(held_out, np.float64),
         )
 
 
@@ -217,8 +240,46 @@ def fit_gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lw.location_, lw.precision_
 
 
-def fit_domain(per_image: list[np.ndarray], margin: float = MARGIN) -> tuple[DomainStats, dict]:
-    """Fit statistics on all images' windows; threshold from leave-one-image-out scores."""
+def conformal_threshold(scores: np.ndarray | list[float], alpha: float = ALPHA) -> dict:
+    """The ``ceil((k + 1)(1 - alpha))``-th smallest of k held-out field scores, or their max when k is too small.
+
+    Returns the threshold, its rank, and the false-alarm rate reachable with k fields,
+    ``1 - rank / (k + 1)`` (at most ``alpha``; ``1 / (k + 1)`` when the rank is capped at k).
+    """
+    if not 0 < alpha < 1:
+        raise PhototoxError(f"false-alarm rate alpha must lie between 0 and 1, got {alpha}")
+    ordered = np.sort(np.asarray(scores, np.float64))
+    k = ordered.size
+    wanted = math.ceil(round((k + 1) * (1 - alpha), 9))
+    rank = min(wanted, k)
+    rate = 1 - rank / (k + 1)
+    return {
+        "alpha": alpha,
+        "n_fields": k,
+        "rank": rank,
+        "threshold": float(ordered[rank - 1]),
+        "false_alarm_rate": round(rate, 4),
+        "note": (
+            f"{rank}-th of {k} held-out field scores: a new field like the controls is flagged with probability "
+            f"at most {rate:.3f}"
+            + (
+                f" (alpha {alpha:g} needs at least {math.ceil(round((1 - alpha) / alpha, 9))} control fields; "
+                f"{k} reach {rate:.3f})"
+                if wanted > k
+                else ""
+            )
+        ),
+    }
+
+
+def fit_domain(
+    per_image: list[np.ndarray], margin: float = MARGIN, alpha: float | None = None
+) -> tuple[DomainStats, dict]:
+    """Fit statistics on all images' windows; threshold from leave-one-image-out scores.
+
+    ``alpha`` None: ``max * (1 + margin)`` (training images); else the conformal threshold at
+    false-alarm rate ``alpha`` (:func:`conformal_threshold`; control fields).
+    """
     if len(per_image) < MIN_IMAGES:
         raise PhototoxError(f"domain statistics need at least {MIN_IMAGES} images, got {len(per_image)}")
     loo = []
@@ -226,13 +287,14 @@ def fit_domain(per_image: list[np.ndarray], margin: float = MARGIN) -> tuple[Dom
         mean, precision = fit_gaussian(np.concatenate([f for j, f in enumerate(per_image) if j != i]))
         loo.append(DomainStats(mean, precision, np.inf).image_score(per_image[i]))
     mean, precision = fit_gaussian(np.concatenate(per_image))
-    threshold = float(max(loo) * (1 + margin))
-    report = {
-        "loo_scores": [round(float(s), 4) for s in loo],
-        "margin": margin,
-        "rule": f"max leave-one-image-out score x {1 + margin:g}",
-    }
-    return DomainStats(mean, precision, threshold), report
+    report: dict = {"loo_scores": [round(float(s), 4) for s in loo]}
+    if alpha is None:
+        threshold = float(max(loo) * (1 + margin))
+        report |= {"margin": margin, "rule": f"max leave-one-image-out score x {1 + margin:g}"}
+        return DomainStats(mean, precision, threshold), report
+    conformal = conformal_threshold(report["loo_scores"], alpha)
+    report |= {"conformal": conformal, "rule": "conformal: " + conformal["note"] + " (leave-one-field-out)"}
+    return DomainStats(mean, precision, conformal["threshold"], field_scores=np.asarray(report["loo_scores"])), report
 
 
 def fit_fine_detail(
@@ -309,6 +371,7 @@ def compute_domain_stats(
     margin: float = MARGIN,
     base_fine_detail: dict | None = None,
     on_controls: bool = False,
+    alpha: float = ALPHA,
 ) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
@@ -316,7 +379,7 @@ def compute_domain_stats(
     (one leave-one-out unit). Call it at training time with the training images (never the
     validation ones, which are the test of the threshold). ``on_controls``: the images are a user's
     control fields and ``base_fine_detail`` the base model's ``fine_detail`` entry, if any
-    (:func:`fit_fine_detail`).
+    (:func:`fit_fine_detail`); their trunk threshold is then conformal at false-alarm rate ``alpha``.
     """
     per_image, fine = [], []
     for item in images:
@@ -324,7 +387,7 @@ def compute_domain_stats(
         features = [domain_features(predictor, f) for f in frames]
         per_image.append(np.concatenate([f.trunk for f in features]))
         fine.append(float(np.median(np.concatenate([f.fine_detail for f in features]))))
-    stats, report = fit_domain(per_image, margin)
+    stats, report = fit_domain(per_image, margin, alpha if on_controls else None)
     base_range = (base_fine_detail or {}).get("range_used")
     base_range = None if base_range is None else float(base_range)
     return domain_meta(

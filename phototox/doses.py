@@ -6,11 +6,12 @@ scores every image, fits a logistic dose-response curve
 
     P(sick | dose) = bottom + (top - bottom) / (1 + exp(-slope * (dose - d50)))
 
-and reports the **largest safe dose**: the highest dose at which the fitted sickness stays within
-``margin`` of the unexposed baseline (dose 0 images where present, else the fitted bottom), with
-a bootstrap confidence interval over images. The bootstrap also gives a 95% band around the fitted
-curve, and the report says when the safe dose falls in a gap between measured doses (the curve
-interpolates there: no image was taken at that dose).
+as a description (bottom, top, half-effect dose, a 95% bootstrap band over images). Which doses
+are harmless is NOT read off this curve: ``phototox dose-response`` tests every dose for
+non-inferiority against the dose-0 controls (:mod:`phototox.dose_tests`, issue 25). The curve's
+"largest safe dose" (fitted sickness within an absolute ``margin`` of baseline: an absence of
+evidence) is still computed by :func:`fit_dose_response` for library callers, but no command
+reports it.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ def score_samples(
                 "path": str(sample.path),
                 "dose": sample.dose,
                 "group": sample.group,
+                "replicate": sample.replicate,  # "" when the manifest names none
+                "field": sample.group,  # the manifest's group/field/position, else the file
                 "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])),
                 **trust,
             }
@@ -191,10 +194,24 @@ def dose_report_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / "dose_response.png", Path(out_dir) / "dose_response.json"]
 
 
+SAFE_DOSE_FIELDS = ("margin", "safe_dose", "safe_dose_low", "safe_dose_high", "gap")
+"""The fit's "largest safe dose" entries, left out of a report that carries non-inferiority verdicts."""
+
+
 def write_dose_report(
-    rows: list[dict], fit: DoseResponse, out_dir: str | Path, unit: str = "", provenance: dict | None = None
+    rows: list[dict],
+    fit: DoseResponse,
+    out_dir: str | Path,
+    unit: str = "",
+    provenance: dict | None = None,
+    tests=None,
 ) -> list[Path]:
-    """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum)."""
+    """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum).
+
+    With ``tests`` (:class:`phototox.dose_tests.DoseTests`) the report carries the per-dose
+    non-inferiority verdicts instead of the curve's "largest safe dose", and the plot draws each
+    dose's interval and the margin.
+    """
     from .plots import plot_dose_response
 
     out = Path(out_dir)
@@ -204,26 +221,37 @@ def write_dose_report(
     grid = np.linspace(0, doses.max(), 200)
     png, report = dose_report_paths(out)
     model = (provenance or {}).get("model_name")
+    judged = tests is not None
     plot_dose_response(
         doses,
         scores,
         grid,
         fit.curve(grid),
-        fit.safe_dose,
+        None if judged else fit.safe_dose,
         png,
         unit,
         band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
         safe_interval=(
             (fit.safe_dose_low, fit.safe_dose_high)
-            if fit.safe_dose_low is not None and fit.safe_dose_high is not None
+            if not judged and fit.safe_dose_low is not None and fit.safe_dose_high is not None
             else None
         ),
-        gap=fit.gap,
-        margin=fit.margin,
+        gap=None if judged else fit.gap,
+        margin=None if judged else fit.margin,
         baseline=fit.baseline,
         title=f"{len(rows)} images" + (f", model {model}" if model else ""),
+        dose_tests=tests,
     )
-    record = {"fit": asdict(fit), "unit": unit, "images": rows, **({"provenance": provenance} if provenance else {})}
+    curve = asdict(fit)
+    if judged:
+        curve = {k: v for k, v in curve.items() if k not in SAFE_DOSE_FIELDS}
+    record = {
+        "fit": curve,
+        **({"dose_tests": tests.as_dict()} if judged else {}),
+        "unit": unit,
+        "images": rows,
+        **({"provenance": provenance} if provenance else {}),
+    }
     write_text_atomic(report, json.dumps(record, indent=2))
     return [png, report]
 
@@ -233,28 +261,37 @@ def compare_with_controls(rows: list[dict], reference=None):
 
     The reference is ``reference`` (a :class:`phototox.controls.ControlReference`, e.g. from
     ``--controls`` files or a calibrated model), else the manifest's unexposed images (dose 0) when
-    there are at least two; returns the reference used, or None when there is none.
+    there are at least two; returns the reference used, or None when there is none. A control
+    image is compared with the other controls, never with itself.
     """
     from .controls import ControlReference
 
     if reference is None:
-        unexposed = [r["mean_sick_probability"] for r in rows if r["dose"] == 0]
+        unexposed = [r for r in rows if r["dose"] == 0]
         if len(unexposed) < 2:
             return None
-        reference = ControlReference(np.asarray(unexposed), f"the {len(unexposed)} unexposed (dose 0) images")
+        reference = ControlReference(
+            np.asarray([r["mean_sick_probability"] for r in unexposed]),
+            f"the {len(unexposed)} unexposed (dose 0) images",
+            tuple(str(Path(r["path"]).resolve()) for r in unexposed),
+        )
     for row in rows:
-        row.update(reference.compare(row["mean_sick_probability"]))
+        row.update(reference.compare(row["mean_sick_probability"], row["path"]))
     return reference
+
+
+def format_curve(fit: DoseResponse, unit: str = "") -> str:
+    """The fitted curve, described (no dose is judged by it: see :mod:`phototox.dose_tests`)."""
+    unit = f" {unit}" if unit else ""
+    return (
+        f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
+        f"half-effect dose {fit.d50:.3g}{unit} (a description of the curve; no dose is judged by it)"
+    )
 
 
 def format_fit(fit: DoseResponse, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
-    lines = [
-        (
-            f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
-            f"half-effect dose {fit.d50:.3g}{unit}"
-        )
-    ]
+    lines = [format_curve(fit, unit.strip())]
     if fit.safe_dose is None:
         lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
     else:

@@ -188,6 +188,46 @@ def plot_image_scores(
     _save(plt, fig, path)
 
 
+def _draw_dose_tests(ax, tests, control_mean: float) -> None:
+    """Each dose's 95% interval (control mean + difference) coloured by verdict, and the margin."""
+    ax.axhline(
+        control_mean * (1 + tests.margin),
+        color="tab:red",
+        lw=0.8,
+        ls=":",
+        label=f"margin: controls' mean + {tests.margin:.0%}",
+    )
+    drawn = 0
+    for d in tests.doses:
+        c = d.comparison
+        if c.low is None or c.high is None:
+            continue
+        drawn += 1
+        colour = "tab:green" if d.verdict.startswith("harmless") else "tab:red"
+        ax.errorbar(
+            [d.dose],
+            [control_mean + c.effect],
+            yerr=[[c.effect - c.low], [c.high - c.effect]],
+            fmt="s",
+            color=colour,
+            ms=4,
+            capsize=3,
+            zorder=4,
+        )
+    ax.text(
+        0.02,
+        0.97,
+        "squares: each dose's mean with its 95% interval against the controls\n"
+        "green = harmless (non-inferior), red = not shown harmless / not tested"
+        if drawn
+        else "no dose could be tested against the controls (one field or dish per dose): none is called harmless",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=7,
+        bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
+    )
+
+
 def plot_dose_response(
     doses: np.ndarray,
     scores: np.ndarray,
@@ -203,9 +243,11 @@ def plot_dose_response(
     margin: float | None = None,
     baseline: float | None = None,
     title: str = "",
+    dose_tests=None,
 ) -> None:
-    """Sick probability against light dose: the fit with its bootstrap band, the largest safe dose
-    with its interval, and, when it lies between two measured doses, that gap marked and said."""
+    """Sick probability against light dose: the fit with its bootstrap band and either each dose's
+    non-inferiority verdict (``dose_tests``: its 95% interval against the controls and the margin)
+    or, for old callers, the largest safe dose with its interval and any gap around it."""
     plt, fig = _figure(figsize=(6.2, 4.3))
     ax = fig.add_subplot(1, 1, 1)
     u = f" {unit}" if unit else ""
@@ -221,6 +263,8 @@ def plot_dose_response(
             ls=":",
             label=f"baseline + margin ({baseline:.3g} + {margin:g})",
         )
+    if dose_tests is not None and baseline is not None:
+        _draw_dose_tests(ax, dose_tests, baseline)
     if safe_interval is not None:
         ax.axvspan(
             *safe_interval,
@@ -252,7 +296,7 @@ def plot_dose_response(
             color="tab:orange",
             bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
         )
-    elif safe_dose is None:
+    elif safe_dose is None and dose_tests is None:
         ax.text(
             0.02,
             0.97,

@@ -91,9 +91,33 @@ COLUMNS: tuple[Column, ...] = (
     Column("focus", float, "trust", "normalised variance of the Laplacian of a Gaussian"),
     Column("clipped_fraction", float, "trust", "fraction of pixels at the extreme values"),
     Column("foreground_fraction", float, "trust", "fraction of the image covered by cells (texture)"),
-    Column("vs_controls", float, "controls", "P(sick) minus the controls' mean"),
-    Column("vs_controls_low", float, "controls", "lower 95% bound of that difference"),
-    Column("vs_controls_high", float, "controls", "upper 95% bound of that difference"),
+    Column(
+        "vs_controls",
+        float,
+        "controls",
+        "the field's P(sick) (mean over the frames of this file) minus the mean of the control fields (files)",
+    ),
+    Column(
+        "vs_controls_low",
+        float,
+        "controls",
+        "lower end of that difference's 95% prediction interval for one new control field (t, k-1 df)",
+    ),
+    Column("vs_controls_high", float, "controls", "upper end of that prediction interval"),
+    Column(
+        "vs_controls_verdict",
+        str,
+        "controls",
+        "'unlike your controls' (difference outside the prediction interval) or 'no difference shown'; "
+        "one field cannot show 'sicker'",
+    ),
+    Column(
+        "domain_p_value",
+        float,
+        "controls",
+        "conformal p-value of the domain score against the calibrated model's held-out control fields: "
+        "(1 + #fields scoring at least as high) / (k + 1); blank without calibration",
+    ),
 )
 """Every column of a result row, in table order (provenance columns follow, see :mod:`phototox.provenance`)."""
 
@@ -145,6 +169,8 @@ class Trust:
     vs_controls: float | None = None
     vs_controls_low: float | None = None
     vs_controls_high: float | None = None
+    vs_controls_verdict: str | None = None
+    domain_p_value: float | None = None
 
     def set(self, values: dict) -> Trust:
         """Fill fields from a mapping of column names (a name that is no field is a programming error)."""

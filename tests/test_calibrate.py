@@ -44,6 +44,10 @@ def test_calibrate_changes_threshold_and_records_it(tmp_path, controls, capsys):
     assert record["controls"] == [p.name for p in paths] and len(record["control_p_sick"]) == 4
     assert record["probability_refit"] is False
     assert "user control fields" in after["domain"]["fitted_on"]
+    # conformal: with 4 fields the 5th of 4 held-out scores is wanted, so the max, reaching 1/5
+    held_out = after["domain"]["loo_scores"]
+    assert after["domain"]["threshold"] == max(held_out) and record["false_alarm_rate"] == 0.2
+    assert record["n_fields"] == 4 and "false-alarm rate reachable with 4 fields: 0.200" in capsys.readouterr().out
     # fine detail: refitted above the controls with room for damaged cells' finer detail
     fine = after["domain"]["fine_detail"]
     assert record["previous_fine_detail_limit"] == before["domain"]["fine_detail"]["limit"]
@@ -72,8 +76,12 @@ def test_calibrate_changes_threshold_and_records_it(tmp_path, controls, capsys):
         )
         row = next(csv.DictReader(table.open()))
         assert row["out_of_domain"] == expect, model
+        # a conformal p-value against the held-out control fields, only for the calibrated model
+        assert (row["domain_p_value"] == "") == (model == "default")
     assert row["vs_controls"] != "" and float(row["vs_controls_low"]) <= float(row["vs_controls"])
-    assert "your controls by" in capsys.readouterr().out
+    assert row["vs_controls_verdict"] in ("unlike your controls", "no difference shown")
+    out = capsys.readouterr().out
+    assert "prediction interval" in out and "sicker than" not in out
 
 
 @pytest.mark.slow
@@ -91,14 +99,32 @@ def test_calibrating_a_model_without_fine_detail_range_sets_no_fine_detail_limit
     assert main(["predict", str(exposed), "--model", str(out), "--pixel-size", "0.434", "--json"]) == 0
     captured = capsys.readouterr()
     row = json.loads(captured.out)[0]
-    assert row["fine_detail_limit"] is None and row["out_of_domain"] is False
-    assert "OUT OF DOMAIN" not in captured.err
+    # no fine-detail check: the trunk score alone decides (against the conformal threshold, the max of the 4
+    # held-out control fields, which this damaged field may exceed)
+    assert row["fine_detail_limit"] is None
+    assert row["out_of_domain"] == (row["domain_score"] > row["domain_threshold"])
+    assert "fine detail" not in captured.err
 
 
 def test_calibrate_refuses_bad_requests(tmp_path, controls, capsys):
     paths, _ = controls
     assert main(["calibrate", *map(str, paths[:2]), "--out", str(tmp_path / "m.pt")]) == 1
     assert "at least 3" in capsys.readouterr().err
+    # the same file twice, a link to it, or six frames of one file: one field each
+    link = tmp_path / "link.tif"
+    link.symlink_to(paths[0])
+    stack = tmp_path / "six_frames.tif"
+    tifffile.imwrite(stack, np.stack([render_field(240, 300, 0.0, seed=40 + i).image for i in range(6)]))
+    assert main(["calibrate", *map(str, [paths[0], paths[0], link, paths[1]]), "--out", str(tmp_path / "m.pt")]) == 1
+    err = capsys.readouterr().err  # one file listed twice (or through a link) is refused as a mistake
+    assert ("given twice" in err or "same file" in err) and len(err.strip().splitlines()) == 1
+    copy = tmp_path / "copy.tif"
+    copy.write_bytes(paths[0].read_bytes())  # an identical copy is the same field, counted once
+    for given in ([paths[0], copy, paths[1]], [stack, paths[1]]):
+        assert main(["calibrate", *map(str, given), "--out", str(tmp_path / "m.pt")]) == 1
+        err = capsys.readouterr().err
+        assert "at least 3 control fields" in err and "got 2" in err and len(err.strip().splitlines()) == 1
+        assert "is the same field as" in err or stack.name not in err
     assert main(["calibrate", *map(str, paths), "--out", str(tmp_path / "m.txt")]) == 1
     assert (
         main(["calibrate", str(paths[0]), str(paths[1]), str(tmp_path / "nope.tif"), "--out", str(tmp_path / "m.pt")])
@@ -109,12 +135,47 @@ def test_calibrate_refuses_bad_requests(tmp_path, controls, capsys):
 
 
 def test_control_reference_interval():
+    """A prediction interval for one new control field: 'unlike' only outside it, never 'sicker'."""
     ref = ControlReference(np.array([0.10, 0.12, 0.08, 0.11, 0.09]), "test")
     same = ref.compare(0.10)
     assert same["vs_controls_low"] < 0 < same["vs_controls_high"]
+    assert same["vs_controls_verdict"] == "no difference shown"
     sicker = ref.compare(0.5)
     assert sicker["vs_controls"] == pytest.approx(0.4) and sicker["vs_controls_low"] > 0.35
+    assert sicker["vs_controls_verdict"] == "unlike your controls"
     wide = ControlReference(np.array([0.0, 0.4, 0.1, 0.5]), "test").compare(0.5)
     assert wide["vs_controls_high"] - wide["vs_controls_low"] > sicker["vs_controls_high"] - sicker["vs_controls_low"]
+    assert wide["vs_controls_verdict"] == "no difference shown"
     with pytest.raises(Exception, match="at least 2"):
         ControlReference(np.array([0.1]), "one")
+
+
+def test_a_control_file_is_compared_with_the_other_controls_not_itself(tmp_path):
+    paths = [tmp_path / f"c{i}.tif" for i in range(3)]
+    ref = ControlReference(np.array([0.10, 0.20, 0.12]), "test", tuple(str(p.resolve()) for p in paths))
+    own = ref.compare(0.20, paths[1])
+    assert own == ControlReference(np.array([0.10, 0.12]), "others").compare(0.20)
+    assert own["vs_controls"] == pytest.approx(0.09)
+    assert ref.compare(0.20)["vs_controls"] == pytest.approx(0.20 - 0.14)  # another file: all three
+    two = ControlReference(np.array([0.1, 0.2]), "two", (str(paths[0].resolve()), str(paths[1].resolve())))
+    alone = two.compare(0.1, paths[0])
+    assert alone["vs_controls_low"] is None and alone["vs_controls_verdict"].startswith("cannot test")
+
+
+def test_frames_of_a_test_file_are_one_field_against_the_controls(varying_predictor):
+    """Every frame of one analysed stack carries the comparison of the stack's mean with the controls."""
+    from phototox.assess import Assessor, control_lines
+    from phototox.settings import MapSettings
+
+    assessor = Assessor(varying_predictor, warn=lambda line: None, domain_check=False)
+    assessor.controls = ControlReference(np.array([0.10, 0.12, 0.08]), "test")
+    stack = np.stack([render_field(240, 260, dose, seed=5).image.astype(np.float32) for dose in (0.0, 1.0)])
+    results = assessor.analyse(stack, MapSettings(stride=32), assessor.pixel_size(0.434), "stack.tif")
+    field = float(np.mean([r.mean_sick_probability for r in results]))
+    assert {r.trust.vs_controls for r in results} == {round(field - 0.10, 4)}
+    rows = [
+        {"path": "stack.tif", "frame": i, "mean_sick_probability": r.mean_sick_probability, **r.trust.as_dict()}
+        for i, r in enumerate(results)
+    ]
+    lines = control_lines(rows)
+    assert len(lines) == 2 and "mean of 2 frames" in lines[1] and "never 'sicker'" in lines[0]

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.domain import DomainStats, DomainVerdict, fine_detail, fit_domain, fit_fine_detail, window_grid
+from phototox.domain import (
+    DomainStats,
+    DomainVerdict,
+    conformal_threshold,
+    fine_detail,
+    fit_domain,
+    fit_fine_detail,
+    window_grid,
+)
 from tests.conftest import need_celldeath
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -100,6 +108,40 @@ def test_fine_detail_limit_rule():
         {"domain": {"mean": [0.0], "precision": [[1.0]], "threshold": 1.0, "fine_detail": unbounded}}
     )
     assert stats is not None and stats.fine_detail_limit is None
+
+
+def test_conformal_threshold_is_the_order_statistic_and_says_the_reachable_rate():
+    scores = [0.5, 0.9, 0.7, 1.3, 1.1, 0.6, 0.8, 1.0, 1.2, 0.4]
+    ten = conformal_threshold(scores, alpha=0.2)  # ceil(11 x 0.8) = 9th smallest
+    assert (ten["rank"], ten["threshold"], ten["false_alarm_rate"]) == (9, 1.2, round(1 - 9 / 11, 4))
+    three = conformal_threshold([1.0, 2.0, 1.5])  # ceil(4 x 0.95) = 4 > 3: the max, reaching 1/4
+    assert (three["threshold"], three["false_alarm_rate"]) == (2.0, 0.25) and "reach 0.250" in three["note"]
+    nineteen = conformal_threshold(np.arange(19.0))
+    assert nineteen["rank"] == 19 and nineteen["false_alarm_rate"] == 0.05
+
+
+def test_conformal_threshold_flags_new_fields_at_most_alpha():
+    """Exchangeable field scores: a new one exceeds the threshold in <= alpha of runs (mutation: floor rank, 27%)."""
+    rng = np.random.default_rng(5)
+    flagged = 0
+    for _ in range(2000):
+        scores = rng.lognormal(0, 0.3, 11)
+        flagged += scores[0] > conformal_threshold(scores[1:], alpha=0.2)["threshold"]
+    assert flagged / 2000 <= 0.2 + 0.02
+
+
+def test_fit_domain_on_fields_gives_conformal_threshold_and_p_values(rng):
+    images = [rng.normal(0, 1, (40, 4)) for _ in range(4)]
+    stats, report = fit_domain(images, alpha=0.05)
+    assert stats.threshold == max(report["loo_scores"]) and report["conformal"]["false_alarm_rate"] == 0.2
+    meta = {"domain": {"mean": stats.mean.tolist(), "precision": stats.precision.tolist(), "threshold": 1.0, **report}}
+    loaded = DomainStats.from_meta(meta)
+    assert loaded is not None and loaded.field_scores is not None
+    low, high = min(report["loo_scores"]), max(report["loo_scores"])
+    assert loaded.p_value(high + 1) == pytest.approx(1 / 5) and loaded.p_value(low - 1) == 1.0
+    assert loaded.p_value(low) == 1.0  # ties count as at least as high
+    training, _ = fit_domain(images)
+    assert training.field_scores is None and training.p_value(1.0) is None
 
 
 def test_verdict_without_fine_detail_limit_is_the_score_alone():

@@ -61,12 +61,24 @@ def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys)
     assert (tmp_path / "d" / "dose_response.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "baseline P(sick)" in out
+    # doses judged by non-inferiority against the dose-0 images, never by a "largest safe dose"
+    assert "non-inferiority against the zero-light controls" in out and "largest safe dose" not in out
+    assert "describes these dishes, not the biology" in out
+    judged = report["dose_tests"]
+    assert judged["margin"] == 0.2 and "safe_dose" not in report["fit"]
+    assert [d["dose"] for d in judged["doses"]] == [0.2, 0.8, 1.0]
+    assert all(d["verdict"] != "harmless (non-inferior)" or judged["sensitive"] for d in judged["doses"])
     # the manifest's two dose-0 images are the controls: every image is reported against them
-    assert "against your controls (the 2 unexposed (dose 0) images" in out
+    assert "each image against your controls (the 2 unexposed (dose 0) images" in out
     rows = report["images"]
-    control_mean = sum(r["mean_sick_probability"] for r in rows if r["dose"] == 0) / 2
+    control = [r["mean_sick_probability"] for r in rows if r["dose"] == 0]
     for r in rows:
-        assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - control_mean, abs=1e-4)
+        if r["dose"] == 0:  # a control is compared with the OTHER control, never itself: one left, no test
+            other = control[1] if r["mean_sick_probability"] == control[0] else control[0]
+            assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - other, abs=1e-4)
+            assert r["vs_controls_low"] is None and r["vs_controls_verdict"].startswith("cannot test")
+            continue
+        assert r["vs_controls"] == pytest.approx(r["mean_sick_probability"] - sum(control) / 2, abs=1e-4)
         assert r["vs_controls_low"] <= r["vs_controls"] <= r["vs_controls_high"]
     # --controls FILES: the same dose-0 fields given as files give the same comparison
     controls = [r["path"] for r in rows if r["dose"] == 0]
@@ -76,4 +88,4 @@ def test_dose_response_command(tmp_path, synth_dataset, tiny_model_path, capsys)
     )
     given = json.loads((tmp_path / "b" / "dose_response.json").read_text())["images"]
     assert [r["vs_controls"] for r in given] == pytest.approx([r["vs_controls"] for r in rows], abs=1e-4)
-    assert "against your controls (2 control files" in capsys.readouterr().out
+    assert "each image against your controls (2 control files" in capsys.readouterr().out

@@ -28,9 +28,10 @@ from .options import (
 
 
 def cmd_demo(args) -> int:
-    """Synthetic fields at five light doses -> maps, overlays, a table and a safe-dose estimate."""
+    """Synthetic fields at five light doses -> maps, overlays, a table, a dose-response curve and per-dose tests."""
     from ..demo import DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
-    from ..doses import format_fit
+    from ..dose_tests import format_dose_tests
+    from ..doses import format_curve
     from ..outputs import format_rows
     from ..planned import check_outputs, model_inputs
 
@@ -45,7 +46,9 @@ def cmd_demo(args) -> int:
     result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold)
     print(format_rows(result.rows))
     if result.fit is not None:
-        print(format_fit(result.fit, "(synthetic dose units)"))
+        print(format_curve(result.fit, "(synthetic dose units)"))
+        if result.tests is not None:
+            print("\n".join(format_dose_tests(result.tests, "(synthetic dose units)")))
     else:
         print(f"no dose-response curve could be fitted: {result.fit_error}")
     print(
@@ -346,14 +349,15 @@ def cmd_class_model(args) -> int:
 
 
 def cmd_dose_response(args) -> int:
-    """Sickness against light dose; the largest safe dose with a bootstrap interval."""
+    """Sickness against light dose: the fitted curve, and which doses are shown harmless (non-inferiority)."""
     import numpy as np
 
+    from ..dose_tests import format_dose_tests, judge_doses
     from ..doses import (
         compare_with_controls,
         dose_report_paths,
         fit_dose_response,
-        format_fit,
+        format_curve,
         score_samples,
         write_dose_report,
     )
@@ -383,18 +387,23 @@ def cmd_dose_response(args) -> int:
     fit = fit_dose_response(
         np.asarray([r["dose"] for r in rows], dtype=float),
         np.asarray([r["mean_sick_probability"] for r in rows], dtype=float),
-        args.margin,
         seed=args.seed,
     )
-    print(format_fit(fit, args.unit))
+    print(format_curve(fit, args.unit))
+    tests = None
+    if any(r["dose"] == 0 for r in rows):
+        tests = judge_doses(rows, args.margin, seed=args.seed)
+        print("\n".join(format_dose_tests(tests, args.unit)))
+    else:
+        print("no zero-light controls (dose 0) in the manifest: no dose can be tested, none is called harmless")
     reference = compare_with_controls(rows, assessor.controls if args.controls else None)
     recorded = ControlReference.from_meta(predictor.model.meta)
     if reference is None and recorded is not None:  # no dose-0 images: the calibrated model's controls
         reference = compare_with_controls(rows, recorded)
     if reference is not None:
-        print(f"against your controls ({reference.source}, mean P(sick) {reference.mean:.3f}):")
+        print(f"each image against your controls ({reference.source}, mean P(sick) {reference.mean:.3f}):")
         print("\n".join(control_lines(rows)))
-    written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model))
+    written = write_dose_report(rows, fit, args.out, args.unit, provenance(predictor.model), tests)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -403,12 +412,17 @@ def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
     from ..controls import calibrate_model
 
-    record = calibrate_model(args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine)
+    record = calibrate_model(
+        args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine, alpha=args.alpha
+    )
     print(
         f"wrote {args.out}: domain threshold {record['previous_domain_threshold']} -> {record['domain_threshold']}, "
         f"fine-detail limit {record['previous_fine_detail_limit']} -> {record['fine_detail_limit']} "
-        f"(refitted on {len(record['controls'])} control fields); control P(sick) "
+        f"(refitted on {record['n_fields']} control fields); control P(sick) "
         + ", ".join(f"{v:.3f}" for v in record["control_p_sick"])
+        + f"\ndomain threshold: {record['domain_threshold_rule']}"
+        + f"\nfalse-alarm rate reachable with {record['n_fields']} fields: {record['false_alarm_rate']:.3f} "
+        "(a new field like these controls is called out of domain at most this often)"
     )
     return 0
 
@@ -694,11 +708,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_class_model)
 
-    p = sub.add_parser("dose-response", help="sickness against light dose: the largest safe dose")
+    p = sub.add_parser(
+        "dose-response", help="sickness against light dose: which doses are shown harmless (non-inferiority)"
+    )
     p.add_argument("manifest", help="CSV with path and dose columns (dose 0 = unexposed controls)")
     add_model_options(p)
     p.add_argument("--out", required=True, help="folder for dose_response.png and .json")
-    p.add_argument("--margin", type=float, default=0.1, help="allowed rise of P(sick) over the baseline")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        help="non-inferiority margin: the largest harm accepted, as a fraction of the zero-light controls' "
+        "mean P(sick) (default 0.2 = 20%%)",
+    )
     p.add_argument("--unit", default="", help="dose unit for the report, e.g. J/cm2")
     p.add_argument(
         "--controls",
@@ -714,10 +736,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dose_response)
 
     p = sub.add_parser("calibrate", help="refit the domain check on your control fields (new model file)")
-    p.add_argument("controls", nargs="+", metavar="CONTROL", help="control (unexposed) field images, 3 or more")
+    p.add_argument(
+        "controls",
+        nargs="+",
+        metavar="CONTROL",
+        help="control (unexposed) field images, 3 or more distinct fields (the frames of one file are one field)",
+    )
     add_model_options(p)
     add_pixel_size_option(p)
     p.add_argument("--out", required=True, help="the calibrated model file to write (.pt)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="false-alarm rate of the domain check on fields like the controls (default 0.05; k fields reach "
+        "no less than 1/(k+1))",
+    )
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a synthetic data set (TIFF fields + manifest)")
