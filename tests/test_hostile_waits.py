@@ -157,3 +157,13 @@ def test_a_real_scheduler_is_reached_within_the_deadline():
             assert client.submit(lambda x: x + 1, 1).result(timeout=30) == 2
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("finterval", [1e300, 1e-9])
+def test_implausible_interval_in_the_files_metadata_is_refused(tmp_path, capsys, finterval):
+    """The same bounds hold when the interval comes from the file (ImageJ ``finterval``), not --interval."""
+    field = tmp_path / "meta.tif"
+    frames = (np.random.default_rng(0).random((3, 128, 128)) * 4000).astype(np.uint16)
+    tifffile.imwrite(field, frames, imagej=True, metadata={"axes": "TYX", "finterval": finterval, "tunit": "min"})
+    args = ["timecourse", field, "--out", tmp_path / "out", "--pixel-size", "0.5", "--no-sickness", "--quiet"]
+    expect_refusal(args, tmp_path, capsys, names=("meta.tif",), problem="from the file's metadata")

@@ -7,6 +7,7 @@ import math
 
 from ..errors import PhototoxError
 from ..settings import MapSettings
+from ..timecourse.io import INTERVAL_RANGE_MIN
 from ..timecourse.mitosis import MitosisSettings
 from ..timecourse.onset import OnsetSettings
 from ..timecourse.pipeline import TimecourseSettings
@@ -15,7 +16,6 @@ from ..timecourse.pipeline import TimecourseSettings
 MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()
 MAX_SPLIT = 32
 """Most pseudo-fields per side of ``--split`` (each must also keep at least 64 px a side)."""
-INTERVAL_RANGE_MIN = (0.001, 10080.0)
 """Plausible ``--interval`` between frames, minutes: 60 ms to one week."""
 
 

@@ -66,6 +66,10 @@ def interval_from_metadata(path: Path) -> float | None:
     return read_metadata(path).interval_min
 
 
+INTERVAL_RANGE_MIN = (0.001, 10080.0)
+"""Frame intervals accepted (minutes): 60 ms to one week, from ``--interval`` or the file's metadata."""
+
+
 def read_field(path: str | Path, interval_min: float | None = None, min_size: int = 64) -> TimeField:
     """Read a stack file or a folder of frames as one field; refuse single frames and mixed sizes."""
     path = Path(path)
@@ -90,12 +94,17 @@ def read_field(path: str | Path, interval_min: float | None = None, min_size: in
         meta_from = path
     if len(stack) < 2:
         raise ImageInputError(f"{path}: a time-lapse needs at least two frames, found {len(stack)}")
+    given = interval_min is not None
     if interval_min is None:
         interval_min = interval_from_metadata(meta_from)
         if interval_min is None:
             raise ImageInputError(f"{path}: no frame interval in the file's metadata; pass --interval MINUTES")
-    if not np.isfinite(interval_min) or interval_min <= 0:
-        raise ImageInputError(f"{path}: frame interval must be a positive number of minutes, got {interval_min}")
+    low, high = INTERVAL_RANGE_MIN
+    if not low <= interval_min <= high:  # NaN fails both comparisons
+        raise ImageInputError(
+            f"{path}: frame interval must be {low:g}-{high:g} minutes between frames, got {interval_min:g}"
+            + ("" if given else " (from the file's metadata; pass --interval MINUTES)")
+        )
     name = path.name if path.is_dir() else path.stem
     return TimeField(name, stack, float(interval_min), str(path))
 
