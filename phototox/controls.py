@@ -115,6 +115,24 @@ def control_reference(
     return ControlReference(np.asarray(values), f"{len(paths)} control files", tuple(_key(p) for p in paths))
 
 
+UNUSABLE_CONTROL_FLAGS = ("nearly_empty", "saturated", "out_of_focus")
+"""Quality flags that make a frame unusable as a control: calibrating on it would teach the
+domain check that blank, clipped, noise-only or blurred fields are normal."""
+
+
+def check_control_quality(path: Path, verdicts: list) -> None:
+    """Refuse (one line) a control file any of whose frames raises an unusable-quality flag."""
+    for index, trust in enumerate(verdicts):
+        raised = [flag for flag in UNUSABLE_CONTROL_FLAGS if getattr(trust, flag)]
+        if raised:
+            where = f"{path}" + (f" frame {index}" if len(verdicts) > 1 else "")
+            raise PhototoxError(
+                f"{where}: not usable as a control ({', '.join(f.replace('_', ' ') for f in raised)}; "
+                f"foreground {trust.foreground_fraction:.0%}, focus {trust.focus:.3g}); "
+                "controls must be in-focus fields of cells imaged like the exposed ones"
+            )
+
+
 def distinct_fields(paths: list[Path], warn=None) -> list[Path]:
     """The control files as fields: the same file twice, a link to it or an identical copy is one field.
 
@@ -190,8 +208,9 @@ def calibrate_model(
         frames, size = _read(path, assessor, pixel_size_um)
         factor = scale_factor(size.um, assessor.model_um)
         sizes.append(size.describe())
-        per_frame = [r.mean_sick_probability for r in assessor.analyse(frames, settings, size, str(path))]
-        p_sick.append(float(np.mean(per_frame)))
+        results = assessor.analyse(frames, settings, size, str(path))
+        check_control_quality(path, [r.trust for r in results])
+        p_sick.append(float(np.mean([r.mean_sick_probability for r in results])))
         # all frames of a file form one field (one leave-one-out unit)
         scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])
     previous = dict(model.meta.get("domain") or {})

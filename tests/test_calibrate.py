@@ -179,3 +179,21 @@ def test_frames_of_a_test_file_are_one_field_against_the_controls(varying_predic
     ]
     lines = control_lines(rows)
     assert len(lines) == 2 and "mean of 2 frames" in lines[1] and "never 'sicker'" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise"])
+def test_calibrate_refuses_controls_that_are_not_fields_of_cells(tmp_path, controls, capsys, kind):
+    """A blank or noise-only 'control' would teach the domain check that such images are normal (issue #23)."""
+    paths, _ = controls
+    bad = tmp_path / f"{kind}.tif"
+    rng = np.random.default_rng(1)
+    pixels = np.full((240, 300), 1000.0) if kind == "blank" else rng.normal(1000, 50, (240, 300))
+    tifffile.imwrite(bad, pixels.astype(np.float32))
+    out = tmp_path / "m.pt"
+    given = [*map(str, paths[:3]), str(bad), "--pixel-size", "0.434"]
+    assert main(["calibrate", *given, "--out", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and f"{kind}.tif" in err[0] and "not usable as a control" in err[0] and "nearly empty" in err[0]
+    )
+    assert not out.exists() and not out.with_name("m.pt.sha256").exists()
