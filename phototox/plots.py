@@ -188,8 +188,8 @@ def plot_image_scores(
     _save(plt, fig, path)
 
 
-def _draw_dose_tests(ax, tests, control_mean: float) -> None:
-    """Each dose's 95% interval (control mean + difference) coloured by verdict, and the margin."""
+def _draw_dose_tests(ax, tests, control_mean: float) -> str:
+    """Each dose's 95% interval (control mean + difference) coloured by verdict, and the margin; returns the note for the title."""
     ax.axhline(
         control_mean * (1 + tests.margin),
         color="tab:red",
@@ -214,17 +214,11 @@ def _draw_dose_tests(ax, tests, control_mean: float) -> None:
             capsize=3,
             zorder=4,
         )
-    ax.text(
-        0.02,
-        0.97,
-        "squares: each dose's mean with its 95% interval against the controls\n"
-        "green = harmless (non-inferior), red = not shown harmless / not tested"
+    return (
+        "squares: each dose's mean and 95% interval against the controls; "
+        "green = harmless (non-inferior), red = not shown harmless"
         if drawn
-        else "no dose could be tested against the controls (one field or dish per dose): none is called harmless",
-        transform=ax.transAxes,
-        va="top",
-        fontsize=7,
-        bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
+        else "no dose could be tested against the controls (one field or dish per dose): none is called harmless"
     )
 
 
@@ -263,8 +257,9 @@ def plot_dose_response(
             ls=":",
             label=f"baseline + margin ({baseline:.3g} + {margin:g})",
         )
-    if dose_tests is not None and baseline is not None:
-        _draw_dose_tests(ax, dose_tests, baseline)
+    if dose_tests is not None and baseline is not None:  # the note goes above the axes, never over the data
+        note = _draw_dose_tests(ax, dose_tests, baseline)
+        title = f"{title}\n{note}" if title else note
     if safe_interval is not None:
         ax.axvspan(
             *safe_interval,
