@@ -27,6 +27,7 @@ import numpy as np
 
 from .compare import FieldCheck, check_new_field
 from .errors import PhototoxError
+from .quality import intensity_skew
 from .settings import MapSettings
 
 MIN_CONTROLS = 3
@@ -133,6 +134,25 @@ def check_control_quality(path: Path, verdicts: list) -> None:
             )
 
 
+POLARITY_SKEW = 0.5
+"""Intensity skew beyond which a field's contrast polarity counts as clear (:func:`intensity_skew`)."""
+
+
+def check_control_polarity(paths: list[Path], skews: list[float]) -> None:
+    """Refuse (one line) a control whose contrast is clearly inverted against the other controls.
+
+    All controls inverted alike are accepted (negative phase contrast exists); the base model's
+    domain check flags such images before calibration.
+    """
+    typical = float(np.median(skews))
+    for path, skew in zip(paths, skews):
+        if abs(typical) > POLARITY_SKEW and abs(skew) > POLARITY_SKEW and skew * typical < 0:
+            raise PhototoxError(
+                f"{path}: contrast looks inverted against the other controls (intensity skew {skew:+.2f}, "
+                f"the controls' median {typical:+.2f}); image every control the same way"
+            )
+
+
 def distinct_fields(paths: list[Path], warn=None) -> list[Path]:
     """The control files as fields: the same file twice, a link to it or an identical copy is one field.
 
@@ -203,16 +223,18 @@ def calibrate_model(
     assessor = Assessor(
         Predictor.create(model, device, engine=engine), domain_check=False, **({"warn": warn} if warn else {})
     )
-    scaled, p_sick, sizes = [], [], []
+    scaled, p_sick, sizes, skews = [], [], [], []
     for path in paths:
         frames, size = _read(path, assessor, pixel_size_um)
         factor = scale_factor(size.um, assessor.model_um)
         sizes.append(size.describe())
         results = assessor.analyse(frames, settings, size, str(path))
         check_control_quality(path, [r.trust for r in results])
+        skews.append(float(np.mean([intensity_skew(f) for f in frames])))
         p_sick.append(float(np.mean([r.mean_sick_probability for r in results])))
         # all frames of a file form one field (one leave-one-out unit)
         scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])
+    check_control_polarity(paths, skews)
     previous = dict(model.meta.get("domain") or {})
     previous_fine = previous.get("fine_detail") or {}
     domain = compute_domain_stats(

@@ -197,3 +197,30 @@ def test_calibrate_refuses_controls_that_are_not_fields_of_cells(tmp_path, contr
         len(err) == 1 and f"{kind}.tif" in err[0] and "not usable as a control" in err[0] and "nearly empty" in err[0]
     )
     assert not out.exists() and not out.with_name("m.pt.sha256").exists()
+
+
+def test_calibrate_refuses_a_control_whose_contrast_is_inverted_against_the_others(tmp_path, controls, capsys):
+    """One inverted control among normal ones: refused, naming it; all inverted alike is a contrast method."""
+    from phototox.quality import intensity_skew
+
+    paths, _ = controls
+    frame = tifffile.imread(paths[3]).astype(np.float32)
+    inverted = tmp_path / "inverted.tif"
+    tifffile.imwrite(inverted, frame.max() + frame.min() - frame)
+    assert intensity_skew(frame) * intensity_skew(tifffile.imread(inverted)) < 0  # the fixture's contrast is clear
+    out = tmp_path / "m.pt"
+    given = [*map(str, paths[:3]), str(inverted), "--pixel-size", "0.434", "--out", str(out), "--device", "cpu"]
+    assert main(["calibrate", *given]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "inverted.tif" in err[0] and "inverted against the other controls" in err[0]
+    assert not out.exists()
+
+
+def test_intensity_skew_flips_with_the_contrast():
+    rng = np.random.default_rng(0)
+    halos = rng.normal(100, 5, (200, 200))
+    halos[rng.random((200, 200)) < 0.03] += 80  # sparse bright halos: a bright tail
+    from phototox.quality import intensity_skew
+
+    assert intensity_skew(halos) > 0.5 > -0.5 > intensity_skew(-halos)
+    assert intensity_skew(np.full((50, 50), 3.0)) == 0.0
