@@ -7,7 +7,9 @@ import pytest
 from phototox.apps.cli import main
 from phototox.design import check_design, design_lines, read_design
 
-TIMECOURSE_HEADER = "field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm,frames,replicate,dish,positive_control,power_meter"
+TIMECOURSE_HEADER = (
+    "field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm,frames,replicate,dish,positive_control,power_meter"
+)
 
 
 def _timecourse(tmp_path, rows: list[str], header: str = TIMECOURSE_HEADER):
@@ -28,7 +30,14 @@ def _complete_rows() -> list[str]:
 
 def test_a_complete_design_passes_every_check(tmp_path):
     checks = check_design(read_design(_timecourse(tmp_path, _complete_rows())))
-    assert [c.item for c in checks] == ["controls", "doses", "replicates", "positive control", "follow-up", "irradiance"]
+    assert [c.item for c in checks] == [
+        "controls",
+        "doses",
+        "replicates",
+        "positive control",
+        "follow-up",
+        "irradiance",
+    ]
     assert all(c.ok for c in checks), [c.line for c in checks if not c.ok]
 
 
@@ -54,6 +63,7 @@ def test_follow_up_missing_without_frames_or_follow_up_column(tmp_path):
     rows = [",".join(x.split(",")[:4] + x.split(",")[5:]) for x in _complete_rows()]
     checks = {c.item: c for c in check_design(read_design(_timecourse(tmp_path, rows, header)))}
     assert not checks["follow-up"].ok and "recording ended" in checks["follow-up"].line
+    assert checks["doses"].ok and checks["controls"].ok  # without frames, exposed rows are still exposed
 
 
 def test_a_dose_response_manifest_is_read_too(tmp_path):

@@ -9,8 +9,8 @@ frames of itself:
    offsets between fields, e.g. cell density, removed: a difference-in-differences);
 2. at each frame after the baseline, :func:`phototox.compare.check_new_field` asks whether the
    exposed field lies outside the control fields' prediction interval for one new field at that
-   frame (t interval, k-1 df over the k control fields) and by more than the measure's ``floor``
-   (the smallest change worth reporting); that is a **departure**;
+   frame (t interval, k-1 df over the k control fields; the controls' standard deviation taken as
+   at least the measure's ``floor``); that is a **departure**;
 3. the **onset** is the first frame of the first run of ``persistence`` consecutive departures.
 
 False onsets are bounded family-wise by Bonferroni over every possible run start of every exposed
@@ -31,6 +31,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from ..compare import UNLIKE, check_new_field
 
@@ -91,8 +92,10 @@ def frame_level(n_fields: int, n_frames: int, settings: OnsetSettings) -> float:
 def departures(field: np.ndarray, controls: np.ndarray, level: float, floor: float = 0.0, start: int = 0) -> np.ndarray:
     """Signed departures of one prepared field (T,) from prepared control fields (k, T) at each frame.
 
-    +1 above, -1 below the controls' prediction interval for a new field at ``1 - level``
-    (and beyond ``floor``), 0 inside or where a value is missing; frames before ``start`` are 0.
+    +1 above, -1 below the controls' prediction interval for a new field at ``1 - level``, 0 inside
+    or where a value is missing; frames before ``start`` are 0. ``floor`` is the smallest standard
+    deviation assumed for the control fields: counts (rounding events) of a few fields are often
+    all equal, and a zero spread would make any difference a departure.
     """
     out = np.zeros(field.size, dtype=int)
     for t in range(start, field.size):
@@ -101,7 +104,8 @@ def departures(field: np.ndarray, controls: np.ndarray, level: float, floor: flo
         if not np.isfinite(field[t]) or c.size < 2:
             continue
         check = check_new_field(float(field[t]), c, confidence=1 - level)
-        if check.verdict == UNLIKE and abs(check.difference) > floor:
+        least = float(stats.t.ppf(1 - level / 2, c.size - 1)) * floor * np.sqrt(1 + 1 / c.size)
+        if check.verdict == UNLIKE and abs(check.difference) > least:
             out[t] = 1 if check.difference > 0 else -1
     return out
 

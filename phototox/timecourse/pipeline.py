@@ -52,14 +52,16 @@ OUTPUT_NAMES = (
 LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
 
 
-# The smallest change worth reporting, on the onset detector's scale: one percentage point of P(sick)
-# or area, 5% in speed or confluence (log scale), 0.1 rounding events per hour.
+# The smallest standard deviation assumed for the control fields, on the onset detector's scale:
+# one percentage point of P(sick) or area, 5% in speed or confluence (log scale), and one rounding
+# event per hour for the rounding rate (the counting noise of about one event in the one-hour window:
+# a few control fields often count the same, and their zero spread is no measure of their noise).
 NOISE_FLOORS = {
     "mean_sick_probability": 0.01,
     "sick_area_fraction": 0.01,
     "motion_um_per_min": 0.05,
     "confluence": 0.05,
-    "mitotic_events_per_hour": 0.1,
+    "mitotic_events_per_hour": 1.0,
 }
 
 
