@@ -27,7 +27,7 @@ T98G quadrants' log confluence (one movie; not a measurement of dish-to-dish spr
 
 Real (``--real``; needs ../shared/data, caches the quadrant series in
 ``benchmarks/results/null_cache/``): the T98G time-lapse (Tsai et al. 2019) cut into 2 x 2
-quadrants, confluence and motion of each; each quadrant in turn as the exposed position against
+quadrants, confluence, motion and mitotic rounding rate of each, with each rule's floors; each quadrant in turn as the exposed position against
 the other three as controls. The four tests share one movie: they are not independent, and one
 movie has no dish-to-dish variation.
 """
@@ -84,13 +84,15 @@ def old_detector() -> types.ModuleType:
     return module
 
 
-def old_false_onset(old, values: np.ndarray, exposed: list[int], controls: list[int]) -> bool:
+def old_false_onset(old, values: np.ndarray, exposed: list[int], controls: list[int], floor: float = 0.05) -> bool:
     settings = old.OnsetSettings(n_boot=0, persistence=6)
-    return old.onset_index(values[exposed], values[controls], settings, 0.05) is not None
+    return old.onset_index(values[exposed], values[controls], settings, floor) is not None
 
 
-def new_false_onset(values: np.ndarray, exposed: list[int], controls: list[int], persistence: int) -> bool:
-    found = field_onsets(values[exposed], values[controls], OnsetSettings(persistence=persistence), 0.0)
+def new_false_onset(
+    values: np.ndarray, exposed: list[int], controls: list[int], persistence: int, floor: float = 0.0
+) -> bool:
+    found = field_onsets(values[exposed], values[controls], OnsetSettings(persistence=persistence), floor)
     return any(index is not None for index, _ in found)
 
 
@@ -134,20 +136,17 @@ def power_table(seeds: int, persistences: tuple[int, ...] = (1, 2, 3, 4), start:
 
 
 def t98g_quadrant_series() -> dict[str, np.ndarray]:
-    """Log confluence and log motion of the four T98G quadrants (cached)."""
-    cache = CACHE / "t98g_quadrant_activity.npz"
+    """The four T98G quadrants' activity measures on the detector's scale (cached)."""
+    cache = CACHE / "t98g_quadrant_measures.npz"
     if cache.exists():
         return dict(np.load(cache))
     from phototox.timecourse.io import read_field, split_field
-    from phototox.timecourse.pipeline import LOG_SCALE, TimecourseSettings, activity_of
+    from phototox.timecourse.pipeline import TimecourseSettings, activity_of, measure_field, onset_scale
 
-    field = read_field(SHARED / "usiigaci_t98g_phase" / "frames", 10.2, min_size=64)
-    quadrants = split_field(field, 2, 2)
-    acts = [activity_of(q, 0.87, TimecourseSettings()) for q in quadrants]
-    series = {
-        "confluence": np.log(np.stack([a.confluence for a in acts]) + LOG_SCALE["confluence"]),
-        "motion_um_per_min": np.log(np.stack([a.motion_um_per_min for a in acts]) + LOG_SCALE["motion_um_per_min"]),
-    }
+    settings = TimecourseSettings()
+    quadrants = split_field(read_field(SHARED / "usiigaci_t98g_phase" / "frames", 10.2, min_size=64), 2, 2)
+    measured = [measure_field(q, activity_of(q, 0.87, settings), 0.87, settings) for q in quadrants]
+    series = onset_scale({m: np.stack([f.values[m] for f in measured]) for m in measured[0].values})
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **series)
     return series
@@ -155,15 +154,20 @@ def t98g_quadrant_series() -> dict[str, np.ndarray]:
 
 def real_table(persistences: tuple[int, ...] = (1, 2, 3, 4)) -> list[dict]:
     """T98G quadrants, each against the other three (4 dependent tests per readout)."""
+    from phototox.timecourse.pipeline import NOISE_FLOORS
+
     module = old_detector()
+    old_floors = {"mitotic_events_per_hour": 0.1}  # the old floors: 0.05 on the log scales, 0.1 events/h
     rows = []
     for measure, values in t98g_quadrant_series().items():
         counts = {"before (z > 3, 6 frames)": 0, **{f"after, persistence {p}": 0 for p in persistences}}
         for q in range(4):
             others = [i for i in range(4) if i != q]
-            counts["before (z > 3, 6 frames)"] += old_false_onset(module, values, [q], others)
+            counts["before (z > 3, 6 frames)"] += old_false_onset(
+                module, values, [q], others, old_floors.get(measure, 0.05)
+            )
             for p in persistences:
-                counts[f"after, persistence {p}"] += new_false_onset(values, [q], others, p)
+                counts[f"after, persistence {p}"] += new_false_onset(values, [q], others, p, NOISE_FLOORS[measure])
         rows.append({"set": f"T98G quadrants, {measure}", **{k: rate(v, 4) for k, v in counts.items()}})
     return rows
 

@@ -121,7 +121,7 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
 
 
 @pytest.mark.slow
-def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path):
+def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path, capsys):
     """Synthetic fields are outside the celldeath model's domain: its P(sick) gets no onset, activity does."""
     from phototox.synth_timelapse import write_dose_series
 
@@ -129,6 +129,8 @@ def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path):
     out = tmp_path / "out"
     fields = sorted(str(p) for p in (tmp_path / "series").glob("field*.tif"))
     assert main(["timecourse", *fields, "--doses", str(doses), "--out", str(out), "--bootstrap", "0", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "design checks (phototox design):" in printed and "missing: replicates:" in printed
     doc = json.loads((out / "timecourse.json").read_text())
     assert doc["sickness_onsets_withheld"].startswith("no P(sick) onset is given")
     assert sum(doc["out_of_domain_frames"].values()) > 0.5 * 5 * len(fields)
