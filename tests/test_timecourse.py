@@ -337,3 +337,22 @@ def test_a_failing_worker_stops_the_run_and_counts_no_progress(rng):
     assert done == []
     with pytest.raises(PhototoxError, match="workers must be >= 1"):
         measure_activities(fields, 1.0, TimecourseSettings(workers=0))
+
+
+def test_margin_changes_the_no_observed_effect_dose(rng):
+    """Growth 10% below the controls at the low dose: harmless within a 20% margin, not within 5%."""
+    from phototox.timecourse.dose_verdicts import dose_verdicts
+
+    growth = {"control": 1.0, "low": 0.9, "high": 0.2}
+    groups = [g for g in growth for _ in range(5)]
+    rate = [np.log(1.6) * growth[g] * (1 + rng.normal(0, 0.02)) for g in groups]
+    conf = np.stack([0.3 * np.exp(r * np.linspace(0, 1, 37)) for r in rate])
+    doses = {"control": 0.0, "low": 1.0, "high": 2.0}
+    names = [str(i) for i in range(len(groups))]
+    noel = {
+        margin: dose_verdicts({"confluence": conf}, groups, names, doses, 3, margin)[
+            "confluence"
+        ].no_observed_effect_dose
+        for margin in (0.2, 0.05)
+    }
+    assert noel == {0.2: 1.0, 0.05: None}
