@@ -356,3 +356,12 @@ def test_margin_changes_the_no_observed_effect_dose(rng):
         for margin in (0.2, 0.05)
     }
     assert noel == {0.2: 1.0, 0.05: None}
+
+
+@pytest.mark.parametrize(("option", "value"), [("--margin", "0"), ("--false-onset-rate", "1.5")])
+def test_bad_margin_or_false_onset_rate_is_a_one_line_error(tmp_path, capsys, option, value):
+    out = tmp_path / "out"
+    code = main(["timecourse", str(tmp_path), "--no-sickness", option, value, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and option in err
+    assert not out.exists()
