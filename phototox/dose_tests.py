@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .compare import HARMLESS, SICKER, Arm, Comparison, NonInferiority, compare, non_inferiority, replicate_caveat
+from .compare import (
+    HARMLESS,
+    N_BOOT,
+    SICKER,
+    Arm,
+    Comparison,
+    NonInferiority,
+    compare,
+    non_inferiority,
+    replicate_caveat,
+)
 from .errors import PhototoxError
 
 DEFAULT_MARGIN = 0.2
@@ -44,9 +54,11 @@ class DoseTests:
     sensitivity: str
     no_observed_effect_dose: float | None
     doses: list[DoseVerdict] = field(default_factory=list)
+    readout: str = "P(sick)"
 
     def as_dict(self) -> dict:
         return {
+            "readout": self.readout,
             "margin": self.margin,
             "sensitive": self.sensitive,
             "sensitivity": self.sensitivity,
@@ -63,7 +75,7 @@ class DoseTests:
         }
 
 
-def _arm(rows: list[dict], name: str) -> Arm:
+def _arm(rows: list[dict], name: str, key: str = "mean_sick_probability") -> Arm:
     """Rows of one dose as an arm: replicate and field labels where the manifest gives them."""
 
     def labels(key: str) -> list | None:
@@ -77,12 +89,23 @@ def _arm(rows: list[dict], name: str) -> Arm:
     field_labels = labels("field")
     if field_labels is None:
         field_labels = [r["path"] for r in rows]  # each file one field
-    return Arm.of([r["mean_sick_probability"] for r in rows], labels("replicate"), field_labels, name=name)
+    return Arm.of([r[key] for r in rows], labels("replicate"), field_labels, name=name)
 
 
-def judge_doses(rows: list[dict], margin: float = DEFAULT_MARGIN, seed: int = 0) -> DoseTests:
-    """Non-inferiority of each exposed dose (rows: ``dose``, ``mean_sick_probability``, ``path``, optional
-    ``replicate``, ``field``, ``out_of_domain``) against the dose-0 rows, in a fixed sequence."""
+def judge_doses(
+    rows: list[dict],
+    margin: float = DEFAULT_MARGIN,
+    seed: int = 0,
+    *,
+    key: str = "mean_sick_probability",
+    higher_is_harm: bool = True,
+    readout: str = "P(sick)",
+    n_boot: int = N_BOOT,
+) -> DoseTests:
+    """Non-inferiority of each exposed dose (rows: ``dose``, the readout under ``key``, ``path``, optional
+    ``replicate``, ``field``, ``out_of_domain``) against the dose-0 rows, in a fixed sequence.
+
+    ``higher_is_harm``: the readout's harmful direction (False for division rate, growth, motility)."""
     if not margin > 0:
         raise PhototoxError(f"--margin must be a positive fraction of the control mean, got {margin}")
     by_dose: dict[float, list[dict]] = {}
@@ -90,35 +113,37 @@ def judge_doses(rows: list[dict], margin: float = DEFAULT_MARGIN, seed: int = 0)
         by_dose.setdefault(float(r["dose"]), []).append(r)
     if 0.0 not in by_dose:
         raise PhototoxError("no zero-light controls (dose 0) in the manifest: no dose can be tested")
-    controls = _arm(by_dose.pop(0.0), "dose 0")
+    controls = _arm(by_dose.pop(0.0), "dose 0", key)
+    sign = 1.0 if higher_is_harm else -1.0
+    options: dict = {"higher_is_harm": higher_is_harm, "readout": readout, "n_boot": n_boot, "seed": seed}
     if not by_dose:
         raise PhototoxError("no exposed dose in the manifest")
     ood = {d for d, rs in by_dose.items() if any(r.get("out_of_domain") for r in rs)}
     control_ood = any(r.get("out_of_domain") for r in rows if float(r["dose"]) == 0)
     doses = sorted(by_dose)
-    comparisons = {d: compare(_arm(by_dose[d], f"dose {d:g}"), controls, seed=seed) for d in doses}
+    comparisons = {d: compare(_arm(by_dose[d], f"dose {d:g}", key), controls, **options) for d in doses}
     top = comparisons[doses[-1]]
     sensitive = bool(
         not control_ood
         and doses[-1] not in ood
         and top.verdict == SICKER
-        and top.effect > margin * float(controls.units().mean())
+        and sign * top.effect > margin * abs(float(controls.units().mean()))
     )
     sensitivity = (
-        f"sensitivity shown: the highest dose {doses[-1]:g} is {SICKER} than the controls by {top.effect:+.3g}, "
-        f"beyond the margin"
+        f"sensitivity shown: the highest dose {doses[-1]:g} is {SICKER} than the controls (harm "
+        f"{sign * top.effect:+.3g}, beyond the margin)"
         if sensitive
-        else f"{INSENSITIVE} (the highest dose {doses[-1]:g}: {top.verdict}, difference {top.effect:+.3g}; "
+        else f"{INSENSITIVE} (the highest dose {doses[-1]:g}: {top.verdict}, harm {sign * top.effect:+.3g}; "
         f"it must be {SICKER} by more than {margin:.0%} of the control mean)"
     )
-    result = DoseTests(margin, sensitive, sensitivity, None)
+    result = DoseTests(margin, sensitive, sensitivity, None, readout=readout)
     stopped: float | None = None
     for d in doses:
         ni = None
         if control_ood or d in ood:
             verdict = OUT_OF_DOMAIN
         else:
-            ni = non_inferiority(_arm(by_dose[d], f"dose {d:g}"), controls, margin, seed=seed)
+            ni = non_inferiority(_arm(by_dose[d], f"dose {d:g}", key), controls, margin, **options)
             verdict = ni.verdict
         if not sensitive:
             if verdict == HARMLESS:
@@ -137,8 +162,8 @@ def format_dose_tests(tests: DoseTests, unit: str = "") -> list[str]:
     """One line per dose and the conclusion, for the terminal."""
     u = f" {unit}" if unit else ""
     lines = [
-        f"non-inferiority against the zero-light controls (margin: harm below {tests.margin:.0%} of the control "
-        "mean P(sick); upper one-sided 95% bound; fixed sequence from the lowest dose):"
+        f"{tests.readout}: non-inferiority against the zero-light controls (margin: harm below {tests.margin:.0%} of "
+        f"the control mean {tests.readout}; upper one-sided 95% bound; fixed sequence from the lowest dose):"
     ]
     for d in tests.doses:
         ni = d.non_inferiority
@@ -154,7 +179,7 @@ def format_dose_tests(tests: DoseTests, unit: str = "") -> list[str]:
     lines.append(f"  {tests.sensitivity}")
     noel = tests.no_observed_effect_dose
     lines.append(
-        f"  no-observed-effect dose: {noel:g}{u} (shown harmless within the margin, not 'safe')"
+        f"  no-observed-effect dose: {noel:g}{u} (shown harmless within the margin only)"
         if noel is not None
         else "  no dose is shown harmless"
     )

@@ -27,3 +27,11 @@ def test_arms_replicate_unit_holds_frames_as_units_do_not():
 def test_clopper_pearson_upper_bound():
     assert clopper_pearson_upper(0, 400) == pytest.approx(1 - 0.025 ** (1 / 400), rel=1e-6)
     assert clopper_pearson_upper(20, 400) > 0.05 and clopper_pearson_upper(400, 400) == 1.0
+
+
+def test_false_onsets_small_seed():
+    """bench_onsets.py with 60 seeds: the default persistence holds 5% family-wise per experiment."""
+    from bench_onsets import synthetic_table
+
+    (row,) = synthetic_table(60, persistences=(2,), old=False)
+    assert row["after, persistence 2"]["rate"] <= 0.05

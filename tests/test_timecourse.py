@@ -19,10 +19,12 @@ from phototox.timecourse.mitosis import (
 )
 from phototox.timecourse.onset import (
     NO_CONTROLS,
+    TOO_FEW_CONTROLS,
     OnsetSettings,
+    field_onsets,
     find_onsets,
-    largest_unaffected_dose,
-    onset_index,
+    first_run,
+    frame_level,
 )
 
 
@@ -201,47 +203,87 @@ def test_mitosis_detector_recall_on_crowded_synthetic_series():
 # --- onsets -------------------------------------------------------------------------------------
 
 
-def test_change_point_finds_a_known_step(rng):
-    settings = OnsetSettings(n_boot=0, persistence=3)
-    controls = rng.normal(0, 1, (4, 40))
-    exposed = rng.normal(0, 1, (2, 40))
-    exposed[:, 20:] -= 4.0
-    # the running median may move the step one frame early; persistence may move it later
-    assert 18 <= onset_index(exposed, controls, settings) <= 22
-    exposed[:, 20:] += 4.0
-    false = sum(
-        onset_index(rng.normal(0, 1, (2, 40)), rng.normal(0, 1, (4, 40)), settings) is not None for _ in range(30)
-    )
-    assert false <= 3
+def _null_fields(rng, n: int, frames: int = 37) -> np.ndarray:
+    """Healthy fields: own offset and drift, autocorrelated frame noise (no effect anywhere)."""
+    t = np.arange(frames)
+    noise = np.cumsum(rng.normal(0, 0.02, (n, frames)), axis=1) * 0.5 + rng.normal(0, 0.02, (n, frames))
+    return rng.normal(0, 0.15, (n, 1)) + rng.normal(0.005, 0.003, (n, 1)) * t + noise
 
 
-def test_onset_interval_and_no_controls(rng):
+def test_an_exposed_field_that_departs_is_found_after_its_true_onset(rng):
+    settings = OnsetSettings()
+    controls = _null_fields(rng, 6)
+    exposed = _null_fields(rng, 2)
+    exposed[:, 20:] -= 0.1 * np.arange(1, 18)  # cells detach from frame 20 (log confluence)
+    found = field_onsets(exposed, controls, settings)
+    for index, sign in found:
+        assert index is not None and 20 <= index <= 32 and sign == -1
+
+
+def test_false_onsets_hold_the_family_wise_rate_on_null_series(rng):
+    """Family-wise over frames and exposed fields: at most 5% of null experiments show any onset."""
+    settings = OnsetSettings(persistence=1)  # the least protected setting
+    false = 0
+    for _ in range(100):
+        values = _null_fields(rng, 7)
+        false += any(i is not None for i, _ in field_onsets(values[4:], values[:4], settings))
+    assert false <= 5
+    assert frame_level(3, 37, settings) == pytest.approx(0.05 / (3 * (37 - 3 - 1 + 1)))
+
+
+def test_controls_are_other_fields_never_earlier_frames_of_the_same_field(rng):
+    """A field whose own early frames differ from its later ones (every field shifts at frame 20, e.g.
+    a medium change) but that moves with the control fields shows no onset."""
+    controls = _null_fields(rng, 5)
+    common = np.where(np.arange(37) >= 20, 1.0, 0.0)
+    exposed = controls[:2].mean(axis=0, keepdims=True) + 0.01 * rng.normal(size=(1, 37))
+    assert field_onsets(exposed + common, controls + common, OnsetSettings())[0][0] is None
+
+
+def test_a_run_must_keep_one_direction():
+    assert first_run(np.array([0, 1, -1, 1, 1, 0]), 2) == 3
+    assert first_run(np.array([1, -1, 1, -1]), 2) is None
+    assert first_run(np.array([0, 0, -1]), 1) == 2
+
+
+def test_onsets_per_field_and_no_controls(rng):
     times = np.arange(40) * 10.0
-    values = rng.normal(0, 1, (6, 40))
-    values[4:, 25:] += 5.0
-    groups = ["control"] * 4 + ["1 J/cm2"] * 2
-    onsets, _ = find_onsets({"m": values}, groups, "control", times, OnsetSettings(n_boot=200))
-    (onset,) = onsets
-    assert onset.time_min == pytest.approx(250, abs=20) and onset.direction == "above controls"
-    assert onset.low_min <= onset.time_min <= (onset.high_min or np.inf) and onset.found_fraction > 0.9
-    onsets, _ = find_onsets({"m": values}, ["a"] * 6, None, times, OnsetSettings(n_boot=10))
+    values = rng.normal(0, 0.01, (7, 40))
+    values[5:, 25:] += 1.0
+    groups = ["control"] * 4 + ["1 J/cm2"] * 3
+    names = [f"f{i}" for i in range(7)]
+    onsets = find_onsets({"m": values}, groups, "control", times, OnsetSettings(), names=names)
+    assert [o.field for o in onsets] == ["f4", "f5", "f6"]
+    assert onsets[0].time_min is None
+    for o in onsets[1:]:
+        assert o.time_min == pytest.approx(250, abs=20) and o.direction == "above controls"
+    onsets = find_onsets({"m": values}, ["a"] * 7, None, times, OnsetSettings())
     assert onsets[0].time_min is None and onsets[0].note == NO_CONTROLS
+    onsets = find_onsets({"m": values}, ["control"] + ["a"] * 6, "control", times, OnsetSettings())
+    assert onsets[0].note == TOO_FEW_CONTROLS
 
 
-def test_largest_unaffected_dose():
-    assert largest_unaffected_dose({0.1: None, 0.2: None, 0.4: 100.0}) == 0.2
-    assert largest_unaffected_dose({0.1: 200.0, 0.2: 250.0, 0.4: 100.0}) == 0.2
-    assert largest_unaffected_dose({0.1: 200.0, 0.2: 150.0}) == 0.1
+def test_dose_verdicts_on_fields_as_units(rng):
+    """Growth nearly stopped at the top dose: that dose is not shown harmless, the sensitivity shown; a dose like
+    the controls is harmless (non-inferior) only then; equally toxic doses are never all harmless."""
+    from phototox.timecourse.dose_verdicts import dose_verdicts, field_summary
 
-
-def test_persistence_is_an_hour_of_frames_unless_given():
-    from phototox.timecourse.onset import OnsetSettings
-
-    assert OnsetSettings().persistence_frames(10.2) == 6
-    assert OnsetSettings().persistence_frames(30.0) == 3  # never fewer than 3 frames
-    assert OnsetSettings().persistence_frames(1.0) == 60
-    assert OnsetSettings(persistence=4).persistence_frames(10.2) == 4
-    assert OnsetSettings().for_interval(20.0).persistence == 3
+    frames = 37
+    growth = {"control": 1.0, "low": 1.0, "high": 0.2}
+    groups = [g for g in growth for _ in range(4)]
+    rate = [np.log(1.6) * growth[g] * (1 + rng.normal(0, 0.05)) for g in groups]
+    conf = np.stack([0.3 * np.exp(r * np.linspace(0, 1, frames)) for r in rate])
+    doses = {"control": 0.0, "low": 1.0, "high": 2.0}
+    assert field_summary("confluence", conf[0], 3) == pytest.approx(np.exp(rate[0] * 34 / 36), rel=1e-6)
+    tests = dose_verdicts({"confluence": conf}, groups, [str(i) for i in range(12)], doses, 3, 0.2)["confluence"]
+    assert not isinstance(tests, str) and tests.sensitive
+    verdicts = {d.dose: d.verdict for d in tests.doses}
+    assert verdicts == {1.0: "harmless (non-inferior)", 2.0: "not shown harmless"}
+    assert tests.no_observed_effect_dose == 1.0
+    both_toxic = [g if g != "low" else "high" for g in groups]
+    doses_toxic = {"control": 0.0, "high": 2.0}
+    tests = dose_verdicts({"confluence": conf}, both_toxic, [str(i) for i in range(12)], doses_toxic, 3, 0.2)
+    assert all(d.verdict != "harmless (non-inferior)" for d in tests["confluence"].doses)
 
 
 # --- worker processes -----------------------------------------------------------------------------
@@ -295,3 +337,31 @@ def test_a_failing_worker_stops_the_run_and_counts_no_progress(rng):
     assert done == []
     with pytest.raises(PhototoxError, match="workers must be >= 1"):
         measure_activities(fields, 1.0, TimecourseSettings(workers=0))
+
+
+def test_margin_changes_the_no_observed_effect_dose(rng):
+    """Growth 10% below the controls at the low dose: harmless within a 20% margin, not within 5%."""
+    from phototox.timecourse.dose_verdicts import dose_verdicts
+
+    growth = {"control": 1.0, "low": 0.9, "high": 0.2}
+    groups = [g for g in growth for _ in range(5)]
+    rate = [np.log(1.6) * growth[g] * (1 + rng.normal(0, 0.02)) for g in groups]
+    conf = np.stack([0.3 * np.exp(r * np.linspace(0, 1, 37)) for r in rate])
+    doses = {"control": 0.0, "low": 1.0, "high": 2.0}
+    names = [str(i) for i in range(len(groups))]
+    noel = {
+        margin: dose_verdicts({"confluence": conf}, groups, names, doses, 3, margin)[
+            "confluence"
+        ].no_observed_effect_dose
+        for margin in (0.2, 0.05)
+    }
+    assert noel == {0.2: 1.0, 0.05: None}
+
+
+@pytest.mark.parametrize(("option", "value"), [("--margin", "0"), ("--false-onset-rate", "1.5")])
+def test_bad_margin_or_false_onset_rate_is_a_one_line_error(tmp_path, capsys, option, value):
+    out = tmp_path / "out"
+    code = main(["timecourse", str(tmp_path), "--no-sickness", option, value, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and option in err
+    assert not out.exists()

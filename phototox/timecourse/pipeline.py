@@ -1,4 +1,4 @@
-"""``phototox timecourse``: per-frame measures of every field, onsets against controls, reports."""
+"""``phototox timecourse``: per-frame measures of every field, onsets against controls, dose verdicts, reports."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .activity import (
     foreground_mask,
     motion_um_per_min,
 )
+from .dose_verdicts import dose_verdicts
 from .io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from .mitosis import (
     MitosisSettings,
@@ -51,14 +52,16 @@ OUTPUT_NAMES = (
 LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
 
 
-# The smallest change worth reporting, on the onset detector's scale: one percentage point of P(sick)
-# or area, 5% in speed or confluence (log scale), 0.1 rounding events per hour.
+# The smallest standard deviation assumed for the control fields, on the onset detector's scale:
+# one percentage point of P(sick) or area, 5% in speed or confluence (log scale), and one rounding
+# event per hour for the rounding rate (the counting noise of about one event in the one-hour window:
+# a few control fields often count the same, and their zero spread is no measure of their noise).
 NOISE_FLOORS = {
     "mean_sick_probability": 0.01,
     "sick_area_fraction": 0.01,
     "motion_um_per_min": 0.05,
     "confluence": 0.05,
-    "mitotic_events_per_hour": 0.1,
+    "mitotic_events_per_hour": 1.0,
 }
 
 
@@ -86,6 +89,7 @@ class TimecourseSettings:
     threshold: float = 0.5
     flow_method: str = "ilk"
     workers: int = 1  # processes measuring the activity of different fields at once
+    margin: float = 0.2  # non-inferiority margin, relative to the control mean of a biological readout
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
 
@@ -314,8 +318,8 @@ def leave_one_out(series: list[FieldSeries], settings: OnsetSettings, exclude: t
     for i, s in enumerate(series):
         groups = [CONTROL if j != i else names[i] for j in range(len(series))]
         measures = onset_scale({m: np.stack([x.values[m] for x in series]) for m in s.values if m not in exclude})
-        onsets, _ = find_onsets(measures, groups, CONTROL, s.field.times_min, settings, NOISE_FLOORS)
-        out.extend({"field": names[i], **vars(o)} for o in onsets)
+        onsets = find_onsets(measures, groups, CONTROL, s.field.times_min, settings, NOISE_FLOORS, names)
+        out.extend(vars(o) for o in onsets)
     return out
 
 
@@ -372,14 +376,26 @@ def run_timecourse(
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
     times = fields[0].times_min
-    onset_settings = settings.onset.for_interval(fields[0].interval_min)
+    names = [f.name for f in fields]
+    onset_settings = settings.onset
     withheld = sickness_withheld(series)
     tested = {m: v for m, v in measures.items() if not (withheld and m in SICKNESS_MEASURES)}
+    verdicts: dict = {}
     if control is not None:
-        onsets, boot = find_onsets(onset_scale(tested), groups, control, times, onset_settings, NOISE_FLOORS)
+        onsets = find_onsets(onset_scale(tested), groups, control, times, onset_settings, NOISE_FLOORS, names)
         consistency = []
+        verdicts = dose_verdicts(
+            measures,
+            groups,
+            names,
+            group_doses,
+            onset_settings.baseline_frames,
+            settings.margin,
+            onset_settings.seed,
+            onset_settings.n_boot,
+        )
     else:
-        onsets, boot = find_onsets(tested, groups, None, times, onset_settings) if settings.doses else ([], None)
+        onsets = find_onsets(tested, groups, None, times, onset_settings, names=names) if settings.doses else []
         consistency = leave_one_out(series, onset_settings, exclude=SICKNESS_MEASURES if withheld else ())
     context = {
         "pixel_um": pixel_um,
@@ -393,7 +409,7 @@ def run_timecourse(
         "groups": groups,
         "control": control,
         "group_doses": group_doses,
-        "boot": boot,
+        "dose_tests": verdicts,
         "consistency": consistency,
         "persistence_frames": onset_settings.persistence_frames(),
         "sickness_withheld": withheld,

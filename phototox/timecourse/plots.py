@@ -107,7 +107,7 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
 def plot_onsets(
     onsets, exposed: list[str], group_doses: dict[str, float], times: np.ndarray, measures: list[str], path: Path
 ) -> None:
-    """Onset time (h, 95% interval) against cumulative dose, one marker series per measure."""
+    """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure."""
     from .pipeline import MEASURES
     from .report import write_png
 
@@ -116,20 +116,19 @@ def plot_onsets(
     end = float(times[-1]) / 60
     offsets = np.linspace(-0.03, 0.03, len(measures))
     for k, m in enumerate(measures):
-        xs, ys, lows, highs, none_x = [], [], [], [], []
-        for g in exposed:
-            o = next(o for o in onsets if o.measure == m and o.group == g)
-            x = group_doses[g] * (1 + offsets[k])
+        xs, ys, none_x = [], [], []
+        for o in onsets:
+            if o.measure != m or o.group not in exposed:
+                continue
+            x = group_doses[o.group] * (1 + offsets[k])
             if o.time_min is None:
                 none_x.append(x)
-                continue
-            xs.append(x)
-            ys.append(o.time_min / 60)
-            lows.append(o.time_min / 60 - (o.low_min / 60 if o.low_min is not None else o.time_min / 60))
-            highs.append((o.high_min / 60 if o.high_min is not None else end) - o.time_min / 60)
-        line = ax.errorbar(xs, ys, yerr=[lows, highs], fmt="o-", capsize=3, label=MEASURES[m][0])
+            else:
+                xs.append(x)
+                ys.append(o.time_min / 60)
+        dots = ax.scatter(xs, ys, marker="o", s=20, label=MEASURES[m][0])
         if none_x:
-            ax.scatter(none_x, [end] * len(none_x), marker="^", color=line[0].get_color(), s=30)
+            ax.scatter(none_x, [end] * len(none_x), marker="^", color=dots.get_facecolor()[0], s=30)
     ax.axhline(end, color="grey", lw=0.8, ls=":")
     ax.text(
         0.01,
@@ -146,7 +145,7 @@ def plot_onsets(
     ax.minorticks_off()
     ax.set_xlabel("cumulative light dose over the recording (J/cm2)")
     ax.set_ylabel("onset time after the first frame (h)")
-    ax.set_title("when each measure departs from the controls (95% bootstrap interval over fields)", fontsize=8)
+    ax.set_title("when each exposed field departs from the control fields (one marker per field)", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dose_tests import DoseTests, format_dose_tests
 from ..images import atomic_path, write_text_atomic
-from .onset import largest_unaffected_dose
 
 CITATION_T98G = (
     "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
@@ -100,51 +100,6 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
     return sorted(unique, key=lambda g: (g != control, group_doses.get(g, 0.0), g))
 
 
-def safe_dose_summary(
-    onsets,
-    boot,
-    measures: list[str],
-    exposed: list[str],
-    group_doses: dict[str, float],
-    times: np.ndarray,
-    confidence: float,
-) -> dict:
-    """Largest dose whose onset is not earlier than the lowest dose's, per measure and for the earliest measure."""
-    if not exposed or not group_doses:
-        return {}
-    result = {}
-    by_key = {(o.measure, o.group): o.time_min for o in onsets}
-    alpha = (1 - confidence) / 2
-    for i, m in enumerate([*measures, "any"]):
-        if m == "any":
-            point = {group_doses[g]: _earliest([by_key[(x, g)] for x in measures]) for g in exposed}
-        else:
-            point = {group_doses[g]: by_key[(m, g)] for g in exposed}
-        estimate = largest_unaffected_dose(point)
-        low = high = None
-        if boot is not None:
-            draws: list[float] = []
-            for b in boot:
-                idx = b.min(axis=0, where=b >= 0, initial=10**9) if m == "any" else b[i]
-                dose = largest_unaffected_dose(
-                    {
-                        group_doses[g]: (None if idx[j] < 0 or idx[j] >= 10**9 else float(times[idx[j]]))
-                        for j, g in enumerate(exposed)
-                    }
-                )
-                if dose is None:  # only for no exposed group, refused above
-                    raise ValueError("no exposed group to find a safe dose for")
-                draws.append(dose)
-            low, high = (float(q) for q in np.quantile(draws, [alpha, 1 - alpha], method="inverted_cdf"))
-        result[m] = {"dose_J_per_cm2": estimate, "low": low, "high": high}
-    return result
-
-
-def _earliest(values: list[float | None]) -> float | None:
-    found = [v for v in values if v is not None]
-    return min(found) if found else None
-
-
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
     from .pipeline import MEASURES
@@ -182,14 +137,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
 
     exposed = [g for g in order if g != control] if control is not None else []
     onset_measures = list(dict.fromkeys(o.measure for o in onsets))  # P(sick) is absent when withheld
-    safe = (
-        safe_dose_summary(
-            onsets, context["boot"], onset_measures, exposed, group_doses, times, settings.onset.confidence
-        )
-        if control is not None
-        else {}
-    )
-    fit = _dose_response(series, groups, control)
+    tests = context["dose_tests"]
     doc = {
         "what": "phototox timecourse: per-frame measures, onsets against control fields at the same time point",
         "pixel_size_um": context["pixel_um"],
@@ -205,6 +153,12 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         " block-averaged frames",
         "measures": {m: MEASURES[m][1] for m in measures},
         "onset_settings": {**vars(settings.onset), "persistence_frames": context["persistence_frames"]},
+        "onset_rule": (
+            "per exposed field and measure: a departure at a frame when the field lies outside the control "
+            "fields' prediction interval for one new field at that frame (beyond the measure's floor); an onset "
+            f"needs {context['persistence_frames']} consecutive departures; false onsets at most "
+            f"{settings.onset.alpha:.0%} per measure over all frames and exposed fields (Bonferroni)"
+        ),
         "sickness_onsets_withheld": context["sickness_withheld"] or None,
         "out_of_domain_frames": {
             s.field.name: int(s.out_of_domain.sum()) for s in series if s.out_of_domain is not None
@@ -239,9 +193,11 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         "onset_statement": None
         if control is not None
         else ("no onset can be given: no control fields (zero-dose fields in a doses file)"),
-        "largest_dose_not_earlier_than_lowest": safe,
+        "dose_tests": {m: t.as_dict() if isinstance(t, DoseTests) else {"verdict": t} for m, t in tests.items()},
+        "dose_tests_text": {
+            m: format_dose_tests(t, "J/cm2") if isinstance(t, DoseTests) else [t] for m, t in tests.items()
+        },
         "between_field_consistency": context["consistency"],
-        "dose_response_final_frame": fit,
         "run_time": {
             "seconds": context["seconds"],
             "frames": context["frames"],
@@ -283,27 +239,6 @@ def _json_default(value):
     raise TypeError(type(value))
 
 
-def _dose_response(series, groups, control) -> dict | None:
-    """Reuse phototox dose-response on each field's last-frame P(sick), when there are three or more doses."""
-    if control is None or "mean_sick_probability" not in series[0].values:
-        return None
-    from ..doses import fit_dose_response
-
-    doses = np.array([s.field.dose.total_j_cm2 for s in series])
-    scores = np.array([s.values["mean_sick_probability"][-1] for s in series])
-    if len(np.unique(doses)) < 3:
-        return None
-    try:
-        fit = fit_dose_response(doses, scores, margin=0.1, n_boot=200)
-    except (RuntimeError, ValueError, Exception) as exc:
-        return {"error": f"no fit: {exc}"}
-    return {
-        "unit": "J/cm2",
-        "note": "logistic fit of last-frame mean P(sick) against total dose (phototox dose-response)",
-        **vars(fit),
-    }
-
-
 def markdown(doc: dict, series, written: list[str]) -> str:
     """A short report for people."""
     lines = [
@@ -328,14 +263,11 @@ def markdown(doc: dict, series, written: list[str]) -> str:
             f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
             f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |"
         )
-    persist = doc["onset_settings"]
     lines += [
         "",
-        "## Onsets (against the control fields at the same time point)",
+        "## Onsets per field (against the control fields at the same time point)",
         "",
-        f"A departure counts when it exceeds {persist['z_threshold']:g} noise units for "
-        f"{persist['persistence_frames']} consecutive frames "
-        f"({persist['persistence_frames'] * doc['interval_min']:.0f} min).",
+        doc["onset_rule"] + ".",
         "",
     ]
     if doc["sickness_onsets_withheld"]:
@@ -343,30 +275,21 @@ def markdown(doc: dict, series, written: list[str]) -> str:
     if doc["onset_statement"]:
         lines.append(doc["onset_statement"] + ".")
     else:
-        lines += [
-            "| measure | group | onset (min) | 95% interval (min) | resamples with onset |",
-            "|---|---|---|---|---|",
-        ]
+        lines += ["| measure | group | field | onset (min) |", "|---|---|---|---|"]
         for o in doc["onsets"]:
-            if o["note"]:
-                lines.append(f"| {o['measure']} | {o['group']} | {o['note']} | | |")
-                continue
-            onset = "none" if o["time_min"] is None else f"{o['time_min']:.0f} ({o['direction']})"
-            low = "" if o["low_min"] is None else f"{o['low_min']:.0f}"
-            high = "end of recording" if o["high_min"] is None else f"{o['high_min']:.0f}"
-            lines.append(
-                f"| {o['measure']} | {o['group']} | {onset} | {low} to {high} | {100 * o['found_fraction']:.0f}% |"
-            )
-        safe = doc["largest_dose_not_earlier_than_lowest"].get("any")
-        if safe:
-            interval = "" if safe["low"] is None else f" (95% interval {safe['low']:.4g} to {safe['high']:.4g})"
-            lines += [
-                "",
-                (
-                    f"Largest dose whose earliest onset (any measure) is not earlier than the lowest dose's: "
-                    f"**{safe['dose_J_per_cm2']:.4g} J/cm2**{interval}."
-                ),
-            ]
+            onset = o["note"] or ("none" if o["time_min"] is None else f"{o['time_min']:.0f} ({o['direction']})")
+            lines.append(f"| {o['measure']} | {o['group']} | {o['field']} | {onset} |")
+    if doc["dose_tests_text"]:
+        lines += [
+            "",
+            "## Doses against the zero-light controls (fields as units)",
+            "",
+            "Verdicts: `no difference shown`, `harmless (non-inferior)`, `not shown harmless`, `sicker`, "
+            "`cannot test: ...`. P(sick) never makes a dose harmless.",
+            "",
+        ]
+        for text in doc["dose_tests_text"].values():
+            lines += ["```", *text, "```", ""]
     if doc["between_field_consistency"]:
         found = [c for c in doc["between_field_consistency"] if c["time_min"] is not None]
         lines += [
