@@ -159,7 +159,7 @@ def read_image_bytes(data: bytes, kind: str, source: str) -> np.ndarray:
         raise ImageInputError(f"{source}: not a readable {kind} image ({_one_line(exc)})") from exc
 
 
-def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarray:
+def _drop_grey_channels(image: np.ndarray, source: str, colour: str, colour_hint: str) -> np.ndarray:
     """Collapse a trailing RGB(A) axis when the channels are identical (or on request)."""
     channels = image[..., :3]
     identical = np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(
@@ -172,7 +172,7 @@ def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarr
         return (channels.astype(np.float64) @ weights).astype(np.float32)
     raise ImageInputError(
         f"{source}: colour image (shape {image.shape}, channels differ); phototox expects a grey "
-        "phase-contrast image -- convert it to greyscale first (or pass colour='luminance')"
+        f"phase-contrast image -- convert it to greyscale first{colour_hint}"
     )
 
 
@@ -201,14 +201,22 @@ def _scale_to_safe_range(image: np.ndarray) -> np.ndarray:
     return image * np.asarray(2.0**-exponent, dtype=image.dtype)
 
 
+COLOUR_HINT = " (or pass --colour luminance)"
+"""How the command line names the way round a colour refusal; other front ends pass their own."""
+
+
 def as_grey_frames(
-    image: np.ndarray, source: str = "image", colour: str = "refuse", min_size: int = WINDOW
+    image: np.ndarray,
+    source: str = "image",
+    colour: str = "refuse",
+    min_size: int = WINDOW,
+    colour_hint: str = COLOUR_HINT,
 ) -> np.ndarray:
     """Validate an array and return float32 frames ``(T, H, W)``.
 
     Accepts ``(H, W)``, ``(T, H, W)``, ``(H, W, 3|4)`` and ``(T, H, W, 3|4)`` of uint8, uint16 or
     float; RGB with identical channels is treated as grey, other colour images are refused unless
-    ``colour='luminance'``. Refuses NaN/inf, other bit depths, and frames smaller than ``min_size``.
+    ``colour='luminance'`` (``colour_hint`` ends the refusal: how this front end asks for that). Refuses NaN/inf, other bit depths, and frames smaller than ``min_size``.
     """
     image = np.asarray(image)
     if image.dtype == np.bool_ or image.dtype.kind not in "uif":
@@ -226,7 +234,7 @@ def as_grey_frames(
     if image.ndim >= 3 and image.shape[-1] in (1, 2) and image.shape[-2] > 4:  # (Y, X, C) with 1 or 2 channels
         image = _single_channel(image, source)
     if image.ndim >= 3 and image.shape[-1] in (3, 4) and image.shape[-2] > 4:
-        image = _drop_grey_channels(image, source, colour)
+        image = _drop_grey_channels(image, source, colour, colour_hint)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:

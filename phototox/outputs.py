@@ -184,7 +184,7 @@ def write_summary(path: Path, rows: list[dict]) -> None:
 
 def format_rows(rows: list[dict]) -> str:
     """A fixed-width table of summary rows for the terminal."""
-    header = f"{'image':40s} {'frame':>5s} {'P(sick)':>8s} {'area>=t':>8s} {'class':>8s} {'conf':>6s}"
+    header = f"{'image':40s} {'frame':>5s} {'P(sick)':>8s} {'sick area':>9s} {'class':>8s} {'conf':>6s}"
     lines = [header, "-" * len(header)]
     for r in rows:
         name = Path(r["path"]).name
@@ -195,7 +195,13 @@ def format_rows(rows: list[dict]) -> str:
         if str(r.get("pixel_size_source") or "").startswith("assumed"):
             notes.append("pixel size assumed")
         lines.append(
-            f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
+            f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:9.3f} "
             f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else "")
         )
+    thresholds = sorted({f"{r['threshold']:g}" for r in rows if r.get("threshold") is not None})
+    lines.append(
+        "P(sick): mean over the field; sick area: fraction of the field with P(sick) >= "
+        + (" or ".join(thresholds) or "the threshold")
+        + "; conf: the class's confidence"
+    )
     return "\n".join(lines)

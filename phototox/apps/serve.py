@@ -251,7 +251,8 @@ class _Handler(GuardedHandler):
                 if not self.server.budget.take(pixels):
                     return self.send_text(503, BUSY_PIXELS, headers={"Retry-After": "2"})
                 try:
-                    frames = as_grey_frames(read_image_bytes(data, kind, source), source, min_size=1)
+                    image = read_image_bytes(data, kind, source)
+                    frames = as_grey_frames(image, source, min_size=1, colour_hint="")
                 finally:
                     self.server.budget.give(pixels)
             except PhototoxError as exc:
