@@ -202,6 +202,6 @@ def format_rows(rows: list[dict]) -> str:
     lines.append(
         "P(sick): mean over the field; sick area: fraction of the field with P(sick) >= "
         + (" or ".join(thresholds) or "the threshold")
-        + "; conf: the class's confidence"
+        + "; conf: mean probability of the class given"
     )
     return "\n".join(lines)
