@@ -33,10 +33,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(tiny_model_path):
+@pytest.fixture(params=[None])
+def server(request, tiny_model_path):
     port = _free_port()
     command = [sys.executable, "-m", "phototox", "serve", "--port", str(port), "--model", str(tiny_model_path)]
+    if request.param:
+        command += ["--max-pixels", str(request.param)]
     proc = subprocess.Popen([*command, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -99,3 +101,19 @@ def test_png_body_matches_the_float32_body_and_bad_bodies_get_one_line(server, t
     assert status == 400 and b"does not start like a PNG file" in text
     status, text, _ = post(png, "image/gif")
     assert status == 415 and b"image/png, image/tiff" in text
+
+
+@pytest.mark.parametrize("server", [260 * 300], indirect=True)
+def test_png_of_the_largest_allowed_size_is_analysed_not_busy(server):
+    """--max-pixels 78000 and a 300x260 PNG: body and image together stay within the pixel budget."""
+    import urllib.request
+
+    import imageio.v3 as iio
+
+    from phototox.synth import render_field
+
+    png = iio.imwrite("<bytes>", (render_field(260, 300, 0.7, seed=4).image >> 8).astype(np.uint8), extension=".png")
+    url = f"http://127.0.0.1:{server}/v1/analyse?stride=16"
+    request = urllib.request.Request(url, data=png, headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200 and answer.headers["X-Phototox-Width"] == "300"

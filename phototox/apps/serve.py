@@ -236,7 +236,7 @@ class _Handler(GuardedHandler):
             return self._refuse(400, f"phototox server: empty body; send the {kind} file's bytes")
         if length > 4 * self.server.max_pixels + IMAGE_HEADER_SLACK:
             return self._refuse(413, self._too_large(f"{length} bytes"))
-        held = -(-length // 4)  # bytes held, counted as float32 pixels
+        held = min(-(-length // 4), self.server.max_pixels)  # the body, counted as float32 pixels
         if not self.server.budget.take(held):
             return self._refuse(503, BUSY_PIXELS, {"Retry-After": "2"})
         try:
@@ -248,13 +248,14 @@ class _Handler(GuardedHandler):
                 pixels = declared_pixels(data, kind, source)
                 if pixels > self.server.max_pixels:
                     return self.send_text(413, self._too_large(f"{pixels} declared pixels"))
-                if not self.server.budget.take(pixels):
+                extra = max(0, pixels - held)  # held in all: the larger of body and image, <= --max-pixels
+                if not self.server.budget.take(extra):
                     return self.send_text(503, BUSY_PIXELS, headers={"Retry-After": "2"})
                 try:
                     image = read_image_bytes(data, kind, source)
                     frames = as_grey_frames(image, source, min_size=1, colour_hint="")
                 finally:
-                    self.server.budget.give(pixels)
+                    self.server.budget.give(extra)
             except PhototoxError as exc:
                 return self.send_text(400, str(exc).replace("\n", " "))
             if len(frames) != 1:
