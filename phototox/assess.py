@@ -27,6 +27,7 @@ from .domain import DomainStats, domain_features, domain_warning
 from .errors import ImageInputError
 from .inference import FrameResult, NotANumberError, Predictor, summarise_map
 from .pixelsize import (
+    PIXEL_SIZE_HINT,
     PixelSize,
     assumed_warning,
     model_pixel_size,
@@ -57,6 +58,8 @@ class Assessor:
     warn: Callable[[str], None] = _stderr
     domain_check: bool = True
     warned: set = field(default_factory=set)
+    pixel_size_hint: str = PIXEL_SIZE_HINT
+    """How this front end asks for the pixel size, in the assumed-size warning."""
 
     @property
     def model_um(self) -> float | None:
@@ -77,7 +80,7 @@ class Assessor:
         """The image's pixel size; warns once per run when it had to be assumed."""
         size = resolve_pixel_size(user_um, path, self.model_um, metadata_um)
         if size.source in ("assumed", "unknown"):
-            self._warn_once("assumed", assumed_warning(self.model_um))
+            self._warn_once("assumed", assumed_warning(self.model_um, self.pixel_size_hint))
         return size
 
     def analyse(

@@ -8,8 +8,10 @@ array or raise :class:`~phototox.errors.ImageInputError` naming the source and t
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,14 +57,17 @@ def _check_signature(path: Path, kind: str) -> None:
         raise ImageInputError(f"{path}: not a readable image (the file does not start like a {kind} file)")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path | io.BytesIO, name: str | None = None) -> np.ndarray:
     """One TIFF image or stack of equal frames; samples per pixel (planar or not) on the last axis.
+
+    ``path`` may be an in-memory file; ``name`` then names it in messages.
 
     Refuses files holding several images of different sizes or pixel types (reduced-resolution
     thumbnails aside) and multi-channel hyperstacks, rather than silently reading the first.
     """
     import tifffile
 
+    where = name or path
     with tifffile.TiffFile(path) as tif:
         series = [s for s in tif.series if not getattr(s.pages[0], "is_reduced", False)] or list(tif.series)
         if not series:
@@ -70,7 +75,7 @@ def _read_tiff(path: Path) -> np.ndarray:
         if len(series) > 1:
             shapes = ", ".join(f"{s.shape} {s.dtype}" for s in series[:4])
             raise ImageInputError(
-                f"{path}: holds {len(series)} images of different sizes or pixel types ({shapes}"
+                f"{where}: holds {len(series)} images of different sizes or pixel types ({shapes}"
                 f"{', ...' if len(series) > 4 else ''}); phototox reads one image or one stack of equal "
                 "frames -- save each image to its own file"
             )
@@ -79,7 +84,7 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise ValueError("no image data (damaged header or truncated file)")
     if "C" in axes and data.shape[axes.index("C")] > 1:
         raise ImageInputError(
-            f"{path}: has {data.shape[axes.index('C')]} channels (axes {axes}); phototox expects one grey "
+            f"{where}: has {data.shape[axes.index('C')]} channels (axes {axes}); phototox expects one grey "
             "phase-contrast channel -- save that channel on its own"
         )
     if "S" in axes and axes.index("S") != len(axes) - 1:  # planar RGB: samples first, e.g. (3, H, W)
@@ -114,7 +119,47 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         raise ImageInputError(f"{path}: not a readable {kind} image ({_one_line(exc)})") from exc
 
 
-def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarray:
+BODY_KINDS = {"image/png": "PNG", "image/tiff": "TIFF"}
+"""In-memory image formats (HTTP bodies) :func:`read_image_bytes` decodes, by media type."""
+
+
+def declared_pixels(data: bytes, kind: str, source: str) -> int:
+    """Pixels an in-memory PNG or TIFF declares in its header (read before any pixel is decoded)."""
+    if not data.startswith(SIGNATURES[kind]):
+        raise ImageInputError(f"{source}: not a readable image (it does not start like a {kind} file)")
+    try:
+        if kind == "PNG":
+            if data[12:16] != b"IHDR":
+                raise ValueError("no IHDR header")
+            width, height = struct.unpack(">II", data[16:24])
+            return int(width) * int(height)
+        import tifffile
+
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            return sum(int(np.prod(series.shape, dtype=np.int64)) for series in tif.series)
+    except Exception as exc:  # corrupt headers raise many different types
+        raise ImageInputError(f"{source}: not a readable {kind} image ({_one_line(exc)})") from exc
+
+
+def read_image_bytes(data: bytes, kind: str, source: str) -> np.ndarray:
+    """Decode an in-memory PNG or TIFF as stored, as :func:`read_raw` reads a file.
+
+    Check :func:`declared_pixels` against a limit first: decoding allocates what the header declares.
+    """
+    declared_pixels(data, kind, source)  # the signature and a readable header
+    try:
+        if kind == "TIFF":
+            return _read_tiff(io.BytesIO(data), source)
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(data, extension=".png"))
+    except ImageInputError:
+        raise
+    except Exception as exc:
+        raise ImageInputError(f"{source}: not a readable {kind} image ({_one_line(exc)})") from exc
+
+
+def _drop_grey_channels(image: np.ndarray, source: str, colour: str, colour_hint: str) -> np.ndarray:
     """Collapse a trailing RGB(A) axis when the channels are identical (or on request)."""
     channels = image[..., :3]
     identical = np.array_equal(channels[..., 0], channels[..., 1]) and np.array_equal(
@@ -127,7 +172,7 @@ def _drop_grey_channels(image: np.ndarray, source: str, colour: str) -> np.ndarr
         return (channels.astype(np.float64) @ weights).astype(np.float32)
     raise ImageInputError(
         f"{source}: colour image (shape {image.shape}, channels differ); phototox expects a grey "
-        "phase-contrast image -- convert it to greyscale first (or pass colour='luminance')"
+        f"phase-contrast image -- convert it to greyscale first{colour_hint}"
     )
 
 
@@ -156,14 +201,22 @@ def _scale_to_safe_range(image: np.ndarray) -> np.ndarray:
     return image * np.asarray(2.0**-exponent, dtype=image.dtype)
 
 
+COLOUR_HINT = " (or pass --colour luminance)"
+"""How the command line names the way round a colour refusal; other front ends pass their own."""
+
+
 def as_grey_frames(
-    image: np.ndarray, source: str = "image", colour: str = "refuse", min_size: int = WINDOW
+    image: np.ndarray,
+    source: str = "image",
+    colour: str = "refuse",
+    min_size: int = WINDOW,
+    colour_hint: str = COLOUR_HINT,
 ) -> np.ndarray:
     """Validate an array and return float32 frames ``(T, H, W)``.
 
     Accepts ``(H, W)``, ``(T, H, W)``, ``(H, W, 3|4)`` and ``(T, H, W, 3|4)`` of uint8, uint16 or
     float; RGB with identical channels is treated as grey, other colour images are refused unless
-    ``colour='luminance'``. Refuses NaN/inf, other bit depths, and frames smaller than ``min_size``.
+    ``colour='luminance'`` (``colour_hint`` ends the refusal: how this front end asks for that). Refuses NaN/inf, other bit depths, and frames smaller than ``min_size``.
     """
     image = np.asarray(image)
     if image.dtype == np.bool_ or image.dtype.kind not in "uif":
@@ -181,7 +234,7 @@ def as_grey_frames(
     if image.ndim >= 3 and image.shape[-1] in (1, 2) and image.shape[-2] > 4:  # (Y, X, C) with 1 or 2 channels
         image = _single_channel(image, source)
     if image.ndim >= 3 and image.shape[-1] in (3, 4) and image.shape[-2] > 4:
-        image = _drop_grey_channels(image, source, colour)
+        image = _drop_grey_channels(image, source, colour, colour_hint)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:

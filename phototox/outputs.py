@@ -67,7 +67,8 @@ def write_map_outputs(
 ) -> list[Path]:
     """``<stem>_map.tif`` (float32, image size, one page per frame) and ``<stem>_overlay.png``.
 
-    ``provenance`` (:func:`phototox.provenance.provenance`) goes into the TIFF's JSON description.
+    The TIFF is calibrated when the pixel size is known (:func:`map_tiff_tags`); ``provenance``
+    (:func:`phototox.provenance.provenance`) goes into its ImageJ ``Info``.
     With ``mask_background`` the overlay leaves places without cells uncoloured (a texture
     estimate, :func:`phototox.overlay.foreground_mask`) and its title gives the sick fraction
     both of the whole field and of the cell-covered area.
@@ -75,11 +76,11 @@ def write_map_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
     map_path = map_output_paths(out_dir, stem, overlay)[0]
+    trust = results[0].trust
     write_tiff_atomic(
         map_path,
         maps if len(maps) > 1 else maps[0],
-        metadata={"axes": "TYX" if len(maps) > 1 else "YX", **(provenance or {})},
-        description=None,
+        **map_tiff_tags(len(maps) > 1, trust.pixel_size_um, trust.pixel_size_source, provenance),
     )
     written = [map_path]
     if overlay:
@@ -102,9 +103,50 @@ def write_map_outputs(
                 f"{100 * sick_of_cells:.0f}% of the cell-covered area is sick"
             )
         png = map_output_paths(out_dir, stem)[1]
-        plot_map_overlay(frames[index], r.sick_map, png, title, threshold=r.threshold, stride=r.stride, mask=mask)
+        source = r.trust.pixel_size_source or ""
+        plot_map_overlay(
+            frames[index],
+            r.sick_map,
+            png,
+            title,
+            threshold=r.threshold,
+            stride=r.stride,
+            mask=mask,
+            pixel_size_um=r.trust.pixel_size_um,
+            scale_note=" (pixel size assumed)" if source.startswith("assumed") else "",
+        )
         written.append(png)
     return written
+
+
+def map_tiff_tags(
+    stack: bool, pixel_size_um: float | None, pixel_size_source: str | None, provenance: dict | None
+) -> dict:
+    """tifffile keywords for a calibrated ImageJ map TIFF (Fiji, Bio-Formats and OME tools read it).
+
+    With a known pixel size: ``XResolution``/``YResolution`` in pixels per centimetre with
+    ``ResolutionUnit`` centimetre (the TIFF standard) and ``unit=um`` in the ImageJ description, which
+    ImageJ converts to µm. Provenance (phototox version, model, checksum, the pixel size and where it
+    came from: user, file or assumed) goes into the ImageJ ``Info`` and image properties.
+    """
+    known = pixel_size_um is not None and pixel_size_um > 0
+    info = {
+        **(provenance or {}),
+        "content": "P(sick) map, float32 0-1",
+        "pixel_size_um": f"{pixel_size_um:g}" if known else "unknown",
+        "pixel_size_source": pixel_size_source or "unknown",
+    }
+    metadata: dict = {"axes": "TYX" if stack else "YX", "Info": json.dumps(info, indent=1)}
+    metadata["Properties"] = {(k if k.startswith("phototox") else f"phototox_{k}"): str(v) for k, v in info.items()}
+    if not known:
+        return {"imagej": True, "metadata": metadata}
+    per_cm = 1e4 / float(pixel_size_um)  # type: ignore[arg-type]
+    return {
+        "imagej": True,
+        "metadata": {**metadata, "unit": "um"},
+        "resolution": (per_cm, per_cm),
+        "resolutionunit": "CENTIMETER",
+    }
 
 
 def trust_caption(result: FrameResult) -> str:
@@ -142,7 +184,7 @@ def write_summary(path: Path, rows: list[dict]) -> None:
 
 def format_rows(rows: list[dict]) -> str:
     """A fixed-width table of summary rows for the terminal."""
-    header = f"{'image':40s} {'frame':>5s} {'P(sick)':>8s} {'area>=t':>8s} {'class':>8s} {'conf':>6s}"
+    header = f"{'image':40s} {'frame':>5s} {'P(sick)':>8s} {'sick area':>9s} {'class':>8s} {'conf':>6s}"
     lines = [header, "-" * len(header)]
     for r in rows:
         name = Path(r["path"]).name
@@ -153,7 +195,13 @@ def format_rows(rows: list[dict]) -> str:
         if str(r.get("pixel_size_source") or "").startswith("assumed"):
             notes.append("pixel size assumed")
         lines.append(
-            f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:8.3f} "
+            f"{name:40s} {r['frame']:5d} {r['mean_sick_probability']:8.3f} {r['sick_area_fraction']:9.3f} "
             f"{r['label']:>8s} {r['confidence']:6.3f}" + (f"  [{', '.join(notes)}]" if notes else "")
         )
+    thresholds = sorted({f"{r['threshold']:g}" for r in rows if r.get("threshold") is not None})
+    lines.append(
+        "P(sick): mean over the field; sick area: fraction of the field with P(sick) >= "
+        + (" or ".join(thresholds) or "the threshold")
+        + "; conf: mean probability of the class given"
+    )
     return "\n".join(lines)

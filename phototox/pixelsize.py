@@ -91,13 +91,17 @@ def resolve_pixel_size(
     return PixelSize(model_um, "assumed", "the model's; give --pixel-size if it differs")
 
 
-def assumed_warning(model_um: float | None) -> str:
-    """The once-per-run line printed when an image's pixel size had to be assumed."""
+PIXEL_SIZE_HINT = "pass --pixel-size"
+"""How the command line asks for the pixel size; other front ends name their own setting."""
+
+
+def assumed_warning(model_um: float | None, hint: str = PIXEL_SIZE_HINT) -> str:
+    """The once-per-run line printed when an image's pixel size had to be assumed (``hint``: how to give it)."""
     if model_um is None:
         return "phototox: warning: the model records no pixel size; images are analysed at their own scale"
     return (
         f"phototox: warning: no pixel size given or found in the file; ASSUMED the model's "
-        f"{model_um:g} um/px (results are wrong if the image's differs: pass --pixel-size)"
+        f"{model_um:g} um/px (results are wrong if the image's differs: {hint})"
     )
 
 

@@ -11,6 +11,9 @@ import numpy as np
 
 from .images import atomic_path
 
+OVERLAY_DPI = 110
+"""Dots per inch of saved figures: an overlay's image area has one PNG pixel per drawn pixel."""
+
 
 def _figure(*args, **kwargs):
     import matplotlib
@@ -23,7 +26,7 @@ def _figure(*args, **kwargs):
 
 def _save(plt, fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=OVERLAY_DPI, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -61,6 +64,46 @@ def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
     return array[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float64)
 
 
+MIN_OVERLAY_WIDTH = 320
+"""Narrower images are drawn enlarged by a whole factor to at least this many PNG pixels (and say so)."""
+
+
+def scale_bar_um(field_width_um: float) -> float:
+    """A round scale-bar length (1, 2 or 5 x 10^k µm) between 10% and 25% of the field width."""
+    best = 0.0
+    for exponent in range(-3, 7):
+        for mantissa in (1.0, 2.0, 5.0):
+            length = mantissa * 10.0**exponent
+            if 0.10 <= length / field_width_um <= 0.25 and abs(length / field_width_um - 0.15) < abs(
+                best / field_width_um - 0.15
+            ):
+                best = length
+    return best
+
+
+def _add_scale_bar(ax, shown_width: int, um_per_shown_px: float, note: str) -> None:
+    """A white bar with its length in µm at the lower right of ``ax`` (data units: shown pixels)."""
+    from matplotlib.font_manager import FontProperties
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    length = scale_bar_um(shown_width * um_per_shown_px)
+    if length <= 0:
+        return
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length / um_per_shown_px,
+        f"{length:g} µm{note}",
+        "lower right",
+        pad=0.4,
+        color="white",
+        frameon=True,
+        size_vertical=max(2.0, 0.006 * shown_width),
+        fontproperties=FontProperties(size=9),
+    )
+    bar.patch.set(facecolor="black", alpha=0.55, edgecolor="none")
+    ax.add_artist(bar)
+
+
 def plot_map_overlay(
     frame: np.ndarray,
     sick_map: np.ndarray,
@@ -68,17 +111,20 @@ def plot_map_overlay(
     title: str = "",
     threshold: float | None = None,
     label: str = "P(sick)",
-    width: float = 8.0,
     stride: int | None = None,
     mask: np.ndarray | None = None,
     contour_label: str | None = None,
+    pixel_size_um: float | None = None,
+    scale_note: str = "",
 ) -> None:
     """The image, dimmed, with the map drawn over it (see :mod:`phototox.overlay`) and a colour bar.
 
     ``stride`` smooths the drawn map over half a window step (no window rectangles); ``mask``
     leaves places without cells uncoloured; the ``threshold`` contour is named in a legend.
-    Memory and file size are bounded for any image: at most ``MAX_OVERLAY_SIDE`` pixels are drawn
-    along the longer side, and very long or wide images are stretched to ``MAX_OVERLAY_ASPECT``.
+    The image is drawn at its own size (one PNG pixel per image pixel); images longer than
+    ``MAX_OVERLAY_SIDE`` are block-averaged, narrower than ``MIN_OVERLAY_WIDTH`` enlarged, very
+    long or wide ones stretched to ``MAX_OVERLAY_ASPECT`` -- and the title then states the scale.
+    With ``pixel_size_um`` a scale bar is drawn (``scale_note`` follows its length, e.g. " (assumed)").
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
@@ -95,13 +141,23 @@ def plot_map_overlay(
     aspect = height / width_px
     shown_aspect = min(max(aspect, 1 / MAX_OVERLAY_ASPECT), MAX_OVERLAY_ASPECT)
     stretched = shown_aspect != aspect
+    shown_width = shown_map.shape[1]
+    drawn_width = shown_width * max(1, -(-MIN_OVERLAY_WIDTH // shown_width))
+    notes = []
     if stretched:
-        note = f"(drawn stretched: the image is {width_px} x {height} px)"
-        title = f"{title}\n{note}" if title else note
-    plt, fig = _figure(figsize=(width, width * shown_aspect + 0.9))
-    ax = fig.add_subplot(1, 1, 1)
+        notes.append(f"(drawn stretched: the image is {width_px} x {height} px)")
+    if abs(drawn_width / width_px - 1.0) > 0.005:
+        notes.append(f"(overlay at {100 * drawn_width / width_px:.0f}% of the image size)")
+    title = "\n".join([title, *notes]) if title else "\n".join(notes)
+    image_in = (drawn_width / OVERLAY_DPI, drawn_width * shown_aspect / OVERLAY_DPI)
+    plt, fig = _figure(figsize=(image_in[0] + 1.0, image_in[1] + 0.2), dpi=OVERLAY_DPI)
+    fig_w, fig_h = fig.get_size_inches()
+    ax = fig.add_axes((0.0, 0.1 / fig_h, image_in[0] / fig_w, image_in[1] / fig_h))
+    cax = fig.add_axes(((image_in[0] + 0.15) / fig_w, 0.1 / fig_h, 0.18 / fig_w, image_in[1] / fig_h))
     aspect_mode = "auto" if stretched else "equal"
     ax.imshow(blend(dimmed_grey(grey), shown_map, mask), interpolation="bilinear", aspect=aspect_mode)
+    if pixel_size_um is not None and pixel_size_um > 0:
+        _add_scale_bar(ax, shown_width, pixel_size_um * factor, scale_note)
     handles = []
     if threshold is not None and np.nanmin(shown_map) < threshold <= np.nanmax(shown_map):
         ax.contour(shown_map, levels=[threshold], colors="#00d5ff", linewidths=1.0)
@@ -139,7 +195,7 @@ def plot_map_overlay(
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    fig.colorbar(ScalarMappable(Normalize(0, 1), bar_map), ax=ax, fraction=0.035, pad=0.02, label=label)
+    fig.colorbar(ScalarMappable(Normalize(0, 1), bar_map), cax=cax, label=label)
     _save(plt, fig, path)
 
 

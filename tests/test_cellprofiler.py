@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import subprocess
 import sys
@@ -213,6 +214,17 @@ def test_colour_image_gives_a_clear_module_error(cp, tmp_path, tiny_model_path):
     assert errors, "the module should report an error for a colour image"
     assert "colour image" in str(errors[0].error)
     assert "MeasurePhototoxicity" in str(errors[0].error)
+
+
+def test_assumed_pixel_size_warning_names_the_modules_setting(cp, tmp_path, caplog):
+    """A real pipeline run without a pixel size (shipped model): the warning names the module's setting."""
+    images = _images(tmp_path / "in", doses=(0.5,))
+    with caplog.at_level(logging.WARNING):
+        _, errors, _ = _run(PIPELINE, images, tmp_path / "out")
+    assert not errors
+    warnings = [r.getMessage() for r in caplog.records if "ASSUMED" in r.getMessage()]
+    assert warnings, caplog.text
+    assert "set MeasurePhototoxicity's 'Pixel size' setting" in warnings[0] and "--pixel-size" not in warnings[0]
 
 
 def _cellprofiler_cli(pipeline: Path, images: Path, out: Path) -> subprocess.CompletedProcess:

@@ -3,7 +3,9 @@ own, scripts in other languages) can use the same model.
 
 ``GET /v1/status`` answers JSON. ``POST /v1/analyse?width=W&height=H[&pixel_size=UM&stride=&mode=&threshold=
 &model=&device=&normalisation=]`` takes the frame as W*H little-endian float32 values
-(``Content-Type: application/octet-stream``) and answers the W*H float32 sickness map, with the numbers in the ``X-Phototox-Result`` header
+(``Content-Type: application/octet-stream``), or as a PNG or TIFF file (``image/png``, ``image/tiff``;
+no width and height: the file's header gives them, checked against ``--max-pixels`` before decoding),
+and answers the W*H float32 sickness map (``X-Phototox-Width``/``-Height``), with the numbers in the ``X-Phototox-Result`` header
 (``key=value;...``, including the pixel size used and where it came from, ``out_of_domain`` and the
 quality flags; without ``pixel_size`` the model's is assumed and the header says so). Errors are
 plain-text 4xx/5xx answers meant for the user.
@@ -32,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import PhototoxError
+from ..images import BODY_KINDS
 from .httpserve import (
     BoundedHTTPServer,
     GuardedHandler,
@@ -48,6 +51,10 @@ DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_MODELS = 4
 DRAIN_LIMIT = 16 << 20  # refused bodies up to 16 MiB are read and discarded (clean answer); larger: closed unread
 BODY_TYPES = ("", "application/octet-stream")
+"""Raw float32 bodies (``width`` and ``height`` in the query)."""
+IMAGE_HEADER_SLACK = 1 << 20
+"""Bytes an image body may exceed ``4 * --max-pixels`` by (headers, tags, uncompressed PNG rows)."""
+BUSY_PIXELS = "phototox server: busy (too many pixels being analysed); try again shortly"
 
 if TYPE_CHECKING:  # the parser (phototox --help) must not import torch
     from ..remote import PredictorPool
@@ -169,31 +176,13 @@ class _Handler(GuardedHandler):
         if url.path != "/v1/analyse":
             return self._refuse(404, "phototox server: unknown path (POST /v1/analyse)")
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type not in BODY_TYPES:
+        if content_type not in BODY_TYPES and content_type not in BODY_KINDS:
             return self._refuse(
                 415,
-                f"phototox server: Content-Type {content_type!r} refused; send the pixels as application/octet-stream",
+                f"phototox server: Content-Type {content_type!r} refused; send image/png, image/tiff, "
+                "or the pixels as application/octet-stream (float32, with width and height)",
             )
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-        try:
-            width, height = int(params.get("width", "0")), int(params.get("height", "0"))
-        except ValueError:
-            return self._refuse(400, "phototox server: width and height must be whole numbers")
-        if width < 1 or height < 1:
-            return self._refuse(400, f"phototox server: width and height must be at least 1, got {width}x{height}")
-        length, pixels = self.content_length, width * height
-        if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
-            return self._refuse(
-                413,
-                f"phototox server: image of {width}x{height} px is larger than "
-                f"the server's limit of {self.server.max_pixels} pixels (--max-pixels)",
-            )
-        if length != 4 * pixels:
-            return self._refuse(
-                400,
-                f"phototox server: body has {length} bytes, expected "
-                f"{4 * pixels} (float32 pixels of a {width}x{height} image)",
-            )
         model = self.server.resolve_model(params.get("model"))
         if model is None:
             return self._refuse(
@@ -201,26 +190,89 @@ class _Handler(GuardedHandler):
                 f"phototox server: model {params['model']!r} is not one this server was "
                 "started with (--model / --allow-model)",
             )
-        if not self.server.budget.take(pixels):
-            return self._refuse(
-                503, "phototox server: busy (too many pixels being analysed); try again shortly", {"Retry-After": "2"}
-            )
+        params["model"] = model
+        if content_type in BODY_KINDS:
+            return self._post_image(BODY_KINDS[content_type], params)
         try:
-            self._analyse(width, height, {**params, "model": model})
+            width, height = int(params.get("width", "0")), int(params.get("height", "0"))
+        except ValueError:
+            return self._refuse(400, "phototox server: width and height must be whole numbers")
+        if width < 1 or height < 1:
+            return self._refuse(
+                400,
+                f"phototox server: width and height must be at least 1, got {width}x{height} "
+                "(needed for raw float32 bodies; PNG and TIFF bodies carry their own size)",
+            )
+        length, pixels = self.content_length, width * height
+        if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
+            return self._refuse(413, self._too_large(f"{width}x{height} px"))
+        if length != 4 * pixels:
+            return self._refuse(
+                400,
+                f"phototox server: body has {length} bytes, expected "
+                f"{4 * pixels} (float32 pixels of a {width}x{height} image)",
+            )
+        if not self.server.budget.take(pixels):
+            return self._refuse(503, BUSY_PIXELS, {"Retry-After": "2"})
+        try:
+            data = self.read_body(4 * pixels)
+            if data is not None:
+                self._analyse(np.frombuffer(data, dtype="<f4"), width, height, params)
         finally:
             self.server.budget.give(pixels)
 
-    def _analyse(self, width: int, height: int, params: dict) -> None:
-        data = self.read_body(4 * width * height)
-        if data is None:
-            return
+    def _too_large(self, what: str) -> str:
+        return (
+            f"phototox server: image of {what} is larger than the server's limit of "
+            f"{self.server.max_pixels} pixels (--max-pixels)"
+        )
+
+    def _post_image(self, kind: str, params: dict) -> None:
+        """A PNG or TIFF body: size-checked before reading, its header's pixel count before decoding."""
+        from ..images import as_grey_frames, declared_pixels, read_image_bytes
+
+        length = self.content_length
+        if length < 1:
+            return self._refuse(400, f"phototox server: empty body; send the {kind} file's bytes")
+        if length > 4 * self.server.max_pixels + IMAGE_HEADER_SLACK:
+            return self._refuse(413, self._too_large(f"{length} bytes"))
+        held = min(-(-length // 4), self.server.max_pixels)  # the body, counted as float32 pixels
+        if not self.server.budget.take(held):
+            return self._refuse(503, BUSY_PIXELS, {"Retry-After": "2"})
+        try:
+            data = self.read_body(length)
+            if data is None:
+                return
+            source = f"{kind} image sent to phototox serve"
+            try:
+                pixels = declared_pixels(data, kind, source)
+                if pixels > self.server.max_pixels:
+                    return self.send_text(413, self._too_large(f"{pixels} declared pixels"))
+                extra = max(0, pixels - held)  # held in all: the larger of body and image, <= --max-pixels
+                if not self.server.budget.take(extra):
+                    return self.send_text(503, BUSY_PIXELS, headers={"Retry-After": "2"})
+                try:
+                    image = read_image_bytes(data, kind, source)
+                    frames = as_grey_frames(image, source, min_size=1, colour_hint="")
+                finally:
+                    self.server.budget.give(extra)
+            except PhototoxError as exc:
+                return self.send_text(400, str(exc).replace("\n", " "))
+            if len(frames) != 1:
+                return self.send_text(400, f"phototox server: {source} holds {len(frames)} frames; send one frame")
+            height, width = frames.shape[1:]
+            self._analyse(frames[0].ravel(), width, height, params)
+        finally:
+            self.server.budget.give(held)
+
+    def _analyse(self, pixels: np.ndarray, width: int, height: int, params: dict) -> None:
         from ..remote import analyse_pixels
 
         try:
             with self.server.analysis_lock:
                 line, sick_map = analyse_pixels(
                     self.server.pool,
-                    np.frombuffer(data, dtype="<f4"),
+                    pixels,
                     width,
                     height,
                     params,
@@ -231,7 +283,8 @@ class _Handler(GuardedHandler):
         except Exception as exc:  # keep serving; report the fault to the client
             LOGGER.exception("analysis failed")
             return self.send_text(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
-        self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", {"X-Phototox-Result": line})
+        headers = {"X-Phototox-Result": line, "X-Phototox-Width": str(width), "X-Phototox-Height": str(height)}
+        self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", headers)
 
     def _refuse(self, status: int, message: str, headers: dict | None = None) -> None:
         """Answer an error without using the body: small bodies are discarded (within the read

@@ -405,7 +405,10 @@ whenever your objective or camera differs.""",
         """The predictor with the model's pixel size and domain check (phototox.assess); warnings go to the log."""
         predictor = self.get_predictor()
         if self._assessor is None or self._assessor.predictor is not predictor:
-            self._assessor = _phototox().assess.Assessor(predictor, warn=LOGGER.warning)
+            setting = self.pixel_size.text.split(" (")[0]
+            self._assessor = _phototox().assess.Assessor(
+                predictor, warn=LOGGER.warning, pixel_size_hint=f"set MeasurePhototoxicity's '{setting}' setting"
+            )
         return self._assessor
 
     def validate_module(self, pipeline):

@@ -21,7 +21,12 @@ def register(sub) -> None:
         "--model", default="default", help="model for the bridge: shipped default, a .pt file, a package or a zoo id"
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--headless", action="store_true", help="no display (macros that open windows fail)")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no display at all (macros that open images fail); without it and without DISPLAY, a macro "
+        "runs on a virtual display (Xvfb) that phototox starts and stops",
+    )
     p.add_argument("--build-jar", metavar="OUT", help="only build Phototox_.jar to OUT and exit")
     p.add_argument("--install-plugin", metavar="FIJI_APP", help="only copy Phototox_.jar into FIJI_APP/plugins")
     p.set_defaults(func=run)
@@ -45,9 +50,14 @@ def run(args) -> int:
         require_extra("fiji", "phototox fiji")
         from .bridge import start
 
+        _need_a_display(args)
         session = start(args.model, args.device, args.fiji, args.ij_jar, args.headless)
     except FijiSetupError as exc:
+        _stop_display()
         raise PhototoxError(str(exc)) from exc
+    except BaseException:
+        _stop_display()
+        raise
     if args.macro:
         macro = Path(args.macro)
         if not macro.is_file():
@@ -66,6 +76,28 @@ def run(args) -> int:
         time.sleep(0.5)
     _exit_now(0)
     return 0
+
+
+_DISPLAY: list = []  # the virtual display this command started, stopped by _exit_now
+
+
+def _need_a_display(args) -> None:
+    """Without an X display: start Xvfb for a macro, refuse the window in one line (unless --headless)."""
+    from .display import needs_display, start_virtual_display
+    from .jar import FijiSetupError
+
+    if args.headless or not needs_display():
+        return
+    if not args.macro:
+        raise FijiSetupError(
+            "no display (DISPLAY is unset) for the ImageJ window; give --macro to run a macro on a virtual display"
+        )
+    _DISPLAY.append(start_virtual_display())
+
+
+def _stop_display() -> None:
+    while _DISPLAY:
+        _DISPLAY.pop().stop()
 
 
 def _start_gui(session):
@@ -90,4 +122,5 @@ def _exit_now(code: int) -> None:
 
     sys.stdout.flush()
     sys.stderr.flush()
+    _stop_display()
     os._exit(code)
