@@ -124,7 +124,7 @@ def test_predict_and_map_outputs_record_provenance(tiny_model_path, synth_datase
         == 0
     )
     with tifffile.TiffFile(tmp_path / "maps" / f"{image.stem}_map.tif") as tif:
-        described = json.loads(tif.pages[0].description)
+        described = json.loads(tif.imagej_metadata["Info"])  # provenance in ImageJ's Info (Image > Show Info)
     assert described["model_sha256"] == checksum and described["model_name"].endswith("model.pt")
 
 
