@@ -73,14 +73,16 @@ def old_rule(value: float, controls: np.ndarray, seed: int = 0, n_boot: int = 20
     return "sicker" if low > 0 else "healthier" if high < 0 else NO_DIFFERENCE
 
 
-def fields_of(rng, dishes: int, fields: int, frames: int, dish_sd: float = DISH) -> tuple[np.ndarray, list, list]:
+def fields_of(
+    rng, dishes: int, fields: int, frames: int, dish_sd: float = DISH, field_sd: float = FIELD, frame_sd: float = FRAME
+) -> tuple[np.ndarray, list, list]:
     """Per-frame values of dishes x fields x frames with no treatment effect, and their labels."""
     values, reps, flds = [], [], []
     for r in range(dishes):
         d = rng.normal(0, dish_sd)
         for f in range(fields):
-            e = rng.normal(0, FIELD)
-            values += list(MEAN + d + e + rng.normal(0, FRAME, frames))
+            e = rng.normal(0, field_sd)
+            values += list(MEAN + d + e + rng.normal(0, frame_sd, frames))
             reps += [r] * frames
             flds += [f] * frames
     return np.array(values), reps, flds

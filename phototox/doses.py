@@ -153,7 +153,7 @@ def score_samples(
     from .assess import Assessor
 
     settings = settings or MapSettings(stride=stride, mode=mode)
-    quiet = assessor is None
+    with_trust = assessor is not None  # rows carry pixel size and domain only when the caller asked for them
     if assessor is None:  # the front door without trust checks
         assessor = Assessor(predictor, warn=lambda _line: None, domain_check=False)
     rows = []
@@ -166,15 +166,11 @@ def score_samples(
         row_um = manifest_pixel_size(sample.extra, str(sample.path))
         size = assessor.pixel_size(pixel_size_um if pixel_size_um is not None else row_um, sample.path)
         results = assessor.analyse(frames, settings, size, str(sample.path))
-        trust = (
-            {}
-            if quiet
-            else {
-                "pixel_size_um": size.um,
-                "pixel_size_source": size.source,
-                "out_of_domain": any(bool(r.trust.out_of_domain) for r in results),
-            }
-        )
+        trust = {
+            "pixel_size_um": size.um,
+            "pixel_size_source": size.source,
+            "out_of_domain": any(bool(r.trust.out_of_domain) for r in results),
+        }
         rows.append(
             {
                 "path": str(sample.path),
@@ -183,7 +179,7 @@ def score_samples(
                 "replicate": sample.replicate,  # "" when the manifest names none
                 "field": sample.group,  # the manifest's group/field/position, else the file
                 "mean_sick_probability": float(np.mean([r.mean_sick_probability for r in results])),
-                **trust,
+                **(trust if with_trust else {}),
             }
         )
     return rows

@@ -29,7 +29,7 @@ from .normalise import (
     normalise_lone_window,
     normalise_windows,
 )
-from .schema import Trust
+from .schema import Trust, summary_of
 from .settings import DEFAULT_SETTINGS, MapSettings
 from .shapes import plane_shape
 from .windows import upsample_map, window_origins
@@ -53,18 +53,7 @@ class FrameResult:
 
     def summary(self) -> dict:
         """The scalar results under their :mod:`phototox.schema` column names."""
-        return {
-            "mean_sick_probability": self.mean_sick_probability,
-            "sick_area_fraction": self.sick_area_fraction,
-            "label": self.label,
-            "confidence": self.confidence,
-            "threshold": self.threshold,
-            "stride": self.stride,
-            "mode": self.mode,
-            "windows": int(self.grid.size),
-            "engine": self.engine,
-            **self.trust.as_dict(),
-        }
+        return summary_of(self, self.grid.size)
 
 
 @dataclass

@@ -136,6 +136,16 @@ def columns(
     )
 
 
+def summary_of(result, windows: int) -> dict:
+    """The scalar results of a map result (a frame's or a chunked map's) under their column names.
+
+    ``result`` has an attribute for each ``map`` column it computes and a :class:`Trust`; the
+    model's name is added by the caller that knows it.
+    """
+    answer = {name: getattr(result, name) for name in columns("map") if name not in ("windows", "model")}
+    return {**answer, "windows": int(windows), **result.trust.as_dict()}
+
+
 def column(name: str) -> Column:
     """The column called ``name`` (KeyError if there is none)."""
     for c in COLUMNS:

@@ -199,3 +199,21 @@ def served_within(port: int, head: str, deadline: float, source: str | None = No
             return time.monotonic() - started
         time.sleep(0.1)
     return None
+
+
+class Servers:
+    """Servers started in background threads by a fixture, all shut down by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.started: list = []
+
+    def run(self, server):
+        """Serve ``server`` in a daemon thread; returns it."""
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.started.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self.started:
+            server.shutdown()
+            server.server_close()

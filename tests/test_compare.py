@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -18,21 +21,11 @@ from phototox.compare import (
 )
 from phototox.errors import PhototoxError
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_null import fields_of as experiment
+
 SEEDS = 200
 MAX_RATE = 0.08  # nominal 5%; over 200 seeds a correct rule stays below 8% (binomial 95th pct ~ 7.5%)
-
-
-def experiment(rng, replicates, fields, frames, mean=0.2, dish=0.03, field=0.02, frame=0.005):
-    """Values, replicate and field labels of one arm: dish, field and frame variation, no treatment effect."""
-    values, reps, flds = [], [], []
-    for r in range(replicates):
-        d = rng.normal(0, dish)
-        for f in range(fields):
-            e = rng.normal(0, field)
-            values += list(mean + d + e + rng.normal(0, frame, frames))
-            reps += [r] * frames
-            flds += [f] * frames
-    return np.array(values), reps, flds
 
 
 def false_rate(replicates, fields, frames, labels=("replicate", "field"), dish=0.03, seeds=SEEDS):
@@ -41,7 +34,7 @@ def false_rate(replicates, fields, frames, labels=("replicate", "field"), dish=0
     for seed in range(seeds):
         arms = []
         for name in ("test", "control"):
-            v, r, f = experiment(rng, replicates, fields, frames, dish=dish)
+            v, r, f = experiment(rng, replicates, fields, frames, dish_sd=dish)
             given = {"replicate": r, "field": f}
             arms.append(Arm.of(v, name=name, **{k: given[k] for k in labels}))
         claims += compare(*arms, n_boot=500, seed=seed).verdict != NO_DIFFERENCE
@@ -111,8 +104,8 @@ def test_non_inferiority_size_and_power():
     rng = np.random.default_rng(3)
     margin, at_margin, at_zero = 0.2, 0, 0
     for seed in range(SEEDS):
-        c, rc, fc = experiment(rng, 3, 3, 2, dish=0.005, field=0.01)
-        t, rt, ft = experiment(rng, 3, 3, 2, dish=0.005, field=0.01)
+        c, rc, fc = experiment(rng, 3, 3, 2, dish_sd=0.005, field_sd=0.01)
+        t, rt, ft = experiment(rng, 3, 3, 2, dish_sd=0.005, field_sd=0.01)
         control = Arm.of(c, replicate=rc, field=fc)
         shifted = non_inferiority(Arm.of(t + margin * 0.2, replicate=rt, field=ft), control, margin, seed=seed)
         at_margin += shifted.verdict == HARMLESS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import tifffile
-from hostile_http import connect, read_answer, request, slowloris, threads_named
+from hostile_http import Servers, connect, read_answer, request, slowloris, threads_named
 
 from phototox.apps.annotate.db import AnnotationDB
 from phototox.apps.annotate.items import make_items
@@ -38,20 +38,16 @@ def images(tmp_path) -> Path:
 
 @pytest.fixture()
 def app(tmp_path, images):
-    started = []
+    running = Servers()
 
     def start(limits: Limits | None = None):
-        db = AnnotationDB(tmp_path / f"votes{len(started)}.sqlite")
+        db = AnnotationDB(tmp_path / f"votes{len(running.started)}.sqlite")
         db.add_items(make_items([str(images)], crop=256, frames=10))
         server = make_server(db, port=0, limits=limits or Limits(workers=4, queue=8, read_timeout=1.5))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
-        return server
+        return running.run(server)
 
     yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    running.close()
 
 
 def _post(port: int, path: str, form: dict, extra: str = "", host: str = "") -> tuple[str, bytes]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile_http import (
+    Servers,
     connect,
     one_line,
     read_answer,
@@ -35,7 +36,7 @@ SLACK = 3.0  # seconds allowed beyond a stated bound on a busy machine
 
 @pytest.fixture()
 def serve(tiny_model_path):
-    started = []
+    running = Servers()
 
     def start(**kwargs):
         kwargs.setdefault("limits", Limits(read_timeout=1.5))
@@ -48,14 +49,10 @@ def serve(tiny_model_path):
             kwargs.pop("max_pixels", 4_000_000),
             **kwargs,
         )
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
-        return server
+        return running.run(server)
 
     yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    running.close()
 
 
 def _analyse_head(port: int, width: int, height: int, extra: str = "", query: str = "") -> str:

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from hostile_http import connect, one_line, request, served_within, trickle_headers
+from hostile_http import Servers, connect, one_line, request, served_within, trickle_headers
 from hostile_support import SYNTH_MODEL
 
 from phototox.apps.annotate.db import AnnotationDB
@@ -27,21 +27,19 @@ OTHER_CLIENT = "127.0.0.2"
 @pytest.fixture()
 def servers(tmp_path):
     """Start ``serve`` or the annotation app on 127.0.0.1:0 with given limits; shut down after."""
-    started = []
+    running = Servers()
 
     def start(kind: str, limits: Limits):
         if kind == "serve":
             server, _ = make_server("127.0.0.1", 0, SYNTH_MODEL, "cpu", None, 1_000_000, limits=limits)
         else:
-            server = make_annotation_server(AnnotationDB(tmp_path / f"v{len(started)}.sqlite"), port=0, limits=limits)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
-        return server
+            server = make_annotation_server(
+                AnnotationDB(tmp_path / f"v{len(running.started)}.sqlite"), port=0, limits=limits
+            )
+        return running.run(server)
 
     yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    running.close()
 
 
 def status_head(port: int, target: str = "/v1/status") -> str:

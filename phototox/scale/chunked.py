@@ -21,7 +21,7 @@ from ..errors import ImageInputError
 from ..inference import Predictor
 from ..models.architectures import CLASSES
 from ..pixelsize import check_resampling
-from ..schema import Trust
+from ..schema import Trust, summary_of
 from ..settings import DEFAULT_SETTINGS, MapSettings
 from ..shapes import plane_shape
 from ..windows import halo, spans, upsample_block, windows_per_chunk
@@ -53,18 +53,7 @@ class ChunkedResult:
 
     def summary(self) -> dict:
         """Scalar results, with the same keys as :meth:`FrameResult.summary`."""
-        return {
-            "mean_sick_probability": self.mean_sick_probability,
-            "sick_area_fraction": self.sick_area_fraction,
-            "label": self.label,
-            "confidence": self.confidence,
-            "threshold": self.threshold,
-            "stride": self.stride,
-            "mode": self.mode,
-            "engine": self.engine,
-            **self.trust.as_dict(),
-            "windows": int(self.grid_shape[0] * self.grid_shape[1]),
-        }
+        return summary_of(self, self.grid_shape[0] * self.grid_shape[1])
 
 
 def _as_float(block) -> np.ndarray:

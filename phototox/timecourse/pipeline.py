@@ -93,6 +93,11 @@ class TimecourseSettings:
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
 
+    @property
+    def map_settings(self) -> MapSettings:
+        """The P(sick) map's settings (dense mode), validated when made."""
+        return MapSettings(stride=self.stride, mode="dense", threshold=self.threshold)
+
 
 @dataclass
 class FieldSeries:
@@ -250,8 +255,9 @@ def measure_field(
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     if assessor is not None:  # each frame is analysed at the model's pixel size
-        map_settings = MapSettings(stride=settings.stride, mode="dense", threshold=settings.threshold)
-        results = assessor.analyse(f.frames, map_settings, PixelSize(pixel_um, "timecourse"), f.name, progress=progress)
+        results = assessor.analyse(
+            f.frames, settings.map_settings, PixelSize(pixel_um, "timecourse"), f.name, progress=progress
+        )
         for t, result in enumerate(results):
             if out_of_domain is not None:
                 out_of_domain[t] = bool(result.trust.out_of_domain)
@@ -353,7 +359,7 @@ def run_timecourse(
         from ..inference import Predictor
 
         # frames outside the model's domain are counted, not announced one by one
-        MapSettings(stride=settings.stride, mode="dense", threshold=settings.threshold)  # refuse bad ones first
+        settings.map_settings  # noqa: B018 -- bad map settings are refused before the model loads
         assessor = Assessor(Predictor.from_spec(settings.model, settings.device), warn=lambda _line: None)
         model_name = assessor.predictor.model.label
         small = [f.name for f in fields if min(f.frames.shape[1:]) < assessor.predictor.window]
