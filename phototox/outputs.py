@@ -90,6 +90,7 @@ def write_map_outputs(
             f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
             f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}"
             + trust_caption(r)
+            + (f"\nmodel {provenance['model_name']}" if provenance and provenance.get("model_name") else "")
         )
         mask = None
         if mask_background:
