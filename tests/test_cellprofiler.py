@@ -251,6 +251,15 @@ def test_cellprofiler_cli_runs_the_example_pipeline(tmp_path):
     for path in images:
         sick_map = tifffile.imread(tmp_path / "out" / f"{path.stem}_sickmap.tiff")
         assert sick_map.shape == tifffile.imread(path).shape
+    # CellProfiler's own table reaches the comparison engine: one field per arm can only be untestable
+    from phototox.compare import cannot_test
+    from phototox.compare_table import TableSpec, compare_table
+    from phototox.dose_tests import OUT_OF_DOMAIN
+
+    spec = TableSpec("Phototoxicity_MeanSickProbability_Phase", "FileName_Phase", images[0].name)
+    result = compare_table(tmp_path / "out" / "Image.csv", spec)
+    assert [r.condition for r in result.conditions] == [images[1].name]
+    assert result.conditions[0].verdict in (cannot_test("field"), OUT_OF_DOMAIN)
 
 
 @pytest.mark.slow

@@ -124,3 +124,75 @@ def test_plate_command_end_to_end(plate_layout, tmp_path):
     assert well_means[("B03", "1")] > well_means[("B02", "0")] + 0.2  # dosed wells look sicker
     assert sorted(p.name for p in out.glob("*.png")) == ["plate_P1_t0_heatmap.png", "plate_P1_t1_heatmap.png"]
     assert not list(out.glob(".*"))  # no ledger or temporary files left
+
+
+def _joined(wells_by_condition: dict[str, list[float]], plates: int = 1) -> tuple[list[dict], list]:
+    """per_image-style rows and placements: each value one well (two fields with the same value)."""
+    from phototox.scale.plates import Placement
+
+    joined, placements = [], []
+    n = 0
+    for condition, values in wells_by_condition.items():
+        for i, value in enumerate(values):
+            plate = f"P{i % plates}"
+            well = f"{'ABCDEFGH'[n // 12]}{n % 12 + 1:02d}"
+            n += 1
+            for field in ("1", "2"):
+                path = f"{well}_{plate}_{field}.tif"
+                placements.append(Placement(path, plate, well, 0, 0, field, "", 0, condition))
+                joined.append(
+                    {
+                        "path": path,
+                        "plate": plate,
+                        "well": well,
+                        "field": field,
+                        "time": "",
+                        "mean_sick_probability": value,
+                    }
+                )
+    return joined, placements
+
+
+def test_conditions_compare_wells_as_units_and_plates_as_replicates():
+    from phototox.compare import NO_DIFFERENCE, SICKER
+    from phototox.scale.plates import compare_conditions
+
+    rng = np.random.default_rng(4)
+    base = list(0.2 + rng.normal(0, 0.02, 6))
+    joined, placements = _joined({"0": base, "1": list(0.2 + rng.normal(0, 0.02, 6)), "2": [b + 0.3 for b in base]})
+    rows = {r["condition"]: r for r in compare_conditions(joined, placements, None)}
+    assert rows["2"]["two_sided_verdict"] == SICKER and rows["1"]["two_sided_verdict"] == NO_DIFFERENCE
+    assert {r["level"] for r in rows.values()} == {"field"} and rows["1"]["n_test"] == 6  # 12 images, 6 wells
+    joined, placements = _joined({"0": base, "2": [b + 0.3 for b in base]}, plates=3)
+    (row,) = compare_conditions(joined, placements, "0")
+    assert (row["level"], row["n_test"], row["n_control"]) == ("replicate", 3, 3)
+
+
+def test_conditions_without_effect_claim_sicker_rarely():
+    from phototox.compare import SICKER
+    from phototox.scale.plates import compare_conditions
+
+    rng = np.random.default_rng(8)
+    claims = 0
+    for _ in range(200):
+        joined, placements = _joined({"0": list(0.2 + rng.normal(0, 0.02, 4)), "1": list(0.2 + rng.normal(0, 0.02, 4))})
+        claims += compare_conditions(joined, placements, "0")[0]["two_sided_verdict"] == SICKER
+    assert claims <= 12  # nominal 2.5% one side of 200; P(X > 12) < 0.01
+
+
+def test_plate_command_writes_per_condition_table(plate_layout, tmp_path):
+    from phototox.apps.cli import main
+
+    condition = {"B02": "0", "C05": "low", "G12": "low", "B03": "high", "D11": "high"}
+    rows = _read(plate_layout)
+    layout = plate_layout.parent / "layout_conditions.csv"
+    with layout.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], "condition"])
+        writer.writeheader()
+        writer.writerows({**r, "condition": condition[r["well"]]} for r in rows)
+    out = tmp_path / "out"
+    args = ["plate", str(layout), "--out", str(out), "--model", SYNTH_MODEL, "--device", "cpu", "--quiet"]
+    assert main(args) == 0
+    table = _read(out / "per_condition.csv")
+    assert {(r["time"], r["condition"]) for r in table} == {(t, c) for t in ("0", "1") for c in ("low", "high")}
+    assert {r["verdict"] for r in table} == {"cannot test: one field per arm"}  # one control well

@@ -803,6 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     from .annotate.cli import register as register_annotate
+    from .compare_command import register as register_compare
     from .design import register as register_design
     from .serve import register as register_serve
 
@@ -810,6 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_scale(sub)
     register_annotate(sub)
     register_design(sub)
+    register_compare(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:

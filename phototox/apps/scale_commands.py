@@ -159,7 +159,7 @@ def plate_command(args) -> int:
         root=out,
     )
     rows = _run("predict", args, inputs, ledger)
-    written = write_plate_report(placements, rows, out, args.plate_format)
+    written = write_plate_report(placements, rows, out, args.plate_format, control=args.control_condition)
     ledger.unlink(missing_ok=True)
     print(
         f"{len(rows)} image rows over {len({(p.plate, p.well) for p in placements})} wells; wrote "
@@ -175,7 +175,7 @@ def register(sub) -> None:
     p = sub.add_parser("plate", help="a plate (or screen): per-well and per-plate summaries and heat maps")
     p.add_argument(
         "layout",
-        help="layout CSV (path, well[, plate, field, time]) or a folder whose file names "
+        help="layout CSV (path, well[, plate, field, time, condition]) or a folder whose file names "
         "carry the well (B03_s1 / r02c03f01)",
     )
     add_model_options(p)
@@ -186,6 +186,11 @@ def register(sub) -> None:
         type=int,
         choices=sorted(PLATE_SIZES),
         help="wells per plate (default: the smallest standard plate holding every well)",
+    )
+    p.add_argument(
+        "--control-condition",
+        help="the layout's condition of the zero-light control wells (default: 0 or control); each other "
+        "condition's wells are compared with them in per_condition.csv",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)

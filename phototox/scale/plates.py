@@ -1,10 +1,13 @@
 """Plates: plate/well/field/time layout, per-well and per-plate summaries, plate heat maps.
 
 A layout comes from a CSV (columns ``path``, ``well`` and optionally ``plate``, ``field``,
-``time``; also ``row``/``column`` instead of ``well``) or from file names (MetaXpress-style
+``time``, ``condition`` (or ``dose``); also ``row``/``column`` instead of ``well``) or from file names (MetaXpress-style
 ``..._B03_s2...`` or Operetta/Harmony-style ``r02c03f01...``, optional ``_t12``), with the plate
 taken from the first folder below the given root. Numbers per well are the mean over its fields
-(and frames) with their SD and count; per plate, the mean and SD over wells.
+(and frames) with their SD and count; per plate, the mean and SD over wells. With conditions,
+each condition's wells are compared with the control condition's wells per time point through
+:mod:`phototox.compare_table` (wells are the units, plates the replicates when every condition
+spans two or more plates): ``per_condition.csv``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Placement:
     field: str = ""
     time: str = ""
     line: int = dataclasses.field(default=0, compare=False)  # of the layout CSV; 0 from file names
+    condition: str = ""
+    """light dose or treatment of the well (layout column ``condition`` or ``dose``); "" when not given"""
 
 
 def row_name(index: int) -> str:
@@ -92,7 +97,10 @@ def read_layout(path: str | Path, check_files: bool = True) -> list[Placement]:
         if check_files and not image.is_file():
             raise ManifestError(f"{where}: image {image}: no such file")
         plate = rec.get("plate") or "plate"
-        out.append(Placement(str(image), plate, well_name(r, c), r, c, rec.get("field", ""), rec.get("time", ""), n))
+        condition = rec.get("condition") or rec.get("dose") or ""
+        out.append(
+            Placement(str(image), plate, well_name(r, c), r, c, rec.get("field", ""), rec.get("time", ""), n, condition)
+        )
     if not out:
         raise ManifestError(f"{path}: the layout lists no images")
     check_layout(out, str(path))
@@ -389,16 +397,67 @@ def heatmap_paths(keys: list[tuple[str, str]], out: Path) -> dict[tuple[str, str
     return {(p, t): out / f"plate_{plates[p]}{f'_t{times[t]}' if t else ''}_heatmap.png" for p, t in keys}
 
 
+CONDITION_TABLE = "per_condition.csv"
+
+
 def plate_report_paths(placements: list[Placement], out: Path, keys: list[tuple[str, str]] | None = None) -> list[Path]:
     """Every file :func:`write_plate_report` writes (heat maps of the layout's times unless ``keys``)."""
     keys = keys if keys is not None else sorted({(p.plate, p.time) for p in placements})
-    return [out / n for n in TABLE_NAMES] + list(heatmap_paths(keys, out).values())
+    conditions = [out / CONDITION_TABLE] if any(p.condition for p in placements) else []
+    return [out / n for n in TABLE_NAMES] + conditions + list(heatmap_paths(keys, out).values())
+
+
+def compare_conditions(joined: list[dict], placements: list[Placement], control: str | None) -> list[dict]:
+    """Each condition's wells against the control condition's wells, per time point (the comparison engine).
+
+    Wells are the units (their fields and frames averaged); plates are the replicates when every
+    condition spans at least two plates. ``control`` defaults to ``0`` or ``control`` when present.
+    """
+    from ..compare_table import TableSpec, compare_rows
+
+    condition_of = {p.path: p.condition for p in placements}
+    if any(not c for c in condition_of.values()):
+        missing = next(p for p in placements if not p.condition)
+        raise ManifestError(f"{_where(missing)}: no condition for {missing.path} (give every image one)")
+    names = set(condition_of.values())
+    if control is None:
+        control = next((c for c in ("0", "control") if c in names), None)
+        if control is None:
+            raise ManifestError(
+                f"no '0' or 'control' condition among {sorted(names)}: name it with --control-condition"
+            )
+    plates_per_condition = [len({p.plate for p in placements if p.condition == c}) for c in names]
+    by_plate = min(plates_per_condition) >= 2
+    out: list[dict] = []
+    for time in sorted({r["time"] for r in joined}, key=_time_key):
+        rows = [
+            {
+                "condition": condition_of[r["path"]],
+                "value": float(r["mean_sick_probability"]),
+                "out_of_domain": str(r.get("out_of_domain", "")).lower() in ("true", "1"),
+                "line": r["path"],
+                "field": (r["plate"], r["well"]),
+                **({"replicate": r["plate"]} if by_plate else {}),
+            }
+            for r in joined
+            if r["time"] == time and not math.isnan(float(r["mean_sick_probability"]))
+        ]
+        spec = TableSpec("mean_sick_probability", "condition", control, readout="P(sick)")
+        result = compare_rows(rows, spec, f"plate layout, time {time or '-'}")
+        out += [{"time": time, **row} for row in result.rows()]
+    return out
 
 
 def write_plate_report(
-    placements: list[Placement], rows: list[dict], out: Path, plate_format: int | None = None, pixel_note: str = ""
+    placements: list[Placement],
+    rows: list[dict],
+    out: Path,
+    plate_format: int | None = None,
+    pixel_note: str = "",
+    control: str | None = None,
 ) -> list[Path]:
-    """per_image.csv, per_well.csv, per_plate.csv and one heat map per plate and time point.
+    """per_image.csv, per_well.csv, per_plate.csv, per_condition.csv (with conditions) and one heat map
+    per plate and time point.
 
     Every path is checked against the images and kept inside ``out`` before the first is written
     (times of stacks are known only now).
@@ -416,6 +475,10 @@ def write_plate_report(
     write_csv(written[0], joined, ("plate", "well", "field", "time", *tuple(SUMMARY_FIELDS)))
     write_csv(written[1], wells, WELL_FIELDS)
     write_csv(written[2], plates, PLATE_FIELDS)
+    if any(p.condition for p in placements):
+        comparisons = compare_conditions(joined, placements, control)
+        written.append(out / CONDITION_TABLE)
+        write_csv(written[-1], comparisons, tuple(comparisons[0]) if comparisons else ("time",))
     for plate in plates:
         members = [w for w in wells if w["plate"] == plate["plate"] and w["time"] == plate["time"]]
         shape = plate_shape([p for p in placements if p.plate == plate["plate"]], plate_format)
