@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from phototox.apps.cli import main
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
@@ -365,3 +365,24 @@ def test_bad_margin_or_false_onset_rate_is_a_one_line_error(tmp_path, capsys, op
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and option in err
     assert not out.exists()
+
+
+def test_the_frame_level_divides_alpha_over_the_exposed_fields():
+    """A departure between the levels for 1 and for 8 exposed fields is an onset only when alone."""
+    settings = OnsetSettings()
+    frames = 20
+    controls = np.zeros((5, frames))
+    controls[:, 3:] = (np.arange(5) - 2.0)[:, None]  # spread from frame 3 on; SD sqrt(2.5)
+    sd, k = np.sqrt(2.5), 5
+
+    def half(n_fields: int) -> float:
+        level = frame_level(n_fields, frames, settings)
+        return float(stats.t.ppf(1 - level / 2, k - 1) * sd * np.sqrt(1 + 1 / k))
+
+    assert half(8) > half(1)
+    departing = np.zeros((1, frames))
+    departing[0, 3:] = (half(1) + half(8)) / 2
+    alone = field_onsets(departing, controls, settings)
+    among_eight = field_onsets(np.vstack([departing, np.zeros((7, frames))]), controls, settings)
+    assert alone[0][0] is not None
+    assert among_eight[0][0] is None
