@@ -85,7 +85,7 @@ def run_demo(
     result = DemoResult(rows, None, images=[f.image for f in fields])
     scores = [r["mean_sick_probability"] for r in rows]
     try:
-        fit = fit_dose_response(np.asarray(DEMO_DOSES), np.asarray(scores), margin=0.1, n_boot=200)
+        fit = fit_dose_response(np.asarray(DEMO_DOSES), np.asarray(scores), n_boot=200)
         points = [
             {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
             for r, d in zip(rows, DEMO_DOSES)

@@ -8,10 +8,8 @@ scores every image, fits a logistic dose-response curve
 
 as a description (bottom, top, half-effect dose, a 95% bootstrap band over images). Which doses
 are harmless is NOT read off this curve: ``phototox dose-response`` tests every dose for
-non-inferiority against the dose-0 controls (:mod:`phototox.dose_tests`, issue 25). The curve's
-"largest safe dose" (fitted sickness within an absolute ``margin`` of baseline: an absence of
-evidence) is still computed by :func:`fit_dose_response` for library callers, but no command
-reports it.
+non-inferiority against the dose-0 controls (:mod:`phototox.dose_tests`, issue 25); the curve
+has no "safe dose" (a fitted value within some distance of baseline is an absence of evidence).
 """
 
 from __future__ import annotations
@@ -42,18 +40,12 @@ class DoseResponse:
     slope: float
     d50: float
     baseline: float
-    margin: float
-    safe_dose: float | None
-    safe_dose_low: float | None = None
-    safe_dose_high: float | None = None
     n_images: int = 0
     n_boot: int = 0
-    """Bootstrap resamples that could be fitted (the band and interval need at least 20)."""
+    """Bootstrap resamples that could be fitted (the band needs at least 20)."""
     band_dose: list[float] | None = None
     band_low: list[float] | None = None
     band_high: list[float] | None = None
-    gap: tuple[float, float] | None = None
-    """The measured doses on either side of the safe dose when no image was taken at it."""
 
     def curve(self, doses: np.ndarray) -> np.ndarray:
         return logistic(doses, self.bottom, self.top, self.slope, self.d50)
@@ -68,44 +60,20 @@ def _fit(doses: np.ndarray, scores: np.ndarray) -> tuple[float, float, float, fl
     return bottom, top, slope, d50
 
 
-def _safe_dose(params, baseline: float, margin: float, dose_max: float) -> float | None:
-    """Largest dose in [0, dose_max] where the fitted curve stays within ``margin`` of baseline."""
-    grid = np.linspace(0.0, dose_max, 2001)
-    ok = logistic(grid, *params) <= baseline + margin
-    if not ok[0]:
-        return None
-    first_bad = np.flatnonzero(~ok)
-    return float(grid[first_bad[0] - 1]) if first_bad.size else float(dose_max)
-
-
-def measured_gap(doses: np.ndarray, dose: float | None) -> tuple[float, float] | None:
-    """The neighbouring measured doses around ``dose`` when ``dose`` itself was not measured."""
-    measured = np.unique(np.asarray(doses, float))
-    if dose is None or np.any(np.isclose(measured, dose, rtol=1e-6, atol=1e-12)):
-        return None
-    below, above = measured[measured < dose], measured[measured > dose]
-    if not below.size or not above.size:
-        return None
-    return float(below.max()), float(above.min())
-
-
 MIN_BOOT = 20
-"""Fewer successful bootstrap fits than this give no interval and no band."""
+"""Fewer successful bootstrap fits than this give no band."""
 
 
-def fit_dose_response(
-    doses: np.ndarray, scores: np.ndarray, margin: float = 0.1, n_boot: int = 500, seed: int = 0
-) -> DoseResponse:
-    """Fit the logistic curve and the largest safe dose, with a percentile bootstrap over images."""
+def fit_dose_response(doses: np.ndarray, scores: np.ndarray, n_boot: int = 500, seed: int = 0) -> DoseResponse:
+    """Fit the logistic curve (a description) with a percentile bootstrap band over images."""
     doses, scores = np.asarray(doses, float), np.asarray(scores, float)
     if len(np.unique(doses)) < 3:
         raise PhototoxError("a dose-response fit needs images at three or more different doses")
     params = _fit(doses, scores)
     controls = scores[doses == 0]
     baseline = float(controls.mean()) if controls.size else params[0]
-    safe = _safe_dose(params, baseline, margin, float(doses.max()))
     rng = np.random.default_rng(seed)
-    boot, curves = [], []
+    curves = []
     band_dose = np.linspace(0.0, float(doses.max()), 101)
     for _ in range(n_boot):
         idx = rng.integers(0, len(doses), len(doses))
@@ -115,15 +83,9 @@ def fit_dose_response(
             p = _fit(doses[idx], scores[idx])
         except (RuntimeError, ValueError):
             continue
-        c = scores[idx][doses[idx] == 0]
-        value = _safe_dose(p, float(c.mean()) if c.size else p[0], margin, float(doses.max()))
-        boot.append(0.0 if value is None else value)
         curves.append(logistic(band_dose, *p))
-    fit = DoseResponse(
-        *params, baseline, margin, safe, n_images=len(doses), n_boot=len(boot), gap=measured_gap(doses, safe)
-    )
-    if len(boot) >= MIN_BOOT:
-        fit.safe_dose_low, fit.safe_dose_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    fit = DoseResponse(*params, baseline, n_images=len(doses), n_boot=len(curves))
+    if len(curves) >= MIN_BOOT:
         band = np.percentile(np.array(curves), [2.5, 97.5], axis=0)
         fit.band_dose, fit.band_low, fit.band_high = band_dose.tolist(), band[0].tolist(), band[1].tolist()
     return fit
@@ -190,10 +152,6 @@ def dose_report_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / "dose_response.png", Path(out_dir) / "dose_response.json"]
 
 
-SAFE_DOSE_FIELDS = ("margin", "safe_dose", "safe_dose_low", "safe_dose_high", "gap")
-"""The fit's "largest safe dose" entries, left out of a report that carries non-inferiority verdicts."""
-
-
 def write_dose_report(
     rows: list[dict],
     fit: DoseResponse,
@@ -205,8 +163,7 @@ def write_dose_report(
     """dose_response.png and dose_response.json (with ``provenance``: phototox version, model name, checksum).
 
     With ``tests`` (:class:`phototox.dose_tests.DoseTests`) the report carries the per-dose
-    non-inferiority verdicts instead of the curve's "largest safe dose", and the plot draws each
-    dose's interval and the margin.
+    non-inferiority verdicts and the plot draws each dose's interval and the margin.
     """
     from .plots import plot_dose_response
 
@@ -217,33 +174,21 @@ def write_dose_report(
     grid = np.linspace(0, doses.max(), 200)
     png, report = dose_report_paths(out)
     model = (provenance or {}).get("model_name")
-    judged = tests is not None
     plot_dose_response(
         doses,
         scores,
         grid,
         fit.curve(grid),
-        None if judged else fit.safe_dose,
         png,
         unit,
         band=(fit.band_dose, fit.band_low, fit.band_high) if fit.band_dose else None,
-        safe_interval=(
-            (fit.safe_dose_low, fit.safe_dose_high)
-            if not judged and fit.safe_dose_low is not None and fit.safe_dose_high is not None
-            else None
-        ),
-        gap=None if judged else fit.gap,
-        margin=None if judged else fit.margin,
         baseline=fit.baseline,
         title=f"{len(rows)} images" + (f", model {model}" if model else ""),
         dose_tests=tests,
     )
-    curve = asdict(fit)
-    if judged:
-        curve = {k: v for k, v in curve.items() if k not in SAFE_DOSE_FIELDS}
     record = {
-        "fit": curve,
-        **({"dose_tests": tests.as_dict()} if judged else {}),
+        "fit": asdict(fit),
+        **({"dose_tests": tests.as_dict()} if tests is not None else {}),
         "unit": unit,
         "images": rows,
         **({"provenance": provenance} if provenance else {}),
@@ -283,24 +228,3 @@ def format_curve(fit: DoseResponse, unit: str = "") -> str:
         f"baseline P(sick) {fit.baseline:.3f}; fitted bottom {fit.bottom:.3f}, top {fit.top:.3f}, "
         f"half-effect dose {fit.d50:.3g}{unit} (a description of the curve; no dose is judged by it)"
     )
-
-
-def format_fit(fit: DoseResponse, unit: str = "") -> str:
-    unit = f" {unit}" if unit else ""
-    lines = [format_curve(fit, unit.strip())]
-    if fit.safe_dose is None:
-        lines.append(f"no safe dose: even the lowest dose is more than {fit.margin} above the baseline")
-    else:
-        ci = (
-            f" (95% bootstrap interval over {fit.n_images} images: {fit.safe_dose_low:.3g} to "
-            f"{fit.safe_dose_high:.3g}{unit})"
-            if fit.safe_dose_low is not None
-            else f" (no interval: only {fit.n_boot} bootstrap resamples could be fitted; image more doses)"
-        )
-        lines.append(f"largest safe dose (sickness within {fit.margin} of baseline): {fit.safe_dose:.3g}{unit}{ci}")
-        if fit.gap is not None:
-            lines.append(
-                f"  it falls in a gap between the measured doses {fit.gap[0]:g} and {fit.gap[1]:g}{unit}: "
-                "the fitted curve interpolates there, no image was taken; image doses in that range to confirm"
-            )
-    return "\n".join(lines)

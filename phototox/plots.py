@@ -283,21 +283,17 @@ def plot_dose_response(
     scores: np.ndarray,
     fit_x: np.ndarray,
     fit_y: np.ndarray,
-    safe_dose: float | None,
     path: str | Path,
     unit: str = "",
     *,
     band: tuple | None = None,
-    safe_interval: tuple[float, float] | None = None,
-    gap: tuple[float, float] | None = None,
-    margin: float | None = None,
     baseline: float | None = None,
     title: str = "",
     dose_tests=None,
 ) -> None:
-    """Sick probability against light dose: the fit with its bootstrap band and either each dose's
-    non-inferiority verdict (``dose_tests``: its 95% interval against the controls and the margin)
-    or, for old callers, the largest safe dose with its interval and any gap around it."""
+    """Sick probability against light dose: the fit (a description) with its bootstrap band and each
+    dose's non-inferiority verdict (``dose_tests``: its 95% interval against the controls and the
+    margin); without verdicts, a note that no dose is judged."""
     plt, fig = _figure(figsize=(6.2, 4.3))
     ax = fig.add_subplot(1, 1, 1)
     u = f" {unit}" if unit else ""
@@ -305,53 +301,14 @@ def plot_dose_response(
         ax.fill_between(band[0], band[1], band[2], color="0.6", alpha=0.35, lw=0, label="95% bootstrap band of the fit")
     ax.plot(fit_x, fit_y, color="black", lw=1.5, label="logistic fit")
     ax.scatter(doses, scores, s=18, alpha=0.8, zorder=3, label="images (mean P(sick) each)")
-    if baseline is not None and margin is not None:
-        ax.axhline(
-            baseline + margin,
-            color="tab:green",
-            lw=0.8,
-            ls=":",
-            label=f"baseline + margin ({baseline:.3g} + {margin:g})",
-        )
     if dose_tests is not None and baseline is not None:  # the note goes above the axes, never over the data
         note = _draw_dose_tests(ax, dose_tests, baseline)
         title = f"{title}\n{note}" if title else note
-    if safe_interval is not None:
-        ax.axvspan(
-            *safe_interval,
-            color="tab:green",
-            alpha=0.15,
-            lw=0,
-            label=f"95% interval of the safe dose {safe_interval[0]:.3g}-{safe_interval[1]:.3g}{u}",
-        )
-    if safe_dose is not None:
-        ax.axvline(safe_dose, color="tab:green", ls="--", label=f"largest safe dose {safe_dose:.3g}{u}")
-    if gap is not None:
-        ax.axvspan(
-            *gap,
-            ymin=0,
-            ymax=0.04,
-            color="tab:orange",
-            alpha=0.8,
-            lw=0,
-            label=f"no image between {gap[0]:g} and {gap[1]:g}{u}",
-        )
+    else:
         ax.text(
             0.02,
             0.97,
-            f"the safe dose lies between the measured doses {gap[0]:g} and {gap[1]:g}{u}:\n"
-            "interpolated by the fit, not observed",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=7.5,
-            color="tab:orange",
-            bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
-        )
-    elif safe_dose is None and dose_tests is None:
-        ax.text(
-            0.02,
-            0.97,
-            "no safe dose: even the lowest dose is above baseline + margin",
+            "no dose is judged: no zero-light controls (dose 0) to test against",
             transform=ax.transAxes,
             va="top",
             fontsize=7.5,
@@ -361,7 +318,7 @@ def plot_dose_response(
         ax.text(
             0.98,
             0.03,
-            "too few images for a bootstrap band or interval",
+            "too few images for a bootstrap band",
             transform=ax.transAxes,
             ha="right",
             fontsize=7,

@@ -10,25 +10,23 @@ from phototox.doses import fit_dose_response, logistic
 from phototox.errors import PhototoxError
 
 
-def test_fit_recovers_a_known_curve_and_safe_dose():
+def test_fit_recovers_a_known_curve():
     rng = np.random.default_rng(0)
     doses = np.repeat([0, 1, 2, 3, 4, 5, 6, 8, 10], 6).astype(float)
     truth = (0.05, 0.9, 1.5, 5.0)
     scores = np.clip(logistic(doses, *truth) + rng.normal(0, 0.02, doses.size), 0, 1)
-    fit = fit_dose_response(doses, scores, margin=0.1, n_boot=200)
+    fit = fit_dose_response(doses, scores, n_boot=200)
     assert fit.d50 == pytest.approx(5.0, abs=0.3) and fit.top == pytest.approx(0.9, abs=0.05)
-    grid = np.linspace(0, 10, 10001)
-    expected_safe = grid[np.flatnonzero(logistic(grid, *truth) > scores[doses == 0].mean() + 0.1)[0] - 1]
-    assert fit.safe_dose == pytest.approx(expected_safe, abs=0.3)
-    assert fit.safe_dose_low <= fit.safe_dose <= fit.safe_dose_high
+    assert fit.bottom == pytest.approx(0.05, abs=0.05)
+    assert fit.baseline == pytest.approx(scores[doses == 0].mean())
 
 
-def test_sharp_onset_gives_a_safe_dose_below_the_first_damaging_dose():
+def test_sharp_onset_is_fitted_between_the_doses():
     doses = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 4.0])
     scores = np.array([0.05, 0.06, 0.04, 0.9, 0.92, 0.95, 0.94, 0.97, 0.96, 0.98])
-    fit = fit_dose_response(doses, scores, margin=0.1, n_boot=50)
+    fit = fit_dose_response(doses, scores, n_boot=50)
     assert fit.baseline == pytest.approx(0.05)
-    assert fit.safe_dose is not None and fit.safe_dose < 1.0
+    assert 0.0 < fit.d50 < 1.0
 
 
 def test_needs_three_doses():
