@@ -55,10 +55,15 @@ class DoseTests:
     no_observed_effect_dose: float | None
     doses: list[DoseVerdict] = field(default_factory=list)
     readout: str = "P(sick)"
+    control_mean: float | None = None
+    """mean of the control units (the margin is relative to it)"""
+    higher_is_harm: bool = True
 
     def as_dict(self) -> dict:
         return {
             "readout": self.readout,
+            "control_mean": self.control_mean,
+            "higher_is_harm": self.higher_is_harm,
             "margin": self.margin,
             "sensitive": self.sensitive,
             "sensitivity": self.sensitivity,
@@ -136,7 +141,15 @@ def judge_doses(
         else f"{INSENSITIVE} (the highest dose {doses[-1]:g}: {top.verdict}, harm {sign * top.effect:+.3g}; "
         f"it must be {SICKER} by more than {margin:.0%} of the control mean)"
     )
-    result = DoseTests(margin, sensitive, sensitivity, None, readout=readout)
+    result = DoseTests(
+        margin,
+        sensitive,
+        sensitivity,
+        None,
+        readout=readout,
+        control_mean=float(controls.units().mean()),
+        higher_is_harm=higher_is_harm,
+    )
     stopped: float | None = None
     for d in doses:
         ni = None

@@ -115,3 +115,28 @@ def test_a_manifest_with_one_replicate_per_dose_prints_the_warning(tmp_path, syn
     assert "cannot test: one replicate per arm" in out
     assert "1 replicate(s) in an arm: this describes these dishes, not the biology" in out
     assert "harmless (non-inferior)" not in out.replace("dose is shown harmless", "")
+
+
+def test_the_dose_plot_colours_each_dose_by_its_verdict(tmp_path):
+    """Green only for a dose whose non-inferiority test passed; the margin and intervals are drawn."""
+    import matplotlib.image as mpimg
+
+    from phototox.timecourse.plots import plot_dose_tests
+
+    def green_pixels(effects):
+        rng = np.random.default_rng(0)
+        rows = [
+            {"dose": dose, "value": 1.0 + eff + rng.normal(0, 0.05), "path": f"{dose}-{f}"}
+            for dose, eff in effects
+            for f in range(3)
+        ]
+        tests = judge_doses(rows, 0.2, key="value", higher_is_harm=False, readout="division rate")
+        path = tmp_path / "doses.png"
+        assert plot_dose_tests({"division": tests}, path)
+        rgb = mpimg.imread(path)[..., :3]
+        return int(((rgb[..., 1] > 0.5) & (rgb[..., 0] < 0.3) & (rgb[..., 2] < 0.3)).sum()), tests
+
+    green, tests = green_pixels([(0, 0), (1, 0), (2, -0.5)])
+    assert tests.doses[0].verdict == HARMLESS and green > 50
+    green, tests = green_pixels([(0, 0), (1, -0.5), (2, -0.6)])
+    assert all(d.verdict != HARMLESS for d in tests.doses) and green == 0

@@ -46,6 +46,7 @@ OUTPUT_NAMES = (
     "timecourse.json",
     "timecourse_measures.png",
     "timecourse_onsets.png",
+    "timecourse_doses.png",
     "timecourse_report.md",
 )
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.

@@ -150,3 +150,93 @@ def plot_onsets(
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     write_png(fig, path)
+
+
+def _short_verdict(verdict: str) -> str:
+    """A verdict in a word or two, for a label under its dose."""
+    for start, short in (
+        ("harmless", "harmless"),
+        ("not shown harmless", "not shown\nharmless"),
+        ("not tested", "not tested\n(sequence\nstopped)"),
+        ("not called harmless", "no sensitivity"),
+        ("cannot test: P(sick) out", "out of domain"),
+        ("cannot test", "cannot test"),
+    ):
+        if verdict.startswith(start):
+            return short
+    return verdict[:16]
+
+
+def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
+    """Each biological readout's doses against the zero-light controls: the change relative to the
+    control mean with its two-sided 95% interval, the margin (the harm accepted) and each verdict.
+
+    ``tests``: readout -> :class:`phototox.dose_tests.DoseTests` (or a ``cannot test`` string, shown
+    as words). Returns False (nothing written) when no readout has tests.
+    """
+    from ..dose_tests import DoseTests
+    from .report import write_png
+
+    judged = {m: t for m, t in tests.items() if isinstance(t, DoseTests) and t.control_mean}
+    if not judged and not tests:
+        return False
+    plt = _plt()
+    panels = max(1, len(tests))
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.0), squeeze=False)
+    for ax, (measure, t) in zip(axes[0], tests.items(), strict=True):
+        if measure not in judged:
+            ax.text(0.5, 0.5, str(t), ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+            ax.set_axis_off()
+            ax.set_title(measure, fontsize=10)
+            continue
+        scale = 100.0 / abs(t.control_mean)
+        sign = 1.0 if t.higher_is_harm else -1.0
+        ax.axhline(0, color="black", lw=0.8)
+        ax.axhline(sign * 100 * t.margin, color="tab:red", lw=1, ls=":", label=f"margin: {t.margin:.0%} harm")
+        positions = np.arange(len(t.doses))
+        for x, d in zip(positions, t.doses, strict=True):
+            c = d.comparison
+            colour = "tab:green" if d.verdict.startswith("harmless") else "tab:red"
+            ni = d.non_inferiority
+            if ni is not None and ni.harm_upper is not None:  # the bound the non-inferiority test used
+                ax.plot([x + 0.18], [sign * ni.harm_upper * scale], marker=4, color=colour, ms=8, ls="")
+            if c.low is None or c.high is None:
+                ax.plot([x], [c.effect * scale], "x", color="0.4", ms=7)
+            else:
+                ax.errorbar(
+                    [x],
+                    [c.effect * scale],
+                    yerr=[[(c.effect - c.low) * scale], [(c.high - c.effect) * scale]],
+                    fmt="s",
+                    color=colour,
+                    ms=5,
+                    capsize=4,
+                )
+            ax.annotate(
+                _short_verdict(d.verdict),
+                (x, 0),
+                xytext=(0, -14),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=7,
+                color=colour,
+                xycoords=("data", "axes fraction"),
+                annotation_clip=False,
+            )
+        ax.set_xticks(positions, [f"{d.dose:g}" for d in t.doses])
+        ax.set_xlim(-0.6, len(t.doses) - 0.4)
+        ax.set_xlabel(f"light dose ({unit})", labelpad=34)
+        ax.set_ylabel("change against the controls (% of their mean)")
+        ax.set_title(t.readout, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(
+        "doses against the zero-light controls: mean change and two-sided 95% interval (squares), "
+        "one-sided 95% bound of the harm (triangle), margin (dotted)\n"
+        "green = harmless (non-inferior: the bound within the margin), red = not shown harmless, x = cannot test",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    write_png(fig, path)
+    return True
