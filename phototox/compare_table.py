@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 from .compare import Arm, Comparison, NonInferiority, compare, non_inferiority
-from .dose_tests import OUT_OF_DOMAIN, DoseTests, judge_doses
+from .dose_tests import OUT_OF_DOMAIN, DoseTests, format_dose_tests, judge_doses
 from .errors import ManifestError, PhototoxError
 from .tables import read_csv
 
@@ -170,11 +170,8 @@ def read_table(path: str | os.PathLike, spec: TableSpec) -> tuple[list[dict], in
 
 
 def _labels(rows: list[dict], key: str) -> list | None:
-    if key not in rows[0]:
-        return None
-    if key == "field" and "replicate" in rows[0]:
-        return [(r["replicate"], r["field"]) for r in rows]  # field names repeat across dishes
-    return [r[key] for r in rows]
+    """The rows' labels of one level (field names may repeat across dishes: Arm keys fields by dish)."""
+    return [r[key] for r in rows] if key in rows[0] else None
 
 
 def _arm(rows: list[dict], name: str) -> Arm:
@@ -213,8 +210,6 @@ def compare_rows(rows: list[dict], spec: TableSpec, source: str, *, seed: int = 
         dose_rows = [{**r, "dose": float(r["condition"]), "path": str(r["line"])} for r in rows]
         if "field" not in rows[0] and "frame" in rows[0]:
             dose_rows = [{**r, "field": r["condition"]} for r in dose_rows]  # frames only: one field per dose
-        if "field" in rows[0] and "replicate" in rows[0]:
-            dose_rows = [{**r, "field": f"{r['replicate']}/{r['field']}"} for r in dose_rows]
         tests = judge_doses(
             dose_rows,
             spec.margin,
@@ -242,8 +237,6 @@ def compare_rows(rows: list[dict], spec: TableSpec, source: str, *, seed: int = 
 
 def format_table_comparison(result: TableComparison) -> list[str]:
     """Terminal lines: what was read, then one line per condition (or the dose report)."""
-    from .dose_tests import format_dose_tests
-
     spec = result.spec
     lines = [
         f"{spec.name} by {spec.condition} against '{spec.control}' "
