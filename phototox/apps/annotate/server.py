@@ -49,10 +49,17 @@ class AppConfig:
     overlap_every: int = 5
     seed: int = 0
     title: str = "phototox expert annotation"
+    guided: object = None
+    """A :class:`~phototox.apps.annotate.guided.GuidedState` in ``--suggest`` mode, else None."""
 
 
 def next_item(db: AnnotationDB, annotator: Annotator, config: AppConfig) -> tuple[Item | None, bool]:
     """The item to show next and whether it is an overlap item (see module docstring)."""
+    if config.guided is not None:  # --suggest: test fields, random and suggested windows
+        from .guided import next_guided_item
+
+        item, kind = next_guided_item(db, annotator, config.guided, config.overlap_every)  # type: ignore[arg-type]
+        return item, kind == "overlap"
     n = db.count_votes(annotator.id)
     seen = db.seen_items(annotator.id)
     rng = random.Random(f"{config.seed}:{annotator.id}:{n}")
