@@ -13,6 +13,8 @@ from .adapt import DEFAULT_C, fit_head
 from .errors import PhototoxError
 
 CURVE_SIZES = (25, 50, 100, 200, 400)
+MIN_FIELDS = 5
+"""Fewest fields for an interval: a bootstrap over 3-4 clusters says little (no interval is shown)."""
 
 
 def check_disjoint(train_fields, test_fields) -> None:
@@ -37,16 +39,16 @@ def field_accuracy(correct, fields, labels, seed: int = 0) -> dict:
     fields = np.asarray(fields)
     out: dict = {
         "balanced_accuracy": balanced_accuracy(correct, labels) if len(correct) else None,
-        "n_windows": int(len(correct)),
-        "n_fields": int(len(set(fields.tolist()))),
+        "n_windows": len(correct),
+        "n_fields": len(set(fields.tolist())),
         "interval": None,
         "interval_note": "95% BCa, resampling whole fields",
     }
-    if out["n_fields"] >= 3 and len(set(labels.tolist())) == 2:
+    if out["n_fields"] >= MIN_FIELDS and len(set(labels.tolist())) == 2:
         ci = cluster_accuracy_interval(correct, fields, labels, seed=seed, n_resamples=2000)
         out["interval"] = [float(ci.low), float(ci.high)]
     elif len(correct):
-        out["interval_note"] = "no interval: fewer than 3 fields or one label only"
+        out["interval_note"] = f"no interval: fewer than {MIN_FIELDS} fields or one label only"
     return out
 
 

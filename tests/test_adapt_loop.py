@@ -165,7 +165,7 @@ def test_train_and_evaluate_from_annotations(session, capsys):
     from phototox.inference import Predictor
     from phototox.models.loader import load_model
 
-    root, db, state, truth = session
+    root, db, _state, truth = session
     out = root / "adapted"
     assert main(["train", "--from-annotations", str(db.path), "--out", str(out)]) == 0
     text = capsys.readouterr().out

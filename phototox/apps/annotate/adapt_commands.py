@@ -56,9 +56,9 @@ def annotated_windows(db: AnnotationDB, settings: dict, predictor) -> AnnotatedW
     """Voted windows (skips ignored), their labels and features (one pass over their images)."""
     by_item = votes_by_item(db)
     first_vote: dict[int, int] = {}
-    for vote_id, item, _who, label, _t in db.votes():
+    for vote_id, item_id, _who, label, _t in db.votes():
         if label != "skip":
-            first_vote.setdefault(item, vote_id)
+            first_vote.setdefault(item_id, vote_id)
     items = [i for i in db.items() if by_item.get(i.id)]
     items.sort(key=lambda i: first_vote[i.id])
     test_fields = set(settings["test_fields"])
@@ -119,9 +119,9 @@ def train_from_annotations(args) -> int:
     """Fit the new head, write model.pt (+ .sha256), model_card.md and adaptation.json into --out."""
     from ... import __version__
     from ...adapt import DEFAULT_C, FEATURES, adapted_meta, adapted_module, fit_head
+    from ...images import write_text_atomic
     from ...models.weights import save_weights
     from ...planned import check_outputs
-    from ...images import write_text_atomic
 
     db, settings = open_session(args.from_annotations)
     out = Path(args.out)
@@ -258,7 +258,6 @@ def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[d
     """Per pair of annotators: Cohen's kappa with a field-level 95% BCa interval, and the accuracy ceiling."""
     import itertools
 
-    from ...bootstrap import bca_interval
     from .report import ambiguity_estimate, cohen_kappa
 
     names = {a.id: a.name for a in db.annotators()}
@@ -270,22 +269,7 @@ def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[d
         a = [data.votes[k][i] for k in shared]
         b = [data.votes[k][j] for k in shared]
         kappa = cohen_kappa(a, b)
-        fields = np.array([data.fields[k] for k in shared])
-        units = sorted(set(fields.tolist()))
-        members = [np.flatnonzero(fields == u) for u in units]
-        interval = None
-        if len(units) >= 3 and np.isfinite(kappa):
-
-            def stat(idx: np.ndarray) -> float:
-                rows = np.concatenate([members[u] for u in idx])
-                value = cohen_kappa([a[r] for r in rows], [b[r] for r in rows])
-                return value if np.isfinite(value) else 1.0  # one category only: perfect agreement
-
-            try:
-                ci = bca_interval(stat, len(units), 2000, 0.95, seed)
-                interval = [float(ci.low), float(ci.high)] if np.isfinite([ci.low, ci.high]).all() else None
-            except (ValueError, FloatingPointError):
-                interval = None
+        interval = kappa_interval(a, b, [str(data.fields[k]) for k in shared], seed) if np.isfinite(kappa) else None
         decided = [(x, y) for x, y in zip(a, b) if x in DECIDED and y in DECIDED]
         disagreements = sum(x != y for x, y in decided)
         row = {
@@ -293,12 +277,36 @@ def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[d
             "shared_windows": len(shared),
             "kappa": None if not np.isfinite(kappa) else float(kappa),
             "kappa_interval": interval,
-            "interval_note": "95% BCa, resampling whole fields" if interval else "no interval: fewer than 3 fields",
+            "interval_note": "95% BCa, resampling whole fields" if interval else "no interval: fewer than 5 fields",
         }
         if decided:
             row["ceiling"] = ambiguity_estimate(len(decided), disagreements).__dict__
         out.append(row)
     return out
+
+
+def kappa_interval(a: list[str], b: list[str], fields: list[str], seed: int = 0) -> list[float] | None:
+    """95% BCa interval of Cohen's kappa resampling whole fields (None with fewer than 5 fields)."""
+    from ...adapt_eval import MIN_FIELDS
+    from ...bootstrap import bca_interval
+    from .report import cohen_kappa
+
+    units = sorted(set(fields))
+    if len(units) < MIN_FIELDS:
+        return None
+    where = np.array(fields)
+    members = [np.flatnonzero(where == u) for u in units]
+
+    def stat(idx: np.ndarray) -> float:
+        rows = np.concatenate([members[u] for u in idx])
+        value = cohen_kappa([a[r] for r in rows], [b[r] for r in rows])
+        return value if np.isfinite(value) else 1.0  # one category only in the resample: perfect agreement
+
+    try:
+        ci = bca_interval(stat, len(units), 2000, 0.95, seed)
+    except (ValueError, FloatingPointError):
+        return None
+    return [float(ci.low), float(ci.high)] if np.isfinite([ci.low, ci.high]).all() else None
 
 
 def audit_annotations(data: AnnotatedWindows, seed: int = 0) -> dict:
@@ -384,6 +392,8 @@ def plot_curve(report: dict, path: Path) -> None:
     if base is not None:
         ax.axhline(base, color="grey", ls="--", label="base model")
     ax.set_xscale("log")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.minorticks_off()
     ax.set_xlabel("labelled training windows")
     ax.set_ylabel("balanced accuracy on test fields")
     ax.set_ylim(0.3, 1.02)

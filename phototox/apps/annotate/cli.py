@@ -41,9 +41,14 @@ def register(sub) -> None:
     )
     g.add_argument("--test-every", type=int, default=4, help="every Nth vote is a test-field window (default 4)")
     g.add_argument(
-        "--random-share", type=float, default=0.3, help="share of training windows drawn at random (>= 0.3, default 0.3)"
+        "--random-share",
+        type=float,
+        default=0.3,
+        help="share of training windows drawn at random (>= 0.3, default 0.3)",
     )
-    g.add_argument("--pixel-size", type=float, metavar="UM", help="the images' pixel size in um/px (default: the model's)")
+    g.add_argument(
+        "--pixel-size", type=float, metavar="UM", help="the images' pixel size in um/px (default: the model's)"
+    )
     s.set_defaults(func=_serve)
 
     r = actions.add_parser("report", help="counts, agreement, Cohen's kappa, ambiguity, accuracy ceiling")

@@ -71,7 +71,7 @@ def guided_items(inputs: list[str], window: int, factor: float, frames: int) -> 
         fields[path] = {"group": source["group"], "control": bool(source["control"]), **extra.get(path, {})}
         for start in range(first, last + 1, frames):
             end = min(start + frames - 1, last)
-            for y, x in window_grid(stack.shape[1:], size, max_windows=10**6):
+            for y, x in window_grid((stack.shape[1], stack.shape[2]), size, max_windows=10**6):
                 rows.append((path, start, end, y, x, size, source["group"], int(source["control"])))
     return rows, fields
 
@@ -250,9 +250,9 @@ def next_guided_item(db: AnnotationDB, annotator: Annotator, state: GuidedState,
     kind = slot_kind(slot, state.settings["test_every"], state.settings["random_share"])
     chosen = None
     if overlap_every > 0 and (slot + 1) % overlap_every == 0:
-        pool = sorted(db.items_scored_by_others(annotator.id) - seen)
-        if pool:
-            chosen, kind = rng.choice(pool), "overlap"
+        overlap_pool = sorted(db.items_scored_by_others(annotator.id) - seen)
+        if overlap_pool:
+            chosen, kind = rng.choice(overlap_pool), "overlap"
     if chosen is None:
         test = state.test if kind == "test" else ~state.test
         pool_mask = test & fresh
