@@ -116,8 +116,14 @@ def session(tmp_path_factory):
     images = root / "images"
     images.mkdir()
     truth = _synth_fields(images)
+    from phototox.apps.cli import main
+
+    controls = sorted(images.glob("field_d0_*.tif"))[:3]  # step 1 of the walkthrough: calibrate on controls
+    assert main(["calibrate", *map(str, controls), "--out", str(root / "calibrated.pt")]) == 0
     db = AnnotationDB(root / "votes.sqlite")
-    state = prepare(db, [str(images)], "default", None, 0.3, seed=2, frames=1, test_every=4, random_share=0.3)
+    state = prepare(
+        db, [str(images)], str(root / "calibrated.pt"), None, 0.3, seed=2, frames=1, test_every=4, random_share=0.3
+    )
     server = make_server(db, "127.0.0.1", 0, AppConfig(overlap_every=3, seed=2, guided=state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -140,6 +146,7 @@ def session(tmp_path_factory):
     return root, db, state, truth
 
 
+@pytest.mark.slow
 def test_served_order_holds_test_fields_apart_and_random_share(session):
     _root, db, state, _truth = session
     test_fields = set(state.settings["test_fields"])
@@ -160,6 +167,7 @@ def test_served_order_holds_test_fields_apart_and_random_share(session):
     assert any(r[2] == "suggested" for r in training)
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_from_annotations(session, capsys):
     from phototox.apps.cli import main
     from phototox.inference import Predictor
@@ -175,7 +183,10 @@ def test_train_and_evaluate_from_annotations(session, capsys):
     assert adaptation["train_windows"]["disagreed"] >= 1  # bob's flips on overlap windows are dropped and counted
     assert (out / "model_card.md").read_text().startswith("# Model card")
     model = load_model(str(out / "model.pt"))
-    assert model.meta["adaptation"]["base_model"].startswith("deadnet-gap")
+    assert model.meta["adaptation"]["base_model"].startswith(str(root / "calibrated.pt"))
+    # the trunk is frozen, so calibrate's domain check (fitted on the controls) still holds and is kept
+    assert model.meta["domain"] == load_model(str(root / "calibrated.pt")).meta["domain"]
+    assert "calibration" not in model.meta  # the old head's control P(sick) no longer describes this head
     # the written model computes the fitted head: P(sick) of test-field windows from the file itself
     predictor = Predictor.create(model, "cpu")
     test_paths = sorted(adaptation["test_fields"])
