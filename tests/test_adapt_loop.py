@@ -192,9 +192,11 @@ def test_train_and_evaluate_from_annotations(session, capsys):
     test_paths = sorted(adaptation["test_fields"])
     from phototox.images import read_frames
 
-    frame = read_frames(test_paths[0])[0]
-    p = predictor.classify_windows(np.stack([frame[:220, :220], frame[220:, 220:]]))
-    assert ((p >= 0.5) == truth[test_paths[0]]).all()
+    assert {truth[p] for p in test_paths} == {0, 1}
+    for path in test_paths:  # healthy and sick test fields, each read by the written file
+        frame = read_frames(path)[0]
+        p = predictor.classify_windows(np.stack([frame[:220, :220], frame[220:, 220:]]))
+        assert ((p >= 0.5) == truth[path]).all(), (path, p)
     ev = adaptation["test_evaluation"]["disagreed_dropped"]
     assert ev["n_fields"] == 3 and ev["balanced_accuracy"] >= 0.8
 
