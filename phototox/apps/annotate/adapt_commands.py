@@ -342,7 +342,7 @@ def format_evaluation(r: dict) -> str:
         f"{s['unsure']} unsure",
         f"  test fields ({len(r['test_fields'])}, fixed before any suggestion): {t['healthy']} healthy, "
         f"{t['sick']} sick, {t['disagreed']} disagreed windows",
-        "balanced accuracy on the test fields (95% intervals resample whole fields):",
+        "balanced accuracy on the test fields (mean over fields per label; 95% intervals take fields as units):",
     ]
     rows = [("base model", "base_model_on_test"), ("--model", "model_on_test"), ("adapted head", "adapted_on_test")]
     for name, key in rows:
@@ -386,7 +386,7 @@ def plot_curve(report: dict, path: Path) -> None:
     acc = [p["balanced_accuracy"] for p in points]
     low = [p["interval"][0] if p.get("interval") else a for p, a in zip(points, acc)]
     high = [p["interval"][1] if p.get("interval") else a for p, a in zip(points, acc)]
-    ax.fill_between(n, low, high, alpha=0.25, label="95% interval (whole fields resampled)")
+    ax.fill_between(n, low, high, alpha=0.25, label="95% interval (fields as units)")
     ax.plot(n, acc, "o-", label="adapted head")
     base = report["base_model_on_test"]["disagreed_dropped"].get("balanced_accuracy")
     if base is not None:
