@@ -130,6 +130,9 @@ def session(tmp_path_factory):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     ann, bob = _Annotator(url, "ann"), _Annotator(url, "bob")
     by_id = {i.id: i for i in db.items()}
+    shown = ann.next()
+    assert shown is not None
+    (root / "context.png").write_bytes(ann.opener.open(f"{url}/item/{shown[0]}/context.png").read())
     flipped = 0
     for person, budget in ((ann, 40), (bob, 12)):
         for _ in range(budget):
@@ -165,6 +168,16 @@ def test_served_order_holds_test_fields_apart_and_random_share(session):
     training = [r for r in first if r[2] in ("random", "suggested")]
     assert sum(r[2] == "random" for r in training) >= 0.3 * len(training)
     assert any(r[2] == "suggested" for r in training)
+
+
+@pytest.mark.slow
+def test_window_is_shown_in_its_field(session):
+    import imageio.v3 as iio
+
+    picture = iio.imread(session[0] / "context.png")
+    yellow = (picture[..., 0] > 200) & (picture[..., 1] > 180) & (picture[..., 2] < 60)
+    rows, cols = np.nonzero(yellow)
+    assert 150 < rows.ptp() < 250 and 150 < cols.ptp() < 250  # a 220 px window outlined in a 384 px view
 
 
 @pytest.mark.slow

@@ -98,6 +98,39 @@ def item_features(predictor, items: list[Item], factor: float) -> np.ndarray:
     return out
 
 
+# -- what the annotator sees besides the window ---------------------------------------------------
+CONTEXT_SIDE = 384
+SCALE_BAR_UM = 50.0
+
+
+def context_png(item: Item, um_per_px: float | None) -> bytes:
+    """The item's whole field (first frame, at most 384 px a side) with the window outlined in
+    yellow and, when the pixel size is known, a 50 um scale bar."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from ...images import to_display_uint8
+    from .items import _stack
+
+    frame = _stack(item.path)[item.first_frame]
+    zoom = min(1.0, CONTEXT_SIDE / max(frame.shape))
+    picture = Image.fromarray(to_display_uint8(frame)).convert("RGB")
+    picture = picture.resize((max(1, round(frame.shape[1] * zoom)), max(1, round(frame.shape[0] * zoom))))
+    draw = ImageDraw.Draw(picture)
+    box = [item.x * zoom, item.y * zoom, (item.x + item.size) * zoom - 1, (item.y + item.size) * zoom - 1]
+    draw.rectangle(box, outline=(255, 220, 0), width=2)
+    if um_per_px:
+        length = SCALE_BAR_UM / um_per_px * zoom
+        y0 = picture.height - 12
+        draw.rectangle([4, y0 - 16, 12 + length, y0 + 8], fill=(0, 0, 0))
+        draw.rectangle([8, y0, 8 + length, y0 + 4], fill=(255, 255, 255))
+        draw.text((8, y0 - 14), f"{SCALE_BAR_UM:g} um", fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # -- labels from votes ----------------------------------------------------------------------------
 def votes_by_item(db: AnnotationDB) -> dict[int, dict[int, str]]:
     """Each annotator's latest label per item (skips ignored): {item: {annotator: label}}."""
@@ -165,13 +198,14 @@ def prepare(
 ) -> GuidedState:
     """Add the windows as items, fix the test fields (once, before any suggestion), compute features."""
     from ...adapt import base_p_sick
-    from ...pixelsize import scale_factor
+    from ...pixelsize import model_pixel_size, scale_factor
     from ...suggest import MIN_RANDOM_SHARE, choose_test_fields
 
     if random_share < MIN_RANDOM_SHARE or random_share > 1:
         raise PhototoxError(f"--random-share must lie in [{MIN_RANDOM_SHARE}, 1], got {random_share}")
     predictor = load_guided_model(model_spec)
-    factor = scale_factor(pixel_size_um, predictor.model.pixel_size_um)
+    model_um = model_pixel_size(predictor.model.meta)
+    factor = scale_factor(pixel_size_um, model_um)
     rows, fields = guided_items(inputs, predictor.window, factor, frames)
     if not rows:
         raise PhototoxError(f"no image as large as one model window in {' '.join(inputs)}: nothing to annotate")
@@ -190,6 +224,7 @@ def prepare(
         settings = {
             "model": model_spec,
             "pixel_size_um": pixel_size_um,
+            "image_um_per_px": pixel_size_um or model_um,
             "scale_factor": factor,
             "test_fields": test_fields,
             "test_fraction": test_fraction,
