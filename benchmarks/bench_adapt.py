@@ -184,6 +184,25 @@ def null_check(draws: int = 200, seed: int = 0) -> dict:
     }
 
 
+def kappa_null_check(draws: int = 100, seed: int = 0) -> dict:
+    """Two annotators voting independently (true kappa 0: each says sick with probability 0.4) on 9
+    windows of each of 20 fields: how often the field-level kappa interval excludes 0."""
+    from phototox.apps.annotate.adapt_commands import kappa_interval
+
+    rng = np.random.default_rng(seed)
+    excluded, shown = 0, 0
+    for d in range(draws):
+        share = np.full(180, 0.4)
+        a = ["sick" if v else "healthy" for v in rng.random(share.size) < share]
+        b = ["sick" if v else "healthy" for v in rng.random(share.size) < share]
+        fields = [f"f{k}" for k in np.repeat(np.arange(20), 9)]
+        ci = kappa_interval(a, b, fields, seed=d)
+        if ci is not None:
+            shown += 1
+            excluded += not ci[0] <= 0.0 <= ci[1]
+    return {"draws": draws, "intervals": shown, "kappa_interval_excludes_zero": excluded / max(shown, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -191,7 +210,8 @@ def main() -> int:
     parser.add_argument("--null", action="store_true", help="only the no-effect check of the field-level interval")
     args = parser.parse_args()
     if args.null:
-        print(json.dumps(null_check()))
+        print(json.dumps(null_check()), flush=True)
+        print(json.dumps(kappa_null_check()), flush=True)
         return 0
     predictor = Predictor.from_spec(None, "cpu")
     results = []

@@ -1,5 +1,8 @@
 """Adapting a model to a user's cells from a few labelled windows: frozen trunk, new linear head.
 
+DeadNet (Richmond et al., 2017, arXiv:1701.06109) met the same need for its second data set with
+expert annotation; here a few hundred votes from ``phototox annotate serve --suggest`` suffice.
+
 Choice (issue 26): the trunk stays frozen and only the last layer is refitted, as an
 L2-regularised logistic regression on the 128 pooled conv4 features the ``deadnet-gap`` head
 reads (:func:`head_features`). Why: (1) it runs in seconds on 2 CPU cores (features once, then a
