@@ -215,6 +215,10 @@ def prepare(
             f"{db.path}: this guided session used --suggest {settings.get('model')}; "
             f"start a new database for --suggest {model_spec}"
         )
+    if not settings and db.items():
+        raise PhototoxError(
+            f"{db.path}: holds a plain annotation session (no test fields); use a new --db for --suggest"
+        )
     db.add_items(rows)
     if not settings:
         try:
@@ -285,7 +289,7 @@ def next_guided_item(db: AnnotationDB, annotator: Annotator, state: GuidedState,
     kind = slot_kind(slot, state.settings["test_every"], state.settings["random_share"])
     chosen = None
     if overlap_every > 0 and (slot + 1) % overlap_every == 0:
-        overlap_pool = sorted(db.items_scored_by_others(annotator.id) - seen)
+        overlap_pool = sorted((db.items_scored_by_others(annotator.id) - seen) & set(state.index))
         if overlap_pool:
             chosen, kind = rng.choice(overlap_pool), "overlap"
     if chosen is None:
