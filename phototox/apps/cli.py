@@ -167,6 +167,12 @@ def cmd_map(args) -> int:
 
 def cmd_train(args) -> int:
     """Train or fine-tune on a manifest, resumable from the output folder."""
+    if getattr(args, "from_annotations", None):  # a new head on guided annotations (issue 26)
+        from .annotate.adapt_commands import train_from_annotations
+
+        return train_from_annotations(args)
+    if not args.manifest:
+        raise PhototoxError("train: give a manifest CSV or --from-annotations DB")
     from ..augment import AugmentConfig
     from ..manifest import read_manifest
     from ..planned import check_outputs, model_inputs
@@ -220,6 +226,12 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
+    if getattr(args, "from_annotations", None):  # test fields, learning curve, agreement (issue 26)
+        from .annotate.adapt_commands import evaluate_from_annotations
+
+        return evaluate_from_annotations(args)
+    if not args.manifest:
+        raise PhototoxError("evaluate: give a manifest CSV or --from-annotations DB")
     from ..evaluate import evaluation_output_paths
     from ..evaluate_report import evaluate_manifest, held_out_indices
     from ..manifest import read_manifest
@@ -551,7 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
-    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument("manifest", nargs="?", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument(
+        "--from-annotations",
+        metavar="DB",
+        help="instead of a manifest: a guided annotation database (annotate serve --suggest); fits a new "
+        "last layer on the frozen trunk of --init (default: the model that guided the votes)",
+    )
     p.add_argument("--out", required=True, help="run folder: checkpoint, log, curves, config, model.pt")
     p.add_argument(
         "--arch",
@@ -641,7 +659,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
-    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument("manifest", nargs="?", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument(
+        "--from-annotations",
+        metavar="DB",
+        help="instead of a manifest: a guided annotation database; test-field accuracy, leave-one-field-out, "
+        "learning curve, annotators' agreement and the audit of the votes",
+    )
     add_model_options(p)
     p.add_argument("--out", help="folder for metrics.json, per_image.csv, roc.png, image_scores.png")
     p.add_argument("--held-out", action="store_true", help="only images whose group did not train the model")
