@@ -132,7 +132,8 @@ def cmd_map(args) -> int:
     out = Path(args.out)
     stems = output_stems(inputs)
     check_outputs(
-        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)] + [out / "summary.csv"],
+        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay, bool(args.reference))]
+        + [out / "summary.csv"],
         inputs + model_inputs(args.model),
     )
     assessor = assessor_from_args(args)
@@ -481,6 +482,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .reference_command import add_reference_option
     from .scale_commands import add_cluster_options, add_map_scale_options
     from .scale_commands import register as register_scale
 
@@ -526,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
@@ -543,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_map_scale_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
@@ -805,6 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .annotate.cli import register as register_annotate
     from .compare_command import register as register_compare
     from .design import register as register_design
+    from .reference_command import register as register_reference
     from .serve import register as register_serve
 
     register_serve(sub)
@@ -812,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_annotate(sub)
     register_design(sub)
     register_compare(sub)
+    register_reference(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:
