@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's phototox, not an installed one
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data")
@@ -133,7 +134,11 @@ def evaluate(feats: dict[str, np.ndarray], kind: str, transform: str) -> dict:
         for what, values in flags.items():
             rate = float(np.mean(values))
             low, high = wilson(rate, len(values))
-            entry[what] = {"flagged": f"{sum(values)}/{len(values)}", "rate": round(rate, 3), "ci95": [round(low, 3), round(high, 3)]}
+            entry[what] = {
+                "flagged": f"{sum(values)}/{len(values)}",
+                "rate": round(rate, 3),
+                "ci95": [round(low, 3), round(high, 3)],
+            }
         full = fit_reference([tx(healthy[n]) for n in names], ALPHA, kind)
         for d in damaged:
             fields = group(feats, dataset, d)

@@ -692,9 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest of training images: average the Grad-CAM weights over "
         "their crops of the target class (the paper's fix)",
     )
-    p.add_argument(
-        "--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)"
-    )
+    p.add_argument("--max-reference-crops", type=int, default=64, help="at most this many reference crops (default 64)")
     add_pixel_size_option(p)
     p.add_argument(
         "--stride",
