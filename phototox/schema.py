@@ -125,7 +125,7 @@ COLUMNS: tuple[Column, ...] = (
         "fraction of the image's windows beyond the 'unlike your controls' line of a reference (phototox "
         "reference: trunk features of your control fields at the model's pixel size); not a sickness measure",
         "UnlikeControlsFraction",
-        True,
+        line=True,
     ),
     Column(
         "unlike_controls_low",
@@ -142,7 +142,7 @@ COLUMNS: tuple[Column, ...] = (
         "conformal p-value of the image's largest window novelty against the reference's held-out control "
         "fields: (1 + #fields at least as high) / (k + 1)",
         "UnlikeControlsPValue",
-        True,
+        line=True,
     ),
     Column(
         "unlike_controls_rate",
