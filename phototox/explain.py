@@ -338,7 +338,7 @@ def explain_image(
         "target": target,
     }
     write_tiff_atomic(tif, shown, metadata={"axes": "YX", "Info": json.dumps(info, indent=1)})
-    model = (provenance or {}).get("model_name") or predictor.model.label
+    model = (provenance or {}).get("model_name") or predictor.model.source
     how = (
         "weights and scale from the reference images of that class"
         if reference
