@@ -51,8 +51,8 @@ def write_novelty_outputs(
             f"{stem}{f' frame {index}' if len(results) > 1 else ''}: unlike your controls (not 'sick'): "
             f"{100 * (t.unlike_controls_fraction or 0):.0f}% of windows beyond the line "
             f"[95% interval {100 * (t.unlike_controls_low or 0):.0f}-{100 * (t.unlike_controls_high or 0):.0f}%], "
-            f"p = {t.unlike_controls_p_value}\nline: a field like your controls crosses it at most "
-            f"{t.unlike_controls_rate} of the time; P(sick) of this image {r.mean_sick_probability:.2f}"
+            f"p = {t.unlike_controls_p_value or 0:.3g}\nline: a field like your controls crosses it at most "
+            f"{100 * (t.unlike_controls_rate or 0):.0f}% of the time; P(sick) of this image {r.mean_sick_probability:.2f}"
             + (f"\nmodel {provenance['model_name']}" if provenance and provenance.get("model_name") else "")
         )
         png = out_dir / f"{stem}_unlike_controls.png"
