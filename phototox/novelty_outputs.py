@@ -69,3 +69,25 @@ def write_novelty_outputs(
         )
         written.append(png)
     return written
+
+
+def unlike_lines(rows: list[dict]) -> list[str]:
+    """One terminal line per row with an 'unlike your controls' result (none without a reference)."""
+    lines = []
+    for r in rows:
+        if r.get("unlike_controls_fraction") in (None, ""):
+            continue
+        name = Path(str(r["path"])).name + (f" frame {r['frame']}" if r.get("frame") else "")
+        lines.append(
+            f"{name}: {100 * float(r['unlike_controls_fraction']):.0f}% of windows unlike your controls "
+            f"[95% interval {100 * float(r['unlike_controls_low']):.0f}-{100 * float(r['unlike_controls_high']):.0f}%], "
+            f"p = {float(r['unlike_controls_p_value']):.3g}"
+        )
+    if lines:
+        rate = float(rows[0]["unlike_controls_rate"])
+        lines.insert(
+            0,
+            f"unlike your controls (reference; not a sickness measure): a field like the controls has any window "
+            f"beyond the line at most {100 * rate:.0f}% of the time",
+        )
+    return lines

@@ -81,6 +81,7 @@ def cmd_predict(args) -> int:
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     from ..assess import control_lines
     from ..batch import analyse_paths
+    from ..novelty_outputs import unlike_lines
     from ..settings import MapSettings
 
     assessor = assessor_from_args(args, controls=True)
@@ -106,7 +107,7 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("\n".join([format_rows(rows), *control_lines(rows)]))
+        print("\n".join([format_rows(rows), *control_lines(rows), *unlike_lines(rows)]))
     return 0
 
 
