@@ -161,7 +161,7 @@ class NoveltyReference:
         if want and have and want != have:
             raise PhototoxError(
                 f"reference {self.info.get('source', '')}: fitted on the features of model {self.info.get('model')} "
-                f"(sha256 {want[:12]}), not {model.label} ({have[:12]}); make the reference with this model"
+                f"(sha256 {want[:12]}), not {model.source} ({have[:12]}); make the reference with this model"
             )
 
     def save(self, path: Path) -> None:
@@ -347,7 +347,7 @@ def reference_from_controls(
         check_control_quality(path, [Trust().set(quality_flags(f, s, focus_reference)) for f, s in zip(frames, scaled)])
         per_field.append(np.concatenate([frame_window_features(assessor.predictor, s) for s in scaled]))
     info = {
-        "model": model.label,
+        "model": model.source,
         "model_sha256": model.sha256 or None,
         "model_pixel_size_um": assessor.model_um,
         "controls": [p.name for p in paths],

@@ -138,3 +138,18 @@ def test_gradcam_of_an_image_called_healthy_stays_dark(tmp_path, bias):
     else:
         assert info["p_sick"] > 0.999
         assert shown.max() > 0.9  # the same evidence, shown when the model calls the image sick
+
+
+def test_a_reference_refuses_another_models_features(healthy_field_features, tmp_path):
+    """Saved and loaded, the reference keeps its line; used with another model's features it refuses."""
+    from types import SimpleNamespace
+
+    from phototox.novelty import NoveltyReference
+
+    reference = fit_reference(healthy_field_features[:4], info={"model": "a", "model_sha256": "1" * 64})
+    reference.save(tmp_path / "ref.npz")
+    loaded = NoveltyReference.load(tmp_path / "ref.npz")
+    assert loaded.threshold == reference.threshold and loaded.rate == pytest.approx(0.2)
+    loaded.check_model(SimpleNamespace(sha256="1" * 64, source="a"))
+    with pytest.raises(PhototoxError, match="make the reference with this model"):
+        loaded.check_model(SimpleNamespace(sha256="2" * 64, source="b"))
