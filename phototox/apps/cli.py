@@ -70,6 +70,8 @@ def cmd_predict(args) -> int:
     from .scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return predict_scaled(args)
     from ..images import read_frames
     from ..outputs import format_rows, summary_rows, write_summary
@@ -116,6 +118,8 @@ def cmd_map(args) -> int:
     from .scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return map_scaled(args)
     from ..images import read_frames
     from ..outputs import (
