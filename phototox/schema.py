@@ -125,7 +125,8 @@ COLUMNS: tuple[Column, ...] = (
         "fraction of the image's windows beyond the 'unlike your controls' line of a reference (phototox "
         "reference: trunk features of your control fields at the model's pixel size); not a sickness measure",
         "UnlikeControlsFraction",
-        line=True,
+        "UnlikeControlsFraction",
+        True,
     ),
     Column(
         "unlike_controls_low",
@@ -142,7 +143,8 @@ COLUMNS: tuple[Column, ...] = (
         "conformal p-value of the image's largest window novelty against the reference's held-out control "
         "fields: (1 + #fields at least as high) / (k + 1)",
         "UnlikeControlsPValue",
-        line=True,
+        "UnlikeControlsPValue",
+        True,
     ),
     Column(
         "unlike_controls_rate",

@@ -153,3 +153,25 @@ def test_a_reference_refuses_another_models_features(healthy_field_features, tmp
     loaded.check_model(SimpleNamespace(sha256="1" * 64, source="a"))
     with pytest.raises(PhototoxError, match="make the reference with this model"):
         loaded.check_model(SimpleNamespace(sha256="2" * 64, source="b"))
+
+
+def test_served_results_carry_the_unlike_columns_for_the_references_model(tmp_path):
+    """``phototox serve --reference``: the result line (Fiji's Results) carries unlike_controls_*."""
+    from phototox.novelty import reference_from_controls
+    from phototox.remote import PredictorPool, analyse_pixels
+    from phototox.synth import render_field
+
+    controls = []
+    for s in range(3):
+        controls.append(tmp_path / f"c{s}.tif")
+        tifffile.imwrite(controls[-1], render_field(260, 260, 0.0, seed=90 + s).image)
+    model = "deadnet-gap-synthetic-v2"
+    pool = PredictorPool(model, "cpu")
+    pixels = render_field(260, 260, 1.0, seed=95).image.astype(np.float32)
+    plain, _ = analyse_pixels(pool, pixels.ravel(), 260, 260, {})
+    assert "unlike_controls_fraction=;" in plain
+    pool.reference = reference_from_controls(model, controls, tmp_path / "ref.npz")
+    line, _ = analyse_pixels(pool, pixels.ravel(), 260, 260, {})
+    values = dict(part.split("=", 1) for part in line.split(";"))
+    assert 0 <= float(values["unlike_controls_fraction"]) <= 1
+    assert float(values["unlike_controls_p_value"]) in (0.25, 0.5, 0.75, 1.0)  # (1 + j) / (3 + 1)
