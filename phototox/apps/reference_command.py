@@ -52,9 +52,10 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--kind",
-        choices=("gaussian", "knn"),
-        default="gaussian",
-        help="model of the control windows (default gaussian)",
+        choices=("knn", "gaussian"),
+        default="knn",
+        help="knn: mean distance to the 5 nearest control windows (default); gaussian: Mahalanobis distance "
+        "(benchmarks/README.md compares them)",
     )
     p.set_defaults(func=reference_command)
 
