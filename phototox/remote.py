@@ -18,6 +18,7 @@ from .assess import Assessor
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
 from .inference import FrameResult, Predictor
+from .novelty import NoveltyReference
 from .schema import columns
 from .settings import MapSettings
 
@@ -49,7 +50,7 @@ class PredictorPool:
         if max_models < 1:
             raise PhototoxError(f"max_models must be at least 1, got {max_models}")
         self.default_model, self.default_device, self.max_models = default_model, default_device, max_models
-        self.reference = None
+        self.reference: NoveltyReference | None = None
         """an 'unlike your controls' reference (phototox.novelty), used for the model it was made with"""
         self._predictors: OrderedDict[tuple[str, str], Predictor] = OrderedDict()
         self._lock = threading.Lock()

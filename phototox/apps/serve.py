@@ -427,8 +427,9 @@ def _run(args) -> int:
     if args.reference:  # 'unlike your controls' for the default model (phototox reference)
         from ..novelty import NoveltyReference
 
-        server.pool.reference = NoveltyReference.load(args.reference)
-        server.pool.reference.check_model(predictor.model)
+        reference = NoveltyReference.load(args.reference)
+        reference.check_model(predictor.model)
+        server.pool.reference = reference
     print(
         f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} on {predictor.device}",
         flush=True,
