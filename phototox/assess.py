@@ -136,7 +136,14 @@ class Assessor:
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         try:
             if self.novelty is not None:
-                result, novelty = analyse_with_novelty(self.predictor, scaled, settings, self.novelty, window_progress)
+                result, novelty = analyse_with_novelty(
+                    self.predictor,
+                    scaled,
+                    settings,
+                    self.novelty,
+                    window_progress,
+                    lambda line: self._warn_once("novelty-size", line),
+                )
             else:
                 result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress)
         except NotANumberError as exc:

@@ -157,6 +157,20 @@ class NoveltyReference:
             "unlike_controls_rate": round(self.rate, 4),
         }
 
+    def size_warning(self, windows: int, source: str = "image") -> str | None:
+        """A line when an image has over 1.5x the control fields' median window count, else None.
+
+        The line bounds fields the size of the controls: more windows give more chances to cross it.
+        """
+        counts = self.info.get("window_counts") or []
+        if not counts or windows <= 1.5 * float(np.median(counts)):
+            return None
+        return (
+            f"phototox: warning: {source}: {windows} windows against the control fields' median {np.median(counts):g}; "
+            f"the 'unlike your controls' line holds its rate ({self.rate:.3g}) for fields the size of the controls, "
+            "a larger field crosses it more often"
+        )
+
     def check_model(self, model) -> None:
         """Refuse (one line) a model other than the one whose features the reference holds."""
         want = self.info.get("model_sha256")
@@ -278,7 +292,9 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def analyse_with_novelty(predictor, scaled: np.ndarray, settings, reference: NoveltyReference, window_progress=None):
+def analyse_with_novelty(
+    predictor, scaled: np.ndarray, settings, reference: NoveltyReference, window_progress=None, warn=None
+):
     """A frame's :class:`~phototox.inference.FrameResult` with its novelty map, and the novelty columns.
 
     ``scaled`` is at the model's scale. In dense mode at a multiple of 16 px one dense pass gives
@@ -300,6 +316,9 @@ def analyse_with_novelty(predictor, scaled: np.ndarray, settings, reference: Nov
         _, feats = dense_features(predictor, scaled, settings.normalisation)
     step = novelty_step(reference.stride)
     scores = reference.window_scores(feats[::step, ::step])
+    line = reference.size_warning(int(scores.size))
+    if line is not None and warn is not None:
+        warn(line)
     result.novelty_map = upsample_grid(scores / reference.threshold, shape, WINDOW, reference.stride)
     return result, reference.summary(scores, shape)
 

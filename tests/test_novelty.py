@@ -175,3 +175,10 @@ def test_served_results_carry_the_unlike_columns_for_the_references_model(tmp_pa
     values = dict(part.split("=", 1) for part in line.split(";"))
     assert 0 <= float(values["unlike_controls_fraction"]) <= 1
     assert float(values["unlike_controls_p_value"]) in (0.25, 0.5, 0.75, 1.0)  # (1 + j) / (3 + 1)
+
+
+def test_a_field_larger_than_the_controls_is_warned_about(healthy_field_features):
+    """The line bounds fields the controls' size (36 windows here): 1.5x more windows is said."""
+    reference = fit_reference(healthy_field_features[:3])
+    assert reference.size_warning(36) is None and reference.size_warning(54) is None
+    assert "larger field crosses it more often" in reference.size_warning(55)
