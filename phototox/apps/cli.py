@@ -72,6 +72,8 @@ def cmd_predict(args) -> int:
     from .scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return predict_scaled(args)
     from ..images import read_frames
     from ..outputs import format_rows, summary_rows, write_summary
@@ -83,6 +85,7 @@ def cmd_predict(args) -> int:
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     from ..assess import control_lines
     from ..batch import analyse_paths
+    from ..novelty_outputs import unlike_lines
     from ..settings import MapSettings
 
     assessor = assessor_from_args(args, controls=True)
@@ -108,7 +111,7 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("\n".join([format_rows(rows), *control_lines(rows)]))
+        print("\n".join([format_rows(rows), *control_lines(rows), *unlike_lines(rows)]))
     return 0
 
 
@@ -117,6 +120,8 @@ def cmd_map(args) -> int:
     from .scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return map_scaled(args)
     from ..images import read_frames
     from ..outputs import (
@@ -134,7 +139,8 @@ def cmd_map(args) -> int:
     out = Path(args.out)
     stems = output_stems(inputs)
     check_outputs(
-        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)] + [out / "summary.csv"],
+        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay, bool(args.reference))]
+        + [out / "summary.csv"],
         inputs + model_inputs(args.model),
     )
     assessor = assessor_from_args(args)
@@ -495,6 +501,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .reference_command import add_reference_option
     from .scale_commands import add_cluster_options, add_map_scale_options
     from .scale_commands import register as register_scale
 
@@ -543,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
@@ -560,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_map_scale_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
@@ -717,9 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest of training images: average the Grad-CAM weights over "
         "their crops of the target class (the paper's fix)",
     )
-    p.add_argument(
-        "--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)"
-    )
+    p.add_argument("--max-reference-crops", type=int, default=64, help="at most this many reference crops (default 64)")
     add_pixel_size_option(p)
     p.add_argument(
         "--stride",
@@ -834,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .annotate.cli import register as register_annotate
     from .compare_command import register as register_compare
     from .design import register as register_design
+    from .reference_command import register as register_reference
     from .serve import register as register_serve
 
     register_serve(sub)
@@ -841,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_annotate(sub)
     register_design(sub)
     register_compare(sub)
+    register_reference(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:
