@@ -71,23 +71,31 @@ def _run(qtbot, viewer, widget, layer) -> None:
 
 @pytest.mark.slow
 def test_map_layer_equals_phototox_map(qtbot, viewer, widget, tiny_model_path, tmp_path):
+    """The shipped default model (the widget's first choice, 0.434 µm/px) on a 0.65 µm/px layer: the
+    frame is resampled both ways, so the layer's scale must reach the analysis for the maps to agree."""
     from phototox.apps.cli import main
+    from phototox.models.registry import default_name
     from phototox.synth import render_field
 
-    image = render_field(260, 300, 0.7, seed=8).image
+    image = render_field(240, 250, 0.7, seed=8).image
     tifffile.imwrite(tmp_path / "field.tif", image)
-    args = ["map", str(tmp_path / "field.tif"), "--model", str(tiny_model_path), "--out", str(tmp_path / "out")]
-    assert main([*args, "--pixel-size", "0.65", "--stride", "16", "--device", "cpu", "--quiet", "--no-overlay"]) == 0
+    args = ["map", str(tmp_path / "field.tif"), "--out", str(tmp_path / "out"), "--pixel-size", "0.65"]
+    assert main([*args, "--stride", "16", "--device", "cpu", "--quiet", "--no-overlay"]) == 0
     expected = tifffile.imread(tmp_path / "out" / "field_map.tif")
 
+    widget.model.setCurrentIndex(0)
+    assert widget.model.currentText() == default_name()
     layer = viewer.add_image(image, name="field", scale=(0.65, 0.65), translate=(5.0, -3.0))
-    _run(qtbot, viewer, widget, layer)
+    try:
+        _run(qtbot, viewer, widget, layer)
+    finally:
+        widget.model.setEditText(str(tiny_model_path))
     sick = viewer.layers["P(sick) field"]
     np.testing.assert_allclose(sick.data, expected, rtol=0, atol=1e-6)
     assert tuple(sick.scale) == tuple(layer.scale) and tuple(sick.translate) == tuple(layer.translate)
     assert tuple(sick.contrast_limits) == (0.0, 1.0)
     text = widget.verdicts.text()
-    assert "pixel size 0.65 µm/px (layer scale" in text and "mean P(sick)" in text, text
+    assert "pixel size 0.65 µm/px (layer scale" in text and "model's 0.434 µm/px" in text, text
     assert widget.progress.value() == widget.progress.maximum() == 1
     assert sick.metadata["phototox"][0]["pixel_size_um"] == 0.65
 
