@@ -187,8 +187,8 @@ class PhototoxWidget(QWidget):
                 contrast_limits=(0.0, 1.0),
                 scale=layer.scale,
                 translate=layer.translate,
-                opacity=0.6,
-                blending="additive",
+                opacity=0.5,
+                blending="translucent",
                 metadata=metadata,
             )
         self.viewer.layers.selection.active = layer
