@@ -16,6 +16,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "fiji": ("scyjava", "jpype", "imagej"),
     "scale": ("dask", "distributed", "zarr", "ome_zarr"),
     "test": ("pytest", "playwright", "ruff", "mypy", "hypothesis"),
+    "napari": ("napari", "pytestqt"),
 }
 """Importable modules of each extra declared in pyproject.toml (``tests/test_extras.py`` checks both ways)."""
 

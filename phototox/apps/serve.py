@@ -201,7 +201,8 @@ class _Handler(GuardedHandler):
             return self._refuse(
                 400,
                 f"phototox server: width and height must be at least 1, got {width}x{height} "
-                "(needed for raw float32 bodies; PNG and TIFF bodies carry their own size)",
+                "(needed for raw float32 bodies; PNG and TIFF bodies carry their own size: send them with "
+                "Content-Type: image/png or image/tiff)",
             )
         length, pixels = self.content_length, width * height
         if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
