@@ -123,6 +123,50 @@ def test_time_lapse_unscaled_layer_and_controls(qtbot, viewer, widget):
     widget.mark_controls()
 
 
+@pytest.mark.slow
+def test_reference_adds_the_unlike_your_controls_layer_equal_to_phototox_map(qtbot, viewer, widget, tmp_path):
+    """With a reference file, the widget adds the same 'unlike your controls' map as ``phototox map
+    --reference`` and says its fraction; a reference made with another model is one line, nothing added."""
+    from phototox.apps.cli import main
+    from phototox.synth import render_field
+
+    model = widget.model.currentText()
+    controls = []
+    for seed in (11, 12, 13):
+        path = tmp_path / f"control{seed}.tif"
+        tifffile.imwrite(path, render_field(240, 250, 0.0, seed=seed).image)
+        controls.append(str(path))
+    reference = tmp_path / "ref.npz"
+    assert main(["reference", *controls, "--out", str(reference), "--model", model, "--device", "cpu"]) == 0
+    image = render_field(240, 250, 0.9, seed=14).image
+    tifffile.imwrite(tmp_path / "exposed.tif", image)
+    args = ["map", str(tmp_path / "exposed.tif"), "--out", str(tmp_path / "out"), "--reference", str(reference)]
+    assert main([*args, "--model", model, "--stride", "16", "--device", "cpu", "--quiet", "--no-overlay"]) == 0
+    expected = tifffile.imread(tmp_path / "out" / "exposed_unlike_controls.tif")
+
+    layer = viewer.add_image(image, name="exposed", translate=(2.0, 4.0))
+    widget.reference.setText(str(reference))
+    try:
+        _run(qtbot, viewer, widget, layer)
+        unlike = viewer.layers["unlike your controls exposed"]
+        np.testing.assert_allclose(unlike.data, expected, rtol=0, atol=1e-6)
+        assert tuple(unlike.translate) == tuple(layer.translate)
+        assert "unlike your controls (not 'sick')" in widget.verdicts.text(), widget.verdicts.text()
+        viewer.layers.selection.active = unlike  # an output layer is not analysed
+        widget.run()
+        assert "not an 'unlike your controls' map" in widget.verdicts.text()
+
+        widget.model.setCurrentIndex(0)  # the shipped default: the reference was made with the tiny model
+        other = viewer.add_image(image, name="other")
+        _run(qtbot, viewer, widget, other)
+        text = widget.verdicts.text()
+        assert text.startswith("phototox: ") and "\n" not in text, text
+        assert "unlike your controls other" not in viewer.layers and "P(sick) other" not in viewer.layers
+    finally:
+        widget.reference.setText("")
+        widget.model.setEditText(model)
+
+
 def test_colour_layer_and_map_layers_are_refused_in_one_line(qtbot, viewer, widget):
     colour = np.zeros((240, 250, 3), np.uint8)
     colour[..., 0] = np.random.default_rng(0).integers(0, 255, (240, 250))

@@ -12,6 +12,7 @@ from phototox.controls import ControlReference
 from phototox.imagemeta import check_plausible
 from phototox.images import as_grey_frames
 from phototox.inference import FrameResult, Predictor
+from phototox.novelty import NoveltyReference
 from phototox.pixelsize import PixelSize
 from phototox.settings import MapSettings
 
@@ -48,6 +49,8 @@ class LayerRun:
     results: list[FrameResult]
     model: str
     warnings: list[str] = field(default_factory=list)
+    unlike: np.ndarray | None = None
+    """'unlike your controls' maps (window novelty / the reference's line; > 1 beyond it), with a reference"""
 
     def verdict_lines(self) -> list[str]:
         """What the widget shows: model, pixel size and its source, per-frame P(sick), domain and quality flags."""
@@ -75,6 +78,13 @@ class LayerRun:
                 f"{where}mean P(sick) {r.mean_sick_probability:.3f} -> {r.label}; "
                 f"{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}; {domain}"
             )
+            if t.unlike_controls_fraction is not None:
+                lines.append(
+                    f"{where}unlike your controls (not 'sick'): {100 * t.unlike_controls_fraction:.0f}% of windows "
+                    f"beyond the line [95% interval {100 * (t.unlike_controls_low or 0):.0f}-"
+                    f"{100 * (t.unlike_controls_high or 0):.0f}%], p = {t.unlike_controls_p_value:.3g} (a field like "
+                    f"the controls crosses the line at most {100 * (t.unlike_controls_rate or 0):.0f}% of the time)"
+                )
         if first.vs_controls_verdict:
             interval = (
                 f", 95% prediction interval [{first.vs_controls_low:+.3f}, {first.vs_controls_high:+.3f}]"
@@ -105,15 +115,21 @@ def analyse_layer_data(
     pixel_size_um: float | None = None,
     controls: Sequence[tuple[np.ndarray, Sequence[float], Sequence[object] | None, bool]] = (),
     progress: Callable[[int], None] | None = None,
+    reference: NoveltyReference | None = None,
 ) -> LayerRun:
     """Run phototox on one napari image layer's data (``(H, W)``, ``(T, H, W)``, RGB with ``rgb``).
 
     ``pixel_size_um`` (the widget's setting) wins over the layer's scale; without either the model's
     is assumed and the run says so. ``controls`` are other layers (data, scale, units, rgb): each
     one control field, the layer is compared with them (at least 2). ``progress`` gets 1 per frame.
+    ``reference`` (from ``phototox reference``, made with this model) adds the 'unlike your
+    controls' maps and columns, as ``phototox map --reference`` does.
     """
     warnings: list[str] = []
     assessor = Assessor(predictor, warn=warnings.append, pixel_size_hint=PIXEL_SIZE_HINT)
+    if reference is not None:
+        reference.check_model(predictor.model)  # a reference made with another model: one line, before any work
+        assessor.novelty = reference
     if controls:
         values = []
         for i, (c_data, c_scale, c_units, _c_rgb) in enumerate(controls):
@@ -128,4 +144,7 @@ def analyse_layer_data(
     results = assessor.analyse(frames, settings, size, name, progress=progress)
     maps = np.stack([r.sick_map for r in results]).astype(np.float32)
     spatial = np.asarray(data).shape[:-1] if rgb else np.asarray(data).shape
-    return LayerRun(maps.reshape(spatial), results, predictor.model.label, warnings)
+    unlike = None
+    if reference is not None:
+        unlike = np.stack([np.asarray(r.novelty_map, np.float32) for r in results]).reshape(spatial)
+    return LayerRun(maps.reshape(spatial), results, predictor.model.label, warnings, unlike)

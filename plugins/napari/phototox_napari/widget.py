@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 
 MAP_PREFIX = "P(sick) "
 """Name of the map layer: this prefix and the analysed layer's name."""
+UNLIKE_PREFIX = "unlike your controls "
+"""Name of the 'unlike your controls' layer (with a reference): this prefix and the analysed layer's name."""
+
+
+def _is_output(layer) -> bool:
+    return layer.name.startswith((MAP_PREFIX, UNLIKE_PREFIX))
 
 
 def _layer_input(layer) -> tuple:
@@ -67,6 +74,12 @@ class PhototoxWidget(QWidget):
         self.mode = QComboBox()
         self.mode.addItems(list(MODES))
         self.mode.setCurrentText(defaults.mode)
+        self.reference = QLineEdit()
+        self.reference.setPlaceholderText("none (phototox reference CONTROLS --out ref.npz)")
+        self.reference.setToolTip(
+            "an 'unlike your controls' reference (.npz from 'phototox reference', made with this model): "
+            "adds a map of the windows unlike your control fields (never called sick)"
+        )
         self.run_button = QPushButton("Run on selected layer")
         self.run_button.clicked.connect(self.run)
         self.controls_button = QPushButton("Selected layers are controls")
@@ -83,6 +96,7 @@ class PhototoxWidget(QWidget):
         form.addRow("Pixel size (µm)", self.pixel_size)
         form.addRow("Stride", self.stride)
         form.addRow("Mode", self.mode)
+        form.addRow("Reference (.npz)", self.reference)
         row = QHBoxLayout()
         row.addWidget(self.controls_button)
         row.addWidget(self.controls_label)
@@ -101,11 +115,7 @@ class PhototoxWidget(QWidget):
     def _image_layers(self) -> list:
         from napari.layers import Image
 
-        return [
-            layer
-            for layer in self.viewer.layers.selection
-            if isinstance(layer, Image) and not layer.name.startswith(MAP_PREFIX)
-        ]
+        return [layer for layer in self.viewer.layers.selection if isinstance(layer, Image) and not _is_output(layer)]
 
     def mark_controls(self) -> None:
         """Remember the selected image layers as control fields (each one field; at least 2)."""
@@ -120,11 +130,13 @@ class PhototoxWidget(QWidget):
         from napari.qt.threading import create_worker
 
         layer = self.viewer.layers.selection.active
-        if not isinstance(layer, Image) or layer.name.startswith(MAP_PREFIX):
-            self.verdicts.setText("phototox: select one image layer (not a P(sick) map) first")
+        if not isinstance(layer, Image) or _is_output(layer):
+            kind = "an 'unlike your controls' map" if layer.name.startswith(UNLIKE_PREFIX) else "a P(sick) map"
+            self.verdicts.setText(f"phototox: select one image layer (not {kind}) first")
             return
         try:
             settings = self.settings()
+            reference = self._reference()
         except Exception as exc:  # PhototoxError: one line
             self.verdicts.setText(f"phototox: {exc}")
             return
@@ -150,6 +162,7 @@ class PhototoxWidget(QWidget):
                 pixel_size_um=user_um,
                 controls=controls,
                 progress=self._signals.step.emit,
+                reference=reference,
             )
 
         self.worker = create_worker(
@@ -168,28 +181,40 @@ class PhototoxWidget(QWidget):
             self._predictors[spec] = Predictor.from_spec(spec, "auto")
         return self._predictors[spec]
 
+    def _reference(self):
+        """The reference file typed in, loaded (None when the field is empty)."""
+        from phototox.novelty import NoveltyReference
+
+        path = self.reference.text().strip()
+        return NoveltyReference.load(path) if path else None
+
     def _failed(self, exc: BaseException) -> None:
         self.verdicts.setText(f"phototox: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
     def _show(self, layer, result: LayerRun) -> None:
-        """Add (or refresh) the map layer on the analysed layer's grid and show the verdicts."""
-        name = MAP_PREFIX + layer.name
+        """Add (or refresh) the map layers on the analysed layer's grid and show the verdicts."""
         metadata = {"phototox": [r.summary() for r in result.results], "model": result.model}
-        if name in self.viewer.layers:
-            target = self.viewer.layers[name]
-            target.data, target.metadata = result.maps, metadata
-            target.scale, target.translate = layer.scale, layer.translate
-        else:
-            self.viewer.add_image(
-                result.maps,
-                name=name,
-                colormap="magma",
-                contrast_limits=(0.0, 1.0),
-                scale=layer.scale,
-                translate=layer.translate,
-                opacity=0.5,
-                blending="translucent",
-                metadata=metadata,
-            )
+        self._put(MAP_PREFIX + layer.name, result.maps, layer, metadata, "magma", (0.0, 1.0))
+        if result.unlike is not None:  # novelty / the line: 1 is the line, 2 twice it
+            self._put(UNLIKE_PREFIX + layer.name, result.unlike, layer, metadata, "cividis", (0.0, 2.0))
         self.viewer.layers.selection.active = layer
         self.verdicts.setText("\n".join(result.verdict_lines()))
+
+    def _put(self, name: str, data, layer, metadata: dict, colormap: str, limits: tuple[float, float]) -> None:
+        """Add the layer ``name`` on ``layer``'s grid, or refresh it when it exists."""
+        if name in self.viewer.layers:
+            target = self.viewer.layers[name]
+            target.data, target.metadata = data, metadata
+            target.scale, target.translate = layer.scale, layer.translate
+            return
+        self.viewer.add_image(
+            data,
+            name=name,
+            colormap=colormap,
+            contrast_limits=limits,
+            scale=layer.scale,
+            translate=layer.translate,
+            opacity=0.5,
+            blending="translucent",
+            metadata=metadata,
+        )
