@@ -167,6 +167,58 @@ def test_reference_adds_the_unlike_your_controls_layer_equal_to_phototox_map(qtb
         widget.model.setEditText(model)
 
 
+def _calibrate(qtbot, widget) -> None:
+    widget.calibrate()
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running, timeout=WAIT_MS)
+    qtbot.waitUntil(widget.calibrate_button.isEnabled, timeout=WAIT_MS)
+
+
+@pytest.mark.slow
+def test_calibrate_on_control_layers_equals_phototox_calibrate(qtbot, viewer, widget, tmp_path):
+    """Three control layers (scale 0.5 µm/px) calibrate the model as ``phototox calibrate`` does on the
+    same fields saved with that pixel size; the widget then uses the new model. Too few layers or no
+    file name: one line, nothing written."""
+    from phototox.apps.cli import main
+    from phototox.models.loader import load_model
+    from phototox.synth import render_field
+
+    model = widget.model.currentText()
+    images = [render_field(240, 250, 0.0, seed=s).image for s in (21, 22, 23)]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"c{i}.tif")
+        tifffile.imwrite(paths[-1], image)
+    cli_out = tmp_path / "cli.pt"
+    args = ["calibrate", *map(str, paths), "--out", str(cli_out), "--model", model, "--pixel-size", "0.5"]
+    assert main([*args, "--device", "cpu"]) == 0
+    layers = [viewer.add_image(im, name=f"cal {i}", scale=(0.5, 0.5)) for i, im in enumerate(images)]
+    out = tmp_path / "mine.pt"
+    try:
+        viewer.layers.selection = set(layers[:2])
+        widget.mark_controls()
+        widget.calibrated_path.setText(str(out))
+        _calibrate(qtbot, widget)
+        text = widget.verdicts.text()
+        assert text.startswith("phototox: ") and "\n" not in text and not out.exists(), text  # two fields: refused
+        viewer.layers.selection = set(layers)
+        widget.mark_controls()
+        widget.calibrated_path.setText("")
+        _calibrate(qtbot, widget)
+        assert widget.verdicts.text().startswith("phototox: 'Save calibrated model as'")
+        widget.calibrated_path.setText(str(out))
+        _calibrate(qtbot, widget)
+        assert out.exists() and widget.model.currentText() == str(out), widget.verdicts.text()
+        assert "(3 control fields)" in widget.verdicts.text()
+        ours, theirs = load_model(str(out)).meta, load_model(str(cli_out)).meta
+        assert ours["domain"]["threshold"] == pytest.approx(theirs["domain"]["threshold"], rel=1e-6)
+        assert ours["calibration"]["control_p_sick"] == theirs["calibration"]["control_p_sick"]
+        assert ours["calibration"]["control_pixel_sizes"][0].startswith("0.5")
+    finally:
+        viewer.layers.selection = set()
+        widget.mark_controls()
+        widget.model.setEditText(model)
+
+
 def test_colour_layer_and_map_layers_are_refused_in_one_line(qtbot, viewer, widget):
     colour = np.zeros((240, 250, 3), np.uint8)
     colour[..., 0] = np.random.default_rng(0).integers(0, 255, (240, 250))

@@ -148,3 +148,38 @@ def analyse_layer_data(
     if reference is not None:
         unlike = np.stack([np.asarray(r.novelty_map, np.float32) for r in results]).reshape(spatial)
     return LayerRun(maps.reshape(spatial), results, predictor.model.label, warnings, unlike)
+
+
+def calibrate_on_layers(
+    model_spec: str | None,
+    controls: Sequence[tuple[np.ndarray, Sequence[float], Sequence[object] | None, bool]],
+    out: str,
+    pixel_size_um: float | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict:
+    """``phototox calibrate`` on control layers (data, scale, units, rgb): each layer one field.
+
+    Each layer is written to a temporary TIFF carrying its pixel size (the widget's value, else the
+    layer's scale, else none: the model's is then assumed, as the command line does) and handed to
+    :func:`phototox.controls.calibrate_model`, the one calibration; ``out`` is the new model file.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from phototox.controls import calibrate_model
+    from phototox.errors import PhototoxError
+    from phototox.images import write_tiff_atomic
+
+    if not out:
+        raise PhototoxError("'Save calibrated model as': give a .pt file name first")
+    with tempfile.TemporaryDirectory(prefix="phototox-napari-") as tmp:
+        paths = []
+        for i, (data, scale, units, _rgb) in enumerate(controls):
+            frames = as_grey_frames(np.asarray(data), f"control layer {i}", "refuse", 1, COLOUR_HINT)
+            um, _source = layer_pixel_size(scale, units)
+            um = pixel_size_um if pixel_size_um is not None else um
+            extra = {} if um is None else {"resolution": (1 / um, 1 / um), "imagej": True, "metadata": {"unit": "um"}}
+            path = Path(tmp) / f"control_layer_{i}.tif"
+            write_tiff_atomic(path, frames if len(frames) > 1 else frames[0], **extra)
+            paths.append(path)
+        return calibrate_model(model_spec or "default", paths, out, warn=warn)

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 
 from phototox.settings import MODES, MapSettings
 
-from .run import LayerRun, analyse_layer_data
+from .run import LayerRun, analyse_layer_data, calibrate_on_layers
 
 if TYPE_CHECKING:
     import napari
@@ -85,6 +85,15 @@ class PhototoxWidget(QWidget):
         self.controls_button = QPushButton("Selected layers are controls")
         self.controls_button.clicked.connect(self.mark_controls)
         self.controls_label = QLabel("controls: none")
+        self.calibrated_path = QLineEdit()
+        self.calibrated_path.setPlaceholderText("e.g. /path/to/mine.pt")
+        self.calibrated_path.setToolTip("where 'Calibrate on controls' writes the calibrated model (.pt)")
+        self.calibrate_button = QPushButton("Calibrate on controls")
+        self.calibrate_button.setToolTip(
+            "phototox calibrate on the control layers (3 or more, each one field): the domain check then means "
+            "'like my controls'; the new model becomes the widget's model"
+        )
+        self.calibrate_button.clicked.connect(self.calibrate)
         self.progress = QProgressBar()
         self.verdicts = QLabel("select an image layer and press Run")
         self.verdicts.setWordWrap(True)
@@ -103,6 +112,10 @@ class PhototoxWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
+        calibrate_row = QFormLayout()
+        calibrate_row.addRow("Save calibrated model as", self.calibrated_path)
+        layout.addLayout(calibrate_row)
+        layout.addWidget(self.calibrate_button)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.verdicts)
@@ -171,6 +184,47 @@ class PhototoxWidget(QWidget):
                 "returned": lambda result: self._show(layer, result),
                 "errored": self._failed,  # shown in the widget, one line, instead of raised in the event loop
                 "finished": lambda: self.run_button.setEnabled(True),
+            },
+        )
+
+    def calibrate(self) -> None:
+        """``phototox calibrate`` on the control layers, in a worker thread; the new model is then used."""
+        from napari.qt.threading import create_worker
+
+        controls = [_layer_input(c) for c in self.controls]
+        spec = self.model.currentText().strip() or None
+        out = self.calibrated_path.text().strip()
+        user_um = self.pixel_size.value() or None
+        lines: list[str] = []
+        self.calibrate_button.setEnabled(False)
+        self.verdicts.setText(f"calibrating on {len(controls)} control layer(s) ...")
+
+        def work() -> dict:
+            return calibrate_on_layers(spec, controls, out, user_um, warn=lines.append)
+
+        def done(calibration: dict) -> None:
+            self.model.setEditText(out)
+            self._predictors.pop(out, None)  # a model rewritten at the same path is read again
+            self.verdicts.setText(
+                "\n".join(
+                    [
+                        f"wrote {out}: domain threshold {calibration['previous_domain_threshold']} -> "
+                        f"{calibration['domain_threshold']:.4g} ({calibration['n_fields']} control fields); "
+                        f"a new field like the controls is called out of domain at most "
+                        f"{calibration['false_alarm_rate']:.3g} of the time",
+                        f"control P(sick): {', '.join(f'{v:.3f}' for v in calibration['control_p_sick'])}",
+                        "the widget now uses this model",
+                        *lines,
+                    ]
+                )
+            )
+
+        self.worker = create_worker(
+            work,
+            _connect={
+                "returned": done,
+                "errored": self._failed,
+                "finished": lambda: self.calibrate_button.setEnabled(True),
             },
         )
 
