@@ -28,6 +28,10 @@ from .options import (
 
 
 def cmd_demo(args) -> int:
+    if args.live:  # phototox demo --live: the simulated microscope, watched (phototox.apps.live_command)
+        from .live_command import demo_live
+
+        return demo_live(args)
     """Synthetic fields at five light doses -> maps, overlays, a table, a dose-response curve and per-dose tests."""
     from ..demo import DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
     from ..dose_tests import format_dose_tests
@@ -508,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact: classify every window; dense: one fully convolutional pass (default dense)",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
+    p.add_argument("--live", action="store_true", help="a simulated live acquisition watched by phototox (live extra)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("predict", help="per-image sick probability")
@@ -812,6 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_annotate(sub)
     register_design(sub)
     register_compare(sub)
+    from .live_command import register as register_live
+
+    register_live(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:
