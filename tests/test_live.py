@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pymmcore_plus", reason="the live extra (pip install 'phototox[live]') is not installed")
-import useq  # noqa: E402
+import useq
 
-from phototox.errors import PhototoxError  # noqa: E402
-from phototox.live import LiveSettings, attach, check_sequence  # noqa: E402
-from phototox.live.dose import Calibration, DoseLedger  # noqa: E402
-from phototox.live.onsets import LiveOnsets  # noqa: E402
-from phototox.live.sim import EXCITATION, LIGHT, PHASE, core_for, demo_sequence, known_onsets  # noqa: E402
-from phototox.synth_timelapse import TimelapseCells, onset_frame  # noqa: E402
-from phototox.timecourse.onset import OnsetSettings, frame_level  # noqa: E402
+from phototox.errors import PhototoxError
+from phototox.live import LiveSettings, attach, check_sequence
+from phototox.live.dose import Calibration, DoseLedger
+from phototox.live.onsets import LiveOnsets
+from phototox.live.sim import EXCITATION, LIGHT, PHASE, core_for, demo_sequence, known_onsets
+from phototox.synth_timelapse import TimelapseCells, onset_frame
+from phototox.timecourse.onset import OnsetSettings, frame_level
 
 logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)
 

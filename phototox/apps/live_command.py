@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import PhototoxError
 
-DEMO_LIVE = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, "excitation_ms": (500.0,)}
+DEMO_LIVE: dict = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, "excitation_ms": (500.0,)}
 """The simulated acquisition of ``phototox demo --live`` (and the end-to-end test)."""
 
 
@@ -37,7 +37,7 @@ def _read_sequence(path: str):
         raise PhototoxError(f"{p}: no such sequence file")
     try:
         return useq.MDASequence.from_file(p)
-    except Exception as error:  # noqa: BLE001 -- useq/pydantic errors are many lines; one is enough
+    except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PhototoxError(f"{p}: not a useq MDA sequence ({first})") from None
 
@@ -51,7 +51,6 @@ def run_watch(core, sequence, settings, truth_world=None) -> tuple[object, dict 
     watcher = attach(core, settings, callback=lambda w: print(w.message(), flush=True))
     if truth_world is not None:
         from ..live.sim import known_onsets
-
         from ..live.watcher import position_names
 
         watcher.truth = known_onsets(truth_world, position_names(sequence))
@@ -61,15 +60,27 @@ def run_watch(core, sequence, settings, truth_world=None) -> tuple[object, dict 
         raise PhototoxError(watcher.failed)
     doc = summary(watcher)
     seconds = time.perf_counter() - start
-    print(f"phototox watch: {sum(p['analysed_frames'] for p in doc['positions'])} frames analysed in {seconds:.1f} s, "
-          f"{doc['skipped_analysis_frames']} analysis frames skipped (acquisition frames never are)")
+    print(
+        f"phototox watch: {sum(p['analysed_frames'] for p in doc['positions'])} frames analysed in {seconds:.1f} s, "
+        f"{doc['skipped_analysis_frames']} analysis frames skipped (acquisition frames never are)"
+    )
     print(f"dose: {doc['dose_unit']}")
     for p in doc["positions"]:
-        warned = ", ".join(f"{w['readout']} from frame {w['onset_frame']} (known at {w['known_at_frame']})"
-                           for w in p["warnings"]) or "no warning"
-        truth = "" if truth_world is None else (
-            f"; simulated onset frame {p['simulated_onset_frame']}" if p["simulated_onset_frame"] is not None
-            else "; simulated: never damaged")
+        warned = (
+            ", ".join(
+                f"{w['readout']} from frame {w['onset_frame']} (known at {w['known_at_frame']})" for w in p["warnings"]
+            )
+            or "no warning"
+        )
+        truth = (
+            ""
+            if truth_world is None
+            else (
+                f"; simulated onset frame {p['simulated_onset_frame']}"
+                if p["simulated_onset_frame"] is not None
+                else "; simulated: never damaged"
+            )
+        )
         print(f"  {p['position']:<10} {p['role']:<8} dose {p['dose_total']:.4g}: {warned}{truth}")
     for error in doc["errors"][:5]:
         print(f"problem: {error}")
@@ -112,8 +123,10 @@ def watch_command(args) -> int:
         core = CMMCorePlus()
         try:
             core.loadSystemConfiguration(args.config)
-        except Exception as error:  # noqa: BLE001 -- Micro-Manager's message, in one line
-            raise PhototoxError(f"{args.config}: Micro-Manager could not load it ({str(error).splitlines()[0]})") from None
+        except Exception as error:
+            raise PhototoxError(
+                f"{args.config}: Micro-Manager could not load it ({str(error).splitlines()[0]})"
+            ) from None
         light = _light(args.light) if args.light else None
     else:
         from ..live.sim import LIGHT, core_for
@@ -150,18 +163,27 @@ def demo_live(args) -> int:
         f"without excitation, {len(d['excitation_ms'])} exposed, {d['n_frames']} frames of 10 simulated min; "
         "synthetic cells (phototox.synth_timelapse), not real ones"
     )
-    settings = LiveSettings(controls=tuple(controls), light=(LIGHT,), interval_min=10.0, out_dir=str(out), queue_size=10_000)
+    settings = LiveSettings(
+        controls=tuple(controls), light=(LIGHT,), interval_min=10.0, out_dir=str(out), queue_size=10_000
+    )
     run_watch(core, sequence, settings, world)
     return 0
 
 
 def register(sub) -> None:
     """The ``watch`` command."""
-    p = sub.add_parser("watch", help="watch a Micro-Manager acquisition (useq sequence) live; warn when positions depart from controls")
+    p = sub.add_parser(
+        "watch", help="watch a Micro-Manager acquisition (useq sequence) live; warn when positions depart from controls"
+    )
     p.add_argument("sequence", help="useq MDA sequence (.yaml/.json), e.g. example_pipelines/live_sequence.yaml")
     p.add_argument("--config", help="Micro-Manager configuration (.cfg); default: the simulated microscope")
-    p.add_argument("--control", action="append", default=[], required=True,
-                   help="name of a control position (no excitation); give it once per control, at least twice")
+    p.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        required=True,
+        help="name of a control position (no excitation); give it once per control, at least twice",
+    )
     p.add_argument("--light", help="the excitation setting as DEVICE.PROPERTY (simulator: Light.Power)")
     p.add_argument("--analysis-channel", help="channel config of the phase frames to analyse (default: the first)")
     p.add_argument("--calibration", help="CSV device,property,value,mW_per_cm2 from a power meter: doses in J/cm2")

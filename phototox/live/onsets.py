@@ -41,6 +41,7 @@ class LiveWarning:
     n_controls: int
     frame_level: float
     is_control: bool
+    persistence: int = 2
 
     def message(self) -> str:
         """One line: position, time, readout, evidence."""
@@ -49,7 +50,7 @@ class LiveWarning:
             f"phototox live: {kind} {self.position}: {self.readout} {self.direction} from frame "
             f"{self.onset_frame} ({self.onset_time_min:g} min): change from baseline {self.value:+.3g} vs "
             f"controls {self.controls_mean:+.3g} (sd {self.controls_sd:.2g}, {self.n_controls} fields), outside "
-            f"their prediction interval at level {self.frame_level:.2g} per frame for "
+            f"their prediction interval at level {self.frame_level:.2g} per frame for {self.persistence} "
             f"consecutive frames (known at frame {self.warned_frame})"
         )
 
@@ -132,11 +133,13 @@ class LiveOnsets:
             int(c.size),
             self.level,
             p in self.controls,
+            self.settings.persistence,
         )
 
     def offline(self) -> dict[tuple[str, str], int | None]:
         """The same rule on the finished series at once: (position, readout) -> onset frame."""
-        s, out = self.settings, {}
+        s = self.settings
+        out: dict[tuple[str, str], int | None] = {}
         for r in self.readouts:
             ready = prepared(self.values[r], s)
             for p, name in enumerate(self.positions):

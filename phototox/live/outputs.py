@@ -40,7 +40,9 @@ def write_position(watcher, name: str) -> None:
     pos = watcher.positions[name]
     header = ["frame", "time_min", *watcher.readouts, "dose_cumulative"]
     (out / "positions").mkdir(exist_ok=True)
-    write_text_atomic(out / "positions" / f"{name}.csv", _csv(header, [[_fmt(r.get(h)) for h in header] for r in pos.rows]))
+    write_text_atomic(
+        out / "positions" / f"{name}.csv", _csv(header, [[_fmt(r.get(h)) for h in header] for r in pos.rows])
+    )
     if pos.maps:
         (out / "maps").mkdir(exist_ok=True)
         write_tiff_atomic(out / "maps" / f"{name}.tif", np.stack(pos.maps), metadata={"axes": "TYX"})
@@ -49,8 +51,16 @@ def write_position(watcher, name: str) -> None:
     light = [f"{d}.{p}" for d, p in watcher.settings.light]
     dose_header = ["position", "frame", "channel", "exposure_ms", *light, "light_on", "dose_units", "dose_J_per_cm2"]
     dose_rows = [
-        [f.position, f.frame, f.channel, _fmt(f.exposure_ms), *(_fmt(f.settings.get(k)) for k in light), f.light_on]
-        + [_fmt(f.dose_units), _fmt(f.dose_j_cm2)]
+        [
+            f.position,
+            f.frame,
+            f.channel,
+            _fmt(f.exposure_ms),
+            *(_fmt(f.settings.get(k)) for k in light),
+            f.light_on,
+            _fmt(f.dose_units),
+            _fmt(f.dose_j_cm2),
+        ]
         for f in frames
     ]
     write_text_atomic(out / "dose.csv", _csv(dose_header, dose_rows))
@@ -137,12 +147,18 @@ def markdown(doc: dict) -> str:
             f"| {p['position']} | {p['role']} | {p['dose_total']:.4g} | {p['analysed_frames']} | {p['skipped_frames']} "
             f"| {warned or 'none'} | {'' if truth is None else truth} |"
         )
-    lines += ["", f"Latency frameReady -> result: median {doc['latency_s']['median']:.3g} s, max "
-              f"{doc['latency_s']['max']:.3g} s; analysis frames skipped under load: {doc['skipped_analysis_frames']}."]
+    lines += [
+        "",
+        f"Latency frameReady -> result: median {doc['latency_s']['median']:.3g} s, max "
+        f"{doc['latency_s']['max']:.3g} s; analysis frames skipped under load: {doc['skipped_analysis_frames']}.",
+    ]
     if doc["errors"]:
         lines += ["", "Problems:", *(f"- {e}" for e in doc["errors"])]
-    lines += ["", "Warnings only: phototox never changes the acquisition. Synthetic cells (the simulator) test the "
-              "machinery, not the biology."]
+    lines += [
+        "",
+        "Warnings only: phototox never changes the acquisition. Synthetic cells (the simulator) test the "
+        "machinery, not the biology.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import useq
@@ -73,7 +74,7 @@ class SimCamera(SimpleCameraDevice):
     def sensor_shape(self) -> tuple[int, int]:
         return (self.world.size, self.world.size)
 
-    def dtype(self):  # noqa: ANN201 -- numpy dtype-like, as the base class
+    def dtype(self):
         return np.uint16
 
     def get_exposure(self) -> float:
@@ -138,7 +139,7 @@ class SimShutter(ShutterDevice):
     def get_open(self) -> bool:
         return self.world.shutter_open
 
-    def set_open(self, open: bool) -> None:  # noqa: A002 -- the base class's name
+    def set_open(self, open: bool) -> None:
         self.world.shutter_open = bool(open)
 
 
@@ -153,7 +154,7 @@ class SimLight(GenericDevice):
     def power(self) -> float:
         return self.world.power
 
-    @power.setter
+    @power.setter  # type: ignore[no-redef]
     def power(self, value: float) -> None:
         self.world.power = float(value)
 
@@ -182,7 +183,7 @@ class SimCore(UniMMCore):
             if shutter:
                 self._do_shutter_open(shutter, False)
 
-    def getPixelSizeUm(self, cached: bool = False) -> float:  # noqa: N802 -- Micro-Manager's API
+    def getPixelSizeUm(self, cached: bool = False) -> float:
         return PIXEL_UM
 
 
@@ -232,17 +233,17 @@ def demo_sequence(
     """
     phase = useq.Channel(config=PHASE, exposure=phase_ms)
     positions = [
-        useq.Position(x=1000.0 * i, y=0.0, name=f"control{i + 1}", sequence=useq.MDASequence(channels=[phase]))
+        useq.Position(x=1000.0 * i, y=0.0, name=f"control{i + 1}", sequence=useq.MDASequence(channels=(phase,)))
         for i in range(n_controls)
     ]
     for j, ms in enumerate(excitation_ms):
-        sub = useq.MDASequence(channels=[phase, useq.Channel(config=EXCITATION, exposure=ms)])
+        sub = useq.MDASequence(channels=(phase, useq.Channel(config=EXCITATION, exposure=ms)))
         positions.append(useq.Position(x=1000.0 * (n_controls + j), y=0.0, name=f"exposed{j + 1}", sequence=sub))
     return useq.MDASequence(
-        time_plan={"interval": interval_s, "loops": n_frames},
-        channels=[phase, useq.Channel(config=EXCITATION, exposure=max(excitation_ms, default=100.0))],
-        stage_positions=positions,
-        axis_order="tpc",
+        time_plan=useq.TIntervalLoops(interval=timedelta(seconds=interval_s), loops=n_frames),
+        channels=(phase, useq.Channel(config=EXCITATION, exposure=max(excitation_ms, default=100.0))),
+        stage_positions=tuple(positions),
+        axis_order=("t", "p", "c"),
     )
 
 

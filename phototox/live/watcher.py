@@ -124,7 +124,7 @@ class Watcher:
         self.latency_s: list[float] = []
         self.analysis_s: list[float] = []
         self.errors: list[str] = []
-        self.onsets: LiveOnsets | None = None
+        self.onsets: LiveOnsets = None  # type: ignore[assignment]  # made when the sequence starts
         self.truth: Callable[[str], int | None] | None = None  # the simulator's known onsets, for reports
         self._thread: threading.Thread | None = None
         self.failed = ""
@@ -221,7 +221,7 @@ class Watcher:
             name = self.names[p]
             try:
                 self._analyse(name, p, t, image, total)
-            except Exception as error:  # noqa: BLE001 -- recorded and reported; the acquisition goes on
+            except Exception as error:
                 self.errors.append(f"{name} frame {t}: analysis failed: {error}")
             with self.lock:
                 self.positions[name].done.add(t)
