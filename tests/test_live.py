@@ -121,6 +121,8 @@ def test_frame_by_frame_onsets_equal_the_rule_on_the_finished_series_and_gaps_br
     values = _series(rng, 7, 14, shift_at=6)
     live = LiveOnsets(names, names[:6], ["m"], 14, settings, {"m": 0.0})
     assert live.level == pytest.approx(frame_level(7, 14, settings))  # family: positions x readouts x run starts
+    two = LiveOnsets(names, names[:6], ["m", "n"], 14, settings)
+    assert two.level == pytest.approx(frame_level(2 * 7, 14, settings))  # readouts are in the family too
     fired = []
     for t in range(14):
         for p in range(7):
