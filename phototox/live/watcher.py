@@ -250,7 +250,8 @@ class Watcher:
         frame = image.astype(np.float32)
         pos = self.positions[name]
         mask = foreground_mask(frame, self.pixel_um)
-        values = {"confluence": confluence(mask), "motion_um_per_min": float("nan")}
+        # no cell found (empty field, focus lost): missing, as motion is, not log(0) on the onset scale
+        values = {"confluence": confluence(mask) if mask.any() else float("nan"), "motion_um_per_min": float("nan")}
         if pos.previous is not None:
             t0, previous, previous_mask = pos.previous
             values["motion_um_per_min"] = motion_um_per_min(
