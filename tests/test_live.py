@@ -72,16 +72,18 @@ def test_watched_mda_warns_the_exposed_position_after_its_onset_and_no_control(t
 
 
 def test_a_control_that_would_receive_excitation_is_refused():
-    sequence = demo_sequence(4, 2, (100.0,))
+    sequence = demo_sequence(4, 3, (100.0,))
     bad = list(sequence.stage_positions)
     bad[1] = bad[1].model_copy(update={"sequence": None})  # control2 falls back to phase + excitation
     sequence = sequence.model_copy(update={"stage_positions": tuple(bad)})
     core, _ = core_for(sequence, 64)
-    settings = LiveSettings(controls=("control1", "control2"), light=(LIGHT,))
+    settings = LiveSettings(controls=("control1", "control2", "control3"), light=(LIGHT,))
     with pytest.raises(PhototoxError, match="control position control2 would receive excitation"):
         check_sequence(core, sequence, settings)
     with pytest.raises(PhototoxError, match="not in the sequence"):
-        check_sequence(core, sequence, LiveSettings(controls=("control1", "nope"), light=(LIGHT,)))
+        check_sequence(core, sequence, LiveSettings(controls=("control1", "control2", "nope"), light=(LIGHT,)))
+    with pytest.raises(PhototoxError, match="at least three control positions"):
+        check_sequence(core, sequence, LiveSettings(controls=("control1", "control3"), light=(LIGHT,)))
 
 
 def test_slow_analysis_skips_analysis_frames_never_acquisition_frames(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from ..errors import PhototoxError
@@ -89,6 +90,24 @@ def run_watch(core, sequence, settings, truth_world=None) -> tuple[object, dict 
     return watcher, doc
 
 
+def _run_and_release(core, run) -> int:
+    """Run, then free the core before the interpreter exits (a core with a Python camera still alive
+    at interpreter shutdown aborts the process in pymmcore-plus 0.17), also after a refusal."""
+    import gc
+
+    message = ""
+    try:
+        run()
+    except PhototoxError as error:
+        message = str(error)
+    core.unloadAllDevices()
+    del core, run
+    gc.collect()
+    if message:
+        raise PhototoxError(message)
+    return 0
+
+
 def _settings(args, controls, light):
     from ..live import LiveSettings
     from ..timecourse.onset import OnsetSettings
@@ -137,12 +156,13 @@ def watch_command(args) -> int:
         if args.interval is None:
             args.interval = planned or 10.0  # simulated minutes between frames
         # the simulator runs the time plan without waiting: its time is simulated
-        plan = sequence.time_plan.model_copy(update={"interval": 0}) if sequence.time_plan is not None else None
+        plan = (
+            sequence.time_plan.model_copy(update={"interval": timedelta(0)}) if sequence.time_plan is not None else None
+        )
         sequence = sequence.model_copy(update={"time_plan": plan})
     if light is None:
         raise PhototoxError("name the excitation light's setting: --light DEVICE.PROPERTY")
-    run_watch(core, sequence, _settings(args, args.control, light), world)
-    return 0
+    return _run_and_release(core, lambda: run_watch(core, sequence, _settings(args, args.control, light), world))
 
 
 def demo_live(args) -> int:
@@ -166,8 +186,7 @@ def demo_live(args) -> int:
     settings = LiveSettings(
         controls=tuple(controls), light=(LIGHT,), interval_min=10.0, out_dir=str(out), queue_size=10_000
     )
-    run_watch(core, sequence, settings, world)
-    return 0
+    return _run_and_release(core, lambda: run_watch(core, sequence, settings, world))
 
 
 def register(sub) -> None:

@@ -67,8 +67,11 @@ def check_sequence(core, sequence, settings: LiveSettings) -> None:
     unknown = [c for c in settings.controls if c not in names]
     if unknown:
         raise PhototoxError(f"control position {unknown[0]!r} is not in the sequence (positions: {', '.join(names)})")
-    if len(settings.controls) < 2:
-        raise PhototoxError("at least two control positions are needed to measure their spread (--control NAME)")
+    if len(settings.controls) < 3:
+        raise PhototoxError(
+            "at least three control positions are needed (--control NAME, once per control): each control is "
+            "checked against the others, and their spread is measured"
+        )
     if not settings.light:
         raise PhototoxError("name the excitation light's setting: --light DEVICE.PROPERTY")
     group = core.getChannelGroup()
