@@ -15,11 +15,9 @@ DEMO_LIVE: dict = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, 
 
 
 def _require_live():
-    try:
-        import pymmcore_plus  # noqa: F401
-        import useq  # noqa: F401
-    except ImportError:
-        raise PhototoxError("live acquisition needs the live extra: pip install 'phototox[live]'") from None
+    from ..extras import require_extra
+
+    require_extra("live", "live acquisition (phototox watch, demo --live)")
     logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)  # not one log line per event
 
 
