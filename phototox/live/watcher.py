@@ -162,6 +162,14 @@ class Watcher:
         if not self.pixel_um or self.pixel_um <= 0:
             raise PhototoxError("the core has no pixel size: define a pixel-size configuration or pass --pixel-size UM")
         self.factor = flow_factor(self.pixel_um)
+        if self.assessor is not None:
+            window = self.assessor.predictor.window
+            height, width = int(self.core.getImageHeight()), int(self.core.getImageWidth())
+            if min(height, width) < window:
+                raise PhototoxError(
+                    f"the camera's {width}x{height} px frames are smaller than the model's {window} px window; "
+                    "use a larger ROI, or watch without --model"
+                )
         self.positions = {n: _Position() for n in self.names}
         self.onsets = LiveOnsets(
             self.names,
