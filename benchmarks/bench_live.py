@@ -108,12 +108,12 @@ def latency(model: str | None, size: int, cells: int) -> str:
         from phototox.live import LiveSettings, attach
         from phototox.live.sim import LIGHT, core_for, demo_sequence
 
-        sequence = demo_sequence(4, 2, (500.0,))
+        sequence = demo_sequence(4, 3, (500.0,))
         core, _ = core_for(sequence, size, 0, n_cells=cells)
         watcher = attach(
             core,
             LiveSettings(light=(LIGHT,), interval_min=10.0, queue_size=10_000, model=model, stride=32),
-            controls=["control1", "control2"],
+            controls=["control1", "control2", "control3"],
         )
         core.mda.run(sequence)
         record = {
