@@ -149,11 +149,11 @@ def arm_tables(seeds: int) -> list[dict]:
 def non_inferiority_tables(seeds: int, margin: float = 0.2) -> list[dict]:
     """False 'harmless' at a harm equal to the margin; power at no harm and at twice the margin."""
     rows = []
-    for dish_sd in (0.005, 0.01):
+    for dish_sd, dishes in ((0.005, 3), (0.01, 3), (0.01, 4), (0.01, 6)):
         rng = np.random.default_rng(27)
         at_margin = at_zero = sick_at_2d = 0
         for seed in range(seeds):
-            (t, rt, ft), (c, rc, fc) = fields_of(rng, 3, 3, 2, dish_sd), fields_of(rng, 3, 3, 2, dish_sd)
+            (t, rt, ft), (c, rc, fc) = fields_of(rng, dishes, 3, 2, dish_sd), fields_of(rng, dishes, 3, 2, dish_sd)
             control = Arm.of(c, replicate=rc, field=fc)
 
             def shifted(harm: float) -> Arm:
@@ -164,7 +164,7 @@ def non_inferiority_tables(seeds: int, margin: float = 0.2) -> list[dict]:
             sick_at_2d += compare(shifted(2 * margin), control, seed=seed).verdict == SICKER
         rows.append(
             {
-                "set": f"synthetic: 3 dishes x 3 fields, dish SD {dish_sd} (CV {dish_sd / MEAN:.0%}), "
+                "set": f"synthetic: {dishes} dishes x 3 fields, dish SD {dish_sd} (CV {dish_sd / MEAN:.0%}), "
                 f"field SD {FIELD}, margin {margin:.0%}",
                 "false harmless at harm = margin": rate(at_margin, seeds),
                 "power: harmless at no harm": round(at_zero / seeds, 3),

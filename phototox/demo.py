@@ -1,7 +1,11 @@
-"""The demo: synthetic phase-contrast fields at five light doses, mapped and fitted end to end.
+"""The demo: synthetic phase-contrast fields at five light doses in three dishes, mapped, fitted and tested.
 
 Needs no download and no data: fields come from :mod:`phototox.synth`, the model is the shipped
-synthetic one. Used by ``phototox demo``; the command only prints what :func:`run_demo` returns.
+synthetic one. Each dose is imaged in :data:`DEMO_DISHES` dishes (one field each; the dishes differ
+in cell density, a dish-to-dish variation that is not light), so each dose is tested against the
+zero-light dishes with the dish as the unit (:mod:`phototox.dose_tests`). The demo also writes the
+``doses.csv`` manifest that ``phototox dose-response`` reads, so the same test can be rerun on it.
+Used by ``phototox demo``; the command only prints what :func:`run_demo` returns.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from .defaults import DEMO_MODEL
 from .dose_tests import DoseTests, judge_doses
 from .doses import DoseResponse, dose_report_paths, fit_dose_response, write_dose_report
 from .errors import PhototoxError
-from .images import write_tiff_atomic
+from .images import write_text_atomic, write_tiff_atomic
 from .inference import Predictor
 from .outputs import map_output_paths, summary_rows, write_map_outputs, write_summary
 from .provenance import provenance
@@ -24,7 +28,19 @@ from .settings import MapSettings
 from .synth import render_field
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
-__all__ = ["DEMO_DOSES", "DEMO_MODEL", "DemoResult", "default_model_scores", "demo_output_paths", "run_demo"]
+DEMO_DISHES = 3
+"""independent dishes per dose: the fewest for which a verdict describes more than these dishes"""
+DISH_DENSITY = (0.85, 1.0, 1.15)
+"""each dish's cell density relative to the synthetic default (dish-to-dish variation that is not light)"""
+__all__ = [
+    "DEMO_DISHES",
+    "DEMO_DOSES",
+    "DEMO_MODEL",
+    "DemoResult",
+    "default_model_scores",
+    "demo_output_paths",
+    "run_demo",
+]
 
 
 @dataclass
@@ -35,13 +51,18 @@ class DemoResult:
     fit: DoseResponse | None
     fit_error: str | None = None
     tests: DoseTests | None = None
-    """Non-inferiority per dose: one field per dose, so every dose is 'cannot test' (said, not hidden)."""
-    images: list[np.ndarray] = field(default_factory=list)  # the synthetic fields, one per dose
+    """Non-inferiority per dose against the zero-light dishes, dishes as units, in a fixed sequence."""
+    images: list[np.ndarray] = field(default_factory=list)  # the first dish's field of each dose
+
+
+def demo_plan() -> list[tuple[str, float, int]]:
+    """(file stem, dose, dish index) of every synthetic field, dose by dose."""
+    return [(f"synthetic_dose{dose:g}_dish{k + 1}", dose, k) for dose in DEMO_DOSES for k in range(DEMO_DISHES)]
 
 
 def demo_stems() -> list[str]:
-    """File stems of the synthetic fields, one per dose."""
-    return [f"synthetic_dose{dose:g}" for dose in DEMO_DOSES]
+    """File stems of the synthetic fields."""
+    return [stem for stem, _dose, _dish in demo_plan()]
 
 
 def demo_output_paths(out: Path) -> list[Path]:
@@ -50,7 +71,7 @@ def demo_output_paths(out: Path) -> list[Path]:
     return (
         [out / "inputs" / f"{s}.tif" for s in stems]
         + [p for s in stems for p in map_output_paths(out, s)]
-        + [out / "summary.csv", *dose_report_paths(out)]
+        + [out / "summary.csv", out / "doses.csv", *dose_report_paths(out)]
     )
 
 
@@ -70,26 +91,42 @@ def run_demo(
     """
     assessor = Assessor(predictor)
     settings = MapSettings(stride=stride, mode=mode, threshold=threshold)
-    rows, fields = [], []
-    for i, (stem, dose) in enumerate(zip(demo_stems(), DEMO_DOSES)):
-        synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i)
+    rows, points, fields = [], [], []
+    for i, (stem, dose, dish) in enumerate(demo_plan()):
+        density = 110.0 * DISH_DENSITY[dish % len(DISH_DENSITY)]
+        synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i, cells_per_megapixel=density)
         image_path = out / "inputs" / f"{stem}.tif"
         write_tiff_atomic(image_path, synthetic.image)
         pixel_size = assessor.pixel_size(None, image_path)
         results = assessor.analyse(synthetic.image[None], settings, pixel_size, str(image_path))
         meta = provenance(predictor.model)
         write_map_outputs(out, stem, synthetic.image[None].astype("float32"), results, provenance=meta)
-        rows += summary_rows(str(image_path), results, predictor.model.label, meta)
-        fields.append(synthetic)
+        image_rows = summary_rows(str(image_path), results, predictor.model.label, meta)
+        rows += image_rows
+        points.append(
+            {
+                "path": str(image_path),
+                "dose": dose,
+                "replicate": f"dish{dish + 1}",
+                "mean_sick_probability": float(np.mean([r["mean_sick_probability"] for r in image_rows])),
+                "out_of_domain": any(bool(r.trust.out_of_domain) for r in results),  # no verdict rests on it
+            }
+        )
+        if dish == 0:
+            fields.append(synthetic)
     write_summary(out / "summary.csv", rows)
+    write_text_atomic(
+        out / "doses.csv",
+        "path,dose,replicate,dish\n"
+        + "".join(
+            f"inputs/{Path(p['path']).name},{p['dose']:g},{p['replicate']},dose{p['dose']:g}-{p['replicate']}\n"
+            for p in points
+        ),
+    )
     result = DemoResult(rows, None, images=[f.image for f in fields])
-    scores = [r["mean_sick_probability"] for r in rows]
     try:
-        fit = fit_dose_response(np.asarray(DEMO_DOSES), np.asarray(scores), n_boot=200)
-        points = [
-            {"path": r["path"], "dose": d, "mean_sick_probability": r["mean_sick_probability"]}
-            for r, d in zip(rows, DEMO_DOSES)
-        ]
+        doses = np.array([p["dose"] for p in points])
+        fit = fit_dose_response(doses, np.array([p["mean_sick_probability"] for p in points]), n_boot=200)
         result.tests = judge_doses(points)
         write_dose_report(points, fit, out, "(synthetic dose)", provenance(predictor.model), result.tests)
         result.fit = fit

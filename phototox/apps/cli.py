@@ -28,12 +28,12 @@ from .options import (
 
 
 def cmd_demo(args) -> int:
+    """Synthetic fields at five light doses in three dishes -> maps, overlays, a table, a curve and per-dose tests."""
     if args.live:  # phototox demo --live: the simulated microscope, watched (phototox.apps.live_command)
         from .live_command import demo_live
 
         return demo_live(args)
-    """Synthetic fields at five light doses -> maps, overlays, a table, a dose-response curve and per-dose tests."""
-    from ..demo import DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
+    from ..demo import DEMO_DISHES, DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
     from ..dose_tests import format_dose_tests
     from ..doses import format_curve
     from ..outputs import format_rows
@@ -45,7 +45,8 @@ def cmd_demo(args) -> int:
     print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
     print(
         "input: synthetic phase-contrast fields (phototox.synth) at light doses "
-        f"{', '.join(f'{d:g}' for d in DEMO_DOSES)} -- no download, no shared data"
+        f"{', '.join(f'{d:g}' for d in DEMO_DOSES)}, {DEMO_DISHES} dishes per dose (one field each; the dishes "
+        "differ in cell density) -- no download, no shared data"
     )
     result = run_demo(predictor, out, args.size, args.seed, args.stride, args.mode, args.threshold)
     print(format_rows(result.rows))
@@ -56,7 +57,8 @@ def cmd_demo(args) -> int:
     else:
         print(f"no dose-response curve could be fitted: {result.fit_error}")
     print(
-        f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, dose_response.png"
+        f"\nwrote {out}/: inputs/*.tif, *_map.tif (float32 P(sick) maps), *_overlay.png, summary.csv, "
+        f"dose_response.png, doses.csv (rerun the tests: phototox dose-response {out}/doses.csv --out report/)"
     )
     if predictor.model.source == DEMO_MODEL.removeprefix("shipped:"):
         scores = default_model_scores(result.images, str(predictor.device), args.stride, args.mode)
@@ -497,7 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="maps of synthetic fields at five light doses (no download, no data)")
+    p = sub.add_parser(
+        "demo",
+        help="maps and per-dose tests of synthetic fields at five light doses in three dishes (no download, no data)",
+    )
     add_model_options(p, DEMO_MODEL, "the model trained on phototox.synth fields")
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
