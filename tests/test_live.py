@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
 
 pytest.importorskip("pymmcore_plus", reason="the live extra (pip install 'phototox[live]') is not installed")
 import useq
@@ -66,6 +67,7 @@ def test_watched_mda_warns_the_exposed_position_after_its_onset_and_no_control(t
     for name in names:
         with (tmp_path / "positions" / f"{name}.csv").open() as handle:
             assert [int(r["frame"]) for r in csv.DictReader(handle)] == list(range(d["n_frames"]))
+        assert tifffile.imread(tmp_path / "maps" / f"{name}.ome.tif").shape[0] == d["n_frames"]
     report = (tmp_path / "live_report.md").read_text()
     assert all(name in report for name in names)
     assert (tmp_path / "live_readouts.png").stat().st_size > 0

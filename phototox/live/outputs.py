@@ -1,7 +1,7 @@
 """Outputs of a watched acquisition, written as it goes (each file replaced atomically, so a crash
 loses at most the frame in flight) and a final report.
 
-``<out>/positions/<name>.csv`` (one row per analysed frame), ``<out>/maps/<name>.tif`` (P(sick) maps
+``<out>/positions/<name>.csv`` (one row per analysed frame), ``<out>/maps/<name>.ome.tif`` (OME-TIFF) (P(sick) maps
 with a model, else the cell cover per 8x8 block), ``<out>/dose.csv`` (every acquired frame's light),
 ``<out>/warnings.csv``; at the end ``live_report.md``, ``live.json`` and ``live_readouts.png``.
 """
@@ -45,7 +45,10 @@ def write_position(watcher, name: str) -> None:
     )
     if pos.maps:
         (out / "maps").mkdir(exist_ok=True)
-        write_tiff_atomic(out / "maps" / f"{name}.tif", np.stack(pos.maps), metadata={"axes": "TYX"})
+        metadata: dict = {"axes": "TYX", "TimeIncrement": watcher.interval_min, "TimeIncrementUnit": "min"}
+        if watcher.assessor is None:  # cell cover per 8 x 8 pixel block
+            metadata.update(PhysicalSizeX=8 * watcher.pixel_um, PhysicalSizeY=8 * watcher.pixel_um)
+        write_tiff_atomic(out / "maps" / f"{name}.ome.tif", np.stack(pos.maps), ome=True, metadata=metadata)
     with watcher.lock:
         frames = list(watcher.ledger.frames)
     light = [f"{d}.{p}" for d, p in watcher.settings.light]
