@@ -38,11 +38,11 @@ def write_position(watcher, name: str) -> None:
     """Rewrite one position's CSV and maps, the dose ledger and the warnings (atomically)."""
     out = Path(watcher.settings.out_dir)
     pos = watcher.positions[name]
-    header = ["frame", "time_min", *watcher.readouts, "dose_cumulative"]
+    dose_column = "dose_cumulative_J_per_cm2" if watcher.calibration is not None else "dose_cumulative_ms_x_setting"
+    header = ["frame", "time_min", *watcher.readouts, dose_column]
     (out / "positions").mkdir(exist_ok=True)
-    write_text_atomic(
-        out / "positions" / f"{name}.csv", _csv(header, [[_fmt(r.get(h)) for h in header] for r in pos.rows])
-    )
+    rows = [[_fmt(r.get("dose_cumulative") if h == dose_column else r.get(h)) for h in header] for r in pos.rows]
+    write_text_atomic(out / "positions" / f"{name}.csv", _csv(header, rows))
     if pos.maps:
         (out / "maps").mkdir(exist_ok=True)
         metadata: dict = {"axes": "TYX", "TimeIncrement": watcher.interval_min, "TimeIncrementUnit": "min"}
@@ -52,7 +52,16 @@ def write_position(watcher, name: str) -> None:
     with watcher.lock:
         frames = list(watcher.ledger.frames)
     light = [f"{d}.{p}" for d, p in watcher.settings.light]
-    dose_header = ["position", "frame", "channel", "exposure_ms", *light, "light_on", "dose_units", "dose_J_per_cm2"]
+    dose_header = [
+        "position",
+        "frame",
+        "channel",
+        "exposure_ms",
+        *light,
+        "light_on",
+        "dose_ms_x_setting",
+        "dose_J_per_cm2",
+    ]
     dose_rows = [
         [
             f.position,
