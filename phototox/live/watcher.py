@@ -25,7 +25,7 @@ from psygnal import Signal
 from ..errors import PhototoxError
 from ..timecourse.activity import confluence, flow_factor, foreground_mask, motion_um_per_min
 from ..timecourse.onset import OnsetSettings
-from ..timecourse.pipeline import LOG_SCALE, NOISE_FLOORS, onset_scale
+from ..timecourse.pipeline import NOISE_FLOORS, onset_scale
 from .dose import Calibration, DoseLedger
 from .onsets import LiveOnsets, LiveWarning
 
@@ -335,4 +335,4 @@ def attach(
     return Watcher(core, settings, callback)
 
 
-__all__ = ["LOG_SCALE", "LiveSettings", "Watcher", "attach", "check_sequence"]
+__all__ = ["LiveSettings", "Watcher", "attach", "check_sequence"]
