@@ -26,6 +26,7 @@ from .controls import ControlReference
 from .domain import DomainStats, domain_features, domain_warning
 from .errors import ImageInputError
 from .inference import FrameResult, NotANumberError, Predictor, summarise_map
+from .novelty import NoveltyReference, analyse_with_novelty
 from .pixelsize import (
     PIXEL_SIZE_HINT,
     PixelSize,
@@ -60,6 +61,8 @@ class Assessor:
     warned: set = field(default_factory=set)
     pixel_size_hint: str = PIXEL_SIZE_HINT
     """How this front end asks for the pixel size, in the assumed-size warning."""
+    novelty: NoveltyReference | None = None
+    """'unlike your controls' reference (:mod:`phototox.novelty`): adds its map and columns"""
 
     @property
     def model_um(self) -> float | None:
@@ -132,7 +135,17 @@ class Assessor:
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
         try:
-            result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress)
+            if self.novelty is not None:
+                result, novelty = analyse_with_novelty(
+                    self.predictor,
+                    scaled,
+                    settings,
+                    self.novelty,
+                    window_progress,
+                    lambda line: self._warn_once("novelty-size", line),
+                )
+            else:
+                result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress)
         except NotANumberError as exc:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
@@ -142,6 +155,10 @@ class Assessor:
                 result.sick_map, settings.threshold, mask
             )
         result.trust = self._trust(frame, scaled, size, source, domain)
+        if self.novelty is not None:
+            result.trust.set(novelty)
+            if factor != 1.0 and result.novelty_map is not None:
+                result.novelty_map = resample(result.novelty_map, plane_shape(frame), order=1)
         return result
 
     def _trust(

@@ -153,7 +153,7 @@ def check_control_polarity(paths: list[Path], skews: list[float]) -> None:
             )
 
 
-def distinct_fields(paths: list[Path], warn=None) -> list[Path]:
+def distinct_fields(paths: list[Path], warn=None, what: str = "calibrate") -> list[Path]:
     """The control files as fields: the same file twice, a link to it or an identical copy is one field.
 
     Refuses (one line) a missing file and fewer than :data:`MIN_CONTROLS` distinct fields; warns
@@ -175,7 +175,7 @@ def distinct_fields(paths: list[Path], warn=None) -> list[Path]:
     said = f" ({'; '.join(repeats)})" if repeats else ""
     if len(fields) < MIN_CONTROLS:
         raise PhototoxError(
-            f"calibrate needs at least {MIN_CONTROLS} control fields (files; the frames of one file are one field), "
+            f"{what} needs at least {MIN_CONTROLS} control fields (files; the frames of one file are one field), "
             f"got {len(fields)}{said}"
         )
     if repeats:

@@ -91,7 +91,9 @@ def run_demo(
     """
     assessor = Assessor(predictor)
     settings = MapSettings(stride=stride, mode=mode, threshold=threshold)
-    rows, points, fields = [], [], []
+    rows: list[dict] = []
+    points: list[dict] = []
+    fields = []
     for i, (stem, dose, dish) in enumerate(demo_plan()):
         density = 110.0 * DISH_DENSITY[dish % len(DISH_DENSITY)]
         synthetic = render_field(size, int(size * 1.3125), dose, seed=seed + i, cells_per_megapixel=density)
@@ -119,7 +121,7 @@ def run_demo(
         out / "doses.csv",
         "path,dose,replicate,dish\n"
         + "".join(
-            f"inputs/{Path(p['path']).name},{p['dose']:g},{p['replicate']},dose{p['dose']:g}-{p['replicate']}\n"
+            f"inputs/{Path(str(p['path'])).name},{p['dose']:g},{p['replicate']},dose{p['dose']:g}-{p['replicate']}\n"
             for p in points
         ),
     )

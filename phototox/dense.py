@@ -168,10 +168,25 @@ def dense_logits(
     With ``mean``/``std`` None the region is already normalised (``box`` contract). ``trunk``
     (default ``module.features``) may be a :class:`FusedTrunk` of it.
     """
+    return _dense_head(module, dense_trunk_output(module, frame, mean, std, trunk))[0]
+
+
+def dense_trunk_output(
+    module: nn.Module,
+    frame: torch.Tensor,
+    mean: torch.Tensor | None,
+    std: torch.Tensor | None,
+    trunk: nn.Sequential | FusedTrunk | None = None,
+) -> torch.Tensor:
+    """The trunk's output (1, C, h, w) over a frame region: what :func:`dense_logits` feeds its head.
+
+    The same arguments as :func:`dense_logits`; :mod:`phototox.novelty` pools these features per
+    window so that one pass gives both P(sick) and the features of every window.
+    """
     trunk = model_trunk(module) if trunk is None else trunk
     x = frame[None, None].contiguous(memory_format=torch.channels_last)
     if mean is None or std is None:
-        return _dense_head(module, trunk(x))[0]
+        return trunk(x)
     layers = trunk.layers if isinstance(trunk, FusedTrunk) else trunk
     conv1 = layers[0]
     if not isinstance(conv1, nn.Conv2d):
@@ -182,7 +197,7 @@ def dense_logits(
     y.addcmul_((mean * inverse)[None, None], -conv1.weight.sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
     if conv1.bias is not None:
         y.add_(conv1.bias.view(1, -1, 1, 1))
-    return _dense_head(module, layers[1:](y))[0]
+    return layers[1:](y)
 
 
 class TileInputs:

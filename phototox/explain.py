@@ -7,7 +7,8 @@ the spatially averaged gradient of a class score. Richmond et al. (2017) note th
 weights make overlapping crops disagree, and instead average the weights over all training
 crops of the class; :func:`reference_weights` computes those, and without a reference the
 weights are averaged over all windows of the image itself, so that one set of weights explains
-the whole frame. Class-model visualisation (Simonyan et al., 2014) does gradient ascent on a
+the whole frame. What is drawn is scaled by the image's P(sick) (:data:`HEAT_SCALE`): a healthy
+image is dark, whatever its own strongest evidence. Class-model visualisation (Simonyan et al., 2014) does gradient ascent on a
 class score with an L2 penalty and a smoothness (total variation) term.
 """
 
@@ -184,6 +185,55 @@ def gradcam_frame(
     return (heat / total).astype(np.float32)
 
 
+def reference_weights_and_scale(
+    predictor: Predictor,
+    samples: list[Sample],
+    class_index: int,
+    max_crops: int = 64,
+    seed: int = 0,
+    layer_name: str = GRADCAM_LAYER,
+) -> tuple[np.ndarray, float]:
+    """:func:`reference_weights` and :func:`reference_scale` from ONE pass over the same reference crops.
+
+    The activations that give the gradients also give the heat whose 99th percentile is the scale,
+    so ``--reference`` costs one forward-and-backward pass over ``max_crops`` crops.
+    """
+    indices = [i for i, s in enumerate(samples) if s.label == class_index]
+    if not indices:
+        raise ValueError("the reference manifest has no image of the requested class")
+    dataset = CropDataset(samples, indices, augment=None, contract=predictor.contract)
+    chosen = np.random.default_rng(seed).permutation(len(dataset))[:max_crops]
+    if len(chosen) == 0:
+        raise ValueError(f"no crops to average (max_crops={max_crops})")
+    module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
+    acts, grads = [], []
+    for start in range(0, len(chosen), predictor.batch_size):
+        crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
+        a, g = activations_and_gradients(module, layer, crops.to(predictor.device), class_index)
+        acts.append(a.cpu())
+        grads.append(g.mean(dim=(2, 3)).cpu())
+    weights = torch.cat(grads).mean(0)
+    heat = F.relu((torch.cat(acts) * weights.view(1, -1, 1, 1)).sum(1))
+    return weights.numpy(), float(np.percentile(heat.flatten().numpy(), 99))
+
+
+HEAT_SCALE = (
+    "shown = P(target) x clip(Grad-CAM / scale, 0, 1): 0-1 on every image; scale = the reference crops' 99th "
+    "percentile (--reference) or this image's own 99th percentile; an image the model calls healthy "
+    "(P(sick) near 0) stays dark when the target is 'sick'"
+)
+"""The fixed scale every Grad-CAM TIFF and overlay is drawn on (recorded in the TIFF)."""
+
+
+def shown_heat(heat: np.ndarray, p_target: float, scale: float | None) -> tuple[np.ndarray, float]:
+    """The heat on the fixed 0-1 scale of :data:`HEAT_SCALE`, and the scale used."""
+    if scale is None or scale <= 0:
+        scale = float(np.percentile(heat, 99))
+    if scale <= 0:
+        return np.zeros_like(heat, dtype=np.float32), 0.0
+    return (float(p_target) * np.clip(heat / scale, 0.0, 1.0)).astype(np.float32), float(scale)
+
+
 def reference_scale(
     predictor: Predictor,
     samples: list[Sample],
@@ -223,66 +273,84 @@ def explain_image(
     out: Path,
     target: str = "sick",
     reference: str | None = None,
-    max_reference_crops: int = 400,
+    max_reference_crops: int = 64,
     stride: int = 110,
     colour: str = "refuse",
     quiet: bool = False,
     provenance: dict | None = None,
     pixel_size_um: float | None = None,
 ) -> list[Path]:
-    """Grad-CAM of the first frame of ``path``: ``<stem>_gradcam.tif`` (raw) and ``.png`` (overlay).
+    """Grad-CAM of the first frame of ``path``: ``<stem>_gradcam.tif`` and ``.png`` (overlay).
 
     ``provenance`` (phototox version, model name and checksum) goes into the TIFF's metadata. The
     frame is explained at the model's pixel size (``pixel_size_um``, else the file's, else assumed)
     and the heat map returned at the frame's size.
 
-    With ``reference`` (a manifest of training images) the channel weights are those of the
-    reference images of the target class (the paper's fix) and the map is drawn on their scale
-    (1 = as strong as the reference's 99th percentile), so an image with little such evidence
-    stays dark; without it the weights come from this image and the map is relative to its own
-    strongest evidence.
+    Both files hold the heat on one fixed 0-1 scale (:data:`HEAT_SCALE`): the Grad-CAM map divided
+    by a scale and multiplied by the image's probability of the target class (mean of the dense
+    P(sick) map at the model's scale), so an image the model calls healthy stays dark whatever
+    its own strongest evidence. With ``reference`` (a manifest of training images) the channel
+    weights and the scale are those of the reference images of the target class (the paper's
+    fix, one pass over their crops, :func:`reference_weights_and_scale`); without it the weights
+    come from this image and the scale is its own 99th percentile. The TIFF records the scale,
+    P(sick) and whether a reference was used; the title states P(sick).
     """
+    import json
+
     from tqdm import tqdm
 
     from .images import read_frames, write_tiff_atomic
     from .manifest import read_manifest
-    from .plots import plot_heatmap_overlay
+    from .plots import plot_map_overlay
 
     frame = read_frames(path, colour=colour, min_size=predictor.window)[0]
     class_index = 1 if target == "sick" else 0
     weights, scale = None, None
     if reference:
         samples = read_manifest(reference)
-        weights = reference_weights(predictor, samples, class_index, max_crops=max_reference_crops)
-        scale = reference_scale(predictor, samples, class_index, weights, max_crops=min(max_reference_crops, 100))
+        weights, scale = reference_weights_and_scale(predictor, samples, class_index, max_crops=max_reference_crops)
     n = len(covering_origins(frame.shape[0], predictor.window, stride)) * len(
         covering_origins(frame.shape[1], predictor.window, stride)
     )
     from .pixelsize import at_model_scale
 
+    p_sick: list[float] = []
+
+    def explain(scaled: np.ndarray) -> np.ndarray:
+        p_sick.append(float(predictor.analyse_frame(scaled).mean_sick_probability))
+        return gradcam_image(predictor, scaled, class_index, weights, stride, progress=bar.update)
+
     with tqdm(total=n, desc=f"explaining {path.name}", unit="window", disable=quiet) as bar:
-        heat = at_model_scale(
-            lambda f: gradcam_image(predictor, f, class_index, weights, stride, progress=bar.update),
-            frame,
-            predictor.model,
-            pixel_size_um,
-            path,
-        )
+        heat = at_model_scale(explain, frame, predictor.model, pixel_size_um, path)
+    p_target = p_sick[0] if target == "sick" else 1.0 - p_sick[0]
+    shown, used_scale = shown_heat(heat, p_target, scale)
     out.mkdir(parents=True, exist_ok=True)
     tif, png = out / f"{path.stem}_gradcam.tif", out / f"{path.stem}_gradcam.png"
-    write_tiff_atomic(tif, heat.astype(np.float32), metadata={"axes": "YX", **(provenance or {})})
-    where = f"Where the network looked to call these cells {target}"
+    info = {
+        **(provenance or {}),
+        "content": f"Grad-CAM evidence for '{target}' at conv4_2 on a fixed 0-1 scale",
+        "scale_rule": HEAT_SCALE,
+        "scale": round(used_scale, 6),
+        "scale_source": "reference 99th percentile" if reference else "this image's 99th percentile",
+        "reference_used": bool(reference),
+        "reference": str(reference) if reference else "",
+        "p_sick": round(p_sick[0], 5),
+        "target": target,
+    }
+    write_tiff_atomic(tif, shown, metadata={"axes": "YX", "Info": json.dumps(info, indent=1)})
+    model = (provenance or {}).get("model_name") or predictor.model.source
     how = (
-        "(Grad-CAM at conv4_2; weights and scale from the reference images of that class)"
+        "weights and scale from the reference images of that class"
         if reference
-        else "(Grad-CAM at conv4_2; relative to this image's strongest evidence)"
+        else "weights and scale from this image (its 99th percentile)"
     )
-    label = (
-        f"evidence for '{target}' (1 = as strong as in the reference)"
-        if reference
-        else f"evidence for '{target}', relative"
+    title = (
+        f"{path.name}: P(sick) {p_sick[0]:.3f} (model {model})\n"
+        f"where the network looked to call these cells {target} (Grad-CAM at conv4_2; {how})\n"
+        f"shown: P({target}) x evidence / scale, one fixed 0-1 scale: an image called "
+        f"{'healthy' if target == 'sick' else 'sick'} stays dark"
     )
-    plot_heatmap_overlay(frame, heat, png, f"{where}\n{how}", scale=scale, label=label)
+    plot_map_overlay(frame, shown, png, title, label=f"P({target}) x evidence (fixed 0-1)")
     return [tif, png]
 
 

@@ -17,6 +17,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "scale": ("dask", "distributed", "zarr", "ome_zarr"),
     "live": ("pymmcore_plus", "useq", "psygnal"),
     "test": ("pytest", "playwright", "ruff", "mypy", "hypothesis"),
+    "napari": ("napari", "pytestqt"),
 }
 """Importable modules of each extra declared in pyproject.toml (``tests/test_extras.py`` checks both ways)."""
 

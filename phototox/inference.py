@@ -50,6 +50,8 @@ class FrameResult:
     mode: str
     engine: str = "torch"
     trust: Trust = field(default_factory=Trust)  # pixel size, domain, quality, controls (phototox.assess)
+    novelty_map: np.ndarray | None = None
+    """'unlike your controls' map (window novelty / the reference's line; > 1 beyond it), with a reference"""
 
     def summary(self) -> dict:
         """The scalar results under their :mod:`phototox.schema` column names."""
@@ -217,8 +219,19 @@ class Predictor:
             grid = self.exact_grid(frame, settings.stride, window_progress)
         else:
             grid = self.dense_grid(frame, settings.stride, settings.normalisation, on_engine=engine.append)
+        return self.result_from_grid(grid, plane_shape(frame), settings, mask, engine[-1])
+
+    def result_from_grid(
+        self,
+        grid: np.ndarray,
+        shape: tuple[int, int],
+        settings: MapSettings,
+        mask: np.ndarray | None = None,
+        engine: str = "torch",
+    ) -> FrameResult:
+        """The frame's result from its window grid at ``settings.stride`` (map, summary numbers)."""
         check_finite(grid, f"model {self.model.source}")
-        sick_map = upsample_map(grid, plane_shape(frame), self.window, settings.stride)
+        sick_map = upsample_map(grid, shape, self.window, settings.stride)
         return FrameResult(
             sick_map,
             grid,
@@ -226,7 +239,7 @@ class Predictor:
             settings.threshold,
             int(settings.stride),
             settings.mode,
-            engine[-1],
+            engine,
         )
 
     def window_count(self, shape: tuple[int, ...], stride: int) -> int:

@@ -51,9 +51,14 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return stems
 
 
-def map_output_paths(out_dir: Path, stem: str, overlay: bool = True) -> list[Path]:
-    """The files :func:`write_map_outputs` writes for one input."""
-    return [out_dir / f"{stem}_map.tif"] + ([out_dir / f"{stem}_overlay.png"] if overlay else [])
+def map_output_paths(out_dir: Path, stem: str, overlay: bool = True, novelty: bool = False) -> list[Path]:
+    """The files :func:`write_map_outputs` writes for one input (``novelty``: with a reference)."""
+    paths = [out_dir / f"{stem}_map.tif"] + ([out_dir / f"{stem}_overlay.png"] if overlay else [])
+    if novelty:
+        paths += [out_dir / f"{stem}_unlike_controls.tif"] + (
+            [out_dir / f"{stem}_unlike_controls.png"] if overlay else []
+        )
+    return paths
 
 
 def write_map_outputs(
@@ -117,6 +122,10 @@ def write_map_outputs(
             scale_note=" (pixel size assumed)" if source.startswith("assumed") else "",
         )
         written.append(png)
+    if results[0].novelty_map is not None:
+        from .novelty_outputs import write_novelty_outputs
+
+        written += write_novelty_outputs(out_dir, stem, frames, results, overlay, provenance)
     return written
 
 

@@ -18,6 +18,7 @@ from .assess import Assessor
 from .errors import ImageInputError, PhototoxError
 from .images import as_grey_frames
 from .inference import FrameResult, Predictor
+from .novelty import NoveltyReference
 from .schema import columns
 from .settings import MapSettings
 
@@ -49,6 +50,8 @@ class PredictorPool:
         if max_models < 1:
             raise PhototoxError(f"max_models must be at least 1, got {max_models}")
         self.default_model, self.default_device, self.max_models = default_model, default_device, max_models
+        self.reference: NoveltyReference | None = None
+        """an 'unlike your controls' reference (phototox.novelty), used for the model it was made with"""
         self._predictors: OrderedDict[tuple[str, str], Predictor] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -108,5 +111,8 @@ def analyse_pixels(
     predictor = pool.get(model, params.get("device") or None)
     frame = as_grey_frames(pixels.reshape(height, width), source, min_size=predictor.window)[0]
     assessor = Assessor(predictor, warn=lambda line: None)  # the flags travel in the result line
+    reference = pool.reference
+    if reference is not None and reference.info.get("model_sha256") in (None, predictor.model.sha256 or None):
+        assessor.novelty = reference  # its columns travel in the result line too
     result = assessor.analyse(frame, settings, assessor.pixel_size(pixel_size_um), source)[0]
     return format_result(result, predictor.model.label), result.sick_map.astype(np.float32)

@@ -118,6 +118,41 @@ COLUMNS: tuple[Column, ...] = (
         "conformal p-value of the domain score against the calibrated model's held-out control fields: "
         "(1 + #fields scoring at least as high) / (k + 1); blank without calibration",
     ),
+    Column(
+        "unlike_controls_fraction",
+        float,
+        "controls",
+        "fraction of the image's windows beyond the 'unlike your controls' line of a reference (phototox "
+        "reference: trunk features of your control fields at the model's pixel size); not a sickness measure",
+        "UnlikeControlsFraction",
+        "UnlikeControlsFraction",
+        True,
+    ),
+    Column(
+        "unlike_controls_low",
+        float,
+        "controls",
+        "lower end of that fraction's 95% Wilson interval (units: the image's area in whole 220 px windows)",
+        "UnlikeControlsLow",
+    ),
+    Column("unlike_controls_high", float, "controls", "upper end of that interval", "UnlikeControlsHigh"),
+    Column(
+        "unlike_controls_p_value",
+        float,
+        "controls",
+        "conformal p-value of the image's largest window novelty against the reference's held-out control "
+        "fields: (1 + #fields at least as high) / (k + 1)",
+        "UnlikeControlsPValue",
+        "UnlikeControlsPValue",
+        True,
+    ),
+    Column(
+        "unlike_controls_rate",
+        float,
+        "controls",
+        "the line's false-alarm rate: a field like the controls has any window beyond it at most this often",
+        "UnlikeControlsRate",
+    ),
 )
 """Every column of a result row, in table order (provenance columns follow, see :mod:`phototox.provenance`)."""
 
@@ -181,6 +216,11 @@ class Trust:
     vs_controls_high: float | None = None
     vs_controls_verdict: str | None = None
     domain_p_value: float | None = None
+    unlike_controls_fraction: float | None = None
+    unlike_controls_low: float | None = None
+    unlike_controls_high: float | None = None
+    unlike_controls_p_value: float | None = None
+    unlike_controls_rate: float | None = None
 
     def set(self, values: dict) -> Trust:
         """Fill fields from a mapping of column names (a name that is no field is a programming error)."""

@@ -102,11 +102,12 @@ def test_revision_1_settings_upgrade_step_by_step(plugin):
         "None",
     ]
     values, revision = module.upgrade_settings(old, 1, "MeasurePhototoxicity")
-    assert revision == module.variable_revision_number == 4
+    assert revision == module.variable_revision_number == 5
     assert len(values) == len(module.settings()) and values[10] == "1" and values[12] == "model.pt"
-    assert values[-1] == "0.0"  # revision 4: pixel size, 0 = the model's (assumed, and recorded so)
+    assert values[13] == "0.0"  # revision 4: pixel size, 0 = the model's (assumed, and recorded so)
+    assert values[14:] == ["No", values[11], "reference.npz", "UnlikeControlsMap"]  # revision 5: no reference
     with pytest.raises(ValueError, match="newer than this plugin"):
-        module.upgrade_settings(values, 5, "MeasurePhototoxicity")
+        module.upgrade_settings(values, 6, "MeasurePhototoxicity")
 
 
 def test_missing_model_stops_the_run_before_the_first_image(plugin, tmp_path):
@@ -138,4 +139,4 @@ def test_model_file_picker_is_portable_and_upgrades_from_revision_2(plugin, tmp_
     saved = [s.unicode_value for s in module.settings()]
     assert "Default Input Folder sub-folder|models" in saved  # stored relative: portable between machines
     values, revision = module.upgrade_settings(saved[:11], 2, "MeasurePhototoxicity")
-    assert revision == 4 and len(values) == len(module.settings())
+    assert revision == 5 and len(values) == len(module.settings())

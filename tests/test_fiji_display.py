@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 from conftest import REPO
@@ -64,3 +65,22 @@ def test_without_display_the_imagej_window_is_refused_in_one_line(tiny_model_pat
     run = _fiji(tiny_model_path, _no_display_env())
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "--macro" in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IJ_JAR.is_file(), reason=f"ImageJ not found at {IJ_JAR} (apt-get install libij-java)")
+@pytest.mark.skipif(shutil.which("javac") is None, reason="javac missing")
+def test_headless_batch_command_fails_in_one_line_and_plain_macros_still_print(tmp_path, tiny_model_path):
+    """--headless: a macro that needs AWT stops with one line (no trace); one that does not prints as usual."""
+    data, out = tmp_path / "phase", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    tifffile.imwrite(data / "field.tif", np.zeros((240, 260), np.uint16))
+    run = _fiji(tiny_model_path, _no_display_env(), "--headless", "--macro", str(BATCH), "--args", f"input={data}")
+    assert run.returncode != 0
+    assert run.stdout.strip() == "" and len(run.stderr.strip().splitlines()) == 1, run.stdout + run.stderr
+    assert "needs a display" in run.stderr and "--headless" in run.stderr and "xvfb-run -a" in run.stderr
+    macro = tmp_path / "hello.ijm"
+    macro.write_text('print("hello from a headless macro");\n')
+    run = _fiji(tiny_model_path, _no_display_env(), "--headless", "--macro", str(macro))
+    assert run.returncode == 0 and "hello from a headless macro" in run.stdout, run.stdout + run.stderr

@@ -13,7 +13,7 @@ from phototox.errors import PhototoxError
 from phototox.settings import MapSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_MODULES = {"inference.py", "assess.py", "dense.py", "domain.py", "explain.py", "scale/chunked.py"}
+ENGINE_MODULES = {"inference.py", "assess.py", "dense.py", "domain.py", "explain.py", "novelty.py", "scale/chunked.py"}
 """Where the Predictor's own map methods may be called: the inference path itself and the front door."""
 FRONT_ENDS = [
     *(ROOT / "phototox").rglob("*.py"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import tifffile
@@ -10,7 +12,7 @@ from scipy import ndimage, stats
 from phototox.apps.cli import main
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
 from phototox.images import natural_key
-from phototox.timecourse.activity import foreground_mask, motion_um_per_min
+from phototox.timecourse.activity import foreground_mask, frame_change, motion_um_per_min
 from phototox.timecourse.io import read_doses, read_field
 from phototox.timecourse.mitosis import (
     detect_round_objects,
@@ -121,6 +123,25 @@ def test_flow_recovers_a_known_translation(rng, dy, dx):
     cells[32:-32, 32:-32] = True  # away from the wrapped edges
     speed = motion_um_per_min(image, moved, cells, pixel_um=0.5, interval_min=10.0, factor=2)
     assert speed == pytest.approx(np.hypot(dy, dx) * 0.5 / 10.0, rel=0.15)
+
+
+def test_frame_change_grows_with_motion_and_ignores_brightness_contrast_and_empty_area(rng):
+    image = _texture(rng, (256, 256), 3.0) * 1000 + 30000
+    cells = np.zeros(image.shape, bool)
+    cells[32:-32, 32:-32] = True
+    changes = [frame_change(image, np.roll(image, (0, d), axis=(0, 1)), cells, 12.0) for d in (0, 1, 2, 4)]
+    assert changes[0] == 0.0 and all(a < b for a, b in itertools.pairwise(changes))  # more motion, more change
+    moved = np.roll(image, (0, 2), axis=(0, 1))
+    # a brighter frame with higher contrast (lamp, camera gain) changes nothing: each frame is flattened on its own
+    assert frame_change(image, 1.7 * moved + 500, cells, 12.0) == pytest.approx(changes[2], rel=1e-4)
+    # normalised by the active area: the same cells beside more empty background give the same value
+    wide = np.full((256, 512), 30000.0) + rng.normal(0, 1, (256, 512))
+    wide_moved = wide.copy()
+    wide[:, :256], wide_moved[:, :256] = image, moved
+    wide_cells = np.zeros(wide.shape, bool)
+    wide_cells[:, :256] = cells
+    assert frame_change(wide, wide_moved, wide_cells, 12.0) == pytest.approx(changes[2], rel=0.25)
+    assert np.isnan(frame_change(image, moved, np.zeros_like(cells), 12.0))
 
 
 def test_confluence_matches_a_known_mask(rng):

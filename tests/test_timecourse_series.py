@@ -114,7 +114,7 @@ def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
     assert doc["onset_statement"].startswith("no onset can be given")
     assert doc["onset_settings"]["persistence_frames"] == 2
     checks = doc["between_field_consistency"]
-    assert len(checks) == 4 * 3  # four quadrants x motion, confluence, mitotic rounding
+    assert len(checks) == 4 * 4  # four quadrants x motion, frame change, confluence, mitotic rounding
     assert [c for c in checks if c["time_min"] is not None] == []
     rows = (out / "timecourse.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 37

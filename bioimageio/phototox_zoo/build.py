@@ -539,7 +539,7 @@ def build(
             zip_folder(Path(tmp) / "map", map_target)
     statuses, details = run_bioimageio_tests(target) if run_tests else ({}, {})
     if run_tests and map_target is not None:
-        map_statuses, map_details = run_bioimageio_tests(map_target, ("pytorch_state_dict",))
+        map_statuses, map_details = run_bioimageio_tests(map_target)
         statuses.update({f"map {k}": v for k, v in map_statuses.items()})
         details.update({f"map {k}": v for k, v in map_details.items()})
     report = {"package": str(target), "map_package": str(map_target) if map_target else None, "statuses": statuses}

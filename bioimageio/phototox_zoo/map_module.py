@@ -75,9 +75,9 @@ def _interpolation(length: int, centres: torch.Tensor) -> torch.Tensor:
     n = centres.numel()
     if n == 1:
         return torch.ones(length, 1, dtype=torch.float64)
-    pos = torch.arange(length, dtype=torch.float64).clamp(float(centres[0]), float(centres[-1]))
-    step = float(centres[1] - centres[0])
-    left = ((pos - centres[0]) // step).long().clamp(0, n - 2)
+    pos = torch.minimum(torch.arange(length, dtype=torch.float64).clamp_min(float(centres[0])), centres[-1])
+    step = float(centres[1] - centres[0])  # tensors, not floats, where the size matters: traceable at any size
+    left = torch.minimum(((pos - centres[0]) // step).long().clamp_min(0), torch.full_like(pos, n - 2).long())
     frac = (pos - centres[left]) / step
     weights = torch.zeros(length, n, dtype=torch.float64)
     rows = torch.arange(length)

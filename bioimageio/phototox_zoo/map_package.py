@@ -55,6 +55,56 @@ def map_network(loaded) -> map_module.DeadNetMap:
     return net.eval()
 
 
+class _Frame(torch.nn.Module):
+    """One (y, x) frame through the map network (traced: sizes flow through as tensors)."""
+
+    def __init__(self, net: map_module.DeadNetMap) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.net.sick_map(frame)
+
+
+class _Batched(torch.nn.Module):
+    """(batch, 1, y, x) -> (batch, 1, y, x) around the traced frame module (scripted: any batch size)."""
+
+    def __init__(self, frame: torch.nn.Module) -> None:
+        super().__init__()
+        self.frame = frame
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.frame(x[b, 0]) for b in range(x.shape[0])])[:, None]
+
+
+def export_map_weights(net: map_module.DeadNetMap, example: np.ndarray, folder: Path) -> None:
+    """``weights.torchscript.pt`` and ``weights.onnx``: any batch, any size the input axes allow.
+
+    Traced on ``example`` (y, x); the map module computes its sizes with tensors, so both run at
+    any input size (``tests/test_zoo_map_weights.py`` checks other sizes against the module).
+    """
+    import warnings
+
+    from .build import OPSET
+
+    frame = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python scalars that are constants here
+        traced = torch.jit.trace(_Frame(net), frame, check_trace=False)
+        batched = torch.jit.script(_Batched(traced))
+        batched.save(str(folder / "weights.torchscript.pt"))
+        torch.onnx.export(  # the batch loop becomes an ONNX Loop
+            batched,
+            (frame[None, None],),
+            str(folder / "weights.onnx"),
+            opset_version=OPSET,
+            dynamo=False,
+            input_names=["phase"],
+            output_names=["sick_probability"],
+            dynamic_axes={axis: {0: "batch", 2: "y", 3: "x"} for axis in ("phase", "sick_probability")},
+        )
+
+
 def test_region(test) -> np.ndarray:
     """A TEST_SIDE square of the test crop's frame around the crop, and its origin in the frame."""
     frame = test.frame
@@ -71,7 +121,7 @@ def test_region(test) -> np.ndarray:
 
 def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_common: dict) -> Path:
     """Write the map package into ``folder`` (cover and card from the classifier's staged folder)."""
-    from .build import _sha256
+    from .build import OPSET, _sha256
 
     folder.mkdir(parents=True, exist_ok=True)
     net = map_network(loaded)
@@ -81,6 +131,7 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
     region, origin = test_region(test)
     with torch.no_grad():
         sick = net(torch.from_numpy(region)[None, None]).numpy().astype(np.float32)
+    export_map_weights(net, region, folder)
     np.save(folder / "test_input.npy", region[None, None])
     np.save(folder / "test_output.npy", sick)
     provenance = {**test.provenance(), "crop_yx": list(origin), "crop_size": list(region.shape)}
@@ -139,7 +190,19 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
                     "kwargs": kwargs,
                 },
                 "pytorch_version": torch.__version__.split("+")[0],
-            }
+            },
+            "torchscript": {
+                "source": "weights.torchscript.pt",
+                "sha256": _sha256(folder / "weights.torchscript.pt"),
+                "parent": "pytorch_state_dict",
+                "pytorch_version": torch.__version__.split("+")[0],
+            },
+            "onnx": {
+                "source": "weights.onnx",
+                "sha256": _sha256(folder / "weights.onnx"),
+                "parent": "pytorch_state_dict",
+                "opset_version": OPSET,
+            },
         },
         "config": {
             "phototox": {
@@ -160,6 +223,8 @@ def stage_map_package(loaded, folder: Path, test, classifier_folder: Path, rdf_c
 
 
 def _usage(loaded, shape, provenance: dict) -> str:
+    from .build import OPSET
+
     norm = normalisation_of(loaded.meta)
     how = (
         "per-window normalisation folded after the first convolution, with the statistics of the 220 px box "
@@ -180,9 +245,11 @@ def _usage(loaded, shape, provenance: dict) -> str:
   more than {HALO} px from the image border its map equals phototox's to 1e-6, whole or tiled
   (tested). Within {HALO} px of the border bioimageio.core pads the image by the halo (even untiled),
   so the map there differs from phototox's, which never pads: crop that band, or run phototox.
-  Whether deepImageJ and ilastik honour the halo was not tested.
-* **Weights**: PyTorch state dict only (the model's Python code computes the normalisation); no
-  TorchScript/ONNX form yet, so deepImageJ cannot run this package.
+  Whether deepImageJ and ilastik honour the halo was not tested: give them the whole image, or tiles
+  with the halo yourself.
+* **Weights**: PyTorch state dict (with the model's Python code), TorchScript (any batch size; for
+  deepImageJ) and ONNX (opset {OPSET}), the same computation traced per image with a loop over the
+  batch, each passing `bioimageio test`; any batch and any image size the input axes allow.
 
 ## Installing phototox
 

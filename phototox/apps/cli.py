@@ -76,6 +76,8 @@ def cmd_predict(args) -> int:
     from .scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return predict_scaled(args)
     from ..images import read_frames
     from ..outputs import format_rows, summary_rows, write_summary
@@ -87,6 +89,7 @@ def cmd_predict(args) -> int:
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
     from ..assess import control_lines
     from ..batch import analyse_paths
+    from ..novelty_outputs import unlike_lines
     from ..settings import MapSettings
 
     assessor = assessor_from_args(args, controls=True)
@@ -112,7 +115,7 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("\n".join([format_rows(rows), *control_lines(rows)]))
+        print("\n".join([format_rows(rows), *control_lines(rows), *unlike_lines(rows)]))
     return 0
 
 
@@ -121,6 +124,8 @@ def cmd_map(args) -> int:
     from .scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
+        if getattr(args, "reference", None):
+            raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return map_scaled(args)
     from ..images import read_frames
     from ..outputs import (
@@ -138,7 +143,8 @@ def cmd_map(args) -> int:
     out = Path(args.out)
     stems = output_stems(inputs)
     check_outputs(
-        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay)] + [out / "summary.csv"],
+        [p for s in stems.values() for p in map_output_paths(out, s, not args.no_overlay, bool(args.reference))]
+        + [out / "summary.csv"],
         inputs + model_inputs(args.model),
     )
     assessor = assessor_from_args(args)
@@ -171,6 +177,12 @@ def cmd_map(args) -> int:
 
 def cmd_train(args) -> int:
     """Train or fine-tune on a manifest, resumable from the output folder."""
+    if getattr(args, "from_annotations", None):  # a new head on guided annotations (issue 26)
+        from .annotate.adapt_commands import train_from_annotations
+
+        return train_from_annotations(args)
+    if not args.manifest:
+        raise PhototoxError("train: give a manifest CSV or --from-annotations DB")
     from ..augment import AugmentConfig
     from ..manifest import read_manifest
     from ..planned import check_outputs, model_inputs
@@ -224,6 +236,12 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
+    if getattr(args, "from_annotations", None):  # test fields, learning curve, agreement (issue 26)
+        from .annotate.adapt_commands import evaluate_from_annotations
+
+        return evaluate_from_annotations(args)
+    if not args.manifest:
+        raise PhototoxError("evaluate: give a manifest CSV or --from-annotations DB")
     from ..evaluate import evaluation_output_paths
     from ..evaluate_report import evaluate_manifest, held_out_indices
     from ..manifest import read_manifest
@@ -487,6 +505,7 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .reference_command import add_reference_option
     from .scale_commands import add_cluster_options, add_map_scale_options
     from .scale_commands import register as register_scale
 
@@ -536,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_cluster_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("map", help="full-resolution sickness maps (TIFF + overlay PNG + summary)")
@@ -553,10 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     add_map_scale_options(p)
+    add_reference_option(p)
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("train", help="train or fine-tune on a manifest CSV")
-    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument("manifest", nargs="?", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument(
+        "--from-annotations",
+        metavar="DB",
+        help="instead of a manifest: a guided annotation database (annotate serve --suggest); fits a new "
+        "last layer on the frozen trunk of --init (default: the model that guided the votes)",
+    )
     p.add_argument("--out", required=True, help="run folder: checkpoint, log, curves, config, model.pt")
     p.add_argument(
         "--arch",
@@ -646,7 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics with BCa bootstrap intervals on a labelled manifest")
-    p.add_argument("manifest", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument("manifest", nargs="?", help="CSV with path and label (or dose) columns, one row per image")
+    p.add_argument(
+        "--from-annotations",
+        metavar="DB",
+        help="instead of a manifest: a guided annotation database; test-field accuracy, leave-one-field-out, "
+        "learning curve, annotators' agreement and the audit of the votes",
+    )
     add_model_options(p)
     p.add_argument("--out", help="folder for metrics.json, per_image.csv, roc.png, image_scores.png")
     p.add_argument("--held-out", action="store_true", help="only images whose group did not train the model")
@@ -698,9 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest of training images: average the Grad-CAM weights over "
         "their crops of the target class (the paper's fix)",
     )
-    p.add_argument(
-        "--max-reference-crops", type=int, default=400, help="at most this many reference crops (default 400)"
-    )
+    p.add_argument("--max-reference-crops", type=int, default=64, help="at most this many reference crops (default 64)")
     add_pixel_size_option(p)
     p.add_argument(
         "--stride",
@@ -815,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .annotate.cli import register as register_annotate
     from .compare_command import register as register_compare
     from .design import register as register_design
+    from .reference_command import register as register_reference
     from .serve import register as register_serve
 
     register_serve(sub)
@@ -822,6 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_annotate(sub)
     register_design(sub)
     register_compare(sub)
+    register_reference(sub)
     from .live_command import register as register_live
 
     register_live(sub)

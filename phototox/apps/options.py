@@ -66,6 +66,12 @@ def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Asse
     from ..settings import MapSettings
 
     assessor = Assessor(predictor_from_args(args))
+    if getattr(args, "reference", None):  # 'unlike your controls' (phototox reference)
+        from ..novelty import NoveltyReference
+
+        check_inputs_exist([Path(args.reference)])
+        assessor.novelty = NoveltyReference.load(args.reference)
+        assessor.novelty.check_model(assessor.predictor.model)
     if controls and getattr(args, "controls", None):
         check_inputs_exist([Path(c) for c in args.controls])
         assessor.controls = control_reference(

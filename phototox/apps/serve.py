@@ -201,7 +201,8 @@ class _Handler(GuardedHandler):
             return self._refuse(
                 400,
                 f"phototox server: width and height must be at least 1, got {width}x{height} "
-                "(needed for raw float32 bodies; PNG and TIFF bodies carry their own size)",
+                "(needed for raw float32 bodies; PNG and TIFF bodies carry their own size: send them with "
+                "Content-Type: image/png or image/tiff)",
             )
         length, pixels = self.content_length, width * height
         if pixels > self.server.max_pixels or length > 4 * self.server.max_pixels:
@@ -391,6 +392,12 @@ def register(sub) -> None:
         metavar="NAME",
         help="also accept this name in the Host header (e.g. the machine's DNS name)",
     )
+    p.add_argument(
+        "--reference",
+        metavar="REF.npz",
+        help="an 'unlike your controls' reference (phototox reference) for the default model: results carry "
+        "unlike_controls_* (Fiji: UnlikeControlsFraction, UnlikeControlsPValue)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -418,6 +425,12 @@ def _run(args) -> int:
         allowed_hosts=tuple(args.allow_host),
     )
     predictor = server.pool.get()
+    if args.reference:  # 'unlike your controls' for the default model (phototox reference)
+        from ..novelty import NoveltyReference
+
+        reference = NoveltyReference.load(args.reference)
+        reference.check_model(predictor.model)
+        server.pool.reference = reference
     print(
         f"phototox serve: http://{args.host}:{server.port}/v1/ model {predictor.model.source} on {predictor.device}",
         flush=True,

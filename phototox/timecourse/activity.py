@@ -11,6 +11,13 @@ Motion: scikit-image's iterative Lucas-Kanade optical flow (``optical_flow_ilk``
 between consecutive frames, after block-averaging to about ``flow_um`` micrometres per pixel for
 speed and flattening each frame's illumination; the mean flow magnitude over the pixels covered by
 cells in either frame, in micrometres per minute.
+
+Frame change: the mean squared difference between consecutive flattened frames over the pixels
+covered by cells in either frame (in units of each frame's robust spread over those pixels,
+squared, per frame interval). It follows the "masked mean activity" of PhotoFiTT (del Rosario et al. 2024; squared
+frame differences divided by the active area), with the cell mask above as the active area and
+each frame flattened and scaled on its own, so neither a brightness or contrast change of the whole
+frame nor more empty background around the same cells changes it. No optical flow: a fraction of motion's cost.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 FLOW_METHODS = ("ilk", "tvl1")
+FLATTEN_UM = 25.0
+"""illumination flattening scale (Gaussian sigma, micrometres) of the mask and the frame change"""
 
 
 def flatten(frame: np.ndarray, sigma: float) -> np.ndarray:
@@ -45,7 +54,7 @@ def foreground_mask(
     from skimage.morphology import disk, remove_small_objects
 
     size = max(3, round(texture_um / pixel_um) | 1)
-    texture = local_std(flatten(frame, 25.0 / pixel_um), size)
+    texture = local_std(flatten(frame, FLATTEN_UM / pixel_um), size)
     log_texture = np.log(texture + 1e-6)
     floor = np.log(noise_factor) + np.percentile(log_texture, 5)
     threshold = max(float(threshold_otsu(log_texture)), float(floor))
@@ -84,6 +93,25 @@ def flow_field(previous: np.ndarray, current: np.ndarray, factor: int, method: s
     a, b = flatten(block_mean(previous, factor), sigma), flatten(block_mean(current, factor), sigma)
     flow = optical_flow_ilk(a, b, radius=7) if method == "ilk" else optical_flow_tvl1(a, b)
     return np.asarray(flow) * factor
+
+
+def _flattened_over(frame: np.ndarray, cells: np.ndarray, sigma: float) -> np.ndarray:
+    """``frame`` without its slow illumination, in units of its robust spread over ``cells`` only."""
+    flat = frame.astype(np.float32) - ndimage.gaussian_filter(frame.astype(np.float32), sigma)
+    inside = flat[cells]
+    spread = float(np.median(np.abs(inside - np.median(inside)))) * 1.4826
+    return flat / max(spread, 1e-6)
+
+
+def frame_change(previous: np.ndarray, current: np.ndarray, cells: np.ndarray, sigma: float) -> float:
+    """Mean squared difference of the two flattened frames over ``cells`` (NaN when no pixel is covered).
+
+    Each frame is scaled by its own spread over the cell pixels, so neither the lamp, the camera gain
+    nor the empty area beside the cells changes the value."""
+    if not cells.any():
+        return float("nan")
+    difference = _flattened_over(current, cells, sigma) - _flattened_over(previous, cells, sigma)
+    return float(np.mean(np.square(difference[cells], dtype=np.float64)))
 
 
 def motion_um_per_min(

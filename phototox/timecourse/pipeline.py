@@ -14,10 +14,12 @@ from ..images import guard_outputs
 from ..pixelsize import PixelSize
 from ..settings import MapSettings
 from .activity import (
+    FLATTEN_UM,
     FLOW_METHODS,
     confluence,
     flow_factor,
     foreground_mask,
+    frame_change,
     motion_um_per_min,
 )
 from .dose_verdicts import dose_verdicts
@@ -36,6 +38,7 @@ MEASURES = {
     "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
     "sick_area_fraction": ("sick area fraction", "fraction of the field with P(sick) >= threshold"),
     "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
+    "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
     "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
     "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
 }
@@ -50,7 +53,7 @@ OUTPUT_NAMES = (
     "timecourse_report.md",
 )
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
-LOG_SCALE = {"motion_um_per_min": 1e-3, "confluence": 1e-3}
+LOG_SCALE = {"motion_um_per_min": 1e-3, "frame_change": 1e-3, "confluence": 1e-3}
 
 
 # The smallest standard deviation assumed for the control fields, on the onset detector's scale:
@@ -61,6 +64,7 @@ NOISE_FLOORS = {
     "mean_sick_probability": 0.01,
     "sick_area_fraction": 0.01,
     "motion_um_per_min": 0.05,
+    "frame_change": 0.05,
     "confluence": 0.05,
     "mitotic_events_per_hour": 1.0,
 }
@@ -159,17 +163,18 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
 
 @dataclass
 class FieldActivity:
-    """The model-free measures of one field: per-frame confluence and motion, round objects per frame."""
+    """The model-free measures of one field: per-frame confluence, motion and frame change, round objects."""
 
     confluence: np.ndarray
     motion_um_per_min: np.ndarray
+    frame_change: np.ndarray
     detections: list[np.ndarray]
 
 
 def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
     """Confluence, motion and round objects of every frame of one field (no model; a worker's job)."""
     n = len(f.frames)
-    activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), [])
+    activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), [])
     factor = flow_factor(pixel_um)
     previous_mask = None
     for t, frame in enumerate(f.frames):
@@ -179,6 +184,7 @@ def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, pro
             activity.motion_um_per_min[t] = motion_um_per_min(
                 f.frames[t - 1], frame, mask | previous_mask, pixel_um, f.interval_min, factor, settings.flow_method
             )
+            activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
         previous_mask = mask
         activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
         if progress is not None:
@@ -253,6 +259,7 @@ def measure_field(
     values = {k: np.full(n, np.nan) for k in MEASURES}
     values["confluence"] = activity.confluence
     values["motion_um_per_min"] = activity.motion_um_per_min
+    values["frame_change"] = activity.frame_change
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     if assessor is not None:  # each frame is analysed at the model's pixel size

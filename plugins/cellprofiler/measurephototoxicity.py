@@ -193,7 +193,7 @@ def _phototox():
 class MeasurePhototoxicity(Module):
     module_name = "MeasurePhototoxicity"
     category = "Measurement"
-    variable_revision_number = 4
+    variable_revision_number = 5
     doi = {
         "Please cite the following when using MeasurePhototoxicity:": "https://doi.org/10.48550/arXiv.1701.06109",
         "If you use the shipped model, also cite its training data:": "https://doi.org/10.1371/journal.pone.0253666",
@@ -313,9 +313,49 @@ size, so P(sick) does not change with magnification. 0 assumes the model's pixel
 size (0.434 um for the shipped model) and records PixelSizeAssumed = 1: set it
 whenever your objective or camera differs.""",
         )
+        self.wants_reference = Binary(
+            "Compare with a reference of your control fields?",
+            False,
+            doc="""\
+Select *Yes* to add an 'unlike your controls' map and measurements from a
+reference made with ``phototox reference CONTROLS... --out reference.npz`` on
+your own control fields (no light, same cells, same microscope, same model).
+It marks windows whose features differ from every control field, for any
+reason: it is not a sickness measure. UnlikeControlsFraction is the fraction
+of windows beyond the reference's line (with a 95% interval), and a field like
+the controls crosses that line at most UnlikeControlsRate of the time.""",
+        )
+
+        def get_reference_directory():
+            return self.reference_directory.get_absolute_path()
+
+        def set_reference_directory(path):
+            choice, custom = self.reference_directory.get_parts_from_path(path)
+            self.reference_directory.join_parts(choice, custom)
+
+        self.reference_directory = Directory(
+            "Folder of the reference file",
+            Directory.static_join_string("Default Input Folder", ""),
+            doc="Folder holding the reference .npz (relative to the default input or output folder).",
+        )
+        self.reference_file = Filename(
+            "Reference file",
+            "reference.npz",
+            get_directory_fn=get_reference_directory,
+            set_directory_fn=set_reference_directory,
+            browse_msg="Choose an 'unlike your controls' reference (.npz from phototox reference)",
+            exts=[("phototox reference (*.npz)", "*.npz"), ("All files (*.*)", "*.*")],
+            doc="The .npz written by ``phototox reference`` with the same model.",
+        )
+        self.unlike_map_name = ImageName(
+            "Name the output 'unlike your controls' map",
+            "UnlikeControlsMap",
+            doc="Window novelty divided by the reference's line: above 1, unlike your controls (not 'sick').",
+        )
         self._predictor = None
         self._predictor_key = None
         self._assessor = None
+        self._reference_key = None
 
     def settings(self):
         return [
@@ -333,6 +373,10 @@ whenever your objective or camera differs.""",
             self.model_directory,
             self.model_file,
             self.pixel_size,
+            self.wants_reference,
+            self.reference_directory,
+            self.reference_file,
+            self.unlike_map_name,
         ]
 
     def visible_settings(self):
@@ -345,6 +389,9 @@ whenever your objective or camera differs.""",
         result.append(self.wants_objects)
         if self.wants_objects.value:
             result.append(self.objects_name)
+        result.append(self.wants_reference)
+        if self.wants_reference.value:
+            result += [self.reference_directory, self.reference_file, self.unlike_map_name]
         return result
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
@@ -366,6 +413,15 @@ whenever your objective or camera differs.""",
         if variable_revision_number == 3:  # 13 settings; revision 4 adds the pixel size (0: the model's)
             setting_values = [*list(setting_values), "0.0"]
             variable_revision_number = 4
+        if variable_revision_number == 4:  # 14 settings; revision 5 adds the 'unlike your controls' reference
+            setting_values = [
+                *list(setting_values),
+                "No",
+                Directory.static_join_string("Default Input Folder", ""),
+                "reference.npz",
+                "UnlikeControlsMap",
+            ]
+            variable_revision_number = 5
         return setting_values, variable_revision_number
 
     def volumetric(self):
@@ -409,7 +465,21 @@ whenever your objective or camera differs.""",
             self._assessor = _phototox().assess.Assessor(
                 predictor, warn=LOGGER.warning, pixel_size_hint=f"set MeasurePhototoxicity's '{setting}' setting"
             )
+            self._reference_key = None
+        key = self._reference_path() if self.wants_reference.value else None
+        if key != self._reference_key:  # load the reference once per run (and when the setting changes)
+            novelty = None
+            if key is not None:
+                novelty = _phototox().novelty.NoveltyReference.load(key)
+                novelty.check_model(predictor.model)
+            self._assessor.novelty = novelty
+            self._reference_key = key
         return self._assessor
+
+    def _reference_path(self):
+        import os
+
+        return os.path.join(self.reference_directory.get_absolute_path(), self.reference_file.value)
 
     def validate_module(self, pipeline):
         if self.model_choice.value == MODEL_CUSTOM and not self.model_location.value.strip():
@@ -446,6 +516,10 @@ whenever your objective or camera differs.""",
         problem = self.model_problem()
         if problem:
             raise ValueError(f"MeasurePhototoxicity: {problem}")
+        import os
+
+        if self.wants_reference.value and not os.path.isfile(self._reference_path()):
+            raise ValueError(f"MeasurePhototoxicity: reference {self._reference_path()}: no such file")
         return True
 
     # -- running ------------------------------------------------------------------------------
@@ -486,6 +560,11 @@ whenever your objective or camera differs.""",
         workspace.image_set.add(
             self.map_name.value, Image(sick_map.astype(numpy.float32), parent_image=image, convert=False)
         )
+        if result.novelty_map is not None:
+            workspace.image_set.add(
+                self.unlike_map_name.value,
+                Image(result.novelty_map.astype(numpy.float32), parent_image=image, convert=False),
+            )
         statistics = [
             [image_name, feature, f"{value:.3f}" if isinstance(value, float) else str(value)]
             for feature, value in measurements.items()
@@ -521,6 +600,7 @@ whenever your objective or camera differs.""",
         self._predictor = None
         self._predictor_key = None
         self._assessor = None
+        self._reference_key = None
 
     def display(self, workspace, figure):
         figure.set_subplots((3, 1))

@@ -29,6 +29,26 @@ def register(sub) -> None:
     s.add_argument(
         "--seed", type=int, default=0, help="seed of the random order in which each annotator sees the items"
     )
+    g = s.add_argument_group("guided few-label loop (--suggest; see README 'Adapt phototox to your cells')")
+    g.add_argument(
+        "--suggest",
+        metavar="MODEL",
+        help="serve this model's windows of your images: a fixed random test set of whole fields, at least "
+        "30%% random windows, the rest uncertain and diverse under the head fitted so far",
+    )
+    g.add_argument(
+        "--test-fraction", type=float, default=0.25, help="share of fields held out as the test set (default 0.25)"
+    )
+    g.add_argument("--test-every", type=int, default=4, help="every Nth vote is a test-field window (default 4)")
+    g.add_argument(
+        "--random-share",
+        type=float,
+        default=0.3,
+        help="share of training windows drawn at random (>= 0.3, default 0.3)",
+    )
+    g.add_argument(
+        "--pixel-size", type=float, metavar="UM", help="the images' pixel size in um/px (default: the model's)"
+    )
     s.set_defaults(func=_serve)
 
     r = actions.add_parser("report", help="counts, agreement, Cohen's kappa, ambiguity, accuracy ceiling")
@@ -85,6 +105,8 @@ def _serve(args) -> int:
         AppConfig(args.overlap_every, args.seed),  # port first:
         allowed_hosts=tuple(args.allow_host),
     )
+    if args.suggest:
+        return _serve_guided(args, server)
     try:  # a port in use must not leave a new database behind
         rows = make_items(args.inputs, args.crop, args.frames)
         if not rows:
@@ -97,6 +119,39 @@ def _serve(args) -> int:
     print(
         f"phototox annotate: {len(db.items())} items ({added} new) in {args.db}; "
         f"open http://{args.host}:{server.server_address[1]}/",
+        flush=True,
+    )
+    return serve_until_interrupted(server)
+
+
+def _serve_guided(args, server) -> int:
+    """``serve --suggest``: windows of the model, test fields fixed first, suggestions (see guided.py)."""
+    from ..httpserve import serve_until_interrupted
+    from .guided import prepare
+
+    _at_least("--test-every", args.test_every, 2)
+    try:
+        server.db = db = _db(args.db, must_exist=False)
+        state = prepare(
+            db,
+            args.inputs,
+            args.suggest,
+            args.pixel_size,
+            args.test_fraction,
+            args.seed,
+            args.frames,
+            args.test_every,
+            args.random_share,
+        )
+    except BaseException:
+        server.server_close()
+        raise
+    server.config.guided = state
+    n_test = int(state.test.sum())
+    print(
+        f"phototox annotate (guided by {args.suggest}): {len(state.item_ids)} windows of "
+        f"{len(state.settings['fields'])} fields; {len(state.settings['test_fields'])} test fields "
+        f"({n_test} windows) fixed before any suggestion; open http://{args.host}:{server.server_address[1]}/",
         flush=True,
     )
     return serve_until_interrupted(server)

@@ -37,6 +37,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
 .frames { display: flex; gap: 1rem; align-items: flex-start; flex-wrap: wrap; }
 .movie { width: 384px; height: 384px; image-rendering: auto; border: 1px solid #999; }
+.context { max-width: 384px; border: 1px solid #999; }
 .strip img { width: 72px; height: 72px; margin: 1px; border: 1px solid #ccc; }
 button { font-size: 1.1rem; margin: 0.2rem; padding: 0.4rem 1rem; }
 kbd { border: 1px solid #888; border-radius: 3px; padding: 0 0.3rem; }
@@ -49,10 +50,17 @@ class AppConfig:
     overlap_every: int = 5
     seed: int = 0
     title: str = "phototox expert annotation"
+    guided: object = None
+    """A :class:`~phototox.apps.annotate.guided.GuidedState` in ``--suggest`` mode, else None."""
 
 
 def next_item(db: AnnotationDB, annotator: Annotator, config: AppConfig) -> tuple[Item | None, bool]:
     """The item to show next and whether it is an overlap item (see module docstring)."""
+    if config.guided is not None:  # --suggest: test fields, random and suggested windows
+        from .guided import next_guided_item
+
+        item, kind = next_guided_item(db, annotator, config.guided, config.overlap_every)  # type: ignore[arg-type]
+        return item, kind == "overlap"
     n = db.count_votes(annotator.id)
     seen = db.seen_items(annotator.id)
     rng = random.Random(f"{config.seed}:{annotator.id}:{n}")
@@ -177,6 +185,9 @@ class _Handler(GuardedHandler):
             return self._annotate_page()
         if path == "/progress":
             return self._progress_page()
+        context = re.fullmatch(rf"/item/(\d{{1,{MAX_ID_DIGITS}}})/context\.png", path)
+        if context and self.server.config.guided is not None:
+            return self._context(int(context.group(1)))
         match = re.fullmatch(rf"/item/(\d{{1,{MAX_ID_DIGITS}}})/(\d{{1,6}})\.png", path)
         if match:
             return self._frame(int(match.group(1)), int(match.group(2)))
@@ -221,9 +232,16 @@ New here? Enter a name and leave the token empty: you will get a token to sign i
             f"<button type='submit' name='label' value='{label}' id='btn-{label}'>{label} <kbd>{key}</kbd></button>"
             for key, label in KEYS.items()
         )
+        context = (
+            f"<img class='context' id='context' src='/item/{item.id}/context.png' alt='the whole field, "
+            "window outlined'>"
+            if config.guided is not None
+            else ""
+        )
         body = f"""{header}
 <div class="frames">
   <img class="movie" id="movie" src="/item/{item.id}/0.png" alt="item" data-item="{item.id}" data-overlap="{int(overlap)}">
+  {context}
   <div><p>Item <span id="item-id">{item.id}</span> &middot; {len(frames)} frame(s)</p>
   <div class="strip">{strip}</div>
   <p class="muted">Keys: <kbd>h</kbd> healthy, <kbd>s</kbd> sick, <kbd>u</kbd> unsure, <kbd>k</kbd> or space: skip</p></div>
@@ -268,6 +286,20 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
             "</th><th>overlaps</th></tr>" + "".join(rows) + "</table><p><a href='/annotate'>"
             "back</a></p>",
         )
+
+    def _context(self, item_id: int) -> None:
+        """The guided item's whole field with the window outlined and a scale bar."""
+        from .guided import context_png
+
+        if self._annotator() is None:
+            return self._error(403, "sign in first")
+        item = self.server.db.item(item_id)
+        if item is None:
+            return self._error(404, "no such item")
+        um = self.server.config.guided.settings.get("image_um_per_px")  # type: ignore[attr-defined]
+        with self.server.lock:
+            data = context_png(item, um)
+        self._send(200, data, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     def _frame(self, item_id: int, k: int) -> None:
         if self._annotator() is None:

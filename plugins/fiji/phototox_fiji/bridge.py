@@ -33,10 +33,27 @@ class ImageJSession:
     gateway: object = None  # the pyimagej gateway, when started through pyimagej
     handler: object = None
 
+    headless: bool = False
+
     def run_macro(self, code: str, arguments: str = "") -> str:
         """Run ImageJ 1.x macro code; return the macro's return value as text ('' if none)."""
         result = _java("ij.IJ").runMacro(code, arguments)
         return "" if result is None else str(result)
+
+    def run_macro_held(self, code: str, arguments: str = "") -> tuple[str, str]:
+        """:meth:`run_macro` with what Java prints to its standard output held; return both.
+
+        Headless ImageJ 1.x logs (and prints exceptions) to ``System.out``; holding it lets the
+        caller turn a stack trace it recognises into one line.
+        """
+        system, held = _java("java.lang.System"), _java("java.io.ByteArrayOutputStream")()
+        out = system.out
+        system.setOut(_java("java.io.PrintStream")(held, True, "UTF-8"))
+        try:
+            returned = self.run_macro(code, arguments)
+        finally:
+            system.setOut(out)
+        return returned, str(held.toString("UTF-8"))
 
     def failures(self) -> int:
         """How many 'Measure Phototoxicity' runs stopped their macro with an error."""

@@ -62,7 +62,16 @@ def run(args) -> int:
         macro = Path(args.macro)
         if not macro.is_file():
             raise PhototoxError(f"{macro}: no such macro file")
-        returned = session.run_macro(macro.read_text(), args.args)
+        if args.headless:  # headless ImageJ prints its log and exceptions to Java's System.out
+            from .display import HEADLESS_HELP
+
+            returned, printed = session.run_macro_held(macro.read_text(), args.args)
+            if "java.awt.HeadlessException" in printed:  # the macro needs a display: one line, not a trace
+                sys.stderr.write(f"phototox fiji: {HEADLESS_HELP}\n")
+                _exit_now(1)
+            sys.stdout.write(printed)
+        else:
+            returned = session.run_macro(macro.read_text(), args.args)
         log = session.log()
         if log:
             sys.stdout.write(log if log.endswith("\n") else log + "\n")

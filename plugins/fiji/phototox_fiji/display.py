@@ -20,6 +20,11 @@ from .jar import FijiSetupError
 
 START_TIMEOUT_S = 15.0
 """How long Xvfb may take to announce its display number."""
+HEADLESS_HELP = (
+    "this macro needs a display (java.awt.HeadlessException: ImageJ 1.x opens images and menus through AWT), "
+    "so it cannot run with --headless; leave out --headless (phototox then starts a virtual display, Xvfb) "
+    "or run the command under 'xvfb-run -a'"
+)
 NO_DISPLAY_HELP = (
     "no display: DISPLAY is unset and Xvfb is not installed; install it (apt-get install xvfb) "
     "or run under a virtual display: xvfb-run -a phototox fiji ..."

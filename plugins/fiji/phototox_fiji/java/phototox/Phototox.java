@@ -204,6 +204,8 @@ public final class Phototox {
             table.addValue("PixelSize_um", r.text("pixel_size_um"));
             table.addValue("PixelSizeSource", r.text("pixel_size_source"));
             table.addValue("OutOfDomain", r.text("out_of_domain"));
+            table.addValue("UnlikeControlsFraction", r.text("unlike_controls_fraction"));
+            table.addValue("UnlikeControlsPValue", r.text("unlike_controls_p_value"));
             lastResult = r.line();
         }
         table.show("Results");

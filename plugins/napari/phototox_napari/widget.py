@@ -1,0 +1,220 @@
+"""The dock widget: phototox on the selected image layer, in a worker thread, the map added as a layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from phototox.settings import MODES, MapSettings
+
+from .run import LayerRun, analyse_layer_data
+
+if TYPE_CHECKING:
+    import napari
+
+MAP_PREFIX = "P(sick) "
+"""Name of the map layer: this prefix and the analysed layer's name."""
+UNLIKE_PREFIX = "unlike your controls "
+"""Name of the 'unlike your controls' layer (with a reference): this prefix and the analysed layer's name."""
+
+
+def _is_output(layer) -> bool:
+    return layer.name.startswith((MAP_PREFIX, UNLIKE_PREFIX))
+
+
+def _layer_input(layer) -> tuple:
+    """(data, scale, units, rgb) of an image layer (its full-resolution level when multiscale)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return data, tuple(layer.scale), tuple(getattr(layer, "units", ()) or ()), bool(layer.rgb)
+
+
+class _Progress(QObject):
+    step = Signal(int)
+
+
+class PhototoxWidget(QWidget):
+    """Model, pixel size, stride and mode; Run maps the selected image layer; verdicts shown below."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        from phototox.models.registry import list_models
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self.controls: list = []
+        self._predictors: dict = {}
+        self.model = QComboBox()
+        self.model.setEditable(True)  # a registry name, or a model file / package / URL typed in
+        self.model.addItems([entry.name for entry in list_models()])
+        self.model.setToolTip("a shipped model (the default first), or type a model file, package or URL")
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setRange(0.0, 100.0)
+        self.pixel_size.setDecimals(4)
+        self.pixel_size.setSpecialValueText("from the layer's scale")
+        self.pixel_size.setToolTip("µm per pixel; 0: the layer's scale (without one, the model's is assumed)")
+        defaults = MapSettings()
+        self.stride = QSpinBox()
+        self.stride.setRange(1, 512)
+        self.stride.setValue(defaults.stride)
+        self.stride.setToolTip("window step in pixels at the model's scale")
+        self.mode = QComboBox()
+        self.mode.addItems(list(MODES))
+        self.mode.setCurrentText(defaults.mode)
+        self.reference = QLineEdit()
+        self.reference.setPlaceholderText("none (phototox reference CONTROLS --out ref.npz)")
+        self.reference.setToolTip(
+            "an 'unlike your controls' reference (.npz from 'phototox reference', made with this model): "
+            "adds a map of the windows unlike your control fields (never called sick)"
+        )
+        self.run_button = QPushButton("Run on selected layer")
+        self.run_button.clicked.connect(self.run)
+        self.controls_button = QPushButton("Selected layers are controls")
+        self.controls_button.clicked.connect(self.mark_controls)
+        self.controls_label = QLabel("controls: none")
+        self.progress = QProgressBar()
+        self.verdicts = QLabel("select an image layer and press Run")
+        self.verdicts.setWordWrap(True)
+        self.verdicts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._signals = _Progress()
+        self._signals.step.connect(lambda n: self.progress.setValue(self.progress.value() + n))
+        form = QFormLayout()
+        form.addRow("Model", self.model)
+        form.addRow("Pixel size (µm)", self.pixel_size)
+        form.addRow("Stride", self.stride)
+        form.addRow("Mode", self.mode)
+        form.addRow("Reference (.npz)", self.reference)
+        row = QHBoxLayout()
+        row.addWidget(self.controls_button)
+        row.addWidget(self.controls_label)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.verdicts)
+        layout.addStretch()
+
+    def settings(self) -> MapSettings:
+        """The map settings shown, validated (one line on a bad value)."""
+        return MapSettings(stride=self.stride.value(), mode=self.mode.currentText()).validate()
+
+    def _image_layers(self) -> list:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers.selection if isinstance(layer, Image) and not _is_output(layer)]
+
+    def mark_controls(self) -> None:
+        """Remember the selected image layers as control fields (each one field; at least 2)."""
+        chosen = self._image_layers()
+        self.controls = [layer for layer in self.viewer.layers if layer in chosen]  # in the layer list's order
+        names = ", ".join(layer.name for layer in self.controls)
+        self.controls_label.setText(f"controls: {names}" if self.controls else "controls: none")
+
+    def run(self) -> None:
+        """Start the analysis of the active image layer in a worker thread."""
+        from napari.layers import Image
+        from napari.qt.threading import create_worker
+
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or _is_output(layer):
+            kind = "an 'unlike your controls' map" if layer.name.startswith(UNLIKE_PREFIX) else "a P(sick) map"
+            self.verdicts.setText(f"phototox: select one image layer (not {kind}) first")
+            return
+        try:
+            settings = self.settings()
+            reference = self._reference()
+        except Exception as exc:  # PhototoxError: one line
+            self.verdicts.setText(f"phototox: {exc}")
+            return
+        data, scale, units, rgb = _layer_input(layer)
+        frames = 1 if data.ndim == 2 or (rgb and data.ndim == 3) else int(data.shape[0])
+        controls = [_layer_input(c) for c in self.controls if c is not layer]
+        self.progress.setRange(0, frames)
+        self.progress.setValue(0)
+        self.run_button.setEnabled(False)
+        self.verdicts.setText(f"analysing {layer.name} ...")
+        user_um = self.pixel_size.value() or None
+        spec = self.model.currentText().strip() or None
+
+        def work() -> LayerRun:
+            return analyse_layer_data(
+                data,
+                self._predictor(spec),
+                settings,
+                layer.name,
+                rgb=rgb,
+                scale=scale,
+                units=units,
+                pixel_size_um=user_um,
+                controls=controls,
+                progress=self._signals.step.emit,
+                reference=reference,
+            )
+
+        self.worker = create_worker(
+            work,
+            _connect={
+                "returned": lambda result: self._show(layer, result),
+                "errored": self._failed,  # shown in the widget, one line, instead of raised in the event loop
+                "finished": lambda: self.run_button.setEnabled(True),
+            },
+        )
+
+    def _predictor(self, spec: str | None):
+        from phototox.inference import Predictor
+
+        if spec not in self._predictors:
+            self._predictors[spec] = Predictor.from_spec(spec, "auto")
+        return self._predictors[spec]
+
+    def _reference(self):
+        """The reference file typed in, loaded (None when the field is empty)."""
+        from phototox.novelty import NoveltyReference
+
+        path = self.reference.text().strip()
+        return NoveltyReference.load(path) if path else None
+
+    def _failed(self, exc: BaseException) -> None:
+        self.verdicts.setText(f"phototox: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+    def _show(self, layer, result: LayerRun) -> None:
+        """Add (or refresh) the map layers on the analysed layer's grid and show the verdicts."""
+        metadata = {"phototox": [r.summary() for r in result.results], "model": result.model}
+        self._put(MAP_PREFIX + layer.name, result.maps, layer, metadata, "magma", (0.0, 1.0))
+        if result.unlike is not None:  # novelty / the line: 1 is the line, 2 twice it
+            self._put(UNLIKE_PREFIX + layer.name, result.unlike, layer, metadata, "cividis", (0.0, 2.0))
+        self.viewer.layers.selection.active = layer
+        self.verdicts.setText("\n".join(result.verdict_lines()))
+
+    def _put(self, name: str, data, layer, metadata: dict, colormap: str, limits: tuple[float, float]) -> None:
+        """Add the layer ``name`` on ``layer``'s grid, or refresh it when it exists."""
+        if name in self.viewer.layers:
+            target = self.viewer.layers[name]
+            target.data, target.metadata = data, metadata
+            target.scale, target.translate = layer.scale, layer.translate
+            return
+        self.viewer.add_image(
+            data,
+            name=name,
+            colormap=colormap,
+            contrast_limits=limits,
+            scale=layer.scale,
+            translate=layer.translate,
+            opacity=0.5,
+            blending="translucent",
+            metadata=metadata,
+        )
