@@ -15,6 +15,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "bioimageio": ("bioimageio.core", "bioimageio.spec", "pydantic", "onnx", "onnxruntime"),
     "fiji": ("scyjava", "jpype", "imagej"),
     "scale": ("dask", "distributed", "zarr", "ome_zarr"),
+    "live": ("pymmcore_plus", "useq", "psygnal"),
     "test": ("pytest", "playwright", "ruff", "mypy", "hypothesis"),
     "napari": ("napari", "pytestqt"),
 }

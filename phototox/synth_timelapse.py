@@ -75,48 +75,72 @@ def _mitotic_cell(phi: np.ndarray, cy: float, cx: float, radius: float) -> None:
     phi -= dome * 1.2
 
 
-def render_dose_series(
-    n_frames: int = 36,
-    size: int = 256,
-    dose_per_frame: float = 0.0,
-    seed: int = 0,
-    n_cells: int = 8,
-    biology: TimelapseBiology | None = None,
-) -> tuple[np.ndarray, dict]:
-    """A (T, size, size) uint16 stack and its ground truth (onset frame, division and death frames)."""
-    b = biology or TimelapseBiology()
-    rng = np.random.default_rng(seed)
-    onset = onset_frame(dose_per_frame, b)
-    cells = [
-        _Cell(
-            rng.uniform(0, size),
-            rng.uniform(0, size),
-            rng.uniform(0, 2 * np.pi),
-            int(rng.integers(1 << 30)),
-            int(rng.integers(0, b.cycle_frames)),
-            int(rng.normal(b.cycle_frames, b.cycle_frames / 6)),
-        )
-        for _ in range(n_cells)
-    ]
-    divisions: list[int] = []
-    failed_divisions: list[int] = []
-    deaths: list[int] = []
-    truth = {"onset_frame": onset, "divisions": divisions, "failed_divisions": failed_divisions, "deaths": deaths}
-    damage_start = n_frames if onset is None else onset  # no onset: never damaged within the recording
-    stack = []
-    reach = 80
-    for t in range(n_frames):
-        damaged = t >= damage_start
-        speed = b.speed_px * (0.5 ** ((t - damage_start) / b.slowdown_frames) if damaged else 1.0)
+class TimelapseCells:
+    """One field of synthetic cells advanced frame by frame under the light it actually receives.
+
+    Damage starts at the first frame whose cumulative dose (this frame's included) reaches
+    ``critical_dose``: with a constant dose per frame that is :func:`onset_frame`. Used by
+    :func:`render_dose_series` and by the simulated microscope (:mod:`phototox.live.sim`).
+    """
+
+    def __init__(self, size: int = 256, seed: int = 0, n_cells: int = 8, biology: TimelapseBiology | None = None):
+        self.b = biology or TimelapseBiology()
+        self.size, self.seed = size, seed
+        self.rng = np.random.default_rng(seed)
+        b, rng = self.b, self.rng
+        self.cells = [
+            _Cell(
+                rng.uniform(0, size),
+                rng.uniform(0, size),
+                rng.uniform(0, 2 * np.pi),
+                int(rng.integers(1 << 30)),
+                int(rng.integers(0, b.cycle_frames)),
+                int(rng.normal(b.cycle_frames, b.cycle_frames / 6)),
+            )
+            for _ in range(n_cells)
+        ]
+        self.t = 0
+        self.cumulative_dose = 0.0
+        self.onset: int | None = None  # frame at which damage started
+        self.divisions: list[int] = []
+        self.failed_divisions: list[int] = []
+        self.deaths: list[int] = []
+
+    def truth(self) -> dict:
+        """Ground truth so far: onset frame (None: not yet), division and death frames."""
+        return {
+            "onset_frame": self.onset,
+            "divisions": self.divisions,
+            "failed_divisions": self.failed_divisions,
+            "deaths": self.deaths,
+        }
+
+    def step(self, dose_j_cm2: float = 0.0, damage_start: int | None = None) -> np.ndarray:
+        """Advance one frame that received ``dose_j_cm2``; return its (size, size) uint16 image.
+
+        ``damage_start``: a known onset frame overriding the cumulative rule (used by
+        :func:`render_dose_series`, whose onset comes from :func:`onset_frame`).
+        """
+        b, rng, size, t = self.b, self.rng, self.size, self.t
+        self.cumulative_dose += dose_j_cm2
+        if damage_start is not None:
+            if t >= damage_start and self.onset is None:
+                self.onset = damage_start
+        elif self.onset is None and dose_j_cm2 > 0 and self.cumulative_dose >= b.critical_dose * (1 - 1e-9):
+            self.onset = t
+        start = self.onset if self.onset is not None else 1 << 30
+        damaged = t >= start
+        speed = b.speed_px * (0.5 ** ((t - start) / b.slowdown_frames) if damaged else 1.0)
         phi = np.zeros((size, size))
         labels = np.zeros((size, size), np.int32)
         born = []
-        for i, c in enumerate(cells):
+        reach = 80
+        for i, c in enumerate(self.cells):
             if damaged and c.dead_at is None:
-                c.dead_at = damage_start + b.death_delay + int(rng.integers(0, b.death_spread))
+                c.dead_at = start + b.death_delay + int(rng.integers(0, b.death_spread))
             dead = c.dead_at is not None and t >= c.dead_at
             if dead and c.dead_at == t:
-                deaths.append(t)
+                self.deaths.append(t)
             if not dead and c.rounding < 0:
                 c.heading += rng.normal(0, 0.4)
                 c.y = float(np.clip(c.y + speed * np.sin(c.heading), 0, size - 1))
@@ -124,7 +148,7 @@ def render_dose_series(
                 c.age += 1
                 if c.age >= c.cycle:
                     c.rounding = 0
-                    (failed_divisions if damaged else divisions).append(t)
+                    (self.failed_divisions if damaged else self.divisions).append(t)
             elif c.rounding >= 0 and not dead:
                 c.rounding += 1
                 if c.rounding >= b.rounding_frames and not damaged:
@@ -155,8 +179,26 @@ def render_dose_series(
                 labels[box][_disc(phi[box].shape, cy, cx, MITOTIC_RADIUS_PX) & (labels[box] == 0)] = i + 1
             else:
                 _healthy_cell(phi[box], labels[box], i + 1, cy, cx, c.scale, shape_rng)
-        cells.extend(born)
-        stack.append(phase_contrast(phi, np.random.default_rng((seed, t)), 16))
+        self.cells.extend(born)
+        self.t += 1
+        return phase_contrast(phi, np.random.default_rng((self.seed, t)), 16)
+
+
+def render_dose_series(
+    n_frames: int = 36,
+    size: int = 256,
+    dose_per_frame: float = 0.0,
+    seed: int = 0,
+    n_cells: int = 8,
+    biology: TimelapseBiology | None = None,
+) -> tuple[np.ndarray, dict]:
+    """A (T, size, size) uint16 stack and its ground truth (onset frame, division and death frames)."""
+    cells = TimelapseCells(size, seed, n_cells, biology)
+    onset = onset_frame(dose_per_frame, cells.b)
+    damage_start = n_frames if onset is None else onset  # no onset: never damaged within the recording
+    stack = [cells.step(dose_per_frame, damage_start) for _ in range(n_frames)]
+    truth = cells.truth()
+    truth["onset_frame"] = onset
     return np.stack(stack), truth
 
 

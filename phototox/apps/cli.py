@@ -29,6 +29,10 @@ from .options import (
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses in three dishes -> maps, overlays, a table, a curve and per-dose tests."""
+    if args.live:  # phototox demo --live: the simulated microscope, watched (phototox.apps.live_command)
+        from .live_command import demo_live
+
+        return demo_live(args)
     from ..demo import DEMO_DISHES, DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
     from ..dose_tests import format_dose_tests
     from ..doses import format_curve
@@ -532,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact: classify every window; dense: one fully convolutional pass (default dense)",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="sick probability threshold (default 0.5)")
+    p.add_argument("--live", action="store_true", help="a simulated live acquisition watched by phototox (live extra)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("predict", help="per-image sick probability")
@@ -850,6 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_design(sub)
     register_compare(sub)
     register_reference(sub)
+    from .live_command import register as register_live
+
+    register_live(sub)
 
     for ep in entry_points(group="phototox.commands"):
         try:
