@@ -105,29 +105,33 @@ SCALE_BAR_UM = 50.0
 
 def context_png(item: Item, um_per_px: float | None) -> bytes:
     """The item's whole field (first frame, at most 384 px a side) with the window outlined in
-    yellow and, when the pixel size is known, a 50 um scale bar."""
+    yellow and, when the pixel size is known, a white 50 um scale bar on black at the bottom left
+    (the page's caption says its length)."""
     import io
 
-    from PIL import Image, ImageDraw
+    import imageio.v3 as iio
+    from skimage.transform import resize
 
     from ...images import to_display_uint8
     from .items import _stack
 
     frame = _stack(item.path)[item.first_frame]
     zoom = min(1.0, CONTEXT_SIDE / max(frame.shape))
-    picture = Image.fromarray(to_display_uint8(frame)).convert("RGB")
-    picture = picture.resize((max(1, round(frame.shape[1] * zoom)), max(1, round(frame.shape[0] * zoom))))
-    draw = ImageDraw.Draw(picture)
-    box = [item.x * zoom, item.y * zoom, (item.x + item.size) * zoom - 1, (item.y + item.size) * zoom - 1]
-    draw.rectangle(box, outline=(255, 220, 0), width=2)
+    height, width = max(1, round(frame.shape[0] * zoom)), max(1, round(frame.shape[1] * zoom))
+    grey = resize(to_display_uint8(frame), (height, width), order=1, preserve_range=True, anti_aliasing=zoom < 1)
+    picture = np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+    y0, x0 = round(item.y * zoom), round(item.x * zoom)
+    y1, x1 = min(height, round((item.y + item.size) * zoom)), min(width, round((item.x + item.size) * zoom))
+    yellow = (255, 220, 0)
+    picture[y0 : y0 + 2, x0:x1] = picture[max(y0, y1 - 2) : y1, x0:x1] = yellow
+    picture[y0:y1, x0 : x0 + 2] = picture[y0:y1, max(x0, x1 - 2) : x1] = yellow
     if um_per_px:
-        length = SCALE_BAR_UM / um_per_px * zoom
-        y0 = picture.height - 12
-        draw.rectangle([4, y0 - 16, 12 + length, y0 + 8], fill=(0, 0, 0))
-        draw.rectangle([8, y0, 8 + length, y0 + 4], fill=(255, 255, 255))
-        draw.text((8, y0 - 14), f"{SCALE_BAR_UM:g} um", fill=(255, 255, 255))
+        length = max(1, round(SCALE_BAR_UM / um_per_px * zoom))
+        bottom = height - 6
+        picture[max(0, bottom - 10) : bottom + 4, 2 : min(width, 12 + length)] = 0
+        picture[max(0, bottom - 4) : bottom, 6 : min(width, 6 + length)] = 255
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    iio.imwrite(buffer, picture, extension=".png")
     return buffer.getvalue()
 
 

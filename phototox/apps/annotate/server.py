@@ -234,7 +234,8 @@ New here? Enter a name and leave the token empty: you will get a token to sign i
         )
         context = (
             f"<img class='context' id='context' src='/item/{item.id}/context.png' alt='the whole field, "
-            "window outlined'>"
+            "window outlined'><div>the whole field: the window outlined in yellow; the white bar (when the pixel size "
+            "is known) is 50 µm</div>"
             if config.guided is not None
             else ""
         )
