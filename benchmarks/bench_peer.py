@@ -1,9 +1,9 @@
 """Onset delay and false alarms: phototox's time-lapse readouts beside PhotoFiTT's activity (issue 31).
 
-    PYTHONPATH=. python benchmarks/bench_peer.py [--seeds 12] [--json FILE]
+    PYTHONPATH=. python benchmarks/bench_peer.py [--seeds 12] [--controls 3] [--json FILE]
 
 Kept out of CI. Each seed renders one synthetic experiment with :mod:`phototox.synth_timelapse`
-(36 frames, 10 min apart, 256 x 256 px at 0.87 um/px): 3 zero-light control positions, 2 more
+(36 frames, 10 min apart, 256 x 256 px at 0.87 um/px): 3 (``--controls``) zero-light control positions, 2 more
 zero-light positions treated as if exposed (every onset there is a false alarm) and 2 positions at
 each of three irradiances, whose damage starts at a known frame (the generator's ``onset_frame``).
 
@@ -202,7 +202,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--controls", type=int, default=CONTROLS, help="zero-light control positions (default 3)")
     args = parser.parse_args()
+    globals()["CONTROLS"] = args.controls  # the module's layout reads it
     result = tally(args.seeds)
     print(markdown(result))
     if args.json:

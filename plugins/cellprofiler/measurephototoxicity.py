@@ -554,7 +554,8 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
         except phototox.errors.PhototoxError as exc:
             raise ValueError(str(exc)) from exc
         sick_map = result.sick_map
-        measurements = image_measurements(result.summary())
+        wanted = set(self._image_features())
+        measurements = {k: v for k, v in image_measurements(result.summary()).items() if k in wanted}
         for feature, value in measurements.items():
             workspace.measurements.add_image_measurement(self._feature(feature), value)
         workspace.image_set.add(
@@ -621,10 +622,14 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
     def _feature(self, feature):
         return f"{CATEGORY}_{feature}_{self.image_name.value}"
 
+    def _image_features(self) -> list[str]:
+        """The image features this module measures: the 'unlike your controls' ones only with a reference."""
+        return [f for f in IMAGE_FEATURES if self.wants_reference.value or not f.startswith("UnlikeControls")]
+
     def get_measurement_columns(self, pipeline):
         columns = [
             ("Image", self._feature(f), COLTYPE_INTEGER if f in INTEGER_FEATURES else COLTYPE_FLOAT)
-            for f in IMAGE_FEATURES
+            for f in self._image_features()
         ]
         if self.wants_objects.value:
             columns += [
@@ -642,7 +647,7 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
         if category != CATEGORY:
             return []
         if object_name == "Image":
-            return list(IMAGE_FEATURES)
+            return self._image_features()
         if self.wants_objects.value and object_name == self.objects_name.value:
             return list(OBJECT_FEATURES)
         return []
