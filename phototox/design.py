@@ -11,7 +11,9 @@ time]``) -- and checks, from optional columns:
 * a positive control (``positive_control`` = yes on its rows), or a highest dose expected to harm;
 * a follow-up time after the exposure (``follow_up_h``; in a time-course doses file ``frames``, the
   exposed frames, when fewer than the recording's; ``time`` in a manifest);
-* irradiance measured at the sample with a power meter (``power_meter`` = yes on the exposed rows).
+* irradiance measured at the sample with a power meter (``power_meter`` = yes on the exposed rows);
+* in a time course, at least :data:`MIN_CONTROL_POSITIONS` zero-light control positions: the line says
+  how many times the controls' spread an onset must exceed at the onset rule's family-wise level.
 
 Each missing item is one line saying what it costs the conclusion.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .compare import MIN_REPLICATES
 from .errors import ManifestError
@@ -37,6 +41,14 @@ class Row:
 
     def get(self, key: str) -> str:
         return self.columns.get(key, "").strip()
+
+
+TIMECOURSE_KEY = "_timecourse"
+"""marks the rows of a time-course doses file (they get the control-positions check)"""
+MIN_CONTROL_POSITIONS = 6
+"""fewest zero-light positions with which time-course onsets were found on synthetic series (issue 31, #28)"""
+ASSUMED_FRAMES = 37
+"""frames assumed when the doses file states none (T98G's length)"""
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ def read_design(path: str | Path) -> list[Row]:
         from .timecourse.io import parse_doses
 
         return [
-            Row(dose.per_frame_j_cm2, {**_lower(dose.extra), **_frames(dose, given)})
+            Row(dose.per_frame_j_cm2, {**_lower(dose.extra), **_frames(dose, given), TIMECOURSE_KEY: "yes"})
             for _line, _name, dose, given in parse_doses(path)
         ]
     if "dose" in columns and "path" in columns:
@@ -85,7 +97,7 @@ def _frames(dose, given: bool) -> dict[str, str]:
 
 
 def check_design(rows: list[Row]) -> list[Check]:
-    """The six design checks, in order, each with its line."""
+    """The six design checks, in order, each with its line; a time course adds its control positions."""
     if not rows:
         raise ManifestError("the design table has no rows")
     controls = [r for r in rows if r.dose == 0]
@@ -96,7 +108,35 @@ def check_design(rows: list[Row]) -> list[Check]:
     checks.append(_positive(rows))
     checks.append(_follow_up(exposed))
     checks.append(_power_meter(exposed))
+    if any(r.get(TIMECOURSE_KEY) for r in rows):
+        checks.append(_control_positions(controls, exposed))
     return checks
+
+
+def _control_positions(controls: list[Row], exposed: list[Row]) -> Check:
+    """How far beyond the control positions' spread an onset must lie, at the onset rule's level."""
+    from scipy import stats
+
+    from .timecourse.onset import OnsetSettings, frame_level
+
+    k = len(controls)
+    frames = max([int(r.get("frames")) for r in exposed if r.get("frames").isdigit()] or [ASSUMED_FRAMES])
+    if k < 2:
+        return Check("control positions", False, f"{k} control position(s): no onset can be tested (at least 2)")
+    level = frame_level(max(1, len(exposed)), frames, OnsetSettings())
+    spreads = float(stats.t.ppf(1 - level / 2, k - 1) * np.sqrt(1 + 1 / k))
+    words = (
+        f"{k} zero-light control positions: an onset must lie {spreads:.0f} times their spread beyond them "
+        f"(family-wise 5% over {len(exposed)} exposed positions and ~{frames} frames)"
+    )
+    if k >= MIN_CONTROL_POSITIONS:
+        return Check("control positions", True, words)
+    return Check(
+        "control positions",
+        False,
+        words + f"; fewer than {MIN_CONTROL_POSITIONS}: most real onsets cannot be shown (with 3, none was in "
+        "benchmarks/bench_peer.py); add control positions, they cost only stage time",
+    )
 
 
 def _controls(controls: list[Row], exposed: list[Row]) -> Check:

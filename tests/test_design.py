@@ -21,7 +21,7 @@ def _timecourse(tmp_path, rows: list[str], header: str = TIMECOURSE_HEADER):
 def _complete_rows() -> list[str]:
     rows = []
     for rep in ("d1", "d2", "d3"):
-        rows.append(f"c{rep},0,50,488,10,{rep},{rep}-ctrl,,")
+        rows += [f"c{rep}{k},0,50,488,10,{rep},{rep}-ctrl,," for k in range(2)]  # 6 control positions
         for k, irradiance in enumerate((100, 200, 400)):
             positive = "yes" if irradiance == 400 else ""
             rows.append(f"e{rep}{k},{irradiance},50,488,10,{rep},{rep}-light,{positive},yes")
@@ -37,6 +37,7 @@ def test_a_complete_design_passes_every_check(tmp_path):
         "positive control",
         "follow-up",
         "irradiance",
+        "control positions",
     ]
     assert all(c.ok for c in checks), [c.line for c in checks if not c.ok]
 
@@ -55,7 +56,23 @@ def test_a_complete_design_passes_every_check(tmp_path):
 def test_each_missing_item_is_one_line_with_its_cost(tmp_path, change, item, words):
     checks = {c.item: c for c in check_design(read_design(_timecourse(tmp_path, change(_complete_rows()))))}
     assert not checks[item].ok and words in checks[item].line
-    assert sum(not c.ok for c in checks.values()) == 1, [c.line for c in checks.values() if not c.ok]
+    # removing control rows (or a dish's) also leaves fewer control positions: that check is tested below
+    others = [c.line for name, c in checks.items() if not c.ok and name != "control positions"]
+    assert len(others) == 1, others
+
+
+def test_too_few_control_positions_say_how_far_an_onset_must_lie(tmp_path):
+    """3 control positions: an onset must lie tens of spreads beyond them; more positions shrink that."""
+    spreads = []
+    for per_dish in (1, 2, 4):
+        rows = [r for r in _complete_rows() if not r.startswith("c")]
+        rows += [f"c{rep}{k},0,50,488,10,{rep},{rep}-ctrl,," for rep in ("d1", "d2", "d3") for k in range(per_dish)]
+        checks = {c.item: c for c in check_design(read_design(_timecourse(tmp_path, rows)))}
+        check = checks["control positions"]
+        assert check.ok == (3 * per_dish >= 6), check.line
+        spreads.append(float(check.line.split("must lie ")[1].split(" times")[0]))
+    assert "cannot be shown" in check_design(read_design(_timecourse(tmp_path, _complete_rows()[1:])))[-1].line
+    assert spreads[0] > 20 and spreads[0] > spreads[1] > spreads[2]
 
 
 def test_follow_up_missing_without_frames_or_follow_up_column(tmp_path):
@@ -79,7 +96,7 @@ def test_cli_prints_one_line_per_check_and_refuses_bad_input_in_one_line(tmp_pat
     path = _timecourse(tmp_path, _complete_rows()[:2])
     assert main(["design", str(path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 6 and all(line.startswith(("ok: ", "missing: ")) for line in out)
+    assert len(out) == 7 and all(line.startswith(("ok: ", "missing: ")) for line in out)
     assert design_lines(path, missing_only=True) == [line for line in out if line.startswith("missing")]
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
