@@ -171,7 +171,7 @@ def no_onset_reason(
             + (f"{len(found)} departure(s) beyond {level}" if found else f"no departure beyond {level}")
         )
     if sickness:
-        lines.append("P(sick): " + sickness)
+        lines.append(sickness if "P(sick)" in sickness else "P(sick): " + sickness)
     return "\n".join(lines)
 
 
@@ -216,14 +216,15 @@ def plot_onsets(
         if none_x:
             ax.scatter(none_x, [end] * len(none_x), marker="^", color=colour, s=40)
     ax.axhline(end, color="grey", lw=0.8, ls=":")
-    ax.text(
-        0.01,
-        end,
+    ax.annotate(
         " end of recording (triangles: no onset)",
+        (0.01, end),
+        xytext=(0, -8),  # below the triangles drawn on the line
+        textcoords="offset points",
         fontsize=NOTE_PT,
         va="top",
         color="grey",
-        transform=ax.get_yaxis_transform(),
+        xycoords=("axes fraction", "data"),
     )
     ax.set_ylim(0, end * 1.08)
     if by_dose:
