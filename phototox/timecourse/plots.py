@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .onset import NO_CONTROLS
 
 
 def _plt():
@@ -16,17 +20,46 @@ def _plt():
     return plt
 
 
-def _colours(order: list[str]) -> dict[str, str | tuple[float, float, float, float]]:
-    """A matplotlib colour per group: black for the controls, plasma (RGBA) by dose for the rest."""
+TITLE_PT = 10
+"""Panel titles, in points (readable at the saved 100 dpi)."""
+NOTE_PT = 9
+"""Notes and legends, in points."""
+MIN_SPAN = {
+    "mean_sick_probability": 0.2,
+    "sick_area_fraction": 0.2,
+    "confluence": 0.2,
+    "mitotic_events_per_hour": 4.0,
+}
+"""Smallest y-axis span per measure, so that a flat series is not drawn as a dramatic one."""
+
+
+def _colours(order: list[str], by_dose: bool = True) -> dict[str, str | tuple[float, float, float, float]]:
+    """A matplotlib colour per group: black for the controls; doses ordered on plasma (RGBA), from
+    purple to orange (never the pale yellow end); fields without doses get tab10's distinct hues."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["plasma"]
     exposed = [g for g in order if g != "control"]
+    if not by_dose and len(exposed) <= 10:
+        tab = matplotlib.colormaps["tab10"]
+        return {g: tab(i) for i, g in enumerate(exposed)} | {"control": "black"}
+    cmap = matplotlib.colormaps["plasma"]
     colours: dict[str, str | tuple[float, float, float, float]] = {
-        g: cmap(0.1 + 0.75 * i / max(1, len(exposed) - 1)) for i, g in enumerate(exposed)
+        g: cmap(0.05 + 0.75 * i / max(1, len(exposed) - 1)) for i, g in enumerate(exposed)
     }
     colours["control"] = "black"
     return colours
+
+
+def y_limits(measure: str, low: float, high: float) -> tuple[float, float]:
+    """Y-axis limits that do not magnify noise: non-negative measures start at zero, and every axis
+    spans at least :data:`MIN_SPAN` (or 20% of its largest value) around the data."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return 0.0, 1.0
+    span = max(high - low, MIN_SPAN.get(measure, 0.0), 0.2 * max(abs(low), abs(high)), 1e-9)
+    if low >= 0:
+        return 0.0, max(high, span) * 1.05
+    middle = (low + high) / 2
+    return middle - 0.55 * span, middle + 0.55 * span
 
 
 def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
@@ -39,12 +72,14 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
     cols = 3 if len(measures) > 4 else 2
     rows = int(np.ceil(len(measures) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
-    colours = _colours(order)
+    colours = _colours(order, by_dose=context["control"] is not None)
     hours = times / 60.0
     counts = {g: sum(1 for x in context["groups"] if x == g) for g in order}
     for ax, m in zip(axes.ravel(), measures):
+        seen: list[np.ndarray] = []
         for g in order:
             mean, _, _, low, high = summary[g][m]
+            seen += [mean, low, high]
             label = f"{g} ({counts[g]} field{'s' if counts[g] > 1 else ''})"
             ax.plot(hours, mean, color=colours.get(g), lw=1.6, label=label)
             if counts[g] > 1:
@@ -57,16 +92,21 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
                     0.98,
                     " onset",
                     color=colours.get(o.group),
-                    fontsize=7,
+                    fontsize=NOTE_PT,
                     va="top",
                     transform=ax.get_xaxis_transform(),
                 )
+        values = np.concatenate([np.ravel(v) for v in seen])
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.set_ylim(*y_limits(m, float(values.min()), float(values.max())))
         ax.set_xlabel("time (h)")
         ax.set_ylabel(MEASURES[m][0])
-        ax.set_title(MEASURES[m][1], fontsize=8)
+        ax.set_title(MEASURES[m][1], fontsize=TITLE_PT)
         if context.get("sickness_withheld") and m in SICKNESS_MEASURES:
             ax.set_title(
-                MEASURES[m][1] + "\nframes outside the model's domain: not interpretable, no onset", fontsize=8
+                MEASURES[m][1] + "\nframes outside the model's domain: not interpretable, no onset",
+                fontsize=TITLE_PT,
             )
             ax.set_facecolor("0.93")
         ax.grid(alpha=0.3)
@@ -75,17 +115,19 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     legend_title = "total light dose" if context["control"] is not None else "field"
     spare = axes.ravel()[len(measures) :]
+    top = 1.0  # the panels' share of the figure height; the rest holds the legend, above the titles
     if len(spare):
-        spare[0].legend(handles, labels, loc="center", title=legend_title, fontsize=8, frameon=False)
+        spare[0].legend(handles, labels, loc="center", title=legend_title, fontsize=NOTE_PT, frameon=False)
     else:
+        top = 1.0 - (0.35 + 0.22 * int(np.ceil(len(labels) / 6))) / (3.6 * rows)
         fig.legend(
             handles,
             labels,
             loc="upper center",
             ncol=min(len(labels), 6),
             title=legend_title,
-            fontsize=8,
-            bbox_to_anchor=(0.5, 1.0 + 0.06 / rows),
+            fontsize=NOTE_PT,
+            bbox_to_anchor=(0.5, 1.0),
         )
     band = "lines: mean over fields, bands: range over fields; " if context["control"] is not None else ""
     note = (
@@ -98,58 +140,139 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
         -0.01,
         f"{band}{note}; pixel {context['pixel_um']:g} um, frame every {context['interval_min']:g} min",
         ha="center",
-        fontsize=8,
+        fontsize=NOTE_PT,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     write_png(fig, path)
 
 
+def no_onset_reason(
+    onsets, control: str | None, consistency: list[dict], alpha: float, persistence: int, sickness: str = ""
+) -> str:
+    """Why the onsets figure shows no onset ("" when some exposed field has one): no control fields,
+    too few of them, or no departure beyond the family-wise false-onset level."""
+    if any(o.time_min is not None for o in onsets):
+        return ""
+    level = f"the family-wise false-onset level ({alpha:.0%} per measure over all frames and fields, {persistence} consecutive frames)"
+    notes = list(dict.fromkeys(o.note for o in onsets if o.note))
+    if notes:
+        lines = notes
+    elif control is not None and not onsets:
+        lines = ["no onset: every field is a control (no exposed fields)"]
+    elif control is None:
+        lines = [NO_CONTROLS + " -- pass --doses with zero-dose fields"]
+    else:
+        lines = [f"no onset: no exposed field departs from the control fields beyond {level}"]
+    if control is None and consistency:
+        found = [c for c in consistency if c["time_min"] is not None]
+        fields = len(dict.fromkeys(c["field"] for c in consistency))
+        lines.append(
+            f"between-field check (each of the {fields} fields against the others as controls): "
+            + (f"{len(found)} departure(s) beyond {level}" if found else f"no departure beyond {level}")
+        )
+    if sickness:
+        lines.append(sickness if "P(sick)" in sickness else "P(sick): " + sickness)
+    return "\n".join(lines)
+
+
 def plot_onsets(
-    onsets, exposed: list[str], group_doses: dict[str, float], times: np.ndarray, measures: list[str], path: Path
-) -> None:
-    """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure."""
+    onsets,
+    exposed: list[str],
+    group_doses: dict[str, float],
+    times: np.ndarray,
+    measures: list[str],
+    path: Path,
+    why: str = "",
+    consistency: list[dict] | None = None,
+) -> list[str]:
+    """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure;
+    without doses, each field's departure in the between-field check (``consistency``). ``why``
+    (see :func:`no_onset_reason`) is written in the figure. Returns every text the figure carries."""
     from .pipeline import MEASURES
     from .report import write_png
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.2, 5.0))
     end = float(times[-1]) / 60
-    offsets = np.linspace(-0.03, 0.03, len(measures))
+    by_dose = bool(exposed)
+    checks = onsets if by_dose else [_Check(**c) for c in consistency or []]
+    fields = list(dict.fromkeys(c.field for c in checks)) if not by_dose else []
+    measures = measures or list(dict.fromkeys(c.measure for c in checks))
+    offsets = np.linspace(-0.03, 0.03, len(measures)) if by_dose else np.linspace(-0.25, 0.25, len(measures))
+    tab = plt.get_cmap("tab10")
     for k, m in enumerate(measures):
         xs, ys, none_x = [], [], []
-        for o in onsets:
-            if o.measure != m or o.group not in exposed:
+        for o in checks:
+            if o.measure != m or (by_dose and o.group not in exposed):
                 continue
-            x = group_doses[o.group] * (1 + offsets[k])
+            x = group_doses[o.group] * (1 + offsets[k]) if by_dose else fields.index(o.field) + offsets[k]
             if o.time_min is None:
                 none_x.append(x)
             else:
                 xs.append(x)
                 ys.append(o.time_min / 60)
-        dots = ax.scatter(xs, ys, marker="o", s=20, label=MEASURES[m][0])
+        colour = tab(k % 10)
+        ax.scatter(xs, ys, marker="o", s=30, color=colour, label=MEASURES.get(m, (m,))[0])
         if none_x:
-            ax.scatter(none_x, [end] * len(none_x), marker="^", color=dots.get_facecolor()[0], s=30)
+            ax.scatter(none_x, [end] * len(none_x), marker="^", color=colour, s=40)
     ax.axhline(end, color="grey", lw=0.8, ls=":")
-    ax.text(
-        0.01,
-        end,
+    ax.annotate(
         " end of recording (triangles: no onset)",
-        fontsize=7,
+        (0.01, end),
+        xytext=(0, -8),  # below the triangles drawn on the line
+        textcoords="offset points",
+        fontsize=NOTE_PT,
         va="top",
         color="grey",
-        transform=ax.get_yaxis_transform(),
+        xycoords=("axes fraction", "data"),
     )
-    ax.set_xscale("log")
-    ticks = sorted(group_doses[g] for g in exposed)
-    ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("cumulative light dose over the recording (J/cm2)")
+    ax.set_ylim(0, end * 1.08)
+    if by_dose:
+        ax.set_xscale("log")
+        ticks = sorted(group_doses[g] for g in exposed)
+        ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("cumulative light dose over the recording (J/cm2)")
+        ax.set_title(
+            "when each exposed field departs from the control fields (one marker per field)", fontsize=TITLE_PT
+        )
+    else:
+        ax.set_xticks(range(len(fields)), fields, rotation=20, ha="right", fontsize=NOTE_PT)
+        ax.set_xlim(-0.6, max(len(fields), 1) - 0.4)
+        ax.set_xlabel("field")
+        ax.set_title("no control fields: each field against the others (between-field check)", fontsize=TITLE_PT)
     ax.set_ylabel("onset time after the first frame (h)")
-    ax.set_title("when each exposed field departs from the control fields (one marker per field)", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if measures:
+        ax.legend(fontsize=NOTE_PT, loc="lower left")
+    if why:
+        ax.text(
+            0.5,
+            0.5,
+            "\n".join(textwrap.fill(line, 70) for line in why.split("\n")),
+            ha="center",
+            va="center",
+            fontsize=NOTE_PT + 1,
+            transform=ax.transAxes,
+            bbox={"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "0.5"},
+        )
     fig.tight_layout()
+    texts = [t.get_text() for t in fig.findobj(plt.Text) if t.get_text()]
     write_png(fig, path)
+    return texts
+
+
+@dataclass
+class _Check:
+    """One row of the between-field check (``leave_one_out``), as plotted."""
+
+    measure: str
+    group: str
+    field: str
+    time_min: float | None
+    direction: str = ""
+    frame_level: float = 0.0
+    note: str = ""
 
 
 def _short_verdict(verdict: str) -> str:

@@ -206,16 +206,33 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         },
         "citation": CITATION_T98G,
     }
-    write_text_atomic(out / "timecourse.json", json.dumps(doc, indent=2, default=_json_default))
-    from .plots import plot_dose_tests, plot_measures, plot_onsets
+    from .plots import no_onset_reason, plot_dose_tests, plot_measures, plot_onsets
 
     plot_measures(summary, order, times, onsets, context, out / "timecourse_measures.png")
     written = ["timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png"]
-    if control is not None and exposed:
-        plot_onsets(onsets, exposed, group_doses, times, onset_measures, out / "timecourse_onsets.png")
-        written.append("timecourse_onsets.png")
+    why = no_onset_reason(
+        onsets,
+        control,
+        context["consistency"],
+        settings.onset.alpha,
+        context["persistence_frames"],
+        context["sickness_withheld"] if context["model"] else "not computed (--no-sickness)",
+    )
+    doc["why_no_onset"] = why or None
+    doc["onsets_figure_text"] = plot_onsets(
+        onsets,
+        exposed,
+        group_doses,
+        times,
+        onset_measures,
+        out / "timecourse_onsets.png",
+        why,
+        context["consistency"],
+    )
+    written.append("timecourse_onsets.png")
     if tests and plot_dose_tests(tests, out / "timecourse_doses.png"):
         written.append("timecourse_doses.png")
+    write_text_atomic(out / "timecourse.json", json.dumps(doc, indent=2, default=_json_default))
     write_text_atomic(out / "timecourse_report.md", markdown(doc, series, written))
     doc["written"] = [str(out / w) for w in [*written, "timecourse_report.md"]]
     return doc
