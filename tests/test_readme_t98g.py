@@ -61,6 +61,14 @@ def test_readme_t98g_command_runs_as_printed(tmp_path):
     assert why and why.startswith(NO_CONTROLS)
     assert "between-field check" in why and "not computed (--no-sickness)" in why
     assert _flat(why) in [_flat(t) for t in doc["onsets_figure_text"]]
+    # healthy quadrants of one movie show no onset against each other (persistence chosen on synthetic
+    # null series, not on this recording)
+    assert doc["onset_statement"].startswith("no onset can be given")
+    assert doc["onset_settings"]["persistence_frames"] == 2
+    checks = doc["between_field_consistency"]
+    assert len(checks) == 4 * 4  # four quadrants x motion, frame change, confluence, mitotic rounding
+    assert [c for c in checks if c["time_min"] is not None] == []
+    assert len((out / "timecourse.csv").read_text().splitlines()) == 1 + 4 * 37
 
 
 def _onsets(times: list[float | None], note: str = "") -> list[Onset]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import need_usiigaci
 
 from phototox.apps.cli import main
 
@@ -81,43 +80,6 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
             assert d["verdict"] != "harmless (non-inferior)" or (
                 ni and ni["verdict"] == d["verdict"] and tests["sensitive"]
             )
-
-
-@pytest.mark.slow
-def test_t98g_quadrants_show_no_onset_against_each_other(tmp_path):
-    data = need_usiigaci()
-    out = tmp_path / "t98g"
-    # Activity measures, default settings (persistence chosen on synthetic null series, not on this
-    # recording). (P(sick) is checked in test_sickness_onsets_are_withheld_out_of_the_models_domain.)
-    code = main(
-        [
-            "timecourse",
-            str(data / "frames"),
-            "--interval",
-            "10.2",
-            "--pixel-size",
-            "0.87",
-            "--split",
-            "2x2",
-            "--no-sickness",
-            "--bootstrap",
-            "0",
-            "--workers",
-            "2",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    doc = json.loads((out / "timecourse.json").read_text())
-    assert doc["onset_statement"].startswith("no onset can be given")
-    assert doc["onset_settings"]["persistence_frames"] == 2
-    checks = doc["between_field_consistency"]
-    assert len(checks) == 4 * 4  # four quadrants x motion, frame change, confluence, mitotic rounding
-    assert [c for c in checks if c["time_min"] is not None] == []
-    rows = (out / "timecourse.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * 37
 
 
 @pytest.mark.slow
