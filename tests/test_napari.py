@@ -239,7 +239,7 @@ def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path)
     from phototox.apps.cli import main
     from phototox.synth_timelapse import PIXEL_UM, render_dose_series
 
-    frames, size = 6, 224
+    frames, size = 5, 224  # 3 baseline frames + 2 for an onset
     exposed = render_dose_series(frames, size, 0.05, seed=1, n_cells=5)[0]
     controls = [render_dose_series(frames, size, 0.0, seed=s, n_cells=5)[0] for s in (2, 3)]
     names = ["movie_tc", "control_tc2", "control_tc3"]
@@ -283,7 +283,7 @@ def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path)
         assert widget.plot_path is not None and widget.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert PLOT_DOCK in viewer.window.dock_widgets and not widget.plot_label.pixmap().isNull()
         text = widget.verdicts.text()
-        assert "6 frames every 10 min (layer T scale" in text and "2 control layers" in text, text
+        assert "5 frames every 10 min (layer T scale" in text and "2 control layers" in text, text
         measure_lines = [line for line in text.splitlines() if "->" in line]
         assert len(measure_lines) == len(run.values), text
         assert all("ONSET at" in line or "no onset: " in line for line in measure_lines), text
@@ -296,7 +296,7 @@ def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path)
         _timecourse(qtbot, widget)
         text = widget.verdicts.text()
         assert text.startswith("phototox: control layer control_tc") and "\n" not in text, text
-        assert "6 frames, short tc has 4" in text, text
+        assert "5 frames, short tc has 4" in text, text
     finally:
         widget.interval.setValue(0.0)
         viewer.layers.selection = set()

@@ -210,6 +210,7 @@ def plot_timecourse(run: LayerTimecourse, path: str | Path) -> Path:
         "pixel_um": run.pixel_um,
         "interval_min": run.interval_min,
         "sickness_withheld": run.withheld,
+        "legend_title": "napari layers",
     }
     order = [CONTROL, run.name] if controls else [run.name]
     shown = [o for o in run.onsets if not o.note]

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -117,6 +118,8 @@ class PhototoxWidget(QWidget):
         self.progress = QProgressBar()
         self.verdicts = QLabel("select an image layer and press Run")
         self.verdicts.setWordWrap(True)
+        self.verdicts.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.verdicts.setMinimumWidth(1)  # wraps to the dock's width (a checksum is clipped, not the lines)
         self.verdicts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._signals = _Progress()
         self._signals.step.connect(lambda n: self.progress.setValue(self.progress.value() + n))
@@ -140,8 +143,12 @@ class PhototoxWidget(QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.timecourse_button)
         layout.addWidget(self.progress)
-        layout.addWidget(self.verdicts)
-        layout.addStretch()
+        scroll = QScrollArea()  # a time course's lines outgrow the dock beside its plot
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumHeight(180)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.verdicts)
+        layout.addWidget(scroll)
 
     def settings(self) -> MapSettings:
         """The map settings shown, validated (one line on a bad value)."""
@@ -268,8 +275,8 @@ class PhototoxWidget(QWidget):
         from qtpy.QtGui import QPixmap
 
         pixmap = QPixmap(str(path))
-        if pixmap.width() > 900:
-            pixmap = pixmap.scaledToWidth(900, Qt.TransformationMode.SmoothTransformation)
+        if pixmap.height() > 420:  # leaves the widget's text room above the bottom dock
+            pixmap = pixmap.scaledToHeight(420, Qt.TransformationMode.SmoothTransformation)
         if self.plot_label is None:
             self.plot_label = QLabel()
             self.plot_label.setObjectName(PLOT_DOCK)
