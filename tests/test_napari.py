@@ -219,6 +219,90 @@ def test_calibrate_on_control_layers_equals_phototox_calibrate(qtbot, viewer, wi
         widget.model.setEditText(model)
 
 
+def _timecourse(qtbot, widget) -> None:
+    widget.timecourse()
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running, timeout=WAIT_MS)
+    qtbot.waitUntil(widget.timecourse_button.isEnabled, timeout=WAIT_MS)
+
+
+@pytest.mark.slow
+def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path):
+    """A (T, H, W) layer whose T scale is 10 (minutes) and two control time-lapse layers: the widget's
+    per-frame measures and onsets equal ``phototox timecourse`` on the same stacks saved as TIFF
+    (``--interval 10 --pixel-size 0.87``, zero-dose controls); the plot is docked, the text gives each
+    measure's onset or why none. No interval, or controls of another length: one line."""
+    import csv
+    import json
+
+    from phototox_napari.widget import PLOT_DOCK
+
+    from phototox.apps.cli import main
+    from phototox.synth_timelapse import PIXEL_UM, render_dose_series
+
+    frames, size = 5, 224  # 3 baseline frames + 2 for an onset
+    exposed = render_dose_series(frames, size, 0.05, seed=1, n_cells=5)[0]
+    controls = [render_dose_series(frames, size, 0.0, seed=s, n_cells=5)[0] for s in (2, 3)]
+    names = ["movie_tc", "control_tc2", "control_tc3"]
+    for name, stack in zip(names, [exposed, *controls]):
+        tifffile.imwrite(tmp_path / f"{name}.tif", stack)
+    doses = tmp_path / "doses.csv"
+    doses.write_text(
+        "field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm\n"
+        "movie_tc,1000,50,488\ncontrol_tc2,0,50,488\ncontrol_tc3,0,50,488\n"
+    )
+    model = widget.model.currentText()
+    args = ["timecourse", *(str(tmp_path / f"{n}.tif") for n in names), "--doses", str(doses), "--model", model]
+    args += ["--interval", "10", "--pixel-size", str(PIXEL_UM), "--stride", "16", "--device", "cpu"]
+    assert main([*args, "--bootstrap", "0", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    with (tmp_path / "out" / "timecourse.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["field"] == "movie_tc"]
+    cli_onsets = {
+        (o["measure"], o["time_min"])
+        for o in json.loads((tmp_path / "out" / "timecourse.json").read_text())["onsets"]
+        if o["field"] == "movie_tc"
+    }
+
+    control_layers = [viewer.add_image(c, name=n) for c, n in zip(controls, names[1:])]
+    layer = viewer.add_image(exposed, name="movie tc", scale=(10.0, PIXEL_UM, PIXEL_UM))
+    try:
+        viewer.layers.selection = set(control_layers)
+        widget.mark_controls()
+        viewer.layers.selection.active = layer
+        _timecourse(qtbot, widget)
+        run = widget.timecourse_result
+        assert run is not None, widget.verdicts.text()
+        assert run.interval_min == 10.0 and run.pixel_um == PIXEL_UM
+        assert len(rows) == frames and set(run.values) <= set(rows[0])
+        for measure, values in run.values.items():
+            cli = np.array([float(row[measure]) if row[measure] else np.nan for row in rows])
+            np.testing.assert_allclose(values, cli, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=measure)
+        motion = run.values["motion_um_per_min"][1:]
+        assert np.all(motion > 0) and np.ptp(motion) > 0  # the interval divides it: it must vary
+        assert {(o.measure, o.time_min) for o in run.onsets if not o.note} == cli_onsets
+        assert widget.progress.value() == widget.progress.maximum() == 2 * frames * 3
+        assert widget.plot_path is not None and widget.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert PLOT_DOCK in viewer.window.dock_widgets and not widget.plot_label.pixmap().isNull()
+        text = widget.verdicts.text()
+        assert "5 frames every 10 min (layer T scale" in text and "2 control layers" in text, text
+        measure_lines = [line for line in text.splitlines() if "->" in line]
+        assert len(measure_lines) == len(run.values), text
+        assert all("ONSET at" in line or "no onset: " in line for line in measure_lines), text
+
+        viewer.add_image(exposed[:4], name="short tc", scale=(1.0, PIXEL_UM, PIXEL_UM))  # T scale 1, no interval
+        _timecourse(qtbot, widget)
+        text = widget.verdicts.text()
+        assert text.startswith("phototox: ") and "\n" not in text and "Frame interval (min)" in text, text
+        widget.interval.setValue(10.0)
+        _timecourse(qtbot, widget)
+        text = widget.verdicts.text()
+        assert text.startswith("phototox: control layer control_tc") and "\n" not in text, text
+        assert "5 frames, short tc has 4" in text, text
+    finally:
+        widget.interval.setValue(0.0)
+        viewer.layers.selection = set()
+        widget.mark_controls()
+
+
 def test_colour_layer_and_map_layers_are_refused_in_one_line(qtbot, viewer, widget):
     colour = np.zeros((240, 250, 3), np.uint8)
     colour[..., 0] = np.random.default_rng(0).integers(0, 255, (240, 250))

@@ -113,7 +113,7 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
     for ax in axes.ravel()[len(measures) :]:
         ax.set_axis_off()
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    legend_title = "total light dose" if context["control"] is not None else "field"
+    legend_title = context.get("legend_title") or ("total light dose" if context["control"] is not None else "field")
     spare = axes.ravel()[len(measures) :]
     top = 1.0  # the panels' share of the figure height; the rest holds the legend, above the titles
     if len(spare):

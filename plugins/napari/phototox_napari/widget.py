@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QObject, Qt, Signal
@@ -14,6 +16,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -22,6 +25,7 @@ from qtpy.QtWidgets import (
 from phototox.settings import MODES, MapSettings
 
 from .run import LayerRun, analyse_layer_data, calibrate_on_layers
+from .timecourse import LayerTimecourse, plot_timecourse, timecourse_of_layer
 
 if TYPE_CHECKING:
     import napari
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 MAP_PREFIX = "P(sick) "
 """Name of the map layer: this prefix and the analysed layer's name."""
 UNLIKE_PREFIX = "unlike your controls "
+PLOT_DOCK = "phototox time course"
+"""Name of the dock widget that shows the time-course plot."""
 """Name of the 'unlike your controls' layer (with a reference): this prefix and the analysed layer's name."""
 
 
@@ -80,6 +86,21 @@ class PhototoxWidget(QWidget):
             "an 'unlike your controls' reference (.npz from 'phototox reference', made with this model): "
             "adds a map of the windows unlike your control fields (never called sick)"
         )
+        self.interval = QDoubleSpinBox()
+        self.interval.setRange(0.0, 10080.0)
+        self.interval.setDecimals(3)
+        self.interval.setSpecialValueText("from the layer's T scale")
+        self.interval.setToolTip("minutes between frames; 0: the layer's T scale (refused when it is 1)")
+        self.timecourse_button = QPushButton("Time course")
+        self.timecourse_button.setToolTip(
+            "phototox timecourse on the selected (T, H, W) layer: per-frame P(sick), motion, confluence, "
+            "rounding; onsets against the control layers (time-lapses of the same length); the plot in a dock"
+        )
+        self.timecourse_button.clicked.connect(self.timecourse)
+        self.timecourse_result: LayerTimecourse | None = None
+        self.plot_path: Path | None = None
+        self.plot_label: QLabel | None = None
+        self._plot_dir = tempfile.TemporaryDirectory(prefix="phototox-napari-plot-")
         self.run_button = QPushButton("Run on selected layer")
         self.run_button.clicked.connect(self.run)
         self.controls_button = QPushButton("Selected layers are controls")
@@ -97,6 +118,8 @@ class PhototoxWidget(QWidget):
         self.progress = QProgressBar()
         self.verdicts = QLabel("select an image layer and press Run")
         self.verdicts.setWordWrap(True)
+        self.verdicts.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.verdicts.setMinimumWidth(1)  # wraps to the dock's width (a checksum is clipped, not the lines)
         self.verdicts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._signals = _Progress()
         self._signals.step.connect(lambda n: self.progress.setValue(self.progress.value() + n))
@@ -106,6 +129,7 @@ class PhototoxWidget(QWidget):
         form.addRow("Stride", self.stride)
         form.addRow("Mode", self.mode)
         form.addRow("Reference (.npz)", self.reference)
+        form.addRow("Frame interval (min)", self.interval)
         row = QHBoxLayout()
         row.addWidget(self.controls_button)
         row.addWidget(self.controls_label)
@@ -117,9 +141,14 @@ class PhototoxWidget(QWidget):
         layout.addLayout(calibrate_row)
         layout.addWidget(self.calibrate_button)
         layout.addWidget(self.run_button)
+        layout.addWidget(self.timecourse_button)
         layout.addWidget(self.progress)
-        layout.addWidget(self.verdicts)
-        layout.addStretch()
+        scroll = QScrollArea()  # a time course's lines outgrow the dock beside its plot
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumHeight(180)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.verdicts)
+        layout.addWidget(scroll)
 
     def settings(self) -> MapSettings:
         """The map settings shown, validated (one line on a bad value)."""
@@ -186,6 +215,74 @@ class PhototoxWidget(QWidget):
                 "finished": lambda: self.run_button.setEnabled(True),
             },
         )
+
+    def timecourse(self) -> None:
+        """``phototox timecourse``'s measures of the active (T, H, W) layer in a worker thread; plot docked."""
+        from napari.layers import Image
+        from napari.qt.threading import create_worker
+
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Image) or _is_output(layer):
+            self.verdicts.setText("phototox: select one time-lapse image layer (T, H, W) first")
+            return
+        data, scale, units, rgb = _layer_input(layer)
+        if rgb or data.ndim != 3:
+            self.verdicts.setText(f"phototox: {layer.name}: a time course needs a grey (T, H, W) layer")
+            return
+        controls = [(c.name, _layer_input(c)[0]) for c in self.controls if c is not layer]
+        self.progress.setRange(0, 2 * int(data.shape[0]) * (1 + len(controls)))
+        self.progress.setValue(0)
+        self.timecourse_button.setEnabled(False)
+        self.verdicts.setText(f"time course of {layer.name} ...")
+        user_um = self.pixel_size.value() or None
+        interval = self.interval.value() or None
+        spec = self.model.currentText().strip() or None
+        stride = self.stride.value()
+        path = Path(self._plot_dir.name) / "timecourse_measures.png"  # the file phototox timecourse writes
+
+        def work() -> LayerTimecourse:
+            run = timecourse_of_layer(
+                data,
+                self._predictor(spec),
+                layer.name,
+                scale=scale,
+                units=units,
+                pixel_size_um=user_um,
+                interval_min=interval,
+                controls=controls,
+                stride=stride,
+                progress=self._signals.step.emit,
+            )
+            plot_timecourse(run, path)
+            return run
+
+        def done(run: LayerTimecourse) -> None:
+            self.timecourse_result, self.plot_path = run, path
+            self._show_plot(path)
+            self.verdicts.setText("\n".join(run.lines()))
+
+        self.worker = create_worker(
+            work,
+            _connect={
+                "returned": done,
+                "errored": self._failed,
+                "finished": lambda: self.timecourse_button.setEnabled(True),
+            },
+        )
+
+    def _show_plot(self, path: Path) -> None:
+        """Show the plot PNG in the time-course dock (made once, refreshed after)."""
+        from qtpy.QtGui import QPixmap
+
+        pixmap = QPixmap(str(path))
+        if pixmap.height() > 420:  # leaves the widget's text room above the bottom dock
+            pixmap = pixmap.scaledToHeight(420, Qt.TransformationMode.SmoothTransformation)
+        if self.plot_label is None:
+            self.plot_label = QLabel()
+            self.plot_label.setObjectName(PLOT_DOCK)
+            self.viewer.window.add_dock_widget(self.plot_label, name=PLOT_DOCK, area="bottom")
+        self.plot_label.setPixmap(pixmap)
+        self.plot_label.setToolTip(str(path))
 
     def calibrate(self) -> None:
         """``phototox calibrate`` on the control layers, in a worker thread; the new model is then used."""
