@@ -302,6 +302,12 @@ class FieldCheck:
         return asdict(self)
 
 
+def prediction_factor(k: int, level: float) -> float:
+    """Half-width of the two-sided prediction interval for one new field, in control-field SDs:
+    ``t(1 - level/2, k-1) * sqrt(1 + 1/k)`` for ``k`` control fields."""
+    return float(stats.t.ppf(1 - level / 2, k - 1) * np.sqrt(1 + 1 / k))
+
+
 def check_new_field(
     value: float,
     control_fields: Sequence[float] | np.ndarray,
@@ -322,7 +328,7 @@ def check_new_field(
     if c.size < 2:
         raise PhototoxError(f"comparing with controls needs at least 2 control fields, got {c.size}")
     difference = float(value - c.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2, c.size - 1) * c.std(ddof=1) * np.sqrt(1 + 1 / c.size))
+    half = prediction_factor(c.size, 1 - confidence) * float(c.std(ddof=1))
     low, high = difference - half, difference + half
     outside = low > 0 or high < 0
     verdict = UNLIKE if outside else NO_DIFFERENCE

@@ -23,9 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .compare import MIN_REPLICATES
+from .compare import MIN_REPLICATES, prediction_factor
 from .errors import ManifestError
 
 MIN_DOSES = 3
@@ -115,8 +113,6 @@ def check_design(rows: list[Row]) -> list[Check]:
 
 def _control_positions(controls: list[Row], exposed: list[Row]) -> Check:
     """How far beyond the control positions' spread an onset must lie, at the onset rule's level."""
-    from scipy import stats
-
     from .timecourse.onset import OnsetSettings, frame_level
 
     k = len(controls)
@@ -124,7 +120,7 @@ def _control_positions(controls: list[Row], exposed: list[Row]) -> Check:
     if k < 2:
         return Check("control positions", False, f"{k} control position(s): no onset can be tested (at least 2)")
     level = frame_level(max(1, len(exposed)), frames, OnsetSettings())
-    spreads = float(stats.t.ppf(1 - level / 2, k - 1) * np.sqrt(1 + 1 / k))
+    spreads = prediction_factor(k, level)
     words = (
         f"{k} zero-light control positions: an onset must lie {spreads:.0f} times their spread beyond them "
         f"(family-wise 5% over {len(exposed)} exposed positions and ~{frames} frames)"

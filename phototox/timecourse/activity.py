@@ -30,11 +30,12 @@ FLATTEN_UM = 25.0
 """illumination flattening scale (Gaussian sigma, micrometres) of the mask and the frame change"""
 
 
-def flatten(frame: np.ndarray, sigma: float) -> np.ndarray:
-    """Remove slow illumination changes and scale to unit robust spread."""
+def flatten(frame: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
+    """Remove slow illumination changes and scale to unit robust spread (over ``where`` only, when given)."""
     frame = frame.astype(np.float32)
     flat = frame - ndimage.gaussian_filter(frame, sigma)
-    spread = float(np.median(np.abs(flat - np.median(flat)))) * 1.4826
+    values = flat if where is None else flat[where]
+    spread = float(np.median(np.abs(values - np.median(values)))) * 1.4826
     return flat / max(spread, 1e-6)
 
 
@@ -95,14 +96,6 @@ def flow_field(previous: np.ndarray, current: np.ndarray, factor: int, method: s
     return np.asarray(flow) * factor
 
 
-def _flattened_over(frame: np.ndarray, cells: np.ndarray, sigma: float) -> np.ndarray:
-    """``frame`` without its slow illumination, in units of its robust spread over ``cells`` only."""
-    flat = frame.astype(np.float32) - ndimage.gaussian_filter(frame.astype(np.float32), sigma)
-    inside = flat[cells]
-    spread = float(np.median(np.abs(inside - np.median(inside)))) * 1.4826
-    return flat / max(spread, 1e-6)
-
-
 def frame_change(previous: np.ndarray, current: np.ndarray, cells: np.ndarray, sigma: float) -> float:
     """Mean squared difference of the two flattened frames over ``cells`` (NaN when no pixel is covered).
 
@@ -110,7 +103,7 @@ def frame_change(previous: np.ndarray, current: np.ndarray, cells: np.ndarray, s
     nor the empty area beside the cells changes the value."""
     if not cells.any():
         return float("nan")
-    difference = _flattened_over(current, cells, sigma) - _flattened_over(previous, cells, sigma)
+    difference = flatten(current, sigma, cells) - flatten(previous, sigma, cells)
     return float(np.mean(np.square(difference[cells], dtype=np.float64)))
 
 

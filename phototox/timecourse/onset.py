@@ -31,9 +31,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from ..compare import UNLIKE, check_new_field
+from ..compare import UNLIKE, check_new_field, prediction_factor
 
 NO_CONTROLS = "no onset can be given: no control fields (fields with zero light dose)"
 TOO_FEW_CONTROLS = "no onset can be given: at least two control fields are needed to measure their spread"
@@ -104,7 +103,7 @@ def departures(field: np.ndarray, controls: np.ndarray, level: float, floor: flo
         if not np.isfinite(field[t]) or c.size < 2:
             continue
         check = check_new_field(float(field[t]), c, confidence=1 - level)
-        least = float(stats.t.ppf(1 - level / 2, c.size - 1)) * floor * np.sqrt(1 + 1 / c.size)
+        least = prediction_factor(c.size, level) * floor
         if check.verdict == UNLIKE and abs(check.difference) > least:
             out[t] = 1 if check.difference > 0 else -1
     return out
