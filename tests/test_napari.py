@@ -314,6 +314,9 @@ def test_colour_layer_and_map_layers_are_refused_in_one_line(qtbot, viewer, widg
     viewer.layers.selection.active = viewer.layers["P(sick) field"]
     widget.run()
     assert "select one image layer (not a P(sick) map)" in widget.verdicts.text()
+    viewer.layers.selection.active = None  # nothing selected: the same line, no AttributeError
+    widget.run()
+    assert widget.verdicts.text().startswith("phototox: select one image layer")
 
 
 def test_sample_data_opens_through_the_manifest(viewer):

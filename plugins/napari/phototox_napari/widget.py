@@ -169,11 +169,11 @@ class PhototoxWidget(QWidget):
     def run(self) -> None:
         """Start the analysis of the active image layer in a worker thread."""
         from napari.layers import Image
-        from napari.qt.threading import create_worker
 
         layer = self.viewer.layers.selection.active
         if not isinstance(layer, Image) or _is_output(layer):
-            kind = "an 'unlike your controls' map" if layer.name.startswith(UNLIKE_PREFIX) else "a P(sick) map"
+            unlike = getattr(layer, "name", "").startswith(UNLIKE_PREFIX)  # no active layer: None
+            kind = "an 'unlike your controls' map" if unlike else "a P(sick) map"
             self.verdicts.setText(f"phototox: select one image layer (not {kind}) first")
             return
         try:
@@ -207,19 +207,11 @@ class PhototoxWidget(QWidget):
                 reference=reference,
             )
 
-        self.worker = create_worker(
-            work,
-            _connect={
-                "returned": lambda result: self._show(layer, result),
-                "errored": self._failed,  # shown in the widget, one line, instead of raised in the event loop
-                "finished": lambda: self.run_button.setEnabled(True),
-            },
-        )
+        self._start(work, lambda result: self._show(layer, result), self.run_button)
 
     def timecourse(self) -> None:
         """``phototox timecourse``'s measures of the active (T, H, W) layer in a worker thread; plot docked."""
         from napari.layers import Image
-        from napari.qt.threading import create_worker
 
         layer = self.viewer.layers.selection.active
         if not isinstance(layer, Image) or _is_output(layer):
@@ -261,14 +253,7 @@ class PhototoxWidget(QWidget):
             self._show_plot(path)
             self.verdicts.setText("\n".join(run.lines()))
 
-        self.worker = create_worker(
-            work,
-            _connect={
-                "returned": done,
-                "errored": self._failed,
-                "finished": lambda: self.timecourse_button.setEnabled(True),
-            },
-        )
+        self._start(work, done, self.timecourse_button)
 
     def _show_plot(self, path: Path) -> None:
         """Show the plot PNG in the time-course dock (made once, refreshed after)."""
@@ -286,8 +271,6 @@ class PhototoxWidget(QWidget):
 
     def calibrate(self) -> None:
         """``phototox calibrate`` on the control layers, in a worker thread; the new model is then used."""
-        from napari.qt.threading import create_worker
-
         controls = [_layer_input(c) for c in self.controls]
         spec = self.model.currentText().strip() or None
         out = self.calibrated_path.text().strip()
@@ -316,14 +299,7 @@ class PhototoxWidget(QWidget):
                 )
             )
 
-        self.worker = create_worker(
-            work,
-            _connect={
-                "returned": done,
-                "errored": self._failed,
-                "finished": lambda: self.calibrate_button.setEnabled(True),
-            },
-        )
+        self._start(work, done, self.calibrate_button)
 
     def _predictor(self, spec: str | None):
         from phototox.inference import Predictor
@@ -338,6 +314,16 @@ class PhototoxWidget(QWidget):
 
         path = self.reference.text().strip()
         return NoveltyReference.load(path) if path else None
+
+    def _start(self, work, done, button) -> None:
+        """Run ``work`` in a napari worker thread: ``done`` gets its result, an error is one line in the
+        widget (not raised in the event loop), and ``button`` is enabled again at the end."""
+        from napari.qt.threading import create_worker
+
+        self.worker = create_worker(
+            work,
+            _connect={"returned": done, "errored": self._failed, "finished": lambda: button.setEnabled(True)},
+        )
 
     def _failed(self, exc: BaseException) -> None:
         self.verdicts.setText(f"phototox: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
