@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .normalise import PER_CROP, Contract, normalise_lone_window, normalise_region
+from .models.contract import PER_CROP, Contract
+from .normalise import normalise_lone_window, normalise_region
 from .shapes import plane_shape
 
 CROP = 256

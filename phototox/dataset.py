@@ -22,7 +22,8 @@ from .errors import ManifestError
 from .images import read_frames
 from .manifest import Sample
 from .models.architectures import WINDOW
-from .normalise import PER_CROP, Contract, reflect_index
+from .models.contract import PER_CROP, Contract
+from .normalise import reflect_index
 
 
 class FrameCache:

@@ -9,6 +9,9 @@ it keeps the window count (and time) to a sixteenth of a 8 px grid. ``phototox e
 
 DEFAULT_STRIDE = 32
 
+CLASSES = ("healthy", "sick")
+"""Output classes of every phototox classifier, in output order; equal to
+``phototox.models.architectures.CLASSES`` (tests/test_layout.py checks)."""
 WINDOW = 220
 """Side of the square crop the classifier sees, in pixels (DeadNet's 220 px); equal to
 ``phototox.models.architectures.WINDOW``, which zoo packages carry alone (tests/test_layout.py checks)."""

@@ -26,13 +26,8 @@ from .dataset import CropDataset
 from .inference import Predictor
 from .manifest import Sample
 from .models.architectures import GRADCAM_LAYER
-from .normalise import (
-    PER_CROP,
-    Contract,
-    normalise_frame,
-    normalise_lone_window,
-    normalise_windows,
-)
+from .models.contract import PER_CROP, Contract
+from .normalise import normalise_frame, normalise_lone_window, normalise_windows
 from .windows import window_origins
 
 

@@ -22,13 +22,8 @@ from .devices import release, resolve_device
 from .errors import ImageInputError, PhototoxError
 from .models.architectures import CLASSES
 from .models.base import LoadedModel
-from .normalise import (
-    Contract,
-    contract_of,
-    normalise_frame,
-    normalise_lone_window,
-    normalise_windows,
-)
+from .models.contract import Contract, contract_of
+from .normalise import normalise_frame, normalise_lone_window, normalise_windows
 from .schema import Trust, summary_of
 from .settings import DEFAULT_SETTINGS, MapSettings
 from .shapes import plane_shape

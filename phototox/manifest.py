@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import CLASSES
 from .errors import ManifestError
-from .models.architectures import CLASSES
 
 LABEL_ALIASES = {"healthy": 0, "0": 0, "sick": 1, "1": 1}
 GROUP_FALLBACKS = ("group", "field", "position", "stage_position")

@@ -31,9 +31,9 @@ from .errors import PhototoxError
 from .images import atomic_path, write_text_atomic
 from .manifest import Sample, grouped_split
 from .models.architectures import DEFAULT_ARCH, architecture_config, build_model
+from .models.contract import DEFAULT_BOX, KINDS, Contract
 from .models.loader import load_model
 from .models.weights import save_weights
-from .normalise import DEFAULT_BOX, KINDS, Contract
 
 
 @dataclass

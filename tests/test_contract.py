@@ -13,16 +13,10 @@ from phototox.manifest import Sample
 from phototox.models.architectures import build_model
 from phototox.models.backends.torch import TorchBackend
 from phototox.models.base import LoadedModel
+from phototox.models.contract import PER_CROP, Contract, contract_from_meta
 from phototox.models.loader import load_model
 from phototox.models.weights import save_weights
-from phototox.normalise import (
-    PER_CROP,
-    Contract,
-    box_normalise,
-    contract_from_meta,
-    normalise_region,
-    reflect_index,
-)
+from phototox.normalise import box_normalise, normalise_region, reflect_index
 from phototox.synth import render_field
 
 BOX = {"kind": "box", "size": 221, "edge": "reflect"}

@@ -25,10 +25,10 @@ from phototox.controls import ControlReference
 from phototox.domain import DomainStats
 from phototox.errors import PhototoxError
 from phototox.models.architectures import build_model
+from phototox.models.contract import contract_of
 from phototox.models.metaschema import DOMAIN_FEATURES
 from phototox.models.package import load_package, parse_description
 from phototox.models.weights import FORMAT, model_from_payload
-from phototox.normalise import contract_of
 from phototox.pixelsize import model_pixel_size, resolve_pixel_size
 from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
 

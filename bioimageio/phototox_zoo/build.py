@@ -33,7 +33,8 @@ from phototox.errors import PhototoxError
 from phototox.images import atomic_path, read_frames, write_text_atomic
 from phototox.inference import Predictor
 from phototox.models.architectures import CLASSES, WINDOW, build_model
-from phototox.normalise import contract_of, normalise_crops
+from phototox.models.contract import contract_of
+from phototox.normalise import normalise_crops
 from phototox.pixelsize import model_pixel_size
 from phototox.settings import MapSettings
 

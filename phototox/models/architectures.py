@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+CLASSES = ("healthy", "sick")
+"""Output classes, in output order (``phototox.defaults.CLASSES`` repeats them, as for WINDOW)."""
 WINDOW = 220
 """Side of the square crop the classifier sees, in pixels (``phototox.defaults.WINDOW`` repeats it
 for modules that must not import torch; this file is packaged alone into zoo packages)."""
 
 NETWORK_STRIDE = 16
 """Step between neighbouring outputs of the dense (fully convolutional) map, in pixels."""
-CLASSES = ("healthy", "sick")
 GRADCAM_LAYER = "relu4_2"
 """Module name (inside ``features``) of the paper's Grad-CAM layer conv4_2 (after BN and ReLU)."""
 

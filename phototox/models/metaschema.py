@@ -10,7 +10,7 @@ weight files and bioimage.io packages both go through); a bad field is a one-lin
   :data:`phototox.pixelsize.PLAUSIBLE_UM` (0.02-20 um/px); how far an image may be resampled to
   it is bounded separately, per image (:func:`phototox.pixelsize.check_resampling`);
 * ``normalisation``: absent, ``{"kind": "crop"}`` or ``{"kind": "box", "size": odd 3..``
-  :data:`phototox.normalise.MAX_BOX` ``, "edge": "reflect"}``;
+  :data:`phototox.models.contract.MAX_BOX` ``, "edge": "reflect"}``;
 * ``domain``: ``mean`` :data:`DOMAIN_FEATURES` finite numbers, ``precision`` a square matrix of
   that side, ``threshold`` a finite number > 0, ``fine_detail.limit`` None or finite,
   ``fine_detail.range`` two finite numbers;
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ..errors import ModelLoadError, PhototoxError
 from ..imagemeta import PLAUSIBLE_UM
-from ..normalise import contract_from_meta
+from .contract import contract_from_meta
 
 DOMAIN_FEATURES = 256
 """Length of a domain feature vector: 64 conv3_2 means and 64 spreads, 128 pooled conv4 means."""
