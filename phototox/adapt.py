@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import PhototoxError
-from .normalise import normalise_windows
+from phototox.errors import PhototoxError
+from phototox.normalise import normalise_windows
 
 FEATURES = "mean of the 128 conv4 channels over the cells the deadnet-gap head pools (the head's input)"
 DEFAULT_C = 0.1

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adapt import DEFAULT_C, fit_head
-from .errors import PhototoxError
+from phototox.adapt import DEFAULT_C, fit_head
+from phototox.errors import PhototoxError
 
 CURVE_SIZES = (25, 50, 100, 200, 400)
 MIN_FIELDS = 5
@@ -43,7 +43,7 @@ def field_accuracy(correct, fields, labels, seed: int = 0) -> dict:
     comes from :func:`phototox.compare.interval` on the per-field rates (Welch t below 5 fields per
     label, studentised bootstrap from 5). Needs 2 fields of each label.
     """
-    from .compare import interval
+    from phototox.compare import interval
 
     correct = np.asarray(correct, dtype=float)
     labels = np.asarray(labels, dtype=int)

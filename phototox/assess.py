@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .controls import ControlReference
-from .domain import DomainStats, domain_features, domain_warning
-from .errors import ImageInputError
-from .inference import FrameResult, NotANumberError, Predictor, summarise_map
-from .novelty import NoveltyReference, analyse_with_novelty
-from .pixelsize import (
+from phototox.controls import ControlReference
+from phototox.domain import DomainStats, domain_features, domain_warning
+from phototox.errors import ImageInputError
+from phototox.inference import FrameResult, NotANumberError, Predictor, summarise_map
+from phototox.novelty import NoveltyReference, analyse_with_novelty
+from phototox.pixelsize import (
     PIXEL_SIZE_HINT,
     PixelSize,
     assumed_warning,
@@ -37,10 +37,10 @@ from .pixelsize import (
     scale_factor,
     to_model_scale,
 )
-from .quality import quality_flags
-from .schema import Trust, columns
-from .settings import MapSettings
-from .shapes import plane_shape
+from phototox.quality import quality_flags
+from phototox.schema import Trust, columns
+from phototox.settings import MapSettings
+from phototox.shapes import plane_shape
 
 TRUST_FIELDS = columns("trust") + columns("controls")
 """Columns this layer fills in every result row (blank where not known)."""
@@ -226,10 +226,10 @@ def training_trust_meta(
     ``model_um`` from its manifest ``pixel_size_um`` (else ``default_um``) and, for time-lapses,
     limited to its frame range. The lead's retrain calls this once after training.
     """
-    from .domain import compute_domain_stats
-    from .images import read_frames
-    from .pixelsize import manifest_pixel_size, training_frames
-    from .quality import focus_measure
+    from phototox.domain import compute_domain_stats
+    from phototox.images import read_frames
+    from phototox.pixelsize import manifest_pixel_size, training_frames
+    from phototox.quality import focus_measure
 
     predictor = Predictor.create(model, device)
     fields = []
@@ -253,9 +253,9 @@ def trained_model_trust_meta(module, config, train_samples: list, model_um: floa
 
     Returns ``{}`` plus a note where they cannot be made (fewer than three training images).
     """
-    from .errors import PhototoxError
-    from .models.backends.torch import TorchBackend
-    from .models.base import LoadedModel
+    from phototox.errors import PhototoxError
+    from phototox.models.backends.torch import TorchBackend
+    from phototox.models.base import LoadedModel
 
     loaded = LoadedModel(
         TorchBackend(module),

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import Sample
-from .models.architectures import CLASSES
+from phototox.manifest import Sample
+from phototox.models.architectures import CLASSES
 
 DESIGN_WORDS = (
     "treat",
@@ -222,7 +222,7 @@ def audit_samples(
     n_resamples: int = 2000,
 ) -> AuditResult:
     """The full audit of labelled samples (labels must be known)."""
-    from .errors import ManifestError
+    from phototox.errors import ManifestError
 
     if any(s.label < 0 for s in samples):
         raise ManifestError(f"{manifest or 'manifest'}: the audit needs a label for every row")
@@ -243,7 +243,7 @@ def audit_samples(
         elif c.role == "batch" and c.verdict == "large":
             result.warnings.append(c.sentence)
     if baseline and min(counts.values()) > 0:
-        from .nuisance import nuisance_baseline, sample_statistics
+        from phototox.nuisance import nuisance_baseline, sample_statistics
 
         features = sample_statistics(samples)
         nb = nuisance_baseline(
@@ -262,8 +262,8 @@ def audit_samples(
 
 def single_cue_aucs(features: np.ndarray, labels: np.ndarray) -> list[dict]:
     """Each acquisition statistic's own AUC (in-sample, direction-free), strongest first."""
-    from .evaluate import roc_auc
-    from .nuisance import FEATURES
+    from phototox.evaluate import roc_auc
+    from phototox.nuisance import FEATURES
 
     out = []
     for k, name in enumerate(FEATURES):
@@ -323,8 +323,8 @@ def write_audit_report(
     result: AuditResult, samples: list[Sample], out_dir: str | Path, extra: dict | None = None
 ) -> list[Path]:
     """audit.json, audit.md and audit.png in ``out_dir``."""
-    from .images import write_text_atomic
-    from .plots_audit import plot_audit
+    from phototox.images import write_text_atomic
+    from phototox.plots_audit import plot_audit
 
     markdown, record_path, png = audit_output_paths(out_dir)
     record = {**(extra or {}), **result.as_dict()}
@@ -405,9 +405,9 @@ def audit_manifest(
     seed: int = 0,
 ) -> AuditResult:
     """Read a manifest, audit it, and write the report when ``out_dir`` is given (``phototox audit``)."""
-    from . import __version__
-    from .manifest import read_manifest
-    from .planned import check_outputs
+    from phototox import __version__
+    from phototox.manifest import read_manifest
+    from phototox.planned import check_outputs
 
     samples = read_manifest(manifest, dose_threshold=dose_threshold, group_column=group_column)
     if out_dir is not None:

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .models.contract import PER_CROP, Contract
-from .normalise import normalise_lone_window, normalise_region
-from .shapes import plane_shape
+from phototox.models.contract import PER_CROP, Contract
+from phototox.normalise import normalise_lone_window, normalise_region
+from phototox.shapes import plane_shape
 
 CROP = 256
 CROP_STRIDE = 128

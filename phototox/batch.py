@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .inference import FrameResult, summarise_map
-from .settings import MapSettings
+from phototox.inference import FrameResult, summarise_map
+from phototox.settings import MapSettings
 
 if TYPE_CHECKING:
-    from .assess import Assessor
+    from phototox.assess import Assessor
 
 READ_AHEAD = 2
 

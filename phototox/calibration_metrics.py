@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bootstrap import Interval, bca_interval
+from phototox.bootstrap import Interval, bca_interval
 
 
 def _per_image_bin_sums(

@@ -239,7 +239,7 @@ def _scope(meta: dict, data: dict, audit: dict) -> str:
 
 def card_for_model(loaded) -> str:
     """The card to ship with a loaded model (curated for the shipped model it describes, else generated)."""
-    from .provenance import model_checksum, model_name
+    from phototox.provenance import model_checksum, model_name
 
     name = model_name(loaded)
     card_path = (getattr(loaded, "card", None) or {}).get("card_path")
@@ -256,7 +256,7 @@ def card_for_model(loaded) -> str:
 
 def write_card(path: str | Path, meta: dict, name: str, sha256: str = "") -> Path:
     """Write the card atomically; returns its path."""
-    from .images import write_text_atomic
+    from phototox.images import write_text_atomic
 
     write_text_atomic(path, model_card(meta, name, sha256))
     return Path(path)
@@ -264,8 +264,8 @@ def write_card(path: str | Path, meta: dict, name: str, sha256: str = "") -> Pat
 
 def training_data_summary(samples, train_idx: list[int], val_idx: list[int]) -> dict:
     """Counts per label overall, in training and held out, and per grouping column (for ``meta['data']``)."""
-    from .audit import grouping_columns
-    from .models.architectures import CLASSES
+    from phototox.audit import grouping_columns
+    from phototox.models.architectures import CLASSES
 
     def label_counts(indices) -> dict:
         return {name: sum(1 for i in indices if samples[i].label == k) for k, name in enumerate(CLASSES)}

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from .errors import PhototoxError
+from phototox.errors import PhototoxError
 
 Level = Literal["field", "replicate"]
 MIN_BOOT_UNITS = 5

@@ -22,10 +22,10 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .compare import Arm, Comparison, NonInferiority, compare, non_inferiority
-from .dose_tests import OUT_OF_DOMAIN, DoseTests, format_dose_tests, judge_doses
-from .errors import ManifestError, PhototoxError
-from .tables import read_csv
+from phototox.compare import Arm, Comparison, NonInferiority, compare, non_inferiority
+from phototox.dose_tests import OUT_OF_DOMAIN, DoseTests, format_dose_tests, judge_doses
+from phototox.errors import ManifestError, PhototoxError
+from phototox.tables import read_csv
 
 DOMAIN_COLUMNS = ("out_of_domain", "OutOfDomain")
 TRUE_WORDS = {"1", "true", "yes", "y", "t"}

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import FieldCheck, check_new_field
-from .errors import PhototoxError
-from .quality import intensity_skew
-from .settings import MapSettings
+from phototox.compare import FieldCheck, check_new_field
+from phototox.errors import PhototoxError
+from phototox.quality import intensity_skew
+from phototox.settings import MapSettings
 
 MIN_CONTROLS = 3
 
@@ -97,7 +97,7 @@ def _stderr(line: str) -> None:
 
 
 def _read(path: Path, assessor, pixel_size_um: float | None):
-    from .images import read_frames
+    from phototox.images import read_frames
 
     frames = read_frames(path, min_size=assessor.predictor.window)
     size = assessor.pixel_size(pixel_size_um, path)
@@ -201,14 +201,14 @@ def calibrate_model(
     conformal order statistic of the leave-one-field-out scores at false-alarm rate ``alpha``
     (:func:`phototox.domain.conformal_threshold`).
     """
-    from .assess import Assessor
-    from .domain import compute_domain_stats
-    from .images import guard_outputs
-    from .inference import Predictor
-    from .models.loader import load_model
-    from .models.weights import save_weights
-    from .pixelsize import scale_factor, to_model_scale
-    from .planned import check_distinct_inputs
+    from phototox.assess import Assessor
+    from phototox.domain import compute_domain_stats
+    from phototox.images import guard_outputs
+    from phototox.inference import Predictor
+    from phototox.models.loader import load_model
+    from phototox.models.weights import save_weights
+    from phototox.pixelsize import scale_factor, to_model_scale
+    from phototox.planned import check_distinct_inputs
 
     settings = MapSettings(stride=stride, mode=mode)
     paths = [Path(p) for p in control_paths]

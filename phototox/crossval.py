@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bootstrap import bca_mean, cluster_accuracy_interval
-from .errors import ManifestError
-from .manifest import Sample
-from .models.architectures import CLASSES
+from phototox.bootstrap import bca_mean, cluster_accuracy_interval
+from phototox.errors import ManifestError
+from phototox.manifest import Sample
+from phototox.models.architectures import CLASSES
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _label_names(samples: list[Sample], indices) -> list[str]:
 
 def per_group_metrics(evaluation, column: str, trained_groups: set[str] | None = None) -> dict:
     """Per value of ``column``: images, labels, accuracy and mean P(sick) with 95% intervals over images."""
-    from .evaluate import roc_auc
+    from phototox.evaluate import roc_auc
 
     samples = evaluation.samples
     values = column_values(samples, column)
@@ -135,7 +135,7 @@ def format_per_group(column: str, table: dict) -> str:
 def fold_dirs(folds: list[Fold], out_dir: str | Path) -> dict[str, Path]:
     """One run folder per fold, ``fold_<value>``: distinct values always get distinct folders
     (:func:`phototox.planned.unique_names`), so no fold reuses another fold's model."""
-    from .planned import unique_names
+    from phototox.planned import unique_names
 
     names = unique_names((f.value for f in folds), "--split-by value")
     return {f.value: Path(out_dir) / f"fold_{names[f.value]}" for f in folds}
@@ -143,7 +143,7 @@ def fold_dirs(folds: list[Fold], out_dir: str | Path) -> dict[str, Path]:
 
 def crossval_output_paths(folds: list[Fold], out_dir: str | Path) -> list[Path]:
     """Every file :func:`crossvalidate` may write: each fold's run files and crossval.json."""
-    from .train import run_output_paths
+    from phototox.train import run_output_paths
 
     runs = [p for d in fold_dirs(folds, out_dir).values() for p in run_output_paths(d)]
     return [*runs, Path(out_dir) / "crossval.json"]
@@ -153,12 +153,12 @@ def crossvalidate(
     samples: list[Sample], column: str, out_dir: str | Path, config, manifest: str = "", progress: bool = False
 ) -> dict:
     """Train one model per left-out value of ``column`` and evaluate it on that value's images."""
-    from .evaluate import evaluate_samples, roc_auc
-    from .images import write_text_atomic
-    from .inference import Predictor
-    from .models.weights import load_weights
-    from .planned import check_outputs
-    from .train import train
+    from phototox.evaluate import evaluate_samples, roc_auc
+    from phototox.images import write_text_atomic
+    from phototox.inference import Predictor
+    from phototox.models.weights import load_weights
+    from phototox.planned import check_outputs
+    from phototox.train import train
 
     out = Path(out_dir)
     folds = logo_folds(samples, column)

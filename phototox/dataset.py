@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import CROP, CROP_STRIDE, AugmentConfig, Augmenter, tile_origins
-from .errors import ManifestError
-from .images import read_frames
-from .manifest import Sample
-from .models.architectures import WINDOW
-from .models.contract import PER_CROP, Contract
-from .normalise import reflect_index
+from phototox.augment import CROP, CROP_STRIDE, AugmentConfig, Augmenter, tile_origins
+from phototox.errors import ManifestError
+from phototox.images import read_frames
+from phototox.manifest import Sample
+from phototox.models.architectures import WINDOW
+from phototox.models.contract import PER_CROP, Contract
+from phototox.normalise import reflect_index
 
 
 class FrameCache:

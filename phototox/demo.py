@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .assess import Assessor
-from .defaults import DEMO_MODEL
-from .dose_tests import DoseTests, judge_doses
-from .doses import DoseResponse, dose_report_paths, fit_dose_response, write_dose_report
-from .errors import PhototoxError
-from .images import write_text_atomic, write_tiff_atomic
-from .inference import Predictor
-from .outputs import map_output_paths, summary_rows, write_map_outputs, write_summary
-from .provenance import provenance
-from .settings import MapSettings
-from .synth import render_field
+from phototox.assess import Assessor
+from phototox.defaults import DEMO_MODEL
+from phototox.dose_tests import DoseTests, judge_doses
+from phototox.doses import DoseResponse, dose_report_paths, fit_dose_response, write_dose_report
+from phototox.errors import PhototoxError
+from phototox.images import write_text_atomic, write_tiff_atomic
+from phototox.inference import Predictor
+from phototox.outputs import map_output_paths, summary_rows, write_map_outputs, write_summary
+from phototox.provenance import provenance
+from phototox.settings import MapSettings
+from phototox.synth import render_field
 
 DEMO_DOSES = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEMO_DISHES = 3

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dense_engine import TileRunner, tile_runner
-from .errors import PhototoxError
-from .models.architectures import NETWORK_STRIDE, WINDOW
-from .normalise import EPS, normalise_region
-from .settings import NORMALISATIONS, check_dense_stride
-from .windows import window_count
+from phototox.dense_engine import TileRunner, tile_runner
+from phototox.errors import PhototoxError
+from phototox.models.architectures import NETWORK_STRIDE, WINDOW
+from phototox.normalise import EPS, normalise_region
+from phototox.settings import NORMALISATIONS, check_dense_stride
+from phototox.windows import window_count
 
 """Dense approximations of the per-crop contract (``box`` frames need none)."""
 CONV1_KERNEL = 9

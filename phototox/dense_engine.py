@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import PhototoxError
+from phototox.errors import PhototoxError
 
 ENGINES = ("auto", "torch", "onnx")
 """``auto``: ONNX Runtime on CPU when installed, else PyTorch; ``onnx`` insists on ONNX Runtime

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compare import MIN_REPLICATES, prediction_factor
-from .errors import ManifestError
+from phototox.compare import MIN_REPLICATES, prediction_factor
+from phototox.errors import ManifestError
 
 MIN_DOSES = 3
 YES = {"yes", "y", "true", "1", "x"}
@@ -58,20 +58,20 @@ class Check:
 
 def read_design(path: str | Path) -> list[Row]:
     """Rows of a time-course doses file or a dose-response manifest (told apart by their columns)."""
-    from .tables import read_csv
+    from phototox.tables import read_csv
 
     path = Path(path)
     header, _ = read_csv(path, "doses")
     columns = {h.strip().lower() for h in header}
     if "irradiance_mw_per_cm2" in columns:
-        from .timecourse.io import parse_doses
+        from phototox.timecourse.io import parse_doses
 
         return [
             Row(dose.per_frame_j_cm2, {**_lower(dose.extra), **_frames(dose, given), TIMECOURSE_KEY: "yes"})
             for _line, _name, dose, given in parse_doses(path)
         ]
     if "dose" in columns and "path" in columns:
-        from .manifest import read_manifest
+        from phototox.manifest import read_manifest
 
         samples = read_manifest(path, check_files=False, require_labels=False)
         rows = []
@@ -113,7 +113,7 @@ def check_design(rows: list[Row]) -> list[Check]:
 
 def _control_positions(controls: list[Row], exposed: list[Row]) -> Check:
     """How far beyond the control positions' spread an onset must lie, at the onset rule's level."""
-    from .timecourse.onset import OnsetSettings, frame_level
+    from phototox.timecourse.onset import OnsetSettings, frame_level
 
     k = len(controls)
     frames = max([int(r.get("frames")) for r in exposed if r.get("frames").isdigit()] or [ASSUMED_FRAMES])

@@ -49,10 +49,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import PhototoxError
-from .normalise import normalise_windows
-from .shapes import plane_shape
-from .windows import window_origins
+from phototox.errors import PhototoxError
+from phototox.normalise import normalise_windows
+from phototox.shapes import plane_shape
+from phototox.windows import window_origins
 
 MAX_WINDOWS = 48
 MARGIN = 0.10

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .compare import (
+from phototox.compare import (
     HARMLESS,
     N_BOOT,
     SICKER,
@@ -28,7 +28,7 @@ from .compare import (
     non_inferiority,
     replicate_caveat,
 )
-from .errors import PhototoxError
+from phototox.errors import PhototoxError
 
 DEFAULT_MARGIN = 0.2
 INSENSITIVE = "the assay showed no sensitivity: no dose can be called harmless"

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import curve_fit
 
-from .errors import PhototoxError
-from .images import read_frames, write_text_atomic
-from .inference import Predictor
-from .manifest import Sample
-from .pixelsize import manifest_pixel_size
-from .settings import MapSettings
+from phototox.errors import PhototoxError
+from phototox.images import read_frames, write_text_atomic
+from phototox.inference import Predictor
+from phototox.manifest import Sample
+from phototox.pixelsize import manifest_pixel_size
+from phototox.settings import MapSettings
 
 
 def logistic(dose: np.ndarray, bottom: float, top: float, slope: float, d50: float) -> np.ndarray:
@@ -112,7 +112,7 @@ def score_samples(
     """
     from tqdm import tqdm
 
-    from .assess import Assessor
+    from phototox.assess import Assessor
 
     settings = settings or MapSettings(stride=stride, mode=mode)
     with_trust = assessor is not None  # rows carry pixel size and domain only when the caller asked for them
@@ -165,7 +165,7 @@ def write_dose_report(
     With ``tests`` (:class:`phototox.dose_tests.DoseTests`) the report carries the per-dose
     non-inferiority verdicts and the plot draws each dose's interval and the margin.
     """
-    from .plots import plot_dose_response
+    from phototox.plots import plot_dose_response
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def compare_with_controls(rows: list[dict], reference=None):
     there are at least two; returns the reference used, or None when there is none. A control
     image is compared with the other controls, never with itself.
     """
-    from .controls import ControlReference
+    from phototox.controls import ControlReference
 
     if reference is None:
         unexposed = [r for r in rows if r["dose"] == 0]

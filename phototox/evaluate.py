@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bootstrap import cluster_accuracy_interval, paper_accuracy_interval
-from .dataset import CropDataset
-from .images import atomic_path
-from .inference import Predictor
-from .manifest import Sample
+from phototox.bootstrap import cluster_accuracy_interval, paper_accuracy_interval
+from phototox.dataset import CropDataset
+from phototox.images import atomic_path
+from phototox.inference import Predictor
+from phototox.manifest import Sample
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +175,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: di
     """metrics.json, per_image.csv, roc.png and image_scores.png in ``out_dir`` (``provenance`` in both tables)."""
     import json
 
-    from .images import write_text_atomic
-    from .plots import plot_image_scores, plot_roc
+    from phototox.images import write_text_atomic
+    from phototox.plots import plot_image_scores, plot_roc
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

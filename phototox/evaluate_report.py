@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import PhototoxError
-from .manifest import Sample
+from phototox.errors import PhototoxError
+from phototox.manifest import Sample
 
 if TYPE_CHECKING:  # evaluate imports torch; this module stays light until a report is made
-    from .audit import AuditResult
-    from .evaluate import Evaluation
+    from phototox.audit import AuditResult
+    from phototox.evaluate import Evaluation
 
 
 @dataclass
@@ -28,8 +28,8 @@ class EvaluationReport:
     provenance: dict
 
     def text(self) -> str:
-        from .crossval import format_per_group
-        from .evaluate import format_metrics
+        from phototox.crossval import format_per_group
+        from phototox.evaluate import format_metrics
 
         lines = []
         if self.audit is not None and self.audit.fully_confounded:
@@ -54,9 +54,9 @@ class EvaluationReport:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        from .evaluate import write_evaluation
-        from .images import write_text_atomic
-        from .plots_audit import plot_reliability
+        from phototox.evaluate import write_evaluation
+        from phototox.images import write_text_atomic
+        from phototox.plots_audit import plot_reliability
 
         out = Path(out_dir)
         written = write_evaluation(self.evaluation, out, self.provenance)
@@ -96,11 +96,11 @@ def evaluate_manifest(
     progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate ``predictor`` on the chosen samples; calibration, per-group metrics and the audit."""
-    from .audit import audit_samples
-    from .calibration_metrics import reliability_diagram
-    from .crossval import column_values, per_group_metrics
-    from .evaluate import evaluate_samples
-    from .provenance import provenance
+    from phototox.audit import audit_samples
+    from phototox.calibration_metrics import reliability_diagram
+    from phototox.crossval import column_values, per_group_metrics
+    from phototox.evaluate import evaluate_samples
+    from phototox.provenance import provenance
 
     if split_by:
         column_values(samples, split_by)  # fail fast on a missing column, before the model runs

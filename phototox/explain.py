@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dataset import CropDataset
-from .inference import Predictor
-from .manifest import Sample
-from .models.architectures import GRADCAM_LAYER
-from .models.contract import PER_CROP, Contract
-from .normalise import normalise_frame, normalise_lone_window, normalise_windows
-from .windows import window_origins
+from phototox.dataset import CropDataset
+from phototox.inference import Predictor
+from phototox.manifest import Sample
+from phototox.models.architectures import GRADCAM_LAYER
+from phototox.models.contract import PER_CROP, Contract
+from phototox.normalise import normalise_frame, normalise_lone_window, normalise_windows
+from phototox.windows import window_origins
 
 
 def _layer(module: nn.Module, name: str) -> nn.Module:
@@ -294,9 +294,9 @@ def explain_image(
 
     from tqdm import tqdm
 
-    from .images import read_frames, write_tiff_atomic
-    from .manifest import read_manifest
-    from .plots import plot_map_overlay
+    from phototox.images import read_frames, write_tiff_atomic
+    from phototox.manifest import read_manifest
+    from phototox.plots import plot_map_overlay
 
     frame = read_frames(path, colour=colour, min_size=predictor.window)[0]
     class_index = 1 if target == "sick" else 0
@@ -307,7 +307,7 @@ def explain_image(
     n = len(covering_origins(frame.shape[0], predictor.window, stride)) * len(
         covering_origins(frame.shape[1], predictor.window, stride)
     )
-    from .pixelsize import at_model_scale
+    from phototox.pixelsize import at_model_scale
 
     p_sick: list[float] = []
 

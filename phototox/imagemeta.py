@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PhototoxError
-from .images import TIFF_SUFFIXES, frame_files
+from phototox.errors import PhototoxError
+from phototox.images import TIFF_SUFFIXES, frame_files
 
 PLAUSIBLE_UM = (0.02, 20.0)
 """Pixel sizes (um/px) accepted; anything else is a unit mistake, not a microscope."""

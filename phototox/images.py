@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .defaults import WINDOW
-from .errors import ImageInputError
+from phototox.defaults import WINDOW
+from phototox.errors import ImageInputError
 
 ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}
@@ -305,7 +305,7 @@ def write_tiff_atomic(target: str | os.PathLike, array: np.ndarray, **kwargs) ->
 
 def guard_outputs(outputs: list[Path], inputs: list[Path]) -> None:
     """Refuse to write any output over an input file (see :mod:`phototox.planned`)."""
-    from .planned import check_outputs
+    from phototox.planned import check_outputs
 
     check_outputs(outputs, inputs)
 

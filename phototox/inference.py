@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .dense import dense_sick_grid
-from .devices import release, resolve_device
-from .errors import ImageInputError, PhototoxError
-from .models.architectures import CLASSES
-from .models.base import LoadedModel
-from .models.contract import Contract, contract_of
-from .normalise import normalise_frame, normalise_lone_window, normalise_windows
-from .schema import Trust, summary_of
-from .settings import DEFAULT_SETTINGS, MapSettings
-from .shapes import plane_shape
-from .windows import upsample_map, window_origins
+from phototox.dense import dense_sick_grid
+from phototox.devices import release, resolve_device
+from phototox.errors import ImageInputError, PhototoxError
+from phototox.models.architectures import CLASSES
+from phototox.models.base import LoadedModel
+from phototox.models.contract import Contract, contract_of
+from phototox.normalise import normalise_frame, normalise_lone_window, normalise_windows
+from phototox.schema import Trust, summary_of
+from phototox.settings import DEFAULT_SETTINGS, MapSettings
+from phototox.shapes import plane_shape
+from phototox.windows import upsample_map, window_origins
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Predictor:
         slower, see benchmarks/README.md) and 64 on accelerators. ``engine`` runs dense tiles
         (:data:`phototox.dense_engine.ENGINES`); every result names the runtime that ran.
         """
-        from .dense_engine import check_engine
+        from phototox.dense_engine import check_engine
 
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
@@ -93,7 +93,7 @@ class Predictor:
 
         See :mod:`phototox.models.loader` for what ``spec`` may be; ``None`` is the shipped default.
         """
-        from .models.loader import load_model
+        from phototox.models.loader import load_model
 
         return cls.create(load_model(spec), device, batch_size, engine)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .defaults import CLASSES
-from .errors import ManifestError
+from phototox.defaults import CLASSES
+from phototox.errors import ManifestError
 
 LABEL_ALIASES = {"healthy": 0, "0": 0, "sick": 1, "1": 1}
 GROUP_FALLBACKS = ("group", "field", "position", "stage_position")
@@ -71,7 +71,7 @@ def read_manifest(
     require_labels: bool = True,
 ) -> list[Sample]:
     """Read and validate a manifest CSV (see module docstring)."""
-    from .tables import read_csv
+    from phototox.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "manifest")
@@ -145,7 +145,7 @@ def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
 
     Counted twice, an image would weigh double in training and narrow every confidence interval.
     """
-    from .planned import file_identity
+    from phototox.planned import file_identity
 
     first_line: dict[tuple, int] = {}
     for line, sample in enumerate(samples, start=2):
@@ -162,7 +162,7 @@ def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
 
 def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> None:
     """Write samples back as a manifest CSV (paths relative to the manifest where possible)."""
-    from .images import atomic_path
+    from phototox.images import atomic_path
 
     path = Path(path)
     extra_keys = sorted({k for s in samples for k in s.extra})

@@ -34,8 +34,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import PhototoxError
-from .models.contract import DEFAULT_BOX, Contract
+from phototox.errors import PhototoxError
+from phototox.models.contract import DEFAULT_BOX, Contract
 
 EPS = 1e-6
 """Standard deviations below this are treated as blank (the pixel is only shifted, not scaled)."""

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dense import TileInputs, dense_trunk, dense_trunk_output, model_trunk
-from .domain import conformal_threshold
-from .errors import PhototoxError
-from .models.architectures import NETWORK_STRIDE, WINDOW
-from .windows import window_count
+from phototox.dense import TileInputs, dense_trunk, dense_trunk_output, model_trunk
+from phototox.domain import conformal_threshold
+from phototox.errors import PhototoxError
+from phototox.models.architectures import NETWORK_STRIDE, WINDOW
+from phototox.windows import window_count
 
 KINDS = ("gaussian", "knn")
 NOVELTY_STRIDE = 32
@@ -183,7 +183,7 @@ class NoveltyReference:
 
     def save(self, path: Path) -> None:
         """An .npz (arrays plus JSON info), written atomically."""
-        from .images import atomic_path
+        from phototox.images import atomic_path
 
         arrays = {"mean": self.mean, "precision": self.precision, "field_scores": self.field_scores}
         if self.bank is not None:
@@ -225,7 +225,7 @@ def wilson(fraction: float, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 def _fit(kind: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if kind == "gaussian":
-        from .domain import fit_gaussian
+        from phototox.domain import fit_gaussian
 
         mean, precision = fit_gaussian(windows)
         return mean, precision, None
@@ -255,7 +255,7 @@ def fit_reference(
     Leave-one-field-out: field i's score is its largest window novelty under the model fitted
     without it. Refuses fewer than 3 fields (one line).
     """
-    from .controls import MIN_CONTROLS
+    from phototox.controls import MIN_CONTROLS
 
     if kind not in KINDS:
         raise PhototoxError(f"unknown reference kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -301,8 +301,8 @@ def analyse_with_novelty(
     both P(sick) and the features; otherwise the P(sick) map is made as usual and the features by
     one more dense pass.
     """
-    from .shapes import plane_shape
-    from .windows import upsample_grid
+    from phototox.shapes import plane_shape
+    from phototox.windows import upsample_grid
 
     reference.check_model(predictor.model)
     shape = plane_shape(scaled)
@@ -339,15 +339,15 @@ def reference_from_controls(
     (blank, clipped, out of focus: :func:`phototox.controls.check_control_quality`), and its windows'
     features (all its frames) make one field.
     """
-    from .assess import Assessor
-    from .controls import check_control_quality, distinct_fields
-    from .images import guard_outputs, read_frames
-    from .inference import Predictor
-    from .models.loader import load_model
-    from .pixelsize import scale_factor, to_model_scale
-    from .planned import check_distinct_inputs
-    from .quality import quality_flags
-    from .schema import Trust
+    from phototox.assess import Assessor
+    from phototox.controls import check_control_quality, distinct_fields
+    from phototox.images import guard_outputs, read_frames
+    from phototox.inference import Predictor
+    from phototox.models.loader import load_model
+    from phototox.pixelsize import scale_factor, to_model_scale
+    from phototox.planned import check_distinct_inputs
+    from phototox.quality import quality_flags
+    from phototox.schema import Trust
 
     paths = [Path(p) for p in control_paths]
     check_distinct_inputs(paths)

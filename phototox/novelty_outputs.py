@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .inference import FrameResult
+from phototox.inference import FrameResult
 
 
 def write_novelty_outputs(
@@ -26,9 +26,9 @@ def write_novelty_outputs(
     """``<stem>_unlike_controls.tif`` (one page per frame) and ``<stem>_unlike_controls.png`` (last frame)."""
     import json
 
-    from .images import write_tiff_atomic
-    from .outputs import map_tiff_tags
-    from .plots import plot_map_overlay
+    from phototox.images import write_tiff_atomic
+    from phototox.outputs import map_tiff_tags
+    from phototox.plots import plot_map_overlay
 
     maps = np.stack([np.asarray(r.novelty_map, np.float32) for r in results])
     tif = out_dir / f"{stem}_unlike_controls.tif"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .bootstrap import Interval
-from .manifest import Sample
+from phototox.bootstrap import Interval
+from phototox.manifest import Sample
 
 FEATURES: dict[str, str] = {
     "mean": "mean intensity",
@@ -86,7 +86,7 @@ def _spectrum(normalised: np.ndarray, max_side: int = 1024) -> tuple[float, floa
 
 def sample_statistics(samples: list[Sample], indices: list[int] | None = None) -> np.ndarray:
     """(n, len(FEATURES)) statistics of the chosen samples' middle frames."""
-    from .images import read_frames
+    from phototox.images import read_frames
 
     rows = []
     for i in range(len(samples)) if indices is None else indices:
@@ -208,7 +208,7 @@ def nuisance_baseline(
     n_resamples: int = 2000,
 ) -> NuisanceBaseline:
     """Grouped cross-validated logistic regression on acquisition statistics, intervals over groups."""
-    from .evaluate import roc_auc
+    from phototox.evaluate import roc_auc
 
     labels, groups = np.asarray(labels, int), np.asarray(groups).astype(str)
     scores = np.full(len(labels), np.nan)

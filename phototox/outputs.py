@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
-from .images import atomic_path, write_text_atomic, write_tiff_atomic
-from .inference import FrameResult
-from .plots import plot_map_overlay
-from .schema import columns
+from phototox.errors import OutputError
+from phototox.images import atomic_path, write_text_atomic, write_tiff_atomic
+from phototox.inference import FrameResult
+from phototox.plots import plot_map_overlay
+from phototox.schema import columns
 
 SUMMARY_FIELDS = columns()
 """Columns of every summary row, from the one result schema (:mod:`phototox.schema`); provenance follows."""
@@ -25,7 +25,7 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     or ``x.tif`` and ``x.png``) are disambiguated with their folder name and, if that is not
     enough, their suffix; a clash that remains is refused naming both inputs.
     """
-    from .planned import check_distinct_inputs
+    from phototox.planned import check_distinct_inputs
 
     check_distinct_inputs(paths)
     candidates = (
@@ -99,8 +99,8 @@ def write_map_outputs(
         )
         mask = None
         if mask_background:
-            from .batch import cell_fractions
-            from .overlay import foreground_mask
+            from phototox.batch import cell_fractions
+            from phototox.overlay import foreground_mask
 
             mask = foreground_mask(frames[index])
             covered, sick_of_cells = cell_fractions(r, mask)
@@ -123,7 +123,7 @@ def write_map_outputs(
         )
         written.append(png)
     if results[0].novelty_map is not None:
-        from .novelty_outputs import write_novelty_outputs
+        from phototox.novelty_outputs import write_novelty_outputs
 
         written += write_novelty_outputs(out_dir, stem, frames, results, overlay, provenance)
     return written

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .images import to_display_uint8
+from phototox.images import to_display_uint8
 
 COLOUR_LOW, COLOUR_HIGH = 0.55, 1.0
 """The part of ``inferno`` used, from P(sick) = 0 to 1."""

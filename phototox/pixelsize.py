@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageInputError, PhototoxError
-from .imagemeta import check_plausible, read_metadata
-from .shapes import plane_shape
+from phototox.errors import ImageInputError, PhototoxError
+from phototox.imagemeta import check_plausible, read_metadata
+from phototox.shapes import plane_shape
 
 SOURCES = ("user", "file", "assumed", "unknown")
 SCALE_TOLERANCE = 0.02
@@ -218,7 +218,7 @@ def training_rescaler(samples: list, default_um: float | None, model_um: float |
     """
     sizes = {Path(s.path): manifest_pixel_size(s.extra, str(s.path)) for s in samples}
     if model_um is None and init:
-        from .models.loader import load_model
+        from phototox.models.loader import load_model
 
         model_um = model_pixel_size(load_model(init).meta)
     if model_um is None:
@@ -231,7 +231,7 @@ def training_rescaler(samples: list, default_um: float | None, model_um: float |
 
     def rescale(path, frames: np.ndarray) -> np.ndarray:
         image_um = sizes.get(Path(path))
-        from .models.architectures import WINDOW
+        from phototox.models.architectures import WINDOW
 
         return training_frames(frames, image_um if image_um is not None else default_um, model_um, WINDOW, str(path))
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OutputError, PhototoxError
+from phototox.errors import OutputError, PhototoxError
 
 
 def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:

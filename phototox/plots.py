@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import atomic_path
+from phototox.images import atomic_path
 
 OVERLAY_DPI = 110
 """Dots per inch of saved figures: an overlay's image area has one PNG pixel per drawn pixel."""
@@ -129,7 +129,7 @@ def plot_map_overlay(
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
 
-    from .overlay import GREY_RANGE, blend, dimmed_grey, smooth_for_display
+    from phototox.overlay import GREY_RANGE, blend, dimmed_grey, smooth_for_display
 
     height, width_px = frame.shape
     factor = max(1, -(-max(height, width_px) // MAX_OVERLAY_SIDE))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .models.architectures import CLASSES
-from .plots import _figure, _save
+from phototox.models.architectures import CLASSES
+from phototox.plots import _figure, _save
 
 
 def plot_audit(result, labels: np.ndarray, path: str | Path, max_levels: int = 24) -> None:
@@ -67,7 +67,7 @@ def plot_audit(result, labels: np.ndarray, path: str | Path, max_levels: int = 2
 
 def roc_band(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 500, seed: int = 0):
     """ROC (TPR on a fixed FPR grid) and a pointwise 95% percentile band over resampled images."""
-    from .evaluate import roc_curve
+    from phototox.evaluate import roc_curve
 
     grid = np.linspace(0, 1, 101)
 

@@ -10,7 +10,7 @@ PROVENANCE_FIELDS = ("phototox_version", "model_name", "model_sha256")
 
 @lru_cache(maxsize=32)
 def _checksum(path: str, mtime_ns: int, size: int) -> str:
-    from .models.weights import sha256_of
+    from phototox.models.weights import sha256_of
 
     return sha256_of(path)
 
@@ -45,7 +45,7 @@ def model_name(loaded) -> str:
 
 def provenance(loaded) -> dict[str, str]:
     """``{phototox_version, model_name, model_sha256}`` of a :class:`~phototox.models.base.LoadedModel`."""
-    from . import __version__
+    from phototox import __version__
 
     sha = getattr(loaded, "sha256", "") or model_checksum(str(getattr(loaded, "source", "") or ""))
     return {"phototox_version": __version__, "model_name": model_name(loaded), "model_sha256": sha}

@@ -14,13 +14,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .assess import Assessor
-from .errors import ImageInputError, PhototoxError
-from .images import as_grey_frames
-from .inference import FrameResult, Predictor
-from .novelty import NoveltyReference
-from .schema import columns
-from .settings import MapSettings
+from phototox.assess import Assessor
+from phototox.errors import ImageInputError, PhototoxError
+from phototox.images import as_grey_frames
+from phototox.inference import FrameResult, Predictor
+from phototox.novelty import NoveltyReference
+from phototox.schema import columns
+from phototox.settings import MapSettings
 
 RESULT_KEYS = columns(line=True)
 """Keys of the result line, from the one result schema (:mod:`phototox.schema`)."""

@@ -14,8 +14,8 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .defaults import DEFAULT_STRIDE
-from .errors import PhototoxError
+from phototox.defaults import DEFAULT_STRIDE
+from phototox.errors import PhototoxError
 
 MODES = ("dense", "exact")
 NORMALISATIONS = ("local", "global")

@@ -12,7 +12,7 @@ import io
 import os
 from pathlib import Path
 
-from .errors import ManifestError
+from phototox.errors import ManifestError
 
 
 def read_text(path: str | os.PathLike, what: str = "table") -> str:

@@ -24,16 +24,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .augment import AugmentConfig
-from .dataset import CropDataset, FrameCache
-from .devices import resolve_device
-from .errors import PhototoxError
-from .images import atomic_path, write_text_atomic
-from .manifest import Sample, grouped_split
-from .models.architectures import DEFAULT_ARCH, architecture_config, build_model
-from .models.contract import DEFAULT_BOX, KINDS, Contract
-from .models.loader import load_model
-from .models.weights import save_weights
+from phototox.augment import AugmentConfig
+from phototox.dataset import CropDataset, FrameCache
+from phototox.devices import resolve_device
+from phototox.errors import PhototoxError
+from phototox.images import atomic_path, write_text_atomic
+from phototox.manifest import Sample, grouped_split
+from phototox.models.architectures import DEFAULT_ARCH, architecture_config, build_model
+from phototox.models.contract import DEFAULT_BOX, KINDS, Contract
+from phototox.models.loader import load_model
+from phototox.models.weights import save_weights
 
 
 @dataclass
@@ -199,7 +199,7 @@ class Trainer:
             self.train_idx, self.val_idx = grouped_split(samples, config.val_fraction, config.seed)
         else:
             self.train_idx, self.val_idx = list(range(len(samples))), []
-        from .pixelsize import training_rescaler
+        from phototox.pixelsize import training_rescaler
 
         self.model_um, rescale = training_rescaler(
             samples, config.pixel_size_um, config.model_pixel_size_um, config.init
@@ -404,7 +404,7 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
-        from .plots import plot_training_curves
+        from phototox.plots import plot_training_curves
 
         plot_training_curves(self.history, self.out_dir / "curves.png")
 
@@ -412,8 +412,8 @@ class Trainer:
         """Metrics with intervals (accuracy, AUC, ECE) on the held-out groups, for the model card."""
         if self.val_set is None or len({self.samples[i].label for i in self.val_idx}) < 2:
             return {}
-        from .calibration_metrics import ece_interval
-        from .evaluate import Evaluation
+        from phototox.calibration_metrics import ece_interval
+        from phototox.evaluate import Evaluation
 
         probs, labels = evaluate_crops(self.model, self.val_set, self.device)
         images = np.array([r.sample for r in self.val_set.refs])
@@ -440,8 +440,8 @@ class Trainer:
 
     def finish(self) -> Path:
         """Write ``model.pt`` (+ checksum) with the training metadata, and ``model_card.md`` beside it."""
-        from . import __version__
-        from .card import model_card, training_data_summary
+        from phototox import __version__
+        from phototox.card import model_card, training_data_summary
 
         self.model.eval()
         meta = {
@@ -460,7 +460,7 @@ class Trainer:
             "audit": self.audit.summary() if self.audit else {},
             "allow_confounded": self.allow_confounded,
         }
-        from .assess import trained_model_trust_meta
+        from phototox.assess import trained_model_trust_meta
 
         meta.update(
             trained_model_trust_meta(self.model, self.config, [self.samples[i] for i in self.train_idx], self.model_um)
@@ -481,7 +481,7 @@ def check_design(
     seed: int = 0,
 ):
     """Audit the training manifest; refuse (one line) a label fully explained by a batch column."""
-    from .audit import audit_samples
+    from phototox.audit import audit_samples
 
     audit = audit_samples(samples, manifest, unit_column, seed=seed, n_resamples=500)
     if audit.fully_confounded and not allow_confounded:

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .errors import ImageInputError, PhototoxError
+from phototox.errors import ImageInputError, PhototoxError
 
 
 def window_count(length: int, window: int, stride: int) -> int:

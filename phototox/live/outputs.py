@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import write_text_atomic, write_tiff_atomic
+from phototox.images import write_text_atomic, write_tiff_atomic
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -181,7 +181,7 @@ def plot(watcher, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..timecourse.onset import prepared
+    from phototox.timecourse.onset import prepared
 
     onsets = watcher.onsets
     fig, axes = plt.subplots(1, len(onsets.readouts), figsize=(4.5 * len(onsets.readouts), 3.6), squeeze=False)
@@ -199,7 +199,7 @@ def plot(watcher, path: Path) -> None:
     axes[0][0].legend(fontsize=7, title="exposed (controls grey)")
     fig.suptitle("phototox live: dotted lines = warned onsets", fontsize=9)
     fig.tight_layout()
-    from ..timecourse.report import write_png
+    from phototox.timecourse.report import write_png
 
     write_png(fig, path)
     plt.close(fig)

@@ -27,7 +27,7 @@ from pymmcore_plus.experimental.unicore import (
     pymm_property,
 )
 
-from ..synth_timelapse import PIXEL_UM, TimelapseBiology, TimelapseCells
+from phototox.synth_timelapse import PIXEL_UM, TimelapseBiology, TimelapseCells
 
 SIM_FULL_POWER_MW_CM2 = 400.0
 """Irradiance at the sample of the simulated light source at 100 % power (its calibration)."""

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 DEFAULT_BOX = 221
 """Default side of the normalisation box, px: the 220 px window's scale, odd so it is centred."""

@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..errors import ModelLoadError, PhototoxError
-from ..imagemeta import PLAUSIBLE_UM
-from .contract import contract_from_meta
+from phototox.errors import ModelLoadError, PhototoxError
+from phototox.imagemeta import PLAUSIBLE_UM
+from phototox.models.contract import contract_from_meta
 
 DOMAIN_FEATURES = 256
 """Length of a domain feature vector: 64 conv3_2 means and 64 spreads, 128 pooled conv4 means."""

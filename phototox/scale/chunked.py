@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageInputError
-from ..inference import Predictor
-from ..models.architectures import CLASSES
-from ..pixelsize import check_resampling
-from ..schema import Trust, summary_of
-from ..settings import DEFAULT_SETTINGS, MapSettings
-from ..shapes import plane_shape
-from ..windows import halo, spans, upsample_block, windows_per_chunk
-from .rescale import GridMapView, ResampledView
-from .zarrio import MAX_STORE_PIXELS
+from phototox.errors import ImageInputError
+from phototox.inference import Predictor
+from phototox.models.architectures import CLASSES
+from phototox.pixelsize import check_resampling
+from phototox.scale.rescale import GridMapView, ResampledView
+from phototox.scale.zarrio import MAX_STORE_PIXELS
+from phototox.schema import Trust, summary_of
+from phototox.settings import DEFAULT_SETTINGS, MapSettings
+from phototox.shapes import plane_shape
+from phototox.windows import halo, spans, upsample_block, windows_per_chunk
 
 DEFAULT_CHUNK = 2048
 """Core side of a compute chunk in pixels (rounded down to whole windows of the stride)."""
@@ -123,7 +123,7 @@ def chunked_map(
     """
     from contextlib import nullcontext
 
-    from .zarrio import MapWriter
+    from phototox.scale.zarrio import MapWriter
 
     h, w = (int(v) for v in frame.shape[-2:])
     scaled = frame

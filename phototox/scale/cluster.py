@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ..errors import PhototoxError
-from .jobs import RunSettings, map_image, predict_image
-from .ledger import Ledger, input_key
+from phototox.errors import PhototoxError
+from phototox.scale.jobs import RunSettings, map_image, predict_image
+from phototox.scale.ledger import Ledger, input_key
 
 if TYPE_CHECKING:
-    from ..inference import Predictor
+    from phototox.inference import Predictor
 
 PLUGIN_NAME = "phototox-predictor"
 SCHEDULER_DEADLINE_S = 30.0
@@ -53,7 +53,7 @@ class PredictorPlugin(WorkerPlugin):
     def setup(self, worker=None) -> None:
         import torch
 
-        from ..inference import Predictor
+        from phototox.inference import Predictor
 
         if self.threads:
             torch.set_num_threads(self.threads)

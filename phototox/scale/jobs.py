@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..assess import Assessor
-from ..images import read_frames
-from ..inference import Predictor
-from ..outputs import SUMMARY_FIELDS, summary_rows, write_map_outputs
-from ..pixelsize import scale_factor, to_model_scale
-from ..provenance import provenance
-from ..settings import MapSettings
+from phototox.assess import Assessor
+from phototox.images import read_frames
+from phototox.inference import Predictor
+from phototox.outputs import SUMMARY_FIELDS, summary_rows, write_map_outputs
+from phototox.pixelsize import scale_factor, to_model_scale
+from phototox.provenance import provenance
+from phototox.settings import MapSettings
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def predict_image(predictor: Predictor, path: str, settings: RunSettings) -> lis
     """Summary rows of one image file (one per frame), as ``phototox predict`` writes them.
 
     OME-Zarr inputs are scored chunk by chunk (one row, nothing written)."""
-    from .zarrio import is_zarr
+    from phototox.scale.zarrio import is_zarr
 
     if is_zarr(path):
         return [chunked_row(predictor, path, None, settings)]
@@ -93,7 +93,7 @@ def map_image(
     OME-Zarr inputs, and any input when ``chunked``, are mapped chunk by chunk into
     ``<stem>_map.ome.zarr`` (see :mod:`.chunked`); others into ``<stem>_map.tif`` and the overlay.
     """
-    from .zarrio import is_zarr
+    from phototox.scale.zarrio import is_zarr
 
     if chunked or is_zarr(path):
         return [chunked_row(predictor, path, Path(out_dir) / f"{stem}_map.ome.zarr", settings)]
@@ -120,8 +120,8 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
     Its trust verdicts (domain, quality) come from the central crop of at most
     :data:`TRUST_CROP` px at the model's scale (memory stays bounded for any frame).
     """
-    from .chunked import chunked_map
-    from .zarrio import open_large
+    from phototox.scale.chunked import chunked_map
+    from phototox.scale.zarrio import open_large
 
     frame = open_large(path)
     assessor = Assessor(predictor, warn=lambda line: print(f"{path}: {line}", file=sys.stderr))

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 
 def input_key(path: str) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ManifestError
-from ..images import atomic_path
+from phototox.errors import ManifestError
+from phototox.images import atomic_path
 
 PLATE_FORMATS = {6: (2, 3), 12: (3, 4), 24: (4, 6), 48: (6, 8), 96: (8, 12), 384: (16, 24), 1536: (32, 48)}
 WELL_RE = re.compile(r"^([A-Za-z]{1,2})[-_ ]?0*(\d{1,2})$")
@@ -78,7 +78,7 @@ def read_layout(path: str | Path, check_files: bool = True) -> list[Placement]:
     Checked completely before any image is read (:func:`check_layout`): wells, missing files, an
     image listed twice; every problem names the layout file and its line(s).
     """
-    from ..tables import read_csv
+    from phototox.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "layout")
@@ -132,7 +132,7 @@ def check_layout(placements: list[Placement], source: str) -> None:
     Images are compared as files (any spelling, symbolic or hard link). One line names ``source``
     (the layout file or folder) and both rows.
     """
-    from ..planned import file_identity, resolved
+    from phototox.planned import file_identity, resolved
 
     seen: dict[object, Placement] = {}
     for p in placements:
@@ -390,7 +390,7 @@ def heatmap_paths(keys: list[tuple[str, str]], out: Path) -> dict[tuple[str, str
     Plate and time names come from user data; :func:`phototox.planned.unique_names` makes them
     safe file-name parts and keeps distinct values apart (``../x`` stays inside ``out``).
     """
-    from ..planned import unique_names
+    from phototox.planned import unique_names
 
     plates = unique_names((p for p, _ in keys), "plate")
     times = unique_names((t for _, t in keys if t), "time")
@@ -413,7 +413,7 @@ def compare_conditions(joined: list[dict], placements: list[Placement], control:
     Wells are the units (their fields and frames averaged); plates are the replicates when every
     condition spans at least two plates. ``control`` defaults to ``0`` or ``control`` when present.
     """
-    from ..compare_table import TableSpec, compare_rows
+    from phototox.compare_table import TableSpec, compare_rows
 
     condition_of = {p.path: p.condition for p in placements}
     if any(not c for c in condition_of.values()):
@@ -462,8 +462,8 @@ def write_plate_report(
     Every path is checked against the images and kept inside ``out`` before the first is written
     (times of stacks are known only now).
     """
-    from ..outputs import SUMMARY_FIELDS
-    from ..planned import check_outputs
+    from phototox.outputs import SUMMARY_FIELDS
+    from phototox.planned import check_outputs
 
     joined = join_rows(placements, rows)
     wells = summarise_wells(joined)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PhototoxError
-from .jobs import RunSettings
+from phototox.errors import PhototoxError
+from phototox.scale.jobs import RunSettings
 
 
 def run_paths(
@@ -33,12 +33,12 @@ def run_paths(
         raise ValueError("map runs need out_dir and stems")
     if scheduler or cluster:
         try:
-            from .cluster import run_images
+            from phototox.scale.cluster import run_images
         except ImportError as exc:
             raise PhototoxError(
                 f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): {exc}"
             ) from exc
-        from .ledger import Ledger
+        from phototox.scale.ledger import Ledger
 
         ledger = Ledger(ledger_path, settings.fingerprint()) if ledger_path else None
         return run_images(
@@ -56,8 +56,8 @@ def run_paths(
         )
     from tqdm import tqdm
 
-    from ..inference import Predictor
-    from .jobs import map_image, predict_image
+    from phototox.inference import Predictor
+    from phototox.scale.jobs import map_image, predict_image
 
     predictor = Predictor.from_spec(settings.model, settings.device, settings.batch_size, settings.engine)
     rows: list[dict] = []

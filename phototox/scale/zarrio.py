@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageInputError, OutputError, PhototoxError
-from ..imagemeta import check_plausible, ngff_pixel_size, tiff_metadata
-from ..shapes import plane_shape
+from phototox.errors import ImageInputError, OutputError, PhototoxError
+from phototox.imagemeta import check_plausible, ngff_pixel_size, tiff_metadata
+from phototox.shapes import plane_shape
 
 SPATIAL = ("y", "x")
 ZARR_SUFFIXES = (".zarr",)

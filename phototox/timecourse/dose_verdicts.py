@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 
-from ..dose_tests import DoseTests, judge_doses
-from ..errors import PhototoxError
+from phototox.dose_tests import DoseTests, judge_doses
+from phototox.errors import PhototoxError
 
 READOUTS = {
     "confluence": "confluence growth (last / first frames)",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageInputError, ManifestError
-from ..imagemeta import read_metadata
-from ..images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
+from phototox.errors import ImageInputError, ManifestError
+from phototox.imagemeta import read_metadata
+from phototox.images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
 
 
 @dataclass
@@ -150,7 +150,7 @@ def parse_doses(path: str | Path) -> list[tuple[int, str, FieldDose, bool]]:
     fields are refused with the file and line named, before any image is read. Without a
     ``frames`` cell the dose's ``frames`` is 0 until :func:`read_doses` knows the series length.
     """
-    from ..tables import read_csv
+    from phototox.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "doses")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compare import UNLIKE, check_new_field, prediction_factor
+from phototox.compare import UNLIKE, check_new_field, prediction_factor
 
 NO_CONTROLS = "no onset can be given: no control fields (fields with zero light dose)"
 TOO_FEW_CONTROLS = "no onset can be given: at least two control fields are needed to measure their spread"
