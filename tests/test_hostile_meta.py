@@ -29,7 +29,7 @@ from phototox.models.contract import MAX_BOX, Contract
 from phototox.models.loader import load_model
 from phototox.models.metaschema import DOMAIN_FEATURES, check_meta
 from phototox.models.weights import FORMAT, FORMAT_VERSION
-from phototox.pixelsize import MAX_UPSAMPLING, check_resampling
+from phototox.trust.pixelsize import MAX_UPSAMPLING, check_resampling
 
 
 @pytest.fixture(scope="module")

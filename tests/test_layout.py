@@ -117,3 +117,225 @@ def test_the_light_window_constant_is_the_networks():
     from phototox.models import architectures
 
     assert architectures.WINDOW == WINDOW
+
+
+# --- folders by concept, the arrows between them, no loops ---------------------------------------
+
+BASE_MODULES = {"__init__", "__main__", "errors", "extras", "defaults", "shapes", "schema"}
+"""Flat modules of ``phototox/``: the package's public API and what every folder may use."""
+ALLOWED = {
+    "base": set(),
+    "io": {"base"},
+    "stats": {"base", "io"},
+    "synth": {"base", "io"},
+    "models": {"base", "io"},
+    "maps": {"base", "io", "models"},
+    "trust": {"base", "io", "models", "maps", "stats"},
+    "results": {"base", "io", "models", "maps", "trust", "stats"},
+    "timecourse": {"base", "io", "models", "maps", "trust", "stats", "results"},
+    "training": {"base", "io", "models", "maps", "trust", "stats", "results"},
+    "screens": {"base", "io", "models", "maps", "trust", "stats", "results"},
+    "experiment": {"base", "io", "models", "maps", "trust", "stats", "results", "synth", "timecourse"},
+    "live": {"base", "io", "models", "maps", "trust", "stats", "results", "synth", "timecourse"},
+    "apps": {
+        "base",
+        "io",
+        "models",
+        "maps",
+        "trust",
+        "stats",
+        "results",
+        "synth",
+        "timecourse",
+        "training",
+        "screens",
+        "experiment",
+        "live",
+    },
+}
+"""Folder -> the folders it may import (the layering in CONTRIBUTING.md). ``base``: the flat modules."""
+HEAVY = {"torch", "matplotlib", "onnxruntime", "onnx", "scipy", "skimage", "sklearn", "imageio", "tifffile", "tqdm"}
+"""Third-party packages slow to import: an import inside a function may defer one (start-up cost)."""
+
+
+def folder_of(module: str) -> str:
+    """``phototox.maps.dense`` -> ``maps``; the flat modules -> ``base``; ``__main__`` is an application."""
+    parts = module.split(".")
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] in BASE_MODULES):
+        return "apps" if parts[-1] == "__main__" else "base"
+    return parts[1]
+
+
+def import_graph(package_root: Path) -> dict[str, list[tuple[str, bool]]]:
+    """Module -> [(imported phototox module, inside a function?)], type-checking-only imports left out."""
+    names = {_module_name(package_root, p): p for p in package_root.rglob("*.py")}
+    graph: dict[str, list[tuple[str, bool]]] = {}
+    for module, path in names.items():
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {
+            id(n)
+            for block in tree.body
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for n in ast.walk(block)
+        }
+        in_function = {
+            id(n)
+            for fn in ast.walk(tree)
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(fn)
+        }
+        edges = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in typing_only:
+                for target in imported_modules_of(node, module, path):
+                    while target and target not in names:
+                        target = target.rpartition(".")[0]
+                    if target and target != module:
+                        edges.append((target, id(node) in in_function))
+        graph[module] = edges
+    return graph
+
+
+def imported_modules_of(node: ast.Import | ast.ImportFrom, module: str, path: Path) -> list[str]:
+    """Absolute names one import statement reaches (``from a import b``: ``a.b`` and ``a``)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join([*parts, node.module] if node.module else parts)
+    return [f"{base}.{alias.name}" for alias in node.names] + [base]
+
+
+def folder_violations(graph: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    """``a -> b`` for every import from one folder into another that the layering does not allow."""
+    found = set()
+    for module, edges in graph.items():
+        for target, _ in edges:
+            src, dst = folder_of(module), folder_of(target)
+            if src != dst and dst not in ALLOWED.get(src, set()) and module != "phototox":
+                found.add(f"{module} -> {target} ({src} may not import {dst})")
+    return sorted(found)
+
+
+def import_loops(graph: dict[str, list[tuple[str, bool]]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a loop (imports inside functions too)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    loops = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w, _ in graph.get(v, []):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                loops.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return loops
+
+
+def test_the_folders_are_the_concepts():
+    """``phototox/`` holds the base modules and one folder per concept, nothing else."""
+    package_root = ROOT / "phototox"
+    folders = {p.name for p in package_root.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    flat = {p.stem for p in package_root.glob("*.py")}
+    assert folders == set(ALLOWED) - {"base"}
+    assert flat == BASE_MODULES
+
+
+def test_folders_import_only_the_folders_below_them():
+    assert folder_violations(import_graph(ROOT / "phototox")) == []
+
+
+def test_there_is_no_import_loop():
+    assert import_loops(import_graph(ROOT / "phototox")) == []
+
+
+def test_the_checks_find_a_forbidden_arrow_and_a_loop(tmp_path):
+    """The checks can fail: maps importing training, and two modules importing each other inside functions."""
+    pkg = tmp_path / "phototox"
+    for folder in ("maps", "training"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "maps" / "dense.py").write_text("from phototox.training import train\n")
+    (pkg / "training" / "train.py").write_text("def f():\n    from ..maps import dense\n")
+    graph = import_graph(pkg)
+    assert folder_violations(graph) == [
+        "phototox.maps.dense -> phototox.training (maps may not import training)",
+        "phototox.maps.dense -> phototox.training.train (maps may not import training)",
+    ]
+    assert import_loops(graph) == [["phototox.maps.dense", "phototox.training.train"]]
+
+
+def test_every_package_is_installed():
+    """A wheel (non-editable install) carries every folder: pyproject's package list names them all."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        _module_name(ROOT / "phototox", p.parent / "__init__.py") for p in (ROOT / "phototox").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
+
+
+def test_the_classes_are_the_networks():
+    """``defaults.CLASSES`` (for torch-free modules) repeats the architecture's, as WINDOW does."""
+    from phototox.defaults import CLASSES
+    from phototox.models import architectures
+
+    assert architectures.CLASSES == CLASSES
+
+
+SAME_MEANING = {"--doses": "the light doses: values to synthesise (synth) or each field's dose as a table (timecourse)"}
+"""Options whose values differ in form on different commands but mean the same thing."""
+
+
+def test_one_meaning_per_option_name():
+    """An option spelled the same on two commands takes the same kind of value (type, choices, flag or not)."""
+    from phototox.apps.cli import build_parser
+
+    parser = build_parser()
+    meanings: dict[str, dict[tuple, list[str]]] = {}
+    for sub in parser._subparsers._group_actions:
+        for command, p in sub.choices.items():
+            for action in p._actions:
+                for name in action.option_strings:
+                    kind = (
+                        "flag" if action.nargs == 0 else "value",
+                        getattr(action.type, "__name__", action.type or "str"),
+                        tuple(sorted(action.choices or ())),
+                    )
+                    meanings.setdefault(name, {}).setdefault(kind, []).append(command)
+    two = {name: kinds for name, kinds in meanings.items() if len(kinds) > 1 and name not in SAME_MEANING}
+    assert two == {}
+
+
+def test_the_public_api_is_small_lazy_and_documented():
+    """``import phototox`` loads no torch; each public name resolves to a documented object."""
+    code = (
+        "import sys, phototox; light = 'torch' not in sys.modules; "
+        "objs = [getattr(phototox, n) for n in phototox.__all__ if n not in ('__version__', 'CITATION')]; "
+        "print(light, all(o.__doc__ for o in objs), sorted(phototox.__all__) == sorted(dir(phototox)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -10,14 +10,14 @@ import tifffile
 
 from phototox.apps.cli import main
 from phototox.errors import ModelLoadError
-from phototox.inference import Predictor
+from phototox.maps.inference import Predictor
 from phototox.models import registry
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "field.tif"
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     tifffile.imwrite(path, render_field(256, 256, 0.8, seed=5).image)
     return path

@@ -6,13 +6,15 @@ import csv
 import json
 from pathlib import Path
 
+from phototox.apps.options import add_out
+
 
 def compare_command(args) -> int:
     """Print (and optionally write) each condition of a table against the control condition."""
-    from phototox.compare_table import TableSpec, compare_table, format_table_comparison
     from phototox.errors import PhototoxError
-    from phototox.images import atomic_path
-    from phototox.planned import check_outputs
+    from phototox.io.images import atomic_path
+    from phototox.io.planned import check_outputs
+    from phototox.stats.compare_table import TableSpec, compare_table, format_table_comparison
 
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -22,7 +24,7 @@ def compare_command(args) -> int:
     spec = TableSpec(
         value=args.value,
         condition=args.by,
-        control=args.control,
+        control=args.control_condition,
         replicate=args.replicate,
         field=args.field,
         frame=args.frame,
@@ -57,7 +59,9 @@ def register(sub) -> None:
     p.add_argument("table", help="CSV with one row per image (or frame, or cell-level summary)")
     p.add_argument("--value", required=True, help="the readout's column, e.g. Phototoxicity_MeanSickProbability_DNA")
     p.add_argument("--by", required=True, help="the column naming the condition (a light dose or a treatment)")
-    p.add_argument("--control", default="0", help="the condition value of the zero-light controls (default 0)")
+    p.add_argument(
+        "--control-condition", default="0", help="the condition value of the zero-light controls (default 0)"
+    )
     p.add_argument("--replicate", help="column of the independent dish/day/passage (the unit of inference)")
     p.add_argument("--field", help="column of the stage position (rows of one field are one unit)")
     p.add_argument("--frame", help="column of the frame (frames of one field are never independent)")
@@ -74,5 +78,5 @@ def register(sub) -> None:
     )
     p.add_argument("--readout", help="the readout's name in the output (default: the --value column)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (5 or more units per arm)")
-    p.add_argument("--out", help="write the result as .csv or .json")
+    add_out(p, "write the result as .csv or .json")
     p.set_defaults(func=compare_command)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 
+def print_design_gaps(table: str) -> None:
+    """The missing items of the experiment's design (``phototox design``), before any measurement."""
+    from phototox.experiment.design import design_lines
+
+    lines = design_lines(table, missing_only=True)
+    if lines:
+        print("design checks (phototox design):\n  " + "\n  ".join(lines))
+
+
 def design_command(args) -> int:
     """Print one line per design check of a doses table or manifest."""
-    from phototox.design import design_lines
+    from phototox.experiment.design import design_lines
 
     print("\n".join(design_lines(args.table)))
     return 0

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from phototox.apps.options import add_out
 from phototox.errors import PhototoxError
 
 DEMO_LIVE: dict = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, "excitation_ms": (500.0,)}
@@ -128,7 +129,7 @@ def _settings(args, controls, light):
 def watch_command(args) -> int:
     """Run a sequence on a Micro-Manager configuration or the simulator, watching it."""
     _require_live()
-    from phototox.planned import check_outputs
+    from phototox.io.planned import check_outputs
 
     sequence = _read_sequence(args.sequence)
     if args.out:
@@ -166,9 +167,9 @@ def watch_command(args) -> int:
 def demo_live(args) -> int:
     """``phototox demo --live``: a short simulated acquisition with controls; warnings against known onsets."""
     _require_live()
+    from phototox.io.planned import check_outputs
     from phototox.live import LiveSettings
     from phototox.live.sim import LIGHT, core_for, demo_sequence
-    from phototox.planned import check_outputs
 
     out = Path(args.out)
     check_outputs([out / "live_report.md"], [])
@@ -179,7 +180,7 @@ def demo_live(args) -> int:
     print(
         f"phototox demo --live: simulated microscope (UniMMCore, Python devices), {len(controls)} control positions "
         f"without excitation, {len(d['excitation_ms'])} exposed, {d['n_frames']} frames of 10 simulated min; "
-        "synthetic cells (phototox.synth_timelapse), not real ones"
+        "synthetic cells (phototox.synth.timelapse), not real ones"
     )
     settings = LiveSettings(
         controls=tuple(controls), light=(LIGHT,), interval_min=10.0, out_dir=str(out), queue_size=10_000
@@ -210,7 +211,7 @@ def register(sub) -> None:
     p.add_argument("--pixel-size", type=float, help="um per pixel (default: the core's pixel-size configuration)")
     p.add_argument("--queue", type=int, default=8, help="analysis frames that may wait (beyond: analysis skipped)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise false-warning rate (default 0.05)")
-    p.add_argument("--out", help="folder for the incremental outputs and the final report")
+    add_out(p, "folder for the incremental outputs and the final report")
     p.add_argument("--seed", type=int, default=0, help="simulator: seed of the synthetic cells")
     p.add_argument("--sim-size", type=int, default=192, help="simulator: frame size in pixels (default 192)")
     p.add_argument("--sim-cells", type=int, default=16, help="simulator: cells per field (default 16)")

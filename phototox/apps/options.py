@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the parser must not import torch
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.trust.assess import Assessor
 
 
 def add_model_options(
@@ -35,15 +35,15 @@ def add_model_options(
 
 
 def add_map_options(p: argparse.ArgumentParser) -> None:
-    """The map options, generated from :class:`phototox.settings.MapSettings` (defaults, choices, help)."""
-    from phototox.settings import MapSettings
+    """The map options, generated from :class:`phototox.maps.settings.MapSettings` (defaults, choices, help)."""
+    from phototox.maps.settings import MapSettings
 
     MapSettings.add_arguments(p)
 
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
     """The predictor that ``--model``, ``--device`` and ``--batch-size`` name (the one way from a spec)."""
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
 
     return Predictor.from_spec(args.model, args.device, args.batch_size, getattr(args, "engine", "auto"))
 
@@ -60,14 +60,14 @@ def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
 
 
 def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Assessor:
-    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
-    from phototox.assess import Assessor
-    from phototox.controls import ControlReference, control_reference
-    from phototox.settings import MapSettings
+    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.trust.assess)."""
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor
+    from phototox.trust.controls import ControlReference, control_reference
 
     assessor = Assessor(predictor_from_args(args))
     if getattr(args, "reference", None):  # 'unlike your controls' (phototox reference)
-        from phototox.novelty import NoveltyReference
+        from phototox.trust.novelty import NoveltyReference
 
         check_inputs_exist([Path(args.reference)])
         assessor.novelty = NoveltyReference.load(args.reference)
@@ -89,3 +89,19 @@ def check_inputs_exist(paths: list[Path]) -> None:
     for path in paths:
         if not path.is_file():
             raise ImageInputError(f"{path}: no such file")
+
+
+def add_out(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+    """``--out``: where a command writes (``what``: a folder or file, and what goes in it)."""
+    p.add_argument("--out", required=required, help=what)
+
+
+def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bars or messages") -> None:
+    """``--quiet``: no progress bars (and no messages unless ``what`` says otherwise)."""
+    p.add_argument("--quiet", action="store_true", help=what)
+
+
+def add_labelling_options(p: argparse.ArgumentParser, group_help: str = "manifest column that groups images") -> None:
+    """``--dose-threshold`` (mass labelling by dose) and ``--group-column`` (the split unit)."""
+    p.add_argument("--dose-threshold", type=float, help="label images by dose >= threshold (mass labelling)")
+    p.add_argument("--group-column", help=f"{group_help} (default: group/field)")

@@ -3,17 +3,19 @@
 A separate command rather than ``calibrate``: ``calibrate`` writes a new model file (domain
 statistics inside the weights), while a reference is a small .npz used beside any copy of the same
 model (checked by its checksum) and refitted whenever the controls change, without a new model
-to ship to CellProfiler or Fiji. See :mod:`phototox.novelty`.
+to ship to CellProfiler or Fiji. See :mod:`phototox.trust.novelty`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from phototox.apps.options import add_out
+
 
 def reference_command(args) -> int:
     """Fit the reference, write it, and say what its line means."""
-    from phototox.novelty import reference_from_controls
+    from phototox.trust.novelty import reference_from_controls
 
     reference = reference_from_controls(
         args.model, args.controls, args.out, args.pixel_size, args.device, args.alpha, args.kind
@@ -40,7 +42,7 @@ def register(sub) -> None:
         help="fit 'unlike your controls' (window novelty in the model's feature space) on your control fields",
     )
     p.add_argument("controls", nargs="+", help="control field files (zero light; the frames of one file are one field)")
-    p.add_argument("--out", required=True, help="the reference to write (.npz)")
+    add_out(p, "the reference to write (.npz)", required=True)
     add_model_options(p)
     add_pixel_size_option(p)
     p.add_argument(

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from phototox.apps.options import add_out, add_quiet
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
 
 
@@ -73,8 +74,8 @@ def _run(
     stems: dict | None = None,
 ) -> list[dict]:
     """Through the cluster when asked, else in this process (chunked maps of OME-Zarr/--chunked)."""
-    from phototox.scale.jobs import RunSettings
-    from phototox.scale.run import run_paths
+    from phototox.screens.jobs import RunSettings
+    from phototox.screens.run import run_paths
 
     return run_paths(
         kind,
@@ -93,8 +94,8 @@ def _run(
 
 def predict_scaled(args) -> int:
     """``phototox predict`` on a cluster: same table/CSV as in one process, resumable with --out."""
-    from phototox.images import guard_outputs
-    from phototox.outputs import format_rows, write_summary
+    from phototox.io.images import guard_outputs
+    from phototox.results.outputs import format_rows, write_summary
 
     _check_chunk(args)
     inputs = [Path(p) for p in args.images]
@@ -113,8 +114,8 @@ def predict_scaled(args) -> int:
 
 def map_scaled(args) -> int:
     """``phototox map`` on a cluster and/or chunk by chunk into OME-Zarr; resumable on a cluster."""
-    from phototox.images import guard_outputs
-    from phototox.outputs import format_rows, output_stems, write_summary
+    from phototox.io.images import guard_outputs
+    from phototox.results.outputs import format_rows, output_stems, write_summary
 
     _check_chunk(args)
     inputs = [Path(p) for p in args.images]
@@ -138,8 +139,8 @@ def map_scaled(args) -> int:
 
 def plate_command(args) -> int:
     """``phototox plate``: predict every image of a plate layout; per-well/plate CSVs and heat maps."""
-    from phototox.planned import check_outputs, model_inputs
-    from phototox.scale.plates import (
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.screens.plates import (
         layout_from_folder,
         plate_report_paths,
         plate_shape,
@@ -186,7 +187,7 @@ def register(sub) -> None:
     )
     add_model_options(p)
     add_map_options(p)
-    p.add_argument("--out", required=True, help="folder for per_image/per_well/per_plate.csv and heat maps")
+    add_out(p, "folder for per_image/per_well/per_plate.csv and heat maps", required=True)
     p.add_argument(
         "--plate-format",
         type=int,
@@ -198,7 +199,7 @@ def register(sub) -> None:
         help="the layout's condition of the zero-light control wells (default: 0 or control); each other "
         "condition's wells are compared with them in per_condition.csv",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    add_quiet(p)
     add_cluster_options(p)
     p.set_defaults(func=plate_command)
 

@@ -41,7 +41,7 @@ from phototox.apps.httpserve import (
     serve_until_interrupted,
 )
 from phototox.errors import PhototoxError
-from phototox.images import BODY_KINDS
+from phototox.io.images import BODY_KINDS
 
 __all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]
 
@@ -57,7 +57,7 @@ IMAGE_HEADER_SLACK = 1 << 20
 BUSY_PIXELS = "phototox server: busy (too many pixels being analysed); try again shortly"
 
 if TYPE_CHECKING:  # the parser (phototox --help) must not import torch
-    from phototox.remote import PredictorPool
+    from phototox.results.analysis_requests import PredictorPool
 
 
 def model_key(spec: str | None) -> str:
@@ -230,7 +230,7 @@ class _Handler(GuardedHandler):
 
     def _post_image(self, kind: str, params: dict) -> None:
         """A PNG or TIFF body: size-checked before reading, its header's pixel count before decoding."""
-        from phototox.images import as_grey_frames, declared_pixels, read_image_bytes
+        from phototox.io.images import as_grey_frames, declared_pixels, read_image_bytes
 
         length = self.content_length
         if length < 1:
@@ -267,7 +267,7 @@ class _Handler(GuardedHandler):
             self.server.budget.give(held)
 
     def _analyse(self, pixels: np.ndarray, width: int, height: int, params: dict) -> None:
-        from phototox.remote import analyse_pixels
+        from phototox.results.analysis_requests import analyse_pixels
 
         try:
             with self.server.analysis_lock:
@@ -324,7 +324,7 @@ def make_server(
         )
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    from phototox.remote import PredictorPool
+    from phototox.results.analysis_requests import PredictorPool
 
     pool = PredictorPool(models[0], device, max(max_models, len(models)))
     server = PhototoxServer(
@@ -426,7 +426,7 @@ def _run(args) -> int:
     )
     predictor = server.pool.get()
     if args.reference:  # 'unlike your controls' for the default model (phototox reference)
-        from phototox.novelty import NoveltyReference
+        from phototox.trust.novelty import NoveltyReference
 
         reference = NoveltyReference.load(args.reference)
         reference.check_model(predictor.model)

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from phototox.errors import PhototoxError
-from phototox.settings import MapSettings
+from phototox.maps.settings import MapSettings
 from phototox.timecourse.io import INTERVAL_RANGE_MIN
 from phototox.timecourse.mitosis import MitosisSettings
 from phototox.timecourse.onset import OnsetSettings

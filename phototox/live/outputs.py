@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.images import write_text_atomic, write_tiff_atomic
+from phototox.io.images import write_text_atomic, write_tiff_atomic
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -123,7 +123,7 @@ def summary(watcher) -> dict:
         "frames_planned": watcher.n_frames,
         "rule": (
             f"time-course onset rule: running median of {s.onset.smooth_frames} frames, change from the first "
-            f"{s.onset.baseline_frames}, outside the controls' prediction interval (phototox.compare) for "
+            f"{s.onset.baseline_frames}, outside the controls' prediction interval (phototox.stats.compare) for "
             f"{s.onset.persistence} consecutive frames; each frame at level {onsets.level:.3g} = alpha "
             f"{s.onset.alpha:g} / ({len(watcher.readouts)} readouts x {len(watcher.names)} positions x run starts); "
             "controls are tested against the other controls (a warning there is false); skipped frames are "

@@ -117,8 +117,8 @@ class Watcher:
         self.readouts = list(ACTIVITY) + (list(SICKNESS) if settings.model else [])
         self.assessor = None
         if settings.model:
-            from phototox.assess import Assessor
-            from phototox.inference import Predictor
+            from phototox.maps.inference import Predictor
+            from phototox.trust.assess import Assessor
 
             self.assessor = Assessor(Predictor.from_spec(settings.model, settings.device), warn=lambda _line: None)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, settings.queue_size))
@@ -276,8 +276,8 @@ class Watcher:
             )
         pos.previous = (t, frame, mask)
         if self.assessor is not None:
-            from phototox.pixelsize import PixelSize
-            from phototox.settings import MapSettings
+            from phototox.maps.settings import MapSettings
+            from phototox.trust.pixelsize import PixelSize
 
             if min(frame.shape) < self.assessor.predictor.window:
                 raise PhototoxError(f"frames are smaller than the model's {self.assessor.predictor.window} px window")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from phototox.errors import ModelLoadError
-from phototox.images import atomic_path
+from phototox.io.images import atomic_path
 from phototox.models import limits as _limits
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")

@@ -1,7 +1,7 @@
 """A model's preprocessing contract: how its input pixels are normalised (``meta["normalisation"]``).
 
 Part of what a weight file promises, so it lives with the models (no torch here); the
-implementation that applies it is :mod:`phototox.normalise`.
+implementation that applies it is :mod:`phototox.maps.normalise`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 Nothing loaded executes code: weights are read with ``torch.load(weights_only=True)`` after size,
 field and checksum checks; package zips are checked for members escaping their folder; downloads
 are bounded (:mod:`phototox.models.limits`). Front ends go through
-:meth:`phototox.inference.Predictor.from_spec`, which calls this.
+:meth:`phototox.maps.inference.Predictor.from_spec`, which calls this.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ weight files and bioimage.io packages both go through); a bad field is a one-lin
 :class:`~phototox.errors.ModelLoadError` naming the file and the field. Bounds:
 
 * ``pixel_size_um`` (and the card's): absent/None, or a number in
-  :data:`phototox.pixelsize.PLAUSIBLE_UM` (0.02-20 um/px); how far an image may be resampled to
-  it is bounded separately, per image (:func:`phototox.pixelsize.check_resampling`);
+  :data:`phototox.trust.pixelsize.PLAUSIBLE_UM` (0.02-20 um/px); how far an image may be resampled to
+  it is bounded separately, per image (:func:`phototox.trust.pixelsize.check_resampling`);
 * ``normalisation``: absent, ``{"kind": "crop"}`` or ``{"kind": "box", "size": odd 3..``
   :data:`phototox.models.contract.MAX_BOX` ``, "edge": "reflect"}``;
 * ``domain``: ``mean`` :data:`DOMAIN_FEATURES` finite numbers, ``precision`` a square matrix of
@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 
 from phototox.errors import ModelLoadError, PhototoxError
-from phototox.imagemeta import PLAUSIBLE_UM
+from phototox.io.imagemeta import PLAUSIBLE_UM
 from phototox.models.contract import contract_from_meta
 
 DOMAIN_FEATURES = 256

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from phototox.errors import ModelLoadError
-from phototox.images import atomic_path, write_text_atomic
+from phototox.io.images import atomic_path, write_text_atomic
 from phototox.models import limits as _limits
 from phototox.models.base import LoadedModel
 from phototox.models.weights import load_weights, sha256_of

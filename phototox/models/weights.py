@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from phototox.errors import ModelLoadError
-from phototox.images import atomic_path, write_text_atomic
+from phototox.io.images import atomic_path, write_text_atomic
 from phototox.models import limits as _limits
 from phototox.models.architectures import ARCHITECTURES, CLASSES, TRUNK_SIDE, WINDOW, build_model
 from phototox.models.backends.torch import TorchBackend

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import ImageInputError, PhototoxError
-from phototox.images import guard_outputs
-from phototox.pixelsize import PixelSize
-from phototox.settings import MapSettings
+from phototox.io.images import guard_outputs
+from phototox.maps.settings import MapSettings
 from phototox.timecourse.activity import (
     FLATTEN_UM,
     FLOW_METHODS,
@@ -33,6 +32,7 @@ from phototox.timecourse.mitosis import (
     rounding_events,
 )
 from phototox.timecourse.onset import OnsetSettings, find_onsets
+from phototox.trust.pixelsize import PixelSize
 
 MEASURES = {
     "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
@@ -363,8 +363,8 @@ def run_timecourse(
     fields, pixel_um = load_fields(inputs, settings)
     assessor, model_name = None, None
     if settings.model is not None:
-        from phototox.assess import Assessor
-        from phototox.inference import Predictor
+        from phototox.maps.inference import Predictor
+        from phototox.trust.assess import Assessor
 
         # frames outside the model's domain are counted, not announced one by one
         settings.map_settings  # noqa: B018 -- bad map settings are refused before the model loads

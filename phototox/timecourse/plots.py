@@ -294,10 +294,10 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
     """Each biological readout's doses against the zero-light controls: the change relative to the
     control mean with its two-sided 95% interval, the margin (the harm accepted) and each verdict.
 
-    ``tests``: readout -> :class:`phototox.dose_tests.DoseTests` (or a ``cannot test`` string, shown
+    ``tests``: readout -> :class:`phototox.stats.dose_tests.DoseTests` (or a ``cannot test`` string, shown
     as words). Returns False (nothing written) when no readout has tests.
     """
-    from phototox.dose_tests import DoseTests
+    from phototox.stats.dose_tests import DoseTests
     from phototox.timecourse.report import write_png
 
     judged = {m: t for m, t in tests.items() if isinstance(t, DoseTests) and t.control_mean}

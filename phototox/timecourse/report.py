@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.dose_tests import DoseTests, format_dose_tests
-from phototox.images import atomic_path, write_text_atomic
+from phototox.io.images import atomic_path, write_text_atomic
+from phototox.stats.dose_tests import DoseTests, format_dose_tests
 
 CITATION_T98G = (
     "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import ManifestError
-from phototox.images import read_frames, to_display_uint8
-from phototox.manifest import read_manifest
+from phototox.io.images import read_frames, to_display_uint8
+from phototox.io.manifest import read_manifest
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 CONTROL_WORDS = {"1", "yes", "true", "control", "y"}
