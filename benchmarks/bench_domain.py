@@ -119,7 +119,7 @@ def sets_report(predictor: Predictor, seed: int = 0, n_strange: int | None = Non
 
 def t98g_report(model_spec: str = "default") -> dict:
     """T98G flag rate of t20-t37 before and after calibrating on t01, t05, t09, t13."""
-    from phototox.trust.controls import calibrate_model
+    from phototox.trust.calibrate import calibrate_model
 
     frames = sorted(T98G.glob("*.tif"))
     controls = [p for p in frames if 1 <= int(p.stem[-2:]) <= 13][::4]

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from phototox.apps.cli import main
-from phototox.results.outputs import map_tiff_tags
+from phototox.results.map_tiff import map_tiff_tags
 from phototox.results.plots import plot_map_overlay, scale_bar_um
 
 IJ_JAR = Path("/usr/share/java/ij.jar")

@@ -159,7 +159,7 @@ def test_served_results_carry_the_unlike_columns_for_the_references_model(tmp_pa
     """``phototox serve --reference``: the result line (Fiji's Results) carries unlike_controls_*."""
     from phototox.results.analysis_requests import PredictorPool, analyse_pixels
     from phototox.synth.fields import render_field
-    from phototox.trust.novelty import reference_from_controls
+    from phototox.trust.calibrate import reference_from_controls
 
     controls = []
     for s in range(3):

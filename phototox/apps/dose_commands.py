@@ -80,7 +80,7 @@ def cmd_dose_response(args) -> int:
 
 def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
-    from phototox.trust.controls import calibrate_model
+    from phototox.trust.calibrate import calibrate_model
 
     record = calibrate_model(
         args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine, alpha=args.alpha

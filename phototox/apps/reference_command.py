@@ -15,7 +15,7 @@ from phototox.apps.options import add_out
 
 def reference_command(args) -> int:
     """Fit the reference, write it, and say what its line means."""
-    from phototox.trust.novelty import reference_from_controls
+    from phototox.trust.calibrate import reference_from_controls
 
     reference = reference_from_controls(
         args.model, args.controls, args.out, args.pixel_size, args.device, args.alpha, args.kind

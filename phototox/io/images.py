@@ -21,7 +21,6 @@ import numpy as np
 from phototox.defaults import WINDOW
 from phototox.errors import ImageInputError
 
-ACCEPTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TIFF_SUFFIXES = {".tif", ".tiff"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 FRAME_SUFFIXES = TIFF_SUFFIXES | RASTER_SUFFIXES

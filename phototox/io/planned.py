@@ -57,12 +57,6 @@ def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
         return False
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """True when both paths exist and are one file (same path, symbolic or hard link)."""
-    ia, ib = file_identity(a), file_identity(b)
-    return ia is not None and ia == ib
-
-
 def check_distinct_inputs(paths: Iterable[str | os.PathLike]) -> None:
     """Refuse a file given twice (also as a link or under another spelling of its path)."""
     seen: dict[tuple[int, int], Path] = {}

@@ -180,7 +180,6 @@ class Watcher:
             NOISE_FLOORS,
             self.interval_min,
         )
-        self.started_at = time.time()
         self._thread = threading.Thread(target=self._work, name="phototox-live", daemon=True)
         self._thread.start()
         if s.out_dir:

@@ -59,11 +59,6 @@ def check_zoo_id(text: str) -> str:
     return text
 
 
-def cache_dir() -> Path:
-    """Where downloaded packages are kept (``<cache root>/zoo``)."""
-    return cache.cache_root() / "zoo"
-
-
 # --- typed access to description fields -------------------------------------------------------
 
 _KINDS = {dict: "a mapping", list: "a list", str: "a string", int: "an integer"}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from phototox.maps.inference import FrameResult
+from phototox.results.map_tiff import map_tiff_tags
 
 
 def write_novelty_outputs(
@@ -27,7 +28,6 @@ def write_novelty_outputs(
     import json
 
     from phototox.io.images import write_tiff_atomic
-    from phototox.results.outputs import map_tiff_tags
     from phototox.results.plots import plot_map_overlay
 
     maps = np.stack([np.asarray(r.novelty_map, np.float32) for r in results])

@@ -199,21 +199,6 @@ def plot_map_overlay(
     _save(plt, fig, path)
 
 
-def plot_heatmap_overlay(
-    frame: np.ndarray,
-    heat: np.ndarray,
-    path: str | Path,
-    title: str = "",
-    scale: float | None = None,
-    label: str | None = None,
-) -> None:
-    """A Grad-CAM heat map over the image: divided by ``scale`` (a reference level) or its own maximum."""
-    if scale is None or scale <= 0:
-        scale = float(heat.max()) if heat.max() > 0 else 1.0
-        label = label or "evidence, relative to this image's strongest"
-    plot_map_overlay(frame, np.clip(heat / scale, 0, 1), path, title, label=label or "evidence (1 = reference)")
-
-
 def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path, title: str = "") -> None:
     """ROC curve with its area."""
     plt, fig = _figure(figsize=(4.2, 4.2))

@@ -58,11 +58,6 @@ class ColumnAudit:
     verdict: str  # full, large, weak
     sentence: str
 
-    @property
-    def pure_values(self) -> bool:
-        """Every value of the column holds images of one label only."""
-        return all(min(counts) == 0 for counts in self.table.values())
-
     def as_dict(self) -> dict:
         return {
             "column": self.column,

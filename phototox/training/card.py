@@ -254,14 +254,6 @@ def card_for_model(loaded) -> str:
     return model_card(meta, name, model_checksum(str(loaded.source or "")))
 
 
-def write_card(path: str | Path, meta: dict, name: str, sha256: str = "") -> Path:
-    """Write the card atomically; returns its path."""
-    from phototox.io.images import write_text_atomic
-
-    write_text_atomic(path, model_card(meta, name, sha256))
-    return Path(path)
-
-
 def training_data_summary(samples, train_idx: list[int], val_idx: list[int]) -> dict:
     """Counts per label overall, in training and held out, and per grouping column (for ``meta['data']``)."""
     from phototox.models.architectures import CLASSES

@@ -5,7 +5,7 @@ In words: the Grad-CAM map shows where the network looked to call these cells si
 Grad-CAM (Selvaraju et al., 2017) weights the feature maps of a conv layer (DeadNet: conv4_2) by
 the spatially averaged gradient of a class score. Richmond et al. (2017) note that per-crop
 weights make overlapping crops disagree, and instead average the weights over all training
-crops of the class; :func:`reference_weights` computes those, and without a reference the
+crops of the class; :func:`reference_weights_and_scale` computes those, and without a reference the
 weights are averaged over all windows of the image itself, so that one set of weights explains
 the whole frame. What is drawn is scaled by the image's P(sick) (:data:`HEAT_SCALE`): a healthy
 image is dark, whatever its own strongest evidence. Class-model visualisation (Simonyan et al., 2014) does gradient ascent on a
@@ -66,34 +66,6 @@ def gradcam_weights(module: nn.Module, layer: nn.Module, crops: torch.Tensor, cl
     """Per-crop Grad-CAM channel weights (N, C): spatial mean of the gradients."""
     _, grads = activations_and_gradients(module, layer, crops, class_index)
     return grads.mean(dim=(2, 3))
-
-
-def reference_weights(
-    predictor: Predictor,
-    samples: list[Sample],
-    class_index: int,
-    max_crops: int = 400,
-    seed: int = 0,
-    layer_name: str = GRADCAM_LAYER,
-) -> np.ndarray:
-    """Grad-CAM weights averaged over (up to ``max_crops``) crops of training images of one class."""
-    indices = [i for i, s in enumerate(samples) if s.label == class_index]
-    if not indices:
-        raise ValueError("the reference manifest has no image of the requested class")
-    dataset = CropDataset(samples, indices, augment=None, contract=predictor.contract)
-    rng = np.random.default_rng(seed)
-    chosen = rng.permutation(len(dataset))[:max_crops]
-    module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
-    total: torch.Tensor | None = None
-    count = 0
-    for start in range(0, len(chosen), predictor.batch_size):
-        crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
-        w = gradcam_weights(module, layer, crops.to(predictor.device), class_index).sum(0)
-        total = w if total is None else total + w
-        count += len(crops)
-    if total is None:
-        raise ValueError(f"no crops to average (max_crops={max_crops})")
-    return (total / count).cpu().numpy()
 
 
 def gradcam_image(
@@ -188,10 +160,10 @@ def reference_weights_and_scale(
     seed: int = 0,
     layer_name: str = GRADCAM_LAYER,
 ) -> tuple[np.ndarray, float]:
-    """:func:`reference_weights` and :func:`reference_scale` from ONE pass over the same reference crops.
+    """The reference crops' class-averaged Grad-CAM weights and their heat's 99th percentile, in ONE pass.
 
     The activations that give the gradients also give the heat whose 99th percentile is the scale,
-    so ``--reference`` costs one forward-and-backward pass over ``max_crops`` crops.
+    so ``--reference-manifest`` costs one forward-and-backward pass over ``max_crops`` crops.
     """
     indices = [i for i, s in enumerate(samples) if s.label == class_index]
     if not indices:
@@ -214,7 +186,7 @@ def reference_weights_and_scale(
 
 HEAT_SCALE = (
     "shown = P(target) x clip(Grad-CAM / scale, 0, 1): 0-1 on every image; scale = the reference crops' 99th "
-    "percentile (--reference) or this image's own 99th percentile; an image the model calls healthy "
+    "percentile (--reference-manifest) or this image's own 99th percentile; an image the model calls healthy "
     "(P(sick) near 0) stays dark when the target is 'sick'"
 )
 """The fixed scale every Grad-CAM TIFF and overlay is drawn on (recorded in the TIFF)."""
@@ -227,39 +199,6 @@ def shown_heat(heat: np.ndarray, p_target: float, scale: float | None) -> tuple[
     if scale <= 0:
         return np.zeros_like(heat, dtype=np.float32), 0.0
     return (float(p_target) * np.clip(heat / scale, 0.0, 1.0)).astype(np.float32), float(scale)
-
-
-def reference_scale(
-    predictor: Predictor,
-    samples: list[Sample],
-    class_index: int,
-    weights: np.ndarray,
-    max_crops: int = 100,
-    seed: int = 0,
-    layer_name: str = GRADCAM_LAYER,
-) -> float:
-    """The 99th percentile of Grad-CAM values over reference crops of the class (0 if none).
-
-    Dividing a heat map by it puts images on one scale: 1 means evidence as strong as in the
-    reference images of the class, so an image without such evidence stays dark.
-    """
-    indices = [i for i, s in enumerate(samples) if s.label == class_index]
-    dataset = CropDataset(samples, indices, augment=None, contract=predictor.contract)
-    chosen = np.random.default_rng(seed).permutation(len(dataset))[:max_crops]
-    module, layer = predictor.model.module, _layer(predictor.model.module, layer_name)
-    alpha = torch.as_tensor(weights, dtype=torch.float32, device=predictor.device).view(1, -1, 1, 1)
-    values: list[np.ndarray] = []
-    handle = layer.register_forward_hook(
-        lambda _m, _i, out: values.append(F.relu((out * alpha).sum(1)).flatten().cpu().numpy())
-    )
-    try:
-        with torch.no_grad():
-            for start in range(0, len(chosen), predictor.batch_size):
-                crops = torch.stack([dataset[int(i)][0] for i in chosen[start : start + predictor.batch_size]])
-                module(crops.to(predictor.device))
-    finally:
-        handle.remove()
-    return float(np.percentile(np.concatenate(values), 99)) if values else 0.0
 
 
 def explain_image(

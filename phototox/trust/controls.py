@@ -8,7 +8,7 @@ Every phototoxicity experiment has unexposed (or minimally exposed) control fiel
   ``no difference shown``. One test field is one unit, so it can never be called ``sicker``; that
   needs arms of several fields (:func:`phototox.stats.compare.compare`). The old rule (bootstrap of the
   control mean, the test value taken as exact) called 9 of 18 healthy T98G frames "sicker" (issue 25).
-* :func:`calibrate_model` -- refits the domain statistics and threshold on the control fields
+* :func:`phototox.trust.calibrate.calibrate_model` -- refits the domain statistics and threshold on the control fields
   (so "in domain" means "like my controls") and records the control P(sick) distribution in the
   new model file's ``meta["calibration"]``. It never refits the probability itself: controls
   carry one class only, and a probability map fitted on confounded data would sharpen a batch
@@ -17,7 +17,6 @@ Every phototoxicity experiment has unexposed (or minimally exposed) control fiel
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import sys
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ import numpy as np
 from phototox.errors import PhototoxError
 from phototox.maps.settings import MapSettings
 from phototox.stats.compare import FieldCheck, check_new_field
-from phototox.trust.quality import intensity_skew
 
 MIN_CONTROLS = 3
 
@@ -96,7 +94,8 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _read(path: Path, assessor, pixel_size_um: float | None):
+def read_control_field(path: Path, assessor, pixel_size_um: float | None):
+    """A control file's frames and pixel size (the frames of one file are one field)."""
     from phototox.io.images import read_frames
 
     frames = read_frames(path, min_size=assessor.predictor.window)
@@ -110,7 +109,7 @@ def control_reference(
     """P(sick) of each control file (mean over its frames), as a reference for other images."""
     values = []
     for path in paths:
-        frames, size = _read(path, assessor, pixel_size_um)
+        frames, size = read_control_field(path, assessor, pixel_size_um)
         results = assessor.analyse(frames, settings, size, str(path))
         values.append(float(np.mean([r.mean_sick_probability for r in results])))
     return ControlReference(np.asarray(values), f"{len(paths)} control files", tuple(_key(p) for p in paths))
@@ -181,92 +180,3 @@ def distinct_fields(paths: list[Path], warn=None, what: str = "calibrate") -> li
     if repeats:
         (warn or _stderr)(f"phototox: warning: counted once{said}")
     return fields
-
-
-def calibrate_model(
-    model_spec: str,
-    control_paths: list[str | os.PathLike],
-    out: str | os.PathLike,
-    pixel_size_um: float | None = None,
-    device: str = "cpu",
-    stride: int = 32,
-    mode: str = "dense",
-    warn=None,
-    engine: str = "auto",
-    alpha: float = 0.05,
-) -> dict:
-    """Write ``out``: the model with domain statistics refitted on controls and their P(sick) recorded.
-
-    Each distinct control file is one field (:func:`distinct_fields`); the domain threshold is the
-    conformal order statistic of the leave-one-field-out scores at false-alarm rate ``alpha``
-    (:func:`phototox.trust.domain.conformal_threshold`).
-    """
-    from phototox.io.images import guard_outputs
-    from phototox.io.planned import check_distinct_inputs
-    from phototox.maps.inference import Predictor
-    from phototox.models.loader import load_model
-    from phototox.models.weights import save_weights
-    from phototox.trust.assess import Assessor
-    from phototox.trust.domain import compute_domain_stats
-    from phototox.trust.pixelsize import scale_factor, to_model_scale
-
-    settings = MapSettings(stride=stride, mode=mode)
-    paths = [Path(p) for p in control_paths]
-    check_distinct_inputs(paths)  # one file listed twice (any spelling, any link) is a mistake: refused
-    paths = distinct_fields(paths, warn)  # identical copies are one field: counted once, and said so
-    out = Path(out)
-    if out.suffix.lower() not in (".pt", ".pth"):
-        raise PhototoxError(f"{out}: the calibrated model is a weight file; name it .pt")
-    sidecar = out.with_name(out.name + ".sha256")  # save_weights writes the checksum beside the model
-    guard_outputs([out, sidecar], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
-    model = load_model(model_spec)
-    assessor = Assessor(
-        Predictor.create(model, device, engine=engine), domain_check=False, **({"warn": warn} if warn else {})
-    )
-    scaled, p_sick, sizes, skews = [], [], [], []
-    for path in paths:
-        frames, size = _read(path, assessor, pixel_size_um)
-        factor = scale_factor(size.um, assessor.model_um)
-        sizes.append(size.describe())
-        results = assessor.analyse(frames, settings, size, str(path))
-        check_control_quality(path, [r.trust for r in results])
-        skews.append(float(np.mean([intensity_skew(f) for f in frames])))
-        p_sick.append(float(np.mean([r.mean_sick_probability for r in results])))
-        # all frames of a file form one field (one leave-one-out unit)
-        scaled.append([to_model_scale(f, factor, model.window, str(path)) for f in frames])
-    check_control_polarity(paths, skews)
-    previous = dict(model.meta.get("domain") or {})
-    previous_fine = previous.get("fine_detail") or {}
-    domain = compute_domain_stats(
-        assessor.predictor,
-        scaled,
-        f"{len(paths)} user control fields",
-        assessor.model_um,
-        base_fine_detail=previous_fine,
-        on_controls=True,
-        alpha=alpha,
-    )
-    meta = dict(model.meta)
-    meta["domain"] = domain
-    meta["calibration"] = {
-        "kind": "user controls",
-        "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "base_model": model.label,
-        "base_source": model.source,
-        "base_sha256": model.sha256 or None,
-        "controls": [p.name for p in paths],
-        "control_pixel_sizes": sizes,
-        "control_p_sick": [round(v, 5) for v in p_sick],
-        "previous_domain_threshold": previous.get("threshold"),
-        "domain_threshold": domain["threshold"],
-        "domain_threshold_rule": domain["rule"],
-        "false_alarm_rate": domain["conformal"]["false_alarm_rate"],
-        "n_fields": domain["conformal"]["n_fields"],
-        "previous_fine_detail_limit": previous_fine.get("limit"),
-        "fine_detail_limit": domain["fine_detail"]["limit"],
-        "probability_refit": False,
-        "note": "domain statistics and threshold refitted on these control fields; P(sick) itself is the "
-        "model's raw output (no probability recalibration on single-class controls)",
-    }
-    save_weights(out, model.module, model.arch, model.arch_kwargs, meta)
-    return meta["calibration"]

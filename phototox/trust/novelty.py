@@ -24,7 +24,6 @@ labels and says nothing about why a window differs: it is called "unlike your co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -288,10 +287,6 @@ def frame_window_features(predictor, scaled: np.ndarray, stride: int = NOVELTY_S
     return feats[::step, ::step].reshape(-1, feats.shape[-1])
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def analyse_with_novelty(
     predictor, scaled: np.ndarray, settings, reference: NoveltyReference, window_progress=None, warn=None
 ):
@@ -321,61 +316,3 @@ def analyse_with_novelty(
         warn(line)
     result.novelty_map = upsample_grid(scores / reference.threshold, shape, WINDOW, reference.stride)
     return result, reference.summary(scores, shape)
-
-
-def reference_from_controls(
-    model_spec: str | None,
-    control_paths: list[str | os.PathLike],
-    out: str | os.PathLike,
-    pixel_size_um: float | None = None,
-    device: str = "cpu",
-    alpha: float = 0.05,
-    kind: str = "knn",
-    warn=None,
-) -> NoveltyReference:
-    """Write ``out`` (.npz): an 'unlike your controls' reference from control files (one field each).
-
-    Each file is read, resampled to the model's pixel size, refused when unusable as a control
-    (blank, clipped, out of focus: :func:`phototox.trust.controls.check_control_quality`), and its windows'
-    features (all its frames) make one field.
-    """
-    from phototox.io.images import guard_outputs, read_frames
-    from phototox.io.planned import check_distinct_inputs
-    from phototox.maps.inference import Predictor
-    from phototox.models.loader import load_model
-    from phototox.schema import Trust
-    from phototox.trust.assess import Assessor
-    from phototox.trust.controls import check_control_quality, distinct_fields
-    from phototox.trust.pixelsize import scale_factor, to_model_scale
-    from phototox.trust.quality import quality_flags
-
-    paths = [Path(p) for p in control_paths]
-    check_distinct_inputs(paths)
-    paths = distinct_fields(paths, warn, what="an 'unlike your controls' reference")
-    out = Path(out)
-    if out.suffix.lower() != ".npz":
-        raise PhototoxError(f"{out}: the reference is a NumPy archive; name it .npz")
-    guard_outputs([out], paths + ([Path(model_spec)] if model_spec and Path(model_spec).exists() else []))
-    model = load_model(model_spec)
-    assessor = Assessor(Predictor.create(model, device), domain_check=False, **({"warn": warn} if warn else {}))
-    focus_reference = (model.meta.get("quality") or {}).get("focus_reference")
-    per_field, sizes = [], []
-    for path in paths:
-        frames = read_frames(path, min_size=model.window)
-        size = assessor.pixel_size(pixel_size_um, path)
-        factor = scale_factor(size.um, assessor.model_um)
-        sizes.append(size.describe())
-        scaled = [to_model_scale(f, factor, model.window, str(path)) for f in frames]
-        check_control_quality(path, [Trust().set(quality_flags(f, s, focus_reference)) for f, s in zip(frames, scaled)])
-        per_field.append(np.concatenate([frame_window_features(assessor.predictor, s) for s in scaled]))
-    info = {
-        "model": model.source,
-        "model_sha256": model.sha256 or None,
-        "model_pixel_size_um": assessor.model_um,
-        "controls": [p.name for p in paths],
-        "control_pixel_sizes": sizes,
-        "note": "'unlike your controls': novelty of windows against these control fields; not a sickness measure",
-    }
-    reference = fit_reference(per_field, alpha, kind, info)
-    reference.save(out)
-    return reference

@@ -161,14 +161,14 @@ def calibrate_on_layers(
 
     Each layer is written to a temporary TIFF carrying its pixel size (the widget's value, else the
     layer's scale, else none: the model's is then assumed, as the command line does) and handed to
-    :func:`phototox.trust.controls.calibrate_model`, the one calibration; ``out`` is the new model file.
+    :func:`phototox.trust.calibrate.calibrate_model`, the one calibration; ``out`` is the new model file.
     """
     import tempfile
     from pathlib import Path
 
     from phototox.errors import PhototoxError
     from phototox.io.images import write_tiff_atomic
-    from phototox.trust.controls import calibrate_model
+    from phototox.trust.calibrate import calibrate_model
 
     if not out:
         raise PhototoxError("'Save calibrated model as': give a .pt file name first")
