@@ -199,7 +199,7 @@ def plot(watcher, path: Path) -> None:
     axes[0][0].legend(fontsize=7, title="exposed (controls grey)")
     fig.suptitle("phototox live: dotted lines = warned onsets", fontsize=9)
     fig.tight_layout()
-    from phototox.timecourse.report import write_png
+    from phototox.timecourse.plots import write_png
 
     write_png(fig, path)
     plt.close(fig)

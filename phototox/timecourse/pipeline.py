@@ -23,6 +23,7 @@ from phototox.timecourse.activity import (
 )
 from phototox.timecourse.dose_verdicts import dose_verdicts
 from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
+from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
 from phototox.timecourse.mitosis import (
     MitosisSettings,
     detect_round_objects,
@@ -34,14 +35,6 @@ from phototox.timecourse.mitosis import (
 from phototox.timecourse.onset import OnsetSettings, find_onsets
 from phototox.trust.pixelsize import PixelSize
 
-MEASURES = {
-    "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
-    "sick_area_fraction": ("sick area fraction", "fraction of the field with P(sick) >= threshold"),
-    "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
-    "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
-    "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
-    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
-}
 CONTROL = "control"
 OUTPUT_NAMES = (
     "timecourse.csv",
@@ -70,8 +63,6 @@ NOISE_FLOORS = {
 }
 
 
-# P(sick) measures: their onsets are withheld when more than this share of frames is out of the model's domain
-SICKNESS_MEASURES = ("mean_sick_probability", "sick_area_fraction")
 MAX_OUT_OF_DOMAIN = 0.5
 
 

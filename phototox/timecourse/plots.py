@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phototox.io.images import atomic_path
 from phototox.timecourse.onset import NO_CONTROLS
 
 
@@ -64,8 +65,7 @@ def y_limits(measure: str, low: float, high: float) -> tuple[float, float]:
 
 def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
     """One panel per measure; x: time (h); a line and 95% band per group; dashed line at each onset."""
-    from phototox.timecourse.pipeline import MEASURES, SICKNESS_MEASURES
-    from phototox.timecourse.report import write_png
+    from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
 
     plt = _plt()
     measures = list(next(iter(summary.values())))
@@ -188,8 +188,7 @@ def plot_onsets(
     """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure;
     without doses, each field's departure in the between-field check (``consistency``). ``why``
     (see :func:`no_onset_reason`) is written in the figure. Returns every text the figure carries."""
-    from phototox.timecourse.pipeline import MEASURES
-    from phototox.timecourse.report import write_png
+    from phototox.timecourse.measures import MEASURES
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.2, 5.0))
@@ -298,7 +297,6 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
     as words). Returns False (nothing written) when no readout has tests.
     """
     from phototox.stats.dose_tests import DoseTests
-    from phototox.timecourse.report import write_png
 
     judged = {m: t for m, t in tests.items() if isinstance(t, DoseTests) and t.control_mean}
     if not judged and not tests:
@@ -363,3 +361,12 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
     fig.tight_layout()
     write_png(fig, path)
     return True
+
+
+def write_png(fig, path: Path) -> None:
+    """Save a figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)

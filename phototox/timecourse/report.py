@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.io.images import atomic_path, write_text_atomic
+from phototox.io.images import write_text_atomic
 from phototox.stats.dose_tests import DoseTests, format_dose_tests
 
 CITATION_T98G = (
@@ -102,7 +102,7 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
-    from phototox.timecourse.pipeline import MEASURES
+    from phototox.timecourse.measures import MEASURES
 
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
@@ -334,11 +334,3 @@ def markdown(doc: dict, series, written: list[str]) -> str:
         doc["citation"] + ".",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_png(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)

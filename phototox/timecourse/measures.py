@@ -1,0 +1,15 @@
+"""The per-frame measures of a time course: column name -> (axis label, meaning)."""
+
+from __future__ import annotations
+
+MEASURES = {
+    "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
+    "sick_area_fraction": ("sick area fraction", "fraction of the field with P(sick) >= threshold"),
+    "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
+    "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
+    "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
+    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+}
+
+# P(sick) measures: their onsets are withheld when more than this share of frames is out of the model's domain
+SICKNESS_MEASURES = ("mean_sick_probability", "sick_area_fraction")
