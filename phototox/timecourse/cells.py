@@ -3,16 +3,19 @@
 Everything is local and in micrometres (so it follows the pixel size); nothing is scaled by the
 whole field's spread, so a bright band or a crowd of cells elsewhere cannot change a cell's result.
 
-1. **Local contrast.** ``background``: the median of the frame over ``background_um`` (computed on
-   ~``block_um`` blocks, then interpolated back); ``contrast`` = frame - background, divided by the
-   local noise: the median absolute contrast over ``noise_um`` (x 1.4826), i.e. the spread of the
-   mostly empty surroundings of each pixel.
-2. **Cell bodies.** Textured pixels (local standard deviation of the contrast over ``texture_um``
-   above ``texture``) that are not phase-bright (contrast smoothed over ``halo_um`` below
-   ``bright``): the bright halo ringing every cell in positive phase contrast and the bright
-   well-edge band are removed here, the dark granular body stays. Holes are filled, the mask is
-   opened with a disc of ``open_um`` diameter (thin halo fragments and scratches go) and specks
-   under ``min_area_um2`` are dropped. Confluence is the fraction of the frame covered.
+1. **Local contrast and texture.** ``background``: the median of the frame over ``background_um``
+   (on ~``block_um`` blocks, interpolated back); contrast = frame - background; texture = its
+   standard deviation over ``texture_um``. Both are divided by the local *texture floor*: the
+   ``noise_percentile`` (5th) percentile of the texture over ``noise_um`` around each pixel, i.e.
+   the texture of the empty background nearby. No whole-field statistic enters: the same cell
+   gives the same values whatever lies more than ``noise_um`` away, and a gain or offset change of
+   the camera cancels.
+2. **Cell bodies.** Pixels textured above ``texture`` floors, minus broad bright structures (the
+   contrast smoothed over ``band_um`` above ``bright`` floors: the T98G well-edge band); holes
+   filled; then eroded by ``erode_um``, which removes the phase halo (the thin bright ring around
+   each cell, textured but outside the cell) and the fringe the texture window adds, and opened
+   with a disc of ``open_um`` diameter; specks under ``min_area_um2`` dropped. Confluence is the
+   fraction of the frame covered.
 3. **Count.** Seeds: maxima of the distance transform of the body mask (smoothed over
    ``smooth_um``) at least ``seed_um`` apart and ``h_um`` above their saddle (h-maxima), then a
    watershed on the distance transform within the mask; each region of at least ``min_area_um2``
@@ -46,18 +49,21 @@ class CellSettings:
 
     block_um: float = 4.0
     background_um: float = 60.0
+    detail_um: float = 1.0
     texture_um: float = 6.0
     noise_um: float = 200.0
     noise_percentile: float = 5.0
-    texture: float = 2.0
+    texture: float = 1.5
     band_um: float = 8.0
-    bright: float = 32.0
-    erode_um: float = 7.0
+    bright: float = 64.0
+    erode_um: float = 5.0
+    halo_um: float = 3.0
+    halo_bright: float = 30.0
     open_um: float = 4.0
     min_area_um2: float = 150.0
     smooth_um: float = 1.0
     seed_um: float = 20.0
-    h_um: float = 0.5
+    h_um: float = 1.5
 
 
 @dataclass
@@ -107,8 +113,8 @@ def _upsample(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndar
 
 def local_contrast(
     frame: np.ndarray, pixel_um: float, settings: CellSettings = CellSettings()
-) -> tuple[np.ndarray, np.ndarray]:
-    """(contrast, texture), both in units of the local background texture (module docstring, step 1)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(contrast, texture, wide contrast), in units of the local background texture (module docstring, step 1)."""
     from .activity import local_std
 
     image = frame.astype(np.float32)
@@ -119,7 +125,8 @@ def local_contrast(
         ndimage.median_filter(_blocks(image, factor, np.mean), size, mode="reflect"), factor, image.shape
     )
     contrast = image - background
-    texture = local_std(contrast, max(3, round(_px(settings.texture_um, pixel_um)) | 1)).astype(np.float32)
+    detail = contrast - ndimage.gaussian_filter(contrast, _px(settings.detail_um, pixel_um))
+    texture = local_std(detail, max(3, round(_px(settings.texture_um, pixel_um)) | 1)).astype(np.float32)
     coarse = 4 * factor  # the floor varies slowly: coarser blocks, the same window in micrometres
     size = max(3, round(settings.noise_um / (coarse * pixel_um)) | 1)
     floor = ndimage.percentile_filter(
@@ -127,7 +134,9 @@ def local_contrast(
     )
     floor = _upsample(floor, coarse, image.shape)
     floor = np.maximum(floor, 1e-6 * max(1.0, float(np.abs(image).max())))
-    return contrast / floor, texture / floor
+    wide = ndimage.median_filter(_blocks(image, coarse, np.mean), size, mode="reflect")
+    wide = image - _upsample(wide, coarse, image.shape)
+    return contrast / floor, texture / floor, wide / floor
 
 
 def _disc(radius: float) -> np.ndarray:
@@ -140,15 +149,24 @@ def _disc(radius: float) -> np.ndarray:
 
 
 def body_mask(
-    contrast: np.ndarray, texture: np.ndarray, pixel_um: float, settings: CellSettings = CellSettings()
+    contrast: np.ndarray,
+    texture: np.ndarray,
+    wide: np.ndarray,
+    pixel_um: float,
+    settings: CellSettings = CellSettings(),
 ) -> np.ndarray:
     """Cell bodies without halos or bright bands (module docstring, step 2)."""
     from skimage.morphology import remove_small_objects
 
-    band = ndimage.gaussian_filter(contrast, _px(settings.band_um, pixel_um)) > settings.bright
+    band = ndimage.gaussian_filter(wide, _px(settings.band_um, pixel_um)) > settings.bright
+    band = ndimage.binary_dilation(band, structure=_disc(_px(settings.texture_um, pixel_um)))
     mask = ndimage.binary_fill_holes((texture > settings.texture) & ~band)
     mask = ndimage.binary_erosion(mask, structure=_disc(_px(settings.erode_um, pixel_um)))
+    depth = ndimage.distance_transform_edt(mask) * pixel_um
+    bright = ndimage.gaussian_filter(contrast, _px(settings.detail_um, pixel_um) / 2) > settings.halo_bright
+    mask &= ~(bright & (depth <= settings.halo_um))
     mask = ndimage.binary_opening(mask, structure=_disc(_px(settings.open_um, pixel_um) / 2))
+    mask = ndimage.binary_fill_holes(mask)
     return remove_small_objects(mask, max(1, int(settings.min_area_um2 / pixel_um**2)))
 
 
@@ -174,7 +192,7 @@ def split_cells(mask: np.ndarray, pixel_um: float, settings: CellSettings = Cell
     markers = ndimage.label(seeds)[0]
     labels = watershed(-distance, markers, mask=mask)
     # regions without a seed (a component with no h-maximum) still count once
-    orphans, n_orphans = ndimage.label(mask & (labels == 0))
+    orphans, _ = ndimage.label(mask & (labels == 0))
     labels = np.where(orphans > 0, orphans + labels.max(), labels).astype(np.int32)
     areas = np.bincount(labels.ravel())
     small = np.flatnonzero(areas * pixel_um**2 < settings.min_area_um2)
