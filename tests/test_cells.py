@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import need_usiigaci
 from scipy import ndimage
 
 from phototox.errors import PhototoxError
 from phototox.timecourse.cells import frame_cells, per_cell_rates, read_cell_counts
-
-from conftest import need_usiigaci
 
 FIELD_UM = 420.0
 RADIUS_UM = 16.0

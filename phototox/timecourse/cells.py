@@ -101,7 +101,7 @@ def _blocks(image: np.ndarray, factor: int, reduce) -> np.ndarray:
     return reduce(padded.reshape(H // factor, factor, W // factor, factor), axis=(1, 3))
 
 
-def _upsample(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+def _upsample(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
     """Bilinear interpolation of block values back to ``shape`` (block centres at their pixel centres)."""
     if factor == 1:
         return small[: shape[0], : shape[1]]
@@ -161,8 +161,8 @@ def body_mask(
     band = ndimage.gaussian_filter(wide, _px(settings.band_um, pixel_um)) > settings.bright
     band = ndimage.binary_dilation(band, structure=_disc(_px(settings.texture_um, pixel_um)))
     mask = ndimage.binary_fill_holes((texture > settings.texture) & ~band)
-    mask = ndimage.binary_erosion(mask, structure=_disc(_px(settings.erode_um, pixel_um)))
-    depth = ndimage.distance_transform_edt(mask) * pixel_um
+    depth = ndimage.distance_transform_edt(mask) * pixel_um - settings.erode_um  # erosion by a disc
+    mask = depth > 0
     bright = ndimage.gaussian_filter(contrast, _px(settings.detail_um, pixel_um) / 2) > settings.halo_bright
     mask &= ~(bright & (depth <= settings.halo_um))
     mask = ndimage.binary_opening(mask, structure=_disc(_px(settings.open_um, pixel_um) / 2))

@@ -22,6 +22,7 @@ from .activity import (
     frame_change,
     motion_um_per_min,
 )
+from .cells import frame_cells, per_cell_rates, read_cell_counts
 from .dose_verdicts import dose_verdicts
 from .io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from .mitosis import (
@@ -41,6 +42,12 @@ MEASURES = {
     "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
     "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
     "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+    "cell_count": ("cells (count)", "cells in the field: nuclei-free estimate (timecourse.cells) or --cell-counts"),
+    "median_cell_area_um2": ("median cell area (um2)", "median area of the estimated cells, um^2"),
+    "cell_confluence": (
+        "cell confluence (fraction)",
+        "fraction covered by cell bodies, halos and bright bands excluded",
+    ),
 }
 CONTROL = "control"
 OUTPUT_NAMES = (
@@ -53,7 +60,14 @@ OUTPUT_NAMES = (
     "timecourse_report.md",
 )
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
-LOG_SCALE = {"motion_um_per_min": 1e-3, "frame_change": 1e-3, "confluence": 1e-3}
+LOG_SCALE = {
+    "motion_um_per_min": 1e-3,
+    "frame_change": 1e-3,
+    "confluence": 1e-3,
+    "cell_count": 1.0,
+    "median_cell_area_um2": 1.0,
+    "cell_confluence": 1e-3,
+}
 
 
 # The smallest standard deviation assumed for the control fields, on the onset detector's scale:
@@ -67,6 +81,9 @@ NOISE_FLOORS = {
     "frame_change": 0.05,
     "confluence": 0.05,
     "mitotic_events_per_hour": 1.0,
+    "cell_count": 0.05,
+    "median_cell_area_um2": 0.05,
+    "cell_confluence": 0.05,
 }
 
 
@@ -97,6 +114,7 @@ class TimecourseSettings:
     margin: float = 0.2  # non-inferiority margin, relative to the control mean of a biological readout
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
+    cell_counts: str | None = None  # CSV frame,count replacing the cell-count estimate (one field)
 
     @property
     def map_settings(self) -> MapSettings:
@@ -169,12 +187,18 @@ class FieldActivity:
     motion_um_per_min: np.ndarray
     frame_change: np.ndarray
     detections: list[np.ndarray]
+    cell_count: np.ndarray | None = None
+    median_cell_area_um2: np.ndarray | None = None
+    cell_confluence: np.ndarray | None = None
 
 
 def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
     """Confluence, motion and round objects of every frame of one field (no model; a worker's job)."""
     n = len(f.frames)
     activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), [])
+    activity.cell_count, activity.median_cell_area_um2, activity.cell_confluence = (
+        np.full(n, np.nan) for _ in range(3)
+    )
     factor = flow_factor(pixel_um)
     previous_mask = None
     for t, frame in enumerate(f.frames):
@@ -187,6 +211,10 @@ def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, pro
             activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
         previous_mask = mask
         activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        cells = frame_cells(frame, pixel_um)
+        activity.cell_count[t] = cells.count
+        activity.median_cell_area_um2[t] = cells.median_area_um2
+        activity.cell_confluence[t] = cells.confluence
         if progress is not None:
             progress(1)
     return activity
@@ -260,6 +288,8 @@ def measure_field(
     values["confluence"] = activity.confluence
     values["motion_um_per_min"] = activity.motion_um_per_min
     values["frame_change"] = activity.frame_change
+    for m in ("cell_count", "median_cell_area_um2", "cell_confluence"):
+        values[m] = getattr(activity, m)
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     if assessor is not None:  # each frame is analysed at the model's pixel size
@@ -291,6 +321,27 @@ def measure_field(
         persistent,
         out_of_domain,
     )
+
+
+CELL_COUNT_SOURCE = (
+    "nuclei-free estimate (phototox.timecourse.cells); on the Usiigaci T98G frames within 4% of the "
+    "objects of a Mask R-CNN model (agreement, not accuracy; benchmarks/bench_cells.py)"
+)
+
+
+def given_cell_counts(fields: list[TimeField], path: str | None) -> np.ndarray | None:
+    """``--cell-counts``: the user's cells per frame of the one field (None without the option)."""
+    if path is None:
+        return None
+    if len(fields) != 1:
+        raise PhototoxError(f"{path}: --cell-counts gives one field's counts; this run has {len(fields)} fields")
+    return read_cell_counts(path, len(fields[0].frames))
+
+
+def field_per_cell_rates(s: FieldSeries) -> dict:
+    """Per-cell rates of one field's rounding events (denominator: its cell count per frame)."""
+    events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in s.events]
+    return vars(per_cell_rates(events, s.values["cell_count"], s.field.interval_min))
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
@@ -358,9 +409,11 @@ def run_timecourse(
     if any(Path(p).resolve() == out.resolve() for p in inputs):
         raise PhototoxError(f"{out}: the output folder is an input folder; choose another --out")
     guard_outputs(
-        [out / name for name in OUTPUT_NAMES], [*map(Path, inputs), *map(Path, filter(None, [settings.doses]))]
+        [out / name for name in OUTPUT_NAMES],
+        [*map(Path, inputs), *map(Path, filter(None, [settings.doses, settings.cell_counts]))],
     )
     fields, pixel_um = load_fields(inputs, settings)
+    given_counts = given_cell_counts(fields, settings.cell_counts)
     assessor, model_name = None, None
     if settings.model is not None:
         from ..assess import Assessor
@@ -387,6 +440,8 @@ def run_timecourse(
             for f, activity in zip(fields, activities)
         ]
     seconds = time.perf_counter() - start
+    if given_counts is not None:
+        series[0].values["cell_count"] = given_counts
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
     times = fields[0].times_min
@@ -427,5 +482,6 @@ def run_timecourse(
         "consistency": consistency,
         "persistence_frames": onset_settings.persistence_frames(),
         "sickness_withheld": withheld,
+        "cell_counts": f"from {settings.cell_counts}" if given_counts is not None else CELL_COUNT_SOURCE,
     }
     return write_reports(out, series, measures, onsets, context, settings)

@@ -102,7 +102,7 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
-    from .pipeline import MEASURES
+    from .pipeline import MEASURES, field_per_cell_rates
 
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
@@ -164,6 +164,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
             s.field.name: int(s.out_of_domain.sum()) for s in series if s.out_of_domain is not None
         },
         "mitosis_settings": vars(settings.mitosis),
+        "cell_counts": context.get("cell_counts"),
         "fields": [
             {
                 "field": s.field.name,
@@ -183,6 +184,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
                 "mitotic_rounding_events": s.n_events,
                 "mitotic_rounding_events_per_hour": s.n_events / (len(s.field.frames) * s.field.interval_min / 60),
                 "persistent_round_objects": s.n_persistent,
+                "per_cell": field_per_cell_rates(s),
                 "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
                 "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent],
             }
