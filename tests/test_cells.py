@@ -168,3 +168,32 @@ def test_t98g_agrees_with_the_usiigaci_masks():
     assert iou(cells.mask) > iou(old) + 0.1
     objects = len(np.unique(masks)) - 1
     assert abs(cells.count - objects) / objects < 0.25
+
+
+@pytest.mark.slow
+def test_timecourse_reports_cells_and_takes_given_counts(tmp_path):
+    """timecourse.csv has the cell readouts; --cell-counts replaces the estimate; a bad file is one line."""
+    import csv
+
+    import tifffile
+
+    from phototox.timecourse.pipeline import TimecourseSettings, run_timecourse
+
+    where = centres(5, seed=11, high=FIELD_UM - 160.0)
+    stack = np.stack([scene(where, 1.74, seed=s)[:160, :160] for s in range(4)])
+    tifffile.imwrite(tmp_path / "field.tif", stack, photometric="minisblack")
+    settings = TimecourseSettings(interval_min=10.0, pixel_um=1.74, model=None)
+    run_timecourse([tmp_path / "field.tif"], tmp_path / "a", settings)
+    rows = list(csv.DictReader(open(tmp_path / "a" / "timecourse.csv")))
+    assert [int(r["cell_count"]) for r in rows] == [5, 5, 5, 5]
+    assert all(float(r["median_cell_area_um2"]) == pytest.approx(np.pi * RADIUS_UM**2, rel=0.35) for r in rows)
+    assert all(0 < float(r["cell_confluence"]) < float(r["confluence"]) for r in rows)
+    (tmp_path / "counts.csv").write_text("frame,count\n0,40\n1,41\n2,42\n3,43\n")
+    settings.cell_counts = str(tmp_path / "counts.csv")
+    doc = run_timecourse([tmp_path / "field.tif"], tmp_path / "b", settings)
+    rows = list(csv.DictReader(open(tmp_path / "b" / "timecourse.csv")))
+    assert [float(r["cell_count"]) for r in rows] == [40, 41, 42, 43]
+    assert doc["fields"][0]["per_cell"]["mean_cells"] == pytest.approx(41.5)
+    (tmp_path / "counts.csv").write_text("frame,count\n0,40\n7,41\n")
+    with pytest.raises(PhototoxError, match="counts.csv, line 3"):
+        run_timecourse([tmp_path / "field.tif"], tmp_path / "c", settings)

@@ -341,7 +341,8 @@ def given_cell_counts(fields: list[TimeField], path: str | None) -> np.ndarray |
 def field_per_cell_rates(s: FieldSeries) -> dict:
     """Per-cell rates of one field's rounding events (denominator: its cell count per frame)."""
     events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in s.events]
-    return vars(per_cell_rates(events, s.values["cell_count"], s.field.interval_min))
+    rates = vars(per_cell_rates(events, s.values["cell_count"], s.field.interval_min))
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in rates.items()}
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:

@@ -284,6 +284,14 @@ def markdown(doc: dict, series, written: list[str]) -> str:
             f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
             f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |"
         )
+    lines += ["", f"Per cell (cell counts: {doc.get('cell_counts')}):", ""]
+    for f in doc["fields"]:
+        rates = {k: "n/a" if v is None else f"{v:.3g}" for k, v in f["per_cell"].items() if k != "denominators"}
+        lines.append(
+            f"- {f['field']}: {rates['events_per_cell_per_hour']} rounding events per cell per hour, "
+            f"{rates['fraction_never_rounding']} of cells never round, median mitosis "
+            f"{rates['median_mitosis_min']} min ({f['per_cell']['denominators']})"
+        )
     lines += [
         "",
         "## Onsets per field (against the control fields at the same time point)",
