@@ -184,14 +184,14 @@ def test_timecourse_reports_cells_and_takes_given_counts(tmp_path):
     tifffile.imwrite(tmp_path / "field.tif", stack, photometric="minisblack")
     settings = TimecourseSettings(interval_min=10.0, pixel_um=1.74, model=None)
     run_timecourse([tmp_path / "field.tif"], tmp_path / "a", settings)
-    rows = list(csv.DictReader(open(tmp_path / "a" / "timecourse.csv")))
+    rows = list(csv.DictReader((tmp_path / "a" / "timecourse.csv").read_text().splitlines()))
     assert [int(r["cell_count"]) for r in rows] == [5, 5, 5, 5]
     assert all(float(r["median_cell_area_um2"]) == pytest.approx(np.pi * RADIUS_UM**2, rel=0.35) for r in rows)
     assert all(0 < float(r["cell_confluence"]) < float(r["confluence"]) for r in rows)
     (tmp_path / "counts.csv").write_text("frame,count\n0,40\n1,41\n2,42\n3,43\n")
     settings.cell_counts = str(tmp_path / "counts.csv")
     doc = run_timecourse([tmp_path / "field.tif"], tmp_path / "b", settings)
-    rows = list(csv.DictReader(open(tmp_path / "b" / "timecourse.csv")))
+    rows = list(csv.DictReader((tmp_path / "b" / "timecourse.csv").read_text().splitlines()))
     assert [float(r["cell_count"]) for r in rows] == [40, 41, 42, 43]
     assert doc["fields"][0]["per_cell"]["mean_cells"] == pytest.approx(41.5)
     (tmp_path / "counts.csv").write_text("frame,count\n0,40\n7,41\n")
