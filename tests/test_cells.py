@@ -70,7 +70,15 @@ def test_n_discs_give_n_cells_with_their_area(n):
     result = frame_cells(scene(where, 0.87), 0.87)
     assert abs(result.count - n) <= max(1, round(0.1 * n))
     true_area = np.pi * RADIUS_UM**2
-    assert result.median_area_um2 == pytest.approx(true_area, rel=0.35)
+    assert result.median_area_um2 == pytest.approx(true_area, rel=0.1)
+
+
+@pytest.mark.parametrize("apart", [1.5, 1.8])
+def test_touching_pair_is_two_cells(apart):
+    """Two overlapping discs (a figure of eight, centres ``apart`` radii apart) are split at the neck."""
+    where = [(200.0, 200.0 - apart * RADIUS_UM / 2), (200.0, 200.0 + apart * RADIUS_UM / 2)]
+    result = frame_cells(scene(where, 0.87), 0.87)
+    assert result.count == 2
 
 
 def test_halo_ring_is_not_confluence():
