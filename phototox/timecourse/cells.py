@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 MAD_TO_SD = 1.4826
 
@@ -115,7 +115,7 @@ def local_contrast(
     frame: np.ndarray, pixel_um: float, settings: CellSettings = CellSettings()
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(contrast, texture, wide contrast), in units of the local background texture (module docstring, step 1)."""
-    from .activity import local_std
+    from phototox.timecourse.activity import local_std
 
     image = frame.astype(np.float32)
     factor = max(1, round(_px(settings.block_um, pixel_um)))
