@@ -112,6 +112,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=ONSET.seed,
         help="random seed of the bootstrap intervals of the dose comparisons (default 0)",
     )
+    p.add_argument(
+        "--cell-counts",
+        metavar="CSV",
+        help="your own cells per frame (columns frame,count; frames from 0; e.g. CellProfiler's object counts) "
+        "replacing phototox's nuclei-free estimate, for one field",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
 
 
@@ -167,6 +173,7 @@ def settings_from_args(args: argparse.Namespace) -> TimecourseSettings:
             n_boot=args.bootstrap,
             seed=args.seed,
         ),
+        cell_counts=getattr(args, "cell_counts", None),
         mitosis=MitosisSettings(
             min_diameter_um=args.mitosis_min_diameter,
             max_diameter_um=args.mitosis_max_diameter,

@@ -4,9 +4,11 @@ Each field is one unit and gives one summary value per readout over the recordin
 
 * confluence: growth, the mean of the last ``baseline_frames`` frames over the mean of the first;
 * motion: motility, the mean speed after the baseline over the mean speed during it;
-* mitotic rounding: the division rate, mean rounding events per hour over the recording.
+* mitotic rounding: the division rate, mean rounding events per hour over the recording;
+* cell count: growth, like confluence (last over first frames);
+* median cell area: cell size, like motion (after over during the baseline).
 
-All three are harmed when lower. Per readout, :func:`phototox.stats.dose_tests.judge_doses` (the
+All are harmed when lower. Per readout, :func:`phototox.stats.dose_tests.judge_doses` (the
 comparison engine) tests each dose against the controls for non-inferiority (relative margin,
 fixed sequence from the lowest dose, the highest dose as the positive control that must show the
 assay's sensitivity). P(sick) gets onsets only: it is no biological readout and never makes a
@@ -26,6 +28,8 @@ READOUTS = {
     "confluence": "confluence growth (last / first frames)",
     "motion_um_per_min": "motility (speed after / during the baseline)",
     "mitotic_events_per_hour": "division rate (rounding events per hour)",
+    "cell_count": "cell growth (cells, last / first frames)",
+    "median_cell_area_um2": "cell size (median area after / during the baseline)",
 }
 
 
@@ -40,7 +44,7 @@ def field_summary(measure: str, values: np.ndarray, baseline_frames: int) -> flo
         if finite.size <= b:
             return float("nan")
         before = float(np.mean(finite[:b]))
-        after = float(np.mean(finite[-b:])) if measure == "confluence" else float(np.mean(finite[b:]))
+        after = float(np.mean(finite[-b:])) if measure in ("confluence", "cell_count") else float(np.mean(finite[b:]))
     return after / before if before > 0 else float("nan")
 
 

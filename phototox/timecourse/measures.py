@@ -9,6 +9,12 @@ MEASURES = {
     "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
     "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
     "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+    "cell_count": ("cells (count)", "cells in the field: nuclei-free estimate (timecourse.cells) or --cell-counts"),
+    "median_cell_area_um2": ("median cell area (um2)", "median area of the estimated cells, um^2"),
+    "cell_confluence": (
+        "cell confluence (fraction)",
+        "fraction covered by cell bodies, halos and bright bands excluded",
+    ),
 }
 
 # P(sick) measures: their onsets are withheld when more than this share of frames is out of the model's domain

@@ -21,6 +21,7 @@ from phototox.timecourse.activity import (
     frame_change,
     motion_um_per_min,
 )
+from phototox.timecourse.cells import frame_cells, per_cell_rates, read_cell_counts
 from phototox.timecourse.dose_verdicts import dose_verdicts
 from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
@@ -46,7 +47,14 @@ OUTPUT_NAMES = (
     "timecourse_report.md",
 )
 # Rates and areas change multiplicatively ("half as fast"): their onsets are found on a log scale.
-LOG_SCALE = {"motion_um_per_min": 1e-3, "frame_change": 1e-3, "confluence": 1e-3}
+LOG_SCALE = {
+    "motion_um_per_min": 1e-3,
+    "frame_change": 1e-3,
+    "confluence": 1e-3,
+    "cell_count": 1.0,
+    "median_cell_area_um2": 1.0,
+    "cell_confluence": 1e-3,
+}
 
 
 # The smallest standard deviation assumed for the control fields, on the onset detector's scale:
@@ -60,6 +68,9 @@ NOISE_FLOORS = {
     "frame_change": 0.05,
     "confluence": 0.05,
     "mitotic_events_per_hour": 1.0,
+    "cell_count": 0.05,
+    "median_cell_area_um2": 0.05,
+    "cell_confluence": 0.05,
 }
 
 
@@ -88,6 +99,7 @@ class TimecourseSettings:
     margin: float = 0.2  # non-inferiority margin, relative to the control mean of a biological readout
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
+    cell_counts: str | None = None  # CSV frame,count replacing the cell-count estimate (one field)
 
     @property
     def map_settings(self) -> MapSettings:
@@ -160,12 +172,18 @@ class FieldActivity:
     motion_um_per_min: np.ndarray
     frame_change: np.ndarray
     detections: list[np.ndarray]
+    cell_count: np.ndarray | None = None
+    median_cell_area_um2: np.ndarray | None = None
+    cell_confluence: np.ndarray | None = None
 
 
 def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
     """Confluence, motion and round objects of every frame of one field (no model; a worker's job)."""
     n = len(f.frames)
     activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), [])
+    activity.cell_count, activity.median_cell_area_um2, activity.cell_confluence = (
+        np.full(n, np.nan) for _ in range(3)
+    )
     factor = flow_factor(pixel_um)
     previous_mask = None
     for t, frame in enumerate(f.frames):
@@ -178,6 +196,10 @@ def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, pro
             activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
         previous_mask = mask
         activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        cells = frame_cells(frame, pixel_um)
+        activity.cell_count[t] = cells.count
+        activity.median_cell_area_um2[t] = cells.median_area_um2
+        activity.cell_confluence[t] = cells.confluence
         if progress is not None:
             progress(1)
     return activity
@@ -251,6 +273,8 @@ def measure_field(
     values["confluence"] = activity.confluence
     values["motion_um_per_min"] = activity.motion_um_per_min
     values["frame_change"] = activity.frame_change
+    for m in ("cell_count", "median_cell_area_um2", "cell_confluence"):
+        values[m] = getattr(activity, m)
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
     if assessor is not None:  # each frame is analysed at the model's pixel size
@@ -282,6 +306,28 @@ def measure_field(
         persistent,
         out_of_domain,
     )
+
+
+CELL_COUNT_SOURCE = (
+    "nuclei-free estimate (phototox.timecourse.cells); on the Usiigaci T98G frames within 4% of the "
+    "objects of a Mask R-CNN model (agreement, not accuracy; benchmarks/bench_cells.py)"
+)
+
+
+def given_cell_counts(fields: list[TimeField], path: str | None) -> np.ndarray | None:
+    """``--cell-counts``: the user's cells per frame of the one field (None without the option)."""
+    if path is None:
+        return None
+    if len(fields) != 1:
+        raise PhototoxError(f"{path}: --cell-counts gives one field's counts; this run has {len(fields)} fields")
+    return read_cell_counts(path, len(fields[0].frames))
+
+
+def field_per_cell_rates(s: FieldSeries) -> dict:
+    """Per-cell rates of one field's rounding events (denominator: its cell count per frame)."""
+    events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in s.events]
+    rates = vars(per_cell_rates(events, s.values["cell_count"], s.field.interval_min))
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in rates.items()}
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:
@@ -349,9 +395,11 @@ def run_timecourse(
     if any(Path(p).resolve() == out.resolve() for p in inputs):
         raise PhototoxError(f"{out}: the output folder is an input folder; choose another --out")
     guard_outputs(
-        [out / name for name in OUTPUT_NAMES], [*map(Path, inputs), *map(Path, filter(None, [settings.doses]))]
+        [out / name for name in OUTPUT_NAMES],
+        [*map(Path, inputs), *map(Path, filter(None, [settings.doses, settings.cell_counts]))],
     )
     fields, pixel_um = load_fields(inputs, settings)
+    given_counts = given_cell_counts(fields, settings.cell_counts)
     assessor, model_name = None, None
     if settings.model is not None:
         from phototox.maps.inference import Predictor
@@ -378,6 +426,8 @@ def run_timecourse(
             for f, activity in zip(fields, activities)
         ]
     seconds = time.perf_counter() - start
+    if given_counts is not None:
+        series[0].values["cell_count"] = given_counts
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
     times = fields[0].times_min
@@ -418,5 +468,6 @@ def run_timecourse(
         "consistency": consistency,
         "persistence_frames": onset_settings.persistence_frames(),
         "sickness_withheld": withheld,
+        "cell_counts": f"from {settings.cell_counts}" if given_counts is not None else CELL_COUNT_SOURCE,
     }
     return write_reports(out, series, measures, onsets, context, settings)

@@ -103,6 +103,7 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
     from phototox.timecourse.measures import MEASURES
+    from phototox.timecourse.pipeline import field_per_cell_rates
 
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
@@ -164,6 +165,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
             s.field.name: int(s.out_of_domain.sum()) for s in series if s.out_of_domain is not None
         },
         "mitosis_settings": vars(settings.mitosis),
+        "cell_counts": context.get("cell_counts"),
         "fields": [
             {
                 "field": s.field.name,
@@ -183,6 +185,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
                 "mitotic_rounding_events": s.n_events,
                 "mitotic_rounding_events_per_hour": s.n_events / (len(s.field.frames) * s.field.interval_min / 60),
                 "persistent_round_objects": s.n_persistent,
+                "per_cell": field_per_cell_rates(s),
                 "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
                 "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent],
             }
@@ -281,6 +284,14 @@ def markdown(doc: dict, series, written: list[str]) -> str:
         lines.append(
             f"| {f['field']} | {f['group']} | {dose} | {f['mitotic_rounding_events']} | "
             f"{f['mitotic_rounding_events_per_hour']:.2f} | {f['persistent_round_objects']} |"
+        )
+    lines += ["", f"Per cell (cell counts: {doc.get('cell_counts')}):", ""]
+    for f in doc["fields"]:
+        rates = {k: "n/a" if v is None else f"{v:.3g}" for k, v in f["per_cell"].items() if k != "denominators"}
+        lines.append(
+            f"- {f['field']}: {rates['events_per_cell_per_hour']} rounding events per cell per hour, "
+            f"{rates['fraction_never_rounding']} of cells never round, median mitosis "
+            f"{rates['median_mitosis_min']} min ({f['per_cell']['denominators']})"
         )
     lines += [
         "",
