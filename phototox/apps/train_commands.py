@@ -156,12 +156,7 @@ def register(sub) -> None:
         "last layer on the frozen trunk of --init (default: the model that guided the votes)",
     )
     add_out(p, "run folder: checkpoint, log, curves, config, model.pt", required=True)
-    p.add_argument(
-        "--arch",
-        default="deadnet-gap",
-        choices=("deadnet-gap", "deadnet"),
-        help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
-    )
+    add_arch(p)
     p.add_argument("--init", help="start from weights: 'shipped' (fine-tuning) or a .pt file")
     p.add_argument("--iterations", type=int, default=3000, help="training iterations (default %(default)g)")
     p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default %(default)g)")
@@ -273,12 +268,7 @@ def register(sub) -> None:
     p.add_argument("manifest", help="CSV with path, label (or dose) and the --split-by column")
     p.add_argument("--split-by", required=True, metavar="COLUMN", help="column to leave out value by value")
     add_out(p, "folder for one run per fold and crossval.json", required=True)
-    p.add_argument(
-        "--arch",
-        default="deadnet-gap",
-        choices=("deadnet-gap", "deadnet"),
-        help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
-    )
+    add_arch(p)
     p.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
     p.add_argument("--batch-size", type=int, default=20, help="crops per training batch (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed of split, sampling and initialisation")
@@ -287,3 +277,13 @@ def register(sub) -> None:
     add_labelling_options(p)
     add_quiet(p)
     p.set_defaults(func=cmd_crossval)
+
+
+def add_arch(p) -> None:
+    """``--arch``: the network trained (train and crossval share it)."""
+    p.add_argument(
+        "--arch",
+        default="deadnet-gap",
+        choices=("deadnet-gap", "deadnet"),
+        help="deadnet-gap: compact, dense maps (default); deadnet: the paper's fc head",
+    )
