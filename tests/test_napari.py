@@ -15,6 +15,8 @@ import pytest
 import tifffile
 from conftest import REPO
 
+from phototox.timecourse.measures import MEASURES
+
 pytest.importorskip("pytestqt", reason="the napari extra is not installed (pip install -e '.[napari]')")
 pytest.importorskip("napari", reason="the napari extra is not installed (pip install -e '.[napari]')")
 
@@ -284,8 +286,10 @@ def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path)
         assert PLOT_DOCK in viewer.window.dock_widgets and not widget.plot_label.pixmap().isNull()
         text = widget.verdicts.text()
         assert "5 frames every 10 min (layer T scale" in text and "2 control layers" in text, text
-        measure_lines = [line for line in text.splitlines() if "->" in line]
+        labels = tuple(f"{MEASURES[m][0]}: " for m in run.values)
+        measure_lines = [line for line in text.splitlines() if line.startswith(labels)]
         assert len(measure_lines) == len(run.values), text
+        assert all("->" in line or "no value" in line for line in measure_lines), text
         assert all("ONSET at" in line or "no onset: " in line for line in measure_lines), text
 
         viewer.add_image(exposed[:4], name="short tc", scale=(1.0, PIXEL_UM, PIXEL_UM))  # T scale 1, no interval

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA, need_usiigaci
 
+from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
 from phototox.timecourse.onset import NO_CONTROLS, TOO_FEW_CONTROLS, Onset
 from phototox.timecourse.plots import no_onset_reason, plot_onsets, y_limits
 
@@ -66,7 +67,8 @@ def test_readme_t98g_command_runs_as_printed(tmp_path):
     assert doc["onset_statement"].startswith("no onset can be given")
     assert doc["onset_settings"]["persistence_frames"] == 2
     checks = doc["between_field_consistency"]
-    assert len(checks) == 4 * 4  # four quadrants x motion, frame change, confluence, mitotic rounding
+    label_free = [m for m in MEASURES if m not in SICKNESS_MEASURES]  # --no-sickness
+    assert len(checks) == 4 * len(label_free) and {c["measure"] for c in checks} == set(label_free)
     assert [c for c in checks if c["time_min"] is not None] == []
     assert len((out / "timecourse.csv").read_text().splitlines()) == 1 + 4 * 37
 

@@ -33,6 +33,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -281,3 +282,14 @@ def per_cell_rates(events, counts, interval_min: float) -> PerCellRates:
         f"rate: {len(events)} events / {cell_hours:.4g} cell-hours; never rounding: 1 - events / "
         f"{mean_cells:.4g} mean cells; duration: median of {len(mitoses)} non-death events",
     )
+
+
+def field_per_cell_rates(series: Any) -> dict:
+    """Per-cell rates of one field's rounding events (denominator: its cell count per frame).
+
+    ``series`` is a time-course field series: ``events`` (tracks with ``start``, ``end``, ``points``),
+    ``values["cell_count"]`` and ``field.interval_min``.
+    """
+    events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in series.events]
+    rates = vars(per_cell_rates(events, series.values["cell_count"], series.field.interval_min))
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in rates.items()}

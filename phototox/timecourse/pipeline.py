@@ -21,7 +21,7 @@ from phototox.timecourse.activity import (
     frame_change,
     motion_um_per_min,
 )
-from phototox.timecourse.cells import frame_cells, per_cell_rates, read_cell_counts
+from phototox.timecourse.cells import frame_cells, read_cell_counts
 from phototox.timecourse.dose_verdicts import dose_verdicts
 from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
@@ -321,13 +321,6 @@ def given_cell_counts(fields: list[TimeField], path: str | None) -> np.ndarray |
     if len(fields) != 1:
         raise PhototoxError(f"{path}: --cell-counts gives one field's counts; this run has {len(fields)} fields")
     return read_cell_counts(path, len(fields[0].frames))
-
-
-def field_per_cell_rates(s: FieldSeries) -> dict:
-    """Per-cell rates of one field's rounding events (denominator: its cell count per frame)."""
-    events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in s.events]
-    rates = vars(per_cell_rates(events, s.values["cell_count"], s.field.interval_min))
-    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in rates.items()}
 
 
 def dose_groups(fields: list[TimeField]) -> tuple[list[str], str | None, dict[str, float]]:

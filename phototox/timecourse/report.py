@@ -12,6 +12,7 @@ import numpy as np
 
 from phototox.io.images import write_text_atomic
 from phototox.stats.dose_tests import DoseTests, format_dose_tests
+from phototox.timecourse.cells import field_per_cell_rates
 
 CITATION_T98G = (
     "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
@@ -103,7 +104,6 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
     from phototox.timecourse.measures import MEASURES
-    from phototox.timecourse.pipeline import field_per_cell_rates
 
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
