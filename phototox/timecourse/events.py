@@ -7,7 +7,9 @@ Per frame, :func:`frame_objects` finds, on the local contrast of :func:`.mitosis
 temporal signature then decides, per track:
 
 - it must last at least ``min_round_frames`` and not start where a round object was seen in the
-  ``max_rounding_min`` before (blinking debris, daughters of a division just counted);
+  ``max_rounding_min`` before (blinking debris, daughters of a division just counted), nor where a
+  compact bright blob of at least half its area sat in the ``onset_frames`` before (the spread ->
+  round signature: a static bright blob that passes the roundness test only now is no onset);
 - ``persistent_round``: round for longer than ``max_rounding_min`` (static bright structures --
   debris, scratches, the well edge -- land here or nowhere: they have no onset and no split);
 - ``unresolved``: still round at the last frame, for less than ``max_rounding_min``;
@@ -15,8 +17,9 @@ temporal signature then decides, per track:
   ``outcome_frames`` frames (and on its last round frame) decide: two blobs of at least
   ``daughter_fraction`` of the round cell's area, or one elongated blob of at least half its area
   (a dumbbell) after it, is a ``division``;
-  three or more is a ``failed_division`` (fragmentation); none is a ``failed_division`` (loss)
-  when the cell was round for at least ``min_loss_frames``, else no event.
+  anything else (three or more fragments, a shrinking blob, nothing) is a ``failed_division``
+  when there are three or more blobs or the cell was round for at least ``min_loss_frames``;
+  otherwise (a two-frame flicker with no split) there is no event.
 
 Tuned on synthetic divisions and deaths (:mod:`phototox.synth_events`) and the two top quadrants
 of the Usiigaci T98G sample (Tsai et al., SoftwareX 2019); accepted on its two bottom quadrants
@@ -45,6 +48,7 @@ class EventSettings:
     dumbbell_elongation: float = 1.6
     daughter_fraction: float = 0.2
     min_loss_frames: int = 3
+    onset_frames: int = 3
 
 
 @dataclass
@@ -92,6 +96,17 @@ def _recent_round(track: Track, tracks: list[Track], window: int, limit_px: floa
     )
 
 
+def _compact_before(track: Track, diameter_px: float, blobs: list[np.ndarray], frames: int, limit_px: float) -> bool:
+    """Was a compact bright blob of at least half the round cell's area already there before onset?"""
+    y, x = track.points[0]
+    half = np.pi / 8 * diameter_px**2
+    for t in range(max(0, track.start - frames), track.start):
+        b = blobs[t]
+        if len(b) and np.any((np.hypot(b[:, 0] - y, b[:, 1] - x) <= limit_px) & (b[:, 2] >= half) & (b[:, 3] < 1.6)):
+            return True
+    return False
+
+
 def outcome_of(
     track: Track, diameter_px: float, blobs: list[np.ndarray], settings: EventSettings, pixel_um: float
 ) -> str | None:
@@ -109,9 +124,7 @@ def outcome_of(
             return "division"
         if t > track.end:
             counts.append(len(near))
-    if counts and counts[0] >= 3:
-        return "failed_division"
-    if counts and max(counts) == 0 and len(track.frames) >= settings.min_loss_frames:
+    if counts and (counts[0] >= 3 or len(track.frames) >= settings.min_loss_frames):
         return "failed_division"
     return None
 
@@ -138,6 +151,8 @@ def classify_tracks(
         if length < s.min_round_frames:
             continue
         if _recent_round(track, tracks, max_frames, 2 * m.link_um / pixel_um):
+            continue
+        if _compact_before(track, diameters[id(track)], blobs, s.onset_frames, m.link_um / pixel_um):
             continue
         y, x = track.points[0]
         if length > max_frames:

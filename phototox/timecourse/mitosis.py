@@ -3,15 +3,17 @@
 A cell entering mitosis retracts and rounds up; in positive phase contrast the sphere is ringed by
 a bright halo. Detector, per frame:
 
-1. flatten the illumination (subtract a Gaussian background of ``25 um``) and scale by the robust
-   spread of the background;
-2. bright pixels: above ``brightness`` robust spreads (the halo and bright body of a rounded cell);
+1. local contrast (:func:`local_contrast`): subtract a Gaussian background of ``background_um``
+   and divide by the local median absolute deviation over about ``scale_um`` -- each object is
+   judged against its own neighbourhood, never against the spread of the whole field (which
+   depends on density, on what else is in the field and on how the field is cut);
+2. bright pixels: above ``brightness`` local spreads (the halo and bright body of a rounded cell);
 3. fill the holes of each bright component (a closed halo becomes the whole round cell), open the
    result with a disc of diameter half ``min_diameter_um`` (cuts off the thin bright edges of
    neighbouring spread cells that touch the halo) and keep components whose equivalent diameter lies in ``[min_diameter_um, max_diameter_um]``, whose
    circularity (4 pi area / perimeter^2) is at least ``min_circularity`` and whose solidity is at
-   least ``min_solidity``, that do not touch the image border, and whose body (pixels deeper than a
-   third of the equivalent radius) is phase-bright on average (``body_brightness`` robust spreads)
+   least ``min_solidity``, that do not touch the image border, and whose rim (pixels within a third of
+   the equivalent radius of its edge) is phase-bright on average (``rim_brightness`` local spreads)
    -- spread cells, their bright edges, and dark debris or dead cells inside a halo fail these tests.
 
 Over frames, detections closer than ``link_um`` to a track's last position (greedy nearest first;
@@ -28,17 +30,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .activity import flatten
-
 
 @dataclass
 class MitosisSettings:
-    brightness: float = 4.0
+    brightness: float = 3.0
     min_diameter_um: float = 18.0
     max_diameter_um: float = 60.0
     min_circularity: float = 0.7
     min_solidity: float = 0.9
-    rim_brightness: float = 5.0
+    rim_brightness: float = 3.0
     background_um: float = 25.0
     scale_um: float = 60.0
     link_um: float = 12.0
