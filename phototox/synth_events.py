@@ -23,7 +23,7 @@ import numpy as np
 from .synth import _damaged_cell, _healthy_cell, phase_contrast
 from .synth_timelapse import MITOTIC_RADIUS_PX, PIXEL_UM, _mitotic_cell
 
-__all__ = ["PIXEL_UM", "SynthEvent", "EventField", "render_event_field", "add_band"]
+__all__ = ["PIXEL_UM", "EventField", "SynthEvent", "add_band", "render_event_field"]
 
 
 @dataclass

@@ -31,6 +31,7 @@ class Event:
     confidence: int = 3
     outcome_frame: int | None = None
     note: str = ""
+    track: object = None  # the detector's round-object track (mitosis.Track), when detected
 
 
 def read_events(path: str | Path) -> list[Event]:

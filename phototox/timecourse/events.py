@@ -162,7 +162,7 @@ def classify_tracks(
         else:
             outcome = outcome_of(track, diameters[id(track)], blobs, s, pixel_um)
         if outcome is not None:
-            events.append(Event(track.start, y, x, outcome, outcome_frame=track.end + 1))
+            events.append(Event(track.start, y, x, outcome, outcome_frame=track.end + 1, track=track))
     return sorted(events, key=lambda e: (e.frame, e.y, e.x))
 
 

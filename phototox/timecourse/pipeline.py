@@ -23,15 +23,9 @@ from .activity import (
     motion_um_per_min,
 )
 from .dose_verdicts import dose_verdicts
+from .events import EventSettings, FrameObjects, detect_events, event_counts, frame_objects
 from .io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
-from .mitosis import (
-    MitosisSettings,
-    detect_round_objects,
-    events_per_frame,
-    hourly_rate,
-    link_detections,
-    rounding_events,
-)
+from .mitosis import MitosisSettings, hourly_rate
 from .onset import OnsetSettings, find_onsets
 
 MEASURES = {
@@ -40,7 +34,10 @@ MEASURES = {
     "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
     "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
     "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
-    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+    "mitotic_events_per_hour": (
+        "mitotic rounding (events/h)",
+        "rounding events that resolved (division or failed division) per hour, 1 h window",
+    ),
 }
 CONTROL = "control"
 OUTPUT_NAMES = (
@@ -97,6 +94,7 @@ class TimecourseSettings:
     margin: float = 0.2  # non-inferiority margin, relative to the control mean of a biological readout
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
+    events: EventSettings = dataclasses.field(default_factory=EventSettings)
 
     @property
     def map_settings(self) -> MapSettings:
@@ -118,6 +116,9 @@ class FieldSeries:
     events: list = dataclasses.field(default_factory=list)
     persistent: list = dataclasses.field(default_factory=list)
     out_of_domain: np.ndarray | None = None  # per frame, when P(sick) was computed with a domain check
+    divisions: np.ndarray | None = None  # per frame: division events whose rounding starts there
+    failed_divisions: np.ndarray | None = None  # per frame: failed division / death events starting there
+    outcome_events: list = dataclasses.field(default_factory=list)  # events.Event of every outcome
 
 
 def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
@@ -169,6 +170,7 @@ class FieldActivity:
     motion_um_per_min: np.ndarray
     frame_change: np.ndarray
     detections: list[np.ndarray]
+    blobs: list[np.ndarray] = dataclasses.field(default_factory=list)  # bright blobs per frame (events)
 
 
 def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
@@ -186,7 +188,9 @@ def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, pro
             )
             activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
         previous_mask = mask
-        activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        objects = frame_objects(frame, pixel_um, settings.mitosis)
+        activity.detections.append(objects.round)
+        activity.blobs.append(objects.blobs)
         if progress is not None:
             progress(1)
     return activity
@@ -271,12 +275,17 @@ def measure_field(
                 out_of_domain[t] = bool(result.trust.out_of_domain)
             values["mean_sick_probability"][t] = result.mean_sick_probability
             values["sick_area_fraction"][t] = result.sick_area_fraction
-    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
-    events, persistent = rounding_events(
-        tracks, f.interval_min, settings.mitosis.max_rounding_min, pixel_um, 2 * settings.mitosis.link_um
-    )
-    started = events_per_frame(events, n)
+    if len(activity.blobs) == n:
+        objects = [FrameObjects(d, b) for d, b in zip(detections, activity.blobs)]
+    else:
+        objects = [frame_objects(frame, pixel_um, settings.mitosis) for frame in f.frames]
+    found = detect_events(objects, f.interval_min, pixel_um, settings.mitosis, settings.events)
+    divisions = event_counts(found, n, "division")
+    failed = event_counts(found, n, "failed_division")
+    started = divisions + failed
     values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
+    events = [e.track for e in found if e.outcome in ("division", "failed_division")]
+    persistent = [e.track for e in found if e.outcome == "persistent_round"]
     if assessor is None:
         del values["mean_sick_probability"], values["sick_area_fraction"]
     return FieldSeries(
@@ -290,6 +299,9 @@ def measure_field(
         events,
         persistent,
         out_of_domain,
+        divisions,
+        failed,
+        found,
     )
 
 

@@ -46,6 +46,8 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
         *measures,
         "round_objects",
         "rounding_events_started",
+        "division_events_started",
+        "failed_division_events_started",
     ]
     flagged = series[0].out_of_domain is not None
     if flagged:
@@ -68,6 +70,7 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
                     *[_fmt(s.values[m][t]) for m in measures],
                     int(s.round_objects[t]),
                     int(s.events_started[t]),
+                    *[int(c[t]) if c is not None else "" for c in (s.divisions, s.failed_divisions)],
                     *([int(s.out_of_domain[t])] if flagged else []),
                 ]
             )
@@ -164,6 +167,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
             s.field.name: int(s.out_of_domain.sum()) for s in series if s.out_of_domain is not None
         },
         "mitosis_settings": vars(settings.mitosis),
+        "event_settings": vars(settings.events),
         "fields": [
             {
                 "field": s.field.name,
@@ -185,6 +189,10 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
                 "persistent_round_objects": s.n_persistent,
                 "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
                 "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent],
+                "events": [
+                    {"first_round_frame": e.frame, "y_px": round(e.y, 1), "x_px": round(e.x, 1), "outcome": e.outcome}
+                    for e in s.outcome_events
+                ],
             }
             for s, g in zip(series, groups)
         ],
