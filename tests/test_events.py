@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_usiigaci
 
 from phototox.synth_events import PIXEL_UM, add_band, render_event_field
 from phototox.timecourse.event_truth import Event, in_box, match, read_events, score
 from phototox.timecourse.events import events_in_stack, frame_objects
 from phototox.timecourse.mitosis import local_contrast
-
-from conftest import need_usiigaci
 
 ANNOTATIONS = Path(__file__).parent / "data" / "t98g_events.csv"
 INTERVAL = 10.0
