@@ -81,7 +81,7 @@ def render_event_field(
             wobble = np.random.default_rng((seed, k, t)).normal(0, 1.0, 2)
             y, x = cy + wobble[0], cx + wobble[1]
             if bead and k == len(centres) - 1:
-                _mitotic_cell(phi, cy, cx, 11.0)
+                _mitotic_cell(phi, cy, cx, MITOTIC_RADIUS_PX)
                 continue
             shape = np.random.default_rng(int(shape_seeds[k]))
             if k >= len(schedule) or t < schedule[k][0]:
