@@ -47,7 +47,7 @@ def old_detector():
     ).stdout.replace("from .activity import flatten", "from phototox.timecourse.activity import flatten")
     module = types.ModuleType("old_mitosis")
     sys.modules["old_mitosis"] = module  # dataclasses look their module up
-    exec(compile(source, "old_mitosis.py", "exec"), module.__dict__)  # noqa: S102 -- our own history
+    exec(compile(source, "old_mitosis.py", "exec"), module.__dict__)
     return module
 
 
@@ -111,7 +111,7 @@ def main() -> None:
                 found["bottom-left"] + found["bottom-right"],
                 in_box(truth, 511, 0, 1022, 1024),
             ),
-            "all four quadrants": (sum((found[q] for q in QUADRANTS), []), truth),
+            "all four quadrants": ([e for q in QUADRANTS for e in found[q]], truth),
             "whole frame": (found["whole"], truth),
         }
         for name, (d, t) in sets.items():
