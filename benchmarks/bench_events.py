@@ -4,7 +4,7 @@ The T98G frames are the Usiigaci sample (Tsai et al., SoftwareX 2019; MIT), read
 ``../shared/data/usiigaci_t98g_phase`` (or ``PHOTOTOX_SHARED_DATA``). Each quadrant is analysed
 as its own field (how ``phototox timecourse --split 2x2`` sees it). The two top quadrants were used
 for tuning, the two bottom quadrants only for acceptance. Also scored: the whole frame, and
-synthetic fields with known truth (:mod:`phototox.synth_events`, seeds 10-13).
+synthetic fields with known truth (:mod:`phototox.synth.events`, seeds 10-13).
 
 The old detector is the field-wide-spread version of ``phototox/timecourse/mitosis.py`` at commit
 ``efd9eb5`` (read with ``git show``); it reports rounding events without an outcome, scored here
@@ -70,7 +70,7 @@ def run(stack: np.ndarray, detector: str, old) -> dict[str, list[Event]]:
 
 
 def synthetic() -> dict[str, str]:
-    from phototox.synth_events import PIXEL_UM, render_event_field
+    from phototox.synth.events import PIXEL_UM, render_event_field
 
     found: list[Event] = []
     truth: list[Event] = []

@@ -1,6 +1,6 @@
 """Division / failed-division / persistent-round events: local decisions, invariance, truth.
 
-Synthetic fields (phototox.synth_events) carry exact truth; the T98G annotations
+Synthetic fields (phototox.synth.events) carry exact truth; the T98G annotations
 (tests/data/t98g_events.csv, made by eye before tuning, docs/annotation-protocol-events.md) score
 the detector on real cells (Usiigaci, Tsai et al. 2019, MIT; skipped when the data is absent).
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import need_usiigaci
 
-from phototox.synth_events import PIXEL_UM, add_band, render_event_field
+from phototox.synth.events import PIXEL_UM, add_band, render_event_field
 from phototox.timecourse.event_truth import Event, in_box, match, read_events, score
 from phototox.timecourse.events import events_in_stack
 from phototox.timecourse.mitosis import local_contrast

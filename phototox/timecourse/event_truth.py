@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration_metrics import wilson_interval
-from ..errors import ManifestError
+from phototox.errors import ManifestError
+from phototox.stats.calibration_metrics import wilson_interval
 
 OUTCOMES = ("division", "failed_division", "persistent_round", "unresolved")
 

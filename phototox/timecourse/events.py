@@ -21,7 +21,7 @@ temporal signature then decides, per track:
   when there are three or more blobs or the cell was round for at least ``min_loss_frames``;
   otherwise (a two-frame flicker with no split) there is no event.
 
-Tuned on synthetic divisions and deaths (:mod:`phototox.synth_events`) and the two top quadrants
+Tuned on synthetic divisions and deaths (:mod:`phototox.synth.events`) and the two top quadrants
 of the Usiigaci T98G sample (Tsai et al., SoftwareX 2019); accepted on its two bottom quadrants
 (``benchmarks/bench_events.py``).
 """
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .event_truth import Event
-from .mitosis import MitosisSettings, Track, _round_objects, link_detections, local_contrast
+from phototox.timecourse.event_truth import Event
+from phototox.timecourse.mitosis import MitosisSettings, Track, _round_objects, link_detections, local_contrast
 
 
 @dataclass
