@@ -8,7 +8,10 @@ MEASURES = {
     "motion_um_per_min": ("motion (um/min)", "mean optical-flow speed over cell-covered pixels"),
     "frame_change": ("frame change (spread^2)", "squared change between frames over cell-covered pixels"),
     "confluence": ("confluence (fraction)", "fraction of the field covered by cells"),
-    "mitotic_events_per_hour": ("mitotic rounding (events/h)", "new rounding events per hour, 1 h window"),
+    "mitotic_events_per_hour": (
+        "mitotic rounding (events/h)",
+        "rounding events that resolved (division or failed division) per hour, 1 h window",
+    ),
     "cell_count": ("cells (count)", "cells in the field: nuclei-free estimate (timecourse.cells) or --cell-counts"),
     "median_cell_area_um2": ("median cell area (um2)", "median area of the estimated cells, um^2"),
     "cell_confluence": (

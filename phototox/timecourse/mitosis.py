@@ -3,15 +3,17 @@
 A cell entering mitosis retracts and rounds up; in positive phase contrast the sphere is ringed by
 a bright halo. Detector, per frame:
 
-1. flatten the illumination (subtract a Gaussian background of ``25 um``) and scale by the robust
-   spread of the background;
-2. bright pixels: above ``brightness`` robust spreads (the halo and bright body of a rounded cell);
+1. local contrast (:func:`local_contrast`): subtract a Gaussian background of ``background_um``
+   and divide by the local median absolute deviation over about ``scale_um`` -- each object is
+   judged against its own neighbourhood, never against the spread of the whole field (which
+   depends on density, on what else is in the field and on how the field is cut);
+2. bright pixels: above ``brightness`` local spreads (the halo and bright body of a rounded cell);
 3. fill the holes of each bright component (a closed halo becomes the whole round cell), open the
    result with a disc of diameter half ``min_diameter_um`` (cuts off the thin bright edges of
    neighbouring spread cells that touch the halo) and keep components whose equivalent diameter lies in ``[min_diameter_um, max_diameter_um]``, whose
    circularity (4 pi area / perimeter^2) is at least ``min_circularity`` and whose solidity is at
-   least ``min_solidity``, that do not touch the image border, and whose body (pixels deeper than a
-   third of the equivalent radius) is phase-bright on average (``body_brightness`` robust spreads)
+   least ``min_solidity``, that do not touch the image border, and whose rim (pixels within a third of
+   the equivalent radius of its edge) is phase-bright on average (``rim_brightness`` local spreads)
    -- spread cells, their bright edges, and dark debris or dead cells inside a halo fail these tests.
 
 Over frames, detections closer than ``link_um`` to a track's last position (greedy nearest first;
@@ -28,17 +30,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from phototox.timecourse.activity import flatten
-
 
 @dataclass
 class MitosisSettings:
-    brightness: float = 4.0
+    brightness: float = 3.0
     min_diameter_um: float = 18.0
     max_diameter_um: float = 60.0
     min_circularity: float = 0.7
     min_solidity: float = 0.9
-    body_brightness: float = 5.0
+    rim_brightness: float = 3.0
+    background_um: float = 25.0
+    scale_um: float = 60.0
     link_um: float = 12.0
     max_gap_frames: int = 2
     max_rounding_min: float = 90.0
@@ -58,25 +60,67 @@ class Track:
         return self.frames[-1]
 
 
+def local_contrast(frame: np.ndarray, pixel_um: float, settings: MitosisSettings | None = None) -> np.ndarray:
+    """Brightness of each pixel against its own neighbourhood, in local spreads.
+
+    ``(smoothed - local background) / local spread``: the background is a Gaussian mean over
+    ``background_um``; the spread is a local median of the absolute deviations (medians of
+    ``BLOCK_UM`` blocks, then the median over about ``scale_um`` of blocks, times 1.4826: a standard
+    deviation for Gaussian noise), robust to the bright halo of the object itself and to its
+    neighbours' edges. Both are local, so a bright band or a crowd of cells elsewhere in the field
+    does not rescale an object here, and cutting the field into tiles changes values only within
+    about ``scale_um`` of a cut. Invariant to an affine change of brightness and contrast.
+    """
+    s = settings or MitosisSettings()
+    smooth = ndimage.gaussian_filter(frame.astype(np.float32), 1.0)
+    flat = smooth - ndimage.gaussian_filter(smooth, s.background_um / pixel_um)
+    return flat / local_spread(np.abs(flat), pixel_um, s.scale_um)
+
+
+BLOCK_UM = 14.0
+
+
+def local_spread(deviation: np.ndarray, pixel_um: float, scale_um: float) -> np.ndarray:
+    """1.4826 x the local median of ``deviation`` (absolute deviations) over about ``scale_um``."""
+    h, w = deviation.shape
+    block = max(2, round(BLOCK_UM / pixel_um))
+    ny, nx = -(-h // block), -(-w // block)
+    padded = np.pad(deviation, ((0, ny * block - h), (0, nx * block - w)), mode="edge")
+    blocks = np.median(padded.reshape(ny, block, nx, block).transpose(0, 2, 1, 3).reshape(ny, nx, -1), axis=2)
+    size = max(1, round(scale_um / (block * pixel_um))) | 1
+    grid = ndimage.median_filter(blocks, size=size, mode="nearest")
+    rows = (np.arange(h) + 0.5) / block - 0.5
+    cols = (np.arange(w) + 0.5) / block - 0.5
+    yy, xx = np.meshgrid(np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1), indexing="ij")
+    spread = 1.4826 * ndimage.map_coordinates(grid, [yy, xx], order=1, mode="nearest")
+    floor = 1e-6 * max(float(deviation.max()), 1e-12)
+    return np.maximum(spread, floor).astype(np.float32)
+
+
 def detect_round_objects(frame: np.ndarray, pixel_um: float, settings: MitosisSettings | None = None) -> np.ndarray:
     """(N, 3) array of round bright objects: centre y, centre x (px) and equivalent diameter (um)."""
-    from skimage.measure import label, regionprops
+    return _round_objects(local_contrast(frame, pixel_um, settings), pixel_um, settings)
 
-    s = settings or MitosisSettings()
-    flat = flatten(ndimage.gaussian_filter(frame.astype(np.float32), 1.0), 25.0 / pixel_um)
-    bright = flat > s.brightness
+
+def _round_objects(z: np.ndarray, pixel_um: float, settings: MitosisSettings | None = None) -> np.ndarray:
+    from skimage.measure import regionprops
     from skimage.morphology import disk
 
-    filled = ndimage.binary_fill_holes(bright)
+    s = settings or MitosisSettings()
+    filled = ndimage.binary_fill_holes(z > s.brightness)
     filled = ndimage.binary_opening(filled, structure=disk(max(1, round(s.min_diameter_um / 4 / pixel_um))))
-    out = []
+    labels, _ = ndimage.label(filled)
     min_area = np.pi / 4 * (s.min_diameter_um / pixel_um) ** 2
     max_area = np.pi / 4 * (s.max_diameter_um / pixel_um) ** 2
-    labels = label(filled)
-    depth = ndimage.distance_transform_edt(filled)
-    h, w = frame.shape
+    areas = np.bincount(labels.ravel())
+    keep = (areas >= min_area) & (areas <= max_area)
+    keep[0] = False
+    labels[~keep[labels]] = 0
+    depth = ndimage.distance_transform_edt(labels > 0)
+    h, w = z.shape
+    out = []
     for region in regionprops(labels):
-        if not min_area <= region.area <= max_area or region.perimeter == 0:
+        if region.perimeter == 0:
             continue
         y0, x0, y1, x1 = region.bbox
         if y0 == 0 or x0 == 0 or y1 == h or x1 == w:
@@ -85,8 +129,8 @@ def detect_round_objects(frame: np.ndarray, pixel_um: float, settings: MitosisSe
         if circularity < s.min_circularity or region.solidity < s.min_solidity:
             continue
         inside = labels[y0:y1, x0:x1] == region.label
-        body = inside & (depth[y0:y1, x0:x1] > region.equivalent_diameter_area / 6)
-        if not body.any() or flat[y0:y1, x0:x1][body].mean() < s.body_brightness:
+        rim = inside & (depth[y0:y1, x0:x1] <= region.equivalent_diameter_area / 6)
+        if not rim.any() or z[y0:y1, x0:x1][rim].mean() < s.rim_brightness:
             continue
         y, x = region.centroid
         out.append((y, x, region.equivalent_diameter_area * pixel_um))

@@ -23,16 +23,10 @@ from phototox.timecourse.activity import (
 )
 from phototox.timecourse.cells import frame_cells, read_cell_counts
 from phototox.timecourse.dose_verdicts import dose_verdicts
+from phototox.timecourse.events import EventSettings, FrameObjects, detect_events, event_counts, frame_objects
 from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
-from phototox.timecourse.mitosis import (
-    MitosisSettings,
-    detect_round_objects,
-    events_per_frame,
-    hourly_rate,
-    link_detections,
-    rounding_events,
-)
+from phototox.timecourse.mitosis import MitosisSettings, hourly_rate
 from phototox.timecourse.onset import OnsetSettings, find_onsets
 from phototox.trust.pixelsize import PixelSize
 
@@ -100,6 +94,7 @@ class TimecourseSettings:
     onset: OnsetSettings = dataclasses.field(default_factory=OnsetSettings)
     mitosis: MitosisSettings = dataclasses.field(default_factory=MitosisSettings)
     cell_counts: str | None = None  # CSV frame,count replacing the cell-count estimate (one field)
+    events: EventSettings = dataclasses.field(default_factory=EventSettings)
 
     @property
     def map_settings(self) -> MapSettings:
@@ -121,6 +116,9 @@ class FieldSeries:
     events: list = dataclasses.field(default_factory=list)
     persistent: list = dataclasses.field(default_factory=list)
     out_of_domain: np.ndarray | None = None  # per frame, when P(sick) was computed with a domain check
+    divisions: np.ndarray | None = None  # per frame: division events whose rounding starts there
+    failed_divisions: np.ndarray | None = None  # per frame: failed division / death events starting there
+    outcome_events: list = dataclasses.field(default_factory=list)  # events.Event of every outcome
 
 
 def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple[list[TimeField], float]:
@@ -175,6 +173,7 @@ class FieldActivity:
     cell_count: np.ndarray | None = None
     median_cell_area_um2: np.ndarray | None = None
     cell_confluence: np.ndarray | None = None
+    blobs: list[np.ndarray] = dataclasses.field(default_factory=list)  # bright blobs per frame (events)
 
 
 def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
@@ -195,7 +194,9 @@ def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, pro
             )
             activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
         previous_mask = mask
-        activity.detections.append(detect_round_objects(frame, pixel_um, settings.mitosis))
+        objects = frame_objects(frame, pixel_um, settings.mitosis)
+        activity.detections.append(objects.round)
+        activity.blobs.append(objects.blobs)
         cells = frame_cells(frame, pixel_um)
         activity.cell_count[t] = cells.count
         activity.median_cell_area_um2[t] = cells.median_area_um2
@@ -286,12 +287,17 @@ def measure_field(
                 out_of_domain[t] = bool(result.trust.out_of_domain)
             values["mean_sick_probability"][t] = result.mean_sick_probability
             values["sick_area_fraction"][t] = result.sick_area_fraction
-    tracks = link_detections(detections, pixel_um, settings.mitosis.link_um, settings.mitosis.max_gap_frames)
-    events, persistent = rounding_events(
-        tracks, f.interval_min, settings.mitosis.max_rounding_min, pixel_um, 2 * settings.mitosis.link_um
-    )
-    started = events_per_frame(events, n)
+    if len(activity.blobs) == n:
+        objects = [FrameObjects(d, b) for d, b in zip(detections, activity.blobs)]
+    else:
+        objects = [frame_objects(frame, pixel_um, settings.mitosis) for frame in f.frames]
+    found = detect_events(objects, f.interval_min, pixel_um, settings.mitosis, settings.events)
+    divisions = event_counts(found, n, "division")
+    failed = event_counts(found, n, "failed_division")
+    started = divisions + failed
     values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
+    events = [e.track for e in found if e.outcome in ("division", "failed_division")]
+    persistent = [e.track for e in found if e.outcome == "persistent_round"]
     if assessor is None:
         del values["mean_sick_probability"], values["sick_area_fraction"]
     return FieldSeries(
@@ -305,6 +311,9 @@ def measure_field(
         events,
         persistent,
         out_of_domain,
+        divisions,
+        failed,
+        found,
     )
 
 

@@ -47,6 +47,8 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
         *measures,
         "round_objects",
         "rounding_events_started",
+        "division_events_started",
+        "failed_division_events_started",
     ]
     flagged = series[0].out_of_domain is not None
     if flagged:
@@ -69,6 +71,7 @@ def per_frame_rows(series, groups: list[str]) -> tuple[list[str], list[list]]:
                     *[_fmt(s.values[m][t]) for m in measures],
                     int(s.round_objects[t]),
                     int(s.events_started[t]),
+                    *[int(c[t]) if c is not None else "" for c in (s.divisions, s.failed_divisions)],
                     *([int(s.out_of_domain[t])] if flagged else []),
                 ]
             )
@@ -166,6 +169,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         },
         "mitosis_settings": vars(settings.mitosis),
         "cell_counts": context.get("cell_counts"),
+        "event_settings": vars(settings.events),
         "fields": [
             {
                 "field": s.field.name,
@@ -188,6 +192,10 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
                 "per_cell": field_per_cell_rates(s),
                 "rounding_events": [_track(t, s.field.interval_min) for t in s.events],
                 "persistent_objects": [_track(t, s.field.interval_min) for t in s.persistent],
+                "events": [
+                    {"first_round_frame": e.frame, "y_px": round(e.y, 1), "x_px": round(e.x, 1), "outcome": e.outcome}
+                    for e in s.outcome_events
+                ],
             }
             for s, g in zip(series, groups)
         ],
