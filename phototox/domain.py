@@ -193,6 +193,24 @@ class DomainStats:
     fine_detail_limit: float | None = None
     field_scores: np.ndarray | None = None
     """held-out control field scores of a conformal (control-fitted) threshold, else None"""
+    feature: str = FEATURE
+    """the feature the statistics were fitted on: :data:`FEATURE` (two passes) or the one-pass one
+    (:data:`phototox.domain_pass.FEATURE`)"""
+
+    @property
+    def one_pass(self) -> bool:
+        """Fitted on the one-pass feature (:mod:`phototox.domain_pass`): the dense pass can give it."""
+        from .domain_pass import FEATURE as ONE_PASS
+
+        return self.feature == ONE_PASS
+
+    def features(self, predictor, frame: np.ndarray) -> WindowFeatures:
+        """The features of ``frame`` (at the model's scale) these statistics were fitted on, window by window."""
+        if self.one_pass:
+            from .domain_pass import window_features
+
+            return window_features(predictor, frame)
+        return domain_features(predictor, frame)
 
     def p_value(self, score: float) -> float | None:
         """``(1 + #held-out control field scores >= score) / (k + 1)``; None without control fields."""
@@ -229,6 +247,7 @@ class DomainStats:
             float(d["threshold"]),
             limit,
             None if held_out is None else np.asarray(held_out, np.float64),
+            str(d.get("feature", FEATURE)),
         )
 
 
@@ -345,10 +364,11 @@ def domain_meta(
     n_windows: int,
     pixel_size_um: float | None,
     fine: dict,
+    feature: str = FEATURE,
 ) -> dict:
     """The ``meta["domain"]`` entry of a model file."""
     return {
-        "feature": FEATURE,
+        "feature": feature,
         "aggregate": "median over windows",
         "mean": stats.mean.round(6).tolist(),
         "precision": stats.precision.round(6).tolist(),
@@ -372,6 +392,7 @@ def compute_domain_stats(
     base_fine_detail: dict | None = None,
     on_controls: bool = False,
     alpha: float = ALPHA,
+    one_pass: bool | None = None,
 ) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
@@ -380,11 +401,19 @@ def compute_domain_stats(
     validation ones, which are the test of the threshold). ``on_controls``: the images are a user's
     control fields and ``base_fine_detail`` the base model's ``fine_detail`` entry, if any
     (:func:`fit_fine_detail`); their trunk threshold is then conformal at false-alarm rate ``alpha``.
+    ``one_pass`` (default: for box-contract models, whose dense pass can give it) fits the one-pass
+    feature (:mod:`phototox.domain_pass`), else the two-pass :data:`FEATURE`.
     """
+    from .domain_pass import FEATURE as ONE_PASS
+    from .domain_pass import window_features
+
+    if one_pass is None:
+        one_pass = predictor.contract.kind == "box"
+    compute = window_features if one_pass else domain_features
     per_image, fine = [], []
     for item in images:
         frames = [item] if np.ndim(item) == 2 else list(item)
-        features = [domain_features(predictor, f) for f in frames]
+        features = [compute(predictor, f) for f in frames]
         per_image.append(np.concatenate([f.trunk for f in features]))
         fine.append(float(np.median(np.concatenate([f.fine_detail for f in features]))))
     stats, report = fit_domain(per_image, margin, alpha if on_controls else None)
@@ -398,6 +427,7 @@ def compute_domain_stats(
         int(sum(len(f) for f in per_image)),
         pixel_size_um,
         fit_fine_detail(fine, base_range, margin, on_controls),
+        ONE_PASS if one_pass else FEATURE,
     )
 
 
