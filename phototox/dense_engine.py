@@ -155,7 +155,7 @@ def tile_runner(
     if device.type != "cpu" or onnxruntime is None:
         if engine == "onnx":
             raise PhototoxError(
-                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[bioimageio]")'
+                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[fast]")'
             )
         return with_torch
     try:
