@@ -91,7 +91,6 @@ COLUMNS: tuple[Column, ...] = (
         "trust",
         "trust checks run: all (domain and quality) or none (--checks none: domain and quality columns blank, "
         "NOT CHECKED)",
-        line=True,
     ),
     Column("out_of_focus", bool, "trust", "focus below a tenth of the model's reference", line=True),
     Column("saturated", bool, "trust", "more than 1% of pixels at the darkest or brightest value", line=True),
