@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from phototox.assess import Assessor
@@ -122,7 +121,7 @@ def main() -> int:
         domain_only = Assessor(predictors["one"], warn=lambda _l: None)
         times: dict[str, list[float]] = {k: [] for k in [*variants, "domain only", "dense pass"]}
         used = ""
-        for name, assessor in variants.items():  # warm-up (ONNX export, caches)
+        for assessor in variants.values():  # warm-up (ONNX export, caches)
             used = assessor.analyse(frame, settings, size)[0].engine
         for _ in range(args.rounds):
             for name, assessor in variants.items():
@@ -150,7 +149,9 @@ def main() -> int:
             "dense_gflops": round(gflops, 2),
             "pct_matmul": round(100 * gflops / report["matmul_gflops"], 1),
         }
-        print(f"engine {engine} (ran: {used}); dense pass {gflops:.1f} GFLOP/s = {report[engine]['pct_matmul']}% of matmul")
+        print(
+            f"engine {engine} (ran: {used}); dense pass {gflops:.1f} GFLOP/s = {report[engine]['pct_matmul']}% of matmul"
+        )
         for k, r in rows.items():
             print(f"  {k:20s} {r['cpu_s']:7.3f} s CPU  {r['x_bare']:5.2f}x bare map")
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import json
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_even_tiles_cover_every_window_once_and_are_balanced():
         for tile in (1, 2, 3, 7, 48):
             spans = tile_spans(n, tile)
             assert spans[0][0] == 0 and spans[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
             lengths = [b - a for a, b in spans]
             assert max(lengths) <= tile and max(lengths) - min(lengths) <= 1
             assert len(spans) == -(-n // tile)  # as few tiles as fixed-size tiles
