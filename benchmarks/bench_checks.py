@@ -8,7 +8,7 @@ arXiv:1701.06109). Per engine, in the same run, alternating rounds, median of ``
 
 - ``bare map``: ``predict --checks none`` (the dense map and its summary);
 - ``checks, one pass``: ``predict`` as shipped now: domain features from the dense tiles
-  (:mod:`phototox.domain_pass`) and the quality flags;
+  (:mod:`phototox.trust.domain_pass`) and the quality flags;
 - ``checks, two passes``: the same model with its domain statistics marked as the two-pass feature,
   so the check cuts and runs its windows again (the path before the one pass; same cost as before,
   not the same statistics);
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from phototox.assess import Assessor
-from phototox.domain import FEATURE as TWO_PASS
-from phototox.images import read_frames
-from phototox.inference import Predictor
+from phototox.io.images import read_frames
+from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.weights import load_weights
-from phototox.pixelsize import PixelSize
-from phototox.settings import MapSettings
+from phototox.trust.assess import Assessor
+from phototox.trust.domain import FEATURE as TWO_PASS
+from phototox.trust.pixelsize import PixelSize
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -128,7 +128,7 @@ def main() -> int:
                 times[name].append(cpu_seconds(lambda a=assessor: a.analyse(frame, settings, size)))
             times["dense pass"].append(cpu_seconds(lambda: predictors["one"].dense_grid(frame, 16)))
             # domain only: one-pass check with the quality flags switched off for the timing
-            import phototox.assess as assess_module
+            import phototox.trust.assess as assess_module
 
             saved = assess_module.quality_flags
             assess_module.quality_flags = lambda *a, **k: {}

@@ -4,7 +4,7 @@
         --manifest ../shared/data/celldeath_u2os/manifest.csv --models-dir models
 
 Only ``meta["domain"]`` changes: it is fitted again, on the model's TRAINING images
-(``meta["train_groups"]``) as before, with the feature of :mod:`phototox.domain_pass` (which the
+(``meta["train_groups"]``) as before, with the feature of :mod:`phototox.trust.domain_pass` (which the
 dense pass gives at no extra network cost). The state dict, the focus reference and every other
 meta entry are copied unchanged. The file is re-registered in ``--models-dir`` (its registry entry
 keeps its card; its checksum changes because the meta did). ``--models-dir`` is explicit so that a
@@ -17,13 +17,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from phototox.domain import compute_domain_stats
-from phototox.images import read_frames
-from phototox.inference import Predictor
-from phototox.manifest import read_manifest
+from phototox.io.images import read_frames
+from phototox.io.manifest import read_manifest
+from phototox.maps.inference import Predictor
 from phototox.models.registry import CARD_FIELDS, read_registry, ship
 from phototox.models.weights import load_weights, save_weights
-from phototox.pixelsize import manifest_pixel_size, training_frames
+from phototox.trust.domain import compute_domain_stats
+from phototox.trust.pixelsize import manifest_pixel_size, training_frames
 
 
 def main() -> None:

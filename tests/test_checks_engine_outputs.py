@@ -12,14 +12,14 @@ import pytest
 import tifffile
 
 from phototox.apps.cli import main
-from phototox.dense import dense_sick_grid, tile_spans
+from phototox.maps.dense import dense_sick_grid, tile_spans
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     path = tmp_path_factory.mktemp("img") / "field.tif"
     tifffile.imwrite(path, (render_field(260, 300, 0.5, seed=2).image * 200).astype(np.uint16))
@@ -80,7 +80,7 @@ def test_even_tiles_cover_every_window_once_and_are_balanced():
 
 def test_even_tiles_give_the_untiled_map(varying_predictor):
     """Any even tiling gives the map of one whole-frame tile (each window is computed whole in one tile)."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     field = render_field(220 + 16 * 13, 220 + 16 * 9, 0.7, seed=3).image.astype(np.float32)
     module = varying_predictor.model.module

@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 from conftest import REPO, need_celldeath, random_deadnet_gap
 
-from phototox.assess import Assessor
-from phototox.domain import DomainStats
-from phototox.domain_pass import FEATURE, DomainTaps, grid_indices, model_border, window_features
-from phototox.images import read_frames
-from phototox.inference import Predictor
-from phototox.manifest import read_manifest
+from phototox.io.images import read_frames
+from phototox.io.manifest import read_manifest
+from phototox.maps.inference import Predictor
+from phototox.maps.normalise import Contract
+from phototox.maps.settings import MapSettings
 from phototox.models.architectures import NETWORK_STRIDE, WINDOW
 from phototox.models.backends.torch import TorchBackend
 from phototox.models.base import LoadedModel
 from phototox.models.weights import load_weights
-from phototox.normalise import Contract
-from phototox.pixelsize import PixelSize
-from phototox.settings import MapSettings
-from phototox.synth import render_field
+from phototox.synth.fields import render_field
+from phototox.trust.assess import Assessor
+from phototox.trust.domain import DomainStats
+from phototox.trust.domain_pass import FEATURE, DomainTaps, grid_indices, model_border, window_features
+from phototox.trust.pixelsize import PixelSize
 
 ENGINES = [
     "torch",
