@@ -44,7 +44,7 @@ from phototox.maps.inference import Predictor
 from phototox.training.adapt import base_p_sick, fit_head, head_features
 from phototox.training.adapt_eval import check_disjoint, field_accuracy
 from phototox.training.suggest import choose_test_fields, slot_kind, suggest
-from phototox.trust.domain import window_grid
+from phototox.trust.domain_windows import window_grid
 
 SIZES = (25, 50, 100, 200, 400)
 CELLDEATH = Path(os.environ.get("PHOTOTOX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

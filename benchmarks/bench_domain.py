@@ -32,8 +32,10 @@ from scipy import ndimage
 from phototox.io.images import read_frames
 from phototox.io.manifest import read_manifest
 from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.loader import load_model
 from phototox.trust.domain import DomainStats, DomainVerdict, domain_features
+from phototox.trust.domain_pass import DomainTaps, model_border
 from phototox.trust.pixelsize import resample, scale_factor, scaled_shape, to_model_scale
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +78,15 @@ def held_out_fields(model) -> list[tuple[str, np.ndarray]]:
 
 
 def verdicts_of(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> list[DomainVerdict]:
-    return [stats.verdict(domain_features(predictor, f)) for f in frames]
+    """Each frame's verdict as ``predict`` makes it: one-pass statistics from the dense pass's own tiles."""
+    if not stats.one_pass:
+        return [stats.verdict(domain_features(predictor, f)) for f in frames]
+    verdicts = []
+    for f in frames:
+        taps = DomainTaps(f.shape, model_border(predictor))
+        predictor.analyse_frame(np.asarray(f, np.float32), MapSettings(), taps=taps)
+        verdicts.append(stats.verdict(taps.features()))
+    return verdicts
 
 
 def flag_rate(predictor: Predictor, stats: DomainStats, frames: list[np.ndarray]) -> tuple[float, dict]:

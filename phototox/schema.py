@@ -85,6 +85,13 @@ COLUMNS: tuple[Column, ...] = (
         "OutOfDomain",
         True,
     ),
+    Column(
+        "checks",
+        str,
+        "trust",
+        "trust checks run: all (domain and quality) or none (--checks none: domain and quality columns blank, "
+        "NOT CHECKED)",
+    ),
     Column("out_of_focus", bool, "trust", "focus below a tenth of the model's reference", line=True),
     Column("saturated", bool, "trust", "more than 1% of pixels at the darkest or brightest value", line=True),
     Column("nearly_empty", bool, "trust", "under 5% of the image covered by cells", line=True),
@@ -205,6 +212,7 @@ class Trust:
     fine_detail: float | None = None
     fine_detail_limit: float | None = None
     out_of_domain: bool | None = None
+    checks: str | None = None
     out_of_focus: bool | None = None
     saturated: bool | None = None
     nearly_empty: bool | None = None

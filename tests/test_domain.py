@@ -12,11 +12,10 @@ from phototox.trust.domain import (
     DomainStats,
     DomainVerdict,
     conformal_threshold,
-    fine_detail,
     fit_domain,
     fit_fine_detail,
-    window_grid,
 )
+from phototox.trust.domain_windows import fine_detail, window_grid
 from tests.conftest import need_celldeath
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

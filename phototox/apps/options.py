@@ -39,6 +39,13 @@ def add_map_options(p: argparse.ArgumentParser) -> None:
     from phototox.maps.settings import MapSettings
 
     MapSettings.add_arguments(p)
+    p.add_argument(
+        "--checks",
+        default="all",
+        choices=("all", "none"),
+        help="trust checks: all = domain (from the map's own dense pass where the model allows) and quality "
+        "flags; none = the bare map, every result marked checks=none (default: all)",
+    )
 
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
@@ -65,7 +72,7 @@ def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Asse
     from phototox.trust.assess import Assessor
     from phototox.trust.controls import ControlReference, control_reference
 
-    assessor = Assessor(predictor_from_args(args))
+    assessor = Assessor(predictor_from_args(args), checks=getattr(args, "checks", "all"))
     if getattr(args, "reference", None):  # 'unlike your controls' (phototox reference)
         from phototox.trust.novelty import NoveltyReference
 

@@ -79,22 +79,40 @@ class FusedTrunk(nn.Module):
     def __init__(self, features: nn.Sequential) -> None:
         super().__init__()
         layers: list[nn.Module] = []
+        names = [name for name, _ in features.named_children()]
         modules = list(features)
+        self.sources: list[str] = []
+        """Name (in ``features``) of the last module each fused layer computes."""
         index = 0
         while index < len(modules):
             layer = modules[index]
             following = modules[index + 1] if index + 1 < len(modules) else None
             if isinstance(layer, nn.Conv2d) and isinstance(following, nn.BatchNorm2d) and _foldable(following):
                 layers.append(_fold(layer, following))
+                self.sources.append(names[index + 1])
                 index += 2
                 continue
             layers.append(nn.ReLU(inplace=True) if isinstance(layer, nn.ReLU) else layer)
+            self.sources.append(names[index])
             index += 1
         self.layers = nn.Sequential(*layers)
         self.eval()  # folding is only valid in eval mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+def tile_spans(n: int, tile_windows: int) -> list[tuple[int, int]]:
+    """``n`` windows in ``ceil(n / tile_windows)`` runs of nearly equal length (none longer than ``tile_windows``).
+
+    Evenly sized tiles: the same maps as fixed-size tiles (each window is computed whole in one
+    tile), without a short last tile whose halo costs as much as a full one.
+    """
+    if n <= 0:
+        return []
+    k = -(-n // max(1, tile_windows))
+    bounds = [(i * n) // k for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(k)]
 
 
 def _foldable(bn: nn.BatchNorm2d) -> bool:
@@ -311,6 +329,7 @@ def dense_sick_grid(
     fuse: bool = True,
     engine: str = "auto",
     on_engine: Callable[[str], None] | None = None,
+    taps: TileTaps | None = None,
 ) -> np.ndarray:
     """Sick-probability grid matching :func:`phototox.maps.windows.window_origins` for ``stride``.
 
@@ -322,7 +341,9 @@ def dense_sick_grid(
     size. ``device`` defaults to the module's. ``fuse`` runs the BatchNorm-folded
     :class:`FusedTrunk` (the same numbers up to float rounding; False runs ``module.features``).
     ``engine`` (:mod:`phototox.maps.dense_engine`) runs box-contract tiles on ONNX Runtime or PyTorch;
-    ``on_engine`` is told which one did ("torch" or "onnxruntime").
+    ``on_engine`` is told which one did ("torch" or "onnxruntime"). ``taps`` (box contract with a
+    tile runner only) is handed every tile of the 16 px grid at offset 0 with its trunk features
+    (:class:`TileTaps`; the one-pass domain check), and told with ``taps.done`` that it was.
     """
     check_dense_stride(stride)
     if device is None:
@@ -331,13 +352,15 @@ def dense_sick_grid(
     trunk = dense_trunk(module, fuse)
     runner = None
     if normalisation == "box" and hasattr(module, "dense_head"):
-        runner = tile_runner(trunk, module, torch.device(device), engine)
+        runner = tile_runner(trunk, module, torch.device(device), engine, tap=None if taps is None else taps.tap)
+    elif taps is not None:
+        taps = None  # no exact dense form: the caller computes its features another way
     if on_engine is not None:
         on_engine(getattr(runner, "engine", "torch"))
     h, w = inputs.shape
     ny, nx = window_count(h, WINDOW, stride), window_count(w, WINDOW, stride)
     if stride % NETWORK_STRIDE == 0:
-        base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows, runner)
+        base = _dense_offset(module, trunk, inputs, 0, 0, tile_windows, runner, taps)
         step = stride // NETWORK_STRIDE
         return np.ascontiguousarray(base[::step, ::step][:ny, :nx])
     shifts = NETWORK_STRIDE // stride
@@ -347,7 +370,7 @@ def dense_sick_grid(
             oy, ox = sy * stride, sx * stride
             if oy > h - WINDOW or ox > w - WINDOW:
                 continue
-            part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows, runner)
+            part = _dense_offset(module, trunk, inputs, oy, ox, tile_windows, runner, taps if oy == ox == 0 else None)
             target = grid[sy::shifts, sx::shifts]
             target[...] = part[: target.shape[0], : target.shape[1]]
     return grid
@@ -361,26 +384,48 @@ def _dense_offset(
     ox: int,
     tile_windows: int,
     runner: TileRunner | None = None,
+    taps: TileTaps | None = None,
 ) -> np.ndarray:
-    """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), tiled.
+    """Probability grid at 16 px steps for windows starting at (oy + 16i, ox + 16j), in even tiles.
 
-    ``runner`` (box contract) maps a normalised tile to its logits; else :func:`dense_logits`.
+    ``runner`` (box contract) maps a normalised tile to its logits (with ``taps``: logits, the
+    tapped layer's output and the trunk's output, handed to ``taps``); else :func:`dense_logits`.
     """
     h, w = inputs.shape
     ny = window_count(h - oy, WINDOW, NETWORK_STRIDE)
     nx = window_count(w - ox, WINDOW, NETWORK_STRIDE)
     out = np.empty((ny, nx), dtype=np.float32)
-    for i0 in range(0, ny, tile_windows):
-        i1 = min(i0 + tile_windows, ny)
+    for i0, i1 in tile_spans(ny, tile_windows):
         y0, y1 = oy + NETWORK_STRIDE * i0, oy + NETWORK_STRIDE * (i1 - 1) + WINDOW
-        for j0 in range(0, nx, tile_windows):
-            j1 = min(j0 + tile_windows, nx)
+        for j0, j1 in tile_spans(nx, tile_windows):
             x0, x1 = ox + NETWORK_STRIDE * j0, ox + NETWORK_STRIDE * (j1 - 1) + WINDOW
             region, mean, std = inputs.region(y0, y1, x0, x1)
-            if runner is not None and mean is None:
+            if runner is not None and mean is None and taps is not None:
+                logits, tapped, features = runner(region[None, None].contiguous(memory_format=torch.channels_last))
+                taps.take(i0, i1, j0, j1, region, tapped, features)
+            elif runner is not None and mean is None:
                 logits = runner(region[None, None].contiguous(memory_format=torch.channels_last))
             else:
                 logits = dense_logits(module, region, mean, std, trunk=trunk)
             probs = torch.softmax(logits.float(), dim=0)[1]
             out[i0:i1, j0:j1] = probs[: i1 - i0, : j1 - j0].cpu().numpy()
+    if taps is not None:
+        taps.done = True
     return out
+
+
+class TileTaps:
+    """Receives each dense tile's normalised pixels and trunk features (see :func:`dense_sick_grid`).
+
+    ``tap`` names the trunk layer (in ``features``) whose output :meth:`take` receives beside the
+    trunk's output; ``take(i0, i1, j0, j1, region, tapped, out)`` gets the tile of windows
+    ``[i0, i1) x [j0, j1)`` on the 16 px grid. ``done`` is set once a whole pass was handed over.
+    """
+
+    tap: str = "relu3_2"
+    done: bool = False
+
+    def take(
+        self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        raise NotImplementedError

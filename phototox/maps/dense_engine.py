@@ -52,6 +52,41 @@ class _DenseFunction(nn.Module):
         return head(self.trunk(x))
 
 
+def trunk_with_tap(trunk: nn.Module, x: torch.Tensor, tap: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trunk's output and that of its module named ``tap`` (a name in ``features``), in one pass.
+
+    ``trunk``: ``features`` (an ``nn.Sequential``) or its :class:`phototox.maps.dense.FusedTrunk`
+    (``sources``: the ``features`` name of each of its ``layers``).
+    """
+    if hasattr(trunk, "sources"):
+        steps = list(zip(cast(Any, trunk).sources, cast(Any, trunk).layers))
+    else:
+        steps = list(trunk.named_children())
+    if tap not in {name for name, _ in steps}:
+        raise PhototoxError(f"the trunk has no layer {tap!r}")
+    tapped = x
+    for name, layer in steps:
+        x = layer(x)
+        if name == tap:
+            tapped = x
+    return x, tapped
+
+
+class _TappedFunction(nn.Module):
+    """:class:`_DenseFunction` that also returns the output of the trunk layer ``tap`` and the trunk's."""
+
+    def __init__(self, trunk: nn.Module, model: nn.Module, tap: str) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.model = model
+        self.tap = tap
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        head = cast(Callable[[torch.Tensor], torch.Tensor], self.model.dense_head)
+        out, tapped = trunk_with_tap(cast(Any, self.trunk), x, self.tap)
+        return head(out), tapped, out
+
+
 def _weights_key(function: nn.Module) -> str:
     """Checksum of every parameter and buffer (a new fine-tune step gives a new session)."""
     digest = hashlib.sha256()
@@ -69,9 +104,10 @@ def _onnxruntime():
     return onnxruntime
 
 
-def _session(function: nn.Module, onnxruntime) -> object:
-    """An ONNX Runtime session computing ``function`` for any tile size (cached per weights)."""
-    key = f"{_weights_key(function)}-{torch.get_num_threads()}"
+def _session(function: nn.Module, onnxruntime, tap: str | None = None) -> object:
+    """An ONNX Runtime session computing ``function`` for any tile size (cached per weights and tap)."""
+    key = f"{_weights_key(function)}-{torch.get_num_threads()}-{tap}"
+    names = ["logits"] if tap is None else ["logits", "tapped", "trunk"]
     with _SESSIONS_LOCK:
         if key in _SESSIONS:
             _SESSIONS.move_to_end(key)
@@ -87,8 +123,8 @@ def _session(function: nn.Module, onnxruntime) -> object:
             opset_version=17,
             dynamo=False,
             input_names=["tile"],
-            output_names=["logits"],
-            dynamic_axes={"tile": {2: "height", 3: "width"}, "logits": {2: "rows", 3: "columns"}},
+            output_names=names,
+            dynamic_axes={"tile": {2: "height", 3: "width"}} | {n: {2: f"{n}_rows", 3: f"{n}_columns"} for n in names},
         )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
@@ -109,20 +145,25 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def tile_runner(trunk: nn.Module, model: nn.Module, device: torch.device, engine: str = "auto") -> TileRunner:
+def tile_runner(
+    trunk: nn.Module, model: nn.Module, device: torch.device, engine: str = "auto", tap: str | None = None
+) -> TileRunner:
     """The function a dense pass applies to each normalised tile, on the engine asked for.
 
     ``trunk`` is ``model``'s trunk or its :class:`phototox.maps.dense.FusedTrunk`; ``model`` has a
     ``dense_head``. A model in training mode always runs on PyTorch.
     ``engine`` "onnx" insists (one error if ONNX Runtime is missing or the device is not the
     CPU); "auto" uses it when it can and PyTorch otherwise; "torch" always uses PyTorch.
+    ``tap`` (a trunk layer's name): the runner returns ``(logits, that layer's output (1, C, h, w),
+    the trunk's output (1, C, h, w))`` instead of the logits alone.
     """
     engine = check_engine(engine)
-    function = _DenseFunction(trunk, model)
+    function: nn.Module = _DenseFunction(trunk, model) if tap is None else _TappedFunction(trunk, model, tap)
     function.training = model.training  # the caller's mode (submodules untouched)
 
-    def with_torch(x: torch.Tensor) -> torch.Tensor:
-        return function(x)[0]
+    def with_torch(x: torch.Tensor) -> Any:
+        out = function(x)
+        return out[0] if tap is None else (out[0][0], out[1], out[2])
 
     with_torch.engine = "torch"  # type: ignore[attr-defined]
 
@@ -132,20 +173,23 @@ def tile_runner(trunk: nn.Module, model: nn.Module, device: torch.device, engine
     if device.type != "cpu" or onnxruntime is None:
         if engine == "onnx":
             raise PhototoxError(
-                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[bioimageio]")'
+                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[fast]")'
             )
         return with_torch
     try:
-        session = _session(function, onnxruntime)
+        session = _session(function, onnxruntime, tap)
     except Exception as exc:  # an export or runtime the model does not support: PyTorch computes the same
         if engine == "onnx":
             raise PhototoxError(f"dense engine onnx: this model cannot be exported ({exc})") from None
         _LOG.debug("dense pass falls back to PyTorch: %s", exc)
         return with_torch
 
-    def with_onnxruntime(x: torch.Tensor) -> torch.Tensor:
+    def with_onnxruntime(x: torch.Tensor) -> Any:
         tile = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(session.run(None, {"tile": tile})[0][0])  # type: ignore[attr-defined]
+        outputs = session.run(None, {"tile": tile})  # type: ignore[attr-defined]
+        if tap is None:
+            return torch.from_numpy(outputs[0][0])
+        return torch.from_numpy(outputs[0][0]), torch.from_numpy(outputs[1]), torch.from_numpy(outputs[2])
 
     with_onnxruntime.engine = "onnxruntime"  # type: ignore[attr-defined]
 

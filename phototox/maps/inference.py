@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from phototox.errors import ImageInputError, PhototoxError
-from phototox.maps.dense import dense_sick_grid
+from phototox.maps.dense import TileTaps, dense_sick_grid
 from phototox.maps.devices import release, resolve_device
 from phototox.maps.normalise import normalise_frame, normalise_lone_window, normalise_windows
 from phototox.maps.settings import DEFAULT_SETTINGS, MapSettings
@@ -163,12 +163,14 @@ class Predictor:
         stride: int,
         normalisation: str = "local",
         on_engine: Callable[[str], None] | None = None,
+        taps: TileTaps | None = None,
     ) -> np.ndarray:
         """Window grid from one fully convolutional pass (shift-and-stitch below 16 px).
 
         Under the ``box`` contract this equals :meth:`exact_grid` to float precision for
         ``deadnet-gap`` models; ``normalisation`` ("local"/"global") only chooses the
-        approximation used for per-crop models. ``on_engine`` hears which runtime ran the tiles.
+        approximation used for per-crop models. ``on_engine`` hears which runtime ran the tiles;
+        ``taps`` receives the tiles' trunk features (:func:`phototox.maps.dense.dense_sick_grid`).
         """
         if not self.model.backend.supports_dense:
             raise PhototoxError(f"model {self.model.source} has no dense form; use --mode exact")
@@ -187,6 +189,7 @@ class Predictor:
             device=self.device,
             engine=self.dense_engine,
             on_engine=on_engine,
+            taps=taps,
         )
 
     # -- frames -------------------------------------------------------------------------------
@@ -197,11 +200,13 @@ class Predictor:
         *,
         mask: np.ndarray | None = None,
         window_progress: Callable[[int], None] | None = None,
+        taps: TileTaps | None = None,
     ) -> FrameResult:
         """Sickness map and summary numbers of one validated 2-D frame (numbers over ``mask`` if given).
 
         ``frame`` is at the model's pixel size; the map is at the frame's size.
         ``window_progress`` (exact mode) is called with the number of windows done after each batch.
+        ``taps`` (dense mode) receives the dense tiles' trunk features (the one-pass domain check).
         """
         if not isinstance(settings, MapSettings):
             raise TypeError(
@@ -213,7 +218,7 @@ class Predictor:
         if settings.mode == "exact":
             grid = self.exact_grid(frame, settings.stride, window_progress)
         else:
-            grid = self.dense_grid(frame, settings.stride, settings.normalisation, on_engine=engine.append)
+            grid = self.dense_grid(frame, settings.stride, settings.normalisation, on_engine=engine.append, taps=taps)
         return self.result_from_grid(grid, plane_shape(frame), settings, mask, engine[-1])
 
     def result_from_grid(

@@ -86,7 +86,12 @@ def write_map_outputs(
     write_tiff_atomic(
         map_path,
         maps if len(maps) > 1 else maps[0],
-        **map_tiff_tags(len(maps) > 1, trust.pixel_size_um, trust.pixel_size_source, provenance),
+        **map_tiff_tags(
+            len(maps) > 1,
+            trust.pixel_size_um,
+            trust.pixel_size_source,
+            {**(provenance or {}), "engine": results[0].engine, "checks": trust.checks},
+        ),
     )
     written = [map_path]
     if overlay:
@@ -96,6 +101,7 @@ def write_map_outputs(
             f"{stem}{f' frame {index}' if len(results) > 1 else ''}: mean P(sick) {r.mean_sick_probability:.2f} "
             f"-> {r.label}\n{100 * r.sick_area_fraction:.0f}% of the field has P(sick) >= {r.threshold:g}"
             + trust_caption(r)
+            + ("\ntrust checks: none (--checks none): domain and quality NOT CHECKED" if trust.checks == "none" else "")
             + (f"\nmodel {provenance['model_name']}" if provenance and provenance.get("model_name") else "")
         )
         mask = None

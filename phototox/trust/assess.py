@@ -28,7 +28,8 @@ from phototox.maps.settings import MapSettings
 from phototox.schema import Trust, columns
 from phototox.shapes import plane_shape
 from phototox.trust.controls import ControlReference
-from phototox.trust.domain import DomainStats, domain_features, domain_warning
+from phototox.trust.domain import DomainStats, domain_warning
+from phototox.trust.domain_pass import DomainTaps, model_border
 from phototox.trust.novelty import NoveltyReference, analyse_with_novelty
 from phototox.trust.pixelsize import (
     PIXEL_SIZE_HINT,
@@ -58,6 +59,8 @@ class Assessor:
     controls: ControlReference | None = None
     warn: Callable[[str], None] = _stderr
     domain_check: bool = True
+    checks: str = "all"
+    """``all``: domain and quality checks; ``none``: skipped, and every result says so (``checks`` column)"""
     warned: set = field(default_factory=set)
     pixel_size_hint: str = PIXEL_SIZE_HINT
     """How this front end asks for the pixel size, in the assumed-size warning."""
@@ -70,7 +73,9 @@ class Assessor:
 
     @property
     def domain(self) -> DomainStats | None:
-        return DomainStats.from_meta(self.predictor.model.meta) if self.domain_check else None
+        if not self.domain_check or self.checks == "none":
+            return None
+        return DomainStats.from_meta(self.predictor.model.meta)
 
     def _warn_once(self, key: str, line: str) -> None:
         if key not in self.warned:
@@ -134,6 +139,9 @@ class Assessor:
             raise ImageInputError(f"{source}: mask of shape {mask.shape} does not match the image shape {frame.shape}")
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
+        taps = None
+        if domain is not None and domain.one_pass and settings.mode == "dense" and self.novelty is None:
+            taps = DomainTaps(plane_shape(scaled), model_border(self.predictor))
         try:
             if self.novelty is not None:
                 result, novelty = analyse_with_novelty(
@@ -145,7 +153,7 @@ class Assessor:
                     lambda line: self._warn_once("novelty-size", line),
                 )
             else:
-                result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress)
+                result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress, taps=taps)
         except NotANumberError as exc:
             raise NotANumberError(f"{source}: {exc}") from None
         if factor != 1.0:
@@ -154,7 +162,9 @@ class Assessor:
             (result.mean_sick_probability, result.sick_area_fraction, result.label, result.confidence) = summarise_map(
                 result.sick_map, settings.threshold, mask
             )
-        result.trust = self._trust(frame, scaled, size, source, domain)
+        result.trust = self._trust(
+            frame, scaled, size, source, domain, taps if taps is not None and taps.done else None
+        )
         if self.novelty is not None:
             result.trust.set(novelty)
             if factor != 1.0 and result.novelty_map is not None:
@@ -162,16 +172,29 @@ class Assessor:
         return result
 
     def _trust(
-        self, frame: np.ndarray, scaled: np.ndarray, size: PixelSize, source: str, domain: DomainStats | None
+        self,
+        frame: np.ndarray,
+        scaled: np.ndarray,
+        size: PixelSize,
+        source: str,
+        domain: DomainStats | None,
+        taps: DomainTaps | None = None,
     ) -> Trust:
-        """Pixel sizes, domain verdict and quality flags of a frame (``scaled``: at the model's scale)."""
+        """Pixel sizes, domain verdict and quality flags of a frame (``scaled``: at the model's scale).
+
+        ``taps``: the domain features the dense pass already collected (else computed here).
+        """
         trust = Trust(
             pixel_size_um=None if size.um is None else round(size.um, 5),
             pixel_size_source=size.source if size.source != "assumed" else "assumed (model's)",
             model_pixel_size_um=self.model_um,
+            checks=self.checks,
         )
+        if self.checks == "none":
+            return trust
         if domain is not None:
-            verdict = domain.verdict(domain_features(self.predictor, scaled))
+            features = taps.features() if taps is not None else domain.features(self.predictor, scaled)
+            verdict = domain.verdict(features)
             trust.set(verdict.fields())
             if verdict.out_of_domain:
                 self.warn(domain_warning(source, verdict))

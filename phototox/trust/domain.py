@@ -47,108 +47,21 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from phototox.errors import PhototoxError
-from phototox.maps.normalise import normalise_windows
-from phototox.maps.windows import window_origins
-from phototox.shapes import plane_shape
+from phototox.trust.domain_pass import FEATURE as ONE_PASS
+from phototox.trust.domain_pass import window_features
+from phototox.trust.domain_windows import WindowFeatures, domain_features
 
-MAX_WINDOWS = 48
 MARGIN = 0.10
 FEATURE = "conv3_2 mean+std and pooled conv4 mean, per 220 px window, under the model's preprocessing contract"
 FINE_DETAIL = (
     "log(energy at 4-16 px periods / energy at 32-128 px periods) of each Hann-tapered window under the "
     "model's preprocessing contract, median over windows"
 )
-FINE_BAND = (1 / 16, 1 / 4)  # cycles per pixel: detail within cells
-COARSE_BAND = (1 / 128, 1 / 32)  # cycles per pixel: the scale of whole cells
 MIN_IMAGES = 3
 ALPHA = 0.05
 """Default false-alarm rate of a control-fitted (conformal) domain threshold."""
-
-
-def window_grid(shape: tuple[int, int], window: int, max_windows: int = MAX_WINDOWS) -> list[tuple[int, int]]:
-    """Origins of non-overlapping windows covering a frame, evenly thinned to ``max_windows``."""
-    ys = window_origins(shape[0], window, window)
-    xs = window_origins(shape[1], window, window)
-    # centre the grid so both borders lose the same margin
-    ys = ys + (shape[0] - (ys[-1] + window)) // 2
-    xs = xs + (shape[1] - (xs[-1] + window)) // 2
-    positions = [(int(y), int(x)) for y in ys for x in xs]
-    if len(positions) > max_windows:
-        keep = np.linspace(0, len(positions) - 1, max_windows).round().astype(int)
-        positions = [positions[i] for i in keep]
-    return positions
-
-
-def _contract_windows(predictor, frame: np.ndarray, max_windows: int):
-    """Batches of the grid's windows, normalised as the network receives them, (n, 1, w, w)."""
-    w = predictor.window
-    tensor = torch.from_numpy(predictor.normalised_frame(frame))
-    crops = torch.stack([tensor[y : y + w, x : x + w] for y, x in window_grid(plane_shape(frame), w, max_windows)])
-    for start in range(0, len(crops), predictor.batch_size):
-        yield normalise_windows(crops[start : start + predictor.batch_size], predictor.contract)[:, None]
-
-
-def fine_detail(windows: torch.Tensor) -> np.ndarray:
-    """Per window of (n, 1, h, w): ``log(fine-band energy / coarse-band energy)`` (:data:`FINE_DETAIL`)."""
-    x = windows[:, 0].double()
-    x = x - x.mean(dim=(1, 2), keepdim=True)
-    h, w = x.shape[1:]
-    taper = torch.outer(
-        torch.hann_window(h, periodic=False, dtype=torch.float64),
-        torch.hann_window(w, periodic=False, dtype=torch.float64),
-    )
-    power = torch.fft.rfft2(x * taper).abs() ** 2
-    radius = torch.sqrt(
-        torch.fft.fftfreq(h, dtype=torch.float64)[:, None] ** 2
-        + torch.fft.rfftfreq(w, dtype=torch.float64)[None, :] ** 2
-    )
-
-    def energy(band: tuple[float, float]) -> torch.Tensor:
-        return power[:, (radius > band[0]) & (radius <= band[1])].sum(1)
-
-    tiny = torch.finfo(torch.float64).tiny
-    return torch.log((energy(FINE_BAND) + tiny) / (energy(COARSE_BAND) + tiny)).numpy()
-
-
-@dataclass
-class WindowFeatures:
-    """A frame's domain features: trunk features (n_windows, 256) and fine detail (n_windows,)."""
-
-    trunk: np.ndarray
-    fine_detail: np.ndarray
-
-
-@torch.no_grad()
-def domain_features(predictor, frame: np.ndarray, max_windows: int = MAX_WINDOWS) -> WindowFeatures:
-    """Both checks' features of a frame already at the model's scale, from one pass over its windows.
-
-    Trunk features per window: the mean and standard deviation over space of the 64 conv3_2
-    channels (texture at the cell scale) and the mean of the 128 conv4 channels over the cells the
-    head pools.
-    """
-    module = predictor.model.module
-    trunk = getattr(module, "features", None)
-    layers: dict[str, torch.nn.Module] = dict(trunk.named_children()) if trunk is not None else {}
-    if not {"relu3_2", "pool4"} <= set(layers):
-        raise PhototoxError(f"model {predictor.model.source} exposes no DeadNet trunk; no domain check")
-    border = int(getattr(module, "border", 0))
-    trunk_out, fine_out = [], []
-    for batch in _contract_windows(predictor, frame, max_windows):
-        fine_out.append(fine_detail(batch))
-        x = batch.to(predictor.device)
-        conv3 = x  # replaced by the relu3_2 output, which the check above guarantees
-        for name, layer in layers.items():
-            x = layer(x)
-            if name == "relu3_2":
-                conv3 = x
-        inner = x[:, :, border : x.shape[2] - border, border : x.shape[3] - border]
-        trunk_out.append(
-            torch.cat([conv3.mean(dim=(2, 3)), conv3.std(dim=(2, 3)), inner.mean(dim=(2, 3))], 1).float().cpu().numpy()
-        )
-    return WindowFeatures(np.concatenate(trunk_out).astype(np.float64), np.concatenate(fine_out))
 
 
 @dataclass
@@ -193,6 +106,20 @@ class DomainStats:
     fine_detail_limit: float | None = None
     field_scores: np.ndarray | None = None
     """held-out control field scores of a conformal (control-fitted) threshold, else None"""
+    feature: str = FEATURE
+    """the feature the statistics were fitted on: :data:`FEATURE` (two passes) or the one-pass one
+    (:data:`phototox.trust.domain_pass.FEATURE`)"""
+
+    @property
+    def one_pass(self) -> bool:
+        """Fitted on the one-pass feature (:mod:`phototox.trust.domain_pass`): the dense pass can give it."""
+        return self.feature == ONE_PASS
+
+    def features(self, predictor, frame: np.ndarray) -> WindowFeatures:
+        """The features of ``frame`` (at the model's scale) these statistics were fitted on, window by window."""
+        if self.one_pass:
+            return window_features(predictor, frame)
+        return domain_features(predictor, frame)
 
     def p_value(self, score: float) -> float | None:
         """``(1 + #held-out control field scores >= score) / (k + 1)``; None without control fields."""
@@ -229,6 +156,7 @@ class DomainStats:
             float(d["threshold"]),
             limit,
             None if held_out is None else np.asarray(held_out, np.float64),
+            str(d.get("feature", FEATURE)),
         )
 
 
@@ -345,10 +273,11 @@ def domain_meta(
     n_windows: int,
     pixel_size_um: float | None,
     fine: dict,
+    feature: str = FEATURE,
 ) -> dict:
     """The ``meta["domain"]`` entry of a model file."""
     return {
-        "feature": FEATURE,
+        "feature": feature,
         "aggregate": "median over windows",
         "mean": stats.mean.round(6).tolist(),
         "precision": stats.precision.round(6).tolist(),
@@ -372,6 +301,7 @@ def compute_domain_stats(
     base_fine_detail: dict | None = None,
     on_controls: bool = False,
     alpha: float = ALPHA,
+    one_pass: bool | None = None,
 ) -> dict:
     """``meta["domain"]`` for a model from in-domain images already at the model's pixel size.
 
@@ -380,11 +310,16 @@ def compute_domain_stats(
     validation ones, which are the test of the threshold). ``on_controls``: the images are a user's
     control fields and ``base_fine_detail`` the base model's ``fine_detail`` entry, if any
     (:func:`fit_fine_detail`); their trunk threshold is then conformal at false-alarm rate ``alpha``.
+    ``one_pass`` (default: for box-contract models, whose dense pass can give it) fits the one-pass
+    feature (:mod:`phototox.trust.domain_pass`), else the two-pass :data:`FEATURE`.
     """
+    if one_pass is None:
+        one_pass = predictor.contract.kind == "box"
+    compute = window_features if one_pass else domain_features
     per_image, fine = [], []
     for item in images:
         frames = [item] if np.ndim(item) == 2 else list(item)
-        features = [domain_features(predictor, f) for f in frames]
+        features = [compute(predictor, f) for f in frames]
         per_image.append(np.concatenate([f.trunk for f in features]))
         fine.append(float(np.median(np.concatenate([f.fine_detail for f in features]))))
     stats, report = fit_domain(per_image, margin, alpha if on_controls else None)
@@ -398,6 +333,7 @@ def compute_domain_stats(
         int(sum(len(f) for f in per_image)),
         pixel_size_um,
         fit_fine_detail(fine, base_range, margin, on_controls),
+        ONE_PASS if one_pass else FEATURE,
     )
 
 

@@ -53,7 +53,7 @@ def guided_items(inputs: list[str], window: int, factor: float, frames: int) -> 
     from phototox.apps.annotate.items import _sources
     from phototox.io.images import read_frames
     from phototox.io.manifest import read_manifest
-    from phototox.trust.domain import window_grid
+    from phototox.trust.domain_windows import window_grid
 
     size = max(1, round(window / factor))
     rows, fields = [], {}
