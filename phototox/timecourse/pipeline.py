@@ -251,10 +251,12 @@ def measure_field(
     assessor=None,
     progress=None,
     domain=None,
+    sickness=None,
 ) -> FieldSeries:
     """All per-frame measures of one field: its ``activity`` (:func:`activity_of`), P(sick) with an
     ``assessor`` (``domain``: the model's domain statistics, to flag frames; ``progress`` advances
-    once per frame), and the rounding events."""
+    once per frame) or as already measured (``sickness``, :class:`.overlap.Sickness`), and the
+    rounding events."""
     n = len(f.frames)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     values["confluence"] = activity.confluence
@@ -262,7 +264,11 @@ def measure_field(
     values["frame_change"] = activity.frame_change
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
-    if assessor is not None:  # each frame is analysed at the model's pixel size
+    if sickness is not None:  # measured in the worker processes (overlap.measure_overlapped)
+        values["mean_sick_probability"] = sickness.mean_sick_probability
+        values["sick_area_fraction"] = sickness.sick_area_fraction
+        out_of_domain = sickness.out_of_domain
+    elif assessor is not None:  # each frame is analysed at the model's pixel size
         results = assessor.analyse(
             f.frames, settings.map_settings, PixelSize(pixel_um, "timecourse"), f.name, progress=progress
         )
@@ -381,11 +387,21 @@ def run_timecourse(
     total = sum(len(f.frames) for f in fields)
     passes = 1 if assessor is None else 2  # activity, then P(sick) frame by frame
     with tqdm(total=total * passes, desc="timecourse", unit="frame", disable=not progress) as bar:
-        activities = measure_activities(fields, pixel_um, settings, bar.update)
-        series = [
-            measure_field(f, activity, pixel_um, settings, assessor, bar.update, domain)
-            for f, activity in zip(fields, activities)
-        ]
+        if assessor is not None and activity_workers(settings, len(fields)) > 1:  # P(sick) and activity overlapped
+            from .overlap import measure_overlapped
+
+            workers = activity_workers(settings, total)  # P(sick) jobs split fields: a worker per core, not per field
+            activities, sickness = measure_overlapped(fields, pixel_um, settings, workers, bar.update)
+            series = [
+                measure_field(f, activity, pixel_um, settings, assessor, None, domain, sick)
+                for f, activity, sick in zip(fields, activities, sickness)
+            ]
+        else:
+            activities = measure_activities(fields, pixel_um, settings, bar.update)
+            series = [
+                measure_field(f, activity, pixel_um, settings, assessor, bar.update, domain)
+                for f, activity in zip(fields, activities)
+            ]
     seconds = time.perf_counter() - start
     groups, control, group_doses = dose_groups(fields)
     measures = {m: np.stack([s.values[m] for s in series]) for m in series[0].values}
