@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,19 +55,23 @@ def make_images(folder: Path, n: int, size: int) -> list[str]:
     return paths
 
 
-def run(tree: Path, paths: list[str], cluster: str | None, threads: int, out: Path) -> float:
-    """Wall seconds of ``phototox predict`` from ``tree`` (with N torch threads in one process, or a cluster)."""
+def run(tree: Path, paths: list[str], cluster: str | None, threads: int, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``phototox predict`` from ``tree`` (N torch threads in one process, or a cluster).
+
+    CPU: the command's and its waited-for children's (the workers'), user + system."""
     args = [sys.executable, "-m", "phototox", "predict", *paths, "--model", MODEL, "--device", "cpu"]
     args += ["--stride", "64", "--quiet", "--out", str(out)]
     if cluster:
         args += ["--cluster", cluster]
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.images:
             paths = make_images(Path(tmp), n, args.size)
             walls: dict[str, list[float]] = {name: [] for name, _ in configs}
+            cpus: dict[str, list[float]] = {name: [] for name, _ in configs}
             for rnd in range(args.rounds):
                 for name, cluster in configs:
                     tree = trees["new" if name == "single" else name]
-                    wall = run(tree, paths, cluster, args.workers, Path(tmp) / f"{name}{rnd}.csv")
+                    wall, cpu = run(tree, paths, cluster, args.workers, Path(tmp) / f"{name}{rnd}.csv")
                     walls[name].append(wall)
+                    cpus[name].append(cpu)
                     record = {"images": n, "size": args.size, "config": name, "cluster": cluster, "round": rnd}
-                    record.update(wall_s=round(wall, 2), load=round(os.getloadavg()[0], 2), cpu=cpu_name())
+                    record.update(
+                        wall_s=round(wall, 2), cpu_s=round(cpu, 2), load=round(os.getloadavg()[0], 2), cpu=cpu_name()
+                    )
                     with RESULTS.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
             med = {k: statistics.median(v) for k, v in walls.items()}
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {n} | {cell('single')} | {cell('old')} | {cell('new')} | {speed('old')} | {speed('new')} |",
                 flush=True,
             )
+            cpu_med = {k: statistics.median(v) for k, v in cpus.items()}
+            print("  CPU s, median: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_med.items()), flush=True)
             for p in paths:
                 os.unlink(p)
     return 0
