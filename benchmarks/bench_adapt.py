@@ -3,12 +3,12 @@
     nice -n 10 python benchmarks/bench_adapt.py [--seeds 3] [--json benchmarks/results/adapt.json]
     nice -n 10 python benchmarks/bench_adapt.py --null   # the interval on data with no effect
 
-The user follows the guided loop of ``phototox annotate serve --suggest`` (:mod:`phototox.suggest`:
+The user follows the guided loop of ``phototox annotate serve --suggest`` (:mod:`phototox.training.suggest`:
 test fields fixed at random before any suggestion, >= 30% random windows, the rest uncertain and
 diverse under the head fitted so far, refitted every 5 labels) or, for comparison, labels windows
 in a purely random order. Their "votes" are the truth. After n labelled windows (n = 25, 50, 100,
-200, 400) a logistic head on the frozen trunk (:mod:`phototox.adapt`) is scored on the fixed test
-fields (balanced accuracy averaged over fields, 95% interval with fields as units: phototox.adapt_eval.field_accuracy). Baselines on the
+200, 400) a logistic head on the frozen trunk (:mod:`phototox.training.adapt`) is scored on the fixed test
+fields (balanced accuracy averaged over fields, 95% interval with fields as units: phototox.training.adapt_eval.field_accuracy). Baselines on the
 same test windows: the shipped model as it is (P(sick) >= 0.5), and ``calibrate`` alone.
 ``calibrate`` refits only the domain check, so its P(sick) and accuracy are the shipped model's by
 construction; the best a control-only recalibration could do is shown as "shipped, control
@@ -17,7 +17,7 @@ windows (dose 0 / healthy fields).
 
 Data sets:
 
-* synthetic (:mod:`phototox.synth`): 60 fields of 660x660 px (9 windows each) at doses 0, 0.25,
+* synthetic (:mod:`phototox.synth.fields`): 60 fields of 660x660 px (9 windows each) at doses 0, 0.25,
   0.5, 0.75, 1; a window is "sick" when damaged cells cover >= 10% of the 128x128 px centre the
   head pools. 15 test fields.
 * celldeath (La Greca et al. 2021, ../shared/data): 35 fields, 20 windows each, labels from the
@@ -40,18 +40,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phototox.adapt import base_p_sick, fit_head, head_features
-from phototox.adapt_eval import check_disjoint, field_accuracy
-from phototox.domain import window_grid
-from phototox.inference import Predictor
-from phototox.suggest import choose_test_fields, slot_kind, suggest
+from phototox.maps.inference import Predictor
+from phototox.training.adapt import base_p_sick, fit_head, head_features
+from phototox.training.adapt_eval import check_disjoint, field_accuracy
+from phototox.training.suggest import choose_test_fields, slot_kind, suggest
+from phototox.trust.domain import window_grid
 
 SIZES = (25, 50, 100, 200, 400)
 CELLDEATH = Path(os.environ.get("PHOTOTOX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def synthetic(predictor, n_fields: int = 60, side: int = 660) -> dict:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     feats, labels, fields, controls = [], [], [], []
     w = predictor.window
@@ -70,7 +70,7 @@ def synthetic(predictor, n_fields: int = 60, side: int = 660) -> dict:
 
 
 def celldeath(predictor) -> dict | None:
-    from phototox.images import read_frames
+    from phototox.io.images import read_frames
 
     root = CELLDEATH / "celldeath_u2os"
     if not (root / "manifest.csv").is_file():
@@ -156,7 +156,7 @@ def null_check(draws: int = 200, seed: int = 0) -> dict:
     often the field-level 95% interval excludes 0.5 (a false claim either way; nominal 5%), and the
     same for the BCa bootstrap of pooled windows resampling fields (the interval first tried).
     """
-    from phototox.bootstrap import cluster_accuracy_interval
+    from phototox.stats.bootstrap import cluster_accuracy_interval
 
     rng = np.random.default_rng(seed)
     excluded, excluded_bca, estimates = 0, 0, []

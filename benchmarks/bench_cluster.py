@@ -4,7 +4,7 @@ in one run (issue 30 item 4).
     python benchmarks/bench_cluster.py --images 8 100 --size 512 --workers 2 --old-tree /path/to/old/checkout
 
 Every measurement is the real command in a fresh subprocess (wall time from start to exit:
-imports, cluster start, model loads, work, shutdown), on synthetic fields (phototox.synth), model
+imports, cluster start, model loads, work, shutdown), on synthetic fields (phototox.synth.fields), model
 ``shipped:deadnet-gap-synthetic-v2``, dense, stride 64. Configurations alternate within each
 round so that the machine's load falls on all alike. ``--old-tree`` is a checkout of the code
 before the change (run with its own folder on PYTHONPATH); without it only the new code runs.
@@ -44,7 +44,7 @@ def make_images(folder: Path, n: int, size: int) -> list[str]:
     import numpy as np
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     tiles = [render_field(size, size, dose, seed=300 + i).image for i, dose in enumerate(np.linspace(0, 1, 8))]
     paths = []

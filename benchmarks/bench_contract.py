@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phototox.images import read_frames
-from phototox.inference import Predictor
+from phototox.io.images import read_frames
+from phototox.maps.inference import Predictor
 from phototox.models.loader import load_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ strange -- inverted contrast, heavy blur (Gaussian sigma 8 px), fluorescence-lik
 spots on a dark background (the brightest 0.5% of high-passed pixels as spots), pure noise (the
 field's mean and SD), 4x wrong pixel size both ways (a 4x smaller copy, and a 4x enlarged central
 crop, both analysed as if at 0.434 um/px). Target: every held-out field unflagged, >= 90% of each
-strange kind flagged. A flag is either check of :mod:`phototox.domain` failing (trunk score above
+strange kind flagged. A flag is either check of :mod:`phototox.trust.domain` failing (trunk score above
 its threshold, or fine detail above its limit). Also reported, as a second in-domain set: copies of
 the held-out fields resampled by 0.5x and 2x and analysed at their TRUE pixel size (brought back to
 the model's scale as ``predict`` does); they should stay unflagged. Then the T98G time-lapse (Tsai
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from phototox.domain import DomainStats, DomainVerdict, domain_features
-from phototox.images import read_frames
-from phototox.inference import Predictor
-from phototox.manifest import read_manifest
+from phototox.io.images import read_frames
+from phototox.io.manifest import read_manifest
+from phototox.maps.inference import Predictor
 from phototox.models.loader import load_model
-from phototox.pixelsize import resample, scale_factor, scaled_shape, to_model_scale
+from phototox.trust.domain import DomainStats, DomainVerdict, domain_features
+from phototox.trust.pixelsize import resample, scale_factor, scaled_shape, to_model_scale
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -119,7 +119,7 @@ def sets_report(predictor: Predictor, seed: int = 0, n_strange: int | None = Non
 
 def t98g_report(model_spec: str = "default") -> dict:
     """T98G flag rate of t20-t37 before and after calibrating on t01, t05, t09, t13."""
-    from phototox.controls import calibrate_model
+    from phototox.trust.controls import calibrate_model
 
     frames = sorted(T98G.glob("*.tif"))
     controls = [p for p in frames if 1 <= int(p.stem[-2:]) <= 13][::4]

@@ -54,12 +54,12 @@ def test_frame(height: int, width: int):
     data = Path(os.environ.get("PHOTOTOX_SHARED_DATA", ROOT.parent / "shared" / "data")) / "celldeath_u2os" / "images"
     images = sorted(data.glob("*.png")) if data.is_dir() else []
     if images:
-        from phototox.images import read_frames
+        from phototox.io.images import read_frames
 
         tile = read_frames(images[0])[0].astype(np.float32)
         source = f"celldeath {images[0].name}"
     else:
-        from phototox.synth import render_field
+        from phototox.synth.fields import render_field
 
         tile = render_field(512, 512, 0.5, seed=1).image.astype(np.float32)
         source = "synthetic field"
@@ -81,7 +81,7 @@ def measure(args) -> list[dict]:
     import torch
 
     from phototox.errors import PhototoxError
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PhototoxError(f"--device {args.device}: no CUDA device is available here (torch {torch.__version__})")

@@ -23,8 +23,8 @@ def main(out: Path) -> int:
     import numpy as np
     import tifffile
 
-    from phototox.explain import explain_image
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.training.explain import explain_image
 
     predictor = Predictor.from_spec(None, "cpu")
     images = [DATA / "images" / "U2_DMSO_1h_RGB_0018_N1.png", DATA / "images" / "U2_CPT2_1H_RGB_0040_N3.png"]

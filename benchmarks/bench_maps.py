@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from phototox.inference import Predictor
+from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.architectures import WINDOW
-from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def dense_rows(
 ) -> list[dict]:
     """Dense timing only (median of ``repeats`` after a warm-up), with windows/s, Mpx/s and GFLOP/s.
 
-    Each engine (:mod:`phototox.dense_engine`) is timed in turn at each stride, in the same run.
+    Each engine (:mod:`phototox.maps.dense_engine`) is timed in turn at each stride, in the same run.
     """
     device = predictor.device
     trunk_frame_flops = count_flops(predictor.model.module.features, torch.zeros(1, 1, *frame.shape, device=device))
@@ -239,7 +239,7 @@ def pooled_agreement(stride: int, per_image: list[dict], exact: list[np.ndarray]
 
 def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.75, 1.0)) -> dict:
     """Dense vs exact on synthetic fields with damaged regions (maps with real spatial structure)."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     per_image, pooled_e, pooled_d = [], [], []
     for i, dose in enumerate(doses):
@@ -253,7 +253,7 @@ def synthetic_agreement(predictor: Predictor, stride: int, doses=(0.25, 0.5, 0.7
 
 def real_agreement(predictor: Predictor, count: int, stride: int) -> dict:
     """Dense vs exact on real images of both classes (per image and pooled)."""
-    from phototox.images import read_frames
+    from phototox.io.images import read_frames
 
     data = REPO.parent / "shared" / "data"
     paths = []
@@ -319,11 +319,11 @@ def main() -> int:
     predictor = Predictor.from_spec(args.model, args.device, args.batch_size)
     device = predictor.device
     if args.image:
-        from phototox.images import read_frames
+        from phototox.io.images import read_frames
 
         frame = read_frames(args.image)[0]
     else:
-        from phototox.synth import render_field
+        from phototox.synth.fields import render_field
 
         frame = render_field(1024, 1344, 0.75, seed=0).image.astype(np.float32)
     gflops_peak = matmul_gflops(device)

@@ -1,4 +1,4 @@
-"""'Unlike your controls' (phototox.novelty): held-out false alarms, nuisances, detection.
+"""'Unlike your controls' (phototox.trust.novelty): held-out false alarms, nuisances, detection.
 
 For each set of healthy fields (synthetic dose 0; celldeath N1, La Greca et al. 2021; T98G
 quadrants x frame blocks, Tsai et al. 2019) every field is held out in turn, the reference is
@@ -46,11 +46,11 @@ def drift(frame: np.ndarray) -> np.ndarray:
 
 def extract() -> dict[str, np.ndarray]:
     """Window features (n, 128) of every field and variant, keyed 'set/kind/name'."""
-    from phototox.images import read_frames
-    from phototox.inference import Predictor
-    from phototox.novelty import frame_window_features
-    from phototox.pixelsize import scale_factor, to_model_scale
-    from phototox.synth import render_field
+    from phototox.io.images import read_frames
+    from phototox.maps.inference import Predictor
+    from phototox.synth.fields import render_field
+    from phototox.trust.novelty import frame_window_features
+    from phototox.trust.pixelsize import scale_factor, to_model_scale
 
     predictor = Predictor.from_spec(None, "cpu")
     um = predictor.model.meta.get("pixel_size_um")
@@ -104,7 +104,7 @@ def group(feats: dict[str, np.ndarray], dataset: str, kind: str) -> dict[str, np
 
 
 def evaluate(feats: dict[str, np.ndarray], kind: str, transform: str) -> dict:
-    from phototox.novelty import fit_reference, wilson
+    from phototox.trust.novelty import fit_reference, wilson
 
     def tx(x: np.ndarray) -> np.ndarray:
         return np.log1p(np.maximum(x, 0)) if transform == "log1p" else x

@@ -11,12 +11,12 @@ field-to-field SD 0.02, frame-to-frame SD 0.005 (frames of one field nearly alik
 dish less so, dishes least: the structure issue 25 found on real data).
 
 * one field against k = 4 control fields (``predict --controls``): old rule = percentile
-  bootstrap of the control mean with the test value taken as exact (``phototox.controls`` before
+  bootstrap of the control mean with the test value taken as exact (``phototox.trust.controls`` before
   issue 25); new rule = 95% prediction interval for one new field
-  (:func:`phototox.compare.check_new_field`). Controls and test from one dish; controls from four
+  (:func:`phototox.stats.compare.check_new_field`). Controls and test from one dish; controls from four
   dishes and the test from a fifth; controls from one dish and the test from another (the
   between-dish difference is real there, and no rule on one field can tell it from light).
-* arms of 3 dishes x 3 fields x 4 frames (:func:`phototox.compare.compare`): frames counted as
+* arms of 3 dishes x 3 fields x 4 frames (:func:`phototox.stats.compare.compare`): frames counted as
   independent units (the error issue 25 names) against the replicate as the unit.
 * non-inferiority at a true harm equal to the 20% margin (false "harmless"), and power: no
   harm called harmless, and a harm of twice the margin called sicker, at two levels of
@@ -48,7 +48,16 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from phototox.compare import HARMLESS, NO_DIFFERENCE, SICKER, UNLIKE, Arm, check_new_field, compare, non_inferiority
+from phototox.stats.compare import (
+    HARMLESS,
+    NO_DIFFERENCE,
+    SICKER,
+    UNLIKE,
+    Arm,
+    check_new_field,
+    compare,
+    non_inferiority,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -66,7 +75,7 @@ def rate(k: int, n: int) -> dict:
 
 
 def old_rule(value: float, controls: np.ndarray, seed: int = 0, n_boot: int = 2000) -> str:
-    """phototox.controls before issue 25: bootstrap the control mean, the test value exact."""
+    """phototox.trust.controls before issue 25: bootstrap the control mean, the test value exact."""
     rng = np.random.default_rng(seed)
     boot = controls[rng.integers(0, controls.size, (n_boot, controls.size))].mean(axis=1)
     low, high = np.percentile(value - boot, [2.5, 97.5])
@@ -183,8 +192,8 @@ def _field_values(name: str, compute) -> np.ndarray:
 
 
 def _assessor():
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.trust.assess import Assessor
 
     predictor = Predictor.from_spec("default", "cpu")
     print(f"model: {predictor.model.label}", file=sys.stderr)
@@ -193,9 +202,9 @@ def _assessor():
 
 def t98g_quadrants() -> np.ndarray:
     """(37 frames, 4 quadrants) mean P(sick) of each quadrant of each frame's full map."""
-    from phototox.images import read_frames
-    from phototox.pixelsize import PixelSize
-    from phototox.settings import MapSettings
+    from phototox.io.images import read_frames
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.pixelsize import PixelSize
 
     assessor = _assessor()
     out = []
@@ -214,9 +223,9 @@ def celldeath_n1() -> np.ndarray:
     """Mean P(sick) of each healthy (N1) celldeath field."""
     import csv
 
-    from phototox.images import read_frames
-    from phototox.pixelsize import PixelSize
-    from phototox.settings import MapSettings
+    from phototox.io.images import read_frames
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.pixelsize import PixelSize
 
     root = SHARED / "celldeath_u2os"
     with (root / "manifest.csv").open() as fh:

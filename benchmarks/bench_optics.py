@@ -30,11 +30,11 @@ import numpy as np
 from scipy import ndimage
 from skimage.exposure import match_histograms
 
-from phototox.images import read_frames
-from phototox.inference import Predictor
-from phototox.manifest import read_manifest
+from phototox.io.images import read_frames
+from phototox.io.manifest import read_manifest
+from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.loader import load_model
-from phototox.settings import MapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_peer.py [--seeds 12] [--controls 3] [--json FILE]
 
-Kept out of CI. Each seed renders one synthetic experiment with :mod:`phototox.synth_timelapse`
+Kept out of CI. Each seed renders one synthetic experiment with :mod:`phototox.synth.timelapse`
 (36 frames, 10 min apart, 256 x 256 px at 0.87 um/px): 3 (``--controls``) zero-light control positions, 2 more
 zero-light positions treated as if exposed (every onset there is a false alarm) and 2 positions at
 each of three irradiances, whose damage starts at a known frame (the generator's ``onset_frame``).
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from phototox.synth_timelapse import PIXEL_UM, TimelapseBiology, onset_frame, render_dose_series
+from phototox.synth.timelapse import PIXEL_UM, TimelapseBiology, onset_frame, render_dose_series
 from phototox.timecourse.activity import (
     FLATTEN_UM,
     flow_factor,

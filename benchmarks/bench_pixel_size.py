@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phototox.assess import Assessor
-from phototox.images import read_frames
-from phototox.inference import Predictor
+from phototox.io.images import read_frames
+from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.loader import load_model
-from phototox.pixelsize import PixelSize, resample, scaled_shape
-from phototox.settings import MapSettings
+from phototox.trust.assess import Assessor
+from phototox.trust.pixelsize import PixelSize, resample, scaled_shape
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data")) / "celldeath_u2os" / "images"

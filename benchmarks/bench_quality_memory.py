@@ -7,7 +7,7 @@ Each (size, implementation) runs in a fresh subprocess: the frame (uint16, tiled
 phase-contrast frame t01 when ../shared/data is present, else a synthetic field) is built first,
 then ``quality_flags`` runs under tracemalloc. ``extra MiB`` is tracemalloc's peak during the call
 (numpy/scipy arrays beyond the frame itself); ``peak RSS`` is the child's VmHWM (the frame, imports
-and the call). The old implementation is ``phototox/quality.py`` at ``--old-ref`` (git show), loaded
+and the call). The old implementation is ``phototox/trust/quality.py`` at ``--old-ref`` (git show), loaded
 as a standalone module beside the new one. Results: benchmarks/results/quality_memory.jsonl.
 """
 
@@ -78,11 +78,11 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    ap.add_argument("--old-ref", default="efd9eb5", help="git ref whose phototox/quality.py is 'old'")
+    ap.add_argument("--old-ref", default="efd9eb5", help="git ref whose phototox/trust/quality.py is 'old'")
     ap.add_argument("--impls", nargs="+", default=["old", "new"], choices=["old", "new"])
     args = ap.parse_args(argv)
     old = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{args.old_ref}:phototox/quality.py"],
+        ["git", "-C", str(ROOT), "show", f"{args.old_ref}:phototox/trust/quality.py"],
         capture_output=True,
         text=True,
         check=True,

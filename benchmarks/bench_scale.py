@@ -4,7 +4,7 @@
     python benchmarks/bench_scale.py memory --sizes 2048 5120 10240 [--in-memory 2048 5120]
     python benchmarks/bench_scale.py throughput --images 200 --size 1024
 
-Inputs are synthetic (phototox.synth) fields; large frames are tiled from a few rendered 1024 px
+Inputs are synthetic (phototox.synth.fields) fields; large frames are tiled from a few rendered 1024 px
 fields and written block by block, so generating them never holds the frame. Every measurement
 runs the real command in a fresh subprocess; peak memory is that process's own peak RSS (VmHWM;
 Dask worker processes are not included).
@@ -30,14 +30,14 @@ TILE = 1024
 
 
 def _tiles(n: int = 4) -> list[np.ndarray]:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     return [render_field(TILE, TILE, dose, seed=500 + i).image for i, dose in enumerate(np.linspace(0, 1, n))]
 
 
 def make_large_zarr(path: Path, size: int) -> Path:
     """A size x size uint16 OME-Zarr tiled from rendered fields (mirrored so seams stay smooth)."""
-    from phototox.scale.zarrio import MapWriter
+    from phototox.screens.zarrio import MapWriter
 
     tiles = _tiles()
     with MapWriter(path, (size, size), TILE, 0.434, dtype="uint16") as writer:
@@ -102,7 +102,7 @@ def bench_memory(sizes: list[int], in_memory: list[int], chunk: int, mode: str =
             if size in in_memory:
                 import tifffile
 
-                from phototox.scale.zarrio import open_ome_zarr
+                from phototox.screens.zarrio import open_ome_zarr
 
                 tif = Path(tmp) / f"frame{size}.tif"
                 tifffile.imwrite(tif, open_ome_zarr(src)[:, :], photometric="minisblack")

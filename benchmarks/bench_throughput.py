@@ -6,7 +6,7 @@ Both loops run in the same process on the same images (the real images of ../sha
 cycled to ``--n``), so the ratio is from one run; absolute numbers are noisy on a shared machine.
 The "before" loop is what ``phototox map``/``predict`` did until now (read an image, then
 analyse it, with pixel-size, domain and quality checks); "after" is
-:func:`phototox.batch.analyse_paths` (the same work, reading overlapped with compute). A third
+:func:`phototox.results.batch.analyse_paths` (the same work, reading overlapped with compute). A third
 loop times the map alone (``Predictor.analyse``, no checks), which shows what the checks cost.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from phototox.assess import Assessor
-from phototox.batch import analyse_paths
-from phototox.images import read_frames
-from phototox.inference import Predictor
+from phototox.io.images import read_frames
+from phototox.maps.inference import Predictor
+from phototox.maps.settings import MapSettings
 from phototox.models.loader import load_model
-from phototox.settings import MapSettings
+from phototox.results.batch import analyse_paths
+from phototox.trust.assess import Assessor
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -5,7 +5,7 @@
 Both runs are the real command in one process of this script, one after the other, on the same
 input, so the ratio is from one run. The input is the T98G time-lapse of ``../shared/data``
 (Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; 37 frames, cut into 2x2 quadrant fields)
-or, when that is absent, a rendered synthetic dose series (``phototox.synth_timelapse``). The
+or, when that is absent, a rendered synthetic dose series (``phototox.synth.timelapse``). The
 script also checks that both runs wrote the same table.
 """
 
@@ -39,7 +39,7 @@ def inputs(tmp: Path) -> tuple[str, list[str]]:
             "--split",
             "2x2",
         ]
-    from phototox.synth_timelapse import write_dose_series
+    from phototox.synth.timelapse import write_dose_series
 
     doses = write_dose_series(tmp / "series", n_frames=12, size=256, seed=0)
     fields = sorted(str(p) for p in (tmp / "series").glob("field*.tif"))

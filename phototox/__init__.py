@@ -3,7 +3,7 @@
 A reimplementation and extension of DeadNet (Richmond, Jost, Lake, Spiller, Baker and Vass,
 "DeadNet: Identifying Phototoxicity from Label-free Microscopy Images of Cells using Deep
 ConvNets", 2017, arXiv:1701.06109). The core library knows nothing of its front ends
-(CellProfiler, Fiji, bioimage.io); they all call :class:`phototox.inference.Predictor`.
+(CellProfiler, Fiji, bioimage.io); they all call :class:`phototox.maps.inference.Predictor`.
 """
 
 __version__ = "0.1.0"

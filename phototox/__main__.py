@@ -2,6 +2,6 @@
 
 import sys
 
-from .apps.cli import main
+from phototox.apps.cli import main
 
 sys.exit(main())

@@ -13,5 +13,5 @@ WINDOW = 220
 """Side of the square crop the classifier sees, in pixels (DeadNet's 220 px); equal to
 ``phototox.models.architectures.WINDOW``, which zoo packages carry alone (tests/test_layout.py checks)."""
 
-# The model `phototox demo` runs by default: trained on phototox.synth fields, like the demo.
+# The model `phototox demo` runs by default: trained on phototox.synth.fields fields, like the demo.
 DEMO_MODEL = "shipped:deadnet-gap-synthetic-v3"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import PhototoxError
+from phototox.errors import PhototoxError
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cellprofiler": ("cellprofiler_core", "cellprofiler_library"),

@@ -1,6 +1,6 @@
 """The one result schema: every column a result row carries, what it means, and each front end's name for it.
 
-CSV and JSON tables (:mod:`phototox.outputs`), the server's result line (:mod:`phototox.remote`),
+CSV and JSON tables (:mod:`phototox.results.outputs`), the server's result line (:mod:`phototox.results.analysis_requests`),
 CellProfiler's image measurements and the Fiji Results table all take their columns from
 :data:`COLUMNS` through :func:`columns`; ``tests/test_schema.py`` fails when a front end drifts.
 The trust verdicts of one frame are the typed :class:`Trust`, never a free dict. Imports nothing
@@ -154,7 +154,7 @@ COLUMNS: tuple[Column, ...] = (
         "UnlikeControlsRate",
     ),
 )
-"""Every column of a result row, in table order (provenance columns follow, see :mod:`phototox.provenance`)."""
+"""Every column of a result row, in table order (provenance columns follow, see :mod:`phototox.results.provenance`)."""
 
 
 def columns(

@@ -15,10 +15,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from phototox.assess import training_trust_meta
-from phototox.manifest import read_manifest
+from phototox.io.manifest import read_manifest
 from phototox.models.registry import CARD_FIELDS, load_registered, read_registry, ship
 from phototox.models.weights import save_weights
+from phototox.trust.assess import training_trust_meta
 
 
 def main() -> None:

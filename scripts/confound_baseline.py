@@ -1,4 +1,4 @@
-"""Superseded by ``phototox audit MANIFEST --out DIR`` (library: ``phototox.audit``, ``phototox.nuisance``).
+"""Superseded by ``phototox audit MANIFEST --out DIR`` (library: ``phototox.training.audit``, ``phototox.training.nuisance``).
 
 Kept as a thin call so old notes keep working: audits the manifest of a training run's config
 (cross-tabulations of label against replicate etc., and a grouped-CV classifier on acquisition
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from phototox.audit import audit_manifest, format_audit
+from phototox.training.audit import audit_manifest, format_audit
 
 
 def main(config_path: str, out_dir: str | None = None) -> None:

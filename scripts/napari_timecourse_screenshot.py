@@ -1,7 +1,7 @@
 """Make the README's napari time-course screenshot: a synthetic dose series, two control layers, the plot docked.
 
 Run under a display (``xvfb-run -a python scripts/napari_timecourse_screenshot.py docs/napari-timecourse.png``).
-The series is :func:`phototox.synth_timelapse.render_dose_series` (its nominal 0.87 µm/px, 10 min a frame).
+The series is :func:`phototox.synth.timelapse.render_dose_series` (its nominal 0.87 µm/px, 10 min a frame).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def main(out: str = "docs/napari-timecourse.png", frames: int = 12) -> int:
     from npe2 import PluginManager, PluginManifest
     from qtpy.QtWidgets import QApplication
 
-    from phototox.synth_timelapse import INTERVAL_MIN, PIXEL_UM, render_dose_series
+    from phototox.synth.timelapse import INTERVAL_MIN, PIXEL_UM, render_dose_series
 
     manifest = PluginManifest.from_file(Path(__file__).parents[1] / "plugins/napari/phototox_napari/napari.yaml")
     if manifest.name not in PluginManager.instance()._manifests:

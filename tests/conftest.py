@@ -29,7 +29,7 @@ def need_usiigaci() -> Path:
 @pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory) -> Path:
     """Eight 256x256 synthetic fields, four doses x two, with a manifest (labels by dose)."""
-    from phototox.synth import write_dataset
+    from phototox.synth.fields import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("synth"), [0.0, 0.2, 0.8, 1.0], images_per_dose=2, size=256, seed=3)
 
@@ -37,9 +37,9 @@ def synth_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory, synth_dataset) -> Path:
     """A deadnet-gap model trained for a handful of iterations on the synthetic set (CPU, seconds)."""
-    from phototox.augment import AugmentConfig
-    from phototox.manifest import read_manifest
-    from phototox.train import TrainConfig, train
+    from phototox.io.manifest import read_manifest
+    from phototox.training.augment import AugmentConfig
+    from phototox.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tinyrun")
     cfg = TrainConfig(
@@ -76,7 +76,7 @@ def varying_predictor():
 
 def predictor_for(spec: str, batch_size: int | None = None):
     """A CPU predictor for a model argument (``Predictor.from_spec`` where the model subpackage has it)."""
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
 
     if hasattr(Predictor, "from_spec"):
         return Predictor.from_spec(spec, "cpu", batch_size)
@@ -91,7 +91,7 @@ def periodic_field(height: int = 252, width: int = 284) -> np.ndarray:
     and dense and exact maps must agree to float precision, while the window values still vary
     (0.01-0.29 with the synthetic model, by where the damaged half sits in the window).
     """
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     tile = render_field(220, 220, 0.0, seed=5).image.astype(np.float32)
     tile[:, 110:] = render_field(220, 220, 1.0, seed=6).image[:, 110:]

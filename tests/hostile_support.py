@@ -13,7 +13,7 @@ import pytest
 from phototox.apps.cli import main
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
-"""A shipped model that gives meaningful (varying) probabilities on phototox.synth fields."""
+"""A shipped model that gives meaningful (varying) probabilities on phototox.synth.fields fields."""
 
 PEAK_RSS_KB_SOURCE = (
     "def peak_rss_kb():\n"
@@ -128,7 +128,7 @@ def write_field(path: Path, height: int = 256, width: int = 288, dose: float = 0
     """A synthetic 16-bit phase-contrast field written as TIFF (or PNG by suffix, 8-bit)."""
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     image = render_field(height, width, dose, seed=seed).image
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.adapt_eval import learning_curve, leave_one_field_out
 from phototox.errors import PhototoxError
-from phototox.suggest import choose_test_fields, slot_kind, suggest
+from phototox.training.adapt_eval import learning_curve, leave_one_field_out
+from phototox.training.suggest import choose_test_fields, slot_kind, suggest
 
 
 def test_slot_kinds_keep_the_random_share_in_every_prefix_and_test_every_nth():
@@ -71,8 +71,8 @@ def test_learning_curve_and_lofo_never_put_a_field_on_both_sides():
 
 # -- the walkthrough, end to end ------------------------------------------------------------------
 def _synth_fields(folder: Path, n_per_dose: int = 5) -> dict[str, int]:
-    from phototox.images import write_tiff_atomic
-    from phototox.synth import render_field
+    from phototox.io.images import write_tiff_atomic
+    from phototox.synth.fields import render_field
 
     truth = {}
     for d, dose in enumerate((0.0, 1.0)):
@@ -183,7 +183,7 @@ def test_window_is_shown_in_its_field(session):
 @pytest.mark.slow
 def test_train_and_evaluate_from_annotations(session, capsys):
     from phototox.apps.cli import main
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
     from phototox.models.loader import load_model
 
     root, db, _state, truth = session
@@ -203,7 +203,7 @@ def test_train_and_evaluate_from_annotations(session, capsys):
     # the written model computes the fitted head: P(sick) of test-field windows from the file itself
     predictor = Predictor.create(model, "cpu")
     test_paths = sorted(adaptation["test_fields"])
-    from phototox.images import read_frames
+    from phototox.io.images import read_frames
 
     assert {truth[p] for p in test_paths} == {0, 1}
     for path in test_paths:  # healthy and sick test fields, each read by the written file

@@ -35,7 +35,7 @@ BROWSER_ARGS = [
 
 @pytest.fixture()
 def images(tmp_path) -> Path:
-    from phototox.synth import render_field, render_timelapse
+    from phototox.synth.fields import render_field, render_timelapse
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -228,7 +228,7 @@ def test_cohen_kappa_known_values():
 @pytest.mark.slow
 def test_export_rules_and_cli(tmp_path, images, capsys):
     from phototox.apps.cli import main
-    from phototox.manifest import read_manifest
+    from phototox.io.manifest import read_manifest
 
     assert concordant_label(["sick", "sick"], "unanimous", 2) == "sick"
     assert concordant_label(["sick", "healthy"], "unanimous", 1) is None

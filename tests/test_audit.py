@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from phototox.audit import audit_manifest, audit_samples, cramers_v
-from phototox.crossval import logo_folds
-from phototox.manifest import Sample, read_manifest
+from phototox.io.manifest import Sample, read_manifest
+from phototox.training.audit import audit_manifest, audit_samples, cramers_v
+from phototox.training.crossval import logo_folds
 
 
 def _write_set(folder: Path, n: int, seed: int, brightness_follows_label: bool, replicate_of) -> Path:
@@ -119,8 +119,8 @@ def test_logo_never_puts_a_group_on_both_sides(seed):
 
 
 def test_crossval_says_when_logo_cannot_be_evaluated(confounded, tmp_path):
-    from phototox.crossval import crossvalidate
-    from phototox.train import TrainConfig
+    from phototox.training.crossval import crossvalidate
+    from phototox.training.train import TrainConfig
 
     summary = crossvalidate(read_manifest(confounded), "replicate", tmp_path / "cv", TrainConfig(iterations=1))
     assert all(f["status"] == "not evaluable" for f in summary["folds"])
@@ -179,7 +179,7 @@ def test_train_refuses_confounded_manifest_and_accepts_with_flag(synth_dataset, 
 
 
 def test_train_accepts_balanced_manifest_without_flag(synth_dataset):
-    from phototox.train import check_design
+    from phototox.training.train import check_design
 
     audit = check_design(read_manifest(synth_dataset), str(synth_dataset))
     assert not audit.fully_confounded

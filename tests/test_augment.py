@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phototox.augment import (
+from phototox.training.augment import (
     AugmentConfig,
     Augmenter,
     add_noise,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phototox.augment import (
+from phototox.training.augment import (
     AugmentConfig,
     Augmenter,
     blur_or_sharpen,
@@ -14,12 +14,12 @@ from phototox.augment import (
     poisson_gaussian_noise,
     resample_jitter,
 )
-from phototox.nuisance import acquisition_statistics
+from phototox.training.nuisance import acquisition_statistics
 
 
 @pytest.fixture(scope="module")
 def crop() -> np.ndarray:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     return render_field(256, 256, 0.5, seed=5).image.astype(np.float32)
 

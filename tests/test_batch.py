@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.batch import read_ahead
+from phototox.results.batch import read_ahead
 
 
 def test_images_come_in_order_and_reading_stays_a_bounded_distance_ahead():

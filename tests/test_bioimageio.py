@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from phototox.errors import ModelLoadError
-from phototox.inference import Predictor
+from phototox.maps.inference import Predictor
 from phototox.models.loader import load_model
 
 pytest.importorskip("bioimageio.core", reason="bioimage.io packages not installed (pip install -e '.[bioimageio]')")
@@ -221,7 +221,7 @@ def test_front_ends_take_the_package_as_their_model(built):
 
     from conftest import REPO
 
-    from phototox.remote import PredictorPool, analyse_pixels
+    from phototox.results.analysis_requests import PredictorPool, analyse_pixels
 
     x, expected = _tensors(built.package)
     pixels = x[0, 0]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from phototox.bootstrap import (
+from phototox.stats.bootstrap import (
     bca_interval,
     bca_mean,
     cluster_accuracy_interval,

@@ -9,10 +9,10 @@ import pytest
 import tifffile
 
 from phototox.apps.cli import main
-from phototox.controls import ControlReference
 from phototox.models.registry import read_registry
 from phototox.models.weights import load_weights, sha256_of
-from phototox.synth import render_field
+from phototox.synth.fields import render_field
+from phototox.trust.controls import ControlReference
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +164,8 @@ def test_a_control_file_is_compared_with_the_other_controls_not_itself(tmp_path)
 
 def test_frames_of_a_test_file_are_one_field_against_the_controls(varying_predictor):
     """Every frame of one analysed stack carries the comparison of the stack's mean with the controls."""
-    from phototox.assess import Assessor, control_lines
-    from phototox.settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor, control_lines
 
     assessor = Assessor(varying_predictor, warn=lambda line: None, domain_check=False)
     assessor.controls = ControlReference(np.array([0.10, 0.12, 0.08]), "test")
@@ -201,7 +201,7 @@ def test_calibrate_refuses_controls_that_are_not_fields_of_cells(tmp_path, contr
 
 def test_calibrate_refuses_a_control_whose_contrast_is_inverted_against_the_others(tmp_path, controls, capsys):
     """One inverted control among normal ones: refused, naming it; all inverted alike is a contrast method."""
-    from phototox.quality import intensity_skew
+    from phototox.trust.quality import intensity_skew
 
     paths, _ = controls
     frame = tifffile.imread(paths[3]).astype(np.float32)
@@ -220,7 +220,7 @@ def test_intensity_skew_flips_with_the_contrast():
     rng = np.random.default_rng(0)
     halos = rng.normal(100, 5, (200, 200))
     halos[rng.random((200, 200)) < 0.03] += 80  # sparse bright halos: a bright tail
-    from phototox.quality import intensity_skew
+    from phototox.trust.quality import intensity_skew
 
     assert intensity_skew(halos) > 0.5 > -0.5 > intensity_skew(-halos)
     assert intensity_skew(np.full((50, 50), 3.0)) == 0.0

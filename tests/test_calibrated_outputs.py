@@ -12,8 +12,8 @@ import pytest
 import tifffile
 
 from phototox.apps.cli import main
-from phototox.outputs import map_tiff_tags
-from phototox.plots import plot_map_overlay, scale_bar_um
+from phototox.results.outputs import map_tiff_tags
+from phototox.results.plots import plot_map_overlay, scale_bar_um
 
 IJ_JAR = Path("/usr/share/java/ij.jar")
 
@@ -21,7 +21,7 @@ IJ_JAR = Path("/usr/share/java/ij.jar")
 @pytest.fixture(scope="module")
 def calibrated_map(tiny_model_path, tmp_path_factory) -> Path:
     """``phototox map --pixel-size 0.65`` on a synthetic field; the map TIFF it wrote."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     work = tmp_path_factory.mktemp("calibrated")
     image = work / "field.tif"

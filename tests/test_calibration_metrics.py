@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phototox.calibration_metrics import (
+from phototox.stats.calibration_metrics import (
     ece_interval,
     expected_calibration_error,
     reliability_diagram,

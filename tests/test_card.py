@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from phototox.card import card_for_model, model_card
 from phototox.models.registry import load_registered, shipped_dir
 from phototox.models.weights import load_weights, sha256_of
+from phototox.training.card import card_for_model, model_card
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_card_prints_keys_recorded_by_other_steps():
 
 def test_card_states_both_domain_checks_in_words_not_the_statistics():
     """The domain entry: threshold, fitting images and fine-detail limit; never the mean vector."""
-    from phototox.domain import fit_fine_detail
+    from phototox.trust.domain import fit_fine_detail
 
     domain = {"feature": "trunk", "threshold": 1.23, "fitted_on": "7 training images", "mean": [0.123456] * 256}
     card = model_card({"domain": {**domain, "fine_detail": fit_fine_detail([-1.0, 0.5])}}, "m")

@@ -61,7 +61,7 @@ def cp():
 
 
 def _images(folder: Path, doses=(0.0, 1.0), size=(260, 300)) -> list[Path]:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -125,10 +125,10 @@ def test_pipeline_measures_and_saves_map(cp, tmp_path, tiny_model_path):
 
 
 def test_map_matches_the_python_api(cp, tmp_path, tiny_model_path):
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
     from phototox.models.weights import load_weights
-    from phototox.settings import MapSettings
+    from phototox.trust.assess import Assessor
 
     images = _images(tmp_path / "in", doses=(0.5,))
     m, errors, _ = _run(PIPELINE, images, tmp_path / "out", str(tiny_model_path))
@@ -143,10 +143,10 @@ def test_map_matches_the_python_api(cp, tmp_path, tiny_model_path):
 @pytest.mark.slow
 def test_pixel_size_setting_resamples_to_the_models_scale(cp, tmp_path):
     """The shipped model (0.434 um/px): an image at half that pixel size is analysed at the model's scale."""
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
-    from phototox.pixelsize import PixelSize
-    from phototox.settings import MapSettings
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor
+    from phototox.trust.pixelsize import PixelSize
 
     images = _images(tmp_path / "in", doses=(0.5,), size=(500, 520))
     assumed, errors, _ = _run(PIPELINE, images, tmp_path / "out0")
@@ -252,9 +252,9 @@ def test_cellprofiler_cli_runs_the_example_pipeline(tmp_path):
         sick_map = tifffile.imread(tmp_path / "out" / f"{path.stem}_sickmap.tiff")
         assert sick_map.shape == tifffile.imread(path).shape
     # CellProfiler's own table reaches the comparison engine: one field per arm can only be untestable
-    from phototox.compare import cannot_test
-    from phototox.compare_table import TableSpec, compare_table
-    from phototox.dose_tests import OUT_OF_DOMAIN
+    from phototox.stats.compare import cannot_test
+    from phototox.stats.compare_table import TableSpec, compare_table
+    from phototox.stats.dose_tests import OUT_OF_DOMAIN
 
     spec = TableSpec("Phototoxicity_MeanSickProbability_Phase", "FileName_Phase", images[0].name)
     result = compare_table(tmp_path / "out" / "Image.csv", spec)

@@ -26,7 +26,7 @@ SHIFT_PX, PIXEL_UM, INTERVAL_MIN, FRAMES = 3, 0.65, 10.0, 4
 @pytest.fixture(scope="module")
 def timelapse(tmp_path_factory):
     """Two fields of four frames: 'moving' (content shifts 3 px per frame) and 'still'."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     folder = tmp_path_factory.mktemp("timelapse")
     for name, step, seed in (("moving", SHIFT_PX, 5), ("still", 0, 6)):

@@ -39,7 +39,7 @@ def _rows(out: Path) -> dict[str, float]:
 
 
 def test_split_runs_merge_to_one_run(tmp_path, tiny_model_path):
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     images = tmp_path / "in"
     images.mkdir()
@@ -63,7 +63,7 @@ def test_split_runs_merge_to_one_run(tmp_path, tiny_model_path):
 
 
 def test_missing_model_fails_headless_before_the_first_image(tmp_path):
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     images = tmp_path / "in"
     images.mkdir()

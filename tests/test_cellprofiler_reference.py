@@ -20,12 +20,12 @@ def test_reference_setting_adds_the_unlike_map_and_measurements(tmp_path):
     from cellprofiler_core.reader import fill_readers, filter_active_readers
 
     from phototox.apps.cli import main
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
-    from phototox.novelty import NoveltyReference
-    from phototox.pixelsize import PixelSize
-    from phototox.settings import MapSettings
-    from phototox.synth import render_field
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
+    from phototox.trust.novelty import NoveltyReference
+    from phototox.trust.pixelsize import PixelSize
 
     set_headless()
     set_plugin_directory(str(REPO / "plugins" / "cellprofiler"), globally=False)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from phototox.compare import (
+from phototox.errors import PhototoxError
+from phototox.stats.compare import (
     HARMLESS,
     NO_DIFFERENCE,
     SICKER,
@@ -19,7 +20,6 @@ from phototox.compare import (
     compare,
     non_inferiority,
 )
-from phototox.errors import PhototoxError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_null import fields_of as experiment

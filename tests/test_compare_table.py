@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.compare import HARMLESS, SICKER, cannot_test
-from phototox.compare_table import TableSpec, compare_table
-from phototox.dose_tests import OUT_OF_DOMAIN
 from phototox.errors import ManifestError
+from phototox.stats.compare import HARMLESS, SICKER, cannot_test
+from phototox.stats.compare_table import TableSpec, compare_table
+from phototox.stats.dose_tests import OUT_OF_DOMAIN
 
 VALUE = "Phototoxicity_MeanSickProbability_Phase"
 CP_SPEC = TableSpec(VALUE, "Metadata_Dose", "0", "Metadata_Plate", "Metadata_Site", "Metadata_T")

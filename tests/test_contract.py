@@ -7,15 +7,9 @@ import pytest
 import torch
 from conftest import need_celldeath, need_usiigaci
 
-from phototox.dataset import CropDataset
-from phototox.inference import Predictor
-from phototox.manifest import Sample
-from phototox.models.architectures import build_model
-from phototox.models.backends.torch import TorchBackend
-from phototox.models.base import LoadedModel
-from phototox.models.loader import load_model
-from phototox.models.weights import save_weights
-from phototox.normalise import (
+from phototox.io.manifest import Sample
+from phototox.maps.inference import Predictor
+from phototox.maps.normalise import (
     PER_CROP,
     Contract,
     box_normalise,
@@ -23,7 +17,13 @@ from phototox.normalise import (
     normalise_region,
     reflect_index,
 )
-from phototox.synth import render_field
+from phototox.models.architectures import build_model
+from phototox.models.backends.torch import TorchBackend
+from phototox.models.base import LoadedModel
+from phototox.models.loader import load_model
+from phototox.models.weights import save_weights
+from phototox.synth.fields import render_field
+from phototox.training.dataset import CropDataset
 
 BOX = {"kind": "box", "size": 221, "edge": "reflect"}
 
@@ -165,7 +165,7 @@ def _real_region(frame: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("stride", [16, 32])
 def test_shipped_model_dense_equals_exact_on_real_images(name, stride):
     """The shipped models as they are (box contract, trained with it): dense = exact on real images."""
-    from phototox.images import read_frames
+    from phototox.io.images import read_frames
 
     images = [
         min((need_celldeath() / "images").glob("U2_CPT*")),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from phototox.synth import render_field
+from phototox.synth.fields import render_field
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from hostile_support import run_main
 
-from phototox.compare import HARMLESS
 from phototox.defaults import DEMO_MODEL
-from phototox.demo import DEMO_DISHES, DEMO_DOSES
+from phototox.experiment.demo import DEMO_DISHES, DEMO_DOSES
+from phototox.stats.compare import HARMLESS
 
 pytestmark = pytest.mark.slow
 

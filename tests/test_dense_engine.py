@@ -8,10 +8,10 @@ import torch
 from conftest import random_deadnet_gap
 
 from phototox import dense_engine
-from phototox.dense import dense_sick_grid
 from phototox.errors import PhototoxError
+from phototox.maps.dense import dense_sick_grid
 from phototox.models.architectures import build_model
-from phototox.synth import render_field
+from phototox.synth.fields import render_field
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is an optional extra (bioimageio)")
 

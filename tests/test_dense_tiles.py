@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import random_deadnet_gap
 
-from phototox.dense import (
+from phototox.maps.dense import (
     CONV1_KERNEL,
     FusedTrunk,
     TileInputs,
@@ -21,10 +21,10 @@ from phototox.dense import (
     dense_sick_grid,
     frame_moments,
 )
-from phototox.inference import Predictor
-from phototox.normalise import box_normalise
-from phototox.synth import render_field
-from phototox.windows import upsample_grid, upsample_map
+from phototox.maps.inference import Predictor
+from phototox.maps.normalise import box_normalise
+from phototox.maps.windows import upsample_grid, upsample_map
+from phototox.synth.fields import render_field
 
 CPU = torch.device("cpu")
 REGIONS = [(0, 220, 0, 220), (16, 268, 32, 300), (80, 316, 100, 316), (0, 316, 0, 316)]
@@ -116,8 +116,8 @@ PROBE = textwrap.dedent("""
     import json, sys
     import numpy as np
     import torch
-    from phototox.inference import Predictor
-    from phototox.settings import MapSettings
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
     torch.set_num_threads(1)
     def peak():
         for line in open("/proc/self/status"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from phototox.apps.cli import main
-from phototox.design import check_design, design_lines, read_design
+from phototox.experiment.design import check_design, design_lines, read_design
 
 TIMECOURSE_HEADER = (
     "field,irradiance_mW_per_cm2,exposure_ms,wavelength_nm,frames,replicate,dish,positive_control,power_meter"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phototox.domain import (
+from phototox.trust.domain import (
     DomainStats,
     DomainVerdict,
     conformal_threshold,
@@ -80,7 +80,7 @@ def test_fine_detail_rises_as_cells_shrink(rng):
     """The same field at 1x, 1/2 and 1/4 of its size (a pixel size 2x, 4x too coarse): ever finer detail."""
     import torch
 
-    from phototox.pixelsize import resample
+    from phototox.trust.pixelsize import resample
 
     field = _blobs(rng)
     values = []
@@ -163,7 +163,7 @@ def sets_report_of_shipped_model() -> dict:
     need_celldeath()
     from bench_domain import sets_report
 
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
     from phototox.models.loader import load_model
 
     return sets_report(Predictor.create(load_model(), "cpu"), n_strange=6)

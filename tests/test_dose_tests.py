@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from phototox.compare import HARMLESS
-from phototox.dose_tests import INSENSITIVE, OUT_OF_DOMAIN, format_dose_tests, judge_doses
 from phototox.errors import PhototoxError
+from phototox.stats.compare import HARMLESS
+from phototox.stats.dose_tests import INSENSITIVE, OUT_OF_DOMAIN, format_dose_tests, judge_doses
 
 
 def rows_for(harms: dict[float, float], fields=4, sd=0.002, seed=0, replicate=None) -> list[dict]:

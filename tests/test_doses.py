@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from phototox.apps.cli import main
-from phototox.doses import fit_dose_response, logistic
 from phototox.errors import PhototoxError
+from phototox.experiment.doses import fit_dose_response, logistic
 
 
 def test_fit_recovers_a_known_curve():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from phototox.doses import fit_dose_response, logistic, write_dose_report
+from phototox.experiment.doses import fit_dose_response, logistic, write_dose_report
 
 
 def _series(doses, seed=0):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from phototox.explain import class_model_for, gradcam_frame, gradcam_weights
-from phototox.normalise import normalise_crops
+from phototox.maps.normalise import normalise_crops
+from phototox.training.explain import class_model_for, gradcam_frame, gradcam_weights
 
 WINDOW = 64
 
@@ -101,7 +101,7 @@ def test_explain_and_class_model_commands(tmp_path, tiny_model_path, synth_datas
     import tifffile
 
     from phototox.apps.cli import main
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     image = tmp_path / "field.tif"
     tifffile.imwrite(image, render_field(260, 330, 0.8, seed=2).image)

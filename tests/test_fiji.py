@@ -37,7 +37,7 @@ def plugin_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     path = tmp_path_factory.mktemp("img") / "field.tif"
     tifffile.imwrite(path, render_field(260, 300, 0.7, seed=8).image)
@@ -75,11 +75,11 @@ def _phototox_fiji(macro: str, tmp_path: Path, model: Path, timeout: int = 240) 
 
 
 def _api(model: Path, image: Path, stride: int, mode: str):
-    from phototox.assess import Assessor
-    from phototox.images import as_grey_frames
-    from phototox.inference import Predictor
+    from phototox.io.images import as_grey_frames
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
     from phototox.models.weights import load_weights
-    from phototox.settings import MapSettings
+    from phototox.trust.assess import Assessor
 
     assessor = Assessor(Predictor.create(load_weights(model), "cpu"), warn=lambda line: None)
     frames = as_grey_frames(tifffile.imread(image), str(image))
@@ -203,7 +203,7 @@ def test_small_image_error_in_process(tmp_path, tiny_model_path):
 
 @pytest.mark.slow
 def test_example_macros_run_as_they_are(tmp_path, tiny_model_path):
-    from phototox.synth import render_field, render_timelapse
+    from phototox.synth.fields import render_field, render_timelapse
 
     data, out = tmp_path / "in", tmp_path / "out"
     data.mkdir()

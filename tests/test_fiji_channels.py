@@ -24,7 +24,7 @@ pytestmark = [
 def test_channel_choice_and_calibration_reach_the_model(tmp_path):
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     healthy = render_field(256, 256, 0.0, seed=4).image.astype(np.float32)
     sick = render_field(256, 256, 1.0, seed=4).image.astype(np.float32)

@@ -37,7 +37,7 @@ def _x_servers() -> set[str]:
 @pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("javac") is None, reason="Xvfb or javac missing")
 def test_documented_batch_command_runs_without_a_display(tmp_path, tiny_model_path):
     """The README's command, DISPLAY unset: phototox starts Xvfb, the macro runs, the Xvfb is gone after."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     data, out = tmp_path / "phase", tmp_path / "out"
     data.mkdir()

@@ -180,7 +180,7 @@ def test_example_macros_with_spaces_empty_folders_and_hyperstacks(tmp_path, tiny
     import numpy as np
     import tifffile
 
-    from phototox.synth import render_field, render_timelapse
+    from phototox.synth.fields import render_field, render_timelapse
 
     data, out, empty = tmp_path / "my phase images", tmp_path / "my results", tmp_path / "nothing here"
     for folder in (data, out, empty):

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from phototox.errors import PhototoxError
-from phototox.settings import MapSettings
+from phototox.maps.settings import MapSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_MODULES = {"inference.py", "assess.py", "dense.py", "domain.py", "explain.py", "novelty.py", "scale/chunked.py"}
@@ -56,10 +56,10 @@ def test_settings_are_validated_once_when_made():
 def test_chunked_rows_carry_the_in_memory_trust_verdicts(tmp_path):
     """A TIFF mapped chunk by chunk gives the same numbers, domain and quality verdicts as in memory."""
     pytest.importorskip("zarr", reason="chunked maps need the scale extra")
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
-    from phototox.scale.jobs import RunSettings, chunked_row, predict_image
-    from phototox.synth import render_field
+    from phototox.maps.inference import Predictor
+    from phototox.screens.jobs import RunSettings, chunked_row, predict_image
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
 
     frame = render_field(420, 460, 0.6, seed=5).image.astype(np.float32)
     path = tmp_path / "f.tif"

@@ -21,16 +21,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phototox.controls import ControlReference
-from phototox.domain import DomainStats
 from phototox.errors import PhototoxError
+from phototox.maps.normalise import contract_of
 from phototox.models.architectures import build_model
 from phototox.models.metaschema import DOMAIN_FEATURES
 from phototox.models.package import load_package, parse_description
 from phototox.models.weights import FORMAT, model_from_payload
-from phototox.normalise import contract_of
-from phototox.pixelsize import model_pixel_size, resolve_pixel_size
-from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
+from phototox.screens.zarrio import open_ome_zarr, write_ome_zarr
+from phototox.trust.controls import ControlReference
+from phototox.trust.domain import DomainStats
+from phototox.trust.pixelsize import model_pixel_size, resolve_pixel_size
 
 FUZZ = settings(
     derandomize=True,

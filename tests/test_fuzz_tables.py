@@ -129,7 +129,7 @@ def _parses_or_refuses(name: str, data: bytes, parse: Callable[[Path], object]) 
     threshold=st.sampled_from([None, 0.5]),
 )
 def test_manifest_parser(data, labels, threshold):
-    from phototox.manifest import read_manifest
+    from phototox.io.manifest import read_manifest
 
     _parses_or_refuses(
         "m.csv", data, lambda p: read_manifest(p, dose_threshold=threshold, require_labels=labels, check_files=True)
@@ -147,7 +147,7 @@ def test_doses_parser(data):
 @FUZZ
 @given(data=tables("path", "well", "plate", "time", "row", "column"), check=st.booleans())
 def test_layout_parser(data, check):
-    from phototox.scale.plates import plate_report_paths, read_layout
+    from phototox.screens.plates import plate_report_paths, read_layout
 
     def parse(path: Path) -> None:
         placements = read_layout(path, check_files=check)
@@ -180,7 +180,7 @@ def test_layout_parser(data, check):
     )
 )
 def test_ledger_parser(data):
-    from phototox.scale.ledger import Ledger
+    from phototox.screens.ledger import Ledger
 
     def parse(path: Path) -> None:
         ledger = Ledger(path, {"model": "m"})
@@ -192,7 +192,7 @@ def test_ledger_parser(data):
 @FUZZ
 @given(values=st.lists(st.text(max_size=80), max_size=8))
 def test_names_from_data_are_safe_and_distinct(values):
-    from phototox.planned import unique_names
+    from phototox.io.planned import unique_names
 
     try:
         names = unique_names(values, "value")
@@ -207,8 +207,8 @@ def test_names_from_data_are_safe_and_distinct(values):
 @pytest.mark.parametrize("parser", ["manifest", "doses", "layout"])
 def test_known_hostile_tables(parser, tmp_path):
     """The reproductions the fuzz is built around, kept as plain cases."""
-    from phototox.manifest import read_manifest
-    from phototox.scale.plates import read_layout
+    from phototox.io.manifest import read_manifest
+    from phototox.screens.plates import read_layout
     from phototox.timecourse.io import read_doses
 
     parse = {

@@ -28,7 +28,7 @@ SLACK = 3.0
 
 @pytest.fixture()
 def images(tmp_path) -> Path:
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     folder = tmp_path / "images"
     folder.mkdir()

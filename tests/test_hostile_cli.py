@@ -204,12 +204,12 @@ def test_read_only_out_folder_is_one_line(tmp_path, capsys):
 
 def test_oserror_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
     """Disk full (or any OSError) met after the checks: one line naming the path, exit 1."""
-    import phototox.outputs
+    import phototox.results.outputs
 
     def disk_full(path, rows):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(phototox.outputs, "write_summary", disk_full)
+    monkeypatch.setattr(phototox.results.outputs, "write_summary", disk_full)
     write_field(tmp_path / "x.tif")
     code, _, err = run_main(
         [
@@ -322,7 +322,7 @@ def test_train_settings_are_validated(tmp_path, capsys, option, value, field):
 
 def test_train_config_validate_is_the_library_check():
     from phototox.errors import PhototoxError
-    from phototox.train import TrainConfig
+    from phototox.training.train import TrainConfig
 
     TrainConfig().validate()
     with pytest.raises(PhototoxError, match="iterations"):
@@ -374,8 +374,8 @@ def test_corrupt_or_foreign_checkpoint_is_one_line(tmp_path, capsys, kind):
     _checkpoint(kind, run / "checkpoint.pt")
     args = ["train", manifest, "--out", run, *QUICK_TRAIN]
     if kind == "wrong shapes":  # matching config so that loading the state is what fails
-        from phototox.augment import AugmentConfig
-        from phototox.train import TrainConfig
+        from phototox.training.augment import AugmentConfig
+        from phototox.training.train import TrainConfig
 
         config = TrainConfig(
             iterations=1, batch_size=2, val_fraction=0.0, device="cpu", augment=AugmentConfig()
@@ -422,7 +422,7 @@ def test_duplicate_manifest_rows_are_refused_with_their_lines(tmp_path, capsys, 
 
 
 def test_frame_windows_of_one_stack_are_not_duplicates(tmp_path):
-    from phototox.manifest import read_manifest
+    from phototox.io.manifest import read_manifest
 
     write_field(tmp_path / "f.tif")
     manifest = write_manifest(

@@ -47,9 +47,9 @@ def test_huge_finite_floats_give_the_same_answer_as_the_image_scaled_down(tmp_pa
 
 def test_a_nan_result_is_an_error_never_a_class(tmp_path, capsys, monkeypatch):
     """With the rescaling switched off the model's NaN must be refused, not reported as healthy."""
-    import phototox.images
+    import phototox.io.images
 
-    monkeypatch.setattr(phototox.images, "SAFE_MAGNITUDE", float("inf"))
+    monkeypatch.setattr(phototox.io.images, "SAFE_MAGNITUDE", float("inf"))
     image = write_field(tmp_path / "x.tif").astype(np.float64)
     tifffile.imwrite(tmp_path / "huge.tif", (image / image.max() * 2.5e38).astype(np.float32))
     # exact mode only: dense mode now conditions tiles in float64 and stays finite even unscaled
@@ -64,7 +64,7 @@ def test_a_nan_result_is_an_error_never_a_class(tmp_path, capsys, monkeypatch):
 
 
 def test_check_finite_refuses_nan():
-    from phototox.inference import NotANumberError, check_finite
+    from phototox.maps.inference import NotANumberError, check_finite
 
     assert check_finite(np.array([0.2, 0.9]), "m").tolist() == [0.2, 0.9]
     with pytest.raises(NotANumberError, match="1 of 2"):
@@ -133,7 +133,7 @@ OVERLAY_RSS_BOUND_MB = 1000
 
 @pytest.mark.slow
 def test_long_thin_map_memory_is_bounded(tmp_path):
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     field = render_field(220, 1500, 0.5, seed=2).image
     tifffile.imwrite(tmp_path / "long.tif", np.tile(field.T, (8, 1))[:12000], photometric="minisblack")
@@ -151,7 +151,7 @@ def test_long_thin_map_memory_is_bounded(tmp_path):
 
 
 def test_overlay_of_a_long_image_is_bounded_and_says_it_is_stretched(tmp_path):
-    from phototox.plots import plot_map_overlay
+    from phototox.results.plots import plot_map_overlay
 
     rng = np.random.default_rng(0)
     frame = rng.random((20000, 220), dtype=np.float32)
@@ -177,7 +177,7 @@ def test_outputs_get_the_users_umask(tmp_path, capsys, umask, mode):
             ["synth", "--out", tmp_path / "synth", "--doses", "0", "1", "--per-dose", "1", "--size", "224"], capsys
         )
         assert code == 0, err
-        from phototox.images import atomic_path
+        from phototox.io.images import atomic_path
 
         with atomic_path(tmp_path / "pkg.zip") as tmp, zipfile.ZipFile(tmp, "w") as archive:
             archive.writestr("a.txt", "a")
@@ -191,7 +191,7 @@ def test_outputs_get_the_users_umask(tmp_path, capsys, umask, mode):
 
 
 def test_umask_is_read_without_changing_it():
-    from phototox.images import current_umask
+    from phototox.io.images import current_umask
 
     old = os.umask(0o027)
     try:

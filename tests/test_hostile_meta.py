@@ -24,12 +24,12 @@ import yaml
 from hostile_support import PEAK_RSS_KB_SOURCE, expect_refusal
 
 from phototox.errors import ImageInputError, ModelLoadError, PhototoxError
+from phototox.maps.normalise import MAX_BOX, Contract
 from phototox.models.architectures import build_model
 from phototox.models.loader import load_model
 from phototox.models.metaschema import DOMAIN_FEATURES, check_meta
 from phototox.models.weights import FORMAT, FORMAT_VERSION
-from phototox.normalise import MAX_BOX, Contract
-from phototox.pixelsize import MAX_UPSAMPLING, check_resampling
+from phototox.trust.pixelsize import MAX_UPSAMPLING, check_resampling
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from hostile_support import (
 )
 
 from phototox.errors import OutputError, PhototoxError
-from phototox.planned import check_outputs, is_within, resolved, safe_name, unique_names
+from phototox.io.planned import check_outputs, is_within, resolved, safe_name, unique_names
 
 NOT_UTF8 = b"\xff\xfe\x00garbage \xe9\n"
 """Bytes that are no UTF-8 text (a UTF-16 mark, then Latin-1)."""
@@ -236,7 +236,7 @@ def test_names_from_user_data_are_safe_and_injective():
 
 
 def test_plate_time_cannot_leave_out(tmp_path):
-    from phototox.scale.plates import Placement, write_plate_report
+    from phototox.screens.plates import Placement, write_plate_report
 
     write_field(tmp_path / "in" / "a.tif")
     placements = [Placement(str(tmp_path / "in" / "a.tif"), "plate", "B03", 1, 2, "", "../../../escaped")]
@@ -263,7 +263,7 @@ def test_plate_time_cannot_leave_out(tmp_path):
 
 
 def test_plate_heat_map_named_by_a_stack_frame_is_checked_before_writing(tmp_path):
-    from phototox.scale.plates import Placement, write_plate_report
+    from phototox.screens.plates import Placement, write_plate_report
 
     image = tmp_path / "plate_plate_t1_heatmap.png"  # the heat map of frame 1, known only after reading
     write_field(image)
@@ -279,7 +279,7 @@ def test_plate_heat_map_named_by_a_stack_frame_is_checked_before_writing(tmp_pat
 
 
 def test_crossval_folds_of_colliding_values_get_distinct_folders(tmp_path):
-    from phototox.crossval import Fold, fold_dirs
+    from phototox.training.crossval import Fold, fold_dirs
 
     values = ["x y", "x/y", "x_y", "p" * 60 + "-one", "p" * 60 + "-two"]
     dirs = fold_dirs([Fold(v, (), ()) for v in values], tmp_path)
@@ -425,7 +425,7 @@ def test_manifest_not_utf8_is_one_line(tmp_path, capsys):
     ids=["binary", "other-settings", "list", "string", "null"],
 )
 def test_foreign_ledger_is_one_line(tmp_path, content):
-    from phototox.scale.ledger import Ledger
+    from phototox.screens.ledger import Ledger
 
     (tmp_path / "l.jsonl").write_bytes(content)
     with pytest.raises(PhototoxError, match=r"l\.jsonl: ") as info:
@@ -434,7 +434,7 @@ def test_foreign_ledger_is_one_line(tmp_path, content):
 
 
 def test_ledger_skips_lines_that_are_no_records(tmp_path):
-    from phototox.scale.ledger import Ledger
+    from phototox.screens.ledger import Ledger
 
     fingerprint = {"model": "m"}
     path = tmp_path / "l.jsonl"
@@ -476,7 +476,7 @@ def test_two_channel_image_is_described_as_two_channels(tmp_path, capsys):
 
 
 def test_one_channel_yxc_image_is_grey():
-    from phototox.images import as_grey_frames
+    from phototox.io.images import as_grey_frames
 
     image = np.random.default_rng(0).integers(0, 4000, (240, 250, 1), dtype=np.uint16)
     assert as_grey_frames(image).shape == (1, 240, 250)

@@ -16,8 +16,8 @@ import zarr
 from hostile_support import SYNTH_MODEL, expect_refusal, run_cli_subprocess
 
 from phototox.errors import ImageInputError
-from phototox.scale import zarrio
-from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
+from phototox.screens import zarrio
+from phototox.screens.zarrio import open_ome_zarr, write_ome_zarr
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -136,7 +136,7 @@ def test_resampling_a_store_is_bounded_before_any_read():
     """A 40000^2 store brought 2x larger (6.4 Gpx) is refused, naming it, before any chunk is read."""
     from types import SimpleNamespace
 
-    from phototox.scale.chunked import chunked_map
+    from phototox.screens.chunked import chunked_map
 
     class Declared:
         shape, source = (40_000, 40_000), "big.zarr"

@@ -100,7 +100,7 @@ class SilentPort:
 
 
 CHILD = (
-    "import sys\nfrom phototox.scale import cluster\ncluster.SCHEDULER_DEADLINE_S = 3\n"
+    "import sys\nfrom phototox.screens import cluster\ncluster.SCHEDULER_DEADLINE_S = 3\n"
     "from phototox.apps.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -147,7 +147,7 @@ def test_a_real_scheduler_is_reached_within_the_deadline():
 
     from distributed import LocalCluster
 
-    from phototox.scale.cluster import client_within
+    from phototox.screens.cluster import client_within
 
     with LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0", silence_logs=logging.CRITICAL

@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from phototox.errors import PhototoxError
-from phototox.imagemeta import read_metadata
-from phototox.pixelsize import pixel_size_from_file
+from phototox.io.imagemeta import read_metadata
 from phototox.timecourse.io import interval_from_metadata, pixel_size_from_metadata
+from phototox.trust.pixelsize import pixel_size_from_file
 
 UM = 0.65
 
@@ -54,7 +54,7 @@ def _write_variants(folder):
 
 def _chunked_reader(path):
     pytest.importorskip("zarr")
-    from phototox.scale.zarrio import open_tiff
+    from phototox.screens.zarrio import open_tiff
 
     return open_tiff(path).pixel_size_um if len(tifffile.imread(path).shape) == 2 else None
 

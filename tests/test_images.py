@@ -9,7 +9,7 @@ import tifffile
 
 from phototox.apps.cli import main
 from phototox.errors import ImageInputError
-from phototox.images import as_grey_frames, atomic_path, read_frames
+from phototox.io.images import as_grey_frames, atomic_path, read_frames
 
 
 def test_missing_file(tmp_path):

@@ -1,6 +1,6 @@
 """phototox.live: a real pymmcore-plus ``UniMMCore`` MDA on simulated Python devices, watched.
 
-Synthetic cells (phototox.synth_timelapse) test the machinery, not the biology.
+Synthetic cells (phototox.synth.timelapse) test the machinery, not the biology.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from phototox.live import LiveSettings, attach, check_sequence
 from phototox.live.dose import Calibration, DoseLedger
 from phototox.live.onsets import LiveOnsets
 from phototox.live.sim import EXCITATION, LIGHT, PHASE, core_for, demo_sequence, known_onsets
-from phototox.synth_timelapse import TimelapseCells, onset_frame
+from phototox.synth.timelapse import TimelapseCells, onset_frame
 from phototox.timecourse.onset import OnsetSettings, frame_level
 
 logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)

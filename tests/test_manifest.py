@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from phototox.errors import ManifestError
-from phototox.manifest import Sample, grouped_split, parse_frames, read_manifest, write_manifest
+from phototox.io.manifest import Sample, grouped_split, parse_frames, read_manifest, write_manifest
 
 
 def _write(tmp_path, text, files=("a.tif", "b.tif")):

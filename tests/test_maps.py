@@ -8,12 +8,12 @@ import tifffile
 from conftest import VARYING_MODEL
 
 from phototox.apps.cli import main
-from phototox.assess import TRUST_FIELDS, Assessor
 from phototox.errors import PhototoxError
-from phototox.inference import object_means, summarise_map
-from phototox.settings import MapSettings, check_dense_stride
-from phototox.synth import render_field
-from phototox.windows import upsample_grid
+from phototox.maps.inference import object_means, summarise_map
+from phototox.maps.settings import MapSettings, check_dense_stride
+from phototox.maps.windows import upsample_grid
+from phototox.synth.fields import render_field
+from phototox.trust.assess import TRUST_FIELDS, Assessor
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import periodic_field
 
-from phototox.settings import MapSettings
-from phototox.synth import render_field
-from phototox.windows import window_origins
+from phototox.maps.settings import MapSettings
+from phototox.maps.windows import window_origins
+from phototox.synth.fields import render_field
 
 WINDOW = 220
 
@@ -117,7 +117,7 @@ def test_tiling_equals_the_whole_frame(varying_predictor):
 @pytest.mark.parametrize("stride", [16, 32])
 def test_upsampling_reproduces_a_linear_grid_along_both_axes(stride):
     """Bilinear interpolation of a grid linear in (row, column) is that plane between the window centres."""
-    from phototox.windows import upsample_grid
+    from phototox.maps.windows import upsample_grid
 
     ny, nx = 3, 4
     rows, cols = np.mgrid[:ny, :nx]

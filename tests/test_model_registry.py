@@ -10,14 +10,14 @@ import tifffile
 
 from phototox.apps.cli import main
 from phototox.errors import ModelLoadError
-from phototox.inference import Predictor
+from phototox.maps.inference import Predictor
 from phototox.models import registry
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "field.tif"
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     tifffile.imwrite(path, render_field(256, 256, 0.8, seed=5).image)
     return path
@@ -80,7 +80,7 @@ def test_shipped_models_have_one_checksum_source_and_carry_their_card():
     assert celldeath.card["card_path"].endswith("MODEL_CARD.md")
     for name in ("deadnet-gap-synthetic-v2", "deadnet-gap-synthetic-v3"):
         synthetic = Predictor.from_spec(name, "cpu").model
-        assert synthetic.pixel_size_um is None and "phototox.synth" in synthetic.card["pixel_size_note"]
+        assert synthetic.pixel_size_um is None and "phototox.synth.fields" in synthetic.card["pixel_size_note"]
     assert "domain" in Predictor.from_spec("deadnet-gap-synthetic-v3", "cpu").model.meta
 
 

@@ -75,7 +75,7 @@ def test_map_layer_equals_phototox_map(qtbot, viewer, widget, tiny_model_path, t
     frame is resampled both ways, so the layer's scale must reach the analysis for the maps to agree."""
     from phototox.apps.cli import main
     from phototox.models.registry import default_name
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     image = render_field(240, 250, 0.7, seed=8).image
     tifffile.imwrite(tmp_path / "field.tif", image)
@@ -104,7 +104,7 @@ def test_map_layer_equals_phototox_map(qtbot, viewer, widget, tiny_model_path, t
 def test_time_lapse_unscaled_layer_and_controls(qtbot, viewer, widget):
     """A (T, H, W) layer without a scale: a map per frame, the model's pixel size said to be assumed;
     with two control layers marked, the field is compared with them."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     stack = np.stack([render_field(224, 230, d, seed=1).image for d in (0.0, 0.5, 1.0)])
     controls = [viewer.add_image(render_field(224, 230, 0.0, seed=s).image, name=f"control {s}") for s in (2, 3)]
@@ -128,7 +128,7 @@ def test_reference_adds_the_unlike_your_controls_layer_equal_to_phototox_map(qtb
     """With a reference file, the widget adds the same 'unlike your controls' map as ``phototox map
     --reference`` and says its fraction; a reference made with another model is one line, nothing added."""
     from phototox.apps.cli import main
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     model = widget.model.currentText()
     controls = []
@@ -180,7 +180,7 @@ def test_calibrate_on_control_layers_equals_phototox_calibrate(qtbot, viewer, wi
     file name: one line, nothing written."""
     from phototox.apps.cli import main
     from phototox.models.loader import load_model
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     model = widget.model.currentText()
     images = [render_field(240, 250, 0.0, seed=s).image for s in (21, 22, 23)]
@@ -237,7 +237,7 @@ def test_time_course_equals_phototox_timecourse(qtbot, viewer, widget, tmp_path)
     from phototox_napari.widget import PLOT_DOCK
 
     from phototox.apps.cli import main
-    from phototox.synth_timelapse import PIXEL_UM, render_dose_series
+    from phototox.synth.timelapse import PIXEL_UM, render_dose_series
 
     frames, size = 5, 224  # 3 baseline frames + 2 for an onset
     exposed = render_dose_series(frames, size, 0.05, seed=1, n_cells=5)[0]

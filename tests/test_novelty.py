@@ -1,4 +1,4 @@
-"""'Unlike your controls' (phototox.novelty) and the Grad-CAM scale (issue 26, parts 1 and 4)."""
+"""'Unlike your controls' (phototox.trust.novelty) and the Grad-CAM scale (issue 26, parts 1 and 4)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import tifffile
 
 from phototox.errors import PhototoxError
-from phototox.novelty import fit_reference, frame_window_features, wilson
+from phototox.trust.novelty import fit_reference, frame_window_features, wilson
 
 
 @pytest.fixture(scope="module")
 def healthy_field_features(varying_predictor):
     """Window features of 20 synthetic dose-0 fields (384 px: 36 windows each), one dense pass each."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     return [
         frame_window_features(varying_predictor, render_field(384, 384, 0.0, seed=500 + s).image.astype(np.float32))
@@ -56,7 +56,7 @@ def test_fewer_than_three_fields_are_refused(healthy_field_features):
 def test_frames_of_one_file_are_one_field(tmp_path, capsys):
     """A 3-frame stack is one field: the reference command refuses it (one line, non-zero exit)."""
     from phototox.apps.cli import main
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     stack = np.stack([render_field(256, 256, 0.0, seed=s).image for s in range(3)])
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
@@ -72,7 +72,7 @@ def test_frames_of_one_file_are_one_field(tmp_path, capsys):
 def test_map_with_reference_writes_the_unlike_map_and_columns(tmp_path, capsys):
     """End to end on synthetic files: reference from 3 controls, map of a damaged field with it."""
     from phototox.apps.cli import main
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     controls = []
     for s in range(3):
@@ -120,9 +120,9 @@ def _biased_model(bias: float):
 @pytest.mark.parametrize("bias", [-8.0, 8.0])
 def test_gradcam_of_an_image_called_healthy_stays_dark(tmp_path, bias):
     """Shown heat = P(sick) x evidence/scale: at P(sick) ~ 3e-7 nothing shows, at ~1 the evidence does."""
-    from phototox.explain import explain_image
-    from phototox.inference import Predictor
-    from phototox.synth import render_field
+    from phototox.maps.inference import Predictor
+    from phototox.synth.fields import render_field
+    from phototox.training.explain import explain_image
 
     image = tmp_path / "field.tif"
     tifffile.imwrite(image, render_field(300, 300, 0.5, seed=4).image)
@@ -144,7 +144,7 @@ def test_a_reference_refuses_another_models_features(healthy_field_features, tmp
     """Saved and loaded, the reference keeps its line; used with another model's features it refuses."""
     from types import SimpleNamespace
 
-    from phototox.novelty import NoveltyReference
+    from phototox.trust.novelty import NoveltyReference
 
     reference = fit_reference(healthy_field_features[:4], info={"model": "a", "model_sha256": "1" * 64})
     reference.save(tmp_path / "ref.npz")
@@ -157,9 +157,9 @@ def test_a_reference_refuses_another_models_features(healthy_field_features, tmp
 
 def test_served_results_carry_the_unlike_columns_for_the_references_model(tmp_path):
     """``phototox serve --reference``: the result line (Fiji's Results) carries unlike_controls_*."""
-    from phototox.novelty import reference_from_controls
-    from phototox.remote import PredictorPool, analyse_pixels
-    from phototox.synth import render_field
+    from phototox.results.analysis_requests import PredictorPool, analyse_pixels
+    from phototox.synth.fields import render_field
+    from phototox.trust.novelty import reference_from_controls
 
     controls = []
     for s in range(3):

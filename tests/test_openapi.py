@@ -14,9 +14,9 @@ import yaml
 from conftest import REPO
 
 from phototox.apps.serve import BODY_TYPES, make_server
-from phototox.images import BODY_KINDS
-from phototox.remote import RESULT_KEYS
-from phototox.settings import option_names
+from phototox.io.images import BODY_KINDS
+from phototox.maps.settings import option_names
+from phototox.results.analysis_requests import RESULT_KEYS
 
 SPEC = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
 METHODS = ("get", "post", "put", "delete", "patch")

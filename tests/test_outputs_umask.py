@@ -11,7 +11,7 @@ import pytest
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_atomic_outputs_follow_the_umask(tmp_path, umask, mode):
-    from phototox.images import write_text_atomic, write_tiff_atomic
+    from phototox.io.images import write_text_atomic, write_tiff_atomic
 
     old = os.umask(umask)
     try:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_explain import WINDOW, toy  # noqa: F401 -- the trained toy classifier fixture
 
-from phototox.explain import covering_origins, gradcam_frame
-from phototox.overlay import GREY_RANGE, blend, foreground_mask, relative_luminance
-from phototox.plots import plot_map_overlay
+from phototox.results.overlay import GREY_RANGE, blend, foreground_mask, relative_luminance
+from phototox.results.plots import plot_map_overlay
+from phototox.training.explain import covering_origins, gradcam_frame
 
 
 def test_luminance_rises_with_p_sick_over_every_grey():

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from phototox.errors import PhototoxError
-from phototox.pixelsize import (
+from phototox.trust.pixelsize import (
     PixelSize,
     pixel_size_from_file,
     resample,
@@ -103,11 +103,11 @@ def test_resample_shapes_antialiasing_and_range(rng):
 
 def test_map_returns_at_the_original_size(tmp_path, rng):
     """Round trip through the model's scale keeps the map's shape (shipped model, small frame)."""
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
     from phototox.models.loader import load_model
-    from phototox.settings import MapSettings
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
 
     lines = []
     assessor = Assessor(Predictor.create(load_model(), "cpu"), warn=lines.append)
@@ -125,7 +125,7 @@ def test_map_returns_at_the_original_size(tmp_path, rng):
 
 def test_cli_records_pixel_size_in_every_row(tmp_path, capsys):
     from phototox.apps.cli import main
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     paths = []
     for i, um in enumerate((0.434, None)):
@@ -156,9 +156,9 @@ def test_p_sick_survives_a_change_of_magnification():
     import bench_pixel_size
     from bench_pixel_size import BASE_FACTOR, SOURCE_UM, base_image, measure
 
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
     from phototox.models.loader import load_model
+    from phototox.trust.assess import Assessor
 
     bench_pixel_size.SCALES = (0.75, 1.0, 1.5, 2.0)
     assessor = Assessor(Predictor.create(load_model(), "cpu"), domain_check=False, warn=lambda line: None)
@@ -171,8 +171,8 @@ def test_p_sick_survives_a_change_of_magnification():
 
 
 def test_training_resamples_each_row_to_the_model_scale(tmp_path):
-    from phototox.manifest import Sample
-    from phototox.pixelsize import training_rescaler
+    from phototox.io.manifest import Sample
+    from phototox.trust.pixelsize import training_rescaler
 
     fine = Sample(tmp_path / "a.tif", 0, "a", extra={"pixel_size_um": "0.25"})
     plain = Sample(tmp_path / "b.tif", 1, "b")
@@ -187,8 +187,8 @@ def test_training_resamples_each_row_to_the_model_scale(tmp_path):
 
 
 def test_server_and_imagej_result_line_carries_pixel_size_and_flags():
-    from phototox.remote import PredictorPool, analyse_pixels
-    from phototox.synth import render_field
+    from phototox.results.analysis_requests import PredictorPool, analyse_pixels
+    from phototox.synth.fields import render_field
 
     pool = PredictorPool("default", "cpu")
     frame = render_field(240, 260, 0.3, seed=4).image.astype(np.float32)

@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from phototox.quality import (
+from phototox.synth.fields import render_field
+from phototox.trust.quality import (
     clipped_fraction,
     focus_measure,
     foreground_fraction,
     noise_sigma,
     quality_flags,
 )
-from phototox.synth import render_field
 from tests.conftest import CELLDEATH, need_celldeath
 
 
 def _fields() -> list[np.ndarray]:
     if (CELLDEATH / "images").is_dir():
-        from phototox.images import read_frames
+        from phototox.io.images import read_frames
 
         return [read_frames(p)[0] for p in sorted((CELLDEATH / "images").glob("*.png"))[::4]]
     return [render_field(300, 320, d, seed=i).image.astype(np.float32) for i, d in enumerate((0.0, 0.5, 1.0))]

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from phototox import bands, quality
-from phototox.synth import render_field
+from phototox.synth.fields import render_field
 
 
 def _whole_noise(f: np.ndarray) -> float:

@@ -50,7 +50,7 @@ def server(request, tiny_model_path):
 
 
 def test_readme_curl_example_runs_against_a_live_server(server, tmp_path):
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     commands = _readme_example()
     assert commands[0].startswith("phototox serve") and "8765" in commands[0]
@@ -75,7 +75,7 @@ def test_png_body_matches_the_float32_body_and_bad_bodies_get_one_line(server, t
 
     import imageio.v3 as iio
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     image = (render_field(260, 300, 0.7, seed=4).image >> 8).astype(np.uint8)
 
@@ -110,7 +110,7 @@ def test_png_of_the_largest_allowed_size_is_analysed_not_busy(server):
 
     import imageio.v3 as iio
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     png = iio.imwrite("<bytes>", (render_field(260, 300, 0.7, seed=4).image >> 8).astype(np.uint8), extension=".png")
     url = f"http://127.0.0.1:{server}/v1/analyse?stride=16"

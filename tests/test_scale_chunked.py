@@ -9,16 +9,16 @@ pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
 
 from phototox.errors import PhototoxError
-from phototox.scale import chunked
-from phototox.settings import MapSettings
-from phototox.windows import halo, spans, upsample_block
+from phototox.maps.settings import MapSettings
+from phototox.maps.windows import halo, spans, upsample_block
+from phototox.screens import chunked
 
 SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
 
     return Predictor.from_spec(SYNTH_MODEL, "cpu")
 
@@ -26,7 +26,7 @@ def predictor():
 @pytest.fixture(scope="module")
 def frame() -> np.ndarray:
     """A field with healthy and damaged regions, so window probabilities vary."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     left = render_field(520, 300, 0.0, seed=11).image
     right = render_field(520, 300, 1.0, seed=12).image
@@ -79,7 +79,7 @@ def test_too_small_halo_changes_the_map(predictor, frame, monkeypatch):
 
 @pytest.mark.slow
 def test_chunked_map_writes_the_in_memory_map(predictor, frame, tmp_path, monkeypatch):
-    from phototox.scale.zarrio import open_ome_zarr
+    from phototox.screens.zarrio import open_ome_zarr
 
     monkeypatch.setattr(chunked, "STORE_CHUNK", 256)  # several stored blocks and pyramid levels
     result = chunked.chunked_map(
@@ -100,7 +100,7 @@ def test_chunked_map_writes_the_in_memory_map(predictor, frame, tmp_path, monkey
 
 
 def test_upsample_block_matches_upsample_grid(rng):
-    from phototox.windows import upsample_grid
+    from phototox.maps.windows import upsample_grid
 
     grid = rng.random((7, 9)).astype(np.float32)
     full = upsample_grid(grid, (500, 560), 220, 40)
@@ -117,7 +117,7 @@ def test_cli_on_an_ome_zarr_input_matches_the_tiff_run(frame, tmp_path, capsys):
     import tifffile
 
     from phototox.apps.cli import main
-    from phototox.scale.zarrio import open_ome_zarr, write_ome_zarr
+    from phototox.screens.zarrio import open_ome_zarr, write_ome_zarr
 
     image = frame.astype(np.uint16)
     zarr_in = write_ome_zarr(tmp_path / "field.ome.zarr", image, pixel_size_um=0.5)

@@ -20,7 +20,7 @@ def images(tmp_path_factory) -> list[Path]:
     """Eight fields at different doses (outputs vary from image to image)."""
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     folder = tmp_path_factory.mktemp("fields")
     paths = []
@@ -32,14 +32,14 @@ def images(tmp_path_factory) -> list[Path]:
 
 
 def _settings(**kw):
-    from phototox.scale.jobs import RunSettings
+    from phototox.screens.jobs import RunSettings
 
     return RunSettings(model=SYNTH_MODEL, model_name=SYNTH_MODEL, device="cpu", stride=32, **kw)
 
 
 def _single_process_rows(paths, settings):
-    from phototox.inference import Predictor
-    from phototox.scale.jobs import predict_image
+    from phototox.maps.inference import Predictor
+    from phototox.screens.jobs import predict_image
 
     predictor = Predictor.from_spec(settings.model, "cpu")
     return [row for p in paths for row in predict_image(predictor, str(p), settings)]
@@ -78,7 +78,7 @@ def test_dask_is_not_imported_without_the_flag(images, tmp_path):
 
 @pytest.mark.slow
 def test_cluster_rows_equal_single_process_rows_and_one_load_per_worker(images, client):
-    from phototox.scale.cluster import PLUGIN_NAME, run_images
+    from phototox.screens.cluster import PLUGIN_NAME, run_images
 
     settings = _settings()
     rows = run_images("predict", images, settings, client=client, progress=False)
@@ -93,9 +93,9 @@ def test_cluster_rows_equal_single_process_rows_and_one_load_per_worker(images, 
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_without_recomputing_or_duplicating(images, client, tmp_path, monkeypatch):
-    from phototox.assess import Assessor
-    from phototox.scale.cluster import run_images
-    from phototox.scale.ledger import Ledger
+    from phototox.screens.cluster import run_images
+    from phototox.screens.ledger import Ledger
+    from phototox.trust.assess import Assessor
 
     settings = _settings()
     ledger_path = tmp_path / "run.ledger.jsonl"
@@ -162,7 +162,7 @@ def test_a_killed_cluster_run_resumes_where_it_stopped(tmp_path):
 
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     paths = []
     for i in range(16):

@@ -15,7 +15,7 @@ SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_batches_cover_every_image_once_in_order_and_balanced(n, workers):
     pytest.importorskip("distributed")
-    from phototox.scale.cluster import BATCH_MAX, batches
+    from phototox.screens.cluster import BATCH_MAX, batches
 
     paths = [f"img{i}.tif" for i in range(n)]
     got = batches(paths, workers)
@@ -32,7 +32,7 @@ def test_start_method(monkeypatch):
     import sys
 
     from phototox.errors import PhototoxError
-    from phototox.scale.cluster import start_method
+    from phototox.screens.cluster import start_method
 
     monkeypatch.delenv("PHOTOTOX_DASK_START", raising=False)
     linux = sys.platform.startswith("linux")
@@ -52,10 +52,10 @@ def test_a_bad_image_inside_a_batch_is_named_and_the_ones_before_it_are_kept(tmp
     from distributed import Client, LocalCluster
 
     from phototox.errors import PhototoxError
-    from phototox.scale.cluster import run_images
-    from phototox.scale.jobs import RunSettings
-    from phototox.scale.ledger import Ledger
-    from phototox.synth import render_field
+    from phototox.screens.cluster import run_images
+    from phototox.screens.jobs import RunSettings
+    from phototox.screens.ledger import Ledger
+    from phototox.synth.fields import render_field
 
     paths = []
     for i in range(4):

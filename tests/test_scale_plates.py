@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from phototox.errors import ManifestError
-from phototox.scale.plates import (
+from phototox.screens.plates import (
     join_rows,
     layout_from_folder,
     parse_well,
@@ -34,7 +34,7 @@ def plate_layout(tmp_path_factory) -> Path:
     """Five wells of a 96-well plate, two fields each, two time points; doses differ by well."""
     import tifffile
 
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     folder = tmp_path_factory.mktemp("plate")
     rows = []
@@ -56,7 +56,7 @@ def test_wells_and_plate_formats():
     assert parse_well("B03", "x") == (1, 2) and parse_well("b3", "x") == (1, 2) and parse_well("AF48", "x") == (31, 47)
     with pytest.raises(ManifestError, match="layout.csv, line 4: well 'Z0'"):
         parse_well("Z0", "layout.csv, line 4")
-    from phototox.scale.plates import Placement
+    from phototox.screens.plates import Placement
 
     assert plate_shape([Placement("a", "p", "H12", 7, 11)]) == (8, 12)
     assert plate_shape([Placement("a", "p", "I01", 8, 0)]) == (16, 24)
@@ -73,7 +73,7 @@ def test_folder_names_give_the_layout(tmp_path):
 
 
 def test_summaries_and_heatmap_one_cell_per_well(tmp_path, rng):
-    from phototox.scale.plates import Placement
+    from phototox.screens.plates import Placement
 
     placements, rows = [], []
     for well in WELLS:
@@ -128,7 +128,7 @@ def test_plate_command_end_to_end(plate_layout, tmp_path):
 
 def _joined(wells_by_condition: dict[str, list[float]], plates: int = 1) -> tuple[list[dict], list]:
     """per_image-style rows and placements: each value one well (two fields with the same value)."""
-    from phototox.scale.plates import Placement
+    from phototox.screens.plates import Placement
 
     joined, placements = [], []
     n = 0
@@ -154,8 +154,8 @@ def _joined(wells_by_condition: dict[str, list[float]], plates: int = 1) -> tupl
 
 
 def test_conditions_compare_wells_as_units_and_plates_as_replicates():
-    from phototox.compare import NO_DIFFERENCE, SICKER
-    from phototox.scale.plates import compare_conditions
+    from phototox.screens.plates import compare_conditions
+    from phototox.stats.compare import NO_DIFFERENCE, SICKER
 
     rng = np.random.default_rng(4)
     base = list(0.2 + rng.normal(0, 0.02, 6))
@@ -169,8 +169,8 @@ def test_conditions_compare_wells_as_units_and_plates_as_replicates():
 
 
 def test_conditions_without_effect_claim_sicker_rarely():
-    from phototox.compare import SICKER
-    from phototox.scale.plates import compare_conditions
+    from phototox.screens.plates import compare_conditions
+    from phototox.stats.compare import SICKER
 
     rng = np.random.default_rng(8)
     claims = 0

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from phototox.pixelsize import PixelSize, resample, scaled_shape
-from phototox.scale.rescale import ResampledView
-from phototox.settings import MapSettings
+from phototox.maps.settings import MapSettings
+from phototox.screens.rescale import ResampledView
+from phototox.trust.pixelsize import PixelSize, resample, scaled_shape
 
 pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
@@ -53,11 +53,11 @@ def test_a_region_is_read_from_its_own_source_pixels_only(smooth_frame):
 
 @pytest.mark.slow
 def test_chunked_map_at_another_pixel_size_equals_the_in_memory_assessment(tmp_path, monkeypatch):
-    from phototox.assess import Assessor
-    from phototox.inference import Predictor
-    from phototox.scale import chunked
-    from phototox.scale.zarrio import open_ome_zarr
-    from phototox.synth import render_field
+    from phototox.maps.inference import Predictor
+    from phototox.screens import chunked
+    from phototox.screens.zarrio import open_ome_zarr
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
 
     predictor = Predictor.from_spec("shipped:deadnet-gap-synthetic-v2", "cpu")
     predictor.model = copy.copy(predictor.model)

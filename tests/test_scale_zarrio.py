@@ -9,7 +9,7 @@ pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
 
 from phototox.errors import ImageInputError
-from phototox.scale.zarrio import open_large, open_ome_zarr, open_tiff, write_ome_zarr
+from phototox.screens.zarrio import open_large, open_ome_zarr, open_tiff, write_ome_zarr
 
 
 def test_ome_zarr_round_trip_keeps_pixels_dtype_pixel_size_and_axes(tmp_path, rng):

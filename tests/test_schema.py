@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.outputs import SUMMARY_FIELDS
-from phototox.remote import RESULT_KEYS, format_result
+from phototox.results.analysis_requests import RESULT_KEYS, format_result
+from phototox.results.outputs import SUMMARY_FIELDS
 from phototox.schema import COLUMNS, Trust, column, columns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +28,9 @@ def test_names_are_unique_and_tables_take_every_column_in_order():
 
 
 def test_result_line_carries_the_schema_keys_in_order(varying_predictor):
-    from phototox.assess import Assessor
-    from phototox.settings import MapSettings
-    from phototox.synth import render_field
+    from phototox.maps.settings import MapSettings
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
 
     assessor = Assessor(varying_predictor, warn=lambda line: None)
     frame = render_field(260, 280, 0.6, seed=3).image.astype(np.float32)

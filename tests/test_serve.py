@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from phototox.apps.serve import is_loopback, make_server
-from phototox.remote import parse_imagej_options
-from phototox.settings import MapSettings
+from phototox.maps.settings import MapSettings
+from phototox.results.analysis_requests import parse_imagej_options
 
 
 @pytest.fixture()
@@ -43,7 +43,7 @@ def _post(url, pixels, width, height, token=None, **params):
 
 
 def test_analyse_returns_map_and_numbers(running, tiny_model_path):
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
     from phototox.models.weights import load_weights
 
     url, _ = running()

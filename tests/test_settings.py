@@ -11,8 +11,8 @@ from conftest import REPO
 
 from phototox.apps.cli import build_parser
 from phototox.errors import PhototoxError
-from phototox.remote import settings_from
-from phototox.settings import MapSettings, option_names
+from phototox.maps.settings import MapSettings, option_names
+from phototox.results.analysis_requests import settings_from
 
 MAP_COMMANDS = ("predict", "map", "dose-response")
 
@@ -103,8 +103,8 @@ _TRAIN_FIELD = {"lr": "base_lr"}
 
 def test_train_cli_defaults_are_the_train_configs():
     """TrainConfig is the one source of training defaults: every CLI option that sets a field has its default."""
-    from phototox.augment import AugmentConfig
-    from phototox.train import TrainConfig
+    from phototox.training.augment import AugmentConfig
+    from phototox.training.train import TrainConfig
 
     config, augment = TrainConfig(), AugmentConfig()
     options = {a.dest: a for a in _subparser("train")._actions}

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import need_celldeath, need_usiigaci, predictor_for
 
-from phototox.images import read_frames
-from phototox.inference import Predictor
+from phototox.io.images import read_frames
+from phototox.maps.inference import Predictor
 
 pytestmark = pytest.mark.shared_data
 
@@ -52,8 +52,8 @@ def test_held_out_crops_are_classified_by_their_label(shipped):
 @pytest.mark.slow
 def test_held_out_fields_score_sick_high_and_healthy_low(shipped):
     rows = _held_out(shipped)
-    from phototox.assess import Assessor
-    from phototox.settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor
 
     api = Assessor(shipped, warn=lambda line: None, domain_check=False)
     scores = {
@@ -72,8 +72,8 @@ def test_held_out_fields_score_sick_high_and_healthy_low(shipped):
 @pytest.mark.slow
 def test_t98g_healthy_time_lapse_is_called_healthy(shipped):
     """At its true pixel size (0.87 um/px, as `phototox predict --pixel-size 0.87` runs it)."""
-    from phototox.assess import Assessor
-    from phototox.settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor
 
     assessor = Assessor(shipped, warn=lambda line: None)
     frames = sorted((need_usiigaci() / "frames").glob("*.tif"))

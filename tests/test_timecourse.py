@@ -11,7 +11,7 @@ from scipy import ndimage, stats
 
 from phototox.apps.cli import main
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
-from phototox.images import natural_key
+from phototox.io.images import natural_key
 from phototox.timecourse.activity import foreground_mask, frame_change, motion_um_per_min
 from phototox.timecourse.io import read_doses, read_field
 from phototox.timecourse.mitosis import (
@@ -166,8 +166,8 @@ def _division_stack(starts: list[int], persistent_at: int, n_frames: int = 20, s
 
     One more cell stays round from ``persistent_at`` to the end (an arrested or dying cell).
     """
-    from phototox.synth import _healthy_cell, phase_contrast
-    from phototox.synth_timelapse import _mitotic_cell
+    from phototox.synth.fields import _healthy_cell, phase_contrast
+    from phototox.synth.timelapse import _mitotic_cell
 
     size, centres = 384, [(80, 80), (80, 300), (300, 80), (300, 300), (190, 190)]
     frames = []
@@ -191,7 +191,7 @@ def _division_stack(starts: list[int], persistent_at: int, n_frames: int = 20, s
 @pytest.mark.slow
 @pytest.mark.parametrize("starts", [[3, 7, 11, 15], [2, 5, 9, 12]])
 def test_mitosis_detector_counts_synthetic_divisions(starts):
-    from phototox.synth_timelapse import PIXEL_UM
+    from phototox.synth.timelapse import PIXEL_UM
 
     stack = _division_stack(starts, persistent_at=4)
     detections = [detect_round_objects(frame, PIXEL_UM) for frame in stack]
@@ -204,7 +204,7 @@ def test_mitosis_detector_counts_synthetic_divisions(starts):
 @pytest.mark.slow
 def test_mitosis_detector_recall_on_crowded_synthetic_series():
     """Crowded, overlapping synthetic cells: measured recall 7/11 at +-1 frame; guard against regressions."""
-    from phototox.synth_timelapse import PIXEL_UM, render_dose_series
+    from phototox.synth.timelapse import PIXEL_UM, render_dose_series
 
     found, truth_total, matched = 0, 0, 0
     for seed in (1, 2, 3):
@@ -317,7 +317,7 @@ def test_worker_processes_measure_the_same_as_one_process(tmp_path):
     import io
     import json
 
-    from phototox.synth_timelapse import write_dose_series
+    from phototox.synth.timelapse import write_dose_series
 
     doses = write_dose_series(tmp_path / "series", irradiances=(0.0, 0.0, 400.0), n_frames=8, size=192, seed=3)
     fields = sorted(str(p) for p in (tmp_path / "series").glob("field*.tif"))

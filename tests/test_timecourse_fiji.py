@@ -21,8 +21,8 @@ pytestmark = [
 
 @pytest.mark.slow
 def test_macro_runs_timecourse_on_the_open_stack(tmp_path):
-    from phototox.images import write_tiff_atomic
-    from phototox.synth_timelapse import PIXEL_UM, render_dose_series
+    from phototox.io.images import write_tiff_atomic
+    from phototox.synth.timelapse import PIXEL_UM, render_dose_series
 
     stack, _ = render_dose_series(5, 224, 0.0, seed=4, n_cells=5)
     movie = tmp_path / "movie.tif"

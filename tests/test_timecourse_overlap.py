@@ -17,7 +17,7 @@ SYNTH_MODEL = "shipped:deadnet-gap-synthetic-v2"
 @pytest.mark.slow
 def test_overlapped_sickness_and_activity_equal_the_serial_run(tmp_path):
     """Ten frames per field: each field's P(sick) is split over two jobs (8 + 2 frames), reassembled in order."""
-    from phototox.synth_timelapse import write_dose_series
+    from phototox.synth.timelapse import write_dose_series
     from phototox.timecourse.overlap import SICK_BATCH
 
     n_frames = 10

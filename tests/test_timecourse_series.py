@@ -24,7 +24,7 @@ LATE_TOLERANCE_MIN = 240.0
 
 @pytest.mark.slow
 def test_synthetic_dose_series_recovers_onset_order(tmp_path):
-    from phototox.synth_timelapse import INTERVAL_MIN, write_dose_series
+    from phototox.synth.timelapse import INTERVAL_MIN, write_dose_series
 
     # six control positions: with the per-frame level at 5% family-wise over fields and frames, three
     # control fields (t with 2 df) leave a prediction interval too wide for any onset
@@ -85,7 +85,7 @@ def test_synthetic_dose_series_recovers_onset_order(tmp_path):
 @pytest.mark.slow
 def test_sickness_onsets_are_withheld_out_of_the_models_domain(tmp_path, capsys):
     """Synthetic fields are outside the celldeath model's domain: its P(sick) gets no onset, activity does."""
-    from phototox.synth_timelapse import write_dose_series
+    from phototox.synth.timelapse import write_dose_series
 
     doses = write_dose_series(tmp_path / "series", irradiances=(0.0, 0.0, 400.0, 400.0), n_frames=5, size=256, seed=1)
     out = tmp_path / "out"

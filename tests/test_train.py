@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from phototox.apps.cli import main
-from phototox.augment import AugmentConfig
-from phototox.manifest import read_manifest
+from phototox.io.manifest import read_manifest
 from phototox.models.architectures import build_model
 from phototox.models.weights import load_weights
-from phototox.train import TrainConfig, Trainer, inv_lr, parameter_groups
+from phototox.training.augment import AugmentConfig
+from phototox.training.train import TrainConfig, Trainer, inv_lr, parameter_groups
 
 
 def test_inv_schedule_is_caffes():
@@ -160,8 +160,8 @@ def test_weights_file_with_code_is_not_executed(tmp_path):
 
 
 def test_evaluation_counts(tmp_path, synth_dataset, tiny_model_path):
-    from phototox.evaluate import evaluate_samples
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.training.evaluate import evaluate_samples
 
     predictor = Predictor.create(load_weights(tiny_model_path), "cpu")
     ev = evaluate_samples(predictor, read_manifest(synth_dataset))

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from conftest import REPO
 
-from phototox.outputs import format_rows
+from phototox.results.outputs import format_rows
 
 IJ_JAR = Path(os.environ.get("PHOTOTOX_IJ_JAR", "/usr/share/java/ij.jar"))
 
@@ -62,7 +62,7 @@ def test_example_pipelines_readme_lists_every_example():
 @pytest.mark.skipif(shutil.which("xvfb-run") is None or shutil.which("javac") is None, reason="xvfb-run/javac missing")
 def test_fiji_timelapse_plot_is_in_minutes_and_marks_out_of_domain_frames(tmp_path, tiny_model_path):
     """A 4-frame stack 600 s apart: the plot's axis is in minutes and out-of-domain frames are counted."""
-    from phototox.synth import render_timelapse
+    from phototox.synth.fields import render_timelapse
 
     movie, out = tmp_path / "movie.tif", tmp_path / "out"
     out.mkdir()

@@ -18,9 +18,9 @@ def loaded(tiny_model_path):
 def test_map_module_equals_phototox_dense_map(loaded):
     from phototox_zoo.map_package import map_network
 
-    from phototox.inference import Predictor
-    from phototox.settings import MapSettings
-    from phototox.synth import render_field
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
+    from phototox.synth.fields import render_field
 
     for shape, dose in (((256, 272), 0.5), ((304, 288), 0.9)):
         frame = render_field(*shape, dose, seed=5).image.astype(np.float32)
@@ -53,7 +53,7 @@ def test_normalisation_follows_the_model_contract(loaded):
     local = DeadNetMap(loaded.arch, {"kind": "local"}, **loaded.arch_kwargs)
     box = DeadNetMap(loaded.arch, {"kind": "box", "size": 221}, **loaded.arch_kwargs)
     box.load_state_dict(local.state_dict())
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     frame = torch.from_numpy(render_field(256, 256, 0.5, seed=2).image.astype(np.float32))
     with torch.no_grad():  # a different normalisation inside the same network

@@ -52,7 +52,7 @@ def _bioimageio_test(source: Path, weight_format: str = "pytorch_state_dict") ->
 
 
 def test_test_crop_is_intermediate_real_and_recorded(built):
-    from phototox.inference import Predictor
+    from phototox.maps.inference import Predictor
 
     x = np.load(io.BytesIO(_read(built.package, "test_input.npy")))
     expected = np.load(io.BytesIO(_read(built.package, "test_output.npy")))
@@ -122,7 +122,7 @@ def test_map_package_passes_and_matches_phototox_dense_map(built, tmp_path):
 
     assert test_model(str(built.map_package), weight_format="pytorch_state_dict").status == "passed"
     root = need_celldeath()
-    from phototox.images import read_frames
+    from phototox.io.images import read_frames
 
     test = _rdf(built.package)["config"]["phototox"]["test_tensor"]
     frame = read_frames(root.parent / test["source_file"])[0]

@@ -30,12 +30,12 @@ import yaml
 import phototox
 import phototox.models.architectures
 from phototox.errors import PhototoxError
-from phototox.images import atomic_path, read_frames, write_text_atomic
-from phototox.inference import Predictor
+from phototox.io.images import atomic_path, read_frames, write_text_atomic
+from phototox.maps.inference import Predictor
+from phototox.maps.normalise import contract_of, normalise_crops
+from phototox.maps.settings import MapSettings
 from phototox.models.architectures import CLASSES, WINDOW, build_model
-from phototox.normalise import contract_of, normalise_crops
-from phototox.pixelsize import model_pixel_size
-from phototox.settings import MapSettings
+from phototox.trust.pixelsize import model_pixel_size
 
 FORMAT_VERSION = "0.5.12"
 OPSET = 18
@@ -114,7 +114,7 @@ def _test_crop(predictor, image: str | None, seed: int):
 
 def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
     """Cover: a real sick and a real healthy field with their maps (or your image, or synthetic fields)."""
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     from .cover import write_cover
     from .test_data import cover_fields
@@ -127,7 +127,11 @@ def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
         else:
             print("phototox zoo: no real data for the cover; using synthetic fields", file=sys.stderr)
             fields = [
-                (render_field(440, 440, dose, seed=seed).image.astype(np.float32), label, f"phototox.synth dose {dose}")
+                (
+                    render_field(440, 440, dose, seed=seed).image.astype(np.float32),
+                    label,
+                    f"phototox.synth.fields dose {dose}",
+                )
                 for dose, label in ((0.9, "sick"), (0.0, "healthy"))
             ]
     panels = []
@@ -150,7 +154,7 @@ def _cover(path: Path, predictor, seed: int, cover_image: str | None) -> str:
 
 def card_text(loaded) -> str:
     """The model card of THIS model: its curated card file when it has one, else generated from its meta."""
-    from phototox.card import card_for_model
+    from phototox.training.card import card_for_model
 
     return card_for_model(loaded)
 
@@ -273,7 +277,7 @@ def stage_package(
     np.save(folder / "test_input.npy", crop[None, None])
     import imageio.v3 as iio
 
-    from phototox.images import to_display_uint8
+    from phototox.io.images import to_display_uint8
 
     iio.imwrite(folder / "sample_input.png", to_display_uint8(crop))
     with torch.no_grad():

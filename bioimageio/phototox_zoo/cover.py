@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.images import atomic_path, to_display_uint8
+from phototox.io.images import atomic_path, to_display_uint8
 
 COVER_INCHES = (10.0, 5.0)
 COVER_DPI = 120

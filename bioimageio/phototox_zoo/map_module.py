@@ -5,12 +5,12 @@ computes, inside the model, so a zoo consumer needs no phototox:
 
 1. normalisation, chosen by the weights' meta ``normalisation`` (:data:`NORMALISATIONS`):
    ``local`` (today's per-crop models): per-window normalisation folded after conv1, with the mean
-   and standard deviation of the 220 px box centred on each conv1 output (``phototox.dense``);
+   and standard deviation of the 220 px box centred on each conv1 output (``phototox.maps.dense``);
    ``box``: the frame is normalised pixel-wise by the statistics of a ``size`` px box centred on each
    pixel before the network (the box contract, under which dense equals exact);
 2. the network's dense head: one window probability every 16 px, windows starting at 0, 16, ...;
 3. bilinear upsampling from window centres to every pixel (edge values held), as
-   ``phototox.windows.upsample_grid`` does.
+   ``phototox.maps.windows.upsample_grid`` does.
 
 In the package this file's code below the marker is appended to ``phototox/model.py`` (which
 provides ``build_model``, ``WINDOW``, ``NETWORK_STRIDE``, ``torch``, ``F`` and ``nn``), so the

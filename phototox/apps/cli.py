@@ -12,10 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ..defaults import DEFAULT_STRIDE, DEMO_MODEL
-from ..errors import PhototoxError, describe_os_error
-from ..provenance import provenance
-from .options import (
+from phototox.apps.options import (
     add_map_options,
     add_model_options,
     add_pixel_size_option,
@@ -23,6 +20,9 @@ from .options import (
     check_inputs_exist,
     predictor_from_args,
 )
+from phototox.defaults import DEFAULT_STRIDE, DEMO_MODEL
+from phototox.errors import PhototoxError, describe_os_error
+from phototox.results.provenance import provenance
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -30,21 +30,21 @@ from .options import (
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses in three dishes -> maps, overlays, a table, a curve and per-dose tests."""
     if args.live:  # phototox demo --live: the simulated microscope, watched (phototox.apps.live_command)
-        from .live_command import demo_live
+        from phototox.apps.live_command import demo_live
 
         return demo_live(args)
-    from ..demo import DEMO_DISHES, DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
-    from ..dose_tests import format_dose_tests
-    from ..doses import format_curve
-    from ..outputs import format_rows
-    from ..planned import check_outputs, model_inputs
+    from phototox.experiment.demo import DEMO_DISHES, DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
+    from phototox.experiment.doses import format_curve
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.results.outputs import format_rows
+    from phototox.stats.dose_tests import format_dose_tests
 
     out = Path(args.out)
     check_outputs(demo_output_paths(out), model_inputs(args.model))
     predictor = predictor_from_args(args)
     print(f"phototox demo: model {predictor.model.source} ({predictor.model.arch}) on {predictor.device}")
     print(
-        "input: synthetic phase-contrast fields (phototox.synth) at light doses "
+        "input: synthetic phase-contrast fields (phototox.synth.fields) at light doses "
         f"{', '.join(f'{d:g}' for d in DEMO_DOSES)}, {DEMO_DISHES} dishes per dose (one field each; the dishes "
         "differ in cell density) -- no download, no shared data"
     )
@@ -73,24 +73,24 @@ def cmd_demo(args) -> int:
 
 def cmd_predict(args) -> int:
     """Per-image sick probability for each input (each frame of a stack)."""
-    from .scale_commands import predict_scaled, wants_scale
+    from phototox.apps.scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
         if getattr(args, "reference", None):
             raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return predict_scaled(args)
-    from ..images import read_frames
-    from ..outputs import format_rows, summary_rows, write_summary
-    from ..planned import check_distinct_inputs, check_outputs, model_inputs
+    from phototox.io.images import read_frames
+    from phototox.io.planned import check_distinct_inputs, check_outputs, model_inputs
+    from phototox.results.outputs import format_rows, summary_rows, write_summary
 
     inputs = [Path(p) for p in args.images]
     check_inputs_exist(inputs)
     check_distinct_inputs(inputs)
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
-    from ..assess import control_lines
-    from ..batch import analyse_paths
-    from ..novelty_outputs import unlike_lines
-    from ..settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.results.batch import analyse_paths
+    from phototox.results.novelty_outputs import unlike_lines
+    from phototox.trust.assess import control_lines
 
     assessor = assessor_from_args(args, controls=True)
     window = assessor.predictor.window
@@ -121,14 +121,15 @@ def cmd_predict(args) -> int:
 
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
-    from .scale_commands import map_scaled, wants_scale
+    from phototox.apps.scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
         if getattr(args, "reference", None):
             raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return map_scaled(args)
-    from ..images import read_frames
-    from ..outputs import (
+    from phototox.io.images import read_frames
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.results.outputs import (
         format_rows,
         map_output_paths,
         output_stems,
@@ -136,7 +137,6 @@ def cmd_map(args) -> int:
         write_map_outputs,
         write_summary,
     )
-    from ..planned import check_outputs, model_inputs
 
     inputs = [Path(p) for p in args.images]
     check_inputs_exist(inputs)
@@ -149,8 +149,8 @@ def cmd_map(args) -> int:
     )
     assessor = assessor_from_args(args)
     model = assessor.predictor.model
-    from ..batch import analyse_paths
-    from ..settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.results.batch import analyse_paths
 
     rows: list[dict] = []
 
@@ -178,15 +178,15 @@ def cmd_map(args) -> int:
 def cmd_train(args) -> int:
     """Train or fine-tune on a manifest, resumable from the output folder."""
     if getattr(args, "from_annotations", None):  # a new head on guided annotations (issue 26)
-        from .annotate.adapt_commands import train_from_annotations
+        from phototox.apps.annotate.adapt_commands import train_from_annotations
 
         return train_from_annotations(args)
     if not args.manifest:
         raise PhototoxError("train: give a manifest CSV or --from-annotations DB")
-    from ..augment import AugmentConfig
-    from ..manifest import read_manifest
-    from ..planned import check_outputs, model_inputs
-    from ..train import TrainConfig, run_output_paths, train
+    from phototox.io.manifest import read_manifest
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.training.augment import AugmentConfig
+    from phototox.training.train import TrainConfig, run_output_paths, train
 
     augment = AugmentConfig(
         tps_warp=not args.no_tps,
@@ -237,15 +237,15 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     """Accuracy, AUC, confusion, per replicate, with BCa bootstrap intervals."""
     if getattr(args, "from_annotations", None):  # test fields, learning curve, agreement (issue 26)
-        from .annotate.adapt_commands import evaluate_from_annotations
+        from phototox.apps.annotate.adapt_commands import evaluate_from_annotations
 
         return evaluate_from_annotations(args)
     if not args.manifest:
         raise PhototoxError("evaluate: give a manifest CSV or --from-annotations DB")
-    from ..evaluate import evaluation_output_paths
-    from ..evaluate_report import evaluate_manifest, held_out_indices
-    from ..manifest import read_manifest
-    from ..planned import check_outputs, model_inputs
+    from phototox.io.manifest import read_manifest
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.training.evaluate import evaluation_output_paths
+    from phototox.training.evaluate_report import evaluate_manifest, held_out_indices
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     check_outputs(
@@ -276,7 +276,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_audit(args) -> int:
     """Can this manifest separate biology from batch? Cross-tabulations and a nuisance baseline."""
-    from ..audit import audit_manifest, format_audit
+    from phototox.training.audit import audit_manifest, format_audit
 
     result = audit_manifest(args.manifest, args.out, args.group_column, args.dose_threshold, args.seed)
     print(format_audit(result))
@@ -287,9 +287,9 @@ def cmd_audit(args) -> int:
 
 def cmd_crossval(args) -> int:
     """Leave-one-group-out: train without each value of a column, evaluate on it."""
-    from ..crossval import crossvalidate, format_crossval
-    from ..manifest import read_manifest
-    from ..train import TrainConfig
+    from phototox.io.manifest import read_manifest
+    from phototox.training.crossval import crossvalidate, format_crossval
+    from phototox.training.train import TrainConfig
 
     samples = read_manifest(args.manifest, dose_threshold=args.dose_threshold, group_column=args.group_column)
     config = TrainConfig(
@@ -308,9 +308,9 @@ def cmd_crossval(args) -> int:
 
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
-    from ..explain import explain_image
-    from ..manifest import read_manifest
-    from ..planned import check_outputs, model_inputs
+    from phototox.io.manifest import read_manifest
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.training.explain import explain_image
 
     path, out = Path(args.image), Path(args.out)
     check_inputs_exist([path])
@@ -339,10 +339,10 @@ def cmd_explain(args) -> int:
 
 def cmd_class_model(args) -> int:
     """Class-model visualisation by gradient ascent; writes PNGs."""
-    from ..explain import class_model
-    from ..images import read_frames
-    from ..planned import check_outputs, model_inputs
-    from ..plots import plot_class_model
+    from phototox.io.images import read_frames
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.results.plots import plot_class_model
+    from phototox.training.explain import class_model
 
     if args.init_image:
         check_inputs_exist([Path(args.init_image)])
@@ -376,8 +376,7 @@ def cmd_dose_response(args) -> int:
     """Sickness against light dose: the fitted curve, and which doses are shown harmless (non-inferiority)."""
     import numpy as np
 
-    from ..dose_tests import format_dose_tests, judge_doses
-    from ..doses import (
+    from phototox.experiment.doses import (
         compare_with_controls,
         dose_report_paths,
         fit_dose_response,
@@ -385,8 +384,9 @@ def cmd_dose_response(args) -> int:
         score_samples,
         write_dose_report,
     )
-    from ..manifest import read_manifest
-    from ..planned import check_outputs, model_inputs
+    from phototox.io.manifest import read_manifest
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.stats.dose_tests import format_dose_tests, judge_doses
 
     samples = read_manifest(args.manifest, require_labels=False)
     if any(s.dose is not None for s in samples):
@@ -398,9 +398,9 @@ def cmd_dose_response(args) -> int:
     )
     assessor = assessor_from_args(args, controls=bool(args.controls))
     predictor = assessor.predictor
-    from ..assess import control_lines
-    from ..controls import ControlReference
-    from ..settings import MapSettings
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import control_lines
+    from phototox.trust.controls import ControlReference
 
     rows = score_samples(
         predictor,
@@ -436,7 +436,7 @@ def cmd_dose_response(args) -> int:
 
 def cmd_calibrate(args) -> int:
     """Refit the domain check on the user's control fields; record their P(sick) in a new model file."""
-    from ..controls import calibrate_model
+    from phototox.trust.controls import calibrate_model
 
     record = calibrate_model(
         args.model, args.controls, args.out, args.pixel_size, args.device, engine=args.engine, alpha=args.alpha
@@ -455,7 +455,7 @@ def cmd_calibrate(args) -> int:
 
 def _print_design(table: str) -> None:
     """The missing items of the experiment's design (``phototox design``), before any measurement."""
-    from ..design import design_lines
+    from phototox.experiment.design import design_lines
 
     lines = design_lines(table, missing_only=True)
     if lines:
@@ -464,8 +464,8 @@ def _print_design(table: str) -> None:
 
 def cmd_timecourse(args) -> int:
     """Time-lapse phototoxicity: per-frame measures, onsets against controls, table, plots, report."""
-    from ..timecourse import TimecourseSettings, run_timecourse
-    from .timecourse_options import settings_from_args
+    from phototox.apps.timecourse_options import settings_from_args
+    from phototox.timecourse import TimecourseSettings, run_timecourse
 
     settings: TimecourseSettings = settings_from_args(args)
     if settings.doses:
@@ -478,11 +478,11 @@ def cmd_timecourse(args) -> int:
 
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
-    from ..planned import check_outputs
-    from ..synth import dataset_output_paths, write_dataset
+    from phototox.io.planned import check_outputs
+    from phototox.synth.fields import dataset_output_paths, write_dataset
 
     if args.timelapse:
-        from ..synth_timelapse import dose_series_paths, write_dose_series
+        from phototox.synth.timelapse import dose_series_paths, write_dose_series
 
         check_outputs(dose_series_paths(args.out), [])
         print(f"wrote {write_dose_series(args.out, seed=args.seed)} and one time-lapse TIFF per field")
@@ -495,7 +495,7 @@ def cmd_synth(args) -> int:
 
 def cmd_models(args) -> int:
     """List the shipped models (each name is a valid --model) with checksum and pixel size."""
-    from ..models.registry import format_models
+    from phototox.models.registry import format_models
 
     print(format_models(check=args.verify))
     return 0
@@ -505,9 +505,9 @@ def cmd_models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reference_command import add_reference_option
-    from .scale_commands import add_cluster_options, add_map_scale_options
-    from .scale_commands import register as register_scale
+    from phototox.apps.reference_command import add_reference_option
+    from phototox.apps.scale_commands import add_cluster_options, add_map_scale_options
+    from phototox.apps.scale_commands import register as register_scale
 
     parser = argparse.ArgumentParser(
         prog="phototox",
@@ -522,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="maps and per-dose tests of synthetic fields at five light doses in three dishes (no download, no data)",
     )
-    add_model_options(p, DEMO_MODEL, "the model trained on phototox.synth fields")
+    add_model_options(p, DEMO_MODEL, "the model trained on phototox.synth.fields fields")
     p.add_argument("--out", default="phototox-demo", help="output folder (default phototox-demo)")
     p.add_argument("--size", type=int, default=512, help="field height in pixels")
     p.add_argument("--seed", type=int, default=100, help="random seed of the synthetic fields (default 100)")
@@ -834,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("timecourse", help="time-lapse: when and from which light dose the cells change")
-    from .timecourse_options import add_arguments as add_timecourse_arguments
+    from phototox.apps.timecourse_options import add_arguments as add_timecourse_arguments
 
     add_timecourse_arguments(p)
     p.set_defaults(func=cmd_timecourse)
@@ -843,11 +843,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check every shipped file against its registered sha256")
     p.set_defaults(func=cmd_models)
 
-    from .annotate.cli import register as register_annotate
-    from .compare_command import register as register_compare
-    from .design import register as register_design
-    from .reference_command import register as register_reference
-    from .serve import register as register_serve
+    from phototox.apps.annotate.cli import register as register_annotate
+    from phototox.apps.compare_command import register as register_compare
+    from phototox.apps.design import register as register_design
+    from phototox.apps.reference_command import register as register_reference
+    from phototox.apps.serve import register as register_serve
 
     register_serve(sub)
     register_scale(sub)
@@ -855,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_design(sub)
     register_compare(sub)
     register_reference(sub)
-    from .live_command import register as register_live
+    from phototox.apps.live_command import register as register_live
 
     register_live(sub)
 
@@ -869,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unavailable(exc: ImportError) -> int:
-    from ..extras import missing_extra_message
+    from phototox.extras import missing_extra_message
 
     raise PhototoxError(
         missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}"
@@ -888,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phototox: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
-        from ..extras import missing_extra_message
+        from phototox.extras import missing_extra_message
 
         message = missing_extra_message(exc, f"phototox {args.command}")
         if message is None:

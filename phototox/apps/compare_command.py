@@ -9,10 +9,10 @@ from pathlib import Path
 
 def compare_command(args) -> int:
     """Print (and optionally write) each condition of a table against the control condition."""
-    from ..compare_table import TableSpec, compare_table, format_table_comparison
-    from ..errors import PhototoxError
-    from ..images import atomic_path
-    from ..planned import check_outputs
+    from phototox.errors import PhototoxError
+    from phototox.io.images import atomic_path
+    from phototox.io.planned import check_outputs
+    from phototox.stats.compare_table import TableSpec, compare_table, format_table_comparison
 
     out = Path(args.out) if args.out else None
     if out is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def design_command(args) -> int:
     """Print one line per design check of a doses table or manifest."""
-    from ..design import design_lines
+    from phototox.experiment.design import design_lines
 
     print("\n".join(design_lines(args.table)))
     return 0

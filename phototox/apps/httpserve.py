@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 LOGGER = logging.getLogger("phototox.http")
 BODY_SECONDS_PER_MIB = 1.0

@@ -8,14 +8,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 DEMO_LIVE: dict = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, "excitation_ms": (500.0,)}
 """The simulated acquisition of ``phototox demo --live`` (and the end-to-end test)."""
 
 
 def _require_live():
-    from ..extras import require_extra
+    from phototox.extras import require_extra
 
     require_extra("live", "live acquisition (phototox watch, demo --live)")
     logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)  # not one log line per event
@@ -43,14 +43,14 @@ def _read_sequence(path: str):
 
 def run_watch(core, sequence, settings, truth_world=None) -> tuple[object, dict | None]:
     """Attach, check the sequence, run it to the end (blocking), print each warning as it fires."""
-    from ..live import attach, check_sequence
-    from ..live.outputs import summary
+    from phototox.live import attach, check_sequence
+    from phototox.live.outputs import summary
 
     check_sequence(core, sequence, settings)
     watcher = attach(core, settings, callback=lambda w: print(w.message(), flush=True))
     if truth_world is not None:
-        from ..live.sim import known_onsets
-        from ..live.watcher import position_names
+        from phototox.live.sim import known_onsets
+        from phototox.live.watcher import position_names
 
         watcher.truth = known_onsets(truth_world, position_names(sequence))
     start = time.perf_counter()
@@ -107,8 +107,8 @@ def _run_and_release(core, run) -> int:
 
 
 def _settings(args, controls, light):
-    from ..live import LiveSettings
-    from ..timecourse.onset import OnsetSettings
+    from phototox.live import LiveSettings
+    from phototox.timecourse.onset import OnsetSettings
 
     return LiveSettings(
         controls=tuple(controls),
@@ -128,7 +128,7 @@ def _settings(args, controls, light):
 def watch_command(args) -> int:
     """Run a sequence on a Micro-Manager configuration or the simulator, watching it."""
     _require_live()
-    from ..planned import check_outputs
+    from phototox.io.planned import check_outputs
 
     sequence = _read_sequence(args.sequence)
     if args.out:
@@ -146,7 +146,7 @@ def watch_command(args) -> int:
             ) from None
         light = _light(args.light) if args.light else None
     else:
-        from ..live.sim import LIGHT, core_for
+        from phototox.live.sim import LIGHT, core_for
 
         core, world = core_for(sequence, args.sim_size, args.seed, n_cells=args.sim_cells)
         light = _light(args.light) if args.light else LIGHT
@@ -166,9 +166,9 @@ def watch_command(args) -> int:
 def demo_live(args) -> int:
     """``phototox demo --live``: a short simulated acquisition with controls; warnings against known onsets."""
     _require_live()
-    from ..live import LiveSettings
-    from ..live.sim import LIGHT, core_for, demo_sequence
-    from ..planned import check_outputs
+    from phototox.io.planned import check_outputs
+    from phototox.live import LiveSettings
+    from phototox.live.sim import LIGHT, core_for, demo_sequence
 
     out = Path(args.out)
     check_outputs([out / "live_report.md"], [])
@@ -179,7 +179,7 @@ def demo_live(args) -> int:
     print(
         f"phototox demo --live: simulated microscope (UniMMCore, Python devices), {len(controls)} control positions "
         f"without excitation, {len(d['excitation_ms'])} exposed, {d['n_frames']} frames of 10 simulated min; "
-        "synthetic cells (phototox.synth_timelapse), not real ones"
+        "synthetic cells (phototox.synth.timelapse), not real ones"
     )
     settings = LiveSettings(
         controls=tuple(controls), light=(LIGHT,), interval_min=10.0, out_dir=str(out), queue_size=10_000

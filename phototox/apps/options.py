@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the parser must not import torch
-    from ..assess import Assessor
-    from ..inference import Predictor
+    from phototox.maps.inference import Predictor
+    from phototox.trust.assess import Assessor
 
 
 def add_model_options(
@@ -35,15 +35,15 @@ def add_model_options(
 
 
 def add_map_options(p: argparse.ArgumentParser) -> None:
-    """The map options, generated from :class:`phototox.settings.MapSettings` (defaults, choices, help)."""
-    from ..settings import MapSettings
+    """The map options, generated from :class:`phototox.maps.settings.MapSettings` (defaults, choices, help)."""
+    from phototox.maps.settings import MapSettings
 
     MapSettings.add_arguments(p)
 
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
     """The predictor that ``--model``, ``--device`` and ``--batch-size`` name (the one way from a spec)."""
-    from ..inference import Predictor
+    from phototox.maps.inference import Predictor
 
     return Predictor.from_spec(args.model, args.device, args.batch_size, getattr(args, "engine", "auto"))
 
@@ -60,14 +60,14 @@ def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
 
 
 def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Assessor:
-    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.assess)."""
-    from ..assess import Assessor
-    from ..controls import ControlReference, control_reference
-    from ..settings import MapSettings
+    """The predictor wrapped with pixel size, domain, quality and control handling (phototox.trust.assess)."""
+    from phototox.maps.settings import MapSettings
+    from phototox.trust.assess import Assessor
+    from phototox.trust.controls import ControlReference, control_reference
 
     assessor = Assessor(predictor_from_args(args))
     if getattr(args, "reference", None):  # 'unlike your controls' (phototox reference)
-        from ..novelty import NoveltyReference
+        from phototox.trust.novelty import NoveltyReference
 
         check_inputs_exist([Path(args.reference)])
         assessor.novelty = NoveltyReference.load(args.reference)
@@ -84,7 +84,7 @@ def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Asse
 
 def check_inputs_exist(paths: list[Path]) -> None:
     """Fail fast, before loading a model, when an input file is missing."""
-    from ..errors import ImageInputError
+    from phototox.errors import ImageInputError
 
     for path in paths:
         if not path.is_file():

@@ -3,7 +3,7 @@
 A separate command rather than ``calibrate``: ``calibrate`` writes a new model file (domain
 statistics inside the weights), while a reference is a small .npz used beside any copy of the same
 model (checked by its checksum) and refitted whenever the controls change, without a new model
-to ship to CellProfiler or Fiji. See :mod:`phototox.novelty`.
+to ship to CellProfiler or Fiji. See :mod:`phototox.trust.novelty`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 def reference_command(args) -> int:
     """Fit the reference, write it, and say what its line means."""
-    from ..novelty import reference_from_controls
+    from phototox.trust.novelty import reference_from_controls
 
     reference = reference_from_controls(
         args.model, args.controls, args.out, args.pixel_size, args.device, args.alpha, args.kind
@@ -33,7 +33,7 @@ def reference_command(args) -> int:
 
 def register(sub) -> None:
     """The ``reference`` command."""
-    from .options import add_model_options, add_pixel_size_option
+    from phototox.apps.options import add_model_options, add_pixel_size_option
 
     p = sub.add_parser(
         "reference",

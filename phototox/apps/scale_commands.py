@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import ImageInputError, ManifestError, PhototoxError
+from phototox.errors import ImageInputError, ManifestError, PhototoxError
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -73,8 +73,8 @@ def _run(
     stems: dict | None = None,
 ) -> list[dict]:
     """Through the cluster when asked, else in this process (chunked maps of OME-Zarr/--chunked)."""
-    from ..scale.jobs import RunSettings
-    from ..scale.run import run_paths
+    from phototox.screens.jobs import RunSettings
+    from phototox.screens.run import run_paths
 
     return run_paths(
         kind,
@@ -93,8 +93,8 @@ def _run(
 
 def predict_scaled(args) -> int:
     """``phototox predict`` on a cluster: same table/CSV as in one process, resumable with --out."""
-    from ..images import guard_outputs
-    from ..outputs import format_rows, write_summary
+    from phototox.io.images import guard_outputs
+    from phototox.results.outputs import format_rows, write_summary
 
     _check_chunk(args)
     inputs = [Path(p) for p in args.images]
@@ -113,8 +113,8 @@ def predict_scaled(args) -> int:
 
 def map_scaled(args) -> int:
     """``phototox map`` on a cluster and/or chunk by chunk into OME-Zarr; resumable on a cluster."""
-    from ..images import guard_outputs
-    from ..outputs import format_rows, output_stems, write_summary
+    from phototox.io.images import guard_outputs
+    from phototox.results.outputs import format_rows, output_stems, write_summary
 
     _check_chunk(args)
     inputs = [Path(p) for p in args.images]
@@ -138,8 +138,14 @@ def map_scaled(args) -> int:
 
 def plate_command(args) -> int:
     """``phototox plate``: predict every image of a plate layout; per-well/plate CSVs and heat maps."""
-    from ..planned import check_outputs, model_inputs
-    from ..scale.plates import layout_from_folder, plate_report_paths, plate_shape, read_layout, write_plate_report
+    from phototox.io.planned import check_outputs, model_inputs
+    from phototox.screens.plates import (
+        layout_from_folder,
+        plate_report_paths,
+        plate_shape,
+        read_layout,
+        write_plate_report,
+    )
 
     _check_chunk(args)
     source = Path(args.layout)
@@ -170,7 +176,7 @@ def plate_command(args) -> int:
 
 def register(sub) -> None:
     """The ``plate`` command."""
-    from .options import add_map_options, add_model_options
+    from phototox.apps.options import add_map_options, add_model_options
 
     p = sub.add_parser("plate", help="a plate (or screen): per-well and per-plate summaries and heat maps")
     p.add_argument(

@@ -32,16 +32,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import __version__
-from ..errors import PhototoxError
-from ..images import BODY_KINDS
-from .httpserve import (
+from phototox import __version__
+from phototox.apps.httpserve import (
     BoundedHTTPServer,
     GuardedHandler,
     Limits,
     is_loopback,
     serve_until_interrupted,
 )
+from phototox.errors import PhototoxError
+from phototox.io.images import BODY_KINDS
 
 __all__ = ["PhototoxServer", "is_loopback", "make_server", "model_key", "serve_until_interrupted"]
 
@@ -57,12 +57,12 @@ IMAGE_HEADER_SLACK = 1 << 20
 BUSY_PIXELS = "phototox server: busy (too many pixels being analysed); try again shortly"
 
 if TYPE_CHECKING:  # the parser (phototox --help) must not import torch
-    from ..remote import PredictorPool
+    from phototox.results.analysis_requests import PredictorPool
 
 
 def model_key(spec: str | None) -> str:
     """The identity of a model argument, for the allow-list: aliases folded, local paths resolved."""
-    from ..models.loader import SHIPPED_ALIASES
+    from phototox.models.loader import SHIPPED_ALIASES
 
     text = (spec or "").strip()
     if text in SHIPPED_ALIASES:
@@ -230,7 +230,7 @@ class _Handler(GuardedHandler):
 
     def _post_image(self, kind: str, params: dict) -> None:
         """A PNG or TIFF body: size-checked before reading, its header's pixel count before decoding."""
-        from ..images import as_grey_frames, declared_pixels, read_image_bytes
+        from phototox.io.images import as_grey_frames, declared_pixels, read_image_bytes
 
         length = self.content_length
         if length < 1:
@@ -267,7 +267,7 @@ class _Handler(GuardedHandler):
             self.server.budget.give(held)
 
     def _analyse(self, pixels: np.ndarray, width: int, height: int, params: dict) -> None:
-        from ..remote import analyse_pixels
+        from phototox.results.analysis_requests import analyse_pixels
 
         try:
             with self.server.analysis_lock:
@@ -324,7 +324,7 @@ def make_server(
         )
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    from ..remote import PredictorPool
+    from phototox.results.analysis_requests import PredictorPool
 
     pool = PredictorPool(models[0], device, max(max_models, len(models)))
     server = PhototoxServer(
@@ -426,7 +426,7 @@ def _run(args) -> int:
     )
     predictor = server.pool.get()
     if args.reference:  # 'unlike your controls' for the default model (phototox reference)
-        from ..novelty import NoveltyReference
+        from phototox.trust.novelty import NoveltyReference
 
         reference = NoveltyReference.load(args.reference)
         reference.check_model(predictor.model)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..errors import PhototoxError
-from ..settings import MapSettings
-from ..timecourse.io import INTERVAL_RANGE_MIN
-from ..timecourse.mitosis import MitosisSettings
-from ..timecourse.onset import OnsetSettings
-from ..timecourse.pipeline import TimecourseSettings
+from phototox.errors import PhototoxError
+from phototox.maps.settings import MapSettings
+from phototox.timecourse.io import INTERVAL_RANGE_MIN
+from phototox.timecourse.mitosis import MitosisSettings
+from phototox.timecourse.onset import OnsetSettings
+from phototox.timecourse.pipeline import TimecourseSettings
 
 # the defaults live in the settings objects; the options only expose them
 MAP, ONSET, MITOSIS = MapSettings(), OnsetSettings(), MitosisSettings()

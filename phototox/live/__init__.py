@@ -7,7 +7,7 @@ frame by frame), :mod:`phototox.live.dose` (the dose ledger), :mod:`phototox.liv
 microscope).
 """
 
-from .onsets import LiveWarning
-from .watcher import LiveSettings, Watcher, attach, check_sequence
+from phototox.live.onsets import LiveWarning
+from phototox.live.watcher import LiveSettings, Watcher, attach, check_sequence
 
 __all__ = ["LiveSettings", "LiveWarning", "Watcher", "attach", "check_sequence"]

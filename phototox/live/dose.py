@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
 
 CALIBRATION_COLUMNS = ("device", "property", "value", "mW_per_cm2")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..timecourse.onset import OnsetSettings, departures, first_run, frame_level, prepared
+from phototox.timecourse.onset import OnsetSettings, departures, first_run, frame_level, prepared
 
 
 @dataclass

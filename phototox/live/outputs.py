@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import write_text_atomic, write_tiff_atomic
+from phototox.io.images import write_text_atomic, write_tiff_atomic
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -123,7 +123,7 @@ def summary(watcher) -> dict:
         "frames_planned": watcher.n_frames,
         "rule": (
             f"time-course onset rule: running median of {s.onset.smooth_frames} frames, change from the first "
-            f"{s.onset.baseline_frames}, outside the controls' prediction interval (phototox.compare) for "
+            f"{s.onset.baseline_frames}, outside the controls' prediction interval (phototox.stats.compare) for "
             f"{s.onset.persistence} consecutive frames; each frame at level {onsets.level:.3g} = alpha "
             f"{s.onset.alpha:g} / ({len(watcher.readouts)} readouts x {len(watcher.names)} positions x run starts); "
             "controls are tested against the other controls (a warning there is false); skipped frames are "
@@ -181,7 +181,7 @@ def plot(watcher, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..timecourse.onset import prepared
+    from phototox.timecourse.onset import prepared
 
     onsets = watcher.onsets
     fig, axes = plt.subplots(1, len(onsets.readouts), figsize=(4.5 * len(onsets.readouts), 3.6), squeeze=False)
@@ -199,7 +199,7 @@ def plot(watcher, path: Path) -> None:
     axes[0][0].legend(fontsize=7, title="exposed (controls grey)")
     fig.suptitle("phototox live: dotted lines = warned onsets", fontsize=9)
     fig.tight_layout()
-    from ..timecourse.report import write_png
+    from phototox.timecourse.report import write_png
 
     write_png(fig, path)
     plt.close(fig)

@@ -1,7 +1,7 @@
 """A simulated microscope in pure Python for ``UniMMCore`` (pymmcore-plus): camera, XY stage,
 excitation light source with a power setting, shutter (``pip install phototox[live]``).
 
-The camera renders :class:`phototox.synth_timelapse.TimelapseCells` at the stage position nearest
+The camera renders :class:`phototox.synth.timelapse.TimelapseCells` at the stage position nearest
 to the stage (one population of cells per position); the light source delivers
 ``power % x SIM_FULL_POWER_MW_CM2`` mW/cm2 while the shutter is open, so the dose a position's cells
 receive is the light the acquisition really sent there, and damage starts when their cumulative dose
@@ -27,7 +27,7 @@ from pymmcore_plus.experimental.unicore import (
     pymm_property,
 )
 
-from ..synth_timelapse import PIXEL_UM, TimelapseBiology, TimelapseCells
+from phototox.synth.timelapse import PIXEL_UM, TimelapseBiology, TimelapseCells
 
 SIM_FULL_POWER_MW_CM2 = 400.0
 """Irradiance at the sample of the simulated light source at 100 % power (its calibration)."""

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
-from ..errors import PhototoxError
-from ..timecourse.activity import confluence, flow_factor, foreground_mask, motion_um_per_min
-from ..timecourse.onset import OnsetSettings
-from ..timecourse.pipeline import NOISE_FLOORS, onset_scale
-from .dose import Calibration, DoseLedger
-from .onsets import LiveOnsets, LiveWarning
+from phototox.errors import PhototoxError
+from phototox.live.dose import Calibration, DoseLedger
+from phototox.live.onsets import LiveOnsets, LiveWarning
+from phototox.timecourse.activity import confluence, flow_factor, foreground_mask, motion_um_per_min
+from phototox.timecourse.onset import OnsetSettings
+from phototox.timecourse.pipeline import NOISE_FLOORS, onset_scale
 
 ACTIVITY = ("confluence", "motion_um_per_min")
 SICKNESS = ("mean_sick_probability", "sick_area_fraction")
@@ -117,8 +117,8 @@ class Watcher:
         self.readouts = list(ACTIVITY) + (list(SICKNESS) if settings.model else [])
         self.assessor = None
         if settings.model:
-            from ..assess import Assessor
-            from ..inference import Predictor
+            from phototox.maps.inference import Predictor
+            from phototox.trust.assess import Assessor
 
             self.assessor = Assessor(Predictor.from_spec(settings.model, settings.device), warn=lambda _line: None)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, settings.queue_size))
@@ -276,8 +276,8 @@ class Watcher:
             )
         pos.previous = (t, frame, mask)
         if self.assessor is not None:
-            from ..pixelsize import PixelSize
-            from ..settings import MapSettings
+            from phototox.maps.settings import MapSettings
+            from phototox.trust.pixelsize import PixelSize
 
             if min(frame.shape) < self.assessor.predictor.window:
                 raise PhototoxError(f"frames are smaller than the model's {self.assessor.predictor.window} px window")
@@ -300,13 +300,13 @@ class Watcher:
 
     def _write_outputs(self, name: str) -> None:
         if self.settings.out_dir:
-            from .outputs import write_position
+            from phototox.live.outputs import write_position
 
             write_position(self, name)
 
     def _write_report(self) -> None:
         if self.settings.out_dir:
-            from .outputs import write_final
+            from phototox.live.outputs import write_final
 
             write_final(self)
 

@@ -15,7 +15,7 @@ packages, the download cache and one backend per weight format.
 =====================  ===========================================================
 
 Front ends turn a string into a predictor only through
-:meth:`phototox.inference.Predictor.from_spec`. Names below are imported lazily so that
+:meth:`phototox.maps.inference.Predictor.from_spec`. Names below are imported lazily so that
 ``phototox.models.architectures`` stays importable from low-level modules.
 """
 

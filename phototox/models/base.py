@@ -14,8 +14,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..errors import PhototoxError
-from .architectures import CLASSES, WINDOW
+from phototox.errors import PhototoxError
+from phototox.models.architectures import CLASSES, WINDOW
 
 
 class Backend(Protocol):

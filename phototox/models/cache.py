@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from ..errors import ModelLoadError
-from ..images import atomic_path
-from . import limits as _limits
+from phototox.errors import ModelLoadError
+from phototox.io.images import atomic_path
+from phototox.models import limits as _limits
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -12,17 +12,17 @@
 Nothing loaded executes code: weights are read with ``torch.load(weights_only=True)`` after size,
 field and checksum checks; package zips are checked for members escaping their folder; downloads
 are bounded (:mod:`phototox.models.limits`). Front ends go through
-:meth:`phototox.inference.Predictor.from_spec`, which calls this.
+:meth:`phototox.maps.inference.Predictor.from_spec`, which calls this.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from . import registry
-from .base import LoadedModel
-from .weights import load_weights
+from phototox.errors import ModelLoadError
+from phototox.models import registry
+from phototox.models.base import LoadedModel
+from phototox.models.weights import load_weights
 
 SHIPPED_ALIASES = {"", "default", "shipped"}
 SPEC_HELP = (
@@ -41,7 +41,7 @@ def spec_kind(spec: str | Path | None = None) -> str:
     text = "" if spec is None else str(spec).strip()
     if text in SHIPPED_ALIASES or text.startswith("shipped:") or registry.is_registered(text):
         return "shipped"
-    from . import package
+    from phototox.models import package
 
     if text.startswith(("http://", "https://")):
         return "url"
@@ -70,7 +70,7 @@ def load_model(spec: str | Path | None = None) -> LoadedModel:
         if text in SHIPPED_ALIASES:
             return registry.load_registered()
         return registry.load_registered(text.split(":", 1)[1] if text.startswith("shipped:") else text)
-    from . import package
+    from phototox.models import package
 
     if kind in ("url", "zoo"):
         return package.load_package(package.fetch_remote(text), source=text)

@@ -7,10 +7,10 @@ weight files and bioimage.io packages both go through); a bad field is a one-lin
 :class:`~phototox.errors.ModelLoadError` naming the file and the field. Bounds:
 
 * ``pixel_size_um`` (and the card's): absent/None, or a number in
-  :data:`phototox.pixelsize.PLAUSIBLE_UM` (0.02-20 um/px); how far an image may be resampled to
-  it is bounded separately, per image (:func:`phototox.pixelsize.check_resampling`);
+  :data:`phototox.trust.pixelsize.PLAUSIBLE_UM` (0.02-20 um/px); how far an image may be resampled to
+  it is bounded separately, per image (:func:`phototox.trust.pixelsize.check_resampling`);
 * ``normalisation``: absent, ``{"kind": "crop"}`` or ``{"kind": "box", "size": odd 3..``
-  :data:`phototox.normalise.MAX_BOX` ``, "edge": "reflect"}``;
+  :data:`phototox.maps.normalise.MAX_BOX` ``, "edge": "reflect"}``;
 * ``domain``: ``mean`` :data:`DOMAIN_FEATURES` finite numbers, ``precision`` a square matrix of
   that side, ``threshold`` a finite number > 0, ``fine_detail.limit`` None or finite,
   ``fine_detail.range`` two finite numbers;
@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..errors import ModelLoadError, PhototoxError
-from ..imagemeta import PLAUSIBLE_UM
-from ..normalise import contract_from_meta
+from phototox.errors import ModelLoadError, PhototoxError
+from phototox.io.imagemeta import PLAUSIBLE_UM
+from phototox.maps.normalise import contract_from_meta
 
 DOMAIN_FEATURES = 256
 """Length of a domain feature vector: 64 conv3_2 means and 64 spreads, 128 pooled conv4 means."""

@@ -25,14 +25,14 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from ..errors import ModelLoadError
-from . import cache
-from . import limits as _limits
-from .architectures import ARCHITECTURES, CLASSES
-from .backends import WEIGHT_PRIORITY, OnnxBackend
-from .base import LoadedModel
-from .metaschema import check_meta
-from .weights import load_payload_bytes, model_from_payload, validate_arch_kwargs
+from phototox.errors import ModelLoadError
+from phototox.models import cache
+from phototox.models import limits as _limits
+from phototox.models.architectures import ARCHITECTURES, CLASSES
+from phototox.models.backends import WEIGHT_PRIORITY, OnnxBackend
+from phototox.models.base import LoadedModel
+from phototox.models.metaschema import check_meta
+from phototox.models.weights import load_payload_bytes, model_from_payload, validate_arch_kwargs
 
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
 ZOO_ID = re.compile(r"^[a-z]+(?:-[a-z]+)+(?:/[0-9]+(?:\.[0-9]+){0,3})?$")

@@ -16,11 +16,11 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..images import atomic_path, write_text_atomic
-from . import limits as _limits
-from .base import LoadedModel
-from .weights import load_weights, sha256_of
+from phototox.errors import ModelLoadError
+from phototox.io.images import atomic_path, write_text_atomic
+from phototox.models import limits as _limits
+from phototox.models.base import LoadedModel
+from phototox.models.weights import load_weights, sha256_of
 
 REGISTRY_FILE = "registry.json"
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")

@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
-from ..images import atomic_path, write_text_atomic
-from . import limits as _limits
-from .architectures import ARCHITECTURES, CLASSES, TRUNK_SIDE, WINDOW, build_model
-from .backends.torch import TorchBackend
-from .base import LoadedModel
-from .metaschema import check_meta
+from phototox.errors import ModelLoadError
+from phototox.io.images import atomic_path, write_text_atomic
+from phototox.models import limits as _limits
+from phototox.models.architectures import ARCHITECTURES, CLASSES, TRUNK_SIDE, WINDOW, build_model
+from phototox.models.backends.torch import TorchBackend
+from phototox.models.base import LoadedModel
+from phototox.models.metaschema import check_meta
 
 FORMAT = "phototox-weights"
 FORMAT_VERSION = 1

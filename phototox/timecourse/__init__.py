@@ -6,6 +6,6 @@ against the control fields at the same time point (family-wise false-onset rate)
 non-inferiority verdict on growth, motility and division rate. See :func:`run_timecourse`.
 """
 
-from .pipeline import TimecourseSettings, run_timecourse
+from phototox.timecourse.pipeline import TimecourseSettings, run_timecourse
 
 __all__ = ["TimecourseSettings", "run_timecourse"]

@@ -6,7 +6,7 @@ Each field is one unit and gives one summary value per readout over the recordin
 * motion: motility, the mean speed after the baseline over the mean speed during it;
 * mitotic rounding: the division rate, mean rounding events per hour over the recording.
 
-All three are harmed when lower. Per readout, :func:`phototox.dose_tests.judge_doses` (the
+All three are harmed when lower. Per readout, :func:`phototox.stats.dose_tests.judge_doses` (the
 comparison engine) tests each dose against the controls for non-inferiority (relative margin,
 fixed sequence from the lowest dose, the highest dose as the positive control that must show the
 assay's sensitivity). P(sick) gets onsets only: it is no biological readout and never makes a
@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 
-from ..dose_tests import DoseTests, judge_doses
-from ..errors import PhototoxError
+from phototox.errors import PhototoxError
+from phototox.stats.dose_tests import DoseTests, judge_doses
 
 READOUTS = {
     "confluence": "confluence growth (last / first frames)",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageInputError, ManifestError
-from ..imagemeta import read_metadata
-from ..images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
+from phototox.errors import ImageInputError, ManifestError
+from phototox.io.imagemeta import read_metadata
+from phototox.io.images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
 
 
 @dataclass
@@ -62,7 +62,7 @@ class FieldDose:
 
 
 def interval_from_metadata(path: Path) -> float | None:
-    """Frame interval in minutes from the file's metadata (:func:`phototox.imagemeta.read_metadata`), or None."""
+    """Frame interval in minutes from the file's metadata (:func:`phototox.io.imagemeta.read_metadata`), or None."""
     return read_metadata(path).interval_min
 
 
@@ -150,7 +150,7 @@ def parse_doses(path: str | Path) -> list[tuple[int, str, FieldDose, bool]]:
     fields are refused with the file and line named, before any image is read. Without a
     ``frames`` cell the dose's ``frames`` is 0 until :func:`read_doses` knows the series length.
     """
-    from ..tables import read_csv
+    from phototox.io.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "doses")
@@ -212,5 +212,5 @@ def read_doses(path: str | Path, field_names: list[str], frames_default: dict[st
 def pixel_size_from_metadata(path: str | Path) -> float | None:
     """Pixel size in micrometres from the file's (or folder's first frame's) metadata, or None.
 
-    The same answer as every other command (:func:`phototox.imagemeta.read_metadata`)."""
+    The same answer as every other command (:func:`phototox.io.imagemeta.read_metadata`)."""
     return read_metadata(path).pixel_size_um

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .activity import flatten
+from phototox.timecourse.activity import flatten
 
 
 @dataclass

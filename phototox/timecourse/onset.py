@@ -7,7 +7,7 @@ frames of itself:
 1. every field's series is smoothed by a running median of ``smooth_frames`` frames (a one-frame
    focus jump is not a departure) and taken relative to its own first ``baseline_frames`` (fixed
    offsets between fields, e.g. cell density, removed: a difference-in-differences);
-2. at each frame after the baseline, :func:`phototox.compare.check_new_field` asks whether the
+2. at each frame after the baseline, :func:`phototox.stats.compare.check_new_field` asks whether the
    exposed field lies outside the control fields' prediction interval for one new field at that
    frame (t interval, k-1 df over the k control fields; the controls' standard deviation taken as
    at least the measure's ``floor``); that is a **departure**;
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compare import UNLIKE, check_new_field, prediction_factor
+from phototox.stats.compare import UNLIKE, check_new_field, prediction_factor
 
 NO_CONTROLS = "no onset can be given: no control fields (fields with zero light dose)"
 TOO_FEW_CONTROLS = "no onset can be given: at least two control fields are needed to measure their spread"

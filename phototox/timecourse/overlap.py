@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import PhototoxError
-from ..pixelsize import PixelSize
-from .io import TimeField
+from phototox.errors import PhototoxError
+from phototox.timecourse.io import TimeField
+from phototox.trust.pixelsize import PixelSize
 
 SICK_BATCH = 8
 """Frames per P(sick) job: enough to amortise a job's overhead, few enough to balance the workers."""
@@ -40,8 +40,8 @@ def _assessor(model: str, device: str):
     if key not in _ASSESSOR:
         import torch
 
-        from ..assess import Assessor
-        from ..inference import Predictor
+        from phototox.maps.inference import Predictor
+        from phototox.trust.assess import Assessor
 
         torch.set_num_threads(1)  # one torch (and ONNX Runtime) thread per worker process
         _ASSESSOR.clear()
@@ -74,7 +74,7 @@ def measure_overlapped(
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    from .pipeline import _exit_quietly_on_interrupt, activity_of
+    from phototox.timecourse.pipeline import _exit_quietly_on_interrupt, activity_of
 
     context = multiprocessing.get_context("spawn")  # the parent may hold a model and its thread pools
     activity_jobs: dict = {}

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageInputError, PhototoxError
-from ..images import guard_outputs
-from ..pixelsize import PixelSize
-from ..settings import MapSettings
-from .activity import (
+from phototox.errors import ImageInputError, PhototoxError
+from phototox.io.images import guard_outputs
+from phototox.maps.settings import MapSettings
+from phototox.timecourse.activity import (
     FLATTEN_UM,
     FLOW_METHODS,
     confluence,
@@ -22,9 +21,9 @@ from .activity import (
     frame_change,
     motion_um_per_min,
 )
-from .dose_verdicts import dose_verdicts
-from .io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
-from .mitosis import (
+from phototox.timecourse.dose_verdicts import dose_verdicts
+from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
+from phototox.timecourse.mitosis import (
     MitosisSettings,
     detect_round_objects,
     events_per_frame,
@@ -32,7 +31,8 @@ from .mitosis import (
     link_detections,
     rounding_events,
 )
-from .onset import OnsetSettings, find_onsets
+from phototox.timecourse.onset import OnsetSettings, find_onsets
+from phototox.trust.pixelsize import PixelSize
 
 MEASURES = {
     "mean_sick_probability": ("mean P(sick)", "DeadNet mean sick probability (dense map)"),
@@ -349,7 +349,7 @@ def run_timecourse(
     """Measure every field, find onsets against the controls, write CSV, JSON, PNG and Markdown."""
     from tqdm import tqdm
 
-    from .report import write_reports
+    from phototox.timecourse.report import write_reports
 
     try:
         import skimage  # noqa: F401
@@ -369,8 +369,8 @@ def run_timecourse(
     fields, pixel_um = load_fields(inputs, settings)
     assessor, model_name = None, None
     if settings.model is not None:
-        from ..assess import Assessor
-        from ..inference import Predictor
+        from phototox.maps.inference import Predictor
+        from phototox.trust.assess import Assessor
 
         # frames outside the model's domain are counted, not announced one by one
         settings.map_settings  # noqa: B018 -- bad map settings are refused before the model loads
@@ -388,7 +388,7 @@ def run_timecourse(
     passes = 1 if assessor is None else 2  # activity, then P(sick) frame by frame
     with tqdm(total=total * passes, desc="timecourse", unit="frame", disable=not progress) as bar:
         if assessor is not None and activity_workers(settings, len(fields)) > 1:  # P(sick) and activity overlapped
-            from .overlap import measure_overlapped
+            from phototox.timecourse.overlap import measure_overlapped
 
             workers = activity_workers(settings, total)  # P(sick) jobs split fields: a worker per core, not per field
             activities, sickness = measure_overlapped(fields, pixel_um, settings, workers, bar.update)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onset import NO_CONTROLS
+from phototox.timecourse.onset import NO_CONTROLS
 
 
 def _plt():
@@ -64,8 +64,8 @@ def y_limits(measure: str, low: float, high: float) -> tuple[float, float]:
 
 def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
     """One panel per measure; x: time (h); a line and 95% band per group; dashed line at each onset."""
-    from .pipeline import MEASURES, SICKNESS_MEASURES
-    from .report import write_png
+    from phototox.timecourse.pipeline import MEASURES, SICKNESS_MEASURES
+    from phototox.timecourse.report import write_png
 
     plt = _plt()
     measures = list(next(iter(summary.values())))
@@ -188,8 +188,8 @@ def plot_onsets(
     """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure;
     without doses, each field's departure in the between-field check (``consistency``). ``why``
     (see :func:`no_onset_reason`) is written in the figure. Returns every text the figure carries."""
-    from .pipeline import MEASURES
-    from .report import write_png
+    from phototox.timecourse.pipeline import MEASURES
+    from phototox.timecourse.report import write_png
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.2, 5.0))
@@ -294,11 +294,11 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
     """Each biological readout's doses against the zero-light controls: the change relative to the
     control mean with its two-sided 95% interval, the margin (the harm accepted) and each verdict.
 
-    ``tests``: readout -> :class:`phototox.dose_tests.DoseTests` (or a ``cannot test`` string, shown
+    ``tests``: readout -> :class:`phototox.stats.dose_tests.DoseTests` (or a ``cannot test`` string, shown
     as words). Returns False (nothing written) when no readout has tests.
     """
-    from ..dose_tests import DoseTests
-    from .report import write_png
+    from phototox.stats.dose_tests import DoseTests
+    from phototox.timecourse.report import write_png
 
     judged = {m: t for m, t in tests.items() if isinstance(t, DoseTests) and t.control_mean}
     if not judged and not tests:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dose_tests import DoseTests, format_dose_tests
-from ..images import atomic_path, write_text_atomic
+from phototox.io.images import atomic_path, write_text_atomic
+from phototox.stats.dose_tests import DoseTests, format_dose_tests
 
 CITATION_T98G = (
     "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
@@ -102,7 +102,7 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
-    from .pipeline import MEASURES
+    from phototox.timecourse.pipeline import MEASURES
 
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
@@ -206,7 +206,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
         },
         "citation": CITATION_T98G,
     }
-    from .plots import no_onset_reason, plot_dose_tests, plot_measures, plot_onsets
+    from phototox.timecourse.plots import no_onset_reason, plot_dose_tests, plot_measures, plot_onsets
 
     plot_measures(summary, order, times, onsets, context, out / "timecourse_measures.png")
     written = ["timecourse.csv", "timecourse_by_dose.csv", "timecourse.json", "timecourse_measures.png"]

@@ -81,7 +81,7 @@ def _activity():
     """The phototox activity and mitosis code, imported when the module runs (not when plugins load)."""
     try:
         import phototox.errors
-        import phototox.images
+        import phototox.io.images
         import phototox.timecourse.activity as activity
         import phototox.timecourse.mitosis as mitosis
     except ImportError as exc:
@@ -152,7 +152,7 @@ reported in micrometres per minute, so a wrong value gives wrong numbers.""",
         if image.volumetric:
             raise ValueError(f"{source} is a 3-D volume; MeasureCellActivity works on 2-D frames only")
         try:
-            frame = phototox.images.as_grey_frames(image.pixel_data, source, min_size=16)[0]
+            frame = phototox.io.images.as_grey_frames(image.pixel_data, source, min_size=16)[0]
         except phototox.errors.PhototoxError as exc:  # one line naming the image and the problem
             raise ValueError(str(exc)) from exc
         pixel_um, interval = float(self.pixel_size.value), float(self.interval.value)

@@ -179,11 +179,11 @@ INSTALL_HINT = (
 def _phototox():
     """Import phototox (and with it torch) only when the module is used, not when plugins load."""
     try:
-        import phototox.assess
-        import phototox.inference
+        import phototox.maps.inference
+        import phototox.maps.settings
         import phototox.models.architectures
         import phototox.models.loader
-        import phototox.settings
+        import phototox.trust.assess
 
         return phototox
     except ImportError as exc:
@@ -453,12 +453,12 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
             import torch
 
             torch.set_num_threads(int(self.threads.value))
-            self._predictor = phototox.inference.Predictor.from_spec(key[0], key[1])
+            self._predictor = phototox.maps.inference.Predictor.from_spec(key[0], key[1])
             self._predictor_key = key
         return self._predictor
 
     def get_assessor(self):
-        """The predictor with the model's pixel size and domain check (phototox.assess); warnings go to the log."""
+        """The predictor with the model's pixel size and domain check (phototox.trust.assess); warnings go to the log."""
         predictor = self.get_predictor()
         if self._assessor is None or self._assessor.predictor is not predictor:
             setting = self.pixel_size.text.split(" (")[0]
@@ -489,14 +489,14 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
         except ImportError as exc:
             raise ValidationError(str(exc), self.model_choice) from None
         try:
-            phototox.devices.resolve_device(DEVICES[self.device.value])
+            phototox.maps.devices.resolve_device(DEVICES[self.device.value])
         except phototox.errors.PhototoxError as exc:
             raise ValidationError(str(exc), self.device) from None
         problem = self.model_problem()
         if problem:
             raise ValidationError(problem, self._model_setting())
         try:  # settings only: the model is loaded once, when the run starts (not on every keystroke)
-            phototox.settings.MapSettings(
+            phototox.maps.settings.MapSettings(
                 stride=int(self.stride.value), mode=self._mode(), threshold=float(self.threshold.value)
             )
         except phototox.errors.PhototoxError as exc:
@@ -534,7 +534,7 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
         predictor = self.get_predictor()
         try:
             try:
-                frames = phototox.images.as_grey_frames(pixels, source, min_size=predictor.window)
+                frames = phototox.io.images.as_grey_frames(pixels, source, min_size=predictor.window)
             except phototox.errors.ImageInputError as exc:
                 if "colour" not in str(exc):
                     raise
@@ -546,7 +546,7 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
             assessor = self.get_assessor()
             user_um = float(self.pixel_size.value) or None
             size = assessor.pixel_size(user_um, None)
-            settings = phototox.settings.MapSettings(
+            settings = phototox.maps.settings.MapSettings(
                 stride=int(self.stride.value), mode=self._mode(), threshold=float(self.threshold.value)
             )
             mask = image.mask if image.has_mask else None
@@ -578,7 +578,7 @@ the controls crosses that line at most UnlikeControlsRate of the time.""",
                     f"MeasurePhototoxicity: objects '{self.objects_name.value}' have shape {labels.shape} but "
                     f"image '{image_name}' has shape {sick_map.shape}; they must match"
                 )
-            means, ids = phototox.inference.object_means(sick_map, labels)
+            means, ids = phototox.maps.inference.object_means(sick_map, labels)
             per_object = numpy.full(objects.count, numpy.nan)
             per_object[ids - 1] = means
             workspace.measurements.add_measurement(self.objects_name.value, self._feature(F_NEIGHBOURHOOD), per_object)

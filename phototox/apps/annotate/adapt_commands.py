@@ -2,7 +2,7 @@
 
 Training uses the concordant votes on windows outside the test fields (disagreed and unsure
 windows are dropped and counted, as in DeadNet); the test fields (fixed before any suggestion)
-only measure. See :mod:`phototox.adapt` for why the head is a logistic regression on frozen
+only measure. See :mod:`phototox.training.adapt` for why the head is a logistic regression on frozen
 trunk features.
 """
 
@@ -15,9 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import PhototoxError
-from .db import AnnotationDB
-from .guided import DECIDED, concordant, item_features, label_summary, read_settings, votes_by_item
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.apps.annotate.guided import (
+    DECIDED,
+    concordant,
+    item_features,
+    label_summary,
+    read_settings,
+    votes_by_item,
+)
+from phototox.errors import PhototoxError
 
 
 @dataclass
@@ -84,7 +91,7 @@ def annotated_windows(db: AnnotationDB, settings: dict, predictor) -> AnnotatedW
 
 def test_accuracy(p_of, data: AnnotatedWindows, seed: int = 0) -> dict:
     """Accuracy on the test fields: disagreed windows dropped, and kept (every decided vote a row)."""
-    from ...adapt_eval import field_accuracy
+    from phototox.training.adapt_eval import field_accuracy
 
     t = data.test & (data.label >= 0)
     dropped = field_accuracy((p_of(data.features[t]) >= 0.5) == data.label[t], data.fields[t], data.label[t], seed)
@@ -102,7 +109,7 @@ def test_accuracy(p_of, data: AnnotatedWindows, seed: int = 0) -> dict:
 
 
 def _predictor(spec: str):
-    from ...inference import Predictor
+    from phototox.maps.inference import Predictor
 
     return Predictor.from_spec(spec, "cpu")
 
@@ -117,11 +124,11 @@ def _fmt(d: dict) -> str:
 
 def train_from_annotations(args) -> int:
     """Fit the new head, write model.pt (+ .sha256), model_card.md and adaptation.json into --out."""
-    from ... import __version__
-    from ...adapt import DEFAULT_C, FEATURES, adapted_meta, adapted_module, fit_head
-    from ...images import write_text_atomic
-    from ...models.weights import save_weights
-    from ...planned import check_outputs
+    from phototox import __version__
+    from phototox.io.images import write_text_atomic
+    from phototox.io.planned import check_outputs
+    from phototox.models.weights import save_weights
+    from phototox.training.adapt import DEFAULT_C, FEATURES, adapted_meta, adapted_module, fit_head
 
     db, settings = open_session(args.from_annotations)
     out = Path(args.out)
@@ -137,7 +144,7 @@ def train_from_annotations(args) -> int:
     evaluation = test_accuracy(head.p_sick, data, args.seed)
     base = predictor.model
     adaptation = {
-        "kind": "frozen trunk, new logistic head (phototox.adapt)",
+        "kind": "frozen trunk, new logistic head (phototox.training.adapt)",
         "made": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "base_model": base.label,
         "base_calibration": base.meta.get("calibration"),
@@ -198,10 +205,10 @@ def _card(name: str, a: dict, base) -> str:
 
 def evaluate_from_annotations(args) -> int:
     """Test-field accuracy, leave-one-field-out, learning curve, agreement, audit of the annotations."""
-    from ...adapt import DEFAULT_C, base_p_sick, fit_head
-    from ...adapt_eval import learning_curve, leave_one_field_out
-    from ...images import write_text_atomic
-    from ...planned import check_outputs
+    from phototox.io.images import write_text_atomic
+    from phototox.io.planned import check_outputs
+    from phototox.training.adapt import DEFAULT_C, base_p_sick, fit_head
+    from phototox.training.adapt_eval import learning_curve, leave_one_field_out
 
     db, settings = open_session(args.from_annotations)
     out = Path(args.out) if args.out else None
@@ -258,7 +265,7 @@ def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[d
     """Per pair of annotators: Cohen's kappa with a field-level 95% BCa interval, and the accuracy ceiling."""
     import itertools
 
-    from .report import ambiguity_estimate, cohen_kappa
+    from phototox.apps.annotate.report import ambiguity_estimate, cohen_kappa
 
     names = {a.id: a.name for a in db.annotators()}
     out = []
@@ -287,9 +294,9 @@ def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[d
 
 def kappa_interval(a: list[str], b: list[str], fields: list[str], seed: int = 0) -> list[float] | None:
     """95% BCa interval of Cohen's kappa resampling whole fields (None with fewer than 5 fields)."""
-    from ...adapt_eval import MIN_FIELDS
-    from ...bootstrap import bca_interval
-    from .report import cohen_kappa
+    from phototox.apps.annotate.report import cohen_kappa
+    from phototox.stats.bootstrap import bca_interval
+    from phototox.training.adapt_eval import MIN_FIELDS
 
     units = sorted(set(fields))
     if len(units) < MIN_FIELDS:
@@ -311,8 +318,8 @@ def kappa_interval(a: list[str], b: list[str], fields: list[str], seed: int = 0)
 
 def audit_annotations(data: AnnotatedWindows, seed: int = 0) -> dict:
     """phototox's design audit on the concordant windows: does a batch column explain the votes?"""
-    from ...audit import audit_samples
-    from ...manifest import Sample
+    from phototox.io.manifest import Sample
+    from phototox.training.audit import audit_samples
 
     fields = data.settings.get("fields", {})
     keep = data.label >= 0
@@ -378,7 +385,7 @@ def plot_curve(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ...images import atomic_path
+    from phototox.io.images import atomic_path
 
     points = [p for p in report["learning_curve"] if p.get("balanced_accuracy") is not None]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import PhototoxError
+from phototox.errors import PhototoxError
 
 
 def register(sub) -> None:
@@ -72,7 +72,7 @@ def register(sub) -> None:
 
 
 def _db(path: str, must_exist: bool = True):
-    from .db import AnnotationDB
+    from phototox.apps.annotate.db import AnnotationDB
 
     if must_exist and not Path(path).is_file():
         raise PhototoxError(f"{path}: no such annotation database")
@@ -90,9 +90,9 @@ def _at_least(name: str, value: int, low: int, high: int | None = None) -> None:
 
 
 def _serve(args) -> int:
-    from ..httpserve import serve_until_interrupted
-    from .items import make_items
-    from .server import AppConfig, make_server
+    from phototox.apps.annotate.items import make_items
+    from phototox.apps.annotate.server import AppConfig, make_server
+    from phototox.apps.httpserve import serve_until_interrupted
 
     _at_least("--crop", args.crop, MIN_CROP)
     _at_least("--frames", args.frames, 1)
@@ -126,8 +126,8 @@ def _serve(args) -> int:
 
 def _serve_guided(args, server) -> int:
     """``serve --suggest``: windows of the model, test fields fixed first, suggestions (see guided.py)."""
-    from ..httpserve import serve_until_interrupted
-    from .guided import prepare
+    from phototox.apps.annotate.guided import prepare
+    from phototox.apps.httpserve import serve_until_interrupted
 
     _at_least("--test-every", args.test_every, 2)
     try:
@@ -158,7 +158,7 @@ def _serve_guided(args, server) -> int:
 
 
 def _report(args) -> int:
-    from .report import format_report, write_report
+    from phototox.apps.annotate.report import format_report, write_report
 
     report = write_report(_db(args.db), args.out)
     print(format_report(report))
@@ -167,7 +167,7 @@ def _report(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_manifest
+    from phototox.apps.annotate.export import export_manifest
 
     _at_least("--min-votes", args.min_votes, 1)
     manifest, n = export_manifest(_db(args.db), args.out, args.rule, args.min_votes)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import PhototoxError
+from phototox.errors import PhototoxError
 
 LABELS = ("healthy", "sick", "unsure", "skip")
 REQUIRED_TABLES = {"items", "annotators", "votes"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...images import atomic_path, read_frames, write_tiff_atomic
-from .db import AnnotationDB
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.io.images import atomic_path, read_frames, write_tiff_atomic
 
 RULES = ("unanimous", "majority")
 
@@ -46,7 +46,7 @@ def export_manifest(
 
     Every crop and the manifest are checked against the database and the items' images first.
     """
-    from ...planned import check_outputs
+    from phototox.io.planned import check_outputs
 
     out = Path(out_dir)
     items = db.items()

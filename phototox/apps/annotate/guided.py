@@ -2,10 +2,10 @@
 
 Items are the model's own windows (220 px at the model's pixel size) of the user's images. Before
 anything is shown, a random set of whole fields (image files; the frames of one file are one field)
-is fixed as the test set and stored in the database (:func:`phototox.suggest.choose_test_fields`);
+is fixed as the test set and stored in the database (:func:`phototox.training.suggest.choose_test_fields`);
 its windows are served every ``test_every``-th vote and never enter the suggestion pool or training.
 The other slots are random windows (at least 30%) or suggestions (uncertain under the current head,
-diverse in head-feature space): :mod:`phototox.suggest`. The current head is the base model's until
+diverse in head-feature space): :mod:`phototox.training.suggest`. The current head is the base model's until
 both labels have two concordant windows, then a logistic head refitted on the votes so far.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import PhototoxError
-from .db import AnnotationDB, Annotator, Item
+from phototox.apps.annotate.db import AnnotationDB, Annotator, Item
+from phototox.errors import PhototoxError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS guided_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,10 +50,10 @@ def read_settings(db: AnnotationDB) -> dict:
 # -- items: the model's windows ---------------------------------------------------------------
 def guided_items(inputs: list[str], window: int, factor: float, frames: int) -> tuple[list[tuple], dict]:
     """Item rows (one per non-overlapping model window and run of frames) and per-field metadata."""
-    from ...domain import window_grid
-    from ...images import read_frames
-    from ...manifest import read_manifest
-    from .items import _sources
+    from phototox.apps.annotate.items import _sources
+    from phototox.io.images import read_frames
+    from phototox.io.manifest import read_manifest
+    from phototox.trust.domain import window_grid
 
     size = max(1, round(window / factor))
     rows, fields = [], {}
@@ -77,10 +77,10 @@ def guided_items(inputs: list[str], window: int, factor: float, frames: int) -> 
 
 
 def item_features(predictor, items: list[Item], factor: float) -> np.ndarray:
-    """Head features of each item's first frame at the model's scale (:func:`phototox.adapt.head_features`)."""
-    from ...adapt import head_features
-    from ...images import read_frames
-    from ...pixelsize import to_model_scale
+    """Head features of each item's first frame at the model's scale (:func:`phototox.training.adapt.head_features`)."""
+    from phototox.io.images import read_frames
+    from phototox.training.adapt import head_features
+    from phototox.trust.pixelsize import to_model_scale
 
     w = predictor.window
     out = np.zeros((len(items), int(predictor.model.module.fc.in_features)))
@@ -112,8 +112,8 @@ def context_png(item: Item, um_per_px: float | None) -> bytes:
     import imageio.v3 as iio
     from skimage.transform import resize
 
-    from ...images import to_display_uint8
-    from .items import _stack
+    from phototox.apps.annotate.items import _stack
+    from phototox.io.images import to_display_uint8
 
     frame = _stack(item.path)[item.first_frame]
     zoom = min(1.0, CONTEXT_SIDE / max(frame.shape))
@@ -184,7 +184,7 @@ class GuidedState:
 
 
 def load_guided_model(spec: str, device: str = "cpu"):
-    from ...inference import Predictor
+    from phototox.maps.inference import Predictor
 
     return Predictor.from_spec(spec, device)
 
@@ -201,9 +201,9 @@ def prepare(
     random_share: float,
 ) -> GuidedState:
     """Add the windows as items, fix the test fields (once, before any suggestion), compute features."""
-    from ...adapt import base_p_sick
-    from ...pixelsize import model_pixel_size, scale_factor
-    from ...suggest import MIN_RANDOM_SHARE, choose_test_fields
+    from phototox.training.adapt import base_p_sick
+    from phototox.training.suggest import MIN_RANDOM_SHARE, choose_test_fields
+    from phototox.trust.pixelsize import model_pixel_size, scale_factor
 
     if random_share < MIN_RANDOM_SHARE or random_share > 1:
         raise PhototoxError(f"--random-share must lie in [{MIN_RANDOM_SHARE}, 1], got {random_share}")
@@ -258,7 +258,7 @@ def prepare(
 
 def current_p(state: GuidedState, by_item: dict[int, dict[int, str]]) -> np.ndarray:
     """P(sick) of every item under the head fitted on the concordant training votes so far (else the base's)."""
-    from ...adapt import fit_head
+    from phototox.training.adapt import fit_head
 
     ks, ys = [], []
     for item, labels in by_item.items():
@@ -274,7 +274,7 @@ def current_p(state: GuidedState, by_item: dict[int, dict[int, str]]) -> np.ndar
 
 def next_guided_item(db: AnnotationDB, annotator: Annotator, state: GuidedState, overlap_every: int) -> tuple:
     """(item, kind) to show next: a stored choice for this slot if still unvoted, else a new one."""
-    from ...suggest import slot_kind, suggest
+    from phototox.training.suggest import slot_kind, suggest
 
     slot = db.count_votes(annotator.id)
     seen = db.seen_items(annotator.id)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ManifestError
-from ...images import read_frames, to_display_uint8
-from ...manifest import read_manifest
+from phototox.errors import ManifestError
+from phototox.io.images import read_frames, to_display_uint8
+from phototox.io.manifest import read_manifest
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 CONTROL_WORDS = {"1", "yes", "true", "control", "y"}

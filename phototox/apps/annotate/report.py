@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ...images import write_text_atomic
-from .db import AnnotationDB
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.io.images import write_text_atomic
 
 CATEGORIES = ("healthy", "sick", "unsure")
 
@@ -141,7 +141,7 @@ def format_report(report: dict) -> str:
 
 def plot_report(report: dict, path: str | Path) -> None:
     """Bar chart of each annotator's labels, and the pairwise kappa matrix."""
-    from ...plots import _figure, _save
+    from phototox.results.plots import _figure, _save
 
     plt, fig = _figure(figsize=(10, 4))
     names = list(report["annotators"])
@@ -171,7 +171,7 @@ def plot_report(report: dict, path: str | Path) -> None:
 
 def write_report(db: AnnotationDB, out_dir: str | Path) -> dict:
     """annotation_report.json and .png in ``out_dir`` (never over the database)."""
-    from ...planned import check_outputs
+    from phototox.io.planned import check_outputs
 
     out = Path(out_dir)
     check_outputs([out / "annotation_report.json", out / "annotation_report.png"], [db.path])

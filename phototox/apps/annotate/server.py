@@ -21,9 +21,9 @@ import urllib.parse
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
-from ..httpserve import BoundedHTTPServer, GuardedHandler, Limits
-from .db import LABELS, AnnotationDB, Annotator, Item
-from .items import frame_png
+from phototox.apps.annotate.db import LABELS, AnnotationDB, Annotator, Item
+from phototox.apps.annotate.items import frame_png
+from phototox.apps.httpserve import BoundedHTTPServer, GuardedHandler, Limits
 
 COOKIE = "phototox_annotator"
 MAX_NAME = 80
@@ -57,7 +57,7 @@ class AppConfig:
 def next_item(db: AnnotationDB, annotator: Annotator, config: AppConfig) -> tuple[Item | None, bool]:
     """The item to show next and whether it is an overlap item (see module docstring)."""
     if config.guided is not None:  # --suggest: test fields, random and suggested windows
-        from .guided import next_guided_item
+        from phototox.apps.annotate.guided import next_guided_item
 
         item, kind = next_guided_item(db, annotator, config.guided, config.overlap_every)  # type: ignore[arg-type]
         return item, kind == "overlap"
@@ -290,7 +290,7 @@ document.getElementById('vote').addEventListener('submit', () => {{ sent = true;
 
     def _context(self, item_id: int) -> None:
         """The guided item's whole field with the window outlined and a scale bar."""
-        from .guided import context_png
+        from phototox.apps.annotate.guided import context_png
 
         if self._annotator() is None:
             return self._error(403, "sign in first")

@@ -8,8 +8,8 @@ A bioimage.io package may hold several weight formats; phototox takes the first 
 
 from __future__ import annotations
 
-from .onnx import OnnxBackend
-from .torch import TorchBackend
+from phototox.models.backends.onnx import OnnxBackend
+from phototox.models.backends.torch import TorchBackend
 
 WEIGHT_PRIORITY = ("pytorch_state_dict", "onnx")
 

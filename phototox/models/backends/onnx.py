@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import ModelLoadError
+from phototox.errors import ModelLoadError
 
 
 class OnnxBackend:

@@ -7,7 +7,7 @@ Two ways to start ImageJ:
 
 Either way the phototox plugin jar goes on the class path and a Python object implementing
 ``phototox.PhototoxHandler`` is registered, so ``run("Measure Phototoxicity", ...)`` in a macro
-runs the same :class:`phototox.inference.Predictor` as the CLI and CellProfiler.
+runs the same :class:`phototox.maps.inference.Predictor` as the CLI and CellProfiler.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import PhototoxError
-from phototox.remote import PredictorPool, analyse_pixels, parse_imagej_options
+from phototox.results.analysis_requests import PredictorPool, analyse_pixels, parse_imagej_options
 
 from .jar import FijiSetupError, build_jar, find_ij_jar
 

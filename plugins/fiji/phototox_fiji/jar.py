@@ -106,7 +106,7 @@ def build_jar(
         )
         if proc.returncode != 0:
             raise FijiSetupError(f"javac failed:\n{proc.stderr}")
-        from phototox.images import atomic_path
+        from phototox.io.images import atomic_path
 
         with atomic_path(target) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
             jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: phototox\n")

@@ -1,7 +1,7 @@
 """phototox in napari: a dock widget that maps P(sick) on the selected image layer, and sample data.
 
-A thin front end over the library: every analysis goes through :meth:`phototox.assess.Assessor.analyse`
-with :class:`phototox.settings.MapSettings`, as in ``phototox map`` (DeadNet, Richmond et al. 2017,
+A thin front end over the library: every analysis goes through :meth:`phototox.trust.assess.Assessor.analyse`
+with :class:`phototox.maps.settings.MapSettings`, as in ``phototox map`` (DeadNet, Richmond et al. 2017,
 arXiv:1701.06109). :mod:`.run` holds the Qt-free part, :mod:`.widget` the widget.
 """
 

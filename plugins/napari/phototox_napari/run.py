@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phototox.assess import Assessor
-from phototox.controls import ControlReference
-from phototox.imagemeta import check_plausible
-from phototox.images import as_grey_frames
-from phototox.inference import FrameResult, Predictor
-from phototox.novelty import NoveltyReference
-from phototox.pixelsize import PixelSize
-from phototox.settings import MapSettings
+from phototox.io.imagemeta import check_plausible
+from phototox.io.images import as_grey_frames
+from phototox.maps.inference import FrameResult, Predictor
+from phototox.maps.settings import MapSettings
+from phototox.trust.assess import Assessor
+from phototox.trust.controls import ControlReference
+from phototox.trust.novelty import NoveltyReference
+from phototox.trust.pixelsize import PixelSize
 
 PIXEL_SIZE_HINT = "set the layer's scale in µm per pixel, or the widget's 'Pixel size (µm)'"
 """How napari users give the pixel size (ends the assumed-pixel-size warning)."""
@@ -161,14 +161,14 @@ def calibrate_on_layers(
 
     Each layer is written to a temporary TIFF carrying its pixel size (the widget's value, else the
     layer's scale, else none: the model's is then assumed, as the command line does) and handed to
-    :func:`phototox.controls.calibrate_model`, the one calibration; ``out`` is the new model file.
+    :func:`phototox.trust.controls.calibrate_model`, the one calibration; ``out`` is the new model file.
     """
     import tempfile
     from pathlib import Path
 
-    from phototox.controls import calibrate_model
     from phototox.errors import PhototoxError
-    from phototox.images import write_tiff_atomic
+    from phototox.io.images import write_tiff_atomic
+    from phototox.trust.controls import calibrate_model
 
     if not out:
         raise PhototoxError("'Save calibrated model as': give a .pt file name first")

@@ -1,4 +1,4 @@
-"""Sample data: a synthetic phase-contrast field (phototox.synth), half its cells light-damaged."""
+"""Sample data: a synthetic phase-contrast field (phototox.synth.fields), half its cells light-damaged."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def synthetic_field() -> list[tuple]:
     Synthetic fields have no physical scale, so the layer states none: map it with a synthetic
     model (``deadnet-gap-synthetic-v3``); the shipped real-data model calls it out of domain.
     """
-    from phototox.synth import render_field
+    from phototox.synth.fields import render_field
 
     image = render_field(512, 512, 0.5, seed=0).image
     return [(image, {"name": "synthetic field (phototox)"}, "image")]

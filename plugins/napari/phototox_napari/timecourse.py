@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.assess import Assessor
 from phototox.errors import ImageInputError, PhototoxError
-from phototox.images import as_grey_frames
-from phototox.inference import Predictor
+from phototox.io.images import as_grey_frames
+from phototox.maps.inference import Predictor
 from phototox.timecourse.io import INTERVAL_RANGE_MIN, TimeField
 from phototox.timecourse.onset import Onset, OnsetSettings, find_onsets
 from phototox.timecourse.pipeline import (
@@ -31,6 +30,7 @@ from phototox.timecourse.pipeline import (
     onset_scale,
     sickness_withheld,
 )
+from phototox.trust.assess import Assessor
 
 from .run import COLOUR_HINT, PIXEL_SIZE_HINT, _pixel_size, layer_pixel_size
 

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from phototox.settings import MODES, MapSettings
+from phototox.maps.settings import MODES, MapSettings
 
 from .run import LayerRun, analyse_layer_data, calibrate_on_layers
 from .timecourse import LayerTimecourse, plot_timecourse, timecourse_of_layer
@@ -302,7 +302,7 @@ class PhototoxWidget(QWidget):
         self._start(work, done, self.calibrate_button)
 
     def _predictor(self, spec: str | None):
-        from phototox.inference import Predictor
+        from phototox.maps.inference import Predictor
 
         if spec not in self._predictors:
             self._predictors[spec] = Predictor.from_spec(spec, "auto")
@@ -310,7 +310,7 @@ class PhototoxWidget(QWidget):
 
     def _reference(self):
         """The reference file typed in, loaded (None when the field is empty)."""
-        from phototox.novelty import NoveltyReference
+        from phototox.trust.novelty import NoveltyReference
 
         path = self.reference.text().strip()
         return NoveltyReference.load(path) if path else None
