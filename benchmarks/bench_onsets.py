@@ -140,8 +140,9 @@ def t98g_quadrant_series() -> dict[str, np.ndarray]:
     cache = CACHE / "t98g_quadrant_measures.npz"
     if cache.exists():
         return dict(np.load(cache))
+    from phototox.timecourse.field_activity import activity_of
     from phototox.timecourse.io import read_field, split_field
-    from phototox.timecourse.pipeline import TimecourseSettings, activity_of, measure_field, onset_scale
+    from phototox.timecourse.pipeline import TimecourseSettings, measure_field, onset_scale
 
     settings = TimecourseSettings()
     quadrants = split_field(read_field(SHARED / "usiigaci_t98g_phase" / "frames", 10.2, min_size=64), 2, 2)

@@ -12,18 +12,11 @@ import numpy as np
 from phototox.errors import ImageInputError, PhototoxError
 from phototox.io.images import guard_outputs
 from phototox.maps.settings import MapSettings
-from phototox.timecourse.activity import (
-    FLATTEN_UM,
-    FLOW_METHODS,
-    confluence,
-    flow_factor,
-    foreground_mask,
-    frame_change,
-    motion_um_per_min,
-)
-from phototox.timecourse.cells import frame_cells, read_cell_counts
+from phototox.timecourse.activity import FLOW_METHODS, flow_factor
+from phototox.timecourse.cells import read_cell_counts
 from phototox.timecourse.dose_verdicts import dose_verdicts
 from phototox.timecourse.events import EventSettings, FrameObjects, detect_events, event_counts, frame_objects
+from phototox.timecourse.field_activity import FieldActivity, activity_workers, measure_activities
 from phototox.timecourse.io import TimeField, parse_doses, pixel_size_from_metadata, read_doses, read_field, split_field
 from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
 from phototox.timecourse.mitosis import MitosisSettings, hourly_rate
@@ -162,101 +155,6 @@ def load_fields(inputs: list[str | Path], settings: TimecourseSettings) -> tuple
     return fields, float(pixel)
 
 
-@dataclass
-class FieldActivity:
-    """The model-free measures of one field: per-frame confluence, motion and frame change, round objects."""
-
-    confluence: np.ndarray
-    motion_um_per_min: np.ndarray
-    frame_change: np.ndarray
-    detections: list[np.ndarray]
-    cell_count: np.ndarray | None = None
-    median_cell_area_um2: np.ndarray | None = None
-    cell_confluence: np.ndarray | None = None
-    blobs: list[np.ndarray] = dataclasses.field(default_factory=list)  # bright blobs per frame (events)
-
-
-def activity_of(f: TimeField, pixel_um: float, settings: TimecourseSettings, progress=None) -> FieldActivity:
-    """Confluence, motion and round objects of every frame of one field (no model; a worker's job)."""
-    n = len(f.frames)
-    activity = FieldActivity(np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), [])
-    activity.cell_count, activity.median_cell_area_um2, activity.cell_confluence = (
-        np.full(n, np.nan) for _ in range(3)
-    )
-    factor = flow_factor(pixel_um)
-    previous_mask = None
-    for t, frame in enumerate(f.frames):
-        mask = foreground_mask(frame, pixel_um)
-        activity.confluence[t] = confluence(mask)
-        if previous_mask is not None:
-            activity.motion_um_per_min[t] = motion_um_per_min(
-                f.frames[t - 1], frame, mask | previous_mask, pixel_um, f.interval_min, factor, settings.flow_method
-            )
-            activity.frame_change[t] = frame_change(f.frames[t - 1], frame, mask | previous_mask, FLATTEN_UM / pixel_um)
-        previous_mask = mask
-        objects = frame_objects(frame, pixel_um, settings.mitosis)
-        activity.detections.append(objects.round)
-        activity.blobs.append(objects.blobs)
-        cells = frame_cells(frame, pixel_um)
-        activity.cell_count[t] = cells.count
-        activity.median_cell_area_um2[t] = cells.median_area_um2
-        activity.cell_confluence[t] = cells.confluence
-        if progress is not None:
-            progress(1)
-    return activity
-
-
-def activity_workers(settings: TimecourseSettings, n_fields: int) -> int:
-    """Processes that measure activity: ``settings.workers``, at most one per field (1: this process)."""
-    if settings.workers < 1:
-        raise PhototoxError(f"workers must be >= 1 (1: this process), got {settings.workers}")
-    return max(1, min(settings.workers, n_fields))
-
-
-def _exit_quietly_on_interrupt() -> None:
-    """Worker initialiser: Ctrl-C ends a worker without a traceback (the main process reports it)."""
-    import os
-    import signal
-
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-
-
-def measure_activities(
-    fields: list[TimeField], pixel_um: float, settings: TimecourseSettings, progress=None
-) -> list[FieldActivity]:
-    """:func:`activity_of` every field, in field order, in :func:`activity_workers` processes.
-
-    Each worker holds one field's frames at a time; ``progress`` advances by a field's frames when
-    that field is done. Worker processes are spawned: a script calling this with ``workers > 1``
-    needs the usual ``if __name__ == "__main__":`` guard.
-    """
-    workers = activity_workers(settings, len(fields))
-    if workers == 1:
-        return [activity_of(f, pixel_um, settings, progress) for f in fields]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # spawn, not fork: the parent may hold a PyTorch model and its thread pools
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_quietly_on_interrupt) as pool:
-        jobs = {pool.submit(activity_of, f, pixel_um, settings): len(f.frames) for f in fields}
-        try:
-            for job in as_completed(jobs):
-                job.result()  # the first failure stops the run
-                if progress is not None:
-                    progress(jobs[job])
-        except BrokenProcessPool:
-            raise PhototoxError(
-                "a timecourse worker process stopped (interrupted, or out of memory: "
-                f"then rerun with fewer --workers than {workers})"
-            ) from None
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        return [job.result() for job in jobs]
-
-
 def measure_field(
     f: TimeField,
     activity: FieldActivity,
@@ -265,10 +163,12 @@ def measure_field(
     assessor=None,
     progress=None,
     domain=None,
+    sickness=None,
 ) -> FieldSeries:
     """All per-frame measures of one field: its ``activity`` (:func:`activity_of`), P(sick) with an
     ``assessor`` (``domain``: the model's domain statistics, to flag frames; ``progress`` advances
-    once per frame), and the rounding events."""
+    once per frame) or as already measured (``sickness``, :class:`.overlap.Sickness`), and the
+    rounding events."""
     n = len(f.frames)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     values["confluence"] = activity.confluence
@@ -278,7 +178,11 @@ def measure_field(
         values[m] = getattr(activity, m)
     detections = activity.detections
     out_of_domain = np.zeros(n, dtype=bool) if domain is not None else None
-    if assessor is not None:  # each frame is analysed at the model's pixel size
+    if sickness is not None:  # measured in the worker processes (overlap.measure_overlapped)
+        values["mean_sick_probability"] = sickness.mean_sick_probability
+        values["sick_area_fraction"] = sickness.sick_area_fraction
+        out_of_domain = sickness.out_of_domain
+    elif assessor is not None:  # each frame is analysed at the model's pixel size
         results = assessor.analyse(
             f.frames, settings.map_settings, PixelSize(pixel_um, "timecourse"), f.name, progress=progress
         )
@@ -422,11 +326,21 @@ def run_timecourse(
     total = sum(len(f.frames) for f in fields)
     passes = 1 if assessor is None else 2  # activity, then P(sick) frame by frame
     with tqdm(total=total * passes, desc="timecourse", unit="frame", disable=not progress) as bar:
-        activities = measure_activities(fields, pixel_um, settings, bar.update)
-        series = [
-            measure_field(f, activity, pixel_um, settings, assessor, bar.update, domain)
-            for f, activity in zip(fields, activities)
-        ]
+        if assessor is not None and activity_workers(settings, len(fields)) > 1:  # P(sick) and activity overlapped
+            from phototox.timecourse.overlap import measure_overlapped
+
+            workers = activity_workers(settings, total)  # P(sick) jobs split fields: a worker per core, not per field
+            activities, sickness = measure_overlapped(fields, pixel_um, settings, workers, bar.update)
+            series = [
+                measure_field(f, activity, pixel_um, settings, assessor, None, domain, sick)
+                for f, activity, sick in zip(fields, activities, sickness)
+            ]
+        else:
+            activities = measure_activities(fields, pixel_um, settings, bar.update)
+            series = [
+                measure_field(f, activity, pixel_um, settings, assessor, bar.update, domain)
+                for f, activity in zip(fields, activities)
+            ]
     seconds = time.perf_counter() - start
     if given_counts is not None:
         series[0].values["cell_count"] = given_counts

@@ -16,12 +16,21 @@ number is doubtful:
   (estimated robustly from the median absolute difference between neighbouring pixels) shrinks by
   ``2 sqrt(pi) SMOOTH_SIGMA`` while cell-sized structure stays, so a noisy low-light field of
   smooth cells is not mistaken for an empty one. ``nearly_empty`` below ``EMPTY_LIMIT``.
+
+All three are computed in float32 row bands (:mod:`phototox.trust.bands`): each filter runs on a band
+padded by the filters' reach, global sums and medians are combined across bands, so the extra
+memory is a few bands whatever the frame size, and the result equals the whole-frame one to float
+tolerance (``band`` sets the rows per band; tests use small bands to cross many band boundaries).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 from scipy import ndimage
+
+from phototox.trust.bands import Moments, band_rows, filtered_bands, median
 
 FOCUS_FRACTION = 0.1
 DEFAULT_FOCUS_REFERENCE = 0.044
@@ -33,47 +42,103 @@ EMPTY_LIMIT = 0.05
 QUALITY_FIELDS = ("focus", "out_of_focus", "clipped_fraction", "saturated", "foreground_fraction", "nearly_empty")
 
 
-def focus_measure(frame: np.ndarray) -> float:
+GAUSS_REACH = 4
+"""scipy's Gaussian reaches ``int(4 * sigma + 0.5)`` px (its default ``truncate=4``)."""
+WINDOW = 7
+"""Side of the local standard deviation's window (px)."""
+
+
+def _reach(sigma: float) -> int:
+    return int(GAUSS_REACH * sigma + 0.5)
+
+
+def focus_measure(frame: np.ndarray, band: int | None = None) -> float:
     """Normalised variance of the Laplacian of a sigma-1 Gaussian (higher: sharper)."""
-    f = frame.astype(np.float64)
-    smooth = ndimage.gaussian_filter(f, 1.0)
-    spread = smooth.var()
-    return float(ndimage.gaussian_laplace(f, 1.0).var() / spread) if spread > 0 else 0.0
+    pad = _reach(1.0) + 1  # the Laplacian's own 3-tap second difference adds one row
+    smooth, log = Moments(), Moments()
+    for piece in filtered_bands(frame, pad, lambda b: ndimage.gaussian_filter(b, 1.0), band):
+        smooth.add(piece)
+    for piece in filtered_bands(frame, pad, lambda b: ndimage.gaussian_laplace(b, 1.0), band):
+        log.add(piece)
+    return float(log.var / smooth.var) if smooth.var > 0 else 0.0
 
 
-def clipped_fraction(frame: np.ndarray) -> float:
+def clipped_fraction(frame: np.ndarray, band: int | None = None) -> float:
     """Larger fraction of pixels at exactly the frame's maximum or minimum value."""
-    if frame.size == 0 or frame.max() == frame.min():
+    if frame.size == 0:
         return 1.0
-    return float(max((frame == frame.max()).mean(), (frame == frame.min()).mean()))
+    step = band_rows(frame.shape[1] if frame.ndim > 1 else frame.size, band)
+    top = max(frame[r : r + step].max() for r in range(0, frame.shape[0], step))
+    bottom = min(frame[r : r + step].min() for r in range(0, frame.shape[0], step))
+    if top == bottom:
+        return 1.0
+    at_top = sum(int(np.count_nonzero(frame[r : r + step] == top)) for r in range(0, frame.shape[0], step))
+    at_bottom = sum(int(np.count_nonzero(frame[r : r + step] == bottom)) for r in range(0, frame.shape[0], step))
+    return float(max(at_top, at_bottom) / frame.size)
 
 
-def noise_sigma(frame: np.ndarray) -> float:
+def _neighbour_diffs(frame: np.ndarray, band: int | None) -> Callable[[], Iterator[np.ndarray]]:
+    """Each band's vertical and horizontal neighbour differences (float32), every pair once."""
+    height = frame.shape[0]
+    step = band_rows(frame.shape[1], band)
+
+    def values() -> Iterator[np.ndarray]:
+        for r0 in range(0, height, step):
+            r1 = min(height, r0 + step)
+            f = np.asarray(frame[r0 : min(height, r1 + 1)], dtype=np.float32)  # one row more: the vertical pairs
+            yield np.concatenate([np.diff(f, axis=0).ravel(), np.diff(f[: r1 - r0], axis=1).ravel()])
+
+    return values
+
+
+def noise_sigma(frame: np.ndarray, band: int | None = None) -> float:
     """Pixel noise from neighbour differences (MAD, robust to cell edges)."""
-    f = frame.astype(np.float64)
-    diffs = np.concatenate([np.diff(f, axis=0).ravel(), np.diff(f, axis=1).ravel()])
-    return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2))
+    h, w = frame.shape
+    total = (h - 1) * w + h * (w - 1)
+    if total <= 0:
+        return 0.0
+    diffs = _neighbour_diffs(frame, band)
+    centre = np.float32(median(diffs, total))
+
+    def deviations() -> Iterator[np.ndarray]:
+        for d in diffs():
+            yield np.abs(d - centre)
+
+    return float(1.4826 * median(deviations, total) / np.sqrt(2))
 
 
-def foreground_fraction(frame: np.ndarray) -> float:
+def foreground_fraction(frame: np.ndarray, band: int | None = None) -> float:
     """Fraction of pixels whose smoothed 7x7 local standard deviation exceeds FOREGROUND_K x the smoothed noise."""
-    f = frame.astype(np.float64)
-    smooth = ndimage.gaussian_filter(f, SMOOTH_SIGMA)
-    mean = ndimage.uniform_filter(smooth, 7)
-    local_sd = np.sqrt(np.maximum(ndimage.uniform_filter(smooth * smooth, 7) - mean * mean, 0.0))
-    sigma = noise_sigma(f) / (2 * np.sqrt(np.pi) * SMOOTH_SIGMA)  # white noise after the Gaussian
-    if sigma == 0:
-        return float((local_sd > 0).mean())
-    return float((local_sd > FOREGROUND_K * sigma).mean())
+    sigma = noise_sigma(frame, band) / (2 * np.sqrt(np.pi) * SMOOTH_SIGMA)  # white noise after the Gaussian
+    level = Moments()  # the frame's mean, subtracted so that float32 squares keep their precision
+    step = band_rows(frame.shape[1], band)
+    for r in range(0, frame.shape[0], step):
+        level.add(np.asarray(frame[r : r + step], dtype=np.float32))
+    offset = np.float32(level.mean)
+    threshold = np.float32((FOREGROUND_K * sigma) ** 2) if sigma > 0 else np.float32(0)
+
+    def local_variance(b: np.ndarray) -> np.ndarray:
+        smooth = ndimage.gaussian_filter(b - offset, SMOOTH_SIGMA)
+        mean = ndimage.uniform_filter(smooth, WINDOW)
+        return ndimage.uniform_filter(smooth * smooth, WINDOW) - mean * mean
+
+    pad = _reach(SMOOTH_SIGMA) + WINDOW // 2
+    above = sum(
+        int(np.count_nonzero(np.maximum(v, 0) > threshold)) for v in filtered_bands(frame, pad, local_variance, band)
+    )
+    return float(above / frame.size)
 
 
 def quality_flags(
-    frame: np.ndarray, model_scale_frame: np.ndarray | None = None, focus_reference: float | None = None
+    frame: np.ndarray,
+    model_scale_frame: np.ndarray | None = None,
+    focus_reference: float | None = None,
+    band: int | None = None,
 ) -> dict:
     """The three statistics and their flags for one frame (focus read at the model's scale)."""
-    focus = focus_measure(frame if model_scale_frame is None else model_scale_frame)
-    clipped = clipped_fraction(frame)
-    foreground = foreground_fraction(frame)
+    focus = focus_measure(frame if model_scale_frame is None else model_scale_frame, band)
+    clipped = clipped_fraction(frame, band)
+    foreground = foreground_fraction(frame, band)
     reference = focus_reference or DEFAULT_FOCUS_REFERENCE
     return {
         "focus": round(focus, 4),

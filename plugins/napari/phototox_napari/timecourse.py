@@ -16,6 +16,7 @@ import numpy as np
 from phototox.errors import ImageInputError, PhototoxError
 from phototox.io.images import as_grey_frames
 from phototox.maps.inference import Predictor
+from phototox.timecourse.field_activity import activity_of
 from phototox.timecourse.io import INTERVAL_RANGE_MIN, TimeField
 from phototox.timecourse.onset import Onset, OnsetSettings, find_onsets
 from phototox.timecourse.pipeline import (
@@ -25,7 +26,6 @@ from phototox.timecourse.pipeline import (
     SICKNESS_MEASURES,
     FieldSeries,
     TimecourseSettings,
-    activity_of,
     measure_field,
     onset_scale,
     sickness_withheld,
