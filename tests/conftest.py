@@ -13,6 +13,11 @@ SHARED_DATA = Path(os.environ.get("PHOTOTOX_SHARED_DATA", REPO.parent / "shared"
 CELLDEATH = SHARED_DATA / "celldeath_u2os"
 USIIGACI = SHARED_DATA / "usiigaci_t98g_phase"
 
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # pytest -n: the cores shared out, no oversubscribed thread pools
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_threads))
+
 
 def need_celldeath() -> Path:
     if not (CELLDEATH / "manifest.csv").is_file():
