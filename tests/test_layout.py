@@ -154,8 +154,16 @@ ALLOWED = {
     },
 }
 """Folder -> the folders it may import (the layering in CONTRIBUTING.md). ``base``: the flat modules."""
-HEAVY = {"torch", "matplotlib", "onnxruntime", "onnx", "scipy", "skimage", "sklearn", "imageio", "tifffile", "tqdm"}
-"""Third-party packages slow to import: an import inside a function may defer one (start-up cost)."""
+HEAVY = {
+    *("torch", "onnx", "onnxruntime", "matplotlib", "mpl_toolkits", "scipy", "skimage", "sklearn", "imageio"),
+    *("tifffile", "tqdm", "PIL", "pandas", "yaml", "pydantic", "requests", "urllib3"),
+    *("dask", "distributed", "zarr", "ome_zarr", "numcodecs", "fsspec"),  # extras from here on
+    *("napari", "qtpy", "PyQt6", "magicgui", "scyjava", "jpype", "imagej", "pymmcore_plus", "useq", "psygnal"),
+    *("cellprofiler_core", "cellprofiler_library", "bioimageio", "playwright"),
+}
+"""Third-party packages slow to import or in an extra: an import inside a function may defer one."""
+CLI_HEAVY = {"numpy"}
+"""Also deferred by ``phototox/apps/``: ``phototox --help`` starts without numpy."""
 
 
 def folder_of(module: str) -> str:
@@ -339,3 +347,87 @@ def test_the_public_api_is_small_lazy_and_documented():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "True"]
+
+
+def top_level_imports(package_root: Path) -> dict[str, set[str]]:
+    """Module -> what importing it imports at once: its top-level imports and its package's ``__init__``."""
+    names = {_module_name(package_root, p): p for p in package_root.rglob("*.py")}
+    found: dict[str, set[str]] = {}
+    for module, path in names.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top = {
+            t
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for t in imported_modules_of(node, module, path)
+        }
+        parent = module.rpartition(".")[0]
+        found[module] = {t for t in top if t != module} | ({parent} if parent else set())
+    return found
+
+
+def slow_to_import(module: str, top: dict[str, set[str]], heavy: set[str]) -> bool:
+    """Importing ``module`` loads a package of ``heavy`` (directly or through phototox modules)."""
+    seen, stack = set(), [module]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        root = name.split(".")[0]
+        if root in heavy:
+            return True
+        if root == "phototox":
+            stack.extend(top.get(name, {name.rpartition(".")[0]} if "." in name else set()))
+    return False
+
+
+def deferred_without_reason(package_root: Path) -> list[str]:
+    """``module:line X`` for each import inside a function that defers nothing slow and no optional extra.
+
+    The reasons allowed: start-up cost (the target loads a :data:`HEAVY` package; for the CLI, numpy
+    too), an optional extra (the import sits in ``try``), the lazy public API (``phototox/__init__``).
+    """
+    top = top_level_imports(package_root)
+    found = []
+    for path in sorted(package_root.rglob("*.py")):
+        module = _module_name(package_root, path)
+        if module == "phototox":
+            continue
+        heavy = HEAVY | CLI_HEAVY if module.startswith("phototox.apps") or module == "phototox.__main__" else HEAVY
+        tree = ast.parse(path.read_text(), str(path))
+        in_try = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in in_try:
+                    continue
+                targets = imported_modules_of(node, module, path)
+                if not any(slow_to_import(t, top, heavy) for t in targets):
+                    found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+    return sorted(set(found))
+
+
+def test_imports_inside_functions_defer_something_slow():
+    """No import hides in a function unless it defers a slow package or an optional extra."""
+    assert deferred_without_reason(ROOT / "phototox") == []
+
+
+def test_the_deferral_check_finds_a_light_import(tmp_path):
+    """The check can fail: a function importing a light sibling is caught; torch, extras in try, are not."""
+    pkg = tmp_path / "phototox"
+    (pkg / "maps").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "maps" / "__init__.py").write_text("")
+    (pkg / "maps" / "light.py").write_text("import json\n")
+    (pkg / "maps" / "slow.py").write_text("import torch\n")
+    (pkg / "maps" / "user.py").write_text(
+        "def f():\n    from phototox.maps import light\n    from phototox.maps.slow import x\n"
+        "    try:\n        import napari\n    except ImportError:\n        pass\n"
+        "def g():\n    import json\n"
+    )
+    assert deferred_without_reason(pkg) == [
+        "phototox.maps.user:2 from phototox.maps import light",
+        "phototox.maps.user:9 import json",
+    ]

@@ -26,6 +26,7 @@ from phototox.apps import (
 )
 from phototox.apps.annotate import cli as annotate_cli
 from phototox.errors import PhototoxError, describe_os_error
+from phototox.extras import missing_extra_message
 
 COMMANDS = (
     demo_command.register,
@@ -68,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unavailable(exc: ImportError) -> int:
-    from phototox.extras import missing_extra_message
 
     raise PhototoxError(
         missing_extra_message(exc, "this command") or f"this command needs an optional dependency: {exc}"
@@ -87,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phototox: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
-        from phototox.extras import missing_extra_message
-
         message = missing_extra_message(exc, f"phototox {args.command}")
         if message is None:
             raise

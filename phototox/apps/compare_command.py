@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from phototox.apps.options import add_out
+from phototox.errors import PhototoxError
+from phototox.io.planned import check_outputs
 
 
 def compare_command(args) -> int:
     """Print (and optionally write) each condition of a table against the control condition."""
-    from phototox.errors import PhototoxError
     from phototox.io.images import atomic_path
-    from phototox.io.planned import check_outputs
     from phototox.stats.compare_table import TableSpec, compare_table, format_table_comparison
 
     out = Path(args.out) if args.out else None

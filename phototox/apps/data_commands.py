@@ -6,6 +6,7 @@ from pathlib import Path
 
 from phototox.apps.design import print_design_gaps
 from phototox.apps.options import add_out
+from phototox.io.planned import check_outputs
 
 
 def cmd_timecourse(args) -> int:
@@ -24,7 +25,6 @@ def cmd_timecourse(args) -> int:
 
 def cmd_synth(args) -> int:
     """Write a synthetic data set (TIFFs + manifest with doses and labels)."""
-    from phototox.io.planned import check_outputs
     from phototox.synth.fields import dataset_output_paths, write_dataset
 
     if args.timelapse:

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phototox.apps.live_command import demo_live
 from phototox.apps.options import (
     add_model_options,
     predictor_from_args,
 )
 from phototox.defaults import DEFAULT_STRIDE, DEMO_MODEL
+from phototox.io.planned import check_outputs, model_inputs
 
 
 def cmd_demo(args) -> int:
     """Synthetic fields at five light doses in three dishes -> maps, overlays, a table, a curve and per-dose tests."""
     if args.live:  # phototox demo --live: the simulated microscope, watched (phototox.apps.live_command)
-        from phototox.apps.live_command import demo_live
-
         return demo_live(args)
     from phototox.experiment.demo import DEMO_DISHES, DEMO_DOSES, default_model_scores, demo_output_paths, run_demo
     from phototox.experiment.doses import format_curve
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.results.outputs import format_rows
     from phototox.stats.dose_tests import format_dose_tests
 

@@ -13,6 +13,8 @@ from phototox.apps.options import (
     add_quiet,
     assessor_from_args,
 )
+from phototox.io.planned import check_outputs, model_inputs
+from phototox.maps.settings import MapSettings
 from phototox.results.provenance import provenance
 
 
@@ -29,7 +31,6 @@ def cmd_dose_response(args) -> int:
         write_dose_report,
     )
     from phototox.io.manifest import read_manifest
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.stats.dose_tests import format_dose_tests, judge_doses
 
     samples = read_manifest(args.manifest, require_labels=False)
@@ -42,7 +43,6 @@ def cmd_dose_response(args) -> int:
     )
     assessor = assessor_from_args(args, controls=bool(args.controls))
     predictor = assessor.predictor
-    from phototox.maps.settings import MapSettings
     from phototox.trust.assess import control_lines
     from phototox.trust.controls import ControlReference
 

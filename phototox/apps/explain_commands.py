@@ -12,13 +12,13 @@ from phototox.apps.options import (
     check_inputs_exist,
     predictor_from_args,
 )
+from phototox.io.planned import check_outputs, model_inputs
 from phototox.results.provenance import provenance
 
 
 def cmd_explain(args) -> int:
     """Grad-CAM heat map (class-averaged weights) as TIFF and overlay PNG."""
     from phototox.io.manifest import read_manifest
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.training.explain import explain_image
 
     path, out = Path(args.image), Path(args.out)
@@ -49,7 +49,6 @@ def cmd_explain(args) -> int:
 def cmd_class_model(args) -> int:
     """Class-model visualisation by gradient ascent; writes PNGs."""
     from phototox.io.images import read_frames
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.results.plots import plot_class_model
     from phototox.training.explain import class_model
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from datetime import timedelta
@@ -10,13 +11,14 @@ from pathlib import Path
 
 from phototox.apps.options import add_out
 from phototox.errors import PhototoxError
+from phototox.extras import require_extra
+from phototox.io.planned import check_outputs
 
 DEMO_LIVE: dict = {"size": 192, "n_cells": 16, "n_frames": 20, "n_controls": 6, "excitation_ms": (500.0,)}
 """The simulated acquisition of ``phototox demo --live`` (and the end-to-end test)."""
 
 
 def _require_live():
-    from phototox.extras import require_extra
 
     require_extra("live", "live acquisition (phototox watch, demo --live)")
     logging.getLogger("pymmcore-plus").setLevel(logging.WARNING)  # not one log line per event
@@ -92,7 +94,6 @@ def run_watch(core, sequence, settings, truth_world=None) -> tuple[object, dict 
 def _run_and_release(core, run) -> int:
     """Run, then free the core before the interpreter exits (a core with a Python camera still alive
     at interpreter shutdown aborts the process in pymmcore-plus 0.17), also after a refusal."""
-    import gc
 
     message = ""
     try:
@@ -129,7 +130,6 @@ def _settings(args, controls, light):
 def watch_command(args) -> int:
     """Run a sequence on a Micro-Manager configuration or the simulator, watching it."""
     _require_live()
-    from phototox.io.planned import check_outputs
 
     sequence = _read_sequence(args.sequence)
     if args.out:
@@ -167,7 +167,6 @@ def watch_command(args) -> int:
 def demo_live(args) -> int:
     """``phototox demo --live``: a short simulated acquisition with controls; warnings against known onsets."""
     _require_live()
-    from phototox.io.planned import check_outputs
     from phototox.live import LiveSettings
     from phototox.live.sim import LIGHT, core_for, demo_sequence
 

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from phototox.errors import ImageInputError
+from phototox.maps.settings import MapSettings
+
 if TYPE_CHECKING:  # the parser must not import torch
     from phototox.maps.inference import Predictor
     from phototox.trust.assess import Assessor
@@ -36,7 +39,6 @@ def add_model_options(
 
 def add_map_options(p: argparse.ArgumentParser) -> None:
     """The map options, generated from :class:`phototox.maps.settings.MapSettings` (defaults, choices, help)."""
-    from phototox.maps.settings import MapSettings
 
     MapSettings.add_arguments(p)
     p.add_argument(
@@ -68,7 +70,6 @@ def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
 
 def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Assessor:
     """The predictor wrapped with pixel size, domain, quality and control handling (phototox.trust.assess)."""
-    from phototox.maps.settings import MapSettings
     from phototox.trust.assess import Assessor
     from phototox.trust.controls import ControlReference, control_reference
 
@@ -91,7 +92,6 @@ def assessor_from_args(args: argparse.Namespace, controls: bool = False) -> Asse
 
 def check_inputs_exist(paths: list[Path]) -> None:
     """Fail fast, before loading a model, when an input file is missing."""
-    from phototox.errors import ImageInputError
 
     for path in paths:
         if not path.is_file():

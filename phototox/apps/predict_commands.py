@@ -15,28 +15,33 @@ from phototox.apps.options import (
     check_inputs_exist,
 )
 from phototox.apps.reference_command import add_reference_option
-from phototox.apps.scale_commands import add_cluster_options, add_map_scale_options
+from phototox.apps.scale_commands import (
+    add_cluster_options,
+    add_map_scale_options,
+    map_scaled,
+    predict_scaled,
+    wants_scale,
+)
 from phototox.errors import PhototoxError
+from phototox.io.planned import check_distinct_inputs, check_outputs, model_inputs
+from phototox.maps.settings import MapSettings
 from phototox.results.provenance import provenance
 
 
 def cmd_predict(args) -> int:
     """Per-image sick probability for each input (each frame of a stack)."""
-    from phototox.apps.scale_commands import predict_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster or OME-Zarr inputs
         if getattr(args, "reference", None):
             raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return predict_scaled(args)
     from phototox.io.images import read_frames
-    from phototox.io.planned import check_distinct_inputs, check_outputs, model_inputs
     from phototox.results.outputs import format_rows, summary_rows, write_summary
 
     inputs = [Path(p) for p in args.images]
     check_inputs_exist(inputs)
     check_distinct_inputs(inputs)
     check_outputs([Path(args.out)] if args.out else [], inputs + model_inputs(args.model))
-    from phototox.maps.settings import MapSettings
     from phototox.results.batch import analyse_paths
     from phototox.results.novelty_outputs import unlike_lines
     from phototox.trust.assess import control_lines
@@ -70,14 +75,12 @@ def cmd_predict(args) -> int:
 
 def cmd_map(args) -> int:
     """Sickness maps at full resolution: float32 TIFF, overlay PNG, summary CSV."""
-    from phototox.apps.scale_commands import map_scaled, wants_scale
 
     if wants_scale(args):  # a Dask cluster, chunked maps or OME-Zarr inputs
         if getattr(args, "reference", None):
             raise PhototoxError("--reference: not available with a cluster, chunked maps or OME-Zarr inputs yet")
         return map_scaled(args)
     from phototox.io.images import read_frames
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.results.outputs import (
         format_rows,
         map_output_paths,
@@ -98,7 +101,6 @@ def cmd_map(args) -> int:
     )
     assessor = assessor_from_args(args)
     model = assessor.predictor.model
-    from phototox.maps.settings import MapSettings
     from phototox.results.batch import analyse_paths
 
     rows: list[dict] = []

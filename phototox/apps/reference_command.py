@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phototox.apps.options import add_out
+from phototox.apps.options import add_model_options, add_out, add_pixel_size_option
 
 
 def reference_command(args) -> int:
@@ -35,7 +35,6 @@ def reference_command(args) -> int:
 
 def register(sub) -> None:
     """The ``reference`` command."""
-    from phototox.apps.options import add_model_options, add_pixel_size_option
 
     p = sub.add_parser(
         "reference",

@@ -10,8 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from phototox.apps.options import add_out, add_quiet
+from phototox.apps.options import add_map_options, add_model_options, add_out, add_quiet
 from phototox.errors import ImageInputError, ManifestError, PhototoxError
+from phototox.io.planned import check_outputs, model_inputs
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -139,7 +140,6 @@ def map_scaled(args) -> int:
 
 def plate_command(args) -> int:
     """``phototox plate``: predict every image of a plate layout; per-well/plate CSVs and heat maps."""
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.screens.plates import (
         layout_from_folder,
         plate_report_paths,
@@ -177,7 +177,6 @@ def plate_command(args) -> int:
 
 def register(sub) -> None:
     """The ``plate`` command."""
-    from phototox.apps.options import add_map_options, add_model_options
 
     p = sub.add_parser("plate", help="a plate (or screen): per-well and per-plate summaries and heat maps")
     p.add_argument(

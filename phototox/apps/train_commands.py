@@ -12,6 +12,7 @@ from phototox.apps.options import (
     predictor_from_args,
 )
 from phototox.errors import PhototoxError
+from phototox.io.planned import check_outputs, model_inputs
 
 
 def cmd_train(args) -> int:
@@ -23,7 +24,6 @@ def cmd_train(args) -> int:
     if not args.manifest:
         raise PhototoxError("train: give a manifest CSV or --from-annotations DB")
     from phototox.io.manifest import read_manifest
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.training.augment import AugmentConfig
     from phototox.training.train import TrainConfig, run_output_paths, train
 
@@ -82,7 +82,6 @@ def cmd_evaluate(args) -> int:
     if not args.manifest:
         raise PhototoxError("evaluate: give a manifest CSV or --from-annotations DB")
     from phototox.io.manifest import read_manifest
-    from phototox.io.planned import check_outputs, model_inputs
     from phototox.training.evaluate import evaluation_output_paths
     from phototox.training.evaluate_report import evaluate_manifest, held_out_indices
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phototox.errors import ManifestError
+from phototox.io.manifest import read_manifest
+from phototox.io.tables import read_csv
 from phototox.stats.compare import MIN_REPLICATES, prediction_factor
 
 MIN_DOSES = 3
@@ -58,7 +60,6 @@ class Check:
 
 def read_design(path: str | Path) -> list[Row]:
     """Rows of a time-course doses file or a dose-response manifest (told apart by their columns)."""
-    from phototox.io.tables import read_csv
 
     path = Path(path)
     header, _ = read_csv(path, "doses")
@@ -71,8 +72,6 @@ def read_design(path: str | Path) -> list[Row]:
             for _line, _name, dose, given in parse_doses(path)
         ]
     if "dose" in columns and "path" in columns:
-        from phototox.io.manifest import read_manifest
-
         samples = read_manifest(path, check_files=False, require_labels=False)
         rows = []
         for line, s in enumerate(samples, start=2):

@@ -26,6 +26,7 @@ from phototox.io.images import read_frames, write_text_atomic
 from phototox.io.manifest import Sample
 from phototox.maps.inference import Predictor
 from phototox.maps.settings import MapSettings
+from phototox.results.plots import plot_dose_response
 from phototox.trust.pixelsize import manifest_pixel_size
 
 
@@ -165,7 +166,6 @@ def write_dose_report(
     With ``tests`` (:class:`phototox.stats.dose_tests.DoseTests`) the report carries the per-dose
     non-inferiority verdicts and the plot draws each dose's interval and the margin.
     """
-    from phototox.results.plots import plot_dose_response
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from phototox.defaults import WINDOW
 from phototox.errors import ImageInputError
+from phototox.io.planned import check_outputs
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -304,7 +305,6 @@ def write_tiff_atomic(target: str | os.PathLike, array: np.ndarray, **kwargs) ->
 
 def guard_outputs(outputs: list[Path], inputs: list[Path]) -> None:
     """Refuse to write any output over an input file (see :mod:`phototox.io.planned`)."""
-    from phototox.io.planned import check_outputs
 
     check_outputs(outputs, inputs)
 

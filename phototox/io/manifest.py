@@ -23,6 +23,9 @@ import numpy as np
 
 from phototox.defaults import CLASSES
 from phototox.errors import ManifestError
+from phototox.io.images import atomic_path
+from phototox.io.planned import file_identity
+from phototox.io.tables import read_csv
 
 LABEL_ALIASES = {"healthy": 0, "0": 0, "sick": 1, "1": 1}
 GROUP_FALLBACKS = ("group", "field", "position", "stage_position")
@@ -71,7 +74,6 @@ def read_manifest(
     require_labels: bool = True,
 ) -> list[Sample]:
     """Read and validate a manifest CSV (see module docstring)."""
-    from phototox.io.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "manifest")
@@ -145,7 +147,6 @@ def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
 
     Counted twice, an image would weigh double in training and narrow every confidence interval.
     """
-    from phototox.io.planned import file_identity
 
     first_line: dict[tuple, int] = {}
     for line, sample in enumerate(samples, start=2):
@@ -162,7 +163,6 @@ def _refuse_duplicates(path: Path, samples: list[Sample]) -> None:
 
 def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> None:
     """Write samples back as a manifest CSV (paths relative to the manifest where possible)."""
-    from phototox.io.images import atomic_path
 
     path = Path(path)
     extra_keys = sorted({k for s in samples for k in s.extra})

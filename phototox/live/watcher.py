@@ -25,9 +25,11 @@ from psygnal import Signal
 from phototox.errors import PhototoxError
 from phototox.live.dose import Calibration, DoseLedger
 from phototox.live.onsets import LiveOnsets, LiveWarning
+from phototox.maps.settings import MapSettings
 from phototox.timecourse.activity import confluence, flow_factor, foreground_mask, motion_um_per_min
 from phototox.timecourse.onset import OnsetSettings
 from phototox.timecourse.pipeline import NOISE_FLOORS, onset_scale
+from phototox.trust.pixelsize import PixelSize
 
 ACTIVITY = ("confluence", "motion_um_per_min")
 SICKNESS = ("mean_sick_probability", "sick_area_fraction")
@@ -275,9 +277,6 @@ class Watcher:
             )
         pos.previous = (t, frame, mask)
         if self.assessor is not None:
-            from phototox.maps.settings import MapSettings
-            from phototox.trust.pixelsize import PixelSize
-
             if min(frame.shape) < self.assessor.predictor.window:
                 raise PhototoxError(f"frames are smaller than the model's {self.assessor.predictor.window} px window")
             map_settings = MapSettings(stride=self.settings.stride, mode="dense", threshold=self.settings.threshold)

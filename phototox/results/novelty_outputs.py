@@ -8,12 +8,15 @@ control fields, for whatever reason.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from phototox.io.images import write_tiff_atomic
 from phototox.maps.inference import FrameResult
 from phototox.results.map_tiff import map_tiff_tags
+from phototox.results.plots import plot_map_overlay
 
 
 def write_novelty_outputs(
@@ -25,10 +28,6 @@ def write_novelty_outputs(
     provenance: dict | None = None,
 ) -> list[Path]:
     """``<stem>_unlike_controls.tif`` (one page per frame) and ``<stem>_unlike_controls.png`` (last frame)."""
-    import json
-
-    from phototox.io.images import write_tiff_atomic
-    from phototox.results.plots import plot_map_overlay
 
     maps = np.stack([np.asarray(r.novelty_map, np.float32) for r in results])
     tif = out_dir / f"{stem}_unlike_controls.tif"

@@ -10,6 +10,7 @@ import numpy as np
 
 from phototox.errors import OutputError
 from phototox.io.images import atomic_path, write_text_atomic, write_tiff_atomic
+from phototox.io.planned import check_distinct_inputs
 from phototox.maps.inference import FrameResult
 from phototox.results.map_tiff import map_tiff_tags
 from phototox.results.plots import plot_map_overlay
@@ -26,7 +27,6 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     or ``x.tif`` and ``x.png``) are disambiguated with their folder name and, if that is not
     enough, their suffix; a clash that remains is refused naming both inputs.
     """
-    from phototox.io.planned import check_distinct_inputs
 
     check_distinct_inputs(paths)
     candidates = (

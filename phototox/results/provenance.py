@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from phototox import __version__
+
 PROVENANCE_FIELDS = ("phototox_version", "model_name", "model_sha256")
 
 
@@ -45,7 +47,6 @@ def model_name(loaded) -> str:
 
 def provenance(loaded) -> dict[str, str]:
     """``{phototox_version, model_name, model_sha256}`` of a :class:`~phototox.models.base.LoadedModel`."""
-    from phototox import __version__
 
     sha = getattr(loaded, "sha256", "") or model_checksum(str(getattr(loaded, "source", "") or ""))
     return {"phototox_version": __version__, "model_name": model_name(loaded), "model_sha256": sha}

@@ -12,6 +12,7 @@ chunk size, never by the frame size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from phototox.maps.windows import halo, spans, upsample_block, windows_per_chunk
 from phototox.models.architectures import CLASSES
 from phototox.schema import Trust, summary_of
 from phototox.screens.rescale import GridMapView, ResampledView
-from phototox.screens.zarrio import MAX_STORE_PIXELS
+from phototox.screens.zarrio import MAX_STORE_PIXELS, MapWriter
 from phototox.shapes import plane_shape
 from phototox.trust.pixelsize import check_resampling
 
@@ -121,9 +122,6 @@ def chunked_map(
     :class:`phototox.trust.assess.Assessor` returns in-memory maps. Front ends call it through
     :func:`phototox.screens.jobs.chunked_row`, which adds the trust verdicts.
     """
-    from contextlib import nullcontext
-
-    from phototox.screens.zarrio import MapWriter
 
     h, w = (int(v) for v in frame.shape[-2:])
     scaled = frame

@@ -14,6 +14,7 @@ from phototox.maps.inference import Predictor
 from phototox.maps.settings import MapSettings
 from phototox.results.outputs import SUMMARY_FIELDS, summary_rows, write_map_outputs
 from phototox.results.provenance import provenance
+from phototox.screens.zarrio import is_zarr, open_large
 from phototox.trust.assess import Assessor
 from phototox.trust.pixelsize import scale_factor, to_model_scale
 
@@ -71,7 +72,6 @@ def predict_image(predictor: Predictor, path: str, settings: RunSettings) -> lis
     """Summary rows of one image file (one per frame), as ``phototox predict`` writes them.
 
     OME-Zarr inputs are scored chunk by chunk (one row, nothing written)."""
-    from phototox.screens.zarrio import is_zarr
 
     if is_zarr(path):
         return [chunked_row(predictor, path, None, settings)]
@@ -93,7 +93,6 @@ def map_image(
     OME-Zarr inputs, and any input when ``chunked``, are mapped chunk by chunk into
     ``<stem>_map.ome.zarr`` (see :mod:`.chunked`); others into ``<stem>_map.tif`` and the overlay.
     """
-    from phototox.screens.zarrio import is_zarr
 
     if chunked or is_zarr(path):
         return [chunked_row(predictor, path, Path(out_dir) / f"{stem}_map.ome.zarr", settings)]
@@ -121,7 +120,6 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
     :data:`TRUST_CROP` px at the model's scale (memory stays bounded for any frame).
     """
     from phototox.screens.chunked import chunked_map
-    from phototox.screens.zarrio import open_large
 
     frame = open_large(path)
     assessor = Assessor(predictor, warn=lambda line: print(f"{path}: {line}", file=sys.stderr))

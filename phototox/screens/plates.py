@@ -23,6 +23,8 @@ import numpy as np
 
 from phototox.errors import ManifestError
 from phototox.io.images import atomic_path
+from phototox.io.planned import check_outputs, file_identity, resolved, unique_names
+from phototox.io.tables import read_csv
 
 PLATE_FORMATS = {6: (2, 3), 12: (3, 4), 24: (4, 6), 48: (6, 8), 96: (8, 12), 384: (16, 24), 1536: (32, 48)}
 WELL_RE = re.compile(r"^([A-Za-z]{1,2})[-_ ]?0*(\d{1,2})$")
@@ -78,7 +80,6 @@ def read_layout(path: str | Path, check_files: bool = True) -> list[Placement]:
     Checked completely before any image is read (:func:`check_layout`): wells, missing files, an
     image listed twice; every problem names the layout file and its line(s).
     """
-    from phototox.io.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "layout")
@@ -132,7 +133,6 @@ def check_layout(placements: list[Placement], source: str) -> None:
     Images are compared as files (any spelling, symbolic or hard link). One line names ``source``
     (the layout file or folder) and both rows.
     """
-    from phototox.io.planned import file_identity, resolved
 
     seen: dict[object, Placement] = {}
     for p in placements:
@@ -390,7 +390,6 @@ def heatmap_paths(keys: list[tuple[str, str]], out: Path) -> dict[tuple[str, str
     Plate and time names come from user data; :func:`phototox.io.planned.unique_names` makes them
     safe file-name parts and keeps distinct values apart (``../x`` stays inside ``out``).
     """
-    from phototox.io.planned import unique_names
 
     plates = unique_names((p for p, _ in keys), "plate")
     times = unique_names((t for _, t in keys if t), "time")
@@ -462,7 +461,6 @@ def write_plate_report(
     Every path is checked against the images and kept inside ``out`` before the first is written
     (times of stacks are known only now).
     """
-    from phototox.io.planned import check_outputs
     from phototox.results.outputs import SUMMARY_FIELDS
 
     joined = join_rows(placements, rows)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from phototox.errors import PhototoxError
 from phototox.screens.jobs import RunSettings
+from phototox.screens.ledger import Ledger
 
 
 def run_paths(
@@ -38,7 +39,6 @@ def run_paths(
             raise PhototoxError(
                 f"--scheduler/--cluster need the scale extra (pip install 'phototox[scale]'): {exc}"
             ) from exc
-        from phototox.screens.ledger import Ledger
 
         ledger = Ledger(ledger_path, settings.fingerprint()) if ledger_path else None
         return run_images(

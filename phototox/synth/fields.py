@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from phototox.io.images import atomic_path, write_tiff_atomic
 from phototox.shapes import plane_shape
 
 
@@ -227,7 +228,6 @@ def write_dataset(
     bit_depth: int = 16,
 ) -> Path:
     """Write TIFFs and a manifest (dose, label by dose threshold, one group per field); return the manifest."""
-    from phototox.io.images import atomic_path, write_tiff_atomic
 
     paths = iter(dataset_output_paths(out_dir, doses, images_per_dose))
     rows = []

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phototox.io.images import write_tiff_atomic
 from phototox.synth.fields import _damaged_cell, _disc, _healthy_cell, phase_contrast
 
 PIXEL_UM = 0.87
@@ -225,7 +226,6 @@ def write_dose_series(
     Cumulative dose per frame = irradiance (mW/cm2) x exposure (ms) x 1e-6 J/cm2; fields with zero
     irradiance are the controls.
     """
-    from phototox.io.images import write_tiff_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,11 @@ one field per worker process: the part of ``phototox timecourse`` that needs no 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +84,6 @@ def activity_workers(settings, n_fields: int) -> int:
 
 def exit_quietly_on_interrupt() -> None:
     """Worker initialiser: Ctrl-C ends a worker without a traceback (the main process reports it)."""
-    import os
-    import signal
 
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
@@ -95,9 +98,6 @@ def measure_activities(fields: list[TimeField], pixel_um: float, settings, progr
     workers = activity_workers(settings, len(fields))
     if workers == 1:
         return [activity_of(f, pixel_um, settings, progress) for f in fields]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: the parent may hold a PyTorch model and its thread pools
     context = multiprocessing.get_context("spawn")

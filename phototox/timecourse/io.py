@@ -16,6 +16,7 @@ import numpy as np
 from phototox.errors import ImageInputError, ManifestError
 from phototox.io.imagemeta import read_metadata
 from phototox.io.images import FRAME_SUFFIXES, as_grey_frames, frame_files, read_raw
+from phototox.io.tables import read_csv
 
 
 @dataclass
@@ -150,7 +151,6 @@ def parse_doses(path: str | Path) -> list[tuple[int, str, FieldDose, bool]]:
     fields are refused with the file and line named, before any image is read. Without a
     ``frames`` cell the dose's ``frames`` is 0 until :func:`read_doses` knows the series length.
     """
-    from phototox.io.tables import read_csv
 
     path = Path(path)
     header, rows = read_csv(path, "doses")

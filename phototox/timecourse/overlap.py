@@ -9,7 +9,10 @@ The numbers equal the sequential run's: the same functions on the same frames.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +74,6 @@ def measure_overlapped(
 
     ``progress`` advances by a job's frames when it finishes (activity and P(sick): two per frame).
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")  # the parent may hold a model and its thread pools
     activity_jobs: dict = {}

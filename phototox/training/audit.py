@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from phototox.io.manifest import Sample
+from phototox import __version__
+from phototox.errors import ManifestError
+from phototox.io.images import write_text_atomic
+from phototox.io.manifest import Sample, read_manifest
+from phototox.io.planned import check_outputs
 from phototox.models.architectures import CLASSES
 
 DESIGN_WORDS = (
@@ -217,7 +221,6 @@ def audit_samples(
     n_resamples: int = 2000,
 ) -> AuditResult:
     """The full audit of labelled samples (labels must be known)."""
-    from phototox.errors import ManifestError
 
     if any(s.label < 0 for s in samples):
         raise ManifestError(f"{manifest or 'manifest'}: the audit needs a label for every row")
@@ -318,7 +321,6 @@ def write_audit_report(
     result: AuditResult, samples: list[Sample], out_dir: str | Path, extra: dict | None = None
 ) -> list[Path]:
     """audit.json, audit.md and audit.png in ``out_dir``."""
-    from phototox.io.images import write_text_atomic
     from phototox.training.plots_audit import plot_audit
 
     markdown, record_path, png = audit_output_paths(out_dir)
@@ -400,9 +402,6 @@ def audit_manifest(
     seed: int = 0,
 ) -> AuditResult:
     """Read a manifest, audit it, and write the report when ``out_dir`` is given (``phototox audit``)."""
-    from phototox import __version__
-    from phototox.io.manifest import read_manifest
-    from phototox.io.planned import check_outputs
 
     samples = read_manifest(manifest, dose_threshold=dose_threshold, group_column=group_column)
     if out_dir is not None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from phototox.results.provenance import model_checksum, model_name
+
 DEADNET = (
     "Richmond D, Jost AP-T, Lake T, Spiller D, Baker J, Vass J. DeadNet: Identifying phototoxicity from "
     "label-free microscopy images of cells using deep ConvNets. arXiv:1701.06109 (2017)."
@@ -239,7 +241,6 @@ def _scope(meta: dict, data: dict, audit: dict) -> str:
 
 def card_for_model(loaded) -> str:
     """The card to ship with a loaded model (curated for the shipped model it describes, else generated)."""
-    from phototox.results.provenance import model_checksum, model_name
 
     name = model_name(loaded)
     card_path = (getattr(loaded, "card", None) or {}).get("card_path")

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import ManifestError
+from phototox.io.images import write_text_atomic
 from phototox.io.manifest import Sample
+from phototox.io.planned import check_outputs, unique_names
 from phototox.models.architectures import CLASSES
 from phototox.stats.bootstrap import bca_mean, cluster_accuracy_interval
 
@@ -135,7 +137,6 @@ def format_per_group(column: str, table: dict) -> str:
 def fold_dirs(folds: list[Fold], out_dir: str | Path) -> dict[str, Path]:
     """One run folder per fold, ``fold_<value>``: distinct values always get distinct folders
     (:func:`phototox.io.planned.unique_names`), so no fold reuses another fold's model."""
-    from phototox.io.planned import unique_names
 
     names = unique_names((f.value for f in folds), "--split-by value")
     return {f.value: Path(out_dir) / f"fold_{names[f.value]}" for f in folds}
@@ -153,8 +154,6 @@ def crossvalidate(
     samples: list[Sample], column: str, out_dir: str | Path, config, manifest: str = "", progress: bool = False
 ) -> dict:
     """Train one model per left-out value of ``column`` and evaluate it on that value's images."""
-    from phototox.io.images import write_text_atomic
-    from phototox.io.planned import check_outputs
     from phototox.maps.inference import Predictor
     from phototox.models.weights import load_weights
     from phototox.training.evaluate import evaluate_samples, roc_auc

@@ -10,14 +10,16 @@ whole images, which is wider and more honest because the crops of one image are 
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from phototox.io.images import atomic_path
+from phototox.io.images import atomic_path, write_text_atomic
 from phototox.io.manifest import Sample
 from phototox.maps.inference import Predictor
+from phototox.results.plots import plot_image_scores, plot_roc
 from phototox.stats.bootstrap import cluster_accuracy_interval, paper_accuracy_interval
 from phototox.training.dataset import CropDataset
 
@@ -173,10 +175,6 @@ def evaluation_output_paths(out_dir: str | Path) -> list[Path]:
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, provenance: dict | None = None) -> list[Path]:
     """metrics.json, per_image.csv, roc.png and image_scores.png in ``out_dir`` (``provenance`` in both tables)."""
-    import json
-
-    from phototox.io.images import write_text_atomic
-    from phototox.results.plots import plot_image_scores, plot_roc
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from phototox.errors import PhototoxError
+from phototox.io.images import write_text_atomic
 from phototox.io.manifest import Sample
+from phototox.results.provenance import provenance
 
 if TYPE_CHECKING:  # evaluate imports torch; this module stays light until a report is made
     from phototox.training.audit import AuditResult
@@ -54,7 +56,6 @@ class EvaluationReport:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        from phototox.io.images import write_text_atomic
         from phototox.training.evaluate import write_evaluation
         from phototox.training.plots_audit import plot_reliability
 
@@ -96,7 +97,6 @@ def evaluate_manifest(
     progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate ``predictor`` on the chosen samples; calibration, per-group metrics and the audit."""
-    from phototox.results.provenance import provenance
     from phototox.stats.calibration_metrics import reliability_diagram
     from phototox.training.audit import audit_samples
     from phototox.training.crossval import column_values, per_group_metrics

@@ -14,6 +14,7 @@ class score with an L2 penalty and a smoothness (total variation) term.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phototox.io.manifest import Sample
+from phototox.io.images import read_frames, write_tiff_atomic
+from phototox.io.manifest import Sample, read_manifest
 from phototox.maps.inference import Predictor
 from phototox.maps.normalise import normalise_frame, normalise_lone_window, normalise_windows
 from phototox.maps.windows import window_origins
 from phototox.models.architectures import GRADCAM_LAYER
 from phototox.models.contract import PER_CROP, Contract
+from phototox.results.plots import plot_map_overlay
 from phototox.training.dataset import CropDataset
+from phototox.trust.pixelsize import at_model_scale
 
 
 def _layer(module: nn.Module, name: str) -> nn.Module:
@@ -229,13 +233,8 @@ def explain_image(
     come from this image and the scale is its own 99th percentile. The TIFF records the scale,
     P(sick) and whether a reference was used; the title states P(sick).
     """
-    import json
 
     from tqdm import tqdm
-
-    from phototox.io.images import read_frames, write_tiff_atomic
-    from phototox.io.manifest import read_manifest
-    from phototox.results.plots import plot_map_overlay
 
     frame = read_frames(path, colour=colour, min_size=predictor.window)[0]
     class_index = 1 if target == "sick" else 0
@@ -246,7 +245,6 @@ def explain_image(
     n = len(covering_origins(frame.shape[0], predictor.window, stride)) * len(
         covering_origins(frame.shape[1], predictor.window, stride)
     )
-    from phototox.trust.pixelsize import at_model_scale
 
     p_sick: list[float] = []
 

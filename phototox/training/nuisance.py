@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from phototox.io.images import read_frames
 from phototox.io.manifest import Sample
 from phototox.stats.bootstrap import Interval
 
@@ -86,7 +87,6 @@ def _spectrum(normalised: np.ndarray, max_side: int = 1024) -> tuple[float, floa
 
 def sample_statistics(samples: list[Sample], indices: list[int] | None = None) -> np.ndarray:
     """(n, len(FEATURES)) statistics of the chosen samples' middle frames."""
-    from phototox.io.images import read_frames
 
     rows = []
     for i in range(len(samples)) if indices is None else indices:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from phototox import __version__
 from phototox.errors import PhototoxError
 from phototox.io.images import atomic_path, write_text_atomic
 from phototox.io.manifest import Sample, grouped_split
@@ -32,8 +33,11 @@ from phototox.models.architectures import DEFAULT_ARCH, architecture_config, bui
 from phototox.models.contract import DEFAULT_BOX, KINDS, Contract
 from phototox.models.loader import load_model
 from phototox.models.weights import save_weights
+from phototox.results.plots import plot_training_curves
 from phototox.training.augment import AugmentConfig
+from phototox.training.card import model_card, training_data_summary
 from phototox.training.dataset import CropDataset, FrameCache
+from phototox.trust.pixelsize import training_rescaler
 
 
 @dataclass
@@ -199,7 +203,6 @@ class Trainer:
             self.train_idx, self.val_idx = grouped_split(samples, config.val_fraction, config.seed)
         else:
             self.train_idx, self.val_idx = list(range(len(samples))), []
-        from phototox.trust.pixelsize import training_rescaler
 
         self.model_um, rescale = training_rescaler(
             samples, config.pixel_size_um, config.model_pixel_size_um, config.init
@@ -404,7 +407,6 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
-        from phototox.results.plots import plot_training_curves
 
         plot_training_curves(self.history, self.out_dir / "curves.png")
 
@@ -440,8 +442,6 @@ class Trainer:
 
     def finish(self) -> Path:
         """Write ``model.pt`` (+ checksum) with the training metadata, and ``model_card.md`` beside it."""
-        from phototox import __version__
-        from phototox.training.card import model_card, training_data_summary
 
         self.model.eval()
         meta = {

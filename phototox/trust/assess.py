@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phototox.errors import ImageInputError
+from phototox.errors import ImageInputError, PhototoxError
+from phototox.io.images import read_frames
 from phototox.maps.inference import FrameResult, NotANumberError, Predictor, summarise_map
 from phototox.maps.settings import MapSettings
 from phototox.schema import Trust, columns
@@ -35,11 +36,13 @@ from phototox.trust.pixelsize import (
     PIXEL_SIZE_HINT,
     PixelSize,
     assumed_warning,
+    manifest_pixel_size,
     model_pixel_size,
     resample,
     resolve_pixel_size,
     scale_factor,
     to_model_scale,
+    training_frames,
 )
 from phototox.trust.quality import quality_flags
 
@@ -249,9 +252,7 @@ def training_trust_meta(
     ``model_um`` from its manifest ``pixel_size_um`` (else ``default_um``) and, for time-lapses,
     limited to its frame range. The lead's retrain calls this once after training.
     """
-    from phototox.io.images import read_frames
     from phototox.trust.domain import compute_domain_stats
-    from phototox.trust.pixelsize import manifest_pixel_size, training_frames
     from phototox.trust.quality import focus_measure
 
     predictor = Predictor.create(model, device)
@@ -276,7 +277,6 @@ def trained_model_trust_meta(module, config, train_samples: list, model_um: floa
 
     Returns ``{}`` plus a note where they cannot be made (fewer than three training images).
     """
-    from phototox.errors import PhototoxError
     from phototox.models.backends.torch import TorchBackend
     from phototox.models.base import LoadedModel
 

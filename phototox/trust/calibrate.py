@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import PhototoxError
+from phototox.io.images import guard_outputs, read_frames
+from phototox.io.planned import check_distinct_inputs
 from phototox.maps.settings import MapSettings
+from phototox.schema import Trust
 from phototox.trust.controls import check_control_polarity, check_control_quality, distinct_fields, read_control_field
 from phototox.trust.novelty import NoveltyReference, fit_reference, frame_window_features
+from phototox.trust.pixelsize import scale_factor, to_model_scale
 from phototox.trust.quality import intensity_skew
 
 
@@ -43,14 +47,11 @@ def calibrate_model(
     conformal order statistic of the leave-one-field-out scores at false-alarm rate ``alpha``
     (:func:`phototox.trust.domain.conformal_threshold`).
     """
-    from phototox.io.images import guard_outputs
-    from phototox.io.planned import check_distinct_inputs
     from phototox.maps.inference import Predictor
     from phototox.models.loader import load_model
     from phototox.models.weights import save_weights
     from phototox.trust.assess import Assessor
     from phototox.trust.domain import compute_domain_stats
-    from phototox.trust.pixelsize import scale_factor, to_model_scale
 
     settings = MapSettings(stride=stride, mode=mode)
     paths = [Path(p) for p in control_paths]
@@ -130,14 +131,10 @@ def reference_from_controls(
     (blank, clipped, out of focus: :func:`phototox.trust.controls.check_control_quality`), and its windows'
     features (all its frames) make one field.
     """
-    from phototox.io.images import guard_outputs, read_frames
-    from phototox.io.planned import check_distinct_inputs
     from phototox.maps.inference import Predictor
     from phototox.models.loader import load_model
-    from phototox.schema import Trust
     from phototox.trust.assess import Assessor
     from phototox.trust.controls import check_control_quality, distinct_fields
-    from phototox.trust.pixelsize import scale_factor, to_model_scale
     from phototox.trust.quality import quality_flags
 
     paths = [Path(p) for p in control_paths]

@@ -17,6 +17,7 @@ Every phototoxicity experiment has unexposed (or minimally exposed) control fiel
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from phototox.errors import PhototoxError
+from phototox.io.images import read_frames
 from phototox.maps.settings import MapSettings
 from phototox.stats.compare import FieldCheck, check_new_field
 
@@ -96,7 +98,6 @@ def _stderr(line: str) -> None:
 
 def read_control_field(path: Path, assessor, pixel_size_um: float | None):
     """A control file's frames and pixel size (the frames of one file are one field)."""
-    from phototox.io.images import read_frames
 
     frames = read_frames(path, min_size=assessor.predictor.window)
     size = assessor.pixel_size(pixel_size_um, path)
@@ -158,7 +159,6 @@ def distinct_fields(paths: list[Path], warn=None, what: str = "calibrate") -> li
     Refuses (one line) a missing file and fewer than :data:`MIN_CONTROLS` distinct fields; warns
     about the files it counts once.
     """
-    import hashlib
 
     first: dict[str, Path] = {}
     repeats = []

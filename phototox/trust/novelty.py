@@ -35,9 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from phototox.errors import PhototoxError
+from phototox.io.images import atomic_path
 from phototox.maps.dense import TileInputs, dense_trunk, dense_trunk_output, model_trunk
-from phototox.maps.windows import window_count
+from phototox.maps.windows import upsample_grid, window_count
 from phototox.models.architectures import NETWORK_STRIDE, WINDOW
+from phototox.shapes import plane_shape
 from phototox.trust.domain import conformal_threshold
 
 KINDS = ("gaussian", "knn")
@@ -182,7 +184,6 @@ class NoveltyReference:
 
     def save(self, path: Path) -> None:
         """An .npz (arrays plus JSON info), written atomically."""
-        from phototox.io.images import atomic_path
 
         arrays = {"mean": self.mean, "precision": self.precision, "field_scores": self.field_scores}
         if self.bank is not None:
@@ -296,8 +297,6 @@ def analyse_with_novelty(
     both P(sick) and the features; otherwise the P(sick) map is made as usual and the features by
     one more dense pass.
     """
-    from phototox.maps.windows import upsample_grid
-    from phototox.shapes import plane_shape
 
     reference.check_model(predictor.model)
     shape = plane_shape(scaled)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,8 +202,6 @@ def at_model_scale(
     model_um = model_pixel_size(model.meta)
     size = resolve_pixel_size(user_um, path, model_um)
     if size.source in ("assumed", "unknown"):
-        import sys
-
         print(assumed_warning(model_um), file=sys.stderr)
     factor = scale_factor(size.um, model_um)
     result = compute(to_model_scale(frame, factor, model.window, str(path or "image")))

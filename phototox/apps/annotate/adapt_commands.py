@@ -9,12 +9,14 @@ trunk features.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from phototox import __version__
 from phototox.apps.annotate.db import AnnotationDB
 from phototox.apps.annotate.guided import (
     DECIDED,
@@ -25,6 +27,7 @@ from phototox.apps.annotate.guided import (
     votes_by_item,
 )
 from phototox.errors import PhototoxError
+from phototox.io.planned import check_outputs
 
 
 @dataclass
@@ -124,9 +127,7 @@ def _fmt(d: dict) -> str:
 
 def train_from_annotations(args) -> int:
     """Fit the new head, write model.pt (+ .sha256), model_card.md and adaptation.json into --out."""
-    from phototox import __version__
     from phototox.io.images import write_text_atomic
-    from phototox.io.planned import check_outputs
     from phototox.models.weights import save_weights
     from phototox.training.adapt import DEFAULT_C, FEATURES, adapted_meta, adapted_module, fit_head
 
@@ -206,7 +207,6 @@ def _card(name: str, a: dict, base) -> str:
 def evaluate_from_annotations(args) -> int:
     """Test-field accuracy, leave-one-field-out, learning curve, agreement, audit of the annotations."""
     from phototox.io.images import write_text_atomic
-    from phototox.io.planned import check_outputs
     from phototox.training.adapt import DEFAULT_C, base_p_sick, fit_head
     from phototox.training.adapt_eval import learning_curve, leave_one_field_out
 
@@ -263,7 +263,6 @@ def evaluate_from_annotations(args) -> int:
 
 def agreement(db: AnnotationDB, data: AnnotatedWindows, seed: int = 0) -> list[dict]:
     """Per pair of annotators: Cohen's kappa with a field-level 95% BCa interval, and the accuracy ceiling."""
-    import itertools
 
     from phototox.apps.annotate.report import ambiguity_estimate, cohen_kappa
 

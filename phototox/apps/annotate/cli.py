@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phototox.apps.annotate.db import AnnotationDB
+from phototox.apps.httpserve import serve_until_interrupted
 from phototox.errors import PhototoxError
 
 
@@ -72,7 +74,6 @@ def register(sub) -> None:
 
 
 def _db(path: str, must_exist: bool = True):
-    from phototox.apps.annotate.db import AnnotationDB
 
     if must_exist and not Path(path).is_file():
         raise PhototoxError(f"{path}: no such annotation database")
@@ -92,7 +93,6 @@ def _at_least(name: str, value: int, low: int, high: int | None = None) -> None:
 def _serve(args) -> int:
     from phototox.apps.annotate.items import make_items
     from phototox.apps.annotate.server import AppConfig, make_server
-    from phototox.apps.httpserve import serve_until_interrupted
 
     _at_least("--crop", args.crop, MIN_CROP)
     _at_least("--frames", args.frames, 1)
@@ -127,7 +127,6 @@ def _serve(args) -> int:
 def _serve_guided(args, server) -> int:
     """``serve --suggest``: windows of the model, test fields fixed first, suggestions (see guided.py)."""
     from phototox.apps.annotate.guided import prepare
-    from phototox.apps.httpserve import serve_until_interrupted
 
     _at_least("--test-every", args.test_every, 2)
     try:

@@ -20,6 +20,7 @@ import numpy as np
 
 from phototox.apps.annotate.db import AnnotationDB
 from phototox.io.images import atomic_path, read_frames, write_tiff_atomic
+from phototox.io.planned import check_outputs
 
 RULES = ("unanimous", "majority")
 
@@ -46,7 +47,6 @@ def export_manifest(
 
     Every crop and the manifest are checked against the database and the items' images first.
     """
-    from phototox.io.planned import check_outputs
 
     out = Path(out_dir)
     items = db.items()

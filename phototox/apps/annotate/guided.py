@@ -11,6 +11,7 @@ both labels have two concordant windows, then a logistic head refitted on the vo
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -107,7 +108,6 @@ def context_png(item: Item, um_per_px: float | None) -> bytes:
     """The item's whole field (first frame, at most 384 px a side) with the window outlined in
     yellow and, when the pixel size is known, a white 50 um scale bar on black at the bottom left
     (the page's caption says its length)."""
-    import io
 
     import imageio.v3 as iio
     from skimage.transform import resize

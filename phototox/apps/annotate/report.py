@@ -21,6 +21,7 @@ import numpy as np
 
 from phototox.apps.annotate.db import AnnotationDB
 from phototox.io.images import write_text_atomic
+from phototox.io.planned import check_outputs
 
 CATEGORIES = ("healthy", "sick", "unsure")
 
@@ -171,7 +172,6 @@ def plot_report(report: dict, path: str | Path) -> None:
 
 def write_report(db: AnnotationDB, out_dir: str | Path) -> dict:
     """annotation_report.json and .png in ``out_dir`` (never over the database)."""
-    from phototox.io.planned import check_outputs
 
     out = Path(out_dir)
     check_outputs([out / "annotation_report.json", out / "annotation_report.png"], [db.path])
