@@ -130,6 +130,8 @@ def test_per_cell_rates_with_known_denominators():
     assert rates.events_per_cell_per_hour == pytest.approx(3 / 100)
     assert rates.fraction_never_rounding == pytest.approx(1 - 3 / 50)
     assert rates.median_mitosis_min == pytest.approx(50.0)  # deaths are no mitoses
+    failed = per_cell_rates([*events[:2], (9, 5.0, 5.0, "failed_division", 12)], counts, 10.0)
+    assert failed.median_mitosis_min == pytest.approx(50.0)  # nor are failed divisions
     assert "100 cell-hours" in rates.denominators
     assert np.isnan(per_cell_rates([], [np.nan] * 3, 10.0).events_per_cell_per_hour)
 

@@ -251,11 +251,16 @@ class PerCellRates:
     denominators: str
 
 
+def _no_mitosis(outcome: str) -> bool:
+    """A death or failed division: its rounding time is no mitosis duration."""
+    return "death" in outcome or "failed" in outcome
+
+
 def per_cell_rates(events, counts, interval_min: float) -> PerCellRates:
     """Events per cell per hour, fraction of cells that never round, median mitosis duration (minutes).
 
-    ``events``: (frame, y, x, outcome, duration_frames) per event (only ``outcome`` "division"
-    or "rounding"-like outcomes count as mitoses for the duration; all events count for the rate);
+    ``events``: (frame, y, x, outcome, duration_frames) per event (outcomes naming a death or a
+    failed division are no mitoses for the duration; all events count for the rate);
     ``counts``: cells per frame (NaN where unknown). Denominators: the rate divides by the
     cell-hours (sum over frames of cells x interval); the never-rounding fraction is
     1 - events / mean cells (each event one cell, a cell rounding twice counted twice, floored at 0);
@@ -270,7 +275,7 @@ def per_cell_rates(events, counts, interval_min: float) -> PerCellRates:
     mean_cells = float(finite.mean()) if finite.size else math.nan
     rate = len(events) / cell_hours if cell_hours > 0 else math.nan
     never = max(0.0, 1.0 - len(events) / mean_cells) if mean_cells > 0 else math.nan
-    mitoses = [float(e[4]) * interval_min for e in events if "death" not in str(e[3]) and e[4] is not None]
+    mitoses = [float(e[4]) * interval_min for e in events if not _no_mitosis(str(e[3])) and e[4] is not None]
     duration = float(np.median(mitoses)) if mitoses else math.nan
     return PerCellRates(
         rate,
@@ -285,11 +290,16 @@ def per_cell_rates(events, counts, interval_min: float) -> PerCellRates:
 
 
 def field_per_cell_rates(series: Any) -> dict:
-    """Per-cell rates of one field's rounding events (denominator: its cell count per frame).
+    """Per-cell rates of one field's resolved rounding events (denominator: its cell count per frame).
 
-    ``series`` is a time-course field series: ``events`` (tracks with ``start``, ``end``, ``points``),
+    ``series`` is a time-course field series: ``outcome_events`` (:class:`phototox.timecourse.event_truth.Event`;
+    divisions and failed divisions count, failed ones not for the mitosis duration),
     ``values["cell_count"]`` and ``field.interval_min``.
     """
-    events = [(t.start, *t.points[0], "rounding", t.end - t.start + 1) for t in series.events]
+    events = [
+        (e.frame, e.y, e.x, e.outcome, e.track.end - e.track.start + 1)
+        for e in series.outcome_events
+        if e.outcome in ("division", "failed_division")
+    ]
     rates = vars(per_cell_rates(events, series.values["cell_count"], series.field.interval_min))
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in rates.items()}

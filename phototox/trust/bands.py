@@ -118,8 +118,24 @@ def kth_smallest(values: Callable[[], Iterator[np.ndarray]], ks: tuple[int, ...]
     return out
 
 
+DIRECT_FACTOR = 16
+"""Up to ``DIRECT_FACTOR * SELECT_GATHER`` values (4 Mi, 16 MiB of float32) are gathered and
+partitioned at once: fewer passes over the bands, and the memory a 2 MP frame's values take anyway."""
+
+
+def _gathered(values: Callable[[], Iterator[np.ndarray]], total: int) -> np.ndarray | None:
+    """All values in one array when there are few enough (:data:`DIRECT_FACTOR`), else None."""
+    if total > DIRECT_FACTOR * SELECT_GATHER:
+        return None
+    return np.concatenate([np.ravel(v) for v in values()])
+
+
 def median(values: Callable[[], Iterator[np.ndarray]], total: int) -> float:
     """``np.median`` of all values the bands yield (mean of the two middle ones for an even count)."""
+    gathered = _gathered(values, total)
+    if gathered is not None and gathered.size == total and total:
+        middle = np.partition(gathered, [(total - 1) // 2, total // 2])
+        return float((np.float64(middle[(total - 1) // 2]) + np.float64(middle[total // 2])) / 2)
     (upper,) = kth_smallest(values, (total // 2,))
     if total % 2:
         return upper
