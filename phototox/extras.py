@@ -12,11 +12,12 @@ from phototox.errors import PhototoxError
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cellprofiler": ("cellprofiler_core", "cellprofiler_library"),
-    "bioimageio": ("bioimageio.core", "bioimageio.spec", "pydantic", "onnx", "onnxruntime"),
+    "fast": ("onnx", "onnxruntime"),  # before bioimageio: a missing onnxruntime points to the smaller extra
+    "bioimageio": ("onnx", "onnxruntime", "pydantic", "bioimageio.spec", "bioimageio.core"),
     "fiji": ("scyjava", "jpype", "imagej"),
     "scale": ("dask", "distributed", "zarr", "ome_zarr"),
     "live": ("pymmcore_plus", "useq", "psygnal"),
-    "test": ("pytest", "playwright", "ruff", "mypy", "hypothesis"),
+    "test": ("pytest", "xdist", "playwright", "ruff", "mypy", "hypothesis"),
     "napari": ("napari", "pytestqt"),
 }
 """Importable modules of each extra declared in pyproject.toml (``tests/test_extras.py`` checks both ways)."""
