@@ -82,6 +82,29 @@ def test_bad_requests_get_clear_answers(running):
     assert "NaN" in err.value.read().decode()
 
 
+def test_a_request_right_after_an_answer_finds_the_pixels_given_back(running, monkeypatch):
+    """The pixel budget is released before the answer goes out: back-to-back requests that each
+    take most of the budget never get a spurious 503, however slowly the handler thread goes on."""
+    import time
+
+    from phototox.apps import serve
+
+    give = serve.PixelBudget.give
+
+    def slow_give(self, pixels):
+        time.sleep(0.3)  # the handler thread is descheduled after answering (a loaded machine)
+        give(self, pixels)
+
+    monkeypatch.setattr(serve.PixelBudget, "give", slow_give)
+    url, _ = running(max_pixels=100_000)
+    frame = np.random.default_rng(0).random((240, 260)).astype(np.float32)  # 62,400 of 100,000 pixels
+    for stride in ("x", "16", "16"):  # a refused parameter and two analyses, each answered then reused
+        try:
+            _post(url, frame, 260, 240, stride=stride).read()
+        except urllib.error.HTTPError as err:
+            assert err.code == 400 and stride == "x", err.read().decode()
+
+
 def test_token_required_off_loopback(running):
     url, token = running(host="0.0.0.0")
     assert token and len(token) > 20

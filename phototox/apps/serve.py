@@ -27,6 +27,7 @@ import logging
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -215,12 +216,24 @@ class _Handler(GuardedHandler):
             )
         if not self.server.budget.take(pixels):
             return self._refuse(503, BUSY_PIXELS, {"Retry-After": "2"})
+        release = self._releaser(pixels)
         try:
             data = self.read_body(4 * pixels)
             if data is not None:
-                self._analyse(np.frombuffer(data, dtype="<f4"), width, height, params)
+                self._analyse(np.frombuffer(data, dtype="<f4"), width, height, params, release)
         finally:
-            self.server.budget.give(pixels)
+            release()
+
+    def _releaser(self, pixels: int) -> Callable[[], None]:
+        """Give ``pixels`` back to the budget once: before the answer is sent (a client's next request
+        must not find them still held), or at the latest when the request ends."""
+        held = [pixels]
+
+        def release() -> None:
+            if held:
+                self.server.budget.give(held.pop())
+
+        return release
 
     def _too_large(self, what: str) -> str:
         return (
@@ -240,6 +253,7 @@ class _Handler(GuardedHandler):
         held = min(-(-length // 4), self.server.max_pixels)  # the body, counted as float32 pixels
         if not self.server.budget.take(held):
             return self._refuse(503, BUSY_PIXELS, {"Retry-After": "2"})
+        release = self._releaser(held)
         try:
             data = self.read_body(length)
             if data is None:
@@ -262,11 +276,12 @@ class _Handler(GuardedHandler):
             if len(frames) != 1:
                 return self.send_text(400, f"phototox server: {source} holds {len(frames)} frames; send one frame")
             height, width = frames.shape[1:]
-            self._analyse(frames[0].ravel(), width, height, params)
+            self._analyse(frames[0].ravel(), width, height, params, release)
         finally:
-            self.server.budget.give(held)
+            release()
 
-    def _analyse(self, pixels: np.ndarray, width: int, height: int, params: dict) -> None:
+    def _analyse(self, pixels: np.ndarray, width: int, height: int, params: dict, release: Callable[[], None]) -> None:
+        """Analyse, ``release`` the request's pixel budget, then answer."""
         from phototox.results.analysis_requests import analyse_pixels
 
         try:
@@ -280,10 +295,13 @@ class _Handler(GuardedHandler):
                     source=f"image sent to phototox serve ({width}x{height})",
                 )
         except PhototoxError as exc:
+            release()
             return self.send_text(400, str(exc).replace("\n", " "))
         except Exception as exc:  # keep serving; report the fault to the client
+            release()
             LOGGER.exception("analysis failed")
             return self.send_text(500, f"phototox server: internal error: {type(exc).__name__}: {exc}")
+        release()
         headers = {"X-Phototox-Result": line, "X-Phototox-Width": str(width), "X-Phototox-Height": str(height)}
         self._send(200, sick_map.astype("<f4").tobytes(), "application/octet-stream", headers)
 

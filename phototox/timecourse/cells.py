@@ -212,8 +212,8 @@ def frame_cells(frame: np.ndarray, pixel_um: float, settings: CellSettings = Cel
 
 
 def read_cell_counts(path: str | Path, n_frames: int) -> np.ndarray:
-    """Cells per frame from a CSV with columns ``frame,count`` (0-based frames; e.g. CellProfiler's
-    object counts), as floats with NaN for frames it does not list. One-line error for a bad file."""
+    """Cells per frame from a CSV with columns ``frame,count`` (0-based frames: CellProfiler's
+    ``ImageNumber`` - 1; e.g. its object counts), as floats with NaN for frames it does not list. One-line error for a bad file."""
     p = Path(path)
     try:
         with open(p, newline="", encoding="utf-8-sig") as handle:
@@ -285,7 +285,7 @@ def per_cell_rates(events, counts, interval_min: float) -> PerCellRates:
         mean_cells,
         cell_hours,
         f"rate: {len(events)} events / {cell_hours:.4g} cell-hours; never rounding: 1 - events / "
-        f"{mean_cells:.4g} mean cells; duration: median of {len(mitoses)} non-death events",
+        f"{mean_cells:.4g} mean cells; duration: median of {len(mitoses)} division events",
     )
 
 

@@ -3,13 +3,14 @@
 Per frame, :func:`frame_objects` finds, on the local contrast of :func:`.mitosis.local_contrast`
 (each pixel against its own neighbourhood), the round bright objects of
 :func:`.mitosis.detect_round_objects` and every bright blob (a closed halo filled, at least
-``piece_um`` across). Round objects are linked over frames into tracks (a rounding episode). The
+``PIECE_UM`` across). Round objects are linked over frames into tracks (a rounding episode). The
 temporal signature then decides, per track:
 
 - it must last at least ``min_round_frames`` and not start where a round object was seen in the
-  ``max_rounding_min`` before (blinking debris, daughters of a division just counted), nor where a
-  compact bright blob of at least half its area sat in the ``onset_frames`` before (the spread ->
-  round signature: a static bright blob that passes the roundness test only now is no onset);
+  ``max_rounding_min`` before (:class:`.mitosis.MitosisSettings`, ``--mitosis-max-minutes``:
+  blinking debris, daughters of a division just counted), nor where a compact bright blob of at
+  least half its area sat in the ``onset_frames`` before (the spread -> round signature: a static
+  bright blob that passes the roundness test only now is no onset);
 - ``persistent_round``: round for longer than ``max_rounding_min`` (static bright structures --
   debris, scratches, the well edge -- land here or nowhere: they have no onset and no split);
 - ``unresolved``: still round at the last frame, for less than ``max_rounding_min``;
@@ -36,15 +37,16 @@ from scipy import ndimage
 from phototox.timecourse.event_truth import Event
 from phototox.timecourse.mitosis import MitosisSettings, Track, _round_objects, link_detections, local_contrast
 
+PIECE_UM = 7.0
+"""Smallest bright blob counted (diameter, um): a daughter cell or a fragment of a failed division."""
+
 
 @dataclass
 class EventSettings:
     """The temporal signature of a rounding episode (frames are converted from minutes)."""
 
     min_round_frames: int = 2
-    max_rounding_min: float = 90.0
     outcome_frames: int = 2
-    piece_um: float = 7.0
     dumbbell_elongation: float = 1.6
     daughter_fraction: float = 0.2
     min_loss_frames: int = 3
@@ -66,7 +68,7 @@ def frame_objects(frame: np.ndarray, pixel_um: float, mitosis: MitosisSettings |
     return FrameObjects(_round_objects(z, pixel_um, m), bright_blobs(z, pixel_um, m))
 
 
-def bright_blobs(z: np.ndarray, pixel_um: float, m: MitosisSettings, piece_um: float = 7.0) -> np.ndarray:
+def bright_blobs(z: np.ndarray, pixel_um: float, m: MitosisSettings, piece_um: float = PIECE_UM) -> np.ndarray:
     """(N, 4): centre y, x, area (px) and elongation (major / minor axis) of filled bright blobs."""
     from skimage.measure import regionprops
 
@@ -96,20 +98,22 @@ def _recent_round(track: Track, tracks: list[Track], window: int, limit_px: floa
     )
 
 
-def _compact_before(track: Track, diameter_px: float, blobs: list[np.ndarray], frames: int, limit_px: float) -> bool:
+def _compact_before(
+    track: Track, diameter_px: float, blobs: list[np.ndarray], frames: int, limit_px: float, elongation: float
+) -> bool:
     """Was a compact bright blob of at least half the round cell's area already there before onset?"""
     y, x = track.points[0]
     half = np.pi / 8 * diameter_px**2
     for t in range(max(0, track.start - frames), track.start):
         b = blobs[t]
-        if len(b) and np.any((np.hypot(b[:, 0] - y, b[:, 1] - x) <= limit_px) & (b[:, 2] >= half) & (b[:, 3] < 1.6)):
+        if len(b) and np.any(
+            (np.hypot(b[:, 0] - y, b[:, 1] - x) <= limit_px) & (b[:, 2] >= half) & (b[:, 3] < elongation)
+        ):
             return True
     return False
 
 
-def outcome_of(
-    track: Track, diameter_px: float, blobs: list[np.ndarray], settings: EventSettings, pixel_um: float
-) -> str | None:
+def outcome_of(track: Track, diameter_px: float, blobs: list[np.ndarray], settings: EventSettings) -> str | None:
     """``division``, ``failed_division`` or None (no decision) from the blobs after the track ends."""
     y, x = track.points[-1]
     radius = 1.5 * diameter_px
@@ -144,7 +148,7 @@ def classify_tracks(
     """
     m, s = mitosis or MitosisSettings(), settings or EventSettings()
     n_frames = len(blobs)
-    max_frames = max(1, int(np.floor(s.max_rounding_min / interval_min)) + 1)
+    max_frames = max(1, int(np.floor(m.max_rounding_min / interval_min)) + 1)
     events = []
     for track in tracks:
         length = track.end - track.start + 1
@@ -152,7 +156,9 @@ def classify_tracks(
             continue
         if _recent_round(track, tracks, max_frames, 2 * m.link_um / pixel_um):
             continue
-        if _compact_before(track, diameters[id(track)], blobs, s.onset_frames, m.link_um / pixel_um):
+        if _compact_before(
+            track, diameters[id(track)], blobs, s.onset_frames, m.link_um / pixel_um, s.dumbbell_elongation
+        ):
             continue
         y, x = track.points[0]
         if length > max_frames:
@@ -160,9 +166,12 @@ def classify_tracks(
         elif track.end == n_frames - 1:
             outcome = "unresolved"
         else:
-            outcome = outcome_of(track, diameters[id(track)], blobs, s, pixel_um)
+            outcome = outcome_of(track, diameters[id(track)], blobs, s)
         if outcome is not None:
-            events.append(Event(track.start, y, x, outcome, outcome_frame=track.end + 1, track=track))
+            resolved = outcome in ("division", "failed_division")
+            events.append(
+                Event(track.start, y, x, outcome, outcome_frame=track.end + 1 if resolved else None, track=track)
+            )
     return sorted(events, key=lambda e: (e.frame, e.y, e.x))
 
 

@@ -10,17 +10,19 @@ a bright halo. Detector, per frame:
 2. bright pixels: above ``brightness`` local spreads (the halo and bright body of a rounded cell);
 3. fill the holes of each bright component (a closed halo becomes the whole round cell), open the
    result with a disc of diameter half ``min_diameter_um`` (cuts off the thin bright edges of
-   neighbouring spread cells that touch the halo) and keep components whose equivalent diameter lies in ``[min_diameter_um, max_diameter_um]``, whose
-   circularity (4 pi area / perimeter^2) is at least ``min_circularity`` and whose solidity is at
-   least ``min_solidity``, that do not touch the image border, and whose rim (pixels within a third of
-   the equivalent radius of its edge) is phase-bright on average (``rim_brightness`` local spreads)
+   neighbouring spread cells that touch the halo) and keep components whose equivalent diameter
+   lies in ``[min_diameter_um, max_diameter_um]``, whose circularity (4 pi area / perimeter^2) is
+   at least ``min_circularity`` and whose solidity is at least ``min_solidity``, that do not touch
+   the image border, and whose rim (pixels within a third of the equivalent radius of its edge) is
+   phase-bright on average (``rim_brightness`` local spreads)
    -- spread cells, their bright edges, and dark debris or dead cells inside a halo fail these tests.
 
 Over frames, detections closer than ``link_um`` to a track's last position (greedy nearest first;
-a track may miss up to ``max_gap_frames`` frames, as a detector flickers) form tracks. A track that starts after the first frame, lasts at most ``max_rounding_min`` and does not
-start within ``2 * link_um`` of a round object seen in the ``max_rounding_min`` before it is one
-mitotic-rounding event; longer tracks are persistent round objects (arrested, dying or floating
-cells, reported separately).
+a track may miss up to ``max_gap_frames`` frames, as a detector flickers) form tracks;
+:mod:`phototox.timecourse.events` decides what each track was (division, failed division,
+persistent round object). :func:`rounding_events` and :func:`events_per_frame` are the rule before
+that (a track that starts after the first frame and lasts at most ``max_rounding_min``), kept as
+the baseline of ``benchmarks/bench_events.py --old`` and its tests.
 """
 
 from __future__ import annotations

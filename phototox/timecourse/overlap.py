@@ -1,7 +1,7 @@
 """Activity and P(sick) of a time-lapse in one pool of worker processes, overlapped (issue 30).
 
 Without this, the activity workers ran first and P(sick) afterwards, frame by frame, in the main
-process. Here both are jobs of one pool: each field's activity (:func:`~.pipeline.activity_of`)
+process. Here both are jobs of one pool: each field's activity (:func:`~.field_activity.activity_of`)
 and its P(sick) in batches of :data:`SICK_BATCH` frames, so no core waits for the other kind of
 work. Each worker loads the model once (the first P(sick) job it gets) and runs one torch thread.
 The numbers equal the sequential run's: the same functions on the same frames.

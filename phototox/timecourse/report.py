@@ -297,8 +297,8 @@ def markdown(doc: dict, series, written: list[str]) -> str:
     for f in doc["fields"]:
         rates = {k: "n/a" if v is None else f"{v:.3g}" for k, v in f["per_cell"].items() if k != "denominators"}
         lines.append(
-            f"- {f['field']}: {rates['events_per_cell_per_hour']} rounding events per cell per hour, "
-            f"{rates['fraction_never_rounding']} of cells never round, median mitosis "
+            f"- {f['field']}: {rates['events_per_cell_per_hour']} resolved rounding events per cell per hour, "
+            f"about {rates['fraction_never_rounding']} of cells never round (1 - events / mean cells), median mitosis "
             f"{rates['median_mitosis_min']} min ({f['per_cell']['denominators']})"
         )
     lines += [
