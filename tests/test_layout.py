@@ -366,12 +366,15 @@ def top_level_imports(package_root: Path) -> dict[str, set[str]]:
     return found
 
 
-def slow_to_import(module: str, top: dict[str, set[str]], heavy: set[str]) -> bool:
-    """Importing ``module`` loads a package of ``heavy`` (directly or through phototox modules)."""
+def slow_to_import(
+    module: str, top: dict[str, set[str]], heavy: set[str], loaded: frozenset[str] = frozenset()
+) -> bool:
+    """Importing ``module`` loads a package of ``heavy`` (directly or through phototox modules);
+    ``loaded``: packages already imported (the importer's own), which cost nothing again."""
     seen, stack = set(), [module]
     while stack:
         name = stack.pop()
-        if name in seen:
+        if name in seen or name in loaded:
             continue
         seen.add(name)
         root = name.split(".")[0]
@@ -395,6 +398,8 @@ def deferred_without_reason(package_root: Path) -> list[str]:
         if module == "phototox":
             continue
         heavy = HEAVY | CLI_HEAVY if module.startswith("phototox.apps") or module == "phototox.__main__" else HEAVY
+        parts = module.split(".")
+        loaded = frozenset(".".join(parts[:i]) for i in range(1, len(parts)))  # its packages ran already
         tree = ast.parse(path.read_text(), str(path))
         in_try = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
         for fn in ast.walk(tree):
@@ -404,7 +409,7 @@ def deferred_without_reason(package_root: Path) -> list[str]:
                 if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in in_try:
                     continue
                 targets = imported_modules_of(node, module, path)
-                if not any(slow_to_import(t, top, heavy) for t in targets):
+                if not any(slow_to_import(t, top, heavy, loaded) for t in targets):
                     found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
     return sorted(set(found))
 
@@ -427,7 +432,12 @@ def test_the_deferral_check_finds_a_light_import(tmp_path):
         "    try:\n        import napari\n    except ImportError:\n        pass\n"
         "def g():\n    import json\n"
     )
+    (pkg / "timecourse").mkdir()
+    (pkg / "timecourse" / "__init__.py").write_text("import torch\n")  # a heavy package __init__ ...
+    (pkg / "timecourse" / "measures.py").write_text("M = 1\n")
+    (pkg / "timecourse" / "plots.py").write_text("def f():\n    from phototox.timecourse.measures import M\n")
     assert deferred_without_reason(pkg) == [
         "phototox.maps.user:2 from phototox.maps import light",
         "phototox.maps.user:9 import json",
+        "phototox.timecourse.plots:2 from phototox.timecourse.measures import M",  # ... already ran for plots
     ]

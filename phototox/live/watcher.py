@@ -25,6 +25,7 @@ from psygnal import Signal
 from phototox.errors import PhototoxError
 from phototox.live.dose import Calibration, DoseLedger
 from phototox.live.onsets import LiveOnsets, LiveWarning
+from phototox.live.outputs import write_final, write_position
 from phototox.maps.settings import MapSettings
 from phototox.timecourse.activity import confluence, flow_factor, foreground_mask, motion_um_per_min
 from phototox.timecourse.onset import OnsetSettings
@@ -298,14 +299,10 @@ class Watcher:
 
     def _write_outputs(self, name: str) -> None:
         if self.settings.out_dir:
-            from phototox.live.outputs import write_position
-
             write_position(self, name)
 
     def _write_report(self) -> None:
         if self.settings.out_dir:
-            from phototox.live.outputs import write_final
-
             write_final(self)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from phototox.io.images import atomic_path
+from phototox.timecourse.dose_verdicts import READOUTS
+from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
 from phototox.timecourse.onset import NO_CONTROLS
 
 
@@ -23,6 +25,8 @@ def _plt():
 
 TITLE_PT = 10
 """Panel titles, in points (readable at the saved 100 dpi)."""
+TITLE_CHARS = 52
+"""Panel titles wrap at this many characters, so that neighbouring titles never overlap."""
 NOTE_PT = 9
 """Notes and legends, in points."""
 MIN_SPAN = {
@@ -65,8 +69,6 @@ def y_limits(measure: str, low: float, high: float) -> tuple[float, float]:
 
 def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context: dict, path: Path) -> None:
     """One panel per measure; x: time (h); a line and 95% band per group; dashed line at each onset."""
-    from phototox.timecourse.measures import MEASURES, SICKNESS_MEASURES
-
     plt = _plt()
     measures = list(next(iter(summary.values())))
     cols = 3 if len(measures) > 4 else 2
@@ -102,10 +104,11 @@ def plot_measures(summary, order: list[str], times: np.ndarray, onsets, context:
             ax.set_ylim(*y_limits(m, float(values.min()), float(values.max())))
         ax.set_xlabel("time (h)")
         ax.set_ylabel(MEASURES[m][0])
-        ax.set_title(MEASURES[m][1], fontsize=TITLE_PT)
+        ax.set_title(textwrap.fill(MEASURES[m][1], TITLE_CHARS), fontsize=TITLE_PT)
         if context.get("sickness_withheld") and m in SICKNESS_MEASURES:
             ax.set_title(
-                MEASURES[m][1] + "\nframes outside the model's domain: not interpretable, no onset",
+                textwrap.fill(MEASURES[m][1], TITLE_CHARS)
+                + "\nframes outside the model's domain: not interpretable, no onset",
                 fontsize=TITLE_PT,
             )
             ax.set_facecolor("0.93")
@@ -188,8 +191,6 @@ def plot_onsets(
     """Onset time (h) of each exposed field against cumulative dose, one marker colour per measure;
     without doses, each field's departure in the between-field check (``consistency``). ``why``
     (see :func:`no_onset_reason`) is written in the figure. Returns every text the figure carries."""
-    from phototox.timecourse.measures import MEASURES
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.2, 5.0))
     end = float(times[-1]) / 60
@@ -303,12 +304,16 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
         return False
     plt = _plt()
     panels = max(1, len(tests))
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.0), squeeze=False)
-    for ax, (measure, t) in zip(axes[0], tests.items(), strict=True):
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.4 * rows), squeeze=False)
+    for ax in axes.ravel()[len(tests) :]:
+        ax.set_axis_off()
+    for ax, (measure, t) in zip(axes.ravel(), tests.items()):
         if measure not in judged:
-            ax.text(0.5, 0.5, str(t), ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+            ax.text(0.5, 0.5, textwrap.fill(str(t), 40), ha="center", va="center", fontsize=9, transform=ax.transAxes)
             ax.set_axis_off()
-            ax.set_title(measure, fontsize=10)
+            ax.set_title(textwrap.fill(READOUTS.get(measure, measure), TITLE_CHARS), fontsize=10)
             continue
         scale = 100.0 / abs(t.control_mean)
         sign = 1.0 if t.higher_is_harm else -1.0
@@ -349,7 +354,7 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
         ax.set_xlim(-0.6, len(t.doses) - 0.4)
         ax.set_xlabel(f"light dose ({unit})", labelpad=34)
         ax.set_ylabel("change against the controls (% of their mean)")
-        ax.set_title(t.readout, fontsize=10)
+        ax.set_title(textwrap.fill(t.readout, TITLE_CHARS), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(

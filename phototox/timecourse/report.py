@@ -13,10 +13,11 @@ import numpy as np
 from phototox.io.images import write_text_atomic
 from phototox.stats.dose_tests import DoseTests, format_dose_tests
 from phototox.timecourse.cells import field_per_cell_rates
+from phototox.timecourse.measures import MEASURES
 
-CITATION_T98G = (
-    "T98G data: Tsai et al., Usiigaci, SoftwareX 9 (2019), MIT licence; "
-    "DeadNet: Richmond et al. (2017), arXiv:1701.06109"
+CITATION = (
+    "P(sick): DeadNet, Richmond et al. (2017), arXiv:1701.06109; the readouts were checked on the Usiigaci "
+    "T98G time-lapse, Tsai et al., SoftwareX 9 (2019), MIT licence (benchmarks/README.md)"
 )
 
 
@@ -106,8 +107,6 @@ def _order(groups: list[str], control: str | None, group_doses: dict[str, float]
 
 def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, context: dict, settings) -> dict:
     """Write every output; return the JSON summary."""
-    from phototox.timecourse.measures import MEASURES
-
     out.mkdir(parents=True, exist_ok=True)
     groups, control, group_doses = context["groups"], context["control"], context["group_doses"]
     times = series[0].field.times_min
@@ -215,7 +214,7 @@ def write_reports(out: Path, series, measures: dict[str, np.ndarray], onsets, co
             "seconds_per_frame": context["seconds_per_frame"],
             "activity_workers": context["workers"],
         },
-        "citation": CITATION_T98G,
+        "citation": CITATION,
     }
     from phototox.timecourse.plots import no_onset_reason, plot_dose_tests, plot_measures, plot_onsets
 
