@@ -4,9 +4,9 @@ Each field is one unit and gives one summary value per readout over the recordin
 
 * confluence: growth, the mean of the last ``baseline_frames`` frames over the mean of the first;
 * motion: motility, the mean speed after the baseline over the mean speed during it;
-* mitotic rounding: resolved rounding events (divisions and failed divisions) per hour over the
-  recording -- a dose that turns divisions into failed ones keeps this rate: read the division and
-  failed-division counts of ``timecourse.csv`` beside it;
+* divisions: the division rate, mean divisions per hour over the recording (rounding events that
+  ended in two daughters: a dose that blocks mitosis and one that turns divisions into failed ones
+  both lower it; the rounding rate with failed divisions is plotted, not judged);
 * cell count: growth, like confluence (last over first frames);
 * median cell area: cell size, like motion (after over during the baseline).
 
@@ -29,7 +29,7 @@ from phototox.stats.dose_tests import DoseTests, judge_doses
 READOUTS = {
     "confluence": "confluence growth (last / first frames)",
     "motion_um_per_min": "motility (speed after / during the baseline)",
-    "mitotic_events_per_hour": "mitotic rounding rate (divisions and failed divisions per hour)",
+    "division_events_per_hour": "division rate (divisions per hour)",
     "cell_count": "cell growth (cells, last / first frames)",
     "median_cell_area_um2": "cell size (median area after / during the baseline)",
 }
@@ -40,7 +40,7 @@ def field_summary(measure: str, values: np.ndarray, baseline_frames: int) -> flo
     b = max(1, baseline_frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if measure == "mitotic_events_per_hour":
+        if measure in ("mitotic_events_per_hour", "division_events_per_hour"):
             return float(np.nanmean(values))
         finite = values[np.isfinite(values)]
         if finite.size <= b:

@@ -12,6 +12,10 @@ MEASURES = {
         "mitotic rounding (events/h)",
         "rounding events that resolved (division or failed division) per hour, 1 h window",
     ),
+    "division_events_per_hour": (
+        "divisions (events/h)",
+        "rounding events that ended in two daughters per hour, 1 h window (failed divisions left out)",
+    ),
     "cell_count": ("cells (count)", "cells in the field: nuclei-free estimate (timecourse.cells) or --cell-counts"),
     "median_cell_area_um2": ("median cell area (um2)", "median area of the estimated cells, um^2"),
     "cell_confluence": (

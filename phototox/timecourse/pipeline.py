@@ -55,6 +55,7 @@ NOISE_FLOORS = {
     "frame_change": 0.05,
     "confluence": 0.05,
     "mitotic_events_per_hour": 1.0,
+    "division_events_per_hour": 1.0,
     "cell_count": 0.05,
     "median_cell_area_um2": 0.05,
     "cell_confluence": 0.05,
@@ -200,6 +201,7 @@ def measure_field(
     failed = event_counts(found, n, "failed_division")
     started = divisions + failed
     values["mitotic_events_per_hour"] = hourly_rate(started, f.interval_min)
+    values["division_events_per_hour"] = hourly_rate(divisions, f.interval_min)
     events = [e.track for e in found if e.outcome in ("division", "failed_division")]
     persistent = [e.track for e in found if e.outcome == "persistent_round"]
     if assessor is None:

@@ -34,6 +34,7 @@ MIN_SPAN = {
     "sick_area_fraction": 0.2,
     "confluence": 0.2,
     "mitotic_events_per_hour": 4.0,
+    "division_events_per_hour": 4.0,
 }
 """Smallest y-axis span per measure, so that a flat series is not drawn as a dramatic one."""
 
