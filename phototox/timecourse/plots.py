@@ -291,6 +291,14 @@ def _short_verdict(verdict: str) -> str:
     return verdict[:16]
 
 
+def _unplotted(t) -> str:
+    """Words for a readout with no drawable change: why not, and its verdicts when it has them."""
+    if isinstance(t, str):
+        return t
+    verdicts = "; ".join(f"{d.dose:g}: {d.verdict}" for d in t.doses)
+    return f"the controls' mean is 0: no change in % of it can be drawn. Verdicts: {verdicts}"
+
+
 def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
     """Each biological readout's doses against the zero-light controls: the change relative to the
     control mean with its two-sided 95% interval, the margin (the harm accepted) and each verdict.
@@ -312,7 +320,9 @@ def plot_dose_tests(tests: dict, path: Path, unit: str = "J/cm2") -> bool:
         ax.set_axis_off()
     for ax, (measure, t) in zip(axes.ravel(), tests.items()):
         if measure not in judged:
-            ax.text(0.5, 0.5, textwrap.fill(str(t), 40), ha="center", va="center", fontsize=9, transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, textwrap.fill(_unplotted(t), 40), ha="center", va="center", fontsize=9, transform=ax.transAxes
+            )
             ax.set_axis_off()
             ax.set_title(textwrap.fill(READOUTS.get(measure, measure), TITLE_CHARS), fontsize=10)
             continue
