@@ -20,6 +20,7 @@ images in float64), ``global`` uses the whole frame's statistics.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -414,7 +415,7 @@ def _dense_offset(
     return out
 
 
-class TileTaps:
+class TileTaps(ABC):
     """Receives each dense tile's normalised pixels and trunk features (see :func:`dense_sick_grid`).
 
     ``tap`` names the trunk layer (in ``features``) whose output :meth:`take` receives beside the
@@ -425,7 +426,8 @@ class TileTaps:
     tap: str = "relu3_2"
     done: bool = False
 
+    @abstractmethod
     def take(
         self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
     ) -> None:
-        raise NotImplementedError
+        """One tile's normalised pixels, the ``tap`` layer's output and the trunk's output."""
