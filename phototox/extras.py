@@ -12,7 +12,6 @@ from phototox.errors import PhototoxError
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cellprofiler": ("cellprofiler_core", "cellprofiler_library"),
-    "fast": ("onnx", "onnxruntime"),  # before bioimageio: a missing onnxruntime points to the smaller extra
     "bioimageio": ("onnx", "onnxruntime", "pydantic", "bioimageio.spec", "bioimageio.core"),
     "fiji": ("scyjava", "jpype", "imagej"),
     "scale": ("dask", "distributed", "zarr", "ome_zarr"),

@@ -1,5 +1,6 @@
 """The README's first command, in a fresh venv: the core install runs predict, map at a foreign pixel
-size, train and calibrate without a traceback (no extras: no CellProfiler, zarr, Dask, ONNX Runtime).
+size, train and calibrate without a traceback (no extras: no CellProfiler, zarr, Dask, bioimage.io).
+ONNX Runtime is core: the map runs on it by default, and PyTorch (``--engine torch``) gives the same map.
 
 This is the one test that builds its own environment (about 3-4 minutes, from pip's cache after the
 first run). It installs exactly what the README says: ``pip install torch==2.13.0 && pip install -e .``.
@@ -74,7 +75,7 @@ def test_core_install_has_no_extras(core, tmp_path):
             "        return u.find_spec(m) is not None\n"
             "    except ImportError:\n"
             "        return False\n"
-            "print([m for m in ('zarr', 'dask', 'onnxruntime', 'bioimageio.core', 'cellprofiler_core', 'scyjava') "
+            "print([m for m in ('zarr', 'dask', 'bioimageio.core', 'cellprofiler_core', 'scyjava') "
             "if present(m)])",
         ],
         capture_output=True,
@@ -91,8 +92,14 @@ def test_core_install_predicts_maps_trains_and_calibrates(core, tmp_path):
     _run(core, work, "map", "f0.tif", "--pixel-size", "0.65", "--out", "maps", "--quiet")  # resampled to 0.434
     with (work / "maps" / "summary.csv").open() as handle:
         row = next(csv.DictReader(handle))
-    assert float(row["pixel_size_um"]) == pytest.approx(0.65) and row["engine"] == "torch"
-    assert tifffile.imread(work / "maps" / "f0_map.tif").shape == (300, 320)
+    assert float(row["pixel_size_um"]) == pytest.approx(0.65) and row["engine"] == "onnxruntime"
+    default_map = tifffile.imread(work / "maps" / "f0_map.tif")
+    assert default_map.shape == (300, 320)
+    _run(core, work, "map", "f0.tif", "--pixel-size", "0.65", "--engine", "torch", "--out", "maps_torch", "--quiet")
+    with (work / "maps_torch" / "summary.csv").open() as handle:
+        assert next(csv.DictReader(handle))["engine"] == "torch"
+    torch_map = tifffile.imread(work / "maps_torch" / "f0_map.tif")
+    assert np.ptp(default_map) > 0 and np.abs(torch_map - default_map).max() <= 1e-4  # the fallback agrees
     _run(
         core,
         work,

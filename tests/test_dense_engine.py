@@ -1,4 +1,5 @@
-"""Dense engines (PyTorch, ONNX Runtime) compute the same box-contract map; the choice is safe."""
+"""Dense engines (PyTorch, ONNX Runtime) compute the same box-contract map; the choice is safe.
+The bf16 opt-in is approximate and says so: it differs from float32, within its stated bound."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from phototox.maps import dense_engine
 from phototox.maps.dense import dense_sick_grid
 from phototox.models.architectures import build_model
 from phototox.synth.fields import render_field
-
-pytest.importorskip("onnxruntime", reason="ONNX Runtime is an optional extra (bioimageio)")
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +69,17 @@ def test_training_mode_modules_stay_in_training_mode_and_use_torch(module):
 def test_unknown_engine_is_refused_naming_it(module):
     with pytest.raises(PhototoxError, match="dense engine 'gpu-magic'"):
         dense_engine.tile_runner(module.features, module, torch.device("cpu"), "gpu-magic")
+
+
+def test_bf16_is_approximate_named_and_within_its_stated_bound(module, field, caplog):
+    """bf16 must really run in bfloat16 (maps differ from float32) yet stay within the deviation it states."""
+    kwargs = {"normalisation": "box", "tile_windows": 3, "box_size": 221}
+    ran: list[str] = []
+    dense_engine._BF16_TOLD.clear()
+    with caplog.at_level("WARNING"):
+        bf16_map = dense_sick_grid(module, field, 32, engine="bf16", on_engine=ran.append, **kwargs)
+    exact = dense_sick_grid(module, field, 32, engine="torch", **kwargs)
+    assert ran == ["torch-bf16"]
+    assert "approximate" in caplog.text
+    deviation = np.abs(bf16_map - exact).max()
+    assert exact.std() > 0.05 and 1e-4 < deviation < 0.05, deviation

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from phototox.errors import ImageInputError
-from phototox.maps.settings import MapSettings
+from phototox.maps.settings import ENGINES, MapSettings
 
 if TYPE_CHECKING:  # the parser must not import torch
     from phototox.maps.inference import Predictor
@@ -31,9 +31,10 @@ def add_model_options(
     p.add_argument(
         "--engine",
         default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="runtime of dense maps: torch, onnx (ONNX Runtime, CPU), auto = onnx when installed, else torch; "
-        "the same numbers to 1e-4, and every result names the one used (default: auto)",
+        choices=ENGINES,
+        help="runtime of dense maps: torch, onnx (ONNX Runtime, CPU), auto = onnx on a CPU, else torch: "
+        "the same numbers to 1e-4; bf16 = PyTorch in bfloat16, opt-in and approximate (P(sick) within "
+        "about 0.02 of exact). Every result names the one used (default: auto)",
     )
 
 

@@ -25,10 +25,7 @@ import torch
 from torch import nn
 
 from phototox.errors import PhototoxError
-
-ENGINES = ("auto", "torch", "onnx")
-"""``auto``: ONNX Runtime on CPU when installed, else PyTorch; ``onnx`` insists on ONNX Runtime
-(``onnxruntime`` is accepted for it). Results name the runtime that ran: torch or onnxruntime."""
+from phototox.maps.settings import BF16_DEVIATION, ENGINES
 
 TileRunner = Callable[[torch.Tensor], torch.Tensor]
 """Maps a normalised (1, 1, h, w) channels-last tile to its logit grid (2, ny, nx)."""
@@ -37,6 +34,7 @@ _SESSIONS: OrderedDict[str, object] = OrderedDict()
 _MAX_SESSIONS = 4
 _SESSIONS_LOCK = threading.Lock()  # the HTTP server maps from several threads
 _LOG = logging.getLogger(__name__)
+_BF16_TOLD = threading.Event()
 
 
 class _DenseFunction(nn.Module):
@@ -167,13 +165,26 @@ def tile_runner(
 
     with_torch.engine = "torch"  # type: ignore[attr-defined]
 
-    if engine == "torch" or function.training:
+    if engine == "bf16" and not function.training:
+        if not _BF16_TOLD.is_set():  # once per process, not once per frame
+            _BF16_TOLD.set()
+            _LOG.warning("dense engine bf16: %s", BF16_DEVIATION)
+
+        def with_bf16(x: torch.Tensor) -> Any:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                out = function(x)
+            return out[0].float() if tap is None else (out[0][0].float(), out[1].float(), out[2].float())
+
+        with_bf16.engine = "torch-bf16"  # type: ignore[attr-defined]
+        return with_bf16
+    if engine in ("torch", "bf16") or function.training:
         return with_torch
     onnxruntime = _onnxruntime()
     if device.type != "cpu" or onnxruntime is None:
         if engine == "onnx":
             raise PhototoxError(
-                'dense engine onnx needs the onnxruntime package and a CPU device (pip install -e ".[fast]")'
+                "dense engine onnx needs the onnxruntime package (part of the core install: pip install -e .) "
+                "and a CPU device; --engine torch runs without it"
             )
         return with_torch
     try:

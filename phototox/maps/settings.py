@@ -117,3 +117,17 @@ DEFAULT_SETTINGS = MapSettings()
 def option_names() -> tuple[str, ...]:
     """The names of every map option (CLI flags are ``--NAME``, request keys ``NAME``)."""
     return tuple(f.name for f in fields(MapSettings))
+
+
+ENGINES = ("auto", "torch", "onnx", "bf16")
+"""``auto``: ONNX Runtime on CPU when installed, else PyTorch; ``onnx`` insists on ONNX Runtime
+(``onnxruntime`` is accepted for it); ``bf16``: PyTorch in bfloat16 autocast, an opt-in that is
+**not exact** (:data:`BF16_DEVIATION`). Results name the runtime that ran: torch, onnxruntime or
+torch-bf16."""
+
+BF16_DEVIATION = (
+    "bf16 is approximate: P(sick) differs from the exact engines by up to about 0.02 "
+    "(at most 0.011 on 6 real celldeath and T98G frames, benchmarks/README.md); faster only on CPUs "
+    "with avx512_bf16/AMX or on GPUs (9x slower on an AVX2-only CPU)"
+)
+"""What every user of ``--engine bf16`` is told (help text, warning, benchmarks/README.md)."""
