@@ -124,6 +124,19 @@ def test_plate_command_end_to_end(plate_layout, tmp_path):
     assert well_means[("B03", "1")] > well_means[("B02", "0")] + 0.2  # dosed wells look sicker
     assert sorted(p.name for p in out.glob("*.png")) == ["plate_P1_t0_heatmap.png", "plate_P1_t1_heatmap.png"]
     assert not list(out.glob(".*"))  # no ledger or temporary files left
+    assert {r["checks"] for r in per_image} == {"all"}
+
+
+def test_plate_command_honours_checks_none(plate_layout, tmp_path):
+    """--checks none reaches the screens path: every image row says so and carries no domain verdict."""
+    from phototox.apps.cli import main
+
+    out = tmp_path / "out"
+    args = ["plate", str(plate_layout), "--out", str(out), "--model", SYNTH_MODEL, "--device", "cpu", "--quiet"]
+    assert main([*args, "--checks", "none"]) == 0
+    per_image = _read(out / "per_image.csv")
+    assert len(per_image) == 20 and {r["checks"] for r in per_image} == {"none"}
+    assert {r["out_of_domain"] for r in per_image} == {""} and {r["domain_score"] for r in per_image} == {""}
 
 
 def _joined(wells_by_condition: dict[str, list[float]], plates: int = 1) -> tuple[list[dict], list]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phototox.errors import PhototoxError
 from phototox.io.images import read_frames
 from phototox.maps.inference import Predictor
 from phototox.maps.settings import MapSettings
@@ -35,9 +36,13 @@ class RunSettings:
     colour: str = "refuse"
     chunk: int = 2048
     pixel_size_um: float | None = None
+    checks: str = "all"
+    """``all`` or ``none`` (``--checks``): the trust checks, as in the single-image commands"""
 
     def __post_init__(self) -> None:
         self.map_settings  # noqa: B018 -- the map settings are validated once, when the run's settings are made
+        if self.checks not in ("all", "none"):
+            raise PhototoxError(f"--checks must be all or none, got {self.checks!r}")
 
     @property
     def map_settings(self) -> MapSettings:
@@ -59,6 +64,7 @@ class RunSettings:
             colour=args.colour,
             chunk=getattr(args, "chunk", None) or cls.chunk,
             pixel_size_um=getattr(args, "pixel_size", None),
+            checks=getattr(args, "checks", "all"),
         )
 
     def fingerprint(self) -> dict:
@@ -104,7 +110,7 @@ def map_image(
 def _analyse(predictor: Predictor, path: str, settings: RunSettings):
     """Frames of one file and their results at the model's pixel size, with the trust verdicts."""
     frames = read_frames(path, colour=settings.colour, min_size=predictor.window)
-    assessor = Assessor(predictor)
+    assessor = Assessor(predictor, checks=settings.checks)
     size = assessor.pixel_size(settings.pixel_size_um, path)
     return frames, assessor.analyse(frames, settings.map_settings, size, str(path))
 
@@ -122,7 +128,7 @@ def chunked_row(predictor: Predictor, path: str, out: Path | None, settings: Run
     from phototox.screens.chunked import chunked_map
 
     frame = open_large(path)
-    assessor = Assessor(predictor, warn=lambda line: print(f"{path}: {line}", file=sys.stderr))
+    assessor = Assessor(predictor, warn=lambda line: print(f"{path}: {line}", file=sys.stderr), checks=settings.checks)
     size = assessor.pixel_size(settings.pixel_size_um, None, frame.pixel_size_um)
     factor = scale_factor(size.um, assessor.model_um)
     result = chunked_map(
