@@ -182,3 +182,42 @@ def test_a_field_larger_than_the_controls_is_warned_about(healthy_field_features
     reference = fit_reference(healthy_field_features[:3])
     assert reference.size_warning(36) is None and reference.size_warning(54) is None
     assert "larger field crosses it more often" in reference.size_warning(55)
+
+
+def test_a_reference_run_takes_one_pass_with_the_same_numbers(monkeypatch):
+    """Box-contract model, dense mode: P(sick), the domain features and the novelty features come from
+    one dense pass (on the default engine), and equal those of the separate passes."""
+    import phototox.trust.assess as assess_module
+    import phototox.trust.domain as domain_module
+    import phototox.trust.novelty as novelty_module
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
+    from phototox.trust.novelty import analyse_with_novelty
+
+    predictor = Predictor.from_spec("default", "cpu")
+    assert predictor.contract.kind == "box"
+    controls = [render_field(300, 320, 0.0, seed=90 + s).image.astype(np.float32) for s in range(4)]
+    reference = fit_reference([frame_window_features(predictor, c) for c in controls], info={"model": "default"})
+    frame = render_field(300, 320, 0.8, seed=99).image.astype(np.float32)
+    settings = MapSettings(stride=16)
+    separate, columns = analyse_with_novelty(predictor, frame, settings, reference)
+    alone = Assessor(predictor, warn=lambda line: None)
+    size = alone.pixel_size(0.434)
+    domain_alone = alone.analyse(frame, settings, size)[0].trust
+
+    def no_second_pass(*_args, **_kwargs):
+        raise AssertionError("a second pass was made")
+
+    monkeypatch.setattr(assess_module, "dense_features", no_second_pass)
+    monkeypatch.setattr(novelty_module, "dense_features", no_second_pass)
+    monkeypatch.setattr(domain_module, "window_features", no_second_pass)
+    together = Assessor(predictor, warn=lambda line: None, novelty=reference).analyse(frame, settings, size)[0]
+    assert np.ptp(separate.sick_map) > 1e-3 and np.abs(together.sick_map - separate.sick_map).max() < 1e-5
+    assert np.ptp(separate.novelty_map) > 0.1
+    assert np.abs(together.novelty_map - separate.novelty_map).max() < 1e-3 * max(1.0, separate.novelty_map.max())
+    trust = together.trust
+    assert trust.domain_score == pytest.approx(domain_alone.domain_score, abs=1e-3)
+    assert trust.out_of_domain == domain_alone.out_of_domain
+    assert trust.unlike_controls_fraction == pytest.approx(columns["unlike_controls_fraction"])

@@ -431,3 +431,28 @@ class TileTaps(ABC):
         self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
     ) -> None:
         """One tile's normalised pixels, the ``tap`` layer's output and the trunk's output."""
+
+
+class TapsTogether(TileTaps):
+    """Hands each tile to several :class:`TileTaps` sharing one ``tap`` layer (one pass feeds them all)."""
+
+    def __init__(self, *parts: TileTaps) -> None:
+        if len({p.tap for p in parts}) != 1:
+            raise ValueError("taps handed the same tiles must tap the same layer")
+        self.parts = parts
+        self.tap = parts[0].tap
+
+    @property
+    def done(self) -> bool:
+        return all(p.done for p in self.parts)
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        for p in self.parts:
+            p.done = value
+
+    def take(
+        self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        for p in self.parts:
+            p.take(i0, i1, j0, j1, region, tapped, out)

@@ -24,6 +24,7 @@ import numpy as np
 
 from phototox.errors import ImageInputError, PhototoxError
 from phototox.io.images import read_frames
+from phototox.maps.dense import TapsTogether, TileTaps
 from phototox.maps.inference import FrameResult, NotANumberError, Predictor, summarise_map
 from phototox.maps.settings import MapSettings
 from phototox.schema import Trust, columns
@@ -31,7 +32,13 @@ from phototox.shapes import plane_shape
 from phototox.trust.controls import ControlReference
 from phototox.trust.domain import DomainStats, domain_warning
 from phototox.trust.domain_pass import DomainTaps, model_border
-from phototox.trust.novelty import NoveltyReference, analyse_with_novelty
+from phototox.trust.novelty import (
+    NoveltyReference,
+    NoveltyTaps,
+    analyse_with_novelty,
+    dense_features,
+    novelty_from_features,
+)
 from phototox.trust.pixelsize import (
     PIXEL_SIZE_HINT,
     PixelSize,
@@ -142,11 +149,31 @@ class Assessor:
             raise ImageInputError(f"{source}: mask of shape {mask.shape} does not match the image shape {frame.shape}")
         factor = scale_factor(size.um, self.model_um)
         scaled = to_model_scale(frame, factor, self.predictor.window, source)
-        taps = None
-        if domain is not None and domain.one_pass and settings.mode == "dense" and self.novelty is None:
+        taps, novelty_taps = None, None
+        one_pass = settings.mode == "dense" and self.predictor.contract.kind == "box"
+        if domain is not None and domain.one_pass and settings.mode == "dense":
             taps = DomainTaps(plane_shape(scaled), model_border(self.predictor))
+        reference = self.novelty
+        if reference is not None and one_pass:  # P(sick), domain and novelty features from one pass
+            reference.check_model(self.predictor.model)
+            novelty_taps = NoveltyTaps(plane_shape(scaled), model_border(self.predictor))
+        handed: TileTaps | None = novelty_taps if taps is None else taps
+        if taps is not None and novelty_taps is not None:
+            handed = TapsTogether(taps, novelty_taps)
         try:
-            if self.novelty is not None:
+            if reference is not None and novelty_taps is not None:
+                result = self.predictor.analyse_frame(scaled, settings, window_progress=window_progress, taps=handed)
+                feats = novelty_taps.feats
+                if not novelty_taps.done or feats is None:  # the pass could not hand them over: one more pass
+                    feats = dense_features(self.predictor, scaled, settings.normalisation)[1]
+                result.novelty_map, novelty = novelty_from_features(
+                    reference,
+                    feats,
+                    plane_shape(scaled),
+                    lambda line: self._warn_once("novelty-size", line),
+                )
+            elif self.novelty is not None:
+                taps = None  # analyse_with_novelty makes its own pass
                 result, novelty = analyse_with_novelty(
                     self.predictor,
                     scaled,

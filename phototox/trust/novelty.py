@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from phototox.errors import PhototoxError
 from phototox.io.images import atomic_path
-from phototox.maps.dense import TileInputs, dense_trunk, dense_trunk_output, model_trunk
+from phototox.maps.dense import TileInputs, TileTaps, dense_trunk, dense_trunk_output, model_trunk
 from phototox.maps.windows import upsample_grid, window_count
 from phototox.models.architectures import NETWORK_STRIDE, WINDOW
 from phototox.shapes import plane_shape
@@ -93,6 +93,34 @@ def dense_features(
     if feats is None:
         raise PhototoxError(f"frame of {h}x{w} px has no {WINDOW} px window")
     return probs, feats
+
+
+class NoveltyTaps(TileTaps):
+    """The window features of :func:`dense_features` (16 px grid), collected from a dense pass's own tiles.
+
+    Handed to :func:`phototox.maps.dense.dense_sick_grid` (box contract), so that a run with a control
+    reference makes one pass for P(sick), the domain check and the novelty map, on any dense engine.
+    """
+
+    def __init__(self, shape: tuple[int, int], border: int) -> None:
+        self.ny, self.nx = (
+            window_count(shape[0], WINDOW, NETWORK_STRIDE),
+            window_count(shape[1], WINDOW, NETWORK_STRIDE),
+        )
+        self.border = border
+        self.feats: np.ndarray | None = None
+        self.done = False
+
+    def take(
+        self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        b = self.border
+        side = out.shape[2] - (i1 - i0 - 1)  # cells per window side (14 for DeadNet)
+        inner = out[:, :, b : out.shape[2] - b, b : out.shape[3] - b]
+        pooled = F.avg_pool2d(inner.float(), side - 2 * b, stride=1)[0]
+        if self.feats is None:
+            self.feats = np.empty((self.ny, self.nx, pooled.shape[0]), np.float32)
+        self.feats[i0:i1, j0:j1] = pooled.permute(1, 2, 0)[: i1 - i0, : j1 - j0].cpu().numpy()
 
 
 def novelty_step(stride: int = NOVELTY_STRIDE) -> int:
@@ -295,7 +323,8 @@ def analyse_with_novelty(
 
     ``scaled`` is at the model's scale. In dense mode at a multiple of 16 px one dense pass gives
     both P(sick) and the features; otherwise the P(sick) map is made as usual and the features by
-    one more dense pass.
+    one more dense pass. (Box-contract models in dense mode take :class:`NoveltyTaps` instead: one
+    pass on any engine, beside the domain check; :class:`phototox.trust.assess.Assessor`.)
     """
 
     reference.check_model(predictor.model)
@@ -308,10 +337,20 @@ def analyse_with_novelty(
     else:
         result = predictor.analyse_frame(scaled, settings, window_progress=window_progress)
         _, feats = dense_features(predictor, scaled, settings.normalisation)
+    result.novelty_map, columns = novelty_from_features(reference, feats, shape, warn)
+    return result, columns
+
+
+def novelty_from_features(
+    reference: NoveltyReference, feats: np.ndarray, shape: tuple[int, int], warn=None
+) -> tuple[np.ndarray, dict]:
+    """The novelty map (at ``shape``, in units of the reference's line) and columns of a frame's (ny, nx, C)
+    window features on the 16 px grid (:func:`dense_features` or :class:`NoveltyTaps`)."""
     step = novelty_step(reference.stride)
     scores = reference.window_scores(feats[::step, ::step])
     line = reference.size_warning(int(scores.size))
     if line is not None and warn is not None:
         warn(line)
-    result.novelty_map = upsample_grid(scores / reference.threshold, shape, WINDOW, reference.stride)
-    return result, reference.summary(scores, shape)
+    return upsample_grid(scores / reference.threshold, shape, WINDOW, reference.stride), reference.summary(
+        scores, shape
+    )
