@@ -193,7 +193,7 @@ def plot_onsets(
     without doses, each field's departure in the between-field check (``consistency``). ``why``
     (see :func:`no_onset_reason`) is written in the figure. Returns every text the figure carries."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    fig, ax = plt.subplots(figsize=(9.6, 5.0))
     end = float(times[-1]) / 60
     by_dose = bool(exposed)
     checks = onsets if by_dose else [_Check(**c) for c in consistency or []]
@@ -245,7 +245,9 @@ def plot_onsets(
     ax.set_ylabel("onset time after the first frame (h)")
     ax.grid(alpha=0.3)
     if measures:
-        ax.legend(fontsize=NOTE_PT, loc="lower left")
+        ax.legend(
+            fontsize=NOTE_PT, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="measure"
+        )  # never over the text
     if why:
         ax.text(
             0.5,
