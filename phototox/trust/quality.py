@@ -170,8 +170,8 @@ def noise_sigma(frame: np.ndarray, band: int | None = None) -> float:
     counted = _diff_counts(frame, band)
     if counted is not None:
         values, counts = counted
-        centre = _median_of_counts(values, counts)
-        deviations = np.abs(values - centre)
+        middle = _median_of_counts(values, counts)
+        deviations = np.abs(values - middle)
         order = np.argsort(deviations, kind="stable")
         return float(1.4826 * _median_of_counts(deviations[order], counts[order]) / np.sqrt(2))
     diffs = _neighbour_diffs(frame, band)
