@@ -125,22 +125,30 @@ MAX_COUNTED_SPAN = 2**20
 
 def _diff_counts(frame: np.ndarray, band: int | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Distinct neighbour differences and their counts, exactly, when the frame holds integers (else None)."""
-    height = frame.shape[0]
-    step = band_rows(frame.shape[1], band)
-    lo, hi = np.inf, -np.inf
-    for r in range(0, height, step):
-        part = frame[r : r + step]
-        if part.dtype.kind not in "iu" and not (part.dtype.kind == "f" and np.array_equal(part, np.floor(part))):
-            return None  # fractional, not a number, or not numeric: the general path
-        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > MAX_COUNTED_SPAN:
+    height, width = frame.shape
+    if frame.dtype.kind not in "iuf" or frame.size == 0:
         return None
+    step = band_rows(width, band)
+    lo = min(float(frame[r : r + step].min()) for r in range(0, height, step))
+    hi = max(float(frame[r : r + step].max()) for r in range(0, height, step))
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > MAX_COUNTED_SPAN:
+        return None  # not a number, infinite, or too many levels: the general path
     span = int(hi - lo)
     counts = np.zeros(2 * span + 1, np.int64)
-    base = np.int64(lo)
-    for r0 in range(0, height, step):
-        r1 = min(height, r0 + step)
-        f = np.asarray(frame[r0 : min(height, r1 + 1)]).astype(np.int64) - base  # one row more: the vertical pairs
+    base = np.floor(lo)
+    rows = band if band is not None else max(1, min(step, FILTER_BAND_BYTES // (4 * max(1, width))))
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        part = np.asarray(frame[r0 : min(height, r1 + 1)])  # one row more: the vertical pairs
+        if part.dtype.kind == "f":
+            shifted = part - base
+            f = shifted.astype(np.int32)
+            if not np.array_equal(f, shifted):
+                return None  # fractional values: the general path
+        elif part.dtype.itemsize <= 2:
+            f = part.astype(np.int32) - np.int32(base)
+        else:
+            f = (part.astype(np.int64) - np.int64(base)).astype(np.int32)
         for d in (f[1:] - f[:-1], f[: r1 - r0, 1:] - f[: r1 - r0, :-1]):
             d += span
             counts += np.bincount(d.ravel(), minlength=counts.size)
