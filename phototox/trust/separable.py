@@ -11,12 +11,34 @@ differ from scipy's float64 accumulation by float32 rounding (about 1e-7 of the 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 GAUSS_TRUNCATE = 4.0
 """scipy's default: a Gaussian reaches ``int(4 * sigma + 0.5)`` px."""
 
 
+def mirror_pad(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """``np.pad(x, radius, mode="symmetric")`` along one axis (edge pixel repeated), without np.pad's overhead."""
+    n = x.shape[axis]
+    if radius > n:  # reflections of reflections: np.pad handles any distance
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (radius, radius)
+        return np.pad(x, widths, mode="symmetric")
+    shape = list(x.shape)
+    shape[axis] = n + 2 * radius
+    out = np.empty(shape, x.dtype)
+    src = np.moveaxis(x, axis, 0)
+    dst = np.moveaxis(out, axis, 0)
+    dst[radius : radius + n] = src
+    if radius:
+        dst[:radius] = src[radius - 1 :: -1] if radius < n else src[::-1]
+        dst[radius + n :] = src[: n - radius - 1 : -1] if radius < n else src[::-1]
+    return out
+
+
+@functools.lru_cache(maxsize=16)
 def gaussian_kernel(sigma: float, order: int = 0) -> np.ndarray:
     """scipy.ndimage's 1-D Gaussian kernel (order 0) or its second derivative (order 2), float64."""
     if order not in (0, 2):
@@ -25,19 +47,17 @@ def gaussian_kernel(sigma: float, order: int = 0) -> np.ndarray:
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     phi = np.exp(-0.5 / (sigma * sigma) * x**2)
     phi /= phi.sum()
-    if order == 0:
-        return phi
     s2 = sigma * sigma
-    return (x**2 / (s2 * s2) - 1.0 / s2) * phi  # scipy's q(x) for order 2: x^2/s^4 - 1/s^2
+    kernel = phi if order == 0 else (x**2 / (s2 * s2) - 1.0 / s2) * phi  # scipy's q(x) for order 2: x^2/s^4 - 1/s^2
+    kernel.setflags(write=False)  # cached: shared by every caller
+    return kernel
 
 
 def correlate_symmetric(x: np.ndarray, kernels: list[np.ndarray], axis: int) -> list[np.ndarray]:
     """Each symmetric odd-length kernel correlated with float32 ``x`` along ``axis`` (reflect boundary)."""
     radius = max(len(k) for k in kernels) // 2
     n = x.shape[axis]
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (radius, radius)
-    padded = np.pad(x, widths, mode="symmetric") if radius else x
+    padded = mirror_pad(x, radius, axis)
 
     def shifted(offset: int) -> np.ndarray:
         index = [slice(None)] * x.ndim
@@ -80,9 +100,7 @@ def gaussian_and_laplace(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.nd
 
 def _box_sum(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     radius = size // 2
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (radius, radius)
-    padded = np.pad(x, widths, mode="symmetric")
+    padded = mirror_pad(x, radius, axis)
     n = x.shape[axis]
     index = [slice(None)] * x.ndim
     index[axis] = slice(0, n)
