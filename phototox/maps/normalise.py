@@ -10,7 +10,8 @@ Two contracts exist:
     Every pixel of the *whole frame* is shifted and scaled by the mean and standard deviation of
     the ``size`` x ``size`` box centred on it (``size`` odd, default :data:`DEFAULT_BOX`). Beyond
     the frame's edge the box sees the frame mirrored, edge pixel repeated (``scipy.ndimage``'s
-    ``reflect``, numpy's ``symmetric``). Statistics use integral images in float64. A window is
+    ``reflect``, numpy's ``symmetric``). Statistics are float32 box means of the
+    median-shifted frame (running sums, float64 accumulators: :func:`normalise_region`). A window is
     then simply a crop of the normalised frame, so exact mode (windows) and dense mode (one
     convolutional pass) see the same numbers, and with the interior-pooled ``deadnet-gap`` head
     they agree to float precision whatever the weights. Because each pixel depends only on its
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import uniform_filter1d
 
 from phototox.errors import PhototoxError
 from phototox.models.contract import DEFAULT_BOX, Contract
@@ -40,7 +42,7 @@ from phototox.models.contract import DEFAULT_BOX, Contract
 EPS = 1e-6
 """Standard deviations below this are treated as blank (the pixel is only shifted, not scaled)."""
 BAND_ROWS = 512
-"""Rows normalised at a time, so float64 temporaries stay bounded for any frame size."""
+"""Rows normalised at a time, so float32 temporaries stay bounded for any frame size."""
 
 
 def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
@@ -50,33 +52,73 @@ def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
     return np.where(m < length, m, period - 1 - m)
 
 
-def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
-    """Sums over every ``size`` x ``size`` box (valid positions) via an integral image."""
+CONDITION_LIMIT = 4.0
+"""Float32 statistics are used where every box's mean lies within ``sqrt(CONDITION_LIMIT)`` of its
+standard deviations from the region's median offset; ``E[x^2] - E[x]^2`` then loses at most a few
+float32 roundings of ``(1 + CONDITION_LIMIT)`` times the variance. Elsewhere (a region with a step
+between plateaus, a blank box) the region is normalised in float64."""
+
+
+def _box_sums64(values: np.ndarray, size: int) -> np.ndarray:
+    """Sums over every ``size`` x ``size`` box (valid positions) via a float64 integral image."""
     integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.float64)
     np.cumsum(values, axis=0, out=integral[1:, 1:])
     np.cumsum(integral[1:, 1:], axis=1, out=integral[1:, 1:])
     return integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
 
 
+def _box_means32(values: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
+    """Means over every ``size`` x ``size`` box (valid positions) of float32 ``values``, float32.
+
+    Running sums along each axis (``scipy.ndimage.uniform_filter1d``, a float64 accumulator per
+    line), so the error does not grow with the frame as a float32 integral image's would.
+    """
+    r = size // 2
+    out = uniform_filter1d(values, size, axis=0)[r : r + rows]
+    return uniform_filter1d(out, size, axis=1)[:, r : r + cols]
+
+
+def _scaled(centre: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    std = np.sqrt(var)
+    std[std < EPS] = 1.0
+    out = centre - mean
+    out /= std
+    return out.astype(np.float32, copy=False)
+
+
 def normalise_region(frame: np.ndarray, y0: int, y1: int, x0: int, x1: int, size: int = DEFAULT_BOX) -> np.ndarray:
     """Box-normalised pixels ``frame[y0:y1, x0:x1]`` of the whole frame, float32.
 
     Reads only the region plus a ``size // 2`` halo (mirrored beyond the frame's edges), so any
-    tiling of the frame reproduces :func:`box_normalise` of the whole frame.
+    tiling of the frame reproduces :func:`box_normalise` of the whole frame. Computed in float32,
+    stably: the region's median is subtracted first (a 16-bit frame's offset of ~32k would otherwise
+    swamp ``E[x^2] - E[x]^2`` in float32), box means are running sums with float64 accumulators, and
+    a region where some box's mean still lies far from that offset in its own standard deviations
+    (:data:`CONDITION_LIMIT`) is computed in float64 instead.
     """
     h, w = frame.shape
     r = size // 2
     rows = reflect_index(np.arange(y0 - r, y1 + r), h)
     cols = reflect_index(np.arange(x0 - r, x1 + r), w)
-    padded = np.asarray(frame)[rows[:, None], cols[None, :]].astype(np.float64)
-    padded -= float(np.median(frame[y0:y1:7, x0:x1:7]))  # conditioning: the result is shift-invariant
+    raw = np.asarray(frame).take(rows, axis=0).take(cols, axis=1)  # two 1-D gathers: cheaper than one 2-D index
+    offset = float(np.median(frame[y0:y1:7, x0:x1:7]))  # conditioning: the result is shift-invariant
+    out_h, out_w = y1 - y0, x1 - x0
+    if raw.dtype.kind == "f" and raw.dtype.itemsize > 4:
+        padded = (raw - offset).astype(np.float32)  # float64 input: shift before rounding to float32
+    else:
+        padded = raw.astype(np.float32)
+        padded -= np.float32(offset)
+    mean = _box_means32(padded, size, out_h, out_w)
+    mean_sq = np.square(mean)
+    var = _box_means32(np.square(padded), size, out_h, out_w)
+    var -= mean_sq
+    if np.all(mean_sq <= CONDITION_LIMIT * var):  # also false for a blank box (var 0) or not a number
+        return _scaled(padded[r : r + out_h, r : r + out_w], mean, var)
+    shifted = raw.astype(np.float64) - offset
     area = float(size * size)
-    mean = _box_sums(padded, size) / area
-    var = np.maximum(_box_sums(padded * padded, size) / area - mean * mean, 0.0)
-    std = np.sqrt(var)
-    std[std < EPS] = 1.0
-    centre = padded[r : r + (y1 - y0), r : r + (x1 - x0)]
-    return ((centre - mean) / std).astype(np.float32)
+    mean64 = _box_sums64(shifted, size) / area
+    var64 = np.maximum(_box_sums64(shifted * shifted, size) / area - mean64 * mean64, 0.0)
+    return _scaled(shifted[r : r + out_h, r : r + out_w], mean64, var64)
 
 
 def box_normalise(frame: np.ndarray, size: int = DEFAULT_BOX, band_rows: int = BAND_ROWS) -> np.ndarray:
