@@ -61,13 +61,13 @@ class TimelapseBiology:
     """Parameters of the synthetic cells (frames are ``INTERVAL_MIN`` apart; doses in J/cm2)."""
 
     speed_px: float = 2.5  # mean displacement per frame of a healthy cell
-    cycle_frames: int = 60  # mean time between divisions
+    cycle_frames: int = 36  # mean time between divisions (6 h)
     rounding_frames: int = 4  # how long a mitotic cell stays round before the daughters separate
     critical_dose: float = 0.1  # cumulative dose at which damage starts
     slowdown_frames: float = 3.0  # half-life of the speed after the onset
     death_delay: int = 6  # frames from onset before interphase cells may die
-    delay_dose: float = 0.2  # dose since onset that halves the pace of the cell cycle
-    fail_dose: float = 0.05  # p_fail = 1 - exp(-dose since onset / fail_dose)
+    delay_dose: float = 0.1  # dose since onset that halves the pace of the cell cycle
+    fail_dose: float = 0.02  # p_fail = 1 - exp(-dose since onset / fail_dose)
     death_dose: float = 0.3  # interphase survival exp(-dose since onset / death_dose)
 
     def p_fail(self, dose_since_onset: float) -> float:
@@ -316,7 +316,7 @@ class TimelapseCells:
             _damaged_cell(phi[box], labels[box], cid, cy, cx, scale, 0.8, np.random.default_rng(c.shape_seed))
         elif c.burst >= 0:
             for oy, ox in c.fragments:
-                _mitotic_cell(top[box], cy + oy, cx + ox, 4.5 - c.burst, MITOTIC_PHI)
+                _mitotic_cell(top[box], cy + oy, cx + ox, 4.5 - c.burst)
         elif c.rounding >= 0 or c.newborn >= 0:
             radius = MITOTIC_RADIUS_PX if c.rounding >= 0 else 9.5 - c.newborn
             _mitotic_cell(top[box], cy, cx, radius, MITOTIC_PHI)
