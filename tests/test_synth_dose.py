@@ -53,9 +53,11 @@ def test_detected_failure_fraction_rises_with_dose_and_matches_the_truth(recover
     true = [d.failure("true") for d in doses]
     assert [f for f, *_ in detected] == sorted(f for f, *_ in detected)  # rises with dose
     assert detected[0][0] < detected[-1][0]
-    for (_, low, high, n), (t, *_) in zip(detected, true, strict=True):
-        assert n >= 5, "too few detected mitoses to judge the failure fraction"
-        assert low <= t <= high, f"true failure fraction {t:.2f} outside the detected {low:.2f}-{high:.2f}"
+    for (found, *_, n), (_, low, high, n_true) in zip(detected, true, strict=True):
+        assert n >= 5 and n_true >= 5, "too few mitoses to judge the failure fraction"
+        assert low <= found <= high, (
+            f"detected failure fraction {found:.2f} outside the true one's {low:.2f}-{high:.2f}"
+        )
 
 
 @pytest.mark.slow
