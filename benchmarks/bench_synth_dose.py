@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from phototox.synth.dose_recovery import monotone, pool_by_dose, recover_field  # noqa: E402
 from phototox.synth.timelapse import INTERVAL_MIN, PIXEL_UM, TimelapseBiology, render_dose_series  # noqa: E402
+from phototox.timecourse.dose_recovery import monotone, pool_by_dose, recover_field  # noqa: E402
 
 IRRADIANCES = (0.0, 100.0, 200.0, 400.0)  # mW/cm2, as in `phototox synth --timelapse`
 EXPOSURE_MS = 50.0

@@ -33,8 +33,8 @@ def test_the_dose_model_is_monotone_and_inert_before_the_onset():
 
 @pytest.fixture(scope="module")
 def recovered():
-    from phototox.synth.dose_recovery import pool_by_dose, recover_field
     from phototox.synth.timelapse import INTERVAL_MIN, PIXEL_UM, render_dose_series
+    from phototox.timecourse.dose_recovery import pool_by_dose, recover_field
 
     b = TimelapseBiology(cycle_frames=CYCLE_FRAMES)
     fields = []

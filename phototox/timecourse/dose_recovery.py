@@ -1,6 +1,6 @@
-"""Does the event detector recover the synthetic dose model? Known truth vs detected, per field and dose.
+"""Does the event detector recover a synthetic dose model? Known truth vs detected, per field and dose.
 
-Each field is a :func:`phototox.synth.timelapse.render_dose_series` stack with its truth (every
+Each field is a stack with its truth dict (as :func:`phototox.synth.timelapse.render_dose_series` gives: every
 mitosis: first round frame, position, outcome). The detector (:func:`phototox.timecourse.events.events_in_stack`)
 and the nuclei-free cell count (:func:`phototox.timecourse.cells.frame_cells`) run on the pixels
 only. Per dose (fields pooled):
