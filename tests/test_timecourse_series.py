@@ -14,7 +14,7 @@ import pytest
 from phototox.apps.cli import main
 
 # An onset is found after the true one (a departure must last ``persistence`` frames and the
-# synthetic cells slow down gradually, then die 60-120 min after the onset), never before it, and
+# synthetic cells slow down gradually, then die from 60 min after the onset at a dose-dependent rate), never before it, and
 # at most this much later. Issue 25 made false onsets family-wise 5% over frames and fields (a
 # Bonferroni level per frame): the top dose's motion onset is now found 170 min after the true
 # start (was within 120 min with the old, uncalibrated z > 3 rule), so the tolerance is 240 min.
