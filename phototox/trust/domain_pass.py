@@ -79,16 +79,21 @@ class DomainTaps(TileTaps):
         inside = [(k, i - i0, j - j0) for k, (i, j) in enumerate(self.indices) if i0 <= i < i1 and j0 <= j < j1]
         if not inside:
             return
-        side3 = WINDOW // TAP_STRIDE - 2  # 53 cells: (220 - 8) / 4
         cells, b = 14, self.border  # conv4 cells per window, head's border
-        maps, pooled, pixels = [], [], []
+        lo, hi = INTERIOR
+        rows, pixels = [], []
         for _, di, dj in inside:
             y3, x3 = (NETWORK_STRIDE // TAP_STRIDE) * di, (NETWORK_STRIDE // TAP_STRIDE) * dj
-            maps.append(tapped[0, :, y3 : y3 + side3, x3 : x3 + side3])
-            pooled.append(out[0, :, di + b : di + cells - b, dj + b : dj + cells - b].mean(dim=(1, 2)))
+            # the window's interior conv3_2 cells; two passes over a flat copy (3x faster than std_mean on the view)
+            cells_of = tapped[0, :, y3 + lo : y3 + hi, x3 + lo : x3 + hi].reshape(tapped.shape[1], -1).float()
+            mean = cells_of.mean(dim=1)
+            centred = cells_of - mean[:, None]
+            std = torch.sqrt((centred * centred).sum(dim=1) / (cells_of.shape[1] - 1))  # unbiased, as torch.std
+            pooled = out[0, :, di + b : di + cells - b, dj + b : dj + cells - b].float().mean(dim=(1, 2))
+            rows.append(torch.cat([mean, std, pooled]))
             y, x = NETWORK_STRIDE * di, NETWORK_STRIDE * dj
             pixels.append(region[y : y + WINDOW, x : x + WINDOW])
-        vectors = _trunk_vector(torch.stack(maps), torch.stack(pooled)).float().cpu().numpy()
+        vectors = torch.stack(rows).cpu().numpy()  # == _trunk_vector of the windows' maps, to float32 rounding
         fine = fine_detail(torch.stack(pixels)[:, None].cpu())
         for n, (k, _, _) in enumerate(inside):
             self._trunk[k] = vectors[n]
