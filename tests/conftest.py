@@ -121,3 +121,15 @@ def random_deadnet_gap(seed: int, affine: bool = False):
                     layer.weight.uniform_(0.5, 1.5)
                     layer.bias.uniform_(-0.2, 0.2)
     return model
+
+
+def brute_force_box(frame: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel by the mean/std of the box centred on it, edges mirrored (edge pixel repeated)."""
+    r = size // 2
+    padded = np.pad(frame.astype(np.float64), r, mode="symmetric")
+    out = np.empty(frame.shape)
+    for i in range(frame.shape[0]):
+        for j in range(frame.shape[1]):
+            box = padded[i : i + size, j : j + size]
+            out[i, j] = (frame[i, j] - box.mean()) / box.std()
+    return out

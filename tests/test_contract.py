@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import need_celldeath, need_usiigaci
+from conftest import brute_force_box, need_celldeath, need_usiigaci
 
 from phototox.io.manifest import Sample
 from phototox.maps.inference import Predictor
@@ -20,18 +20,6 @@ from phototox.synth.fields import render_field
 from phototox.training.dataset import CropDataset
 
 BOX = {"kind": "box", "size": 221, "edge": "reflect"}
-
-
-def brute_force_box(frame: np.ndarray, size: int) -> np.ndarray:
-    """Each pixel by the mean/std of the box centred on it, edges mirrored (edge pixel repeated)."""
-    r = size // 2
-    padded = np.pad(frame.astype(np.float64), r, mode="symmetric")
-    out = np.empty(frame.shape)
-    for i in range(frame.shape[0]):
-        for j in range(frame.shape[1]):
-            box = padded[i : i + size, j : j + size]
-            out[i, j] = (frame[i, j] - box.mean()) / box.std()
-    return out
 
 
 @pytest.mark.parametrize(("shape", "size"), [((23, 31), 7), ((9, 12), 21)])

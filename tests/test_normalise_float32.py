@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import brute_force_box, need_usiigaci
 
 from phototox.maps import normalise
 from phototox.maps.normalise import box_normalise, normalise_region
 from phototox.synth.fields import render_field
-from tests.conftest import need_usiigaci
-
-
-def float64_box(frame: np.ndarray, size: int) -> np.ndarray:
-    """Each pixel by its box's mean and standard deviation, box by box in float64 (two-pass std)."""
-    r = size // 2
-    padded = np.pad(frame.astype(np.float64), r, mode="symmetric")
-    out = np.empty(frame.shape)
-    for i in range(frame.shape[0]):
-        for j in range(frame.shape[1]):
-            box = padded[i : i + size, j : j + size]
-            out[i, j] = (padded[i + r, j + r] - box.mean()) / box.std()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +30,7 @@ def naive_float32(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_float32_equals_float64_on_a_16_bit_frame_with_a_large_offset(sixteen_bit):
-    reference = float64_box(sixteen_bit, 31)
+    reference = brute_force_box(sixteen_bit, 31)
     assert np.abs(box_normalise(sixteen_bit, 31) - reference).max() < 1e-5
     # the guard is real: the same float32 arithmetic without the offset is far off
     assert np.abs(naive_float32(sixteen_bit, 31) - reference).max() > 1e-3
@@ -69,5 +57,5 @@ def test_ill_conditioned_region_falls_back_to_float64():
     """Plateaus far apart in their own noise (a step of 1000 sigma): float32 would lose the noise's variance."""
     rng = np.random.default_rng(3)
     frame = np.where(np.arange(40)[:, None] < 20, 20000.0, 60000.0) + rng.normal(0, 2, (40, 50))
-    reference = float64_box(frame, 21)
+    reference = brute_force_box(frame, 21)
     assert np.abs(box_normalise(frame, 21) - reference).max() < 1e-5
