@@ -57,7 +57,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("stride", int, "map", "window step in pixels at the model's scale", line=True),
     Column("mode", str, "map", "dense (one convolutional pass) or exact (every window)", line=True),
     Column("windows", int, "map", "number of windows classified", line=True),
-    Column("engine", str, "map", "runtime that computed the map: torch or onnxruntime (same numbers)", line=True),
+    Column(
+        "engine",
+        str,
+        "map",
+        "runtime that computed the map: torch or onnxruntime (same numbers), or torch-bf16 (approximate)",
+        line=True,
+    ),
     Column("model", str, "map", "the model's name", fiji="Model", line=True),
     Column("pixel_size_um", float, "trust", "pixel size used (um/px)", "PixelSizeUm", "PixelSize_um", True),
     Column(

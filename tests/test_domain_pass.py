@@ -102,3 +102,32 @@ def test_one_pass_verdicts_on_real_images(refit_model):
             assert result.trust.out_of_domain is expected, (path.name, kind, result.trust)
             assert abs(result.trust.domain_score - separate.score) < 2e-4, (path.name, kind)
             assert abs(result.trust.fine_detail - separate.fine_detail) < 2e-4, (path.name, kind)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_strides_below_16_map_with_the_one_pass_checks_and_a_reference(engine):
+    """Shift-and-stitch (stride 8, 4) runs the shifted offsets on the tapping runner: logits only there.
+
+    A frame wider than 220 + stride has shifted offsets; the map must equal the unchecked one and the
+    domain and novelty features must equal those at stride 16 (taken at offset 0 either way)."""
+    from phototox.maps.inference import Predictor
+    from phototox.maps.settings import MapSettings
+    from phototox.synth.fields import render_field
+    from phototox.trust.assess import Assessor
+    from phototox.trust.novelty import fit_reference, frame_window_features
+
+    predictor = Predictor.from_spec("default", "cpu", engine=engine)
+    frame = render_field(260, 250, 0.5, seed=3).image.astype(np.float32)
+    controls = [render_field(260, 250, 0.0, seed=40 + s).image.astype(np.float32) for s in range(3)]
+    reference = fit_reference([frame_window_features(predictor, c) for c in controls], info={"model": "default"})
+    checked = Assessor(predictor, warn=lambda line: None, novelty=reference)
+    size = checked.pixel_size(0.434)
+    at16 = checked.analyse(frame, MapSettings(stride=16), size)[0]
+    for stride in (8, 4):
+        result = checked.analyse(frame, MapSettings(stride=stride), size)[0]
+        bare = Assessor(predictor, warn=lambda line: None, checks="none").analyse(
+            frame, MapSettings(stride=stride), size
+        )[0]
+        assert np.abs(result.sick_map - bare.sick_map).max() < 1e-6
+        assert result.trust.domain_score == pytest.approx(at16.trust.domain_score, abs=1e-6)
+        assert np.abs(result.novelty_map - at16.novelty_map).max() < 1e-5

@@ -79,3 +79,25 @@ def test_a_bad_image_inside_a_batch_is_named_and_the_ones_before_it_are_kept(tmp
     records = [json.loads(line) for line in ledger_path.read_text().splitlines()[1:]]
     recorded = sorted(Path(r["key"].split("|")[0]).name for r in records if "key" in r)
     assert recorded == ["f0.tif", "f1.tif"]  # finished before the failure, so a rerun skips them
+
+
+def test_ledgers_resume_only_runs_with_the_same_numbers(tmp_path):
+    """bf16 rows never join exact rows in one ledger; a ledger from before --checks reached screens
+    (no ``checks`` key: it ran all checks) resumes a run with all checks, not one with none."""
+    import json
+
+    from phototox.errors import PhototoxError
+    from phototox.screens.jobs import RunSettings
+    from phototox.screens.ledger import Ledger
+
+    exact, onnx, bf16 = RunSettings(engine="torch"), RunSettings(engine="onnx"), RunSettings(engine="bf16")
+    assert exact.fingerprint() == onnx.fingerprint() != bf16.fingerprint()
+    Ledger(tmp_path / "exact.jsonl", exact.fingerprint())
+    Ledger(tmp_path / "exact.jsonl", onnx.fingerprint())  # the exact engines resume each other
+    with pytest.raises(PhototoxError, match="other settings"):
+        Ledger(tmp_path / "exact.jsonl", bf16.fingerprint())
+    old = {k: v for k, v in exact.fingerprint().items() if k != "checks"}
+    (tmp_path / "old.jsonl").write_text(json.dumps({"settings": old}) + "\n")
+    Ledger(tmp_path / "old.jsonl", exact.fingerprint())
+    with pytest.raises(PhototoxError, match="other settings"):
+        Ledger(tmp_path / "old.jsonl", RunSettings(checks="none").fingerprint())

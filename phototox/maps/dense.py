@@ -406,6 +406,8 @@ def _dense_offset(
                 taps.take(i0, i1, j0, j1, region, tapped, features)
             elif runner is not None and mean is None:
                 logits = runner(region[None, None].contiguous(memory_format=torch.channels_last))
+                if isinstance(logits, tuple):  # a tapping runner at a shifted offset (stride < 16): logits only
+                    logits = logits[0]
             else:
                 logits = dense_logits(module, region, mean, std, trunk=trunk)
             probs = torch.softmax(logits.float(), dim=0)[1]

@@ -127,7 +127,8 @@ torch-bf16."""
 
 BF16_DEVIATION = (
     "bf16 is approximate: P(sick) differs from the exact engines by up to about 0.02 "
-    "(at most 0.011 on 6 real celldeath and T98G frames, benchmarks/README.md); faster only on CPUs "
+    "(at most 0.011 on 6 real celldeath and T98G frames, benchmarks/README.md), and the domain score "
+    "and 'unlike your controls' map, taken from the same pass, move by about 1%; faster only on CPUs "
     "with avx512_bf16/AMX or on GPUs (9x slower on an AVX2-only CPU)"
 )
 """What every user of ``--engine bf16`` is told (help text, warning, benchmarks/README.md)."""

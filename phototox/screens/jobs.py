@@ -70,7 +70,9 @@ class RunSettings:
     def fingerprint(self) -> dict:
         """The settings that change results (a ledger written with others cannot be resumed)."""
         out = asdict(self)
-        del out["device"], out["batch_size"], out["engine"]  # same numbers on any of them
+        del out["device"], out["batch_size"], out["engine"]  # the exact engines give the same numbers
+        if self.engine == "bf16":  # approximate: never resumed into a run of exact rows, nor the reverse
+            out["engine"] = "bf16"
         return out
 
 

@@ -46,7 +46,10 @@ class Ledger:
                 f"{self.path}: not a phototox ledger (not UTF-8 text); delete the file to start the run afresh"
             ) from None
         header = _record(lines[0]) if lines else None
-        if header is None or header.get("settings") != self.fingerprint:
+        settings = header.get("settings") if header else None
+        if isinstance(settings, dict) and "checks" in self.fingerprint:
+            settings = {"checks": "all", **settings}  # ledgers written before --checks reached screens ran all
+        if header is None or settings != self.fingerprint:
             raise PhototoxError(
                 f"{self.path}: an interrupted run with other settings (model, stride, mode, "
                 "threshold, ...); rerun with those settings to resume, or delete the file"
