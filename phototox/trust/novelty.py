@@ -51,6 +51,15 @@ MAX_BANK = 20000
 """k-NN keeps at most this many control windows (evenly thinned)."""
 
 
+def tile_window_features(out: torch.Tensor, rows: int, cols: int, border: int) -> np.ndarray:
+    """(rows, cols, C) features of a tile's windows: the trunk output ``out`` (1, C, h, w) averaged over
+    each window's interior cells (the cells its head pools, ``border`` left out at each side)."""
+    side = out.shape[2] - (rows - 1)  # cells per window side (14 for DeadNet)
+    inner = out[:, :, border : out.shape[2] - border, border : out.shape[3] - border]
+    pooled = F.avg_pool2d(inner.float(), side - 2 * border, stride=1)[0]
+    return pooled.permute(1, 2, 0)[:rows, :cols].cpu().numpy()
+
+
 @torch.no_grad()
 def dense_features(
     predictor, frame: np.ndarray, normalisation: str = "local", tile_windows: int | None = None
@@ -84,12 +93,10 @@ def dense_features(
             out = dense_trunk_output(module, region, mean, std, trunk)
             logits = module.dense_head(out)[0]
             probs[i0:i1, j0:j1] = torch.softmax(logits.float(), 0)[1][: i1 - i0, : j1 - j0].cpu().numpy()
-            side = out.shape[2] - (i1 - i0 - 1)  # cells per window side (14 for DeadNet)
-            inner = out[:, :, border : out.shape[2] - border, border : out.shape[3] - border]
-            pooled = F.avg_pool2d(inner, side - 2 * border, stride=1)[0]
+            pooled = tile_window_features(out, i1 - i0, j1 - j0, border)
             if feats is None:
-                feats = np.empty((ny, nx, pooled.shape[0]), np.float32)
-            feats[i0:i1, j0:j1] = pooled.permute(1, 2, 0)[: i1 - i0, : j1 - j0].float().cpu().numpy()
+                feats = np.empty((ny, nx, pooled.shape[2]), np.float32)
+            feats[i0:i1, j0:j1] = pooled
     if feats is None:
         raise PhototoxError(f"frame of {h}x{w} px has no {WINDOW} px window")
     return probs, feats
@@ -114,13 +121,10 @@ class NoveltyTaps(TileTaps):
     def take(
         self, i0: int, i1: int, j0: int, j1: int, region: torch.Tensor, tapped: torch.Tensor, out: torch.Tensor
     ) -> None:
-        b = self.border
-        side = out.shape[2] - (i1 - i0 - 1)  # cells per window side (14 for DeadNet)
-        inner = out[:, :, b : out.shape[2] - b, b : out.shape[3] - b]
-        pooled = F.avg_pool2d(inner.float(), side - 2 * b, stride=1)[0]
+        pooled = tile_window_features(out, i1 - i0, j1 - j0, self.border)
         if self.feats is None:
-            self.feats = np.empty((self.ny, self.nx, pooled.shape[0]), np.float32)
-        self.feats[i0:i1, j0:j1] = pooled.permute(1, 2, 0)[: i1 - i0, : j1 - j0].cpu().numpy()
+            self.feats = np.empty((self.ny, self.nx, pooled.shape[2]), np.float32)
+        self.feats[i0:i1, j0:j1] = pooled
 
 
 def novelty_step(stride: int = NOVELTY_STRIDE) -> int:
